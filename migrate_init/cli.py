@@ -1,0 +1,101 @@
+"""The command line: parse arguments, run one verb, map the outcome to an exit code.
+
+This is the only module that calls ``sys.exit``.  Verbs take the frozen
+Config and raise the project's exceptions (see ``errors``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from . import config as config_module
+from . import report
+from .errors import ConfigError, MigrateInitError, MigrationFailed, UnknownRevision, VerificationFailed
+
+COMMANDS = ("run", "upgrade", "status", "history", "heads", "current", "wait")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="migrate.py",
+        description="Get the database ready before the application starts.",
+        epilog="Configuration comes from the environment; see README.md.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", help="the full init sequence (the default)")
+    upgrade = sub.add_parser("upgrade", help="upgrade to REV, with the same safety")
+    upgrade.add_argument("revision", metavar="REV")
+    sub.add_parser("status", help="current revisions, heads, pending; exit 1 when pending")
+    sub.add_parser("history", help="the revision history")
+    sub.add_parser("heads", help="the heads of the scripts")
+    sub.add_parser("current", help="the database's current revision(s)")
+    sub.add_parser("wait", help="wait until another migrator brought the database to its target")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    command = args.command or "run"
+    try:
+        cfg = config_module.load()
+    except ConfigError as exc:
+        report.setup()
+        report.error("config_error", str(exc))
+        sys.exit(exc.exit_code)
+    report.setup(log_format=cfg.log_format, level=cfg.log_level, secrets=cfg.secrets)
+    summary = report.Summary(command=command)
+    from .watchdog import Watchdog
+
+    watchdog = Watchdog()
+    try:
+        if command in ("history", "heads"):
+            code = _print_scripts(cfg, command)
+            sys.exit(code)
+        from . import migrator
+
+        if command == "status":
+            sys.exit(migrator.status(cfg, watchdog))
+        if command == "current":
+            sys.exit(migrator.current(cfg, watchdog))
+        if command == "wait":
+            migrator.wait_for_target(cfg, summary, watchdog)
+        else:
+            migrator.run(cfg, summary, watchdog, revision=getattr(args, "revision", None))
+    except MigrateInitError as exc:
+        summary.outcome = exc.outcome
+        summary.exit_code = exc.exit_code
+        summary.message = str(exc)
+        if isinstance(exc, MigrationFailed) and exc.revision:
+            summary.failed_revision = exc.revision
+    except KeyboardInterrupt:
+        summary.outcome, summary.exit_code = "interrupted", 130
+        summary.message = "Stopped by SIGINT."
+    finally:
+        watchdog.close()
+    report.finish(summary, cfg.report_file)
+    sys.exit(summary.exit_code)
+
+
+def _print_scripts(cfg, command: str) -> int:
+    """``history`` and ``heads`` read the scripts only; the database is not touched."""
+    from alembic import command as alembic_command
+
+    from . import db, scripts
+
+    target = db.parse(cfg.database_url)
+    acfg = scripts.alembic_config(cfg.migrations_dir, target, models=cfg.models)
+    scripts.load(acfg)
+    if command == "history":
+        alembic_command.history(acfg, verbose=False)
+    else:
+        alembic_command.heads(acfg, verbose=False)
+    return 0
+
+
+def elapsed_since(start: float) -> float:
+    return round(time.monotonic() - start, 4)
+
+
+__all__ = ["main", "COMMANDS", "UnknownRevision", "VerificationFailed"]

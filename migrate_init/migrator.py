@@ -1,0 +1,364 @@
+"""The verbs: run (the init sequence), upgrade REV, status, current, wait.
+
+Order of one run: dependencies, wait for the database, check, lock, check
+again, layered upgrade (or fallback), verify.  A database already at its
+target needs no lock.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+from . import db, report, scripts
+from .config import Config
+from .errors import (
+    ConfigError,
+    LockTimeout,
+    MigrationFailed,
+    MigrationTimeout,
+    UnknownRevision,
+    VerificationFailed,
+)
+
+
+@dataclass
+class _Session:
+    """What a verb needs once the database answers."""
+
+    cfg: Config
+    target: db.Target
+    engine: object
+    read_engine: object
+    alembic_config: object
+    script: object | None
+    metadata: object | None
+    script_error: MigrationFailed | None = None
+
+
+def _install_dependencies(cfg: Config, summary: report.Summary) -> None:
+    if not cfg.extra_pip_packages and not cfg.pip_requirements:
+        return
+    from . import deps
+
+    started = time.monotonic()
+    installed = deps.ensure(
+        list(cfg.extra_pip_packages),
+        cfg.pip_requirements,
+        str(cfg.deps_target),
+        find_links=cfg.pip_find_links,
+        no_index=cfg.pip_no_index,
+    )
+    summary.timed("dependencies", started)
+    if str(cfg.deps_target) not in sys.path:
+        sys.path.insert(0, str(cfg.deps_target))
+    if installed:
+        report.event("deps_installed", f"Installed {', '.join(installed)} into {cfg.deps_target}.",
+                     packages=installed, target=str(cfg.deps_target))
+
+
+def _connect(cfg: Config, summary: report.Summary, watchdog) -> _Session:
+    from . import metadata as metadata_module
+    from . import wait
+
+    target = db.parse(cfg.database_url)
+    summary.database = target.safe
+    engine = db.create_engine(target, lock_timeout=cfg.lock_timeout)
+    read_engine = db.create_engine(target, lock_timeout=cfg.lock_timeout, write=False)
+    watchdog.track_sqlalchemy()
+    acfg = scripts.alembic_config(cfg.migrations_dir, target, models=cfg.models)
+    metadata = metadata_module.load(cfg.models, [cfg.migrations_dir]) if cfg.models else None
+    script, script_error = None, None
+    try:
+        script = scripts.load(acfg)
+    except MigrationFailed as exc:
+        script_error = exc
+    started = time.monotonic()
+    wait.wait_for(engine, target, cfg.db_wait_timeout)
+    summary.timed("wait", started)
+    return _Session(cfg, target, engine, read_engine, acfg, script, metadata, script_error)
+
+
+def _state(session: _Session) -> scripts.State:
+    with session.read_engine.connect() as connection:
+        return scripts.state(session.script, connection, session.cfg.migration_target)
+
+
+def run(cfg: Config, summary: report.Summary, watchdog, revision: str | None = None) -> None:
+    """The init sequence (``revision`` None) or ``upgrade REV``."""
+    from . import lock
+
+    _install_dependencies(cfg, summary)
+    session = _connect(cfg, summary, watchdog)
+    if cfg.models is None:
+        summary.warnings.append(
+            "MODELS is not set for this MIGRATIONS_DIR: verification checks the revision "
+            "only and the create_all fallback is unavailable."
+        )
+        report.warning("no_models", summary.warnings[-1])
+
+    if revision is not None and session.script is not None and not _resolvable(session.script, revision):
+        raise ConfigError(f"upgrade {revision}: no such revision in {cfg.migrations_dir}. "
+                          "Run `migrate.py history` to list them.")
+    if session.script is not None:
+        state = _state(session)
+        summary.from_revisions = list(state.current)
+        if state.unknown:
+            _schema_ahead(session, state, summary)
+            return
+        if revision is None and state.at_target:
+            _done_nothing(session, state, summary)
+            return
+        if not cfg.enable_auto_migration:
+            summary.to_revisions = list(state.current)
+            report.event("auto_migration_off", f"ENABLE_AUTO_MIGRATION=false: {len(state.pending)} "
+                         "pending migration(s) not applied; verifying only.", pending=list(state.pending))
+            _verify(session, summary, after="the check (ENABLE_AUTO_MIGRATION=false)")
+            summary.message = (f"ENABLE_AUTO_MIGRATION=false; {len(state.pending)} migration(s) pending; "
+                               "verification passed.")
+            return
+
+    with lock.migration_lock(session.engine, session.target, timeout=cfg.lock_timeout,
+                             allow_network_fs=cfg.sqlite_allow_network_fs):
+        watchdog.arm(cfg.migration_timeout)
+        try:
+            _migrate_locked(session, summary, watchdog, revision)
+        finally:
+            watchdog.disarm()
+
+
+def _migrate_locked(session: _Session, summary: report.Summary, watchdog, revision: str | None) -> None:
+    from . import runner
+
+    cfg = session.cfg
+    failure: MigrationFailed | None = session.script_error
+    state = None
+    if failure is None:
+        # Check again: another replica may have finished while we waited.
+        state = _state(session)
+        if state.unknown:
+            _schema_ahead(session, state, summary)
+            return
+        if revision is None and state.at_target:
+            _done_nothing(session, state, summary, after_lock=True)
+            return
+        started = time.monotonic()
+        total = len(state.pending)
+        if revision is not None:
+            total = len(scripts.pending_revisions(session.script, state.current, [revision]))
+        report.event("pending", f"Database at {_revs(state.current)}; {total} migration(s) to apply.",
+                     current=list(state.current), pending=list(state.pending))
+        with session.engine.connect() as connection:
+            session.alembic_config.attributes["connection"] = connection
+            try:
+                summary.applied = runner.upgrade(
+                    session.alembic_config,
+                    target_name=cfg.migration_target,
+                    target_exists=state.target_exists,
+                    total=total,
+                    tried=summary.layers_tried,
+                    watchdog=watchdog,
+                    explicit=revision,
+                )
+            except MigrationFailed as exc:
+                failure = exc
+            finally:
+                session.alembic_config.attributes["connection"] = None
+        summary.timed("upgrade", started)
+        if failure is None and not state.target_exists and revision is None and cfg.migration_target_set:
+            summary.warnings.append(f"MIGRATION_TARGET={cfg.migration_target} is not a revision of "
+                                    "these scripts; upgraded to every head instead.")
+    if failure is not None:
+        summary.failed_revision = failure.revision
+        report.error("migration_failed", str(failure), revision=failure.revision)
+        _fallback(session, summary, failure)
+        return
+    state = _state(session)
+    summary.to_revisions = list(state.current)
+    if revision is not None and not state.at_target:
+        summary.message = (f"Upgraded to {revision}: {len(summary.applied)} migration(s) applied; "
+                           "not at the heads, so table verification was skipped.")
+        return
+    _verify(session, summary, after="the upgrade")
+    summary.outcome = "upgraded" if summary.applied else "at_target"
+    summary.message = (f"Upgraded {_revs(summary.from_revisions)} -> {_revs(state.current)}: "
+                       f"{len(summary.applied)} migration(s) applied ({summary.layers_tried[-1]}); "
+                       "verification passed.")
+
+
+def _fallback(session: _Session, summary: report.Summary, failure: MigrationFailed) -> None:
+    from . import fallback
+
+    cfg = session.cfg
+    if not cfg.enable_fallback_create:
+        raise MigrationFailed(f"{failure} The fallback is off (ENABLE_FALLBACK_CREATE=false).",
+                              revision=failure.revision)
+    if session.metadata is None:
+        raise MigrationFailed(f"{failure} The fallback is unavailable: MODELS is not set.",
+                              revision=failure.revision)
+    report.warning("fallback", "Alembic could not bring the database to its target; running the "
+                   "create_all fallback from MODELS.", revision=failure.revision)
+    started = time.monotonic()
+    try:
+        fallback.create_missing_tables(session.engine, session.metadata)
+    except Exception as exc:
+        raise MigrationFailed(
+            f"{failure} The create_all fallback failed too: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}.",
+            revision=failure.revision,
+        ) from exc
+    summary.timed("fallback", started)
+    summary.fallback_used = True
+    _verify(session, summary, after="the create_all fallback")
+    with session.read_engine.connect() as connection:
+        summary.to_revisions = list(scripts.current_revisions(connection))
+    summary.outcome = "fallback"
+    where = f"migration {failure.revision}" if failure.revision else "Alembic"
+    summary.message = (f"FALLBACK USED: {where} failed, and create_all created the missing tables; "
+                       f"verification passed. The version table stays at {_revs(summary.to_revisions)}: "
+                       "fix the migration and run again.")
+
+
+def _done_nothing(session: _Session, state: scripts.State, summary: report.Summary, *,
+                  after_lock: bool = False) -> None:
+    summary.to_revisions = list(state.current)
+    _verify(session, summary, after="the check")
+    summary.outcome = "at_target"
+    who = " (another migrator finished while this one waited for the lock)" if after_lock else ""
+    summary.message = f"Database is at its target {_revs(state.current)}; nothing to do{who}."
+
+
+def _schema_ahead(session: _Session, state: scripts.State, summary: report.Summary) -> None:
+    """A revision these scripts do not know: exit 0 when the models' schema is all there, else 6."""
+    unknown = _revs(state.unknown)
+    summary.to_revisions = list(state.current)
+    if session.metadata is None:
+        raise UnknownRevision(
+            f"The database is at revision {unknown}, which these migration scripts do not "
+            "know, and MODELS is not set, so the schema cannot be checked. Deploy the image "
+            "that has that revision, or set MODELS."
+        )
+    try:
+        _verify(session, summary, after="the check")
+    except VerificationFailed as exc:
+        raise UnknownRevision(
+            f"The database is at revision {unknown}, which these migration scripts do not "
+            f"know, and the models' schema is not all there ({str(exc).split(': ', 1)[-1]}) "
+            "Deploy the image that has that revision; nothing was changed."
+        ) from None
+    warning = (f"Schema ahead of code: the database is at revision {unknown}, unknown to these "
+               "scripts, and every table and column the models define exists. Nothing was "
+               "changed; no fallback, no downgrade.")
+    summary.warnings.append(warning)
+    report.warning("schema_ahead", warning, revisions=list(state.unknown))
+    summary.outcome = "schema_ahead"
+    summary.message = warning
+
+
+def _verify(session: _Session, summary: report.Summary, *, after: str) -> None:
+    from . import metadata as metadata_module
+    from . import verify
+
+    if session.metadata is None:
+        return
+    expected = metadata_module.expected_schema(session.metadata)
+    with session.read_engine.connect() as connection:
+        verify.check(connection, expected, after=after)
+        counts = verify.row_counts(connection, metadata_module.counted_tables(session.metadata))
+    summary.row_counts = counts
+    report.event("verified", f"Verified {len(expected)} tables and their columns against MODELS.",
+                 tables=len(expected))
+    if counts:
+        report.event("row_counts", "Existing rows: " + ", ".join(f"{t}={n}" for t, n in counts.items()),
+                     **{"rows": counts})
+
+
+def status(cfg: Config, watchdog) -> int:
+    """Print current revisions, heads and pending migrations.  Read-only.  0 at target, 1 pending."""
+    summary = report.Summary(command="status")
+    session = _connect(cfg, summary, watchdog)
+    if session.script is None:
+        raise session.script_error
+    state = _state(session)
+    out = sys.stdout
+    print(f"database: {session.target.safe}", file=out)
+    print(f"current:  {_revs(state.current)}", file=out)
+    print(f"heads:    {_revs(state.heads)}", file=out)
+    print(f"target:   {cfg.migration_target}"
+          + ("" if state.target_exists else " (not in these scripts; every head is the goal)"), file=out)
+    if state.unknown:
+        print(f"unknown:  {_revs(state.unknown)} (not in these scripts)", file=out)
+        return UnknownRevision.exit_code
+    if state.pending:
+        print(f"pending:  {len(state.pending)}", file=out)
+        for rev in state.pending:
+            print(f"  {scripts.describe(session.script, rev)}", file=out)
+        return 1
+    print("pending:  none (at target)", file=out)
+    return 0
+
+
+def current(cfg: Config, watchdog) -> int:
+    """Print the database's revision(s).  Read-only."""
+    summary = report.Summary(command="current")
+    session = _connect(cfg, summary, watchdog)
+    with session.read_engine.connect() as connection:
+        print(_revs(scripts.current_revisions(connection)))
+    return 0
+
+
+def wait_for_target(cfg: Config, summary: report.Summary, watchdog) -> None:
+    """Wait until another migrator brought the database to its target.  Never migrates."""
+    from . import lock, wait
+
+    session = _connect(cfg, summary, watchdog)
+    if session.script is None:
+        raise session.script_error
+    budget = cfg.lock_timeout + cfg.migration_timeout
+    deadline = time.monotonic() + budget
+    delays = wait.Backoff(initial=0.2, maximum=2.0).delays()
+    announced = False
+    while True:
+        state = _state(session)
+        if state.unknown:
+            _schema_ahead(session, state, summary)
+            return
+        if state.at_target:
+            _done_nothing(session, state, summary)
+            summary.message = f"Database reached its target {_revs(state.current)}."
+            return
+        if not announced:
+            report.event("wait_target", f"Waiting for another migrator: {len(state.pending)} migration(s) "
+                         f"pending, for up to {budget:g}s (LOCK_TIMEOUT + MIGRATION_TIMEOUT).",
+                         pending=list(state.pending))
+            announced = True
+        if time.monotonic() >= deadline:
+            holder = lock.holder(session.engine, session.target)
+            if holder is not None:
+                raise LockTimeout(
+                    f"The database is still {len(state.pending)} migration(s) behind after {budget:g}s "
+                    f"(LOCK_TIMEOUT + MIGRATION_TIMEOUT); a migrator holds the lock: {holder}."
+                )
+            raise MigrationTimeout(
+                f"The database is still {len(state.pending)} migration(s) behind after {budget:g}s "
+                "(LOCK_TIMEOUT + MIGRATION_TIMEOUT) and no migrator holds the lock. Is the "
+                "migration Job running?"
+            )
+        time.sleep(min(next(delays), max(deadline - time.monotonic(), 0.0)))
+
+
+def _resolvable(script, revision: str) -> bool:
+    try:
+        script.revision_map.get_revisions(revision)
+        return True
+    except Exception:
+        return False
+
+
+def _revs(revisions) -> str:
+    revisions = list(revisions)
+    return ", ".join(revisions) if revisions else "base (empty)"
+
+
+__all__ = ["run", "status", "current", "wait_for_target", "ConfigError"]

@@ -1,0 +1,24 @@
+"""add_flux_model_credits_column
+
+Revision ID: 24e8f9a7b1c2
+Revises: ef6fab585ac1
+Create Date: 2025-06-07 09:12:55
+"""
+
+import sqlalchemy as sa
+
+from migrate_init import ops
+
+revision = "24e8f9a7b1c2"
+down_revision = "ef6fab585ac1"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Credits charged per Flux model, as JSON: {"flux-pro": 10, "flux-dev": 4}.
+    ops.add_column_if_missing("flux_config", sa.Column("model_credits", sa.Text, nullable=True))
+
+
+def downgrade() -> None:
+    ops.no_downgrade(revision)
