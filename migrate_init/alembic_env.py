@@ -50,10 +50,9 @@ def run(context) -> None:
 
 
 def _run_online(context, connection, metadata) -> None:
-    if connection.in_transaction():
-        # Our own version check autobegan a read transaction; end it so that
-        # Alembic runs each migration in a transaction of its own.
-        connection.commit()
+    # A connection handed over outside a transaction gets one transaction per
+    # migration; one inside a transaction (the dry run of `plan` and `lint`)
+    # keeps everything in that transaction, which the caller rolls back.
     context.configure(
         connection=connection,
         target_metadata=metadata,

@@ -14,7 +14,8 @@ from . import config as config_module
 from . import report
 from .errors import ConfigError, MigrateInitError, MigrationFailed, UnknownRevision, VerificationFailed
 
-COMMANDS = ("run", "upgrade", "status", "history", "heads", "current", "wait")
+COMMANDS = ("run", "upgrade", "status", "history", "heads", "current", "wait",
+            "plan", "check", "verify", "lint")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("heads", help="the heads of the scripts")
     sub.add_parser("current", help="the database's current revision(s)")
     sub.add_parser("wait", help="wait until another migrator brought the database to its target")
+    sub.add_parser("plan", help="pending migrations and the SQL they would run; changes nothing")
+    sub.add_parser("check", help="compare the database with the models; exit 1 on drift")
+    sub.add_parser("verify", help="the integrity check alone, with row counts")
+    sub.add_parser("lint", help="find destructive or non-idempotent migrations; exit 1 on findings")
     return parser
 
 
@@ -59,7 +64,13 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(migrator.status(cfg, watchdog))
         if command == "current":
             sys.exit(migrator.current(cfg, watchdog))
-        if command == "wait":
+        if command in ("plan", "check"):
+            sys.exit(getattr(migrator, command)(cfg, watchdog))
+        if command == "lint":
+            sys.exit(migrator.lint(cfg))
+        if command == "verify":
+            migrator.verify_only(cfg, summary, watchdog)
+        elif command == "wait":
             migrator.wait_for_target(cfg, summary, watchdog)
         else:
             migrator.run(cfg, summary, watchdog, revision=getattr(args, "revision", None))

@@ -25,6 +25,20 @@ class MigrationFailed(MigrateInitError):
         self.revision = revision
 
 
+class BackupFailed(MigrateInitError):
+    """The SQLite backup could not be taken; no migration ran (exit 1)."""
+
+    exit_code = 1
+    outcome = "backup_failed"
+
+
+class SeedFailed(MigrateInitError):
+    """A file in SEED_DIR failed; the seeding was rolled back (exit 1)."""
+
+    exit_code = 1
+    outcome = "seed_failed"
+
+
 class ConfigError(MigrateInitError):
     """A bad variable, URL, folder or command (exit 2)."""
 

@@ -35,6 +35,8 @@ class _Session:
     script: object | None
     metadata: object | None
     script_error: MigrationFailed | None = None
+    tracker: object | None = None
+    guard: object | None = None
 
 
 def _install_dependencies(cfg: Config, summary: report.Summary) -> None:
@@ -77,7 +79,12 @@ def _connect(cfg: Config, summary: report.Summary, watchdog) -> _Session:
     started = time.monotonic()
     wait.wait_for(engine, target, cfg.db_wait_timeout)
     summary.timed("wait", started)
-    return _Session(cfg, target, engine, read_engine, acfg, script, metadata, script_error)
+    session = _Session(cfg, target, engine, read_engine, acfg, script, metadata, script_error)
+    from .guard import Guard
+
+    session.guard = Guard(cfg.allow_destructive, lambda: session.tracker.current() if session.tracker else None)
+    session.guard.install(engine)
+    return session
 
 
 def _state(session: _Session) -> scripts.State:
@@ -110,6 +117,8 @@ def run(cfg: Config, summary: report.Summary, watchdog, revision: str | None = N
         if revision is None and state.at_target:
             _done_nothing(session, state, summary)
             return
+        if len(state.heads) > 1 and not state.target_exists:
+            _explain_branches(cfg, state, summary)
         if not cfg.enable_auto_migration:
             summary.to_revisions = list(state.current)
             report.event("auto_migration_off", f"ENABLE_AUTO_MIGRATION=false: {len(state.pending)} "
@@ -132,6 +141,7 @@ def _migrate_locked(session: _Session, summary: report.Summary, watchdog, revisi
     from . import runner
 
     cfg = session.cfg
+    was_empty = _is_empty(session)
     failure: MigrationFailed | None = session.script_error
     state = None
     if failure is None:
@@ -149,7 +159,14 @@ def _migrate_locked(session: _Session, summary: report.Summary, watchdog, revisi
             total = len(scripts.pending_revisions(session.script, state.current, [revision]))
         report.event("pending", f"Database at {_revs(state.current)}; {total} migration(s) to apply.",
                      current=list(state.current), pending=list(state.pending))
+        _backup(session, summary, state)
+        session.tracker = runner.StepTracker(total)
         with session.engine.connect() as connection:
+            if session.target.is_postgresql and cfg.ddl_lock_timeout > 0:
+                # A queued ALTER would block every reader of the table behind
+                # it; give up quickly and retry instead (runner.upgrade).
+                connection.exec_driver_sql(f"SET lock_timeout = {int(cfg.ddl_lock_timeout * 1000)}")
+                connection.commit()
             session.alembic_config.attributes["connection"] = connection
             try:
                 summary.applied = runner.upgrade(
@@ -160,6 +177,8 @@ def _migrate_locked(session: _Session, summary: report.Summary, watchdog, revisi
                     tried=summary.layers_tried,
                     watchdog=watchdog,
                     explicit=revision,
+                    lock_retries=cfg.ddl_lock_retries,
+                    tracker=session.tracker,
                 )
             except MigrationFailed as exc:
                 failure = exc
@@ -173,7 +192,9 @@ def _migrate_locked(session: _Session, summary: report.Summary, watchdog, revisi
         summary.failed_revision = failure.revision
         report.error("migration_failed", str(failure), revision=failure.revision)
         _fallback(session, summary, failure)
+        _seed(session, summary, was_empty)
         return
+    _repair(session)
     state = _state(session)
     summary.to_revisions = list(state.current)
     if revision is not None and not state.at_target:
@@ -181,6 +202,7 @@ def _migrate_locked(session: _Session, summary: report.Summary, watchdog, revisi
                            "not at the heads, so table verification was skipped.")
         return
     _verify(session, summary, after="the upgrade")
+    _seed(session, summary, was_empty)
     summary.outcome = "upgraded" if summary.applied else "at_target"
     summary.message = (f"Upgraded {_revs(summary.from_revisions)} -> {_revs(state.current)}: "
                        f"{len(summary.applied)} migration(s) applied ({summary.layers_tried[-1]}); "
@@ -210,6 +232,7 @@ def _fallback(session: _Session, summary: report.Summary, failure: MigrationFail
         ) from exc
     summary.timed("fallback", started)
     summary.fallback_used = True
+    _repair(session)
     _verify(session, summary, after="the create_all fallback")
     with session.read_engine.connect() as connection:
         summary.to_revisions = list(scripts.current_revisions(connection))
@@ -218,6 +241,60 @@ def _fallback(session: _Session, summary: report.Summary, failure: MigrationFail
     summary.message = (f"FALLBACK USED: {where} failed, and create_all created the missing tables; "
                        f"verification passed. The version table stays at {_revs(summary.to_revisions)}: "
                        "fix the migration and run again.")
+
+
+def _is_empty(session: _Session) -> bool:
+    """No tables at all: a fresh deploy, which SEED_DIR seeds."""
+    from sqlalchemy import inspect
+
+    with session.read_engine.connect() as connection:
+        return not inspect(connection).get_table_names()
+
+
+def _backup(session: _Session, summary: report.Summary, state: scripts.State) -> None:
+    """SQLite: back up before applying pending migrations, and only then."""
+    cfg = session.cfg
+    path = session.target.sqlite_path
+    if path is None or not state.pending or cfg.backup_keep == 0:
+        return
+    from . import backup
+
+    folder = cfg.backup_dir or backup.default_folder(path)
+    label = "-".join(state.current) or "base"
+    taken = backup.take(path, folder, keep=cfg.backup_keep, label=label[:60])
+    summary.backup = str(taken) if taken else None
+
+
+def _seed(session: _Session, summary: report.Summary, was_empty: bool) -> None:
+    if not was_empty:
+        return
+    from . import seed
+
+    seeded = seed.run(session.engine, session.cfg.seed_dir, session.metadata)
+    if seeded:
+        summary.seeded = seeded
+        report.event("seeded", f"Seeded the new database from {session.cfg.seed_dir}: {', '.join(seeded)}.",
+                     files=seeded)
+
+
+def _repair(session: _Session) -> None:
+    if not session.cfg.repair_missing_columns or session.metadata is None:
+        return
+    from . import repair
+
+    repair.add_missing_columns(session.engine, session.metadata)
+
+
+def _explain_branches(cfg: Config, state: scripts.State, summary: report.Summary) -> None:
+    heads = " ".join(state.heads)
+    command = f"alembic -c alembic.ini merge -m \"merge heads\" {heads}"
+    summary.branches = list(state.heads)
+    summary.merge_command = command
+    text = (f"The scripts have {len(state.heads)} heads ({', '.join(state.heads)}) and "
+            f"MIGRATION_TARGET={cfg.migration_target} is not among the revisions; every head is "
+            f"applied (layer 2). Join the branches with: {command}")
+    summary.warnings.append(text)
+    report.warning("several_heads", text, heads=list(state.heads), merge_command=command)
 
 
 def _done_nothing(session: _Session, state: scripts.State, summary: report.Summary, *,
@@ -346,6 +423,90 @@ def wait_for_target(cfg: Config, summary: report.Summary, watchdog) -> None:
                 "migration Job running?"
             )
         time.sleep(min(next(delays), max(deadline - time.monotonic(), 0.0)))
+
+
+def verify_only(cfg: Config, summary: report.Summary, watchdog) -> None:
+    """The integrity check alone: tables and columns against MODELS, plus row counts.  Read-only."""
+    if cfg.models is None:
+        raise ConfigError("verify needs MODELS (module:attribute of your MetaData or Base) "
+                          "for this MIGRATIONS_DIR.")
+    session = _connect(cfg, summary, watchdog)
+    with session.read_engine.connect() as connection:
+        summary.to_revisions = list(scripts.current_revisions(connection))
+    _verify(session, summary, after="the check")
+    summary.outcome = "verified"
+    summary.message = f"Every table and column of MODELS exists (revision {_revs(summary.to_revisions)})."
+
+
+def check(cfg: Config, watchdog) -> int:
+    """Compare the database with the models (Alembic's compare_metadata).  Read-only.  0 clean, 1 drift."""
+    from . import verify
+
+    if cfg.models is None:
+        raise ConfigError("check needs MODELS (module:attribute of your MetaData or Base) "
+                          "for this MIGRATIONS_DIR.")
+    session = _connect(cfg, report.Summary(command="check"), watchdog)
+    with session.read_engine.connect() as connection:
+        differences = verify.drift(connection, session.metadata)
+    if not differences:
+        print(f"No drift: {session.target.safe} matches MODELS={cfg.models}.")
+        return 0
+    print(f"{len(differences)} difference(s) between {session.target.safe} and MODELS={cfg.models}:")
+    for line in differences:
+        print(f"  - {line}")
+    return 1
+
+
+def plan(cfg: Config, watchdog) -> int:
+    """List the pending migrations and the SQL they would run.  Changes nothing, not even the version."""
+    from . import lock
+    from . import plan as plan_module
+
+    session = _connect(cfg, report.Summary(command="plan"), watchdog)
+    if session.script is None:
+        raise session.script_error
+    state = _state(session)
+    if state.unknown:
+        raise UnknownRevision(f"The database is at revision {_revs(state.unknown)}, unknown to these "
+                              "scripts; there is nothing to plan.")
+    print(f"database: {session.target.safe}")
+    print(f"current:  {_revs(state.current)}")
+    if not state.pending:
+        print("Nothing to apply: the database is at its target.")
+        return 0
+    destinations = [cfg.migration_target, "heads"] if state.target_exists else ["heads"]
+    recorded: list = []
+    session.guard.record = recorded
+    with lock.migration_lock(session.engine, session.target, timeout=cfg.lock_timeout,
+                             allow_network_fs=cfg.sqlite_allow_network_fs):
+        steps = plan_module.dry_run(session.engine, session.alembic_config, destinations)
+    flagged = {text for *_, text in recorded}
+    print(f"pending:  {len(steps)} migration(s); the SQL below ran in a transaction that was rolled back.")
+    for index, step in enumerate(steps, 1):
+        print(f"\n-- [{index}/{len(steps)}] {step.revision} ({step.name})  {step.path}")
+        for statement in step.statements or ["-- (no SQL)"]:
+            mark = "  -- DESTRUCTIVE: refused unless ALLOW_DESTRUCTIVE=true" if statement in flagged else ""
+            print(f"{statement};{mark}" if not statement.startswith("--") else statement)
+    return 0
+
+
+def lint(cfg: Config) -> int:
+    """Scan the scripts and the SQL they send for destructive and non-idempotent patterns.  0 clean, 1 findings."""
+    from . import lint as lint_module
+
+    scripts._check_folder(cfg.migrations_dir)
+    findings = lint_module.scan_sources(cfg.migrations_dir / "versions")
+    sql_findings, sql = lint_module.scan_sql(cfg.migrations_dir, cfg.models)
+    findings += sql_findings
+    for line in lint_module.squawk(sql):
+        print(f"squawk: {line}")
+    for finding in findings:
+        print(finding)
+    if findings:
+        print(f"{len(findings)} finding(s) in {cfg.migrations_dir}.")
+        return 1
+    print(f"No findings in {cfg.migrations_dir}: every migration is additive and idempotent.")
+    return 0
 
 
 def _resolvable(script, revision: str) -> bool:

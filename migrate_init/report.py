@@ -9,6 +9,7 @@ appears, as a last line of defence behind :func:`migrate_init.db.redact`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -66,7 +67,7 @@ def _secret_forms(secret: str) -> set[str]:
 class _QuietAlembic(logging.Filter):
     """Drop Alembic's set-up chatter; keep its "Running upgrade" lines."""
 
-    _NOISE = ("Context impl", "Will assume", "setup plugin")
+    _NOISE = ("Context impl", "Will assume", "setup plugin", "setting up")
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.name.startswith("alembic") and isinstance(record.msg, str)
@@ -93,9 +94,9 @@ class _JsonFormatter(logging.Formatter):
 
 def setup(*, log_format: str = "text", level: str = "INFO", secrets=()) -> None:
     """Send our records and Alembic's to stderr in the chosen format."""
-    global _mask
+    global _mask, _handler
     _mask = _MaskSecrets(list(secrets))
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if log_format == "json" else _TextFormatter())
     handler.addFilter(_mask)
     if level != "DEBUG":
@@ -111,8 +112,33 @@ def setup(*, log_format: str = "text", level: str = "INFO", secrets=()) -> None:
         logger.propagate = False
 
 
+_dry_run = False
+_handler: logging.Handler | None = None
+
+
+@contextlib.contextmanager
+def quiet():
+    """Show only warnings and errors for the body of the ``with`` block."""
+    previous = _handler.level if _handler is not None else None
+    if _handler is not None:
+        _handler.setLevel(max(previous, logging.WARNING))
+    try:
+        yield
+    finally:
+        if _handler is not None:
+            _handler.setLevel(previous)
+
+
+def set_dry_run(on: bool) -> None:
+    """While on, every event says it happened in a transaction that is rolled back."""
+    global _dry_run
+    _dry_run = on
+
+
 def event(name: str, message: str, /, *, level: int = logging.INFO, **fields) -> None:
     """Log one event: ``message`` for people, ``fields`` for machines."""
+    if _dry_run:
+        message, fields = f"[dry run, rolled back] {message}", {**fields, "dry_run": True}
     _log.log(level, message, extra={"event": name, "fields": fields})
 
 
@@ -140,6 +166,9 @@ class Summary:
     fallback_used: bool = False
     failed_revision: str | None = None
     backup: str | None = None
+    seeded: list[str] = field(default_factory=list)
+    branches: list[str] = field(default_factory=list)
+    merge_command: str | None = None
     row_counts: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     durations: dict[str, float] = field(default_factory=dict)

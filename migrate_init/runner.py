@@ -60,6 +60,13 @@ class StepTracker(logging.Filter):
                      revision=revision, elapsed=round(elapsed, 4))
         self.running = None
 
+    def current(self) -> tuple[str, str] | None:
+        """``(revision, file)`` of the migration in progress, for messages."""
+        if self.running is None:
+            return None
+        script = self.running.revision
+        return script.revision, getattr(script, "path", "?")
+
     @property
     def failed_revision(self) -> str | None:
         return self.running.revision.revision if self.running is not None else None
@@ -77,50 +84,85 @@ def layers(target_name: str, target_exists: bool, explicit: str | None) -> list[
 
 
 def upgrade(config, *, target_name: str, target_exists: bool, total: int,
-            tried: list[str], watchdog=None, explicit: str | None = None) -> list[str]:
+            tried: list[str], watchdog=None, explicit: str | None = None,
+            lock_retries: int = 0, tracker: StepTracker | None = None) -> list[str]:
     """Run the layers in order; return the revisions applied.
 
-    Raises MigrationFailed naming the revision when a migration fails, and
-    lets MigrationTimeout and Interrupted through untouched.
+    A migration that gave up waiting for a table lock (PostgreSQL
+    ``lock_timeout``, SQLSTATE 55P03) was rolled back whole, so it is retried,
+    up to ``lock_retries`` times with backoff.  Any other failure raises
+    MigrationFailed naming the revision; MigrationTimeout and Interrupted pass
+    through untouched.
     """
-    from alembic import command
+    from .wait import Backoff
 
-    tracker = StepTracker(total)
+    tracker = tracker or StepTracker(total)
+    tracker.total = total
     migration_log = logging.getLogger("alembic.runtime.migration")
     migration_log.addFilter(tracker)
+    delays = Backoff(initial=0.5, maximum=5.0).delays()
     try:
         last_error: BaseException | None = None
         for name, destinations in layers(target_name, target_exists, explicit):
             tried.append(name)
             report.event("layer", f"{name}: upgrading to {' then '.join(destinations)}.",
                          layer=name, destinations=destinations)
-            try:
-                for destination in destinations:
-                    command.upgrade(config, destination)
-                tracker.done()
+            error = _attempt(config, destinations, tracker, watchdog, lock_retries, delays)
+            if error is None:
                 return tracker.applied
-            except (MigrationTimeout, Interrupted):
-                raise
-            except Exception as exc:
-                if watchdog is not None:
-                    watchdog.check()
-                if isinstance(exc, MigrateInitError):
-                    raise
-                failed = tracker.failed_revision
-                if failed is not None:
-                    raise MigrationFailed(
-                        f"Migration {failed} failed: {type(exc).__name__}: {_first_line(exc)}. "
-                        "It was rolled back; fix it and run again.",
-                        revision=failed,
-                    ) from exc
-                last_error = exc
-                report.warning("layer_failed", f"{name} could not resolve its destination "
-                               f"({_first_line(exc)}); trying the next layer.", layer=name)
+            failed = tracker.failed_revision
+            if failed is not None:
+                raise MigrationFailed(
+                    f"Migration {failed} failed: {type(error).__name__}: {_first_line(error)}. "
+                    "It was rolled back; fix it and run again.",
+                    revision=failed,
+                ) from error
+            last_error = error
+            report.warning("layer_failed", f"{name} could not resolve its destination "
+                           f"({_first_line(error)}); trying the next layer.", layer=name)
         raise MigrationFailed(
             f"No layer could upgrade the database: {_first_line(last_error)}."
         ) from last_error
     finally:
         migration_log.removeFilter(tracker)
+
+
+def _attempt(config, destinations, tracker, watchdog, lock_retries, delays) -> Exception | None:
+    """Upgrade through ``destinations``; return the error, or None when done."""
+    from alembic import command
+
+    retries = 0
+    while True:
+        try:
+            for destination in destinations:
+                command.upgrade(config, destination)
+            tracker.done()
+            return None
+        except (MigrationTimeout, Interrupted):
+            raise
+        except Exception as exc:
+            if watchdog is not None:
+                watchdog.check()
+            if isinstance(exc, MigrateInitError):
+                raise
+            failed = tracker.failed_revision
+            if failed is None or not _lock_not_available(exc) or retries >= lock_retries:
+                return exc
+            retries += 1
+            delay = next(delays)
+            report.warning(
+                "ddl_lock_retry",
+                f"Migration {failed} timed out waiting for a table lock (DDL_LOCK_TIMEOUT); "
+                f"it was rolled back, retry {retries}/{lock_retries} in {delay:.1f}s.",
+                revision=failed, retry=retries,
+            )
+            tracker.running = None
+            time.sleep(delay)
+
+
+def _lock_not_available(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    return (getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)) == "55P03"
 
 
 def _first_line(exc: BaseException | None) -> str:

@@ -65,3 +65,48 @@ def check(connection, expected: dict[str, set[str]], *, after: str) -> None:
             "Fix the migration that should create them, or set "
             "REPAIR_MISSING_COLUMNS=true to add missing columns as nullable."
         )
+
+
+def drift(connection, metadata) -> list[str]:
+    """Alembic's compare_metadata, in words: what differs between the database and the models.  Read-only."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    lines = []
+    for diff in _flatten(compare_metadata(context, metadata)):
+        lines.append(_describe(diff))
+    return lines
+
+
+def _flatten(diffs):
+    for diff in diffs:
+        # Column modifications come grouped in a list of tuples.
+        if isinstance(diff, list):
+            yield from diff
+        else:
+            yield diff
+
+
+def _describe(diff) -> str:
+    kind = diff[0]
+    if kind == "add_table":
+        return f"table '{diff[1].name}' is in the models but not in the database"
+    if kind == "remove_table":
+        return f"table '{diff[1].name}' is in the database but not in the models"
+    if kind == "add_column":
+        return f"column '{diff[2]}.{diff[3].name}' is in the models but not in the database"
+    if kind == "remove_column":
+        return f"column '{diff[2]}.{diff[3].name}' is in the database but not in the models"
+    if kind == "modify_type":
+        return f"column '{diff[2]}.{diff[3]}' is {diff[5]} in the database, {diff[6]} in the models"
+    if kind == "modify_nullable":
+        word = lambda v: "NULL" if v else "NOT NULL"  # noqa: E731
+        return f"column '{diff[2]}.{diff[3]}' is {word(diff[5])} in the database, {word(diff[6])} in the models"
+    if kind == "modify_default":
+        return f"column '{diff[2]}.{diff[3]}' has default {diff[5]!r} in the database, {diff[6]!r} in the models"
+    if kind == "add_index":
+        return f"index '{diff[1].name}' is in the models but not in the database"
+    if kind == "remove_index":
+        return f"index '{diff[1].name}' is in the database but not in the models"
+    return " ".join(str(part) for part in diff)
