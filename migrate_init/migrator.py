@@ -77,7 +77,8 @@ def _connect(cfg: Config, summary: report.Summary, watchdog) -> _Session:
     except MigrationFailed as exc:
         script_error = exc
     started = time.monotonic()
-    wait.wait_for(engine, target, cfg.db_wait_timeout)
+    # The probe reads only: on SQLite it must not queue for the write lock (BEGIN IMMEDIATE).
+    wait.wait_for(read_engine, target, cfg.db_wait_timeout)
     summary.timed("wait", started)
     session = _Session(cfg, target, engine, read_engine, acfg, script, metadata, script_error)
     from .guard import Guard
