@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""The compose demo app: it starts only after `migrate` exited 0 and reads what it left.
+
+It prints the database's Alembic revision and the row counts of `user` and
+`chat`, then exits 0, or 1 when the schema is not there.  It runs in the
+migrate-init image itself (docker-compose.yaml overrides the entrypoint), so
+the demo needs no second image; a real application would be its own image
+with the same `depends_on`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+
+def database_url() -> str:
+    path = os.environ.get("DATABASE_URL_FILE")
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    data_dir = os.environ.get("DATA_DIR", "/app/backend/data")
+    return os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir}/webui.db"
+
+
+def main() -> int:
+    url = make_url(database_url())
+    if url.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None:
+        # SQLAlchemy 2.1 reads plain postgresql:// as psycopg 3; the image ships psycopg2
+        url = url.set(drivername="postgresql+psycopg2")
+    safe = url.render_as_string(hide_password=True)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
+            missing = {"alembic_version", "user", "chat"} - tables
+            if missing:
+                print(f"app: {safe} lacks the tables {', '.join(sorted(missing))}; "
+                      "was migrate-init run?", file=sys.stderr)
+                return 1
+            revisions = [row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))]
+            users = connection.execute(text('SELECT count(*) FROM "user"')).scalar_one()
+            chats = connection.execute(text("SELECT count(*) FROM chat")).scalar_one()
+    finally:
+        engine.dispose()
+    print(f"app: database {safe} is at revision {', '.join(sorted(revisions)) or '(none)'}; "
+          f"user rows: {users}, chat rows: {chats}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

