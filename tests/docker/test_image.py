@@ -519,3 +519,88 @@ def test_shellcheck_passes_on_the_shell_scripts():
     assert REPO / "docker-entrypoint.sh" in scripts
     result = subprocess.run([_tool("shellcheck"), *map(str, scripts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- replicas and the Job pattern, under the manifests' constraints (issues 4 and 6) -------
+
+# The pod securityContext of deploy/kubernetes: UID 10001, GID 0, read-only root,
+# no capabilities, no privilege escalation, an emptyDir at /tmp.
+MANIFEST_CONSTRAINTS = ("--user", "10001:0", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
+                        "--security-opt", "no-new-privileges")
+
+
+def _volume_path(volume: str) -> Path:
+    return Path(docker("volume", "inspect", "--format", "{{.Mountpoint}}", volume, check=True).out.strip())
+
+
+def test_eight_containers_at_once_on_one_named_volume_apply_each_revision_once(image):
+    volume = f"migrate-init-fleet-{uuid.uuid4().hex[:8]}"
+    docker("volume", "create", volume, check=True)
+    names = [f"{volume}-{index}" for index in range(8)]
+    try:
+        for name in names:
+            docker("run", "--detach", "--name", name, *MANIFEST_CONSTRAINTS,
+                   "--volume", f"{volume}:{DATA}", image.tag, check=True)
+        codes = {name: docker("wait", name, timeout=180, check=True).out.strip() for name in names}
+        logs = "\n".join(docker("logs", name).out for name in names)
+        db = _volume_path(volume) / "webui.db"
+        assert set(codes.values()) == {"0"}, (codes, logs)
+        applied = [line.split("Running upgrade", 1)[1] for line in logs.splitlines() if "Running upgrade" in line]
+        assert len(applied) == 10, logs  # the ten shipped revisions, across all eight logs
+        assert len(set(applied)) == len(applied), logs
+        assert revisions(db) == [HEAD]
+        assert db_rows(db, "PRAGMA integrity_check") == [("ok",)]
+        assert {"user", "chat", "tool", "config", "flux_task", "payment"} <= tables(db)
+    finally:
+        docker("rm", "-f", *names)
+        docker("volume", "rm", "-f", volume)
+
+
+@pytest.fixture
+def pausing_migrations(tmp_path: Path) -> Path:
+    """The shipped migrations plus one after merge_heads_final that takes a few seconds."""
+    folder = tmp_path / "migrations"
+    shutil.copytree(REPO / "migrations", folder, ignore=shutil.ignore_patterns("__pycache__", ".manifest.json"))
+    (folder / "versions" / "p1_pause.py").write_text(
+        '"""pause\n\nRevision ID: p1\nRevises: merge_heads_final\n"""\n'
+        "import time\n\n"
+        'revision = "p1"\ndown_revision = "merge_heads_final"\n\n\n'
+        "def upgrade():\n    time.sleep(6)\n\n\n"
+        "def downgrade():\n    pass\n"
+    )
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return folder
+
+
+def test_wait_returns_once_another_container_has_migrated(image, pausing_migrations, tmp_path):
+    """The Job pattern: `wait` never migrates, and exits 0 when the Job's container is done."""
+    volume = f"migrate-init-job-{uuid.uuid4().hex[:8]}"
+    docker("volume", "create", volume, check=True)
+    secret = tmp_path / "database-url"
+    secret.write_text(f"sqlite:///{DATA}/webui.db\n")  # a Secret mounted as a file, with its newline
+    secret.chmod(0o644)
+    common = (*MANIFEST_CONSTRAINTS, "--volume", f"{volume}:{DATA}",
+              "--volume", f"{pausing_migrations}:/fixtures/migrations:ro",
+              "--volume", f"{secret}:/run/secrets/migrate-init/database-url:ro",
+              "--env", "DATABASE_URL_FILE=/run/secrets/migrate-init/database-url",
+              "--env", "MIGRATIONS_DIR=/fixtures/migrations", "--env", "MODELS=models:Base")
+    job, waiter = f"{volume}-job", f"{volume}-wait"
+    try:
+        docker("run", "--detach", "--name", job, *common, image.tag, check=True)
+        deadline = time.monotonic() + 60
+        while "Running upgrade merge_heads_final -> p1" not in docker("logs", job).out:
+            assert time.monotonic() < deadline, docker("logs", job).out
+            time.sleep(0.2)
+        docker("run", "--detach", "--name", waiter, *common, image.tag, "wait", check=True)
+        waiter_code = docker("wait", waiter, timeout=120, check=True).out.strip()
+        job_code = docker("wait", job, timeout=120, check=True).out.strip()
+        waiter_logs, job_logs = docker("logs", waiter).out, docker("logs", job).out
+        db = _volume_path(volume) / "webui.db"
+        assert (job_code, waiter_code) == ("0", "0"), (job_logs, waiter_logs)
+        assert "Waiting for another migrator" in waiter_logs, waiter_logs
+        assert "Running upgrade" not in waiter_logs, waiter_logs  # wait never migrates
+        assert revisions(db) == ["p1"]
+    finally:
+        docker("rm", "-f", job, waiter)
+        docker("volume", "rm", "-f", volume)
