@@ -6,7 +6,6 @@ Config and raise the project's exceptions (see ``errors``).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -15,10 +14,12 @@ from . import report
 from .errors import ConfigError, MigrateInitError, MigrationFailed, UnknownRevision, VerificationFailed
 
 COMMANDS = ("run", "upgrade", "status", "history", "heads", "current", "wait",
-            "plan", "check", "verify", "lint")
+            "plan", "check", "verify", "lint", "manifest")
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="migrate.py",
         description="Get the database ready before the application starts.",
@@ -37,24 +38,39 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="compare the database with the models; exit 1 on drift")
     sub.add_parser("verify", help="the integrity check alone, with row counts")
     sub.add_parser("lint", help="find destructive or non-idempotent migrations; exit 1 on findings")
+    sub.add_parser("manifest", help="write MIGRATIONS_DIR/.manifest.json for the fast path (image build)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
-    command = args.command or "run"
+    # No arguments is the init container's every start: no parser, no argparse import (issue 7).
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv) if argv else None
+    command = getattr(args, "command", None) or "run"
     try:
         cfg = config_module.load()
     except ConfigError as exc:
-        report.setup()
-        report.error("config_error", str(exc))
+        log_format, report_file = config_module.reporting()
+        report.setup(log_format=log_format)
+        # The same one-line summary (and REPORT_FILE or termination log) as every other outcome.
+        report.finish(report.Summary(command=command, outcome=exc.outcome,
+                                     exit_code=exc.exit_code, message=str(exc)), report_file)
         sys.exit(exc.exit_code)
     report.setup(log_format=cfg.log_format, level=cfg.log_level, secrets=cfg.secrets)
     summary = report.Summary(command=command)
+    if command in ("run", "wait"):
+        # A database at its target is answered without SQLAlchemy or Alembic (issue 7).
+        from . import fastpath
+
+        if fastpath.try_run(cfg, summary, command):
+            report.finish(summary, cfg.report_file)
+            sys.exit(summary.exit_code)
     from .watchdog import Watchdog
 
     watchdog = Watchdog()
     try:
+        if command == "manifest":
+            sys.exit(_write_manifest(cfg))
         if command in ("history", "heads"):
             code = _print_scripts(cfg, command)
             sys.exit(code)
@@ -83,10 +99,35 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         summary.outcome, summary.exit_code = "interrupted", 130
         summary.message = "Stopped by SIGINT."
+    except Exception as exc:  # an error no verb anticipated: still one summary and exit 1
+        error = _unexpected(exc, cfg)
+        summary.outcome, summary.exit_code, summary.message = error.outcome, error.exit_code, str(error)
     finally:
         watchdog.close()
     report.finish(summary, cfg.report_file)
     sys.exit(summary.exit_code)
+
+
+def _unexpected(exc: BaseException, cfg) -> MigrateInitError:
+    """Name a database error in words; keep the traceback for LOG_LEVEL=DEBUG."""
+    import logging
+
+    from . import db
+    from .errors import CorruptDatabase
+    from .wait import classify
+
+    logging.getLogger(report.LOGGER).debug("Traceback of the unexpected error", exc_info=exc)
+    orig = getattr(exc, "orig", exc)
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    if classify(exc) == "corrupt":
+        return CorruptDatabase(
+            f"The database is damaged ({first}); it was left as it is. Restore it from a "
+            "backup (BACKUP_DIR), or check it with PRAGMA integrity_check."
+        )
+    return MigrateInitError(
+        f"Unexpected {type(exc).__name__}: {db.redact(first)}. Nothing more was attempted; "
+        "run with LOG_LEVEL=DEBUG for the traceback and report it if it looks like a bug."
+    )
 
 
 def _print_scripts(cfg, command: str) -> int:
@@ -102,6 +143,16 @@ def _print_scripts(cfg, command: str) -> int:
         alembic_command.history(acfg, verbose=False)
     else:
         alembic_command.heads(acfg, verbose=False)
+    return 0
+
+
+def _write_manifest(cfg) -> int:
+    """``manifest``: reads the scripts and models, writes the fast path's manifest; no database."""
+    from . import manifest
+
+    path, data = manifest.build(cfg)
+    report.event("manifest", f"Wrote {path}: heads {', '.join(data['heads'])}, "
+                 f"{len(data['schema'])} tables.", path=str(path), heads=data["heads"])
     return 0
 
 

@@ -59,6 +59,8 @@ class Config:
     backup_keep: int = 3
     seed_dir: Path = Path("/docker-entrypoint-initdb.d")
     repair_missing_columns: bool = False
+    #: FAST_PATH=false always runs the full sequence (fastpath.py, issue 7).
+    fast_path: bool = True
     #: Raw secret values, so that the log filter can mask them wherever they appear.
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
@@ -127,8 +129,16 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         backup_keep=int(env.seconds("BACKUP_KEEP", 3, whole=True)),
         seed_dir=Path(env.get("SEED_DIR") or "/docker-entrypoint-initdb.d"),
         repair_missing_columns=env.boolean("REPAIR_MISSING_COLUMNS", False),
+        fast_path=env.boolean("FAST_PATH", True),
         secrets=tuple(env.secret_values),
     )
+
+
+def reporting(environ: Mapping[str, str] | None = None) -> tuple[str, str | None]:
+    """LOG_FORMAT and REPORT_FILE, read leniently: how to report a configuration that did not load."""
+    env = os.environ if environ is None else environ
+    log_format = (env.get("LOG_FORMAT") or "").strip().lower()
+    return (log_format if log_format in ("text", "json") else "text"), (env.get("REPORT_FILE") or None)
 
 
 class _Env:

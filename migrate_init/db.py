@@ -84,6 +84,15 @@ def parse(raw: str) -> Target:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    scheme, sep, rest = raw.partition("://")
+    if sep and rest.split("/", 1)[0].count("@") > 1:
+        # SQLAlchemy would split at the first '@' and print the rest of the
+        # password as the host name; refuse instead of guessing.
+        raise ConfigError(
+            f"DATABASE_URL={redact(raw)!r} has more than one '@' before the host. "
+            "Percent-encode '@' in the user name or password as %40 "
+            "(and '/' as %2F, '%' as %25, ':' as %3A)."
+        )
     try:
         url = make_url(raw)
     except (ArgumentError, ValueError) as exc:
@@ -170,9 +179,108 @@ def create_engine(
         def _sqlite_begin(connection):
             connection.exec_driver_sql(begin)
 
+    if target.is_postgresql:
+
+        @event.listens_for(engine, "connect")
+        def _postgres_connect(dbapi_connection, _record):
+            # A killed migrator's server session would otherwise run its
+            # statement (and hold its locks) to the end, blocking the next
+            # run; PostgreSQL 14+ can notice the vanished client (issue 4).
+            if getattr(dbapi_connection, "server_version", 0) >= 140000:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("SET client_connection_check_interval = 1000")
+                cursor.close()
+                if not getattr(dbapi_connection, "autocommit", True):
+                    dbapi_connection.commit()
+
     return engine
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return redact(text[0]) if text else type(exc).__name__
+
+
+# SQLAlchemy's own URL grammar (sqlalchemy.engine.url._parse_url, 2.x), so that
+# the fast path and the log mask read a URL exactly as SQLAlchemy will, without
+# importing SQLAlchemy (issue 7: a run with nothing to do stays light).
+_URL_GRAMMAR = re.compile(
+    r"""
+        (?P<name>[\w\+]+)://
+        (?:
+            (?P<username>[^:/]*)
+            (?::(?P<password>[^@]*))?
+        @)?
+        (?:
+            (?:
+                \[(?P<ipv6host>[^/\?]+)\] |
+                (?P<ipv4host>[^/:\?]+)
+            )?
+            (?::(?P<port>[^/\?]*))?
+        )?
+        (?:/(?P<database>[^\?]*))?
+        (?:\?(?P<query>.*))?
+    """,
+    re.X,
+)
+
+
+@dataclass(frozen=True)
+class UrlParts:
+    """A URL split the way SQLAlchemy splits it; values percent-decoded."""
+
+    drivername: str
+    username: str | None
+    password: str | None
+    raw_password: str | None  # as written in the URL, still percent-encoded
+    host: str | None
+    port: str | None
+    database: str | None
+    query: tuple[tuple[str, str], ...]
+
+    def render_safe(self, drivername: str | None = None) -> str:
+        """What ``redact(make_url(raw))`` prints, for the same URL."""
+        from urllib.parse import quote, quote_plus
+
+        text = (drivername or self.drivername) + "://"
+        if self.username is not None:
+            text += quote(self.username, safe=" +")
+            if self.password is not None:
+                text += ":***"
+            text += "@"
+        if self.host is not None:
+            text += f"[{self.host}]" if ":" in self.host else self.host
+        if self.port:
+            text += ":" + str(int(self.port))
+        if self.database is not None:
+            text += "/" + quote(self.database, safe=" +/")
+        if self.query:
+            text += "?" + "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in sorted(
+                self.query, key=lambda item: item[0]))
+        return redact(text)
+
+
+def split_url(raw: str) -> UrlParts | None:
+    """Split ``raw`` without SQLAlchemy; None when it does not parse.  Never raises."""
+    from urllib.parse import parse_qsl, unquote
+
+    match = _URL_GRAMMAR.match(raw)
+    if match is None:
+        return None
+    parts = match.groupdict()
+    query = tuple(parse_qsl(parts["query"])) if parts["query"] is not None else ()
+
+    def decoded(name: str) -> str | None:
+        value = parts[name]
+        return unquote(value) if value is not None else None
+
+    return UrlParts(
+        drivername=parts["name"],
+        username=decoded("username"),
+        password=decoded("password"),
+        raw_password=parts["password"],
+        host=parts["ipv4host"] or parts["ipv6host"],
+        port=parts["port"] or None,
+        database=decoded("database"),
+        query=query,
+    )

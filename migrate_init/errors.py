@@ -39,6 +39,21 @@ class SeedFailed(MigrateInitError):
     outcome = "seed_failed"
 
 
+class DiskFull(MigrateInitError):
+    """The disk that holds the database (or its journal or lock file) is full;
+    the migration was rolled back and the fallback is not tried (exit 1)."""
+
+    exit_code = 1
+    outcome = "disk_full"
+
+
+class CorruptDatabase(MigrateInitError):
+    """The SQLite file is not a usable database; it is left untouched (exit 1)."""
+
+    exit_code = 1
+    outcome = "corrupt_database"
+
+
 class ConfigError(MigrateInitError):
     """A bad variable, URL, folder or command (exit 2)."""
 

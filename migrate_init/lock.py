@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import hashlib
 import json
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from . import report
 from .db import Target
-from .errors import AccessDenied, ConfigError, LockTimeout
+from .errors import AccessDenied, ConfigError, DiskFull, LockTimeout, MigrateInitError
 from .wait import Backoff
 
 _NETWORK_FILESYSTEMS = {
@@ -106,31 +107,38 @@ def filesystem_type(path: Path) -> str | None:
     return fstype
 
 
-@contextlib.contextmanager
-def _sqlite_lock(database: Path, timeout: float, allow_network_fs: bool):
+def check_filesystem(database: Path, allow_network_fs: bool) -> None:
+    """Refuse a SQLite database on a network filesystem, unless allowed.  Touches nothing.
+
+    Called before the database is first opened, so that nothing is created
+    there, and again when the lock is taken.
+    """
     fstype = filesystem_type(database.parent)
     if fstype in _NETWORK_FILESYSTEMS and not allow_network_fs:
         raise ConfigError(
             f"The SQLite database {database} is on a '{fstype}' network filesystem, "
             "where file locks cannot be trusted and concurrent migrators could "
-            "corrupt it. Use a local volume, or set SQLITE_ALLOW_NETWORK_FS=true "
-            "if only one migrator ever runs."
+            "corrupt it. Nothing was changed. Use a local volume, or set "
+            "SQLITE_ALLOW_NETWORK_FS=true if only one migrator ever runs."
         )
+
+
+@contextlib.contextmanager
+def _sqlite_lock(database: Path, timeout: float, allow_network_fs: bool):
+    check_filesystem(database, allow_network_fs)
     path = lock_path(database)
     try:
-        handle = open(path, "a+", encoding="utf-8")
-    except PermissionError:
-        raise AccessDenied(
-            f"Cannot open the lock file {path} as UID {os.getuid()}: permission "
-            "denied. Make the database folder writable by this user."
-        ) from None
+        # Unbuffered: nothing is left to flush (and fail) when it is closed.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise _lock_file_error(path, exc) from None
     try:
         deadline = time.monotonic() + timeout
         delays = _BACKOFF.delays()
         announced = False
         while True:
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 holder = _read_holder(path)
@@ -145,14 +153,42 @@ def _sqlite_lock(database: Path, timeout: float, allow_network_fs: bool):
                                  lock=str(path))
                     announced = True
                 time.sleep(min(next(delays), max(deadline - time.monotonic(), 0.0)))
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps(_me()) + "\n")
-        handle.flush()
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(_me()) + "\n").encode(), 0)
+        except OSError as exc:
+            raise _lock_file_error(path, exc) from None
         report.event("lock_acquired", f"Acquired the migration lock {path}.", lock=str(path))
         yield
     finally:
-        handle.close()  # closing the descriptor releases the flock
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def _lock_file_error(path: Path, exc: OSError) -> MigrateInitError:
+    """Why the lock file cannot be used, as an error that says what to do."""
+    uid = os.getuid()
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(
+            f"The disk that holds the lock file {path} is full, so the migration lock "
+            "cannot be recorded. Nothing was changed. Free space on that volume and run again."
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        if path.exists():
+            info = path.stat()
+            return AccessDenied(
+                f"The lock file {path} is not writable by UID {uid}: it is owned by UID "
+                f"{info.st_uid}, GID {info.st_gid}, mode {oct(info.st_mode & 0o777)}, left by a "
+                f"run as another user. Nothing was changed. Delete it while no migrator runs, "
+                f"or chown it to UID {uid}."
+            )
+        return AccessDenied(
+            f"Cannot create the lock file {path} as UID {uid}: {exc.strerror}. Nothing was "
+            "changed. Make the database folder writable by this user."
+        )
+    return MigrateInitError(
+        f"Cannot use the lock file {path} as UID {uid}: {exc.strerror}. Nothing was "
+        "changed. Check the volume that holds the database."
+    )
 
 
 def _me() -> dict:

@@ -15,7 +15,9 @@ from . import db, report, scripts
 from .config import Config
 from .errors import (
     ConfigError,
+    Interrupted,
     LockTimeout,
+    MigrateInitError,
     MigrationFailed,
     MigrationTimeout,
     UnknownRevision,
@@ -98,6 +100,10 @@ def run(cfg: Config, summary: report.Summary, watchdog, revision: str | None = N
     from . import lock
 
     _install_dependencies(cfg, summary)
+    sqlite_path = db.parse(cfg.database_url).sqlite_path
+    if sqlite_path is not None:
+        # Before the database is first opened: nothing is created on a refused volume.
+        lock.check_filesystem(sqlite_path, cfg.sqlite_allow_network_fs)
     session = _connect(cfg, summary, watchdog)
     if cfg.models is None:
         summary.warnings.append(
@@ -115,10 +121,10 @@ def run(cfg: Config, summary: report.Summary, watchdog, revision: str | None = N
         if state.unknown:
             _schema_ahead(session, state, summary)
             return
-        if revision is None and state.at_target:
+        if revision is None and state.at_target and not _repair_needed(session):
             _done_nothing(session, state, summary)
             return
-        if len(state.heads) > 1 and not state.target_exists:
+        if len(state.heads) > 1:
             _explain_branches(cfg, state, summary)
         if not cfg.enable_auto_migration:
             summary.to_revisions = list(state.current)
@@ -134,8 +140,25 @@ def run(cfg: Config, summary: report.Summary, watchdog, revision: str | None = N
         watchdog.arm(cfg.migration_timeout)
         try:
             _migrate_locked(session, summary, watchdog, revision)
+        except (MigrationTimeout, Interrupted):
+            raise  # the database may still be busy: exit now, without reading it again
+        except MigrateInitError:
+            _record_where_left(session, summary)
+            raise
         finally:
             watchdog.disarm()
+
+
+def _record_where_left(session: _Session, summary: report.Summary) -> None:
+    """A failed run's summary says what it applied and where it left the database.  Read-only, best effort."""
+    if session.tracker is not None:
+        summary.applied = summary.applied or list(session.tracker.applied)
+        summary.failed_revision = summary.failed_revision or session.tracker.failed_revision
+    try:
+        with session.read_engine.connect() as connection:
+            summary.to_revisions = list(scripts.current_revisions(connection))
+    except Exception:  # the failure itself is what the summary must report
+        pass
 
 
 def _migrate_locked(session: _Session, summary: report.Summary, watchdog, revision: str | None) -> None:
@@ -152,7 +175,13 @@ def _migrate_locked(session: _Session, summary: report.Summary, watchdog, revisi
             _schema_ahead(session, state, summary)
             return
         if revision is None and state.at_target:
-            _done_nothing(session, state, summary, after_lock=True)
+            # REPAIR_MISSING_COLUMNS also levels a database that is at its target (issue 5).
+            repaired = _repair(session)
+            _done_nothing(session, state, summary, after_lock=not repaired)
+            if repaired:
+                summary.message = (f"Database is at its target {_revs(state.current)}; added "
+                                   f"{len(repaired)} missing column(s) as nullable "
+                                   f"(REPAIR_MISSING_COLUMNS=true): {', '.join(repaired)}.")
             return
         started = time.monotonic()
         total = len(state.pending)
@@ -189,8 +218,25 @@ def _migrate_locked(session: _Session, summary: report.Summary, watchdog, revisi
         if failure is None and not state.target_exists and revision is None and cfg.migration_target_set:
             summary.warnings.append(f"MIGRATION_TARGET={cfg.migration_target} is not a revision of "
                                     "these scripts; upgraded to every head instead.")
+            report.warning("target_missing", summary.warnings[-1], target=cfg.migration_target)
     if failure is not None:
         summary.failed_revision = failure.revision
+        from .wait import storage_error
+
+        disk_full = storage_error(session.target, failure, failure.revision)
+        if disk_full is not None:
+            raise disk_full from failure
+        if _ddl_lock_timed_out(failure):
+            # create_all cannot make an ALTER happen: the fallback would only
+            # turn this into a misleading verification failure.
+            raise MigrationFailed(
+                f"{failure} Another transaction kept its lock on the table through "
+                f"DDL_LOCK_RETRIES={cfg.ddl_lock_retries} retries of DDL_LOCK_TIMEOUT="
+                f"{cfg.ddl_lock_timeout:g}s; the fallback was not tried, since it cannot apply "
+                "this change. End the long transaction (see pg_stat_activity) or raise "
+                "DDL_LOCK_TIMEOUT, and run again.",
+                revision=failure.revision,
+            ) from failure
         report.error("migration_failed", str(failure), revision=failure.revision)
         _fallback(session, summary, failure)
         _seed(session, summary, was_empty)
@@ -208,6 +254,12 @@ def _migrate_locked(session: _Session, summary: report.Summary, watchdog, revisi
     summary.message = (f"Upgraded {_revs(summary.from_revisions)} -> {_revs(state.current)}: "
                        f"{len(summary.applied)} migration(s) applied ({summary.layers_tried[-1]}); "
                        "verification passed.")
+
+
+def _ddl_lock_timed_out(failure: MigrationFailed) -> bool:
+    """Whether the migration gave up waiting for a table lock (PostgreSQL lock_timeout, 55P03)."""
+    orig = getattr(failure.__cause__, "orig", None)
+    return (getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)) == "55P03"
 
 
 def _fallback(session: _Session, summary: report.Summary, failure: MigrationFailed) -> None:
@@ -278,22 +330,40 @@ def _seed(session: _Session, summary: report.Summary, was_empty: bool) -> None:
                      files=seeded)
 
 
-def _repair(session: _Session) -> None:
+def _repair(session: _Session) -> list[str]:
     if not session.cfg.repair_missing_columns or session.metadata is None:
-        return
+        return []
     from . import repair
 
-    repair.add_missing_columns(session.engine, session.metadata)
+    return repair.add_missing_columns(session.engine, session.metadata)
+
+
+def _repair_needed(session: _Session) -> bool:
+    """REPAIR_MISSING_COLUMNS is on and a model column is missing: the run must take the lock.  Read-only."""
+    if not session.cfg.repair_missing_columns or session.metadata is None:
+        return False
+    from . import metadata as metadata_module
+    from . import verify
+
+    with session.read_engine.connect() as connection:
+        findings = verify.compare(connection, metadata_module.expected_schema(session.metadata))
+    return bool(findings.missing_columns)
 
 
 def _explain_branches(cfg: Config, state: scripts.State, summary: report.Summary) -> None:
     heads = " ".join(state.heads)
-    command = f"alembic -c alembic.ini merge -m \"merge heads\" {heads}"
+    # The shipped alembic.ini points at the shipped folder; a custom folder has its own ini.
+    ini = "-c alembic.ini " if cfg.shipped_migrations else ""
+    command = f"alembic {ini}merge -m \"merge heads\" {heads}"
     summary.branches = list(state.heads)
     summary.merge_command = command
-    text = (f"The scripts have {len(state.heads)} heads ({', '.join(state.heads)}) and "
-            f"MIGRATION_TARGET={cfg.migration_target} is not among the revisions; every head is "
-            f"applied (layer 2). Join the branches with: {command}")
+    # Branches after MIGRATION_TARGET are unmerged too: layer 1 goes on to every head (issue 5).
+    how = (f"after MIGRATION_TARGET={cfg.migration_target}, every head is applied (layer 1)"
+           if state.target_exists else
+           f"MIGRATION_TARGET={cfg.migration_target} is not among the revisions; every head is "
+           "applied (layer 2)")
+    text = (f"The scripts have {len(state.heads)} heads ({', '.join(state.heads)}) and no merge: "
+            f"{how}. Join the branches with: {command}")
     summary.warnings.append(text)
     report.warning("several_heads", text, heads=list(state.heads), merge_command=command)
 

@@ -52,15 +52,15 @@ class _MaskSecrets(logging.Filter):
 
 def _secret_forms(secret: str) -> set[str]:
     """The secret itself and, for a URL, its password in the forms it may be printed."""
-    forms = {secret}
-    try:
-        from sqlalchemy.engine import make_url
+    # SQLAlchemy's URL grammar without importing SQLAlchemy: the fast path
+    # (issue 7) sets up logging too, and must stay light.
+    from .db import split_url
 
-        password = make_url(secret).password
-    except Exception:  # not a URL: mask the raw value only
-        password = None
-    if password:
-        forms.update({password, quote(password, safe=""), quote_plus(password)})
+    forms = {secret}
+    parts = split_url(secret)  # None when not a URL: mask the raw value only
+    if parts is not None and parts.password:
+        password = parts.password
+        forms.update({password, parts.raw_password, quote(password, safe=""), quote_plus(password)})
     return forms
 
 
@@ -88,7 +88,10 @@ class _JsonFormatter(logging.Formatter):
             "event": getattr(record, "event", "alembic" if record.name.startswith("alembic") else "log"),
             "message": record.getMessage(),
         }
-        payload.update(getattr(record, "fields", None) or {})
+        # A field never replaces the line's own keys: the summary's "message"
+        # would otherwise hide the "FAILED (exit N): ..." that the text line shows.
+        fields = getattr(record, "fields", None) or {}
+        payload.update({k: v for k, v in fields.items() if k not in payload})
         return json.dumps(payload, default=str)
 
 
@@ -190,13 +193,13 @@ def finish(summary: Summary, report_file: str | None) -> None:
     level = logging.INFO if summary.exit_code == 0 else logging.ERROR
     word = "OK" if summary.exit_code == 0 else "FAILED"
     text = f"{word} (exit {summary.exit_code}): {summary.message}"
+    if summary.backup:  # issue 5: the summary names the backup, which a failed run may need to restore
+        text += f" Backup: {summary.backup}."
     _log.log(level, text, extra={"event": "summary", "fields": data})
     path = _report_path(report_file)
     if path is None:
         return
-    text = json.dumps(data, default=str)
-    if _mask is not None:
-        text = _mask.mask(text)
+    text = _fit(data, _TERMINATION_LOG_LIMIT if path == _TERMINATION_LOG else None)
     try:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
@@ -205,11 +208,37 @@ def finish(summary: Summary, report_file: str | None) -> None:
             warning("report_unwritable", f"REPORT_FILE={path} could not be written: {exc}.")
 
 
+_TERMINATION_LOG = "/dev/termination-log"
+# The kubelet cuts a termination message at 4096 bytes; cut JSON would not parse.
+_TERMINATION_LOG_LIMIT = 4000
+# Dropped first, then shortened, when the summary is too long for the limit.
+_EXPENDABLE = ("applied", "row_counts", "durations", "layers_tried", "seeded", "warnings")
+
+
+def _fit(data: dict, limit: int | None) -> str:
+    """The masked JSON summary, shrunk to ``limit`` bytes when one is given."""
+    def render(d: dict) -> str:
+        text = json.dumps(d, default=str)
+        return _mask.mask(text) if _mask is not None else text
+
+    text = render(data)
+    if limit is None or len(text.encode()) <= limit:
+        return text
+    data = dict(data)
+    for key in _EXPENDABLE:
+        data.pop(key, None)
+        data["truncated"] = True
+        text = render(data)
+        if len(text.encode()) <= limit:
+            return text
+    data["message"] = data.get("message", "")[:1000]
+    return render(data)[:limit] if len(render(data).encode()) > limit else render(data)
+
+
 def _report_path(report_file: str | None) -> str | None:
     if report_file:
         return None if report_file.lower() in ("-", "none", "off") else report_file
     # Kubernetes shows this file in `kubectl describe pod` when a container fails.
-    default = "/dev/termination-log"
-    if os.path.exists(default) and os.access(default, os.W_OK):
-        return default
+    if os.path.exists(_TERMINATION_LOG) and os.access(_TERMINATION_LOG, os.W_OK):
+        return _TERMINATION_LOG
     return None

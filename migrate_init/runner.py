@@ -132,9 +132,16 @@ def _attempt(config, destinations, tracker, watchdog, lock_retries, delays) -> E
     from alembic import command
 
     retries = 0
+    connection = config.attributes.get("connection")
     while True:
         try:
             for destination in destinations:
+                if connection is not None and connection.in_transaction():
+                    # A pass with nothing to apply leaves Alembic's version
+                    # check open.  Alembic would run the next pass inside that
+                    # "external" transaction, which nobody commits: the
+                    # migrations it applies would be rolled back at close.
+                    connection.commit()
                 command.upgrade(config, destination)
             tracker.done()
             return None
@@ -157,6 +164,7 @@ def _attempt(config, destinations, tracker, watchdog, lock_retries, delays) -> E
                 revision=failed, retry=retries,
             )
             tracker.running = None
+            tracker.count -= 1  # the same migration runs again: same [k/N]
             time.sleep(delay)
 
 

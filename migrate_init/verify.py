@@ -72,11 +72,12 @@ def drift(connection, metadata) -> list[str]:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
+    from . import report
+
     context = MigrationContext.configure(connection, opts={"compare_type": True})
-    lines = []
-    for diff in _flatten(compare_metadata(context, metadata)):
-        lines.append(_describe(diff))
-    return lines
+    with report.quiet():  # Alembic logs each difference too; we print them once, in words
+        diffs = compare_metadata(context, metadata)
+    return [_describe(diff) for diff in _flatten(diffs)]
 
 
 def _flatten(diffs):
@@ -88,25 +89,23 @@ def _flatten(diffs):
             yield diff
 
 
+_WHERE = {"add": ("in the models but not in the database"), "remove": ("in the database but not in the models")}
+
+
+def _null(value) -> str:
+    return "NULL" if value else "NOT NULL"
+
+
 def _describe(diff) -> str:
     kind = diff[0]
-    if kind == "add_table":
-        return f"table '{diff[1].name}' is in the models but not in the database"
-    if kind == "remove_table":
-        return f"table '{diff[1].name}' is in the database but not in the models"
-    if kind == "add_column":
-        return f"column '{diff[2]}.{diff[3].name}' is in the models but not in the database"
-    if kind == "remove_column":
-        return f"column '{diff[2]}.{diff[3].name}' is in the database but not in the models"
-    if kind == "modify_type":
-        return f"column '{diff[2]}.{diff[3]}' is {diff[5]} in the database, {diff[6]} in the models"
-    if kind == "modify_nullable":
-        word = lambda v: "NULL" if v else "NOT NULL"  # noqa: E731
-        return f"column '{diff[2]}.{diff[3]}' is {word(diff[5])} in the database, {word(diff[6])} in the models"
-    if kind == "modify_default":
-        return f"column '{diff[2]}.{diff[3]}' has default {diff[5]!r} in the database, {diff[6]!r} in the models"
-    if kind == "add_index":
-        return f"index '{diff[1].name}' is in the models but not in the database"
-    if kind == "remove_index":
-        return f"index '{diff[1].name}' is in the database but not in the models"
+    action, _, thing = kind.partition("_")
+    if action in _WHERE and thing in ("table", "index"):
+        return f"{thing} '{diff[1].name}' is {_WHERE[action]}"
+    if action in _WHERE and thing == "column":
+        return f"column '{diff[2]}.{diff[3].name}' is {_WHERE[action]}"
+    if kind in ("modify_type", "modify_nullable", "modify_default"):
+        show = _null if kind == "modify_nullable" else repr if kind == "modify_default" else str
+        what = {"modify_type": "has type", "modify_nullable": "is", "modify_default": "has default"}[kind]
+        return (f"column '{diff[2]}.{diff[3]}' {what} {show(diff[5])} in the database, "
+                f"{show(diff[6])} in the models")
     return " ".join(str(part) for part in diff)

@@ -7,8 +7,11 @@ at once, since retrying cannot fix it.
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 import random
+import re
 import stat
 import time
 from dataclasses import dataclass
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from . import report
 from .db import Target
-from .errors import AccessDenied, ConfigError, DatabaseUnreachable, MigrateInitError
+from .errors import AccessDenied, ConfigError, CorruptDatabase, DatabaseUnreachable, DiskFull, MigrateInitError
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,10 @@ _FINAL_PHRASES = (
     "readonly database",
 )
 _SQLITE_CORRUPT = ("file is not a database", "database disk image is malformed")
+# SQLITE_FULL, PostgreSQL's disk_full class, and the OS's own words for it.
+_DISK_FULL_PHRASES = ("database or disk is full", "no space left on device", "disk quota exceeded")
+_DISK_FULL_SQLSTATES = {"53100"}
+_MISSING_DATABASE = re.compile(r'database "(?P<name>[^"]*)" does not exist')
 
 
 def classify(exc: BaseException) -> str:
@@ -102,13 +109,34 @@ def _owner(path: Path) -> str:
 
 def wait_for(engine, target: Target, timeout: float, backoff: Backoff = Backoff()) -> None:
     """Return once the database answers; raise DatabaseUnreachable or AccessDenied."""
-    from sqlalchemy import exc as sa_exc
-    from sqlalchemy import text
+    from sqlalchemy import event
 
     if target.sqlite_path is not None:
         prepare_sqlite(target.sqlite_path)
-    probe = "PRAGMA schema_version" if target.is_sqlite else "SELECT 1"
     deadline = time.monotonic() + timeout
+
+    def _bound_attempt(_dialect, _record, _cargs, cparams):
+        # A server that accepts TCP but never answers would hold each attempt
+        # for the whole connect timeout: cap it at what DB_WAIT_TIMEOUT has left
+        # (libpq's minimum is 2 s), so the wait ends when it says.
+        left = math.ceil(deadline - time.monotonic())
+        if "connect_timeout" in cparams:
+            cparams["connect_timeout"] = max(2, min(int(cparams["connect_timeout"]), left))
+
+    event.listen(engine, "do_connect", _bound_attempt)
+    try:
+        _wait(engine, target, timeout, deadline, backoff)
+    finally:
+        event.remove(engine, "do_connect", _bound_attempt)
+
+
+def _wait(engine, target: Target, timeout: float, deadline: float, backoff: Backoff) -> None:
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy import text
+
+    # Reading sqlite_master parses the schema, so a corrupt file is caught
+    # here, before anything is locked or written, and not half-way through.
+    probe = "SELECT count(*) FROM sqlite_master" if target.is_sqlite else "SELECT 1"
     delays = backoff.delays()
     attempt = 0
     last_reason = None
@@ -130,17 +158,17 @@ def wait_for(engine, target: Target, timeout: float, backoff: Backoff = Backoff(
                     "and the database's grants; this is not retried."
                 ) from None
             if kind == "corrupt":
-                raise MigrateInitError(
+                raise CorruptDatabase(
                     f"The SQLite file {target.sqlite_path} is not a usable database: "
-                    f"{reason}. Restore it from a backup, or move it aside to start fresh."
+                    f"{reason}. It was left untouched. Restore it from a backup, or move "
+                    "it aside to start fresh."
                 ) from None
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise DatabaseUnreachable(
                 f"The database at {target.safe} did not accept connections within "
                 f"DB_WAIT_TIMEOUT={timeout:g}s after {attempt} attempts (last error: "
-                f"{reason}). Check the host, port and database name in DATABASE_URL, "
-                "or raise DB_WAIT_TIMEOUT."
+                f"{reason}). {_advice(reason)}"
             )
         if reason != last_reason:
             report.event(
@@ -151,6 +179,52 @@ def wait_for(engine, target: Target, timeout: float, backoff: Backoff = Backoff(
             )
             last_reason = reason
         time.sleep(min(next(delays), max(remaining, 0.0)))
+
+
+def _advice(reason: str) -> str:
+    missing = _MISSING_DATABASE.search(reason)
+    if missing:
+        # Retried rather than final: a server's init scripts or an operator
+        # may create the database after the server accepts connections.
+        return (f"The server answers, but the database '{missing['name']}' does not exist on it: "
+                "create it, or fix the database name in DATABASE_URL.")
+    return "Check the host, port and database name in DATABASE_URL, or raise DB_WAIT_TIMEOUT."
+
+
+def storage_error(target: Target, exc: BaseException | None,
+                  revision: str | None = None) -> MigrateInitError | None:
+    """A clear error when ``exc`` (or what caused it) says the disk is full; else None.
+
+    A full disk is not a broken migration: the create_all fallback would fail
+    the same way, or worse leave a schema half-created, so the caller stops.
+    """
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    for exc in reversed(chain):  # the driver's own error first: its words are the clearest
+        orig = getattr(exc, "orig", exc)
+        code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
+        text = str(orig).lower()
+        full = (code in _DISK_FULL_SQLSTATES or any(p in text for p in _DISK_FULL_PHRASES)
+                or getattr(orig, "sqlite_errorcode", None) == 13  # SQLITE_FULL
+                or getattr(orig, "errno", None) in (errno.ENOSPC, errno.EDQUOT))
+        if full:
+            where = f" while applying {revision}" if revision else ""
+            if target.sqlite_path is not None:
+                return DiskFull(
+                    f"The disk that holds the SQLite database {target.sqlite_path} is full: "
+                    f"SQLite could not write the database or its journal{where} "
+                    f"({_reason(exc)}). The migration was rolled back and the database is "
+                    "unchanged; the create_all fallback was not tried. Free space on that "
+                    "volume (or grow it) and run again."
+                )
+            return DiskFull(
+                f"The database server at {target.safe} ran out of disk space{where} "
+                f"({_reason(exc)}). The migration was rolled back; the create_all fallback "
+                "was not tried. Free space on the server's volume and run again."
+            )
+    return None
 
 
 def _reason(exc: BaseException) -> str:
