@@ -75,6 +75,9 @@ docker_setup_deps_path() {
 }
 
 _main() {
+	# Files on the data volume stay writable by group 0: OpenShift may run the
+	# next pod as another UID of that group.
+	umask 0002
 	if [ "$#" -eq 0 ]; then
 		exec python "$MIGRATE_PY"
 	fi

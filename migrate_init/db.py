@@ -141,9 +141,11 @@ def create_engine(
     """
     import sqlalchemy
     from sqlalchemy import event
-    from sqlalchemy.pool import NullPool
 
-    kwargs: dict = {"poolclass": NullPool}
+    # A small pool: one run opens the same few connections again and again (wait,
+    # check, lock, migrate, verify), and each new PostgreSQL login costs an
+    # authentication round trip.  The lock and the migration need two at once.
+    kwargs: dict = {"pool_size": 2, "max_overflow": 2}
     if target.is_sqlite:
         busy_ms = int(max(lock_timeout, 1.0) * 1000)
         kwargs["connect_args"] = {"timeout": max(lock_timeout, 1.0)}

@@ -54,6 +54,13 @@ class CorruptDatabase(MigrateInitError):
     outcome = "corrupt_database"
 
 
+class InconsistentVersionTable(MigrateInitError):
+    """The version table holds revisions that contradict each other (exit 1)."""
+
+    exit_code = 1
+    outcome = "inconsistent_version_table"
+
+
 class ConfigError(MigrateInitError):
     """A bad variable, URL, folder or command (exit 2)."""
 

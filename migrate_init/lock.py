@@ -129,7 +129,8 @@ def _sqlite_lock(database: Path, timeout: float, allow_network_fs: bool):
     path = lock_path(database)
     try:
         # Unbuffered: nothing is left to flush (and fail) when it is closed.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # Group-writable: the next run may be another UID in the same group (OpenShift).
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o664)
     except OSError as exc:
         raise _lock_file_error(path, exc) from None
     try:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .db import Target
-from .errors import ConfigError, MigrationFailed
+from .errors import ConfigError, InconsistentVersionTable, MigrationFailed
 
 
 def alembic_config(migrations_dir: Path, target: Target, *, models: str | None, connection=None):
@@ -106,7 +106,15 @@ def state(script, connection, target_name: str) -> State:
     unknown = tuple(rev for rev in current if _lookup(known, rev) is None)
     pending: tuple[str, ...] = ()
     if not unknown:
-        pending = pending_revisions(script, current, heads)
+        try:
+            pending = pending_revisions(script, current, heads)
+        except Exception as exc:  # alembic.script.revision.RevisionError and kin
+            raise InconsistentVersionTable(
+                f"The version table alembic_version holds {', '.join(current)}, which these "
+                f"scripts cannot place ({exc}); one is probably an ancestor of another. Nothing "
+                "was changed. Fix it with `alembic stamp --purge <revision>` after checking "
+                "which revision the schema is really at (`migrate.py check`)."
+            ) from None
     return State(
         current=current,
         heads=heads,

@@ -128,6 +128,22 @@ def wait_for(engine, target: Target, timeout: float, backoff: Backoff = Backoff(
         _wait(engine, target, timeout, deadline, backoff)
     finally:
         event.remove(engine, "do_connect", _bound_attempt)
+    if target.sqlite_path is not None:
+        share_with_group(target.sqlite_path)
+
+
+def share_with_group(path: Path) -> None:
+    """Let the file's group write it too, when this user owns it.
+
+    SQLite creates files mode 0644 whatever the umask; OpenShift runs the next
+    pod as another UID in group 0, which must still be able to migrate.
+    """
+    try:
+        info = path.stat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o060 != 0o060:
+            path.chmod(stat.S_IMODE(info.st_mode) | 0o060)
+    except OSError:
+        pass  # not ours to change; prepare_sqlite already checked that we can write it
 
 
 def _wait(engine, target: Target, timeout: float, deadline: float, backoff: Backoff) -> None:

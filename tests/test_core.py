@@ -502,3 +502,19 @@ def test_plain_alembic_cli_sees_what_migrate_py_applied(db_url):
 
     assert current.code == 0, current.out
     assert "70c7b727736e" in current.out
+
+
+# -- a version table that contradicts itself ---------------------------------------
+
+def test_a_version_table_holding_a_head_and_its_ancestor_exits_1_and_changes_nothing(db_url):
+    migrate_ok(db_url)
+    query(db_url, "INSERT INTO alembic_version (version_num) VALUES ('abc123def456')")
+    before = schema(db_url)
+
+    result = run_migrate(env=env_for(db_url))
+
+    assert result.code == 1, result.out
+    assert "alembic stamp" in summary_line(result.out)
+    assert "Traceback" not in result.out
+    assert versions(db_url) == sorted(["abc123def456", TARGET])
+    assert schema(db_url) == before

@@ -604,3 +604,22 @@ def test_wait_returns_once_another_container_has_migrated(image, pausing_migrati
     finally:
         docker("rm", "-f", job, waiter)
         docker("volume", "rm", "-f", volume)
+
+
+def test_another_uid_of_group_0_can_migrate_a_volume_that_uid_10001_created(image, pausing_migrations):
+    """OpenShift: the next pod may run as another UID in group 0 on the same volume."""
+    volume = f"migrate-init-uid-{uuid.uuid4().hex[:8]}"
+    docker("volume", "create", volume, check=True)
+    hardened = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL")
+    try:
+        first = run_image(image, mounts=(f"{volume}:{DATA}",), options=("--user", "10001:0", *hardened))
+        assert first.code == 0, first.out
+        # A new revision to apply, so the second UID must write the database, its
+        # journal, the lock file and a backup.
+        second = run_image(image, env={"MIGRATIONS_DIR": "/fixtures/migrations", "MODELS": "models:Base"},
+                           mounts=(f"{volume}:{DATA}", f"{pausing_migrations}:/fixtures/migrations:ro"),
+                           options=("--user", "1000650000:0", *hardened))
+        assert second.code == 0, second.out
+        assert revisions(_volume_path(volume) / "webui.db") == ["p1"]
+    finally:
+        docker("volume", "rm", "-f", volume)
