@@ -106,45 +106,104 @@ def _is_false(node) -> bool:
     return isinstance(node, ast.Constant) and node.value is False
 
 
-def scan_sql(migrations_dir: Path, models: str | None) -> tuple[list[Finding], list[str]]:
-    """Run the chain on a scratch SQLite file; classify what it sends.  Returns findings and the SQL."""
+# Rules the runtime already covers: DDL runs under DDL_LOCK_TIMEOUT and
+# MIGRATION_TIMEOUT, and the helpers make statements re-runnable by
+# inspecting the database first rather than with IF [NOT] EXISTS.
+_SQUAWK_EXCLUDED = ("require-lock-timeout", "require-statement-timeout", "prefer-robust-stmts")
+_LINT_SCHEMA = "migrate_init_lint"
+
+
+def scan_sql(migrations_dir: Path, models: str | None, target=None):
+    """Run the whole chain from an empty database in a rolled-back transaction; classify its SQL.
+
+    On PostgreSQL (``target``) the chain runs in an empty scratch schema of
+    that database, so the SQL is exact PostgreSQL for squawk; otherwise, or
+    when that is not possible, on a throw-away SQLite file.  Returns the
+    findings, the captured steps and a note on where the SQL came from.
+    """
+    if target is not None and target.is_postgresql:
+        try:
+            findings, steps = _scan_on(target, migrations_dir, models, prepare=_scratch_schema)
+            return findings, steps, f"PostgreSQL (scratch schema {_LINT_SCHEMA}, rolled back)"
+        except Exception as exc:  # unreachable, or no right to create a schema
+            note = f"SQLite: the PostgreSQL dry run was not possible ({_first(exc)})"
+    else:
+        note = "SQLite (a throw-away file)"
+    from . import db
+
+    with tempfile.TemporaryDirectory(prefix="migrate-init-lint-") as folder:
+        findings, steps = _scan_on(db.parse(f"sqlite:///{folder}/lint.db"), migrations_dir, models)
+    return findings, steps, note
+
+
+def _scratch_schema(connection) -> None:
+    connection.exec_driver_sql(f"CREATE SCHEMA {_LINT_SCHEMA}")
+    connection.exec_driver_sql(f"SET LOCAL search_path TO {_LINT_SCHEMA}")
+
+
+def _scan_on(target, migrations_dir: Path, models: str | None, prepare=None):
     from . import db, plan, scripts
 
     recorded: list = []
-    with tempfile.TemporaryDirectory(prefix="migrate-init-lint-") as folder:
-        target = db.parse(f"sqlite:///{folder}/lint.db")
-        engine = db.create_engine(target, lock_timeout=5)
-        config = scripts.alembic_config(migrations_dir, target, models=models)
-        steps: list = []
+    steps: list = []
+    engine = db.create_engine(target, lock_timeout=5)
+    config = scripts.alembic_config(migrations_dir, target, models=models)
 
-        def current():
-            return (steps[-1].revision, steps[-1].path) if steps else None
+    def current():
+        return (steps[-1].revision, steps[-1].path) if steps else None
 
-        guard.Guard(False, current, record=recorded).install(engine)
-        try:
-            with report.quiet():
-                plan.dry_run(engine, config, ["heads"], steps=steps)
-        except Exception as exc:
-            return [Finding(str(migrations_dir), 1, "error",
-                            f"the chain does not run on an empty SQLite database: "
-                            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")], []
-        finally:
-            engine.dispose()
-    sql = [statement + ";" for step in steps for statement in step.statements]
+    guard.Guard(False, current, record=recorded).install(engine)
+    try:
+        with report.quiet():
+            plan.dry_run(engine, config, ["heads"], steps=steps, prepare=prepare)
+    except Exception as exc:
+        if not steps and prepare is not None:
+            raise  # the scratch schema itself failed: the caller falls back to SQLite
+        return [Finding(str(migrations_dir), 1, "error",
+                        f"the chain does not run on an empty {target.backend} database: "
+                        f"{type(exc).__name__}: {_first(exc)}")], steps
+    finally:
+        engine.dispose()
     findings = [
         Finding(path or str(migrations_dir), 1, "destructive", f"SQL of {revision}: {operation} {obj}: {text[:120]}")
         for revision, path, operation, obj, text in recorded
     ]
-    return findings, sql
+    return findings, steps
 
 
-def squawk(sql: list[str]) -> list[str]:
-    """squawk's findings on ``sql``, when the squawk tool is installed; else nothing."""
+def _first(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def squawk(steps) -> list[str] | None:
+    """squawk's advice on each revision's SQL, as ``file: revision: rule: message`` lines.
+
+    None when the squawk tool is not installed.  Advisory: the destructive
+    operations it knows are the ones this module already reports.
+    """
     executable = shutil.which("squawk")
-    if executable is None or not sql:
-        return []
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
-        handle.write("\n".join(sql))
-    result = subprocess.run([executable, handle.name], capture_output=True, text=True)
-    Path(handle.name).unlink(missing_ok=True)
-    return [line for line in result.stdout.splitlines() if line.strip()]
+    if executable is None:
+        return None
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="migrate-init-squawk-") as folder:
+        files = {}
+        for step in steps:
+            if step.statements:
+                path = Path(folder) / f"{step.revision}.sql"
+                path.write_text("\n".join(s + ";" for s in step.statements) + "\n")
+                files[str(path)] = step
+        if not files:
+            return lines
+        result = subprocess.run(
+            [executable, "--reporter", "gcc", "--assume-in-transaction",
+             f"--exclude={','.join(_SQUAWK_EXCLUDED)}", *files],
+            capture_output=True, text=True,
+        )
+    for line in result.stdout.splitlines():
+        source, _, rest = line.partition(":")
+        step = files.get(source)
+        if step is not None:
+            message = rest.split(": ", 1)[-1].strip()
+            lines.append(f"{step.path}: {step.revision}: {message}")
+    return lines

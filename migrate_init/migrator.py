@@ -567,10 +567,17 @@ def lint(cfg: Config) -> int:
 
     scripts._check_folder(cfg.migrations_dir)
     findings = lint_module.scan_sources(cfg.migrations_dir / "versions")
-    sql_findings, sql = lint_module.scan_sql(cfg.migrations_dir, cfg.models)
+    sql_findings, steps, where = lint_module.scan_sql(cfg.migrations_dir, cfg.models, db.parse(cfg.database_url))
     findings += sql_findings
-    for line in lint_module.squawk(sql):
-        print(f"squawk: {line}")
+    print(f"SQL pass: the whole chain from an empty database on {where}.")
+    if not where.startswith("PostgreSQL"):
+        print("squawk: skipped; its rules read PostgreSQL SQL: set DATABASE_URL to a PostgreSQL database.")
+    else:
+        advice = lint_module.squawk(steps)
+        if advice is None:
+            print("squawk: not installed; its PostgreSQL rules were skipped.")
+        for line in advice or []:
+            print(f"squawk (advice): {line}")
     for finding in findings:
         print(finding)
     if findings:

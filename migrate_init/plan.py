@@ -48,11 +48,14 @@ class _Capture(logging.Filter):
         self.steps[-1].statements.append(text)
 
 
-def dry_run(engine, alembic_config, destinations: list[str], steps: list[Step] | None = None) -> list[Step]:
+def dry_run(engine, alembic_config, destinations: list[str], steps: list[Step] | None = None,
+            prepare=None) -> list[Step]:
     """Upgrade through ``destinations`` in one transaction, capture, roll back.
 
     ``steps`` (optional) is filled as the run goes, for listeners that need
-    to know the revision in progress.
+    to know the revision in progress.  ``prepare(connection)`` (optional)
+    runs first inside the transaction, e.g. to point search_path at an
+    empty schema.
     """
     from alembic import command
     from sqlalchemy import event
@@ -67,6 +70,8 @@ def dry_run(engine, alembic_config, destinations: list[str], steps: list[Step] |
         with engine.connect() as connection:
             event.listen(connection, "before_cursor_execute", capture.statement)
             transaction = connection.begin()
+            if prepare is not None:
+                prepare(connection)
             # An open transaction makes Alembic run every migration inside it.
             alembic_config.attributes["connection"] = connection
             try:

@@ -8,6 +8,7 @@ reads, and that the database is exactly as it was (or as the test left it).
 from __future__ import annotations
 
 import re
+import shutil
 
 from helpers import run_migrate
 from operator_helpers import (
@@ -229,3 +230,29 @@ def test_lint_reads_the_sql_a_migration_sends(tmp_path):
     assert result.code == 1, result.out
     assert re.search(rf"^{re.escape(str(path))}:\d+: destructive: SQL of b0b0b0b0b0b2: drop table payment",
                      result.out, re.M), result.out
+
+
+def test_lint_on_postgresql_reads_exact_postgresql_sql_and_leaves_nothing_behind(pg_url, tmp_path):
+    """With a PostgreSQL DATABASE_URL the chain runs in a scratch schema that is rolled back."""
+    result = run_migrate("lint", env=env_for(pg_url, tmp_path))
+
+    assert result.code == 0, result.out
+    assert "on PostgreSQL (scratch schema migrate_init_lint, rolled back)" in result.out
+    assert "No findings" in result.out
+    assert sql(pg_url, "SELECT count(*) FROM information_schema.schemata "
+                       "WHERE schema_name = 'migrate_init_lint'") == [(0,)]
+    assert snapshot(pg_url)["tables"] == {}  # not even a version table
+
+
+def test_lint_on_postgresql_adds_squawks_advice_to_its_own_findings(pg_url, tmp_path):
+    assert shutil.which("squawk"), "squawk-cli (requirements-dev.txt) puts squawk on PATH"
+    variant = Variant(tmp_path / "migrations")
+    path = variant.add("b0b0b0b0b0b3", 'op.drop_column("user", "phone")', name="lint_pg_drop")
+
+    result = run_migrate("lint", env=env_for(pg_url, tmp_path, **variant.env()))
+
+    assert result.code == 1, result.out
+    assert f"squawk (advice): {path}: b0b0b0b0b0b3: warning: ban-drop-column" in result.out
+    assert re.search(rf"^{re.escape(str(path))}:\d+: destructive: drop_column", result.out, re.M), result.out
+    # The rules the runtime covers (DDL_LOCK_TIMEOUT, MIGRATION_TIMEOUT) are not repeated.
+    assert "require-lock-timeout" not in result.out
