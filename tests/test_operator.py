@@ -7,8 +7,11 @@ reads, and that the database is exactly as it was (or as the test left it).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import sys
+from pathlib import Path
 
 from helpers import run_migrate
 from operator_helpers import (
@@ -245,11 +248,13 @@ def test_lint_on_postgresql_reads_exact_postgresql_sql_and_leaves_nothing_behind
 
 
 def test_lint_on_postgresql_adds_squawks_advice_to_its_own_findings(pg_url, tmp_path):
-    assert shutil.which("squawk"), "squawk-cli (requirements-dev.txt) puts squawk on PATH"
+    # squawk-cli (requirements-dev.txt) installs the squawk binary beside this interpreter.
+    search = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    assert shutil.which("squawk", path=search), f"squawk is not installed (PATH={search})"
     variant = Variant(tmp_path / "migrations")
     path = variant.add("b0b0b0b0b0b3", 'op.drop_column("user", "phone")', name="lint_pg_drop")
 
-    result = run_migrate("lint", env=env_for(pg_url, tmp_path, **variant.env()))
+    result = run_migrate("lint", env=env_for(pg_url, tmp_path, PATH=search, **variant.env()))
 
     assert result.code == 1, result.out
     assert f"squawk (advice): {path}: b0b0b0b0b0b3: warning: ban-drop-column" in result.out
