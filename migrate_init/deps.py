@@ -37,6 +37,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion
 
+from . import report
 from .errors import ConfigError, DependencyInstallFailed
 
 _log = logging.getLogger("migrate_init.deps")
@@ -96,7 +97,7 @@ def ensure(
     file_missing = [w for w in file_wanted if not _satisfied(w, search_path)]
     if not missing and not file_missing:
         names = ", ".join(w.text for w in [*wanted, *file_wanted]) or "nothing"
-        _event("deps_satisfied", f"Python packages already installed: {names}; nothing to install.")
+        report.event("deps_satisfied", f"Python packages already installed: {names}; nothing to install.")
         return []
 
     common: list[str] = []
@@ -121,7 +122,7 @@ def ensure(
     installing = [w.text for w in [*missing, *file_missing]]
 
     _prepare_target(target)
-    _event("deps_installing", f"Installing {', '.join(installing)} into {target} with pip.",
+    report.event("deps_installing", f"Installing {', '.join(installing)} into {target} with pip.",
            packages=installing, target=target)
     started = time.monotonic()
     for pip_args in runs:
@@ -426,8 +427,3 @@ def _remove_replaced(target: str, before: set[str]) -> None:
             shutil.rmtree(root / entry, ignore_errors=True)
             _log.debug("removed %s, replaced by %s", entry, ", ".join(fresh))
 
-
-def _event(name: str, message: str, **fields) -> None:
-    from . import report  # one line per event, text or JSON, like every other event
-
-    report.event(name, message, **fields)

@@ -47,6 +47,7 @@ from . import manifest as manifest_module
 from . import report
 from .config import Config
 from .db import split_url
+from .lock import advisory_key
 
 _SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
 _POSTGRESQL_DRIVERS = ("postgresql", "postgresql+psycopg2", "postgres", "postgres+psycopg2")
@@ -127,19 +128,8 @@ def try_run(cfg: Config, summary: report.Summary, command: str) -> bool:
     summary.to_revisions = list(findings.current)
     summary.row_counts = findings.row_counts
     summary.timed("check", started)
-    # The same lines, in the same order, as migrator._verify and migrator._done_nothing.
-    report.event("verified", f"Verified {findings.tables} tables and their columns against MODELS.",
-                 tables=findings.tables)
-    if findings.row_counts:
-        counts = findings.row_counts
-        report.event("row_counts", "Existing rows: " + ", ".join(f"{t}={n}" for t, n in counts.items()),
-                     **{"rows": counts})
-    summary.outcome = "at_target"
-    if command == "wait":
-        summary.message = f"Database reached its target {revisions}."
-    else:
-        who = " (another migrator finished while this one waited for the lock)" if after_lock else ""
-        summary.message = f"Database is at its target {revisions}; nothing to do{who}."
+    report.verified(findings.tables, findings.row_counts)
+    report.at_target(summary, revisions, command=command, after_lock=after_lock)
     return True
 
 
@@ -418,7 +408,7 @@ class _PostgresqlReader:
         # that does not answer at once is the full path's to wait for.
         self.arguments["connect_timeout"] = max(1, min(10, int(cfg.db_wait_timeout)))
         self.arguments["application_name"] = "migrate-init"
-        self.first_key = _first_key(parts.database or "", manifest_module.VERSION_TABLE)
+        self.first_key = advisory_key(parts.database or "", manifest_module.VERSION_TABLE, label="first")
         self.first_name = f"advisory lock {self.first_key}"
         self.connection = None
         self.cursor = None
@@ -494,10 +484,3 @@ class _PostgresqlReader:
         cursor.execute("SELECT pg_advisory_unlock_shared(%s)", (self.first_key,))
         return True
 
-
-def _first_key(database: str, version_table: str) -> int:
-    """A signed 64-bit advisory key of its own (lock.advisory_key's recipe, another label)."""
-    import hashlib
-
-    digest = hashlib.sha256(f"migrate-init:first:{database}:{version_table}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)

@@ -212,9 +212,14 @@ def _read_holder(path: Path) -> str:
 
 # -- PostgreSQL ----------------------------------------------------------------
 
-def advisory_key(database: str, version_table: str) -> int:
-    """A stable signed 64-bit key for this database and version table."""
-    digest = hashlib.sha256(f"migrate-init:{database}:{version_table}".encode()).digest()
+def advisory_key(database: str, version_table: str, label: str = "") -> int:
+    """A stable signed 64-bit key for this database and version table.
+
+    ``label`` gives another lock on the same database a key of its own (the
+    fast path's "first" lock).
+    """
+    scope = f"{label}:" if label else ""
+    digest = hashlib.sha256(f"migrate-init:{scope}{database}:{version_table}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 

@@ -62,11 +62,11 @@ def _install_dependencies(cfg: Config, summary: report.Summary) -> None:
                      packages=installed, target=str(cfg.deps_target))
 
 
-def _connect(cfg: Config, summary: report.Summary, watchdog) -> _Session:
+def _connect(cfg: Config, summary: report.Summary, watchdog, target: db.Target | None = None) -> _Session:
     from . import metadata as metadata_module
     from . import wait
 
-    target = db.parse(cfg.database_url)
+    target = target or db.parse(cfg.database_url)
     summary.database = target.safe
     engine = db.create_engine(target, lock_timeout=cfg.lock_timeout)
     read_engine = db.create_engine(target, lock_timeout=cfg.lock_timeout, write=False)
@@ -100,11 +100,11 @@ def run(cfg: Config, summary: report.Summary, watchdog, revision: str | None = N
     from . import lock
 
     _install_dependencies(cfg, summary)
-    sqlite_path = db.parse(cfg.database_url).sqlite_path
-    if sqlite_path is not None:
+    target = db.parse(cfg.database_url)
+    if target.sqlite_path is not None:
         # Before the database is first opened: nothing is created on a refused volume.
-        lock.check_filesystem(sqlite_path, cfg.sqlite_allow_network_fs)
-    session = _connect(cfg, summary, watchdog)
+        lock.check_filesystem(target.sqlite_path, cfg.sqlite_allow_network_fs)
+    session = _connect(cfg, summary, watchdog, target)
     if cfg.models is None:
         summary.warnings.append(
             "MODELS is not set for this MIGRATIONS_DIR: verification checks the revision "
@@ -369,12 +369,10 @@ def _explain_branches(cfg: Config, state: scripts.State, summary: report.Summary
 
 
 def _done_nothing(session: _Session, state: scripts.State, summary: report.Summary, *,
-                  after_lock: bool = False) -> None:
+                  command: str = "run", after_lock: bool = False) -> None:
     summary.to_revisions = list(state.current)
     _verify(session, summary, after="the check")
-    summary.outcome = "at_target"
-    who = " (another migrator finished while this one waited for the lock)" if after_lock else ""
-    summary.message = f"Database is at its target {_revs(state.current)}; nothing to do{who}."
+    report.at_target(summary, _revs(state.current), command=command, after_lock=after_lock)
 
 
 def _schema_ahead(session: _Session, state: scripts.State, summary: report.Summary) -> None:
@@ -415,11 +413,7 @@ def _verify(session: _Session, summary: report.Summary, *, after: str) -> None:
         verify.check(connection, expected, after=after)
         counts = verify.row_counts(connection, metadata_module.counted_tables(session.metadata))
     summary.row_counts = counts
-    report.event("verified", f"Verified {len(expected)} tables and their columns against MODELS.",
-                 tables=len(expected))
-    if counts:
-        report.event("row_counts", "Existing rows: " + ", ".join(f"{t}={n}" for t, n in counts.items()),
-                     **{"rows": counts})
+    report.verified(len(expected), counts)
 
 
 def status(cfg: Config, watchdog) -> int:
@@ -473,8 +467,7 @@ def wait_for_target(cfg: Config, summary: report.Summary, watchdog) -> None:
             _schema_ahead(session, state, summary)
             return
         if state.at_target:
-            _done_nothing(session, state, summary)
-            summary.message = f"Database reached its target {_revs(state.current)}."
+            _done_nothing(session, state, summary, command="wait")
             return
         if not announced:
             report.event("wait_target", f"Waiting for another migrator: {len(state.pending)} migration(s) "

@@ -153,6 +153,24 @@ def error(name: str, message: str, /, **fields) -> None:
     event(name, message, level=logging.ERROR, **fields)
 
 
+def verified(tables: int, row_counts: dict[str, int]) -> None:
+    """The integrity check's lines, the same from the full path and the fast path."""
+    event("verified", f"Verified {tables} tables and their columns against MODELS.", tables=tables)
+    if row_counts:
+        event("row_counts", "Existing rows: " + ", ".join(f"{t}={n}" for t, n in row_counts.items()),
+              rows=row_counts)
+
+
+def at_target(summary: "Summary", revisions: str, *, command: str = "run", after_lock: bool = False) -> None:
+    """Mark ``summary`` as a run that found the database at its target."""
+    summary.outcome = "at_target"
+    if command == "wait":
+        summary.message = f"Database reached its target {revisions}."
+        return
+    who = " (another migrator finished while this one waited for the lock)" if after_lock else ""
+    summary.message = f"Database is at its target {revisions}; nothing to do{who}."
+
+
 @dataclass
 class Summary:
     """What one run did; logged as the last line and written to REPORT_FILE."""

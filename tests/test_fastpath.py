@@ -400,7 +400,7 @@ def holding_the_first_lock(url: str):
 
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from migrate_init.fastpath import _first_key
+    from migrate_init.lock import advisory_key
 
     u = make_url(url)
     connection = psycopg2.connect(host=u.host, port=u.port, user=u.username, password=u.password,
@@ -408,7 +408,7 @@ def holding_the_first_lock(url: str):
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", (_first_key(u.database, "alembic_version"),))
+            cursor.execute("SELECT pg_advisory_lock(%s)", (advisory_key(u.database, "alembic_version", label="first"),))
         yield
     finally:
         connection.close()

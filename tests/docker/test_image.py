@@ -415,6 +415,15 @@ def _instant(stamp: str) -> tuple[str, int]:
     return whole, int(fraction.ljust(9, "0") or 0)
 
 
+def _up_until_the_app_exits_0(compose: Compose) -> str:
+    """``up --detach``, wait for ``app`` to exit 0, check it ran after migrate; its logs."""
+    up = compose("up", "--detach")
+    assert up.code == 0, up.out
+    assert docker("wait", compose.container("app"), timeout=120).out.strip() == "0", \
+        compose("logs", "--no-color").out
+    return _assert_app_ran_after_migrate(compose)
+
+
 def _assert_app_ran_after_migrate(compose: Compose) -> str:
     migrate, app = compose.state("migrate"), compose.state("app")
     logs = compose("logs", "--no-color", "app", "migrate").out
@@ -439,11 +448,7 @@ def test_compose_sqlite_builds_migrates_then_starts_app_on_the_head_schema(compo
     tag = f"migrate-init:compose-{uuid.uuid4().hex[:8]}"
     compose = Compose({**compose_env, "MIGRATE_INIT_IMAGE": tag})
     try:
-        up = compose("up", "--detach")
-        assert up.code == 0, up.out
-        assert docker("wait", compose.container("app"), timeout=120).out.strip() == "0", \
-            compose("logs", "--no-color").out
-        app_logs = _assert_app_ran_after_migrate(compose)
+        app_logs = _up_until_the_app_exits_0(compose)
         assert f"is at revision {HEAD}; user rows: 0, chat rows: 0" in app_logs
     finally:
         compose.down()
@@ -453,11 +458,7 @@ def test_compose_sqlite_builds_migrates_then_starts_app_on_the_head_schema(compo
 def test_compose_postgres_waits_for_health_then_migrates_then_starts_app(compose_env):
     compose = Compose(compose_env, REPO / "docker-compose.postgres.yaml")
     try:
-        up = compose("up", "--detach")
-        assert up.code == 0, up.out
-        assert docker("wait", compose.container("app"), timeout=120).out.strip() == "0", \
-            compose("logs", "--no-color").out
-        app_logs = _assert_app_ran_after_migrate(compose)
+        app_logs = _up_until_the_app_exits_0(compose)
         assert f"postgresql+psycopg2://webui:***@postgres:5432/webui is at revision {HEAD}" in app_logs
         postgres = compose.state("postgres")
         assert postgres["Health"]["Status"] == "healthy"
