@@ -1,21 +1,29 @@
 """Configuration: the only module that reads the environment.
 
 Everything else receives a frozen :class:`Config`.  Variables that may carry a
-secret also accept a ``<NAME>_FILE`` twin (docker-library style): setting both
-is an error, the file must exist and be non-empty, and one trailing newline is
-stripped.  An empty variable counts as unset, except DATABASE_URL, whose empty
-value is refused so that an unset compose interpolation never silently
-migrates the default SQLite database instead of the intended server.
+secret (DATABASE_URL, DATABASE_PASSWORD) also accept a ``<NAME>_FILE`` twin
+(docker-library's ``file_env``): setting both is an error, the file must
+exist and be non-empty, exactly one trailing newline is stripped, and any
+other control character left in it is an error.  An empty variable counts as
+unset, except DATABASE_URL, whose empty value is refused so that an unset
+compose interpolation never silently migrates the default SQLite database
+instead of the intended server.
+
+DATABASE_URL is parsed here, once (:func:`migrate_init.url.parse`): a URL that
+cannot serve an init container (in memory, a bad port...) stops the run at
+load time with exit 2, before anything is touched.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from .errors import ConfigError
+from .url import Url, first_control, parse
 
 #: The repository (or, in the image, /app): migrations/ and data/ live here.
 HOME = Path(__file__).resolve().parent.parent
@@ -27,14 +35,25 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 #: Variables that can carry a secret and so have a _FILE twin.
-SECRET_VARIABLES = ("DATABASE_URL",)
+SECRET_VARIABLES = ("DATABASE_URL", "DATABASE_PASSWORD")
+
+#: No wait is longer than this: a typo such as 1e10 must not reach the server.
+MAX_SECONDS = 31 * 24 * 3600
+#: PostgreSQL's lock_timeout counts milliseconds: less than one rounds to 0, which means no limit.
+_MIN_DDL_LOCK_TIMEOUT = 0.001
+#: REPORT_FILE values that turn the report file off (report._report_path).
+_REPORT_OFF = ("-", "none", "off")
 
 
 @dataclass(frozen=True)
 class Config:
+    #: DATABASE_URL as the drivers get it (with DATABASE_PASSWORD in it, when set).
     database_url: str
+    #: The same URL, parsed once; ``database.safe`` is what messages show.
+    database: Url
     data_dir: Path
     enable_auto_migration: bool = True
+    #: Seconds for the whole upgrade; 0 is no limit.
     migration_timeout: float = 30.0
     enable_fallback_create: bool = True
     migration_target: str = DEFAULT_TARGET
@@ -43,6 +62,7 @@ class Config:
     models: str | None = SHIPPED_MODELS
     db_wait_timeout: float = 60.0
     lock_timeout: float = 120.0
+    #: PostgreSQL lock_timeout for DDL, in seconds; 0 is no limit, else at least 0.001.
     ddl_lock_timeout: float = 5.0
     ddl_lock_retries: int = 5
     sqlite_allow_network_fs: bool = False
@@ -70,23 +90,18 @@ class Config:
 
 
 def load(environ: Mapping[str, str] | None = None) -> Config:
-    """Build the configuration from ``environ`` (default: ``os.environ``)."""
+    """Build the configuration from ``environ`` (default: ``os.environ``).  Reads nothing else but secret files."""
     env = _Env(os.environ if environ is None else environ)
 
     data_dir = Path(env.get("DATA_DIR") or (HOME / "data"))
-    database_url = env.secret("DATABASE_URL")
-    if database_url is None:
-        database_url = f"sqlite:///{data_dir / 'webui.db'}"
+    database, database_url = _database(env, data_dir)
 
     migrations_dir = Path(env.get("MIGRATIONS_DIR") or SHIPPED_MIGRATIONS)
     models = env.get("MODELS")
     if models is None and migrations_dir.resolve() == SHIPPED_MIGRATIONS.resolve():
         models = SHIPPED_MODELS
-    if models is not None and ":" not in models:
-        raise ConfigError(
-            f"MODELS={models!r} is not of the form 'module:attribute' "
-            "(for example 'myapp.models:Base')."
-        )
+    if models is not None:
+        _check_models(models)
 
     log_format = (env.get("LOG_FORMAT") or "text").lower()
     if log_format not in ("text", "json"):
@@ -100,12 +115,18 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
     target = env.get("MIGRATION_TARGET")
     backup_dir = env.get("BACKUP_DIR")
     deps_target = env.get("DEPS_TARGET")
+    report_file = env.get("REPORT_FILE")
+    if report_file is not None:
+        conflict = _report_file_conflict(report_file, database.sqlite_path, backup_dir)
+        if conflict is not None:
+            raise ConfigError(conflict)
 
     return Config(
         database_url=database_url,
+        database=database,
         data_dir=data_dir,
         enable_auto_migration=env.boolean("ENABLE_AUTO_MIGRATION", True),
-        migration_timeout=env.seconds("MIGRATION_TIMEOUT", 30.0),
+        migration_timeout=env.seconds("MIGRATION_TIMEOUT", 30.0, zero="no limit"),
         enable_fallback_create=env.boolean("ENABLE_FALLBACK_CREATE", True),
         migration_target=target or DEFAULT_TARGET,
         migration_target_set=target is not None,
@@ -113,12 +134,13 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         models=models,
         db_wait_timeout=env.seconds("DB_WAIT_TIMEOUT", 60.0),
         lock_timeout=env.seconds("LOCK_TIMEOUT", 120.0),
-        ddl_lock_timeout=env.seconds("DDL_LOCK_TIMEOUT", 5.0),
-        ddl_lock_retries=int(env.seconds("DDL_LOCK_RETRIES", 5, whole=True)),
+        ddl_lock_timeout=env.seconds("DDL_LOCK_TIMEOUT", 5.0, zero="no limit",
+                                     minimum=_MIN_DDL_LOCK_TIMEOUT),
+        ddl_lock_retries=env.count("DDL_LOCK_RETRIES", 5),
         sqlite_allow_network_fs=env.boolean("SQLITE_ALLOW_NETWORK_FS", False),
         log_level=log_level,
         log_format=log_format,
-        report_file=env.get("REPORT_FILE"),
+        report_file=report_file,
         extra_pip_packages=tuple((env.get("EXTRA_PIP_PACKAGES") or "").split()),
         pip_requirements=env.get("PIP_REQUIREMENTS"),
         deps_target=Path(deps_target) if deps_target else data_dir / "python-deps",
@@ -126,7 +148,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         pip_no_index=env.boolean("PIP_NO_INDEX", False),
         allow_destructive=env.boolean("ALLOW_DESTRUCTIVE", False),
         backup_dir=Path(backup_dir) if backup_dir else None,
-        backup_keep=int(env.seconds("BACKUP_KEEP", 3, whole=True)),
+        backup_keep=env.count("BACKUP_KEEP", 3),
         seed_dir=Path(env.get("SEED_DIR") or "/docker-entrypoint-initdb.d"),
         repair_missing_columns=env.boolean("REPAIR_MISSING_COLUMNS", False),
         fast_path=env.boolean("FAST_PATH", True),
@@ -135,25 +157,150 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
 
 
 def reporting(environ: Mapping[str, str] | None = None) -> tuple[str, str | None]:
-    """LOG_FORMAT and REPORT_FILE, read leniently: how to report a configuration that did not load."""
+    """LOG_FORMAT and REPORT_FILE, read leniently: how to report a configuration that did not load.
+
+    Never raises.  A REPORT_FILE that names the SQLite database, one of its
+    side files or the backup folder is dropped here too (None): the report of
+    the error that refused it must not overwrite the database either.
+    """
     env = os.environ if environ is None else environ
     log_format = (env.get("LOG_FORMAT") or "").strip().lower()
-    return (log_format if log_format in ("text", "json") else "text"), (env.get("REPORT_FILE") or None)
+    report_file = env.get("REPORT_FILE") or None
+    if report_file is not None:
+        try:
+            sqlite_path = _lenient_sqlite_path(env)
+            if _report_file_conflict(report_file, sqlite_path, env.get("BACKUP_DIR") or None):
+                report_file = None
+        except Exception:  # whatever is wrong, the error report must still be made
+            report_file = None
+    return (log_format if log_format in ("text", "json") else "text"), report_file
+
+
+def _database(env: _Env, data_dir: Path) -> tuple[Url, str]:
+    """DATABASE_URL (or its default) parsed, with DATABASE_PASSWORD put in; and the URL text for drivers."""
+    raw = env.secret("DATABASE_URL", empty_is_unset=False)
+    if raw is None:
+        # Built, not parsed: a '?', '#' or '%' in DATA_DIR is part of the path, not URL syntax.
+        database = Url("sqlite", database=str(data_dir / "webui.db"))
+        raw = database.render(hide_password=False)
+        source = "DATABASE_URL (unset: the default SQLite database under DATA_DIR)"
+    else:
+        source = env.source("DATABASE_URL")
+        database = parse(raw, source)
+    password = env.secret("DATABASE_PASSWORD", empty_is_unset=True)
+    if password is None:
+        return database, raw
+    password_source = env.source("DATABASE_PASSWORD")
+    password_variable = env.variable("DATABASE_PASSWORD")
+    if database.backend == "sqlite":
+        raise ConfigError(
+            f"{password_source} is set, but {source} names a SQLite database "
+            f"({database.safe}), which has no password. Unset {password_variable}."
+        )
+    if database.password is not None:
+        raise ConfigError(
+            f"{source} already holds a password and {password_source} gives another one. "
+            f"Keep one of them: remove the password from the URL, or unset {password_variable}."
+        )
+    if not database.username:
+        raise ConfigError(
+            f"{password_source} is set, but {source} ({database.safe}) names no user for it. "
+            "Put the user name in the URL: postgresql://USER@host:5432/dbname."
+        )
+    database = database.with_password(password)
+    database_url = database.render(hide_password=False)
+    env.secret_values.append(database_url)
+    return database, database_url
+
+
+def _check_models(models: str) -> None:
+    module, colon, attribute = models.partition(":")
+    if not colon or not _dotted(module) or not _dotted(attribute):
+        raise ConfigError(
+            f"MODELS={models!r} is not of the form 'module:attribute' (for example "
+            "'myapp.models:Base'): both parts must be dotted Python names."
+        )
+
+
+def _dotted(name: str) -> bool:
+    return bool(name) and all(part.isidentifier() for part in name.split("."))
+
+
+def _report_file_conflict(report_file: str, sqlite_path: str | None,
+                          backup_dir: str | None) -> str | None:
+    """Why REPORT_FILE must not be written where it points, or None when it may."""
+    if report_file.lower() in _REPORT_OFF or sqlite_path is None:
+        return None
+    target = os.path.realpath(report_file)
+    database = os.path.realpath(sqlite_path)
+    files = (
+        ("", "the SQLite database itself"),
+        ("-journal", "the SQLite database's rollback journal"),
+        ("-wal", "the SQLite database's write-ahead log"),
+        ("-shm", "the SQLite database's shared-memory file"),
+        (".migrate.lock", "the migration lock file"),
+        (".migrate.first", "the lock file of the first migrator"),
+    )
+    what = next((what for suffix, what in files if target == database + suffix), None)
+    if what is None:
+        folder = os.path.realpath(backup_dir or os.path.join(os.path.dirname(database), "backups"))
+        if target == folder or target.startswith(folder + os.sep):
+            what = f"inside the backup folder {folder} (BACKUP_DIR)"
+    if what is None:
+        return None
+    return (
+        f"REPORT_FILE={report_file} is {what} ({target}); writing the report there would "
+        "destroy it. Point REPORT_FILE at a file of its own, such as /tmp/migrate-report.json, "
+        "or unset it."
+    )
+
+
+def _lenient_sqlite_path(env: Mapping[str, str]) -> str | None:
+    """The SQLite file DATABASE_URL names, guessed even from a URL that does not parse."""
+    raw = env.get("DATABASE_URL")
+    if raw is None and env.get("DATABASE_URL_FILE"):
+        try:
+            with open(env["DATABASE_URL_FILE"], encoding="utf-8") as handle:
+                raw = handle.read().strip()
+        except (OSError, UnicodeDecodeError):
+            return None  # the database is unknown, so is any conflict: keep the report the user asked for
+    if raw is None:
+        return os.path.abspath(Path(env.get("DATA_DIR") or (HOME / "data")) / "webui.db")
+    try:
+        return parse(raw).sqlite_path
+    except ConfigError:
+        scheme, sep, rest = raw.partition("://")
+        if not sep or not scheme.lower().startswith("sqlite"):
+            return None
+        path = rest[1:].split("?", 1)[0]
+        return os.path.abspath(path) if path else None
 
 
 class _Env:
     """Typed reads of one environment mapping; every error names the variable."""
 
-    def __init__(self, environ: Mapping[str, str]):
+    def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
         self.secret_values: list[str] = []
+        self._files: dict[str, str] = {}
 
     def get(self, name: str) -> str | None:
         value = self._environ.get(name)
         return value if value else None
 
-    def secret(self, name: str) -> str | None:
+    def variable(self, name: str) -> str:
+        """The variable a secret was read from: ``name`` or ``name_FILE``."""
+        return f"{name}_FILE" if name in self._files else name
+
+    def source(self, name: str) -> str:
+        """Where a secret was read, for messages: the variable, or the _FILE variable and its path."""
+        return f"{name}_FILE ({self._files[name]})" if name in self._files else name
+
+    def secret(self, name: str, *, empty_is_unset: bool) -> str | None:
+        """``name`` or the content of ``name_FILE``; both set is an error (docker-library's file_env)."""
         direct = self._environ.get(name)
+        if empty_is_unset and direct == "":
+            direct = None
         path = self._environ.get(f"{name}_FILE")
         if direct is not None and path is not None:
             raise ConfigError(
@@ -162,11 +309,18 @@ class _Env:
             )
         if path is not None:
             value = _read_secret_file(f"{name}_FILE", path)
+            self._files[name] = path
         elif direct is not None:
             if direct == "":
                 raise ConfigError(
                     f"{name} is set but empty. Unset it to use the default, "
                     f"or give a value (or {name}_FILE)."
+                )
+            at = first_control(direct)
+            if at >= 0 and name != "DATABASE_URL":  # url.parse says it for DATABASE_URL
+                raise ConfigError(
+                    f"{name} contains a control character (a newline, tab or the like) at "
+                    f"position {at + 1}; the value is not shown. Remove it."
                 )
             value = direct
         else:
@@ -185,23 +339,51 @@ class _Env:
             return False
         raise ConfigError(f"{name}={raw!r} is not a boolean; use true or false.")
 
-    def seconds(self, name: str, default: float, *, whole: bool = False) -> float:
+    def seconds(self, name: str, default: float, *, zero: str | None = None,
+                minimum: float = 0.0) -> float:
+        """A number of seconds, 0 to 31 days.
+
+        ``zero`` is what 0 means, for the messages ("no limit"); ``minimum``
+        is the smallest positive value that still means what it says.
+        """
+        raw = self.get(name)
+        if raw is None:
+            return default
+        zero_is = f" (0 is {zero})" if zero else ""
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a number of seconds{zero_is}.") from None
+        if math.isnan(value) or value < 0:
+            raise ConfigError(f"{name}={raw!r} must be zero or a positive number of seconds{zero_is}.")
+        if value > MAX_SECONDS:
+            raise ConfigError(
+                f"{name}={raw!r} is more than 31 days ({MAX_SECONDS} s); give at most "
+                f"{MAX_SECONDS} seconds{zero_is}."
+            )
+        if 0 < value < minimum:
+            raise ConfigError(
+                f"{name}={raw!r} is below {minimum:g} s and would round to 0{zero_is}; "
+                f"give at least {minimum:g}, or 0 if you mean {zero or 'zero'}."
+            )
+        return value
+
+    def count(self, name: str, default: int) -> int:
         raw = self.get(name)
         if raw is None:
             return default
         try:
-            value = int(raw) if whole else float(raw)
+            value = int(raw)
         except ValueError:
-            kind = "a whole number" if whole else "a number of seconds"
-            raise ConfigError(f"{name}={raw!r} is not {kind}.") from None
-        if value < 0 or value != value or value == float("inf"):
-            raise ConfigError(f"{name}={raw!r} must be zero or a positive number.")
+            raise ConfigError(f"{name}={raw!r} is not a whole number.") from None
+        if value < 0:
+            raise ConfigError(f"{name}={raw!r} must be zero or a positive whole number.")
         return value
 
 
 def _read_secret_file(variable: str, path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", newline="") as handle:
             value = handle.read()
     except FileNotFoundError:
         raise ConfigError(f"{variable} names {path}, which does not exist.") from None
@@ -220,4 +402,30 @@ def _read_secret_file(variable: str, path: str) -> str:
         value = value[:-1]
     if not value.strip():
         raise ConfigError(f"{variable} names {path}, which is empty.")
+    at = first_control(value)
+    if at >= 0:
+        kind = "a line break" if value[at] in "\r\n" else "a control character (a tab, NUL or the like)"
+        raise ConfigError(
+            f"{variable} names {path}, which holds {kind} at character {at + 1}; its content is "
+            "not shown. The file may end with one newline and hold nothing else but the value: "
+            "write it with `printf '%s' VALUE > FILE`."
+        )
     return value
+
+
+def check_migrations_dir(migrations_dir: Path) -> None:
+    """Refuse a MIGRATIONS_DIR that is not an Alembic folder, before anything else is touched.
+
+    Not part of :func:`load`, which stays a pure reading of the environment;
+    the CLI calls it for every verb that reads the scripts.
+    """
+    if not migrations_dir.is_dir():
+        raise ConfigError(
+            f"MIGRATIONS_DIR={migrations_dir} does not exist or is not a folder. Mount your Alembic "
+            "migrations folder there, or unset MIGRATIONS_DIR to use the shipped one."
+        )
+    if not (migrations_dir / "env.py").is_file():
+        raise ConfigError(
+            f"MIGRATIONS_DIR={migrations_dir} has no env.py, so it is not an Alembic migrations folder. "
+            "Point MIGRATIONS_DIR at the folder that holds env.py and versions/."
+        )

@@ -1,10 +1,16 @@
 """Log lines and the final summary.
 
-One line per event.  Text by default, ``LOG_FORMAT=json`` gives one JSON
-object per line with the same fields.  Alembic's own records (``Running
-upgrade <from> -> <to>, <name>``) go through the same handler, so operators
-see the lines they know.  A filter masks every configured secret, wherever it
-appears, as a last line of defence behind :func:`migrate_init.db.redact`.
+One line per event, each starting with its time (ISO 8601, UTC, milliseconds:
+``2026-11-29T10:41:02.123Z``).  Text by default, ``LOG_FORMAT=json`` gives one
+JSON object per line with the same fields (the time as ``"time"``).  Alembic's
+own records (``Running upgrade <from> -> <to>, <name>``) go through the same
+handler, so operators see the lines they know.
+
+Nothing leaves this module unmasked: every configured secret, in every form
+it could be printed in (:func:`migrate_init.url.secret_forms`), is replaced by
+``***``, and every text also goes through :func:`migrate_init.url.redact`, so
+a password in a URL that nobody configured (a user's env.py, a driver's
+message) is masked too.  Masking never raises and never drops a line.
 """
 
 from __future__ import annotations
@@ -15,53 +21,97 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from urllib.parse import quote, quote_plus
+from typing import Any
+
+from . import url
 
 LOGGER = "migrate_init"
 _log = logging.getLogger(LOGGER)
-_mask: "_MaskSecrets | None" = None
+
+#: Shorter secret forms are not masked: replacing every "ab" in the log would
+#: make it unreadable.  url.redact still masks such a password inside a URL.
+_MIN_MASK = 3
+_MASKED = "***"
 
 
-class _MaskSecrets(logging.Filter):
-    def __init__(self, secrets: list[str]):
-        super().__init__()
-        masks: set[str] = set()
+class _Masker:
+    """The configured secrets, in every printable form, longest first."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        forms: set[str] = set()
         for secret in secrets:
-            masks.update(_secret_forms(secret))
-        # Longest first so a password inside a URL is masked with the URL.
-        self._masks = sorted((m for m in masks if len(m) >= 3), key=len, reverse=True)
+            forms.update(url.secret_forms(secret))
+        # Longest first, so that a password's encoded form is replaced before its raw prefix.
+        self.forms = sorted((f for f in forms if len(f) >= _MIN_MASK), key=len, reverse=True)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self._masks:
-            return True
-        message = record.getMessage()
-        masked = self.mask(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        fields = getattr(record, "fields", None)
-        if fields:
-            record.fields = json.loads(self.mask(json.dumps(fields)))
-        return True
+    def text(self, text: str) -> str:
+        for form in self.forms:
+            if form in text:
+                text = text.replace(form, _MASKED)
+        return url.redact(text)
 
-    def mask(self, text: str) -> str:
-        for secret in self._masks:
-            text = text.replace(secret, "***")
-        return text
+    def value(self, value: Any) -> Any:
+        """``value`` with every string in it masked; what JSON cannot hold becomes masked text."""
+        if isinstance(value, str):
+            return self.text(value)
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.value(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [self.value(v) for v in value]
+        try:
+            text = str(value)
+        except Exception:  # an object that cannot say what it is: withhold it, keep the rest
+            return _WITHHELD
+        return self.text(text)
+
+
+_masker = _Masker()
+
+
+def mask(text: str) -> str:
+    """``text`` with every configured secret and every URL password masked.  Never raises."""
+    try:
+        return _masker.text(text)
+    except Exception:  # a mask that fails must not let the text through
+        return _WITHHELD
+
+
+_WITHHELD = "(text withheld: it could not be checked for passwords)"
+
+
+def _mask_value(value: Any) -> Any:
+    try:
+        return _masker.value(value)
+    except Exception:  # see mask()
+        return _WITHHELD
 
 
 def _secret_forms(secret: str) -> set[str]:
-    """The secret itself and, for a URL, its password in the forms it may be printed."""
-    # SQLAlchemy's URL grammar without importing SQLAlchemy: the fast path
-    # (issue 7) sets up logging too, and must stay light.
-    from .db import split_url
+    """Kept for callers of the old name; see :func:`migrate_init.url.secret_forms`."""
+    return url.secret_forms(secret)
 
-    forms = {secret}
-    parts = split_url(secret)  # None when not a URL: mask the raw value only
-    if parts is not None and parts.password:
-        password = parts.password
-        forms.update({password, parts.raw_password, quote(password, safe=""), quote_plus(password)})
-    return forms
+
+class _MaskSecrets(logging.Filter):
+    """Masks each record's message and fields before any handler formats it; never drops one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            try:
+                message = record.getMessage()
+            except Exception:  # a record whose arguments do not fit its format
+                message = str(record.msg)
+            record.msg, record.args = mask(message), None
+            fields = getattr(record, "fields", None)
+            if fields:
+                setattr(record, "fields", _mask_value(fields))  # noqa: B010 - not a LogRecord attribute to mypy
+        except Exception:  # keep the line, withhold its text
+            record.msg, record.args = _WITHHELD, None
+            setattr(record, "fields", {})  # noqa: B010
+        return True
 
 
 class _QuietAlembic(logging.Filter):
@@ -74,62 +124,181 @@ class _QuietAlembic(logging.Filter):
                     and record.msg.startswith(self._NOISE))
 
 
+def timestamp(created: float) -> str:
+    """``created`` (seconds since the epoch) as ISO 8601 UTC with milliseconds: 2026-11-29T10:41:02.123Z."""
+    seconds = int(created)
+    millis = min(int((created - seconds) * 1000), 999)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
 class _TextFormatter(logging.Formatter):
-    def __init__(self):
-        super().__init__("%(levelname)-5.5s [%(name)s] %(message)s")
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-5.5s [%(name)s] %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # logging's own asctime has a comma before the milliseconds and the local zone.
+        return timestamp(record.created)
+
+    def format(self, record: logging.LogRecord) -> str:
+        try:
+            # The whole line again: a traceback (LOG_LEVEL=DEBUG) was not masked by the filter.
+            return mask(super().format(record))
+        except Exception:  # one line, whatever went wrong
+            return f"{timestamp(record.created)} {record.levelname:<5.5} [{record.name}] {_WITHHELD}"
 
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        payload = {
-            "time": round(record.created, 3),
-            "level": record.levelname,
-            "logger": record.name,
-            "event": getattr(record, "event", "alembic" if record.name.startswith("alembic") else "log"),
-            "message": record.getMessage(),
-        }
-        # A field never replaces the line's own keys: the summary's "message"
-        # would otherwise hide the "FAILED (exit N): ..." that the text line shows.
-        fields = getattr(record, "fields", None) or {}
-        payload.update({k: v for k, v in fields.items() if k not in payload})
-        return json.dumps(payload, default=str)
+        try:
+            payload: dict[str, Any] = {
+                "time": timestamp(record.created),
+                "level": record.levelname,
+                "logger": record.name,
+                "event": getattr(record, "event", "alembic" if record.name.startswith("alembic") else "log"),
+                "message": record.getMessage(),
+            }
+            # A field never replaces the line's own keys: the summary's "message"
+            # would otherwise hide the "FAILED (exit N): ..." that the text line shows.
+            fields = getattr(record, "fields", None) or {}
+            payload.update({k: v for k, v in fields.items() if k not in payload})
+            if record.exc_info:
+                payload["traceback"] = self.formatException(record.exc_info)
+            # Masked as values, never as JSON text: a mask cannot break the line's syntax.
+            return json.dumps(_mask_value(payload), default=str)
+        except Exception:  # one parseable line, whatever went wrong
+            return json.dumps({"time": timestamp(record.created), "level": record.levelname,
+                               "logger": record.name, "event": str(getattr(record, "event", "log")),
+                               "message": _WITHHELD})
 
 
-def setup(*, log_format: str = "text", level: str = "INFO", secrets=()) -> None:
-    """Send our records and Alembic's to stderr in the chosen format."""
-    global _mask, _handler
-    _mask = _MaskSecrets(list(secrets))
-    handler = _handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if log_format == "json" else _TextFormatter())
-    handler.addFilter(_mask)
-    if level != "DEBUG":
-        handler.addFilter(_QuietAlembic())
-    handler.setLevel(level)
-    for name in (LOGGER, "alembic"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        # Loggers stay at INFO even when LOG_LEVEL is higher: the runner
-        # follows Alembic's "Running upgrade" records to know which
-        # revision is in progress; the handler does the filtering.
-        logger.setLevel(min(logging.getLevelName(level), logging.INFO))
-        logger.propagate = False
+class _Stderr(logging.Handler):
+    """Write each line to fd 2, and give up on it once the run must stop.
+
+    A stalled log reader (a full pipe) blocks ``write()``; a signal then only
+    interrupts it for Python to retry it.  So the line is written with
+    ``select()`` in short waits, and once :func:`stop_writing` says so (a
+    SIGTERM or MIGRATION_TIMEOUT was recorded), the rest of the line is
+    dropped after a short grace: the stop is honoured, never stuck behind a
+    log line (issue 12).  No exception ever leaves ``emit()``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record) + "\n"
+        except Exception:  # a line that cannot be formatted is dropped, never raised
+            return
+        stream = sys.stderr
+        try:
+            fd = stream.fileno()
+            stream.flush()
+        except (AttributeError, OSError, ValueError):  # not a file (a test's capture): write to it
+            try:
+                stream.write(text)
+                stream.flush()
+            except Exception:
+                pass
+            return
+        _write(fd, text.encode("utf-8", "replace"))
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        return None
+
+
+#: Set by the CLI: whether the run has been told to stop (then a stalled stderr is not waited for).
+stop_writing: Any = None
+#: How long a line may wait for a stalled reader once the run must stop.
+_STOP_GRACE = 0.5
+_stalled = False
+
+
+def _write(fd: int, data: bytes) -> None:
+    import select
+
+    global _stalled
+    view = memoryview(data)
+    give_up: float | None = None
+    while view:
+        stopping = stop_writing is not None and stop_writing()
+        if stopping and give_up is None:
+            # Once one line was given up on, the reader is stalled: the next ones get no grace.
+            give_up = time.monotonic() + (0.0 if _stalled else _STOP_GRACE)
+        if give_up is not None and time.monotonic() >= give_up:
+            _stalled = True
+            return
+        try:
+            _, writable, _ = select.select([], [fd], [], 0.05)
+            if not writable:
+                continue
+            # A pipe that select() calls writable takes this much without blocking.
+            written = os.write(fd, view[:1024])
+        except InterruptedError:
+            continue
+        except BlockingIOError:
+            continue
+        except OSError:
+            return  # stderr closed: nothing to write to
+        view = view[written:]
 
 
 _dry_run = False
 _handler: logging.Handler | None = None
+_level = "INFO"
+
+
+def setup(*, log_format: str = "text", level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    """Send our records and Alembic's to stderr in the chosen format, with ``secrets`` masked."""
+    global _masker, _handler, _level
+    _masker = _Masker(secrets)
+    _level = level
+    handler = _handler = _Stderr()
+    handler.setFormatter(_JsonFormatter() if log_format == "json" else _TextFormatter())
+    handler.addFilter(_MaskSecrets())
+    if level != "DEBUG":
+        handler.addFilter(_QuietAlembic())
+    handler.setLevel(level)
+    reclaim()
+
+
+def reclaim() -> None:
+    """Put our handler back on our loggers and Alembic's.
+
+    A user's env.py may call ``logging.config.fileConfig``, which disables the
+    loggers it does not name and may give Alembic's its own handlers; the
+    next line must still go through the mask, once.
+    """
+    if _handler is None:
+        return
+    for name in (LOGGER, "alembic"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [_handler]
+        logger.disabled = False
+        # Loggers stay at INFO even when LOG_LEVEL is higher: the runner
+        # follows Alembic's "Running upgrade" records to know which
+        # revision is in progress; the handler does the filtering.
+        logger.setLevel(min(logging.getLevelName(_level), logging.INFO))
+        logger.propagate = False
+    for name, child in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(child, logging.Logger) and name.startswith((LOGGER + ".", "alembic.")):
+            child.disabled = False
+            child.handlers[:] = []  # their records reach our handler through their parent
+            child.propagate = True
 
 
 @contextlib.contextmanager
-def quiet():
+def quiet() -> Iterator[None]:
     """Show only warnings and errors for the body of the ``with`` block."""
-    previous = _handler.level if _handler is not None else None
-    if _handler is not None:
-        _handler.setLevel(max(previous, logging.WARNING))
+    handler = _handler
+    previous = handler.level if handler is not None else logging.NOTSET
+    if handler is not None:
+        handler.setLevel(max(previous, logging.WARNING))
     try:
         yield
     finally:
-        if _handler is not None:
-            _handler.setLevel(previous)
+        if handler is not None:
+            handler.setLevel(previous)
 
 
 def set_dry_run(on: bool) -> None:
@@ -138,18 +307,18 @@ def set_dry_run(on: bool) -> None:
     _dry_run = on
 
 
-def event(name: str, message: str, /, *, level: int = logging.INFO, **fields) -> None:
+def event(name: str, message: str, /, *, level: int = logging.INFO, **fields: Any) -> None:
     """Log one event: ``message`` for people, ``fields`` for machines."""
     if _dry_run:
         message, fields = f"[dry run, rolled back] {message}", {**fields, "dry_run": True}
     _log.log(level, message, extra={"event": name, "fields": fields})
 
 
-def warning(name: str, message: str, /, **fields) -> None:
+def warning(name: str, message: str, /, **fields: Any) -> None:
     event(name, message, level=logging.WARNING, **fields)
 
 
-def error(name: str, message: str, /, **fields) -> None:
+def error(name: str, message: str, /, **fields: Any) -> None:
     event(name, message, level=logging.ERROR, **fields)
 
 
@@ -161,7 +330,7 @@ def verified(tables: int, row_counts: dict[str, int]) -> None:
               rows=row_counts)
 
 
-def at_target(summary: "Summary", revisions: str, *, command: str = "run", after_lock: bool = False) -> None:
+def at_target(summary: Summary, revisions: str, *, command: str = "run", after_lock: bool = False) -> None:
     """Mark ``summary`` as a run that found the database at its target."""
     summary.outcome = "at_target"
     if command == "wait":
@@ -198,7 +367,7 @@ class Summary:
     def timed(self, phase: str, since: float) -> None:
         self.durations[phase] = round(time.monotonic() - since, 4)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("started")
         data["durations"]["total"] = round(time.monotonic() - self.started, 4)
@@ -217,7 +386,8 @@ def finish(summary: Summary, report_file: str | None) -> None:
     path = _report_path(report_file)
     if path is None:
         return
-    text = _fit(data, _TERMINATION_LOG_LIMIT if path == _TERMINATION_LOG else None)
+    # The trailing newline counts too: the kubelet reads at most 4096 bytes.
+    text = _fit(data, _TERMINATION_LOG_LIMIT - 1 if path == _TERMINATION_LOG else None)
     try:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
@@ -229,28 +399,88 @@ def finish(summary: Summary, report_file: str | None) -> None:
 _TERMINATION_LOG = "/dev/termination-log"
 # The kubelet cuts a termination message at 4096 bytes; cut JSON would not parse.
 _TERMINATION_LOG_LIMIT = 4000
-# Dropped first, then shortened, when the summary is too long for the limit.
+# Dropped first, one by one, when the summary is too long for the limit.
 _EXPENDABLE = ("applied", "row_counts", "durations", "layers_tried", "seeded", "warnings")
+# Then these, when even a shortened message does not fit beside them.
+_SECONDARY = ("branches", "merge_command", "from_revisions", "to_revisions", "database",
+              "failed_revision", "backup")
+# The message keeps at least this many characters while secondary fields can still go.
+_MESSAGE_FLOOR = 300
+_ELLIPSIS = "…"
 
 
-def _fit(data: dict, limit: int | None) -> str:
-    """The masked JSON summary, shrunk to ``limit`` bytes when one is given."""
-    def render(d: dict) -> str:
-        text = json.dumps(d, default=str)
-        return _mask.mask(text) if _mask is not None else text
+def _dumps(data: Any) -> str:
+    """Compact-enough JSON, UTF-8 where it can be (more of the message fits in the limit)."""
+    text = json.dumps(data, default=str, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (an undecodable file name): escape everything
+        text = json.dumps(data, default=str)
+    return text
 
-    text = render(data)
-    if limit is None or len(text.encode()) <= limit:
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def _fit(data: dict[str, Any], limit: int | None) -> str:
+    """The masked JSON summary; with a ``limit``, at most that many UTF-8 bytes, and still valid JSON.
+
+    Masks first, then cuts, so a cut can never expose part of a secret.
+    Drops the expendable fields first, then shortens the message (on a
+    character boundary, ending in "…"), then drops the secondary fields;
+    ``"truncated": true`` says that something is missing.
+    """
+    masked = _mask_value(data)
+    if not isinstance(masked, dict):
+        masked = {"message": _WITHHELD}
+    text = _dumps(masked)
+    if limit is None or _size(text) <= limit:
         return text
-    data = dict(data)
+    cut: dict[str, Any] = {**masked, "truncated": True}
     for key in _EXPENDABLE:
-        data.pop(key, None)
-        data["truncated"] = True
-        text = render(data)
-        if len(text.encode()) <= limit:
-            return text
-    data["message"] = data.get("message", "")[:1000]
-    return render(data)[:limit] if len(render(data).encode()) > limit else render(data)
+        if cut.pop(key, None) is not None:
+            text = _dumps(cut)
+            if _size(text) <= limit:
+                return text
+    for secondary in (None, *_SECONDARY):
+        if secondary is not None:
+            cut.pop(secondary, None)
+        shortened = _shorten(cut, limit, floor=_MESSAGE_FLOOR)
+        if shortened is not None:
+            return shortened
+    core: dict[str, Any] = {k: cut[k] for k in ("command", "outcome", "exit_code", "message", "truncated") if k in cut}
+    shortened = _shorten(core, limit, floor=0)
+    if shortened is not None:
+        return shortened
+    core.pop("message", None)
+    text = _dumps(core)
+    return text if _size(text) <= limit else "{}"
+
+
+def _shorten(data: dict[str, Any], limit: int, *, floor: int) -> str | None:
+    """``data`` with its message cut to the longest prefix that fits ``limit``; None below ``floor`` characters."""
+    message = str(data.get("message") or "")
+
+    def render(keep: int) -> str:
+        text = message if keep >= len(message) else message[:keep] + _ELLIPSIS
+        return _dumps({**data, "message": text})
+
+    if _size(render(len(message))) <= limit:
+        return render(len(message))
+    if not message:
+        return None
+    low, high = 0, len(message) - 1  # the answer is in [low, high], if low fits at all
+    if _size(render(min(floor, high))) > limit:
+        return None
+    low = min(floor, high)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _size(render(middle)) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return render(low)
 
 
 def _report_path(report_file: str | None) -> str | None:

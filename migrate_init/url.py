@@ -1,0 +1,503 @@
+"""DATABASE_URL: the one parser and the one redactor.
+
+Every URL the package reads goes through :func:`parse`, and every text that
+may hold a URL goes through :func:`redact` before anyone sees it.  The grammar
+is SQLAlchemy's (``sqlalchemy.engine.url._parse_url``), so a URL means here
+exactly what it will mean to SQLAlchemy, but stricter where SQLAlchemy guesses:
+a second raw ``@``, a port that is not a number and trailing text it would
+silently drop are refused (exit 2), never reinterpreted.
+
+This module is on the fast path (issue 7): it imports nothing heavier than
+``re`` at import time; ``urllib.parse`` and ``json`` are imported by the
+functions that need them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from .errors import ConfigError
+
+#: SQLAlchemy's scheme grammar (``[\w\+]+``), ASCII only.
+_SCHEME = re.compile(r"([A-Za-z0-9_+]+)://")
+#: user[:password]@ as SQLAlchemy reads it: the password runs to the first '@'.
+_USERINFO = re.compile(r"(?P<username>[^:/]*)(?::(?P<password>[^@]*))?@")
+#: What follows the user info; matched whole (SQLAlchemy ignores leftovers).
+_LOCATION = re.compile(
+    r"""
+    (?:
+        \[(?P<ipv6host>[^/?\]]+)\]
+        | (?P<ipv4host>[^/:?\[\]]+)
+    )?
+    (?::(?P<port>[^/?]*))?
+    (?:/(?P<database>[^?]*))?
+    (?:\?(?P<query>.*))?
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+#: Scheme names that are another name for the same backend.
+_BACKENDS = {"postgres": "postgresql", "mariadb": "mysql"}
+
+#: Query keys whose value is a password (libpq, PyMySQL, ODBC spellings).
+_SECRET_KEYS = frozenset({"password", "sslpassword", "pass", "passwd", "pwd"})
+
+#: Where a URL starts in free text; the scheme may be missing ("://user:pw@host").
+_TEXT_URL_START = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-_]*)?://")
+#: scheme://user: in free text, the start of a password (see _mask_userinfo).
+_TEXT_USERINFO = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-_]*)?://[^\s:/]*:")
+#: password=VALUE in a query string or a libpq keyword string; a quoted libpq
+#: value ('...', with backslash escapes) is masked whole.
+_TEXT_QUERY_SECRET = re.compile(
+    r"(?i)(?<![\w\-])(?P<head>(?:sslpassword|password|passwd|pass|pwd)\s*=\s*)"
+    r"(?P<value>'(?:[^'\\\r\n]|\\.)*'?|[^&\s]*)"
+)
+#: "password": "VALUE" in JSON or a Python dict's repr.
+_TEXT_KEYED_SECRET = re.compile(
+    r"(?i)(?P<head>(?P<q>[\"'])(?:sslpassword|password|passwd|pass|pwd)(?P=q)\s*:\s*)"
+    r"(?P<value>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')"
+)
+
+_MASK = "***"
+
+
+def first_control(text: str) -> int:
+    """The index of the first control character in ``text`` (C0, DEL, C1, line/paragraph separators), or -1.
+
+    A newline, tab or NUL in a URL or a password is a copy-and-paste or
+    file-format accident, never an intended character.
+    """
+    for index, char in enumerate(text):
+        code = ord(char)
+        if code < 0x20 or 0x7F <= code < 0xA0 or code in (0x2028, 0x2029):
+            return index
+    return -1
+
+
+def _describe_control(char: str) -> str:
+    names = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\x00": "a NUL byte"}
+    return names.get(char, f"the control character U+{ord(char):04X}")
+
+
+class Url:
+    """A parsed database URL.  Immutable by convention; build one with :func:`parse`.
+
+    ``str()`` and ``repr()`` never show the password, so an f-string cannot leak it.
+    """
+
+    __slots__ = ("_is_memory", "_sqlite_path", "backend", "database", "driver", "drivername",
+                 "host", "password", "port", "query", "username")
+
+    drivername: str
+    backend: str
+    driver: str
+    username: str | None
+    password: str | None
+    host: str | None
+    port: int | None
+    database: str | None
+    query: tuple[tuple[str, str], ...]
+    _sqlite_path: str | None
+    _is_memory: bool
+
+    def __init__(
+        self,
+        drivername: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        database: str | None = None,
+        query: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        scheme, _, driver = drivername.partition("+")
+        scheme = scheme.lower()
+        self.drivername = drivername
+        self.backend = _BACKENDS.get(scheme, scheme)
+        self.driver = driver
+        self.username = username
+        self.password = password
+        self.host = host
+        self.port = port
+        self.database = database
+        self.query = tuple(query)
+        self._sqlite_path, self._is_memory = _sqlite_file(self) if self.backend == "sqlite" else (None, False)
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The absolute path of a SQLite file database, as SQLAlchemy's pysqlite dialect opens it; else None.
+
+        Three slashes are relative to the working directory at parse time, four are absolute.
+        """
+        return self._sqlite_path
+
+    @property
+    def is_memory(self) -> bool:
+        """Whether this names an in-memory SQLite database (which :func:`parse` refuses)."""
+        return self._is_memory
+
+    @property
+    def safe(self) -> str:
+        """The URL for messages: every password masked."""
+        return self.render()
+
+    def query_value(self, key: str) -> str | None:
+        """The last value of query option ``key``, or None."""
+        found = None
+        for name, value in self.query:
+            if name == key:
+                found = value
+        return found
+
+    def render(self, hide_password: bool = True) -> str:
+        """The URL as SQLAlchemy's ``render_as_string`` writes it.
+
+        With ``hide_password`` (the default) the password and every
+        password-like query option are ``***``.  The result parses back to an
+        equal :class:`Url` (when nothing is hidden).
+        """
+        from urllib.parse import quote, quote_plus
+
+        text = self.drivername + "://"
+        if self.username is not None:
+            text += quote(self.username, safe=" +")
+            if self.password is not None:
+                text += ":" + (_MASK if hide_password else quote(self.password, safe=" +"))
+            text += "@"
+        if self.host is not None:
+            text += f"[{self.host}]" if ":" in self.host else self.host
+        if self.port is not None:
+            text += f":{self.port}"
+        if self.database is not None:
+            text += "/" + quote(self.database, safe=" +/")
+        if self.query:
+            # SQLAlchemy sorts by key and keeps the order of a repeated key's values.
+            pairs = sorted(self.query, key=lambda pair: pair[0])
+            text += "?" + "&".join(
+                f"{quote_plus(key)}="
+                + (_MASK if hide_password and key.lower() in _SECRET_KEYS else quote_plus(value))
+                for key, value in pairs
+            )
+        return text
+
+    def with_password(self, password: str | None) -> Url:
+        """A copy with ``password`` in place of this URL's password."""
+        return Url(self.drivername, username=self.username, password=password, host=self.host,
+                   port=self.port, database=self.database, query=self.query)
+
+    def connect_kwargs_psycopg2(self) -> dict[str, str | int]:
+        """The keyword arguments SQLAlchemy's psycopg2 dialect passes to ``psycopg2.connect``.
+
+        host, port, user, password and dbname when set (empty values are
+        left out, as SQLAlchemy does), then every query option on top: they
+        are libpq keywords.  SQLAlchemy's multi-host forms
+        (``host=h1:p1&host=h2:p2``, ``host=h1,h2&port=p1,p2``, ``host=h:p``)
+        become libpq's comma lists, as SQLAlchemy makes them.  Anything it
+        would refuse, and any other option given twice (libpq takes one
+        value), is a ConfigError.
+        """
+        kwargs: dict[str, str | int] = {}
+        for name, value in (("host", self.host), ("dbname", self.database),
+                            ("user", self.username), ("password", self.password)):
+            if value:
+                kwargs[name] = value
+        if self.port:
+            kwargs["port"] = self.port
+        seen: dict[str, list[str]] = {}
+        for key, value in self.query:
+            seen.setdefault(key, []).append(value)
+        for key, values in seen.items():
+            if len(values) > 1 and key not in ("host", "port"):
+                raise ConfigError(
+                    f"The URL {self.safe} gives the option '{key}' {len(values)} times; "
+                    "PostgreSQL takes one value. Keep one of them."
+                )
+            kwargs[key] = values[-1]
+        hosts, ports = self._multihost(seen)
+        if hosts is not None:
+            kwargs["host"] = ",".join(hosts)
+            ports = ports or [""] * len(hosts)
+            if ",".join(ports):
+                kwargs["port"] = ",".join(ports)
+        return kwargs
+
+    def _multihost(self, seen: dict[str, list[str]]) -> tuple[list[str] | None, list[str] | None]:
+        """SQLAlchemy's reading of host= and port= options (PGDialect._split_multihost_from_url)."""
+        hosts: list[str] | None = None
+        ports: list[str] | None = None
+        integrated = False
+        host_values = seen.get("host")
+        if host_values is not None and len(host_values) > 1:
+            integrated = True
+            pairs = [value.partition(":")[::2] for value in host_values]
+            hosts, ports = [host for host, _ in pairs], [port for _, port in pairs]
+        elif host_values is not None:
+            hosts = host_values[0].split(",")
+            if "port" not in seen and len(hosts) == 1 and ":" in hosts[0]:
+                found = re.fullmatch(r"([a-zA-Z0-9\-.]*)(?::(\d*))?", hosts[0])
+                if found:
+                    integrated = True
+                    hosts, ports = [found[1]], [found[2] or ""]
+        if "port" in seen:
+            if integrated:
+                raise ConfigError(
+                    f"The URL {self.safe} mixes two multi-host forms; use either "
+                    "host=h1:p1&host=h2:p2 or host=h1,h2&port=p1,p2."
+                )
+            port_values = seen["port"]
+            ports = port_values if len(port_values) > 1 else port_values[0].split(",")
+        if ports is not None:
+            if not all(port == "" or (port.isascii() and port.isdigit()) for port in ports):
+                raise ConfigError(f"The URL {self.safe} has a port option that is not a number; "
+                                  "give ports as digits.")
+            ports = [str(int(port)) if port else "" for port in ports]
+            if (hosts is None and len(ports) > 1) or (
+                    hosts is not None and len(hosts) != len(ports) and max(len(hosts), len(ports)) > 1):
+                raise ConfigError(f"The URL {self.safe} names {len(hosts or ())} host(s) but "
+                                  f"{len(ports)} port(s); give one port per host, or none.")
+        return hosts, ports
+
+    def _key(self) -> tuple[object, ...]:
+        # The order of different options carries no meaning (SQLAlchemy renders them
+        # sorted); the order of one option's repeated values does.
+        return (self.drivername, self.username, self.password, self.host, self.port,
+                self.database, tuple(sorted(self.query, key=lambda pair: pair[0])))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Url) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __repr__(self) -> str:
+        return f"Url({self.render()!r})"
+
+
+def _sqlite_file(url: Url) -> tuple[str | None, bool]:
+    """(absolute path or None, is in memory), the way SQLAlchemy's pysqlite dialect reads the URL."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return None, True
+    if url.query_value("mode") == "memory":
+        return None, True
+    path = database
+    if database.startswith("file:") and (url.query_value("uri") or "").lower() in ("true", "1", "yes", "on", "y", "t"):
+        # uri=true: the database is an SQLite URI, file:PATH or file://[localhost]/PATH.
+        from urllib.parse import unquote
+
+        rest = database[len("file:"):].split("?", 1)[0].split("#", 1)[0]
+        if rest.startswith("//"):
+            _authority, _, rest = rest[2:].partition("/")
+            rest = "/" + rest
+        path = unquote(rest)
+        if not path or path == ":memory:":
+            return None, True
+    return os.path.abspath(path), False
+
+
+def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
+    """Parse a database URL; every mistake is a ConfigError (exit 2) that names ``variable``.
+
+    The message shows the URL only redacted, and not at all when it cannot
+    tell where a password would be.  ``postgres://`` is PostgreSQL;
+    in-memory SQLite is refused, since it would vanish with the container.
+    """
+    from urllib.parse import parse_qsl, unquote
+
+    at = first_control(raw)
+    if at >= 0:
+        raise ConfigError(
+            f"{variable} contains {_describe_control(raw[at])} at position {at + 1} (the value "
+            "is not shown). Remove it: a URL is one line of printable text; a secret file "
+            "may end with one newline, no more."
+        )
+    scheme = _SCHEME.match(raw)
+    if scheme is None:
+        shown = f" ({redact(raw)!r})" if "@" not in raw else " (not shown: it may hold a password)"
+        raise ConfigError(
+            f"{variable}{shown} is not a database URL: it does not start with a scheme such as "
+            "postgresql:// or sqlite:///. Use a form such as sqlite:////data/app.db or "
+            "postgresql://user:password@host:5432/dbname."
+        )
+    rest = raw[scheme.end():]
+    username = password = None
+    userinfo = _USERINFO.match(rest)
+    if userinfo is not None:
+        if rest.count("@") > 1:
+            # SQLAlchemy would end the password at the first '@' and take the
+            # rest of it for the host name: refuse instead of guessing.
+            raise ConfigError(
+                f"{variable} ({redact(raw)}) has more than one unencoded '@'. Percent-encode "
+                "special characters in the user name, password and database name: '@' as %40, "
+                "'/' as %2F, '#' as %23, '%' as %25, ':' as %3A."
+            )
+        username = unquote(userinfo["username"])
+        password = unquote(userinfo["password"]) if userinfo["password"] is not None else None
+        rest = rest[userinfo.end():]
+    location = _LOCATION.fullmatch(rest)
+    if location is None:
+        raise ConfigError(
+            f"{variable} ({redact(raw)}) is not a database URL: the text after the host cannot "
+            "be read (an IPv6 address goes in brackets: postgresql://user@[::1]:5432/db). Use a "
+            "form such as postgresql://user:password@host:5432/dbname."
+        )
+    host = location["ipv4host"] or location["ipv6host"]
+    port_text = location["port"]
+    port = None
+    if port_text:
+        if not (port_text.isascii() and port_text.isdigit()):
+            hint = (" An IPv6 address goes in brackets: postgresql://user@[::1]:5432/db."
+                    if host is None and ":" in port_text else "")
+            raise ConfigError(
+                f"{variable} ({redact(raw)}) has the port {port_text!r}, which is not a number. "
+                f"Give the port as digits (5432 for PostgreSQL) or leave it out.{hint}"
+            )
+        port = int(port_text)
+        if not 0 < port <= 65535:
+            raise ConfigError(
+                f"{variable} ({redact(raw)}) has the port {port}, which is out of range: "
+                "a port is 1 to 65535 (5432 for PostgreSQL)."
+            )
+    database = unquote(location["database"]) if location["database"] is not None else None
+    query = tuple(parse_qsl(location["query"])) if location["query"] is not None else ()
+    url = Url(scheme.group(1), username=username, password=password, host=host, port=port,
+              database=database, query=query)
+    if url.backend == "sqlite":
+        _check_sqlite(url, raw, variable)
+    return url
+
+
+def _check_sqlite(url: Url, raw: str, variable: str) -> None:
+    if url.username is not None or url.password is not None or url.host or url.port:
+        raise ConfigError(
+            f"{variable} ({redact(raw)}) gives a SQLite URL a user, password, host or port; "
+            "a SQLite URL names a file: sqlite:////absolute/path.db (four slashes) or "
+            "sqlite:///relative/path.db (three)."
+        )
+    if url.is_memory:
+        raise ConfigError(
+            f"{variable} ({redact(raw)}) names an in-memory SQLite database, which would vanish "
+            "when this container exits and which the application could never see. Point it at "
+            "a file on the shared volume, such as sqlite:////app/backend/data/webui.db."
+        )
+
+
+def redact(text: str) -> str:
+    """``text`` with every password in it masked: in URLs (valid or not) and in password= options.
+
+    Hosts, ports, paths (SQLite files too) and user names stay visible.
+    Never raises; idempotent.
+    """
+    if "://" not in text and "=" not in text and ":" not in text:
+        return text
+    if "://" in text:
+        text = "".join(_mask_userinfo(line) for line in re.split(r"(\r\n|\r|\n)", text))
+    if "=" in text:
+        text = _TEXT_QUERY_SECRET.sub(_mask_value, text)
+    if ":" in text:
+        text = _TEXT_KEYED_SECRET.sub(_mask_value, text)
+    return text
+
+
+def _mask_userinfo(line: str) -> str:
+    """``line`` with the password of every scheme://user:PASSWORD@ in it masked.
+
+    The password runs to the last '@' before the next URL on the line: a raw
+    '@', '/', '#', quote or space in it must not end the mask early, and a
+    second URL on the line keeps its own host in view.  With no '@' before
+    the next URL, to the last '@' on the line: over-masking is the price of
+    never showing a password that holds a raw "://".
+    """
+    masked: list[str] = []
+    position = 0
+    while (head := _TEXT_USERINFO.search(line, position)) is not None:
+        start = head.end()
+        following = _TEXT_URL_START.search(line, start)
+        at = line.rfind("@", start, following.start() if following else len(line))
+        if at < 0:
+            at = line.rfind("@", start)
+        if at < 0:  # no password here: "host:port" or a user without one
+            masked.append(line[position:start])
+            position = start
+            continue
+        masked.append(line[position:start] + _MASK)
+        position = at
+    masked.append(line[position:])
+    return "".join(masked)
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    value = match["value"]
+    if value[:1] in ("'", '"'):
+        return f"{match['head']}{value[0]}{_MASK}{value[0]}"
+    return f"{match['head']}{_MASK}" if value else match[0]
+
+
+def secret_forms(secret: str) -> set[str]:
+    """Every form in which ``secret`` could appear in output, for a mask to replace.
+
+    For a URL, the forms of its password (decoded, and as written) and of its
+    password-like query options, not the URL itself: its host and path stay
+    readable.  For anything else, the forms of the whole value.  The forms:
+    raw, percent-encoded (quote, quote_plus, SQLAlchemy's ``safe=" +"``),
+    JSON-escaped (ASCII and not), repr-escaped, and backslash-doubled.
+    An empty set when there is nothing secret (a URL without a password).
+    """
+    forms: set[str] = set()
+    for value in _secret_values(secret):
+        if value:
+            forms.update(_escaped_forms(value))
+    forms.discard("")
+    return forms
+
+
+def _secret_values(secret: str) -> list[str]:
+    from urllib.parse import parse_qsl, unquote
+
+    scheme = re.match(r"(?:[A-Za-z][A-Za-z0-9+.\-_]*)?://", secret)
+    if scheme is None:
+        return [secret]
+    rest = secret[scheme.end():]
+    values: list[str] = []
+    # The password up to the first '@' (SQLAlchemy's reading) and up to the
+    # last (redact's): for a URL with a raw '@' in its password, both are masked.
+    for pattern in (r"[^:/]*:([^@]*)@", r"[^:/]*?:(.*)@"):
+        found = re.match(pattern, rest, re.DOTALL)
+        if found:
+            values += [found.group(1), unquote(found.group(1))]
+    query = rest.partition("?")[2]
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key.lower() in _SECRET_KEYS:
+            values.append(value)
+    for raw_pair in query.split("&"):
+        key, sep, value = raw_pair.partition("=")
+        if sep and key.lower() in _SECRET_KEYS:
+            values.append(value)  # as written, still percent-encoded
+    return values
+
+
+def _escaped_forms(value: str) -> set[str]:
+    import json
+    from urllib.parse import quote, quote_plus
+
+    reprs = {repr(value)[1:-1], ascii(value)[1:-1]}
+    forms = {
+        value,
+        quote(value, safe=""),
+        quote(value),
+        quote(value, safe=" +"),  # SQLAlchemy's render_as_string(hide_password=False)
+        quote_plus(value),
+        quote_plus(value, safe=""),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        value.replace("\\", "\\\\"),
+        *reprs,
+        # A repr inside a JSON log line.
+        *(json.dumps(r)[1:-1] for r in reprs),
+    }
+    return forms
