@@ -1,102 +1,203 @@
-"""The migration lock, so that replicas never race.
+"""The migration lock, so that replicas never race: one protocol, on the bare driver.
 
-PostgreSQL: a session-level advisory lock on a dedicated connection, taken by
-polling ``pg_try_advisory_lock``.  A blocked ``pg_advisory_lock`` waiter would
-sit in the lock queue and make the holder's ``CREATE INDEX CONCURRENTLY``
-wait for it.  The lock dies with the connection, so a killed holder never
-leaves it behind.
+A run that finds the database behind waits on this lock, the real one, and
+the run that then migrates keeps holding the same lock object: the cheap path
+and the full path never disagree about who is first.  It is taken with the
+bare driver (stdlib ``fcntl``, psycopg2, pymysql), never SQLAlchemy, because
+the no-op fast path must not pay for that import.
 
 SQLite: ``flock`` on a lock file beside the database, on the shared volume.
 The kernel drops it when the holder's process dies.  The file records who
 holds it, so a waiter that gives up can say.  Locks on network filesystems
 cannot be trusted, so those are refused unless SQLITE_ALLOW_NETWORK_FS=true.
+
+PostgreSQL: a session-level advisory lock on a connection of its own, taken
+by polling ``pg_try_advisory_lock``.  A blocked ``pg_advisory_lock`` waiter
+would sit in the lock queue and make the holder's ``CREATE INDEX
+CONCURRENTLY`` wait for it.  The lock dies with the session, so a killed
+holder never leaves it behind.
+
+MySQL: ``GET_LOCK(name, 0)``, polled the same way on a connection of its
+own; it too dies with the session.
+
+Every wait is :func:`migrate_init.retry.poll`, bounded by LOCK_TIMEOUT, and
+honours the caller's checkpoint (SIGTERM, MIGRATION_TIMEOUT) within a
+quarter of a second.  Imported on the fast path: cheap stdlib only at the top.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import fcntl
-import hashlib
-import json
 import os
-import socket
 import time
-from pathlib import Path
 
-from . import report
-from .db import Target
-from .errors import AccessDenied, ConfigError, DiskFull, LockTimeout, MigrateInitError
-from .wait import Backoff
+from . import retry
+from .errors import AccessDenied, ConfigError, DatabaseUnreachable, DiskFull, LockTimeout, MigrateInitError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+    from typing import Any, Self
 
 _NETWORK_FILESYSTEMS = {
     "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "ceph", "glusterfs",
     "lustre", "gpfs", "fuse.sshfs", "sshfs", "fuse.glusterfs", "fuse.cephfs",
     "fuse.s3fs", "fuse.gcsfuse", "fuse.rclone", "davfs", "fuse.davfs2",
 }
-_BACKOFF = Backoff(initial=0.05, maximum=1.0)
+BACKOFF = retry.Backoff(initial=0.05, maximum=1.0)
+#: statement_timeout of the PostgreSQL lock connection: no polling query may hang.
+STATEMENT_TIMEOUT_MS = 5000
+_NOBODY_RECORDED = ("a process that has not recorded its name in {path} (not yet, or it runs as "
+                    "a user that cannot write that file)")
 
 
-@contextlib.contextmanager
-def migration_lock(engine, target: Target, *, timeout: float, allow_network_fs: bool = False,
-                   version_table: str = "alembic_version"):
-    """Hold the lock for the body of the ``with`` block."""
-    if target.sqlite_path is not None:
-        with _sqlite_lock(target.sqlite_path, timeout, allow_network_fs):
-            yield
-    elif target.is_postgresql:
-        with _postgres_lock(engine, target, timeout, version_table):
-            yield
-    else:
-        report.warning(
-            "lock_unsupported",
-            f"No migration lock for the '{target.backend}' backend; run a single migrator.",
+class MigrationLock:
+    """The migration lock: ``with lock:`` or ``acquire()`` / ``release()``.  Made by the factories.
+
+    ``acquire()`` waits up to ``timeout`` seconds (LOCK_TIMEOUT), then raises
+    LockTimeout naming the lock and its holder.  While it waits it calls
+    ``checkpoint()`` at least every quarter second (whatever that raises
+    ends the wait, the lock released), and the first time it finds the lock
+    busy it calls ``on_wait(sentence)`` once, with a sentence that names the
+    lock and its holder, for the caller to log.  Acquiring a lock already
+    held returns at once: the full path reuses the lock the fast path took.
+
+    ``release()`` is idempotent and never raises.  A failed ``acquire()``
+    releases everything it took before it raises.  The PostgreSQL and MySQL
+    locks close their connection on release: they serve once.
+    """
+
+    def __init__(self, description: str, *, timeout: float,
+                 checkpoint: Callable[[], None] | None, on_wait: Callable[[str], None] | None) -> None:
+        self._description = description
+        self.timeout = timeout
+        self._checkpoint = checkpoint
+        self._on_wait = on_wait
+        self._held = False
+        self._waited = False
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock now."""
+        return self._held
+
+    @property
+    def description(self) -> str:
+        """The lock, for messages: "the migration lock /data/webui.db.migrate.lock"."""
+        return self._description
+
+    @property
+    def waited(self) -> bool:
+        """Whether the last ``acquire()`` found the lock busy at least once."""
+        return self._waited
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._description} held={self._held}>"
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        """Take the lock, waiting up to ``timeout`` seconds; LockTimeout after that."""
+        if self._held:
+            return
+        self._waited = False
+        deadline = time.monotonic() + self.timeout
+
+        def attempt() -> bool | None:
+            return True if self._try_lock() else None
+
+        def waiting(_number: int, _remaining: float) -> None:
+            if self._waited:
+                return
+            self._waited = True
+            if self._on_wait is not None:
+                self._on_wait(f"Waiting for {self._description}, held by {self._holder()}.")
+
+        try:
+            self._open()
+            retry.poll(attempt, deadline=deadline, backoff=BACKOFF, on_wait=waiting,
+                       checkpoint=self._checkpoint, on_timeout=self._timed_out)
+            self._held = True
+            self._acquired()
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Let the lock go and close what it opened.  Idempotent; never raises."""
+        try:
+            if self._held:
+                self._unlock()
+        except Exception:  # closing, below, releases it anyway
+            pass
+        finally:
+            self._held = False
+            with contextlib.suppress(Exception):
+                self._close()
+
+    def _timed_out(self) -> LockTimeout:
+        return LockTimeout(
+            f"Another migrator held {self._description} for longer than "
+            f"LOCK_TIMEOUT={self.timeout:g}s; it is {self._holder()}. Nothing was "
+            "changed. Wait for it to finish, or raise LOCK_TIMEOUT."
         )
-        yield
 
+    def _holder(self) -> str:
+        try:
+            return self._describe_holder()
+        except MigrateInitError:
+            raise
+        except Exception as exc:  # who holds it is a courtesy; the wait goes on
+            return f"a holder that could not be looked up ({type(exc).__name__})"
 
-def holder(engine, target: Target, version_table: str = "alembic_version") -> str | None:
-    """Who holds the migration lock now, or None when nobody does.  Read-only."""
-    if target.sqlite_path is not None:
-        path = lock_path(target.sqlite_path)
-        if not path.exists():
-            return None
-        with open(path, encoding="utf-8") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return _read_holder(path)
-        return None
-    if target.is_postgresql:
-        from sqlalchemy import text
+    # What each kind of lock provides.
 
-        key = advisory_key(target.url.database or "", version_table)
-        with engine.connect() as connection:
-            found = connection.execute(
-                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                     "AND objsubid = 1 AND classid = CAST(:hi AS oid) AND objid = CAST(:lo AS oid)"),
-                _key_parts(key),
-            ).scalar()
-            return _postgres_holder(connection, key) if found else None
-    return None
+    def _open(self) -> None:
+        """Prepare for the first attempt (open the file, set the session up)."""
+
+    def _try_lock(self) -> bool:
+        """One attempt that never blocks: True when the lock is now held."""
+        raise NotImplementedError
+
+    def _describe_holder(self) -> str:
+        """Who holds the lock, in words (read while this object does not hold it)."""
+        raise NotImplementedError
+
+    def _acquired(self) -> None:
+        """Just taken: record who holds it, where that is possible."""
+
+    def _unlock(self) -> None:
+        """Let go of the lock (may raise: ``_close`` releases it anyway)."""
+
+    def _close(self) -> None:
+        """Close what ``_open`` opened; releases the lock if still held."""
 
 
 # -- SQLite ------------------------------------------------------------------
 
-def lock_path(database: Path) -> Path:
-    return database.with_name(database.name + ".migrate.lock")
+def lock_path(database_path: str | os.PathLike[str]) -> str:
+    """The lock file beside the database: ``<database>.migrate.lock``."""
+    return os.fspath(database_path) + ".migrate.lock"
 
 
-def filesystem_type(path: Path) -> str | None:
-    """The type of the filesystem that holds ``path``, from /proc/self/mounts."""
+def filesystem_type(path: str | os.PathLike[str]) -> str | None:
+    """The type of the filesystem that holds ``path``, from /proc/self/mounts.  Read-only."""
     try:
         with open("/proc/self/mounts", encoding="utf-8") as handle:
             mounts = [line.split() for line in handle]
     except OSError:
         return None
     best, fstype = "", None
-    resolved = str(path.resolve())
+    resolved = os.path.realpath(os.fspath(path))
     for fields in mounts:
         if len(fields) < 3:
             continue
@@ -107,13 +208,14 @@ def filesystem_type(path: Path) -> str | None:
     return fstype
 
 
-def check_filesystem(database: Path, allow_network_fs: bool) -> None:
+def check_filesystem(database_path: str | os.PathLike[str], allow_network_fs: bool) -> None:
     """Refuse a SQLite database on a network filesystem, unless allowed.  Touches nothing.
 
     Called before the database is first opened, so that nothing is created
-    there, and again when the lock is taken.
+    there, and again before the lock file is opened.
     """
-    fstype = filesystem_type(database.parent)
+    database = os.fspath(database_path)
+    fstype = filesystem_type(os.path.dirname(os.path.abspath(database)))
     if fstype in _NETWORK_FILESYSTEMS and not allow_network_fs:
         raise ConfigError(
             f"The SQLite database {database} is on a '{fstype}' network filesystem, "
@@ -123,49 +225,129 @@ def check_filesystem(database: Path, allow_network_fs: bool) -> None:
         )
 
 
-@contextlib.contextmanager
-def _sqlite_lock(database: Path, timeout: float, allow_network_fs: bool):
-    check_filesystem(database, allow_network_fs)
-    path = lock_path(database)
+def sqlite_lock(database_path: str | os.PathLike[str], *, timeout: float, allow_network_fs: bool = False,
+                checkpoint: Callable[[], None] | None = None,
+                on_wait: Callable[[str], None] | None = None) -> MigrationLock:
+    """The flock on ``<database>.migrate.lock``.  Nothing is opened until ``acquire()``.
+
+    The database's folder must exist.  The lock file is created group-writable
+    (0o664: the next run may be another UID in the same group, as on OpenShift);
+    one left by another UID that this one cannot write is locked through a
+    read-only descriptor (flock needs no more), and then records no holder.
+    """
+    return _SqliteLock(os.fspath(database_path), timeout=timeout, allow_network_fs=allow_network_fs,
+                       checkpoint=checkpoint, on_wait=on_wait)
+
+
+def holder_sqlite(database_path: str | os.PathLike[str]) -> str | None:
+    """Who holds the SQLite migration lock now, or None when nobody does.  Read-only.
+
+    Takes a shared flock for an instant to know (an acquirer that tries in
+    that instant finds it busy and tries again).
+    """
+    path = lock_path(database_path)
     try:
-        # Unbuffered: nothing is left to flush (and fail) when it is closed.
-        # Group-writable: the next run may be another UID in the same group (OpenShift).
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o664)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
     except OSError as exc:
-        raise _lock_file_error(path, exc) from None
+        return f"unknown: the lock file {path} cannot be read by UID {os.getuid()} ({exc.strerror})"
     try:
-        deadline = time.monotonic() + timeout
-        delays = _BACKOFF.delays()
-        announced = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                holder = _read_holder(path)
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(
-                        f"Another migrator held the lock {path} for longer than "
-                        f"LOCK_TIMEOUT={timeout:g}s; it is {holder}. Nothing was "
-                        "changed. Wait for it to finish, or raise LOCK_TIMEOUT."
-                    ) from None
-                if not announced:
-                    report.event("lock_waiting", f"Waiting for the migration lock {path}, held by {holder}.",
-                                 lock=str(path))
-                    announced = True
-                time.sleep(min(next(delays), max(deadline - time.monotonic(), 0.0)))
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(_me()) + "\n").encode(), 0)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(path)
+        return None
+    finally:
+        os.close(fd)  # drops the shared flock, if taken
+
+
+class _SqliteLock(MigrationLock):
+    def __init__(self, database_path: str, *, timeout: float, allow_network_fs: bool,
+                 checkpoint: Callable[[], None] | None, on_wait: Callable[[str], None] | None) -> None:
+        self.database_path = database_path
+        self.path = lock_path(database_path)
+        self.allow_network_fs = allow_network_fs
+        self._fd: int | None = None
+        self._writable = False
+        super().__init__(f"the migration lock {self.path}", timeout=timeout,
+                         checkpoint=checkpoint, on_wait=on_wait)
+
+    def _open(self) -> None:
+        check_filesystem(self.database_path, self.allow_network_fs)
+        if self._fd is None:
+            self._fd, self._writable = _open_lock_file(self.path)
+
+    def _try_lock(self) -> bool:
+        assert self._fd is not None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError as exc:  # ENOLCK: a filesystem without locks
+            raise _lock_file_error(self.path, exc) from None
+        return True
+
+    def _describe_holder(self) -> str:
+        return _read_holder(self.path)
+
+    def _acquired(self) -> None:
+        if not self._writable or self._fd is None:
+            return
+        import json
+
+        try:
+            # Unbuffered writes: nothing is left to flush (and fail) at close.
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, (json.dumps(_me()) + "\n").encode(), 0)
+        except OSError as exc:
+            raise _lock_file_error(self.path, exc) from None
+
+    # The holder record stays after release (closing the descriptor releases the flock): it
+    # is read only while the lock is held, and a record truncated to nothing would free the
+    # file's page, which on a full disk the next holder could not get back to say who it is.
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
+
+
+def _open_lock_file(path: str) -> tuple[int, bool]:
+    """Open (or create) the lock file: (descriptor, whether it is writable)."""
+    failure: OSError = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    for _ in range(3):  # another run may create or delete it in between
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o664)
+        except FileExistsError:
+            pass
         except OSError as exc:
             raise _lock_file_error(path, exc) from None
-        report.event("lock_acquired", f"Acquired the migration lock {path}.", lock=str(path))
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the flock
+        else:
+            try:
+                # Group-writable whatever the umask: the next run may be another
+                # UID in the same group (OpenShift).  Only a file made here is changed.
+                os.fchmod(fd, 0o664)
+            except OSError:
+                pass
+            return fd, True
+        try:
+            return os.open(path, os.O_RDWR | os.O_CLOEXEC), True
+        except FileNotFoundError as exc:
+            failure = exc
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                # Left by another UID: flock needs only a read descriptor.
+                try:
+                    return os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
+                except OSError:
+                    pass
+            raise _lock_file_error(path, exc) from None
+    raise _lock_file_error(path, failure)
 
 
-def _lock_file_error(path: Path, exc: OSError) -> MigrateInitError:
+def _lock_file_error(path: str, exc: OSError) -> MigrateInitError:
     """Why the lock file cannot be used, as an error that says what to do."""
     uid = os.getuid()
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -173,11 +355,19 @@ def _lock_file_error(path: Path, exc: OSError) -> MigrateInitError:
             f"The disk that holds the lock file {path} is full, so the migration lock "
             "cannot be recorded. Nothing was changed. Free space on that volume and run again."
         )
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        if path.exists():
-            info = path.stat()
+    if exc.errno == errno.EROFS:
+        return AccessDenied(
+            f"The lock file {path} is on a read-only filesystem, so UID {uid} cannot "
+            "migrate the database beside it. Nothing was changed. Mount that volume read-write."
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        try:
+            info = os.stat(path)
+        except OSError:
+            info = None
+        if info is not None:
             return AccessDenied(
-                f"The lock file {path} is not writable by UID {uid}: it is owned by UID "
+                f"The lock file {path} is not usable by UID {uid}: it is owned by UID "
                 f"{info.st_uid}, GID {info.st_gid}, mode {oct(info.st_mode & 0o777)}, left by a "
                 f"run as another user. Nothing was changed. Delete it while no migrator runs, "
                 f"or chown it to UID {uid}."
@@ -186,97 +376,286 @@ def _lock_file_error(path: Path, exc: OSError) -> MigrateInitError:
             f"Cannot create the lock file {path} as UID {uid}: {exc.strerror}. Nothing was "
             "changed. Make the database folder writable by this user."
         )
+    if exc.errno == errno.ENOENT:
+        return MigrateInitError(
+            f"Cannot create the lock file {path}: the folder {os.path.dirname(path) or '.'} does "
+            "not exist. Nothing was changed. Create it, or fix the path in DATABASE_URL."
+        )
     return MigrateInitError(
         f"Cannot use the lock file {path} as UID {uid}: {exc.strerror}. Nothing was "
         "changed. Check the volume that holds the database."
     )
 
 
-def _me() -> dict:
+def _me() -> dict[str, object]:
+    import datetime
+    import socket
+
     return {
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 
-def _read_holder(path: Path) -> str:
+def _read_holder(path: str) -> str:
+    import json
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8") or "{}")
+        with open(path, encoding="utf-8") as handle:
+            data = json.loads(handle.read(4096) or "{}")
     except (OSError, ValueError):
         data = {}
-    if not data:
-        return "a process that has not written its name yet"
+    if not isinstance(data, dict) or not data:
+        return _NOBODY_RECORDED.format(path=path)
     return f"PID {data.get('pid')} on host {data.get('host')}, since {data.get('started')}"
 
 
 # -- PostgreSQL ----------------------------------------------------------------
 
-def advisory_key(database: str, version_table: str, label: str = "") -> int:
+def advisory_key(database: str, version_table: str) -> int:
     """A stable signed 64-bit key for this database and version table.
 
-    ``label`` gives another lock on the same database a key of its own (the
-    fast path's "first" lock).
+    The recipe must never change: a replica of an older release and a newer
+    one must exclude each other during a rolling update.
     """
-    scope = f"{label}:" if label else ""
-    digest = hashlib.sha256(f"migrate-init:{scope}{database}:{version_table}".encode()).digest()
+    import hashlib
+
+    digest = hashlib.sha256(f"migrate-init:{database}:{version_table}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-@contextlib.contextmanager
-def _postgres_lock(engine, target: Target, timeout: float, version_table: str):
-    from sqlalchemy import text
+def postgresql_lock(connection: Any, database: str, *, version_table: str = "alembic_version",
+                    timeout: float, checkpoint: Callable[[], None] | None = None,
+                    on_wait: Callable[[str], None] | None = None) -> MigrationLock:
+    """The advisory lock ``advisory_key(database, version_table)`` on ``connection``.
 
-    key = advisory_key(target.url.database or "", version_table)
-    connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    ``connection`` is an open psycopg2 connection dedicated to the lock (it is
+    put in autocommit mode and given statement_timeout=5s); ``release()``
+    unlocks and closes it.  ``database`` is the database's name, as in the URL.
+    """
+    return _PostgresqlLock(connection, advisory_key(database, version_table), timeout=timeout,
+                           checkpoint=checkpoint, on_wait=on_wait)
+
+
+_HOLDER_SQL = (
+    "SELECT l.pid, a.application_name, a.client_addr, a.backend_start "
+    "FROM pg_catalog.pg_locks AS l LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+    "AND l.classid = CAST(%s AS oid) AND l.objid = CAST(%s AS oid) "
+    "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) "
+    "LIMIT 1"
+)
+
+
+def holder_postgresql(connection: Any, database: str,
+                      version_table: str = "alembic_version") -> str | None:
+    """Who holds the advisory lock now, or None when nobody does.  Read-only.
+
+    Reads pg_locks and pg_stat_activity on ``connection`` (any psycopg2
+    connection; a transaction this opens is rolled back).
+    """
+    import psycopg2.extensions
+
+    started_here = (not connection.autocommit and connection.get_transaction_status()
+                    == psycopg2.extensions.TRANSACTION_STATUS_IDLE)
     try:
-        deadline = time.monotonic() + timeout
-        delays = _BACKOFF.delays()
-        announced = False
-        while not connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
-            if time.monotonic() >= deadline:
-                holder = _postgres_holder(connection, key)
-                raise LockTimeout(
-                    f"Another migrator held the advisory lock {key} for longer than "
-                    f"LOCK_TIMEOUT={timeout:g}s; it is {holder}. Nothing was changed. "
-                    "Wait for it to finish, or raise LOCK_TIMEOUT."
-                )
-            if not announced:
-                report.event("lock_waiting", f"Waiting for the advisory lock {key}, held by "
-                             f"{_postgres_holder(connection, key)}.", lock=key)
-                announced = True
-            time.sleep(min(next(delays), max(deadline - time.monotonic(), 0.0)))
-        report.event("lock_acquired", f"Acquired the advisory lock {key}.", lock=key)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):
-                connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        with connection.cursor() as cursor:
+            cursor.execute(_HOLDER_SQL, _key_parts(advisory_key(database, version_table)))
+            row = cursor.fetchone()
     finally:
-        with contextlib.suppress(Exception):
-            connection.close()
+        if started_here:
+            connection.rollback()
+    return None if row is None else _describe_backend(row)
 
 
-def _postgres_holder(connection, key: int) -> str:
-    from sqlalchemy import text
+class _PostgresqlLock(MigrationLock):
+    def __init__(self, connection: Any, key: int, *, timeout: float,
+                 checkpoint: Callable[[], None] | None, on_wait: Callable[[str], None] | None) -> None:
+        self.connection = connection
+        self.key = key
+        super().__init__(f"the advisory lock {key}", timeout=timeout,
+                         checkpoint=checkpoint, on_wait=on_wait)
 
-    row = connection.execute(
-        text(
-            "SELECT a.pid, a.application_name, a.client_addr, a.backend_start "
-            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-            "AND l.classid = CAST(:hi AS oid) AND l.objid = CAST(:lo AS oid) LIMIT 1"
-        ),
-        _key_parts(key),
-    ).first()
-    if row is None:
-        return "a session that has just released it"
+    def _execute(self, statement: str, parameters: tuple[object, ...] = ()) -> Any:
+        """Run one statement; return its first row.  A lost connection is DatabaseUnreachable."""
+        import psycopg2
+        import psycopg2.extensions
+
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute(statement, parameters)
+                return cursor.fetchone() if cursor.description else None
+        except psycopg2.extensions.QueryCanceledError:
+            raise  # statement_timeout, or a stop request: the caller decides
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            raise _unreachable(self._description, _where_postgresql(self.connection), exc) from None
+
+    def _open(self) -> None:
+        if self.connection.closed:
+            raise RuntimeError(f"The connection for {self._description} is closed; a PostgreSQL "
+                               "lock serves once: make a new one with its own connection.")
+        if not self.connection.autocommit:
+            self.connection.autocommit = True
+        self._execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+
+    def _try_lock(self) -> bool:
+        import psycopg2.extensions
+
+        try:
+            row = self._execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
+        except psycopg2.extensions.QueryCanceledError:
+            # A server too busy to answer in statement_timeout, or a stop request
+            # that cancelled the query: the checkpoint, next, tells them apart.
+            # A lock granted just before the cancel dies when release() closes the session.
+            return False
+        return bool(row[0])
+
+    def _describe_holder(self) -> str:
+        row = self._execute(_HOLDER_SQL, _key_parts(self.key))
+        return "a session that has just released it" if row is None else _describe_backend(row)
+
+    def _unlock(self) -> None:
+        self._execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+
+    def _close(self) -> None:
+        if not self.connection.closed:
+            self.connection.close()  # the session ends: every lock it held is gone
+
+
+def _describe_backend(row: tuple[Any, ...]) -> str:
     pid, app, addr, since = row
+    started = since.isoformat(timespec="seconds") if hasattr(since, "isoformat") else since
     return (f"backend PID {pid}, application_name '{app or ''}', client address "
-            f"{addr or 'local socket'}, connected since {since}")
+            f"{addr or 'local socket'}, connected since {started or 'an unknown time'}")
 
 
-def _key_parts(key: int) -> dict:
+def _where_postgresql(connection: Any) -> str:
+    try:
+        info = connection.info
+        return f"{info.host}:{info.port}/{info.dbname}"
+    except Exception:
+        return "the database"
+
+
+def _key_parts(key: int) -> tuple[int, int]:
     """pg_locks shows a bigint advisory key as two oids: high and low 32 bits."""
     unsigned = key & 0xFFFFFFFFFFFFFFFF
-    return {"hi": unsigned >> 32, "lo": unsigned & 0xFFFFFFFF}
+    return unsigned >> 32, unsigned & 0xFFFFFFFF
+
+
+def _unreachable(description: str, where: str, exc: BaseException) -> DatabaseUnreachable:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(exc).__name__
+    return DatabaseUnreachable(
+        f"The connection for {description} at {where} failed: {reason}. Nothing more was "
+        "changed. Check that the database is up and reachable, then run again."
+    )
+
+
+# -- MySQL (written with care, but not exercised by the test suite) ----------------
+
+def mysql_lock_name(database: str, version_table: str) -> str:
+    """The GET_LOCK name for this database and version table: 53 characters (MySQL allows 64).
+
+    Lock names are server-wide, so the database is part of it; hashed, so
+    that no name is ever too long.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(f"migrate-init:{database}:{version_table}".encode()).hexdigest()
+    return f"migrate-init:{digest[:40]}"
+
+
+def mysql_lock(connection: Any, database: str, *, version_table: str = "alembic_version",
+               timeout: float, checkpoint: Callable[[], None] | None = None,
+               on_wait: Callable[[str], None] | None = None) -> MigrationLock:
+    """``GET_LOCK(mysql_lock_name(...), 0)`` polled on ``connection`` (pymysql, dedicated to it).
+
+    ``release()`` runs ``RELEASE_LOCK`` and closes the connection.
+    """
+    return _MysqlLock(connection, mysql_lock_name(database, version_table), timeout=timeout,
+                      checkpoint=checkpoint, on_wait=on_wait)
+
+
+def holder_mysql(connection: Any, database: str, version_table: str = "alembic_version") -> str | None:
+    """Who holds the MySQL lock now, or None when nobody does.  Read-only."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT IS_USED_LOCK(%s)", (mysql_lock_name(database, version_table),))
+        row = cursor.fetchone()
+        if row is None or row[0] is None:
+            return None
+        return _describe_mysql_session(cursor, row[0])
+
+
+class _MysqlLock(MigrationLock):
+    def __init__(self, connection: Any, name: str, *, timeout: float,
+                 checkpoint: Callable[[], None] | None, on_wait: Callable[[str], None] | None) -> None:
+        self.connection = connection
+        self.name = name
+        self._closed = False
+        super().__init__(f"the MySQL lock '{name}'", timeout=timeout,
+                         checkpoint=checkpoint, on_wait=on_wait)
+
+    def _execute(self, statement: str, parameters: tuple[object, ...] = ()) -> Any:
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute(statement, parameters)
+                return cursor.fetchone()
+        except Exception as exc:
+            # DB-API names, whichever driver (pymysql, mysqlclient) made the connection.
+            if {cls.__name__ for cls in type(exc).__mro__} & {"OperationalError", "InterfaceError"}:
+                raise _unreachable(self._description, "the MySQL server", exc) from None
+            raise
+
+    def _open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"The connection for {self._description} is closed; a MySQL lock "
+                               "serves once: make a new one with its own connection.")
+        # GET_LOCK(name, 0) never waits; these only bound the holder lookups.
+        for setting in ("SET SESSION max_execution_time = 5000",  # MySQL 5.7.8+
+                        "SET SESSION max_statement_time = 5"):  # MariaDB 10.1+
+            try:
+                with self.connection.cursor() as cursor:
+                    cursor.execute(setting)
+                break
+            except Exception:
+                continue
+
+    def _try_lock(self) -> bool:
+        row = self._execute("SELECT GET_LOCK(%s, 0)", (self.name,))
+        if row is None or row[0] is None:
+            raise MigrateInitError(
+                f"The MySQL server returned NULL for GET_LOCK('{self.name}', 0): an error, such as "
+                "a killed thread or no memory. Nothing was changed. Check the server's log, then "
+                "run again."
+            )
+        return bool(row[0])
+
+    def _describe_holder(self) -> str:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT IS_USED_LOCK(%s)", (self.name,))
+            row = cursor.fetchone()
+            if row is None or row[0] is None:
+                return "a session that has just released it"
+            return _describe_mysql_session(cursor, row[0])
+
+    def _unlock(self) -> None:
+        self._execute("SELECT RELEASE_LOCK(%s)", (self.name,))
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.connection.close()  # the session ends: GET_LOCK locks go with it
+
+
+def _describe_mysql_session(cursor: Any, connection_id: object) -> str:
+    try:
+        cursor.execute("SELECT USER, HOST FROM information_schema.PROCESSLIST WHERE ID = %s",
+                       (connection_id,))
+        row = cursor.fetchone()
+    except Exception:
+        row = None
+    if row is None:
+        return f"connection ID {connection_id}"
+    return f"connection ID {connection_id}, user '{row[0]}' from {row[1]}"
