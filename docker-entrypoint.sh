@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The migrate-init image's entrypoint, in the style of docker-library/postgres.
 #
-#   (no arguments)            init-container mode: exec python migrate.py, exit with its code
-#   upgrade REV | status | …  exec python migrate.py COMMAND ARGS (a one-off command)
-#   -h | --help | -…          exec python migrate.py -h / its options
-#   any other command         wrapper mode: run the init sequence, then exec the command
+#   (no arguments)              init-container mode: exec python migrate.py, exit with its code
+#   run -- COMMAND [ARGS...]    wrapper mode: run the init sequence, then exec COMMAND (only on exit 0)
+#   upgrade REV | status | …    exec python migrate.py COMMAND ARGS (a one-off command)
+#   -h | --help | --version     exec python migrate.py with that option
+#   anything else               exec'd as it is, WITHOUT migrating (`docker run IMAGE sh` is a shell,
+#                               never a migration of whatever DATABASE_URL points at; issue 12)
 #
 # Configuration (DATABASE_URL or DATABASE_URL_FILE, and the rest) is read by
 # Python (migrate_init/config.py), so this script stays short: see README.md.
@@ -12,7 +14,7 @@ set -Eeuo pipefail
 
 readonly MIGRATE_PY=/app/migrate.py
 # migrate.py's commands (migrate_init/cli.py); anything else is a command to wrap
-readonly MIGRATE_COMMANDS=' run upgrade status history heads current wait plan check verify lint manifest '
+readonly MIGRATE_COMMANDS=' run upgrade status history heads current wait plan check verify lint stamp manifest alembic help '
 
 # usage: docker_error MESSAGE...
 docker_error() {
@@ -21,7 +23,7 @@ docker_error() {
 
 # usage: docker_is_migrate_command ARG
 #    ie: if docker_is_migrate_command "$1"; then ...
-#   true for one of migrate.py's commands or an option (-h, --help, ...)
+#   true for one of migrate.py's commands or an option (-h, --help, --version)
 docker_is_migrate_command() {
 	case "$1" in
 	-*) return 0 ;;
@@ -81,9 +83,23 @@ _main() {
 	if [ "$#" -eq 0 ]; then
 		exec python "$MIGRATE_PY"
 	fi
+	if [ "$1" = run ] && [ "${2:-}" = -- ]; then
+		shift 2
+		if [ "$#" -eq 0 ]; then
+			docker_error "'run --' needs a command to start after the init sequence, e.g. 'run -- uvicorn app:app'."
+			exit 2
+		fi
+		_wrap "$@"
+	fi
 	if docker_is_migrate_command "$1"; then
 		exec python "$MIGRATE_PY" "$@"
 	fi
+	exec "$@"
+}
+
+# usage: _wrap COMMAND [ARGS...]
+#   the init sequence, then exec COMMAND when it exited 0
+_wrap() {
 	local status=0
 	docker_run_init || status=$?
 	case "$status" in

@@ -1,11 +1,20 @@
 """migrate-init: get a database ready before the application starts.
 
-One module per concern: ``config`` (the only reader of the environment),
-``db`` (URL, redaction, engine), ``wait``, ``lock``, ``deps``, ``scripts``
-(the Alembic folder and its graph), ``runner`` (the layered upgrade),
-``fallback``, ``verify``, ``guard``, ``backup``, ``seed``, ``repair``,
-``plan``, ``lint``, ``report``, ``watchdog`` (timeouts and signals),
-``migrator`` (the verbs) and ``cli`` (the only place that exits).
+One concern per module, each a noun the README uses:
+
+- ``cli``: arguments, the table of verbs, printing, outcome -> exit code (the only ``sys.exit``);
+- ``config``: the only reader of the environment, a frozen Config; ``url``: the one URL parser
+  and redactor; ``errors``: one exception per exit code, and what a driver's error means;
+- ``report``: log lines, masking, the summary and REPORT_FILE; ``watchdog``: signals and
+  timeouts recorded, statements cancelled, raised at checkpoints; ``retry``: the one poll loop;
+- ``probe``: the one reader of where the database stands (bare driver); ``wait``: waiting for
+  it; ``lock``: the one migration lock (bare driver); ``manifest``: what the scripts and
+  models expect, cached so a run with nothing to do imports neither SQLAlchemy nor Alembic;
+- ``run``: the init sequence; ``commands``: the other verbs; ``alembic_glue``: Alembic, owned
+  (env.py runs on our connection); ``schema``: MODELS, drift, create_all and column repair;
+  ``catalog``: the destructive guard, judged by effect; ``guard`` and ``lint``: text rules for
+  people; ``backup``, ``seed``, ``deps``; ``ops``: helpers for migration authors;
+  ``alembic_env``: the shipped env.py's body.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -32,16 +32,16 @@ def run(context) -> None:
         return
     from logging.config import fileConfig
 
+    from . import alembic_glue
     from . import config as config_module
-    from . import db
 
     if config.config_file_name is not None:  # the plain alembic CLI, with alembic.ini
         fileConfig(config.config_file_name, disable_existing_loggers=False)
     settings = config_module.load()
-    target = db.parse(settings.database_url)
-    if target.sqlite_path is not None:
-        target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-    engine = db.create_engine(target, lock_timeout=settings.lock_timeout)
+    database = settings.database
+    if database.sqlite_path is not None:
+        Path(database.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+    engine = alembic_glue.create_engine(database, busy_timeout=settings.lock_timeout)
     try:
         with engine.connect() as connection:
             _run_online(context, connection, metadata)
@@ -69,9 +69,9 @@ def _run_online(context, connection, metadata) -> None:
 
 def _metadata(config, folder: Path):
     from . import config as config_module
-    from . import metadata
+    from . import schema
 
     spec = config.attributes.get("models", config_module.SHIPPED_MODELS)
     if spec is None:
         return None
-    return metadata.load(spec, [folder])
+    return schema.load(spec, [folder])

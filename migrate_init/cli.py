@@ -1,163 +1,193 @@
-"""The command line: parse arguments, run one verb, map the outcome to an exit code.
+"""The command line: parse arguments, run one verb, print what it returned, map the outcome to an exit code.
 
-This is the only module that calls ``sys.exit``.  Verbs take the frozen
-Config and raise the project's exceptions (see ``errors``).
+This is the only module that calls ``sys.exit`` and the only one that turns
+outcomes into exit codes.  Verbs take the frozen Config and the Watchdog and
+return data (:class:`report.Summary` or :class:`commands.Listing`), or raise
+the project's exceptions (one subclass per exit code, :mod:`errors`).  The
+watchdog's recorded stop (SIGTERM, SIGINT, MIGRATION_TIMEOUT) is honoured
+last, whatever the verb did: a signal is never turned into exit 0.
 """
 
 from __future__ import annotations
 
 import sys
-import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from . import __version__, report
 from . import config as config_module
-from . import report
-from .errors import ConfigError, MigrateInitError, MigrationFailed, UnknownRevision, VerificationFailed
+from .errors import ConfigError, MigrateInitError, MigrationFailed
 
-COMMANDS = ("run", "upgrade", "status", "history", "heads", "current", "wait",
-            "plan", "check", "verify", "lint", "manifest")
+if TYPE_CHECKING:
+    import argparse
+
+    from .config import Config
+    from .watchdog import Watchdog
+
+PROG = "migrate.py"
+
+#: Listing outcomes -> exit codes (Summary outcomes are 0; failures are exceptions).
+_LISTING_CODES = {"ok": 0, "pending": 1, "drift": 1, "findings": 1, "unknown_revision": 6}
+
+#: verb -> (help, takes REV, prints a summary line)
+VERBS: dict[str, tuple[str, bool, bool]] = {
+    "run": ("the full init sequence (the default)", False, True),
+    "upgrade": ("upgrade to REV, with the same lock, guard and verification", True, True),
+    "status": ("current revisions, heads, pending; exit 1 when pending", False, False),
+    "current": ("the database's current revision(s)", False, False),
+    "history": ("the revision history (scripts only)", False, False),
+    "heads": ("the heads of the scripts (scripts only)", False, False),
+    "wait": ("wait until another migrator brought the database to its target; never migrates", False, True),
+    "verify": ("the integrity check alone, with row counts", False, True),
+    "check": ("compare the database with the models, in words; exit 1 on drift", False, False),
+    "plan": ("pending migrations and the SQL they run, rolled back; changes nothing", False, False),
+    "lint": ("find destructive or non-idempotent migrations; exit 1 on findings", False, False),
+    "stamp": ("adopt an existing database: verify it against MODELS, then record REV", True, True),
+    "manifest": ("write MIGRATIONS_DIR/.manifest.json for the fast path (image builds)", False, True),
+    "alembic": ("run the plain alembic CLI on MIGRATIONS_DIR and DATABASE_URL: migrate.py alembic ARGS...",
+                False, False),
+}
+COMMANDS = (*VERBS, "help")
 
 
 def _parser() -> argparse.ArgumentParser:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="migrate.py",
-        description="Get the database ready before the application starts.",
-        epilog="Configuration comes from the environment; see README.md.",
+        prog=PROG,
+        description="Get the database ready before the application starts: wait for it, lock, run the "
+                    "layered Alembic upgrade (or the create_all fallback), verify, exit with a code that "
+                    "says what went wrong.",
+        epilog="Configuration comes from the environment (DATABASE_URL, MIGRATIONS_DIR, MODELS, ...). Exit "
+               "codes: 0 ok, 1 migration failed, 2 configuration, 3 unreachable, 4 access denied, 5 lock "
+               "timeout, 6 unknown revision, 7 verification failed, 8 destructive refused, 9 dependency "
+               "install failed, 10 timeout, 130/143 stopped by a signal. The repository's README and docs/ describe each variable.",
     )
+    parser.add_argument("--version", action="version", version=f"migrate-init {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("run", help="the full init sequence (the default)")
-    upgrade = sub.add_parser("upgrade", help="upgrade to REV, with the same safety")
-    upgrade.add_argument("revision", metavar="REV")
-    sub.add_parser("status", help="current revisions, heads, pending; exit 1 when pending")
-    sub.add_parser("history", help="the revision history")
-    sub.add_parser("heads", help="the heads of the scripts")
-    sub.add_parser("current", help="the database's current revision(s)")
-    sub.add_parser("wait", help="wait until another migrator brought the database to its target")
-    sub.add_parser("plan", help="pending migrations and the SQL they would run; changes nothing")
-    sub.add_parser("check", help="compare the database with the models; exit 1 on drift")
-    sub.add_parser("verify", help="the integrity check alone, with row counts")
-    sub.add_parser("lint", help="find destructive or non-idempotent migrations; exit 1 on findings")
-    sub.add_parser("manifest", help="write MIGRATIONS_DIR/.manifest.json for the fast path (image build)")
+    for name, (text, takes_rev, _) in VERBS.items():
+        verb = sub.add_parser(name, help=text, description=text)
+        if takes_rev:
+            verb.add_argument("revision", metavar="REV")
+        if name == "alembic":
+            verb.add_argument("arguments", nargs=argparse.REMAINDER, metavar="ARGS")
+    sub.add_parser("help", help="show this help")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    # No arguments is the init container's every start: no parser, no argparse import (issue 7).
+    # No arguments is the init container's every start: no argparse import (issue 7).
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv) if argv else None
     command = getattr(args, "command", None) or "run"
+    if command == "help":
+        _parser().print_help()
+        sys.exit(0)
+    from .watchdog import Watchdog
+
+    # Before anything else: a signal from the first instruction on is recorded, never lost.
+    watchdog = Watchdog()
     try:
         cfg = config_module.load()
     except ConfigError as exc:
         log_format, report_file = config_module.reporting()
         report.setup(log_format=log_format)
-        # The same one-line summary (and REPORT_FILE or termination log) as every other outcome.
-        report.finish(report.Summary(command=command, outcome=exc.outcome,
-                                     exit_code=exc.exit_code, message=str(exc)), report_file)
-        sys.exit(exc.exit_code)
+        report.stop_writing = lambda: watchdog.stopped
+        report.finish(report.Summary(command=command, outcome=exc.outcome, exit_code=exc.exit_code,
+                                     message=str(exc)), report_file)
+        sys.exit(_honour(watchdog, exc.exit_code))
     report.setup(log_format=cfg.log_format, level=cfg.log_level, secrets=cfg.secrets)
-    summary = report.Summary(command=command)
-    if command in ("run", "wait"):
-        # A database at its target is answered without SQLAlchemy or Alembic (issue 7).
-        from . import fastpath
-
-        if fastpath.try_run(cfg, summary, command):
-            report.finish(summary, cfg.report_file)
-            sys.exit(summary.exit_code)
-    from .watchdog import Watchdog
-
-    watchdog = Watchdog()
+    report.stop_writing = lambda: watchdog.stopped  # a stalled stderr never holds a stop back
+    limits = (cfg.db_wait_timeout, cfg.lock_timeout, cfg.migration_timeout)
+    if command in ("run", "upgrade", "plan", "stamp") and all(limits):
+        watchdog.bound_run(sum(limits) + 30, "DB_WAIT_TIMEOUT + LOCK_TIMEOUT + MIGRATION_TIMEOUT + 30")
+    summary: report.Summary | None = None
     try:
-        if command == "manifest":
-            sys.exit(_write_manifest(cfg))
-        if command in ("history", "heads"):
-            code = _print_scripts(cfg, command)
-            sys.exit(code)
-        from . import migrator
-
-        if command == "status":
-            sys.exit(migrator.status(cfg, watchdog))
-        if command == "current":
-            sys.exit(migrator.current(cfg, watchdog))
-        if command in ("plan", "check"):
-            sys.exit(getattr(migrator, command)(cfg, watchdog))
-        if command == "lint":
-            sys.exit(migrator.lint(cfg))
-        if command == "verify":
-            migrator.verify_only(cfg, summary, watchdog)
-        elif command == "wait":
-            migrator.wait_for_target(cfg, summary, watchdog)
+        if command != "current":  # the one verb that needs no scripts
+            config_module.check_migrations_dir(cfg.migrations_dir)
+        result = _dispatch(command, args, cfg, watchdog)
+        watchdog.checkpoint()  # the work is done; a stop recorded meanwhile still wins
+        if isinstance(result, report.Summary):
+            summary = result
         else:
-            migrator.run(cfg, summary, watchdog, revision=getattr(args, "revision", None))
+            for line in result.lines:
+                print(line)
+            code = _LISTING_CODES[result.outcome]
+            watchdog.close()
+            sys.stdout.flush()
+            sys.exit(_honour(watchdog, code))
     except MigrateInitError as exc:
-        summary.outcome = exc.outcome
-        summary.exit_code = exc.exit_code
-        summary.message = str(exc)
-        if isinstance(exc, MigrationFailed) and exc.revision:
-            summary.failed_revision = exc.revision
+        summary = _failure(command, cfg, exc)
     except KeyboardInterrupt:
-        summary.outcome, summary.exit_code = "interrupted", 130
-        summary.message = "Stopped by SIGINT."
+        summary = report.Summary(command=command, database=cfg.database.safe, outcome="interrupted",
+                                 exit_code=130, message="Stopped by SIGINT.")
     except Exception as exc:  # an error no verb anticipated: still one summary and exit 1
-        error = _unexpected(exc, cfg)
-        summary.outcome, summary.exit_code, summary.message = error.outcome, error.exit_code, str(error)
+        summary = _failure(command, cfg, _unexpected(exc, watchdog))
     finally:
         watchdog.close()
+    stop = watchdog.reason
+    if stop is not None and summary.exit_code != stop.exit_code:
+        # Honour the recorded stop last: what the run did stays in the summary, the exit is the signal's.
+        summary.outcome, summary.exit_code = stop.outcome, stop.exit_code
+        summary.message = f"{stop} {summary.message}".strip()
     report.finish(summary, cfg.report_file)
     sys.exit(summary.exit_code)
 
 
-def _unexpected(exc: BaseException, cfg) -> MigrateInitError:
+def _dispatch(command: str, args: Any, cfg: Config, watchdog: Watchdog) -> Any:
+    from . import commands
+
+    revision = getattr(args, "revision", None)
+    if command in ("run", "upgrade"):
+        from . import run
+
+        return run.run(cfg, watchdog, revision=revision)
+    table: dict[str, Callable[[], Any]] = {
+        "status": lambda: commands.status(cfg, watchdog),
+        "current": lambda: commands.current(cfg, watchdog),
+        "history": lambda: commands.history(cfg, "history"),
+        "heads": lambda: commands.history(cfg, "heads"),
+        "wait": lambda: commands.wait_for_target(cfg, watchdog),
+        "verify": lambda: commands.verify(cfg, watchdog),
+        "check": lambda: commands.check(cfg, watchdog),
+        "plan": lambda: commands.plan(cfg, watchdog),
+        "lint": lambda: commands.lint(cfg, watchdog),
+        "stamp": lambda: commands.stamp(cfg, watchdog, revision),
+        "manifest": lambda: commands.write_manifest(cfg),
+        "alembic": lambda: commands.alembic(cfg, watchdog, list(getattr(args, "arguments", []) or [])),
+    }
+    return table[command]()
+
+
+def _failure(command: str, cfg: Config, exc: MigrateInitError) -> report.Summary:
+    summary = getattr(exc, "summary", None) or report.Summary(command=command, database=cfg.database.safe)
+    summary.outcome, summary.exit_code, summary.message = exc.outcome, exc.exit_code, str(exc)
+    if isinstance(exc, MigrationFailed) and exc.revision:
+        summary.failed_revision = exc.revision
+    return summary
+
+
+def _honour(watchdog: Watchdog, code: int) -> int:
+    stop = watchdog.reason
+    watchdog.close()
+    return stop.exit_code if stop is not None else code
+
+
+def _unexpected(exc: BaseException, watchdog: Watchdog) -> MigrateInitError:
     """Name a database error in words; keep the traceback for LOG_LEVEL=DEBUG."""
     import logging
 
-    from . import db
-    from .errors import CorruptDatabase
-    from .wait import classify
+    from .errors import CorruptDatabase, classify, first_line
 
+    stop = watchdog.reason
+    if stop is not None:
+        return stop
     logging.getLogger(report.LOGGER).debug("Traceback of the unexpected error", exc_info=exc)
-    orig = getattr(exc, "orig", exc)
-    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
     if classify(exc) == "corrupt":
-        return CorruptDatabase(
-            f"The database is damaged ({first}); it was left as it is. Restore it from a "
-            "backup (BACKUP_DIR), or check it with PRAGMA integrity_check."
-        )
-    return MigrateInitError(
-        f"Unexpected {type(exc).__name__}: {db.redact(first)}. Nothing more was attempted; "
-        "run with LOG_LEVEL=DEBUG for the traceback and report it if it looks like a bug."
-    )
+        return CorruptDatabase(f"The database is damaged ({first_line(exc)}); it was left as it is. Restore it "
+                               "from a backup (BACKUP_DIR), or check it with PRAGMA integrity_check.")
+    return MigrateInitError(f"Unexpected {type(exc).__name__}: {first_line(exc)}. Nothing more was attempted; run "
+                            "with LOG_LEVEL=DEBUG for the traceback and report it if it looks like a bug.")
 
 
-def _print_scripts(cfg, command: str) -> int:
-    """``history`` and ``heads`` read the scripts only; the database is not touched."""
-    from alembic import command as alembic_command
-
-    from . import db, scripts
-
-    target = db.parse(cfg.database_url)
-    acfg = scripts.alembic_config(cfg.migrations_dir, target, models=cfg.models)
-    scripts.load(acfg)
-    if command == "history":
-        alembic_command.history(acfg, verbose=False)
-    else:
-        alembic_command.heads(acfg, verbose=False)
-    return 0
-
-
-def _write_manifest(cfg) -> int:
-    """``manifest``: reads the scripts and models, writes the fast path's manifest; no database."""
-    from . import manifest
-
-    path, data = manifest.build(cfg)
-    report.event("manifest", f"Wrote {path}: heads {', '.join(data['heads'])}, "
-                 f"{len(data['schema'])} tables.", path=str(path), heads=data["heads"])
-    return 0
-
-
-def elapsed_since(start: float) -> float:
-    return round(time.monotonic() - start, 4)
-
-
-__all__ = ["main", "COMMANDS", "UnknownRevision", "VerificationFailed"]
+__all__ = ["COMMANDS", "VERBS", "main"]

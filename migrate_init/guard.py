@@ -1,17 +1,13 @@
-"""The destructive-operation guard: refuse data-losing SQL unless ALLOW_DESTRUCTIVE=true.
+"""Text rules for destructive SQL: annotations in ``plan`` and findings in ``lint``, before a run.
 
-It watches the SQL a migration sends, so a raw ``op.execute("DROP ...")`` is
-caught as surely as ``op.drop_column``.  The table rebuild that Alembic's
-batch mode performs on SQLite (create ``_alembic_tmp_x``, copy, drop ``x``,
-rename) is additive when the new table keeps every column with its type, and
-is let through; a rebuild that loses or retypes a column is refused.
+These read statements, so they can miss a ``DO`` block or a multi-statement
+string; they only help people read a plan.  What a run refuses is judged by
+its effect on the catalog (:mod:`catalog`), not by these rules (issue 13).
 """
 
 from __future__ import annotations
 
 import re
-
-from .errors import DestructiveOperation
 
 _IDENT = r'(?:"[^"]+"|`[^`]+`|\[[^\]]+\]|[\w.]+)'
 _RULES = [
@@ -41,64 +37,3 @@ def classify(statement: str) -> tuple[str, str] | None:
 
 def _unquote(name: str | None) -> str:
     return (name or "").strip('"`[]')
-
-
-class Guard:
-    """A ``before_cursor_execute`` listener for the migration engine."""
-
-    def __init__(self, allow: bool, current_revision, record: list | None = None):
-        self.allow = allow
-        self._current = current_revision  # () -> (revision, path) or None
-        # With a list, findings are recorded there instead of refused (lint, plan).
-        self.record = record
-
-    def install(self, engine) -> None:
-        from sqlalchemy import event
-
-        event.listen(engine, "before_cursor_execute", self._check)
-
-    def _check(self, conn, cursor, statement, parameters, context, executemany) -> None:
-        if self.allow:
-            return
-        found = classify(statement)
-        if found is None:
-            return
-        operation, target = found
-        if self._batch_rebuild_is_additive(cursor, operation, target):
-            return
-        revision, path = self._current() or (None, None)
-        if self.record is not None:
-            self.record.append((revision, path, operation, target, " ".join(statement.split())))
-            return
-        where = f"Migration {revision} ({path})" if revision else "A migration"
-        raise DestructiveOperation(
-            f"{where} tried a destructive operation: {operation} {target} "
-            f"(SQL: {' '.join(statement.split())[:160]}). It was refused and nothing of "
-            "that migration was applied. Make the change additive, or set "
-            "ALLOW_DESTRUCTIVE=true if you mean it (back up first)."
-        )
-
-    @staticmethod
-    def _batch_rebuild_is_additive(cursor, operation: str, target: str) -> bool:
-        """SQLite batch mode: DROP x after copying into _alembic_tmp_x, then RENAME."""
-        table = target.split(".")[0]
-        if operation == "rename" and table.startswith(_BATCH_TMP):
-            return True
-        if operation != "drop table" or table.startswith(_BATCH_TMP):
-            return operation == "drop table" and table.startswith(_BATCH_TMP)
-        try:
-            connection = cursor.connection
-            old = _sqlite_columns(connection, table)
-            new = _sqlite_columns(connection, _BATCH_TMP + table)
-        except Exception:  # not SQLite, or no such table: not a batch rebuild
-            return False
-        if not new:
-            return False
-        lost = [c for c in old if c not in new]
-        retyped = [c for c in old if c in new and old[c].upper() != new[c].upper()]
-        return not lost and not retyped
-
-
-def _sqlite_columns(dbapi_connection, table: str) -> dict[str, str]:
-    rows = dbapi_connection.execute(f'PRAGMA table_info("{table}")').fetchall()
-    return {row[1]: row[2] for row in rows}

@@ -16,8 +16,10 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import guard, report
+from .errors import first_line
 
 _DESTRUCTIVE_CALLS = {
     "drop_table": "drop table",
@@ -113,67 +115,75 @@ _SQUAWK_EXCLUDED = ("require-lock-timeout", "require-statement-timeout", "prefer
 _LINT_SCHEMA = "migrate_init_lint"
 
 
-def scan_sql(migrations_dir: Path, models: str | None, target=None):
+def scan_sql(loaded: Any, cfg: Any) -> tuple[list[Finding], list[Any], str]:
     """Run the whole chain from an empty database in a rolled-back transaction; classify its SQL.
 
-    On PostgreSQL (``target``) the chain runs in an empty scratch schema of
-    that database, so the SQL is exact PostgreSQL for squawk; otherwise, or
-    when that is not possible, on a throw-away SQLite file.  Returns the
-    findings, the captured steps and a note on where the SQL came from.
+    On PostgreSQL the chain runs in an empty scratch schema of DATABASE_URL's
+    database, so the SQL is exact PostgreSQL for squawk; otherwise, or when
+    that is not possible, on a throw-away SQLite file.  Returns the
+    findings, the steps (revision, path, statements) and where the SQL came from.
     """
-    if target is not None and target.is_postgresql:
+    from . import url
+
+    database = cfg.database
+    if database.backend == "postgresql":
         try:
-            findings, steps = _scan_on(target, migrations_dir, models, prepare=_scratch_schema)
+            findings, steps = _scan_on(database, loaded, prepare=_scratch_schema)
             return findings, steps, f"PostgreSQL (scratch schema {_LINT_SCHEMA}, rolled back)"
         except Exception as exc:  # unreachable, or no right to create a schema
-            note = f"SQLite: the PostgreSQL dry run was not possible ({_first(exc)})"
+            note = f"SQLite: the PostgreSQL dry run was not possible ({first_line(exc)})"
     else:
         note = "SQLite (a throw-away file)"
-    from . import db
-
     with tempfile.TemporaryDirectory(prefix="migrate-init-lint-") as folder:
-        findings, steps = _scan_on(db.parse(f"sqlite:///{folder}/lint.db"), migrations_dir, models)
+        findings, steps = _scan_on(url.parse(f"sqlite:///{folder}/lint.db"), loaded)
     return findings, steps, note
 
 
-def _scratch_schema(connection) -> None:
+def _scratch_schema(connection: Any) -> None:
     connection.exec_driver_sql(f"CREATE SCHEMA {_LINT_SCHEMA}")
     connection.exec_driver_sql(f"SET LOCAL search_path TO {_LINT_SCHEMA}")
 
 
-def _scan_on(target, migrations_dir: Path, models: str | None, prepare=None):
-    from . import db, plan, scripts
+class Step:
+    def __init__(self, revision: str, path: str, statements: list[str]) -> None:
+        self.revision = revision
+        self.path = path
+        self.statements = statements
 
-    recorded: list = []
-    steps: list = []
-    engine = db.create_engine(target, lock_timeout=5)
-    config = scripts.alembic_config(migrations_dir, target, models=models)
 
-    def current():
-        return (steps[-1].revision, steps[-1].path) if steps else None
+def _scan_on(database: Any, loaded: Any, prepare: Any = None) -> tuple[list[Finding], list[Step]]:
+    glue = loaded.glue
+    engine = glue.create_engine(database, busy_timeout=5)
+    config = glue.alembic_config(loaded.script.dir and Path(loaded.script.dir), database,
+                                 models=loaded.config.attributes.get("models"))
+    from .catalog import EffectGuard
 
-    guard.Guard(False, current, record=recorded).install(engine)
+    effects = EffectGuard(False, record=True)
+    progress = glue.Progress(loaded.script, 0, guard=effects, dry_run=True)
     try:
         with report.quiet():
-            plan.dry_run(engine, config, ["heads"], steps=steps, prepare=prepare)
+            glue.dry_run(config, loaded.script, engine, ["heads"], progress, prepare=prepare)
     except Exception as exc:
-        if not steps and prepare is not None:
+        if not progress.begun and prepare is not None:
             raise  # the scratch schema itself failed: the caller falls back to SQLite
-        return [Finding(str(migrations_dir), 1, "error",
-                        f"the chain does not run on an empty {target.backend} database: "
-                        f"{type(exc).__name__}: {_first(exc)}")], steps
+        return [Finding(str(loaded.script.dir), 1, "error",
+                        f"the chain does not run on an empty {database.backend} database: "
+                        f"{type(exc).__name__}: {first_line(exc)}")], _steps(progress)
     finally:
         engine.dispose()
-    findings = [
-        Finding(path or str(migrations_dir), 1, "destructive", f"SQL of {revision}: {operation} {obj}: {text[:120]}")
-        for revision, path, operation, obj, text in recorded
-    ]
-    return findings, steps
+    findings = [Finding(f.path, 1, "destructive", f"effect of {f.revision}: {loss.describe()}")
+                for f in effects.findings for loss in f.losses]
+    for step in _steps(progress):
+        for text in step.statements:
+            found = guard.classify(text)
+            if found:
+                findings.append(Finding(step.path, 1, "destructive",
+                                        f"SQL of {step.revision}: {found[0]} {found[1]}: {text[:120]}"))
+    return findings, _steps(progress)
 
 
-def _first(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+def _steps(progress: Any) -> list[Step]:
+    return [Step(s.revision, s.path, progress.statements.get(s.revision, [])) for s in progress.begun]
 
 
 def squawk(steps) -> list[str] | None:

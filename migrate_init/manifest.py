@@ -1,141 +1,169 @@
-"""The fast path's manifest: what the scripts and the models say, worked out once.
+"""What the scripts and the models expect, worked out once and trusted only while its files are unchanged.
 
-``migrate.py manifest`` (run by the Dockerfile, since the image's root
-filesystem is read-only) writes ``<MIGRATIONS_DIR>/.manifest.json``:
+A run with nothing to do must not import SQLAlchemy or Alembic (issue 7), so
+the scripts' heads and the models' tables and columns are kept in a manifest:
 
 - the scripts' heads and every revision id, from Alembic's revision graph;
-- the models' tables and columns and the tables whose rows the summary counts;
-- the MODELS spec they came from;
-- a SHA-256 of the content all that was computed from: every file under
-  ``versions/`` (``__pycache__`` aside), ``env.py`` and the MODELS module's file.
+- the version table env.py asked for;
+- the models' tables and columns and the tables whose rows are counted;
+- the list of every file that loading the scripts and MODELS read from
+  outside site-packages and the standard library (a ``models.py`` that
+  imports a sibling, or MODELS as a package), and a SHA-256 of their content
+  together with the names under ``versions/``.
 
-At run time :mod:`migrate_init.fastpath` recomputes that hash (a few small
-files read) and trusts the manifest only when it matches, so an edited or
-added migration, or edited models, can never be answered from a stale
-manifest: the run takes the full path instead.  The manifest holds nothing
-that depends on the database or on MIGRATION_TARGET.
+A manifest is used only when that hash, computed again now, matches: an
+edited, added or removed migration, or an edited model file anywhere it was
+read from, sends the run down the full path.  The hash reads content, not
+mtimes: image layers normalise them.
 
-The module's top level imports only the standard library; :func:`build` alone
-loads Alembic and SQLAlchemy.
+Where it lives: ``<MIGRATIONS_DIR>/.manifest.json`` when written by
+``migrate.py manifest`` (an image build), else the cache that the first full
+run writes: ``<DATA_DIR>/.migrate-init/`` when that is writable, or beside
+the folder.  So every migrations folder, mounted or baked, gets the fast path
+with no build step (issue 11).
+
+The module's top level imports only the standard library.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import MetaData
+
 FILENAME = ".manifest.json"
 #: Bump when the manifest's fields or the hash's recipe change; an older manifest is then ignored.
-FORMAT = 1
-VERSION_TABLE = "alembic_version"
+FORMAT = 2
+CACHE_FOLDER = ".migrate-init"
 
 
-def path_for(migrations_dir: Path) -> Path:
+def baked_path(migrations_dir: Path) -> Path:
     return Path(migrations_dir) / FILENAME
 
 
-def content_hash(migrations_dir: Path, models_file: str | None) -> str | None:
-    """SHA-256 of the scripts and models; None when a file it needs is missing.
+def cache_path(data_dir: Path, migrations_dir: Path, models: str | None) -> Path:
+    key = hashlib.sha256(f"{os.path.abspath(migrations_dir)}\0{models}".encode()).hexdigest()[:16]
+    return Path(data_dir) / CACHE_FOLDER / f"manifest-{key}.json"
 
-    ``models_file`` is relative to ``migrations_dir`` when it lies inside it,
-    else absolute (what :func:`build` records).  Read-only.
-    """
+
+def content_hash(migrations_dir: Path, files: list[str]) -> str | None:
+    """SHA-256 of ``versions/``'s file names and of every file listed; None when one is missing."""
     root = os.fspath(migrations_dir)
-    files: list[tuple[str, str]] = [("env.py", os.path.join(root, "env.py"))]
-    versions = os.path.join(root, "versions")
-    for folder, subfolders, names in os.walk(versions):
+    names: list[str] = []
+    for folder, subfolders, filenames in os.walk(os.path.join(root, "versions")):
         # Bytecode is written next to the scripts whenever Python imports them.
         subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
-        for name in names:
-            path = os.path.join(folder, name)
-            files.append((os.path.relpath(path, root), path))
-    if models_file is not None:
-        files.append(("models:" + models_file, os.path.join(root, models_file)))
+        names.extend(os.path.relpath(os.path.join(folder, n), root) for n in filenames)
     digest = hashlib.sha256(f"migrate-init manifest {FORMAT}\0".encode())
-    for name, path in sorted(files):
+    for name in sorted(names):
+        digest.update(f"name\0{name}\0".encode())
+    for path in sorted(set(files)):
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
         except OSError:
             return None
-        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(f"file\0{path}\0{len(data)}\0".encode())
         digest.update(data)
     return digest.hexdigest()
 
 
-def load(migrations_dir: Path) -> dict | None:
-    """The manifest in ``migrations_dir``, or None when missing, unreadable or of another format."""
-    try:
-        with open(path_for(migrations_dir), "rb") as handle:
-            data = json.loads(handle.read())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        return None
-    return data
+def load_fresh(candidates: list[Path], migrations_dir: Path, models: str | None
+               ) -> tuple[dict[str, Any] | None, str]:
+    """The first candidate that is of this format, for these MODELS, and whose files are unchanged.
 
-
-def build(cfg) -> tuple[Path, dict]:
-    """Compute the manifest for cfg.migrations_dir and cfg.models, and write it there.
-
-    Reads the scripts and imports the models; never touches the database.
+    Returns ``(manifest, "")``, or ``(None, why not)`` for the log.
     """
-    from . import db, scripts
-    from . import metadata as metadata_module
+    why = f"no manifest ({candidates[0]}, or a cache the first full run writes)"
+    for path in candidates:
+        try:
+            with open(path, "rb") as handle:
+                data = json.loads(handle.read())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            why = f"the manifest {path} is of another format"
+        elif data.get("models") != models:
+            why = f"the manifest {path} is for MODELS={data.get('models')}, not {models}"
+        elif content_hash(migrations_dir, data.get("files", [])) != data.get("content_hash"):
+            why = f"the manifest {path} is stale: the migration scripts or the models changed since it was written"
+        else:
+            return data, ""
+    return None, why
 
-    if cfg.models is None:
-        raise ConfigError(
-            f"The manifest needs MODELS (the fast path verifies the models' tables), and "
-            f"MODELS is not set for MIGRATIONS_DIR={cfg.migrations_dir}. Set MODELS."
-        )
-    migrations_dir = Path(cfg.migrations_dir)
-    acfg = scripts.alembic_config(migrations_dir, db.parse(cfg.database_url), models=cfg.models)
-    script = scripts.load(acfg)
-    metadata = metadata_module.load(cfg.models, [migrations_dir])
-    models_file = _models_file(cfg.models, migrations_dir)
-    digest = content_hash(migrations_dir, models_file)
-    env_text = (migrations_dir / "env.py").read_text(encoding="utf-8", errors="replace")
-    manifest = {
+
+def local_files(migrations_dir: Path, before: set[str]) -> list[str]:
+    """Source files of modules imported since ``before`` (module names) that are the user's, plus env.py and versions/*."""
+    excluded = _library_roots()
+    files = {os.path.abspath(os.path.join(migrations_dir, "env.py"))}
+    for folder, subfolders, filenames in os.walk(os.path.join(os.fspath(migrations_dir), "versions")):
+        subfolders[:] = [d for d in subfolders if d != "__pycache__"]
+        files.update(os.path.abspath(os.path.join(folder, n)) for n in filenames if n.endswith(".py"))
+    for name, module in list(sys.modules.items()):
+        if name in before:
+            continue
+        filename = getattr(module, "__file__", None)
+        if not filename or not filename.endswith(".py"):
+            continue
+        path = os.path.abspath(filename)
+        if not any(path.startswith(root) for root in excluded):
+            files.add(path)
+    return sorted(files)
+
+
+def _library_roots() -> tuple[str, ...]:
+    import sysconfig
+
+    roots = {sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots.update(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
+    # migrate-init's own package is the image's, not the user's.
+    roots.add(os.path.dirname(os.path.abspath(__file__)))
+    return tuple(os.path.abspath(r) + os.sep for r in roots if r)
+
+
+def build(script: ScriptDirectory, metadata: MetaData | None, *, models: str | None, version_table: str,
+          migrations_dir: Path, files: list[str]) -> dict[str, Any]:
+    """The manifest for what was loaded.  No I/O but the hash."""
+    from .schema import counted_tables, expected_schema
+
+    return {
         "format": FORMAT,
-        "models": cfg.models,
-        "models_file": models_file,
-        "content_hash": digest,
+        "models": models,
+        "files": files,
+        "content_hash": content_hash(migrations_dir, files),
         "heads": sorted(script.get_heads()),
         "revisions": sorted(rev.revision for rev in script.walk_revisions()),
-        # The fast path reads Alembic's default version table.  An env.py that
-        # names another one is left to the full path (which runs that env.py).
-        "version_table": None if "version_table" in env_text else VERSION_TABLE,
-        "schema": {table: sorted(columns)
-                   for table, columns in metadata_module.expected_schema(metadata).items()},
-        "counted_tables": metadata_module.counted_tables(metadata),
+        "version_table": version_table,
+        "schema": {table: sorted(columns) for table, columns in
+                   (expected_schema(metadata).items() if metadata is not None else ())},
+        "counted_tables": counted_tables(metadata) if metadata is not None else [],
     }
-    path = path_for(migrations_dir)
-    temporary = path.with_name(f"{FILENAME}.{os.getpid()}.tmp")
+
+
+def write(path: Path, manifest: dict[str, Any], *, required: bool) -> bool:
+    """Write atomically; True when written.  ``required`` (``migrate.py manifest``) raises on failure."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         temporary.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(temporary, path)
+        return True
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise ConfigError(
-            f"Cannot write the manifest {path}: {exc.strerror}. Run `migrate.py manifest` "
-            "where MIGRATIONS_DIR is writable (the image does so at build time)."
-        ) from None
-    return path, manifest
-
-
-def _models_file(spec: str, migrations_dir: Path) -> str:
-    module = sys.modules.get(spec.partition(":")[0])
-    filename = getattr(module, "__file__", None)
-    if not filename:
-        raise ConfigError(f"MODELS={spec!r} names a module without a source file; "
-                          "the manifest cannot hash it.")
-    path = Path(filename).resolve()
-    try:
-        return str(path.relative_to(migrations_dir.resolve()))
-    except ValueError:
-        return str(path)
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        if required:
+            raise ConfigError(
+                f"Cannot write the manifest {path}: {exc.strerror}. Run `migrate.py manifest` where "
+                "MIGRATIONS_DIR is writable (in a derived image: as root, before USER)."
+            ) from None
+        return False

@@ -8,8 +8,8 @@ must be nullable or carry a server default: additive only.
 
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from . import report
 

@@ -1,19 +1,36 @@
-"""Seed a fresh database from SEED_DIR, once: the seed's "insert default data".
+"""Seed a new database from SEED_DIR: the seed's "insert default data", recorded so it is never lost.
 
-Runs only when the database held no tables before this run, inside the
-migration lock, after the upgrade, in one transaction: a failing file rolls
-every seed back.  ``*.sql`` files are executed as scripts; ``*.py`` files
-run with ``connection`` (a SQLAlchemy Connection in that transaction) and
-``metadata`` (the models' MetaData, or None) in their globals.
+A database that is empty when a run starts is *owed* its seeds: before the
+first migration, migrate-init creates its bookkeeping table
+``migrate_init_seed`` (committed on its own).  After the upgrade, every seed
+file not yet recorded there runs, and its name is recorded in the SAME
+transaction as its statements.  So a run stopped by SIGTERM, MIGRATION_TIMEOUT
+or kill -9 after the migrations committed leaves the seeds owed, and the next
+run (which finds the database at its target) seeds it (issue 13).  A database
+that already had tables and no bookkeeping table (one migrate-init did not
+create) is never seeded.
+
+All files run in one transaction, in name order: a failing file rolls every
+seed back, and they are all owed again.  ``*.sql`` files go to the driver
+as they are, statement by statement, with no parameter interpolation (a
+``%`` is a ``%``); ``*.py`` files run with ``connection`` (a SQLAlchemy
+Connection in that transaction) and ``metadata`` (the models' MetaData, or
+None) in their globals.
 """
 
 from __future__ import annotations
 
 import runpy
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import report
-from .errors import SeedFailed
+from .errors import SeedFailed, first_line
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+TABLE = "migrate_init_seed"
 
 
 def files(folder: Path) -> list[Path]:
@@ -22,11 +39,22 @@ def files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".sql", ".py"))
 
 
-def run(engine, folder: Path, metadata=None) -> list[str]:
-    """Run every seed file in name order; return their names."""
-    seeds = files(folder)
+def owe(engine: Engine) -> None:
+    """Mark a new database as owed its seeds: the bookkeeping table, committed before any migration."""
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR(255) PRIMARY KEY, seeded_at VARCHAR(40) NOT NULL)"
+        )
+
+
+def run(engine: Engine, folder: Path, owed: list[str], metadata: Any = None) -> list[str]:
+    """Run the ``owed`` seed files of ``folder`` in name order, recording each; return their names."""
+    import datetime
+
+    seeds = [p for p in files(folder) if p.name in set(owed)]
     if not seeds:
         return []
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     with engine.begin() as connection:
         for path in seeds:
             report.event("seeding", f"Seeding from {path}.", file=str(path))
@@ -35,17 +63,27 @@ def run(engine, folder: Path, metadata=None) -> list[str]:
                     _run_sql(connection, path.read_text(encoding="utf-8"))
                 else:
                     runpy.run_path(str(path), init_globals={"connection": connection, "metadata": metadata})
+                _record(connection, path.name, now)
             except Exception as exc:
                 raise SeedFailed(
-                    f"The seed file {path} failed: {type(exc).__name__}: "
-                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}. "
-                    "Every seed was rolled back; the migrations stay applied. Fix the file "
-                    "and seed by hand, or start from an empty database."
+                    f"The seed file {path} failed: {type(exc).__name__}: {first_line(exc)}. Every seed was "
+                    "rolled back and stays owed: the next run seeds again. The migrations stay applied; "
+                    "fix the file and run again."
                 ) from exc
     return [p.name for p in seeds]
 
 
-def _run_sql(connection, script: str) -> None:
+def _record(connection: Connection, name: str, when: str) -> None:
+    dbapi = connection.connection.driver_connection
+    marker = "?" if connection.dialect.name == "sqlite" else "%s"
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(f"INSERT INTO {TABLE} (name, seeded_at) VALUES ({marker}, {marker})", (name, when))
+    finally:
+        cursor.close()
+
+
+def _run_sql(connection: Connection, script: str) -> None:
     dbapi = connection.connection.driver_connection
     if connection.dialect.name == "sqlite":
         # executescript would COMMIT first; run statement by statement inside our transaction.
@@ -59,5 +97,10 @@ def _run_sql(connection, script: str) -> None:
                 buffer = ""
         if buffer.strip():
             dbapi.execute(buffer)
-    else:
-        connection.exec_driver_sql(script)
+        return
+    # The driver's own cursor with no parameters: nothing interpolates a '%'.
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(script)
+    finally:
+        cursor.close()

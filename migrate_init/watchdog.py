@@ -1,47 +1,113 @@
-"""Stop a running migration on MIGRATION_TIMEOUT, SIGTERM or SIGINT.
+"""Stop on MIGRATION_TIMEOUT, SIGTERM or SIGINT: record, cancel, raise at checkpoints.
 
-A Python signal handler only runs when the main thread returns to the
-interpreter, which a long SQL statement never does.  So a helper thread
-listens on the signal wake-up fd and watches the deadline; it cancels the
-statement on every open connection (PostgreSQL: cancel request; SQLite:
-``interrupt()``), and the main thread then raises :class:`Interrupted` or
-:class:`MigrationTimeout`, which unwinds through the transaction context
-managers and rolls the migration back.
+Python runs a signal handler between any two bytecodes, including inside
+``logging``'s ``emit()``, whose ``except Exception`` swallows whatever the
+handler raises (issue 12: SIGTERM with a stalled stderr turned into exit 0).
+So no handler here ever raises.  The Python-level handler only records the
+reason.  A helper thread listens on the signal wake-up fd (a long SQL
+statement never returns to the interpreter, so the Python handler would not
+run until it ends) and watches the deadline; it cancels the statement on
+every tracked connection (psycopg2 ``cancel()``, sqlite3 ``interrupt()``).
+The main thread raises at known checkpoints (:meth:`Watchdog.checkpoint`),
+and the CLI honours the recorded reason last, whatever else happened.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import select
 import signal
 import socket
 import threading
 import time
+from types import FrameType
+from typing import Any
 
-from .errors import Interrupted, MigrationTimeout
+from .errors import Interrupted, MigrateInitError, MigrationTimeout
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Watchdog:
+    """One per process, created before any work starts."""
+
     def __init__(self) -> None:
-        self._connections: set = set()
+        self._connections: set[Any] = set()
         self._guard = threading.Lock()
         self._deadline: float | None = None
-        self._timeout_seconds: float = 0.0
-        self.reason: BaseException | None = None
-        self._raised = False
-        self._main = threading.main_thread().ident
+        self._timeout_seconds = 0.0
+        self._variable = "MIGRATION_TIMEOUT"
+        #: What the run is doing now, for messages ("waiting for the lock", ...).
+        self.phase = "starting"
+        self._signum: int | None = None
+        self._timed_out_in: str | None = None
         self._reader, self._writer = socket.socketpair()
         self._reader.setblocking(False)
         self._writer.setblocking(False)
-        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno())
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
         self._previous = {s: signal.signal(s, self._on_signal) for s in _STOP_SIGNALS}
-        self._previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_signal)
         self._closed = False
         self._thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
         self._thread.start()
 
-    # -- connections -------------------------------------------------------
+    # -- what the rest of the package calls ---------------------------------
+    def checkpoint(self) -> None:
+        """Raise the recorded stop, if any.  Called at known points by the main thread."""
+        reason = self.reason
+        if reason is not None:
+            raise reason
+
+    @property
+    def stopped(self) -> bool:
+        return self._signum is not None or self._timed_out_in is not None
+
+    @property
+    def reason(self) -> MigrateInitError | None:
+        """The stop as an exception (a new one each time), or None.  A signal wins over a timeout."""
+        if self._signum is not None:
+            return Interrupted(self._signum, phase=self._signal_phase)
+        if self._timed_out_in is not None:
+            return MigrationTimeout(f"{self._timed_out_what} ran out while {self._timed_out_in}.")
+        return None
+
+    def arm(self, seconds: float, variable: str = "MIGRATION_TIMEOUT") -> None:
+        """Start the deadline; 0 means no limit."""
+        self._timeout_seconds = seconds
+        self._variable = variable
+        self._deadline = time.monotonic() + seconds if seconds > 0 else None
+        self._wake()
+
+    def bound_run(self, seconds: float, variables: str) -> None:
+        """The whole run's bound, from now (the process start): the sum of its phases' limits.
+
+        A wait no phase owns (a stalled log reader before MIGRATION_TIMEOUT
+        starts, say) still ends by the documented total; 0 means no limit.
+        """
+        self._total_seconds = seconds
+        self._total_variables = variables
+        self._total_deadline = time.monotonic() + seconds if seconds > 0 else None
+        self._wake()
+
+    def disarm(self) -> None:
+        self._deadline = None
+        self._wake()
+
+    def set_interruptible(self, on: bool) -> None:
+        """A migration step's own code is running (True) or done (False)."""
+        self.interruptible = on
+
+    def track(self, dbapi_connection: Any) -> None:
+        """Cancel this driver connection's statement when the run must stop."""
+        with self._guard:
+            self._connections.add(dbapi_connection)
+        if self.stopped:
+            _cancel(dbapi_connection)
+
+    def untrack(self, dbapi_connection: Any) -> None:
+        with self._guard:
+            self._connections.discard(dbapi_connection)
+
     def track_sqlalchemy(self) -> None:
         """Follow every DBAPI connection SQLAlchemy checks out, including a user env.py's."""
         from sqlalchemy import event
@@ -51,71 +117,59 @@ class Watchdog:
             event.listen(Pool, "checkout", self._checkout)
             event.listen(Pool, "checkin", self._checkin)
 
-    def _checkout(self, dbapi_connection, _record, _proxy) -> None:
-        with self._guard:
-            self._connections.add(dbapi_connection)
-        if self.reason is not None:
-            _cancel(dbapi_connection)
+    def _checkout(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        self.track(dbapi_connection)
 
-    def _checkin(self, dbapi_connection, _record) -> None:
-        with self._guard:
-            self._connections.discard(dbapi_connection)
-
-    # -- deadline ------------------------------------------------------------
-    def arm(self, seconds: float) -> None:
-        """Start MIGRATION_TIMEOUT; 0 means no limit."""
-        self._timeout_seconds = seconds
-        self._deadline = time.monotonic() + seconds if seconds > 0 else None
-        self._wake()
-
-    def disarm(self) -> None:
-        self._deadline = None
-        self._wake()
-
-    def check(self) -> None:
-        """Raise the pending stop, if any, exactly once (for code that caught a DB error)."""
-        if self.reason is not None and not self._raised:
-            self._raised = True
-            raise self.reason
-
-    @property
-    def fired(self) -> bool:
-        return self.reason is not None
+    def _checkin(self, dbapi_connection: Any, _record: Any) -> None:
+        self.untrack(dbapi_connection)
 
     # -- internals -----------------------------------------------------------
-    def _on_signal(self, signum, _frame) -> None:
-        if signum == signal.SIGALRM:
-            if isinstance(self.reason, MigrationTimeout):
-                self.check()
-            return
-        if self.reason is None:
-            self.reason = Interrupted(signum)
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._record_signal(signum)
+        # Record only, as a rule: raising here could land inside logging and be
+        # swallowed there (issue 12).  The one exception: while a migration step
+        # runs the user's own Python (a time.sleep, a loop that sends nothing
+        # to the database), no checkpoint comes until it ends.  There, once,
+        # and only when no logging code is on the stack, the stop is raised into
+        # the step, which Alembic then rolls back; the CLI honours it either way.
+        if self.interruptible and not self._raised and not _in_logging(frame):
+            self._raised = True
+            reason = self.reason
+            if reason is not None:
+                raise reason
+
+    def _record_signal(self, signum: int) -> None:
+        if self._signum is None:
+            self._signal_phase = self.phase
+            self._signum = signum
             self._cancel_all()
-        self.check()
 
     def _watch(self) -> None:
         while not self._closed:
-            wait = None if self._deadline is None else max(self._deadline - time.monotonic(), 0)
+            deadlines = [d for d in (self._deadline, self._total_deadline) if d is not None]
+            wait = max(min(deadlines) - time.monotonic(), 0.0) if deadlines else None
             readable, _, _ = select.select([self._reader], [], [], wait)
             if readable:
                 try:
                     data = self._reader.recv(64)
-                except BlockingIOError:
+                except (BlockingIOError, OSError):
                     data = b""
                 for signum in data:
-                    if signum in _STOP_SIGNALS and self.reason is None:
-                        self.reason = Interrupted(signum)
-                        self._cancel_all()
-            deadline = self._deadline
-            if deadline is not None and time.monotonic() >= deadline and self.reason is None:
-                self.reason = MigrationTimeout(
-                    f"MIGRATION_TIMEOUT={self._timeout_seconds:g}s ran out; the running "
-                    "migration was cancelled and rolled back. Raise MIGRATION_TIMEOUT "
-                    "(0 means no limit) or make the migration faster."
-                )
-                self._deadline = None
-                self._cancel_all()
-                signal.pthread_kill(self._main, signal.SIGALRM)
+                    if signum in _STOP_SIGNALS:
+                        self._record_signal(signum)
+            now = time.monotonic()
+            if self.stopped:
+                continue
+            if self._deadline is not None and now >= self._deadline:
+                self._timed_out_what = f"{self._variable}={self._timeout_seconds:g}s"
+            elif self._total_deadline is not None and now >= self._total_deadline:
+                self._timed_out_what = (f"The run's bound, {self._total_variables} = "
+                                        f"{self._total_seconds:g}s from its start,")
+            else:
+                continue
+            self._timed_out_in = self.phase
+            self._deadline = self._total_deadline = None
+            self._cancel_all()
 
     def _cancel_all(self) -> None:
         with self._guard:
@@ -124,23 +178,42 @@ class Watchdog:
             _cancel(connection)
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._writer.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass
 
     def close(self) -> None:
+        """Stop the thread and restore the previous handlers.  Never raises."""
         self._closed = True
         self._wake()
         self._thread.join(timeout=1)
-        signal.set_wakeup_fd(self._previous_fd)
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        with contextlib.suppress(ValueError, OSError):
+            signal.set_wakeup_fd(self._previous_fd)
+        # The handlers stay "record only" until the process exits: a signal in
+        # the last lines (summary, REPORT_FILE) is still honoured by the CLI.
         self._reader.close()
         self._writer.close()
 
+    _signal_phase = "starting"
+    #: True while a migration step runs (alembic_glue.Progress): see _on_signal.
+    interruptible = False
+    _raised = False
+    _timed_out_what = ""
+    _total_deadline: float | None = None
+    _total_seconds = 0.0
+    _total_variables = ""
 
-def _cancel(dbapi_connection) -> None:
+
+def _in_logging(frame: FrameType | None) -> bool:
+    """Whether ``frame`` or a caller is inside the logging package, or our report module."""
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if f"{os.sep}logging{os.sep}" in filename or filename.endswith(f"{os.sep}report.py"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _cancel(dbapi_connection: Any) -> None:
     """Ask the server (or SQLite) to abort the statement in progress."""
     for method in ("cancel", "interrupt"):
         fn = getattr(dbapi_connection, method, None)

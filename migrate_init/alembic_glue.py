@@ -1,0 +1,627 @@
+"""Alembic, owned: the engine, the folder's config and graph, and the user's env.py run on our connection.
+
+migrate-init does not hope that ``env.py`` cooperates (issue 11).  While a
+user's ``env.py`` runs, :func:`owned_context` wraps Alembic's public
+``EnvironmentContext.configure``: whatever connection or URL ``env.py``
+passes, the migrations run on the connection migrate-init controls, one
+transaction per migration, with migrate-init's ``on_version_apply`` callback
+added to the user's.  A connection that ``env.py`` opens itself is made
+read-only, and one to another database is refused before anything runs.  The
+steps themselves come from migrate-init's own ``fn`` (the same recipe as
+``alembic.command.upgrade``), so progress is known from the source, never
+from log records, and the revision that failed is the one whose step had
+begun and not been applied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import inspect
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.environment import EnvironmentContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from . import report
+from .errors import ConfigError, InconsistentVersionTable, MigrateInitError, MigrationFailed, ScriptError
+
+if TYPE_CHECKING:
+    from alembic.runtime.migration import MigrationInfo, RevisionStep
+    from alembic.script import Script
+    from sqlalchemy.engine import Connection
+
+    from .catalog import EffectGuard
+    from .url import Url
+
+#: The ini handed to Alembic when the migrations folder has none, so that an
+#: ``env.py`` written by ``alembic init`` finds ``config.config_file_name``.
+DEFAULT_INI = Path(__file__).with_name("alembic-default.ini")
+
+
+# -- the engine -----------------------------------------------------------------
+
+def sqlalchemy_url(database: Url) -> sqlalchemy.engine.URL:
+    """The one parsed DATABASE_URL (:mod:`migrate_init.url`) as SQLAlchemy's URL; SQLAlchemy never parses the text."""
+    drivername = database.drivername
+    if database.backend == "postgresql":
+        driver = database.driver
+        if not driver and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+            # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; the image ships psycopg2.
+            driver = "psycopg2"
+        drivername = "postgresql" + (f"+{driver}" if driver else "")
+    query: dict[str, Any] = {}
+    for key, value in database.query:
+        query.setdefault(key, []).append(value)
+    return sqlalchemy.engine.URL.create(
+        drivername,
+        username=database.username,
+        password=database.password,
+        host=database.host,
+        port=database.port,
+        database=database.database,
+        query={k: v[0] if len(v) == 1 else tuple(v) for k, v in query.items()},
+    )
+
+
+def create_engine(database: Url, *, busy_timeout: float, connect_timeout: float = 10.0,
+                  read_only: bool = False, checkpoint: Callable[[], None] | None = None) -> Engine:
+    """An engine with the settings a migration needs.
+
+    SQLite follows SQLAlchemy's documented pysqlite recipe for transactional
+    DDL: the driver's own transaction handling is off and the engine emits
+    BEGIN itself (IMMEDIATE with ``write``, so the write lock is taken up
+    front), so a failed or killed migration leaves nothing half-applied.
+    SQLite's busy handler cannot be interrupted, so it waits in short slices
+    and the BEGIN is retried here until ``busy_timeout``, honouring
+    ``checkpoint`` (SIGTERM, MIGRATION_TIMEOUT) between slices.  Foreign keys
+    are off: a batch rebuild with foreign_keys=ON deletes child rows that have
+    ON DELETE CASCADE.
+    https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl
+    """
+    # A small pool: one run opens the same few connections again and again.
+    kwargs: dict[str, Any] = {"pool_size": 2, "max_overflow": 2}
+    if database.backend == "sqlite":
+        kwargs["connect_args"] = {"timeout": _SQLITE_SLICE, "check_same_thread": False}
+        if read_only:
+            # Read-only means opened read-only: nothing is created, and a read-only mount works.
+            import sqlite3
+            from urllib.parse import quote
+
+            uri = "file:" + quote(os.path.abspath(database.sqlite_path or ""), safe="/") + "?mode=ro"
+            kwargs["creator"] = lambda: sqlite3.connect(uri, uri=True, timeout=_SQLITE_SLICE,
+                                                        check_same_thread=False)
+    elif database.backend == "postgresql":
+        kwargs["connect_args"] = {"connect_timeout": max(int(connect_timeout), 2),
+                                  "application_name": "migrate-init"}
+    try:
+        engine = sqlalchemy.create_engine(sqlalchemy_url(database), **kwargs)
+    except ModuleNotFoundError as exc:
+        raise missing_driver_error(database, exc) from None
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise ConfigError(
+            f"DATABASE_URL={database.safe} names the dialect '{database.drivername}', which "
+            "SQLAlchemy does not know. Check the scheme, or add the dialect's package to "
+            "EXTRA_PIP_PACKAGES."
+        ) from None
+    if checkpoint is not None:
+        # Before every statement: a stop recorded meanwhile ends a migration that sends many
+        # short statements, which no single cancel() would.
+        event.listen(engine, "before_cursor_execute", lambda *_args: checkpoint())
+    if database.backend == "sqlite":
+        _sqlite_events(engine, "BEGIN" if read_only else "BEGIN IMMEDIATE", busy_timeout, checkpoint)
+    elif database.backend == "postgresql":
+        event.listen(engine, "connect", _postgresql_read_only if read_only else _postgresql_connect)
+    return engine
+
+
+#: SQLite's own busy wait, per try: short, since nothing can interrupt it.
+_SQLITE_SLICE = 0.2
+
+
+def _sqlite_events(engine: Engine, begin: str, busy_timeout: float,
+                   checkpoint: Callable[[], None] | None) -> None:
+    import sqlite3
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let the engine, not the driver, decide where transactions begin.
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {int(_SQLITE_SLICE * 1000)}")
+        dbapi_connection.execute("PRAGMA foreign_keys = OFF")
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        dbapi = connection.connection.driver_connection
+        deadline = time.monotonic() + max(busy_timeout, _SQLITE_SLICE)
+        while True:
+            try:
+                dbapi.execute(begin)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            if checkpoint is not None:
+                checkpoint()
+
+
+def _postgresql_connect(dbapi_connection: Any, _record: Any) -> None:
+    # A killed migrator's server session would otherwise run its statement
+    # (and hold its locks) to the end; PostgreSQL 14+ notices the vanished client.
+    if getattr(dbapi_connection, "server_version", 0) >= 140000:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET client_connection_check_interval = 1000")
+        if not getattr(dbapi_connection, "autocommit", True):
+            dbapi_connection.commit()
+
+
+def _postgresql_read_only(dbapi_connection: Any, record: Any) -> None:
+    _postgresql_connect(dbapi_connection, record)
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    if not getattr(dbapi_connection, "autocommit", True):
+        dbapi_connection.commit()
+
+
+# Python module of a DBAPI -> the pip requirement that provides it.
+_DRIVER_PACKAGES = {
+    "pymysql": "pymysql", "MySQLdb": "mysqlclient", "mysql": "mysql-connector-python",
+    "mariadb": "mariadb", "psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary",
+    "pg8000": "pg8000", "asyncpg": "asyncpg", "pyodbc": "pyodbc", "pymssql": "pymssql",
+    "oracledb": "oracledb", "cx_Oracle": "cx_Oracle",
+}
+
+
+def missing_driver_error(database: Url, exc: BaseException) -> ConfigError:
+    """Explain which package to add when the URL's DBAPI is not installed."""
+    module = getattr(exc, "name", None) or str(exc)
+    package = _DRIVER_PACKAGES.get(module.split(".")[0], module)
+    return ConfigError(
+        f"DATABASE_URL uses the driver '{database.drivername}', whose Python module "
+        f"'{module}' is not installed. Add '{package}' to EXTRA_PIP_PACKAGES."
+    )
+
+
+# -- the folder ----------------------------------------------------------------
+
+def find_ini(migrations_dir: Path) -> Path | None:
+    """The folder's own alembic.ini: inside it, or beside it with a script_location that names it."""
+    inside = migrations_dir / "alembic.ini"
+    if inside.is_file():
+        return inside
+    beside = migrations_dir.parent / "alembic.ini"
+    if beside.is_file():
+        import configparser
+
+        parser = configparser.ConfigParser(defaults={"here": str(beside.parent)})
+        try:
+            parser.read(beside, encoding="utf-8")
+            location = parser.get("alembic", "script_location", fallback="")
+        except (configparser.Error, UnicodeDecodeError):
+            return None
+        if location and (beside.parent / location).resolve() == migrations_dir.resolve():
+            return beside
+    return None
+
+
+def alembic_config(migrations_dir: Path, database: Url, *, models: str | None) -> AlembicConfig:
+    """An Alembic Config for ``migrations_dir`` with a real ini file behind it.
+
+    The folder's own alembic.ini when it has one (its logging sections, its
+    options), else :data:`DEFAULT_INI`: an ``env.py`` that calls
+    ``fileConfig(config.config_file_name)`` must find a file.  The URL is set
+    for an ``env.py`` that builds its own engine from ``sqlalchemy.url``
+    (escaped for the ini parser); that engine is then only read from.
+    """
+    config = AlembicConfig(str(find_ini(migrations_dir) or DEFAULT_INI))
+    config.set_main_option("script_location", str(migrations_dir))
+    config.set_main_option("prepend_sys_path", str(migrations_dir))
+    # The driver resolved as migrate-init's own engine resolves it (postgresql:// -> psycopg2).
+    resolved = sqlalchemy_url(database).render_as_string(hide_password=False)
+    config.set_main_option("sqlalchemy.url", resolved.replace("%", "%%"))
+    config.attributes["models"] = models
+    return config
+
+
+def load_script(config: AlembicConfig) -> ScriptDirectory:
+    """The ScriptDirectory, with its revision graph loaded.
+
+    An empty folder is a ConfigError: Alembic alone would exit 0 and do
+    nothing.  A script that cannot be loaded is a ScriptError (exit 1, no
+    fallback: nothing named failed), with its file and line.
+    """
+    folder = Path(config.get_main_option("script_location") or ".")
+    try:
+        script = ScriptDirectory.from_config(config)
+        heads = script.get_heads()
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ScriptError(f"Alembic could not load the migration scripts in {folder}: "
+                          f"{where(exc, folder)}. Fix the script it names.") from exc
+    if not heads:
+        raise ConfigError(
+            f"MIGRATIONS_DIR={folder} holds no migration scripts (versions/ is empty or "
+            "missing). Alembic alone would do nothing and succeed; add your revisions, or "
+            "point MIGRATIONS_DIR at the right folder."
+        )
+    return script
+
+
+def where(exc: BaseException, folder: Path) -> str:
+    """``file:line: Type: first line`` of the innermost frame inside ``folder``, or the error alone."""
+    from .errors import first_line
+
+    text = f"{type(exc).__name__}: {first_line(exc)}"
+    root = str(folder.resolve())
+    place = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if os.path.abspath(frame.filename).startswith(root + os.sep):
+            place = f"{frame.filename}:{frame.lineno}"
+    if place is None and isinstance(exc, SyntaxError) and exc.filename:
+        place = f"{exc.filename}:{exc.lineno}"
+    return f"{place}: {text}" if place else text
+
+
+# -- where the database stands ---------------------------------------------------
+
+class State:
+    """Where the database stands against the scripts."""
+
+    __slots__ = ("current", "heads", "pending", "target_exists", "unknown")
+
+    def __init__(self, current: tuple[str, ...], heads: tuple[str, ...], unknown: tuple[str, ...],
+                 pending: tuple[str, ...], target_exists: bool) -> None:
+        self.current = current
+        self.heads = heads
+        self.unknown = unknown
+        self.pending = pending  # oldest first
+        self.target_exists = target_exists
+
+    @property
+    def at_target(self) -> bool:
+        return not self.unknown and set(self.current) == set(self.heads)
+
+
+def state(script: ScriptDirectory, current: tuple[str, ...], target_name: str,
+          version_table: str = "alembic_version") -> State:
+    """Compare the version table's rows (read by :mod:`probe`) with the scripts.  No I/O."""
+    heads = tuple(sorted(script.get_heads()))
+    known = script.revision_map
+    unknown = tuple(rev for rev in current if lookup(script, rev) is None)
+    pending: tuple[str, ...] = ()
+    if not unknown:
+        try:
+            pending = pending_revisions(script, current, heads)
+        except Exception as exc:  # alembic.script.revision.RevisionError and kin
+            raise InconsistentVersionTable(
+                f"The version table {version_table} holds {', '.join(current)}, which these "
+                f"scripts cannot place ({exc}); one is probably an ancestor of another. Nothing "
+                "was changed. Fix it with `migrate.py alembic stamp --purge <revision>` after checking which "
+                "revision the schema is really at (`migrate.py check`)."
+            ) from None
+    del known
+    return State(current, heads, unknown, pending, lookup(script, target_name) is not None)
+
+
+def pending_revisions(script: ScriptDirectory, current: tuple[str, ...], destination: tuple[str, ...] | list[str]
+                      ) -> tuple[str, ...]:
+    """Revisions an upgrade from ``current`` to ``destination`` applies, oldest first."""
+    revisions = script.revision_map.iterate_revisions(tuple(destination), tuple(current) or None,
+                                                      implicit_base=True)
+    return tuple(reversed([r.revision for r in revisions if r.revision not in current]))
+
+
+def lookup(script: ScriptDirectory, revision: str) -> Script | None:
+    try:
+        found = script.revision_map.get_revision(revision)
+    except Exception:  # unknown, ambiguous or malformed identifiers alike
+        return None
+    return found  # type: ignore[return-value]
+
+
+def describe(script: ScriptDirectory, revision: str) -> str:
+    rev = lookup(script, revision)
+    return f"{revision} ({rev.doc})" if rev is not None and rev.doc else revision
+
+
+def resolve_destination(script: ScriptDirectory, revision: str) -> str:
+    """An explicit ``upgrade REV``, resolved honestly or refused (exit 2).
+
+    Relative forms (``+2``, ``-1``, ``rev@-1``) and ranges are refused rather
+    than guessed at: an init container should name where it goes.
+    """
+    odd = (":" in revision or revision.startswith(("+", "-")) or "@+" in revision or "@-" in revision
+           or any(c.isspace() for c in revision))
+    if odd:
+        raise ConfigError(
+            f"upgrade {revision}: relative revisions and ranges are not accepted; name a revision "
+            "id, 'heads', or a branch head such as 'mybranch@head'. Run `migrate.py history`."
+        )
+    try:
+        found = script.revision_map.get_revisions(revision)
+    except Exception:
+        found = ()
+    if not found and revision not in ("heads", "head"):
+        raise ConfigError(f"upgrade {revision}: no such revision in {script.dir}. "
+                          "Run `migrate.py history` to list them.")
+    return revision
+
+
+# -- running env.py on our connection --------------------------------------------
+
+class Progress:
+    """What the run applied, known from the steps migrate-init hands Alembic and from its callback.
+
+    ``starting`` is called by our own ``fn`` just before Alembic opens the
+    step's transaction; ``applied`` by Alembic's ``on_version_apply`` inside
+    that transaction, after the migration and the version row.  The version
+    table read back afterwards stays the final word (see :mod:`run`).
+    """
+
+    def __init__(self, script: ScriptDirectory, total: int, *, guard: EffectGuard | None = None,
+                 dry_run: bool = False, checkpoint: Callable[[], None] | None = None,
+                 in_step: Callable[[bool], None] | None = None) -> None:
+        self.script = script
+        #: Told True when a step's code starts running, False when it is done (the watchdog).
+        self.in_step = in_step
+        self.total = total
+        self.guard = guard
+        self.dry_run = dry_run
+        self.checkpoint = checkpoint
+        self.count = 0
+        self._guard_begun = False
+        self.running: Script | None = None
+        self.started = 0.0
+        self.applied: list[str] = []
+        #: Every step begun, in order (a plan lists them).
+        self.begun: list[Script] = []
+        #: The dry run's SQL, per revision, in order.
+        self.statements: dict[str, list[str]] = {}
+
+    def starting(self, step: RevisionStep, connection: Connection | None) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint()  # between migrations: the previous one has committed
+        if self.guard is not None and not self._guard_begun and connection is not None:
+            # The catalog the first migration is judged against, taken on the
+            # connection env.py was made to use, after configure().
+            self.guard.begin(connection, connection.dialect.name)
+            self._guard_begun = True
+        script = step.revision
+        self.count += 1
+        self.running = script
+        self.started = time.monotonic()
+        source = ", ".join(step.from_revisions_no_deps) or "base"
+        name = script.doc or script.revision
+        self.statements.setdefault(script.revision, [])
+        self.begun.append(script)
+        report.event("applying",
+                     f"[{self.count}/{max(self.total, self.count)}] Applying {source} -> {script.revision} ({name})",
+                     index=self.count, total=self.total, revision=script.revision, name=name)
+        if self.in_step is not None:
+            self.in_step(True)
+
+    def on_version_apply(self, *, ctx: Any, step: MigrationInfo, heads: set[str], run_args: Any) -> None:
+        running = self.running
+        if running is None:
+            return
+        if self.in_step is not None:
+            self.in_step(False)
+        if self.guard is not None and self._guard_begun:
+            self.guard.check(ctx.connection, ctx.connection.dialect.name, running.revision, running.path)
+        elapsed = time.monotonic() - self.started
+        self.applied.append(running.revision)
+        self.running = None
+        word = "Ran (dry run, rolled back at the end)" if self.dry_run else "Applied"
+        report.event("applied", f"{word} {running.revision} in {elapsed * 1000:.0f}ms",
+                     revision=running.revision, elapsed=round(elapsed, 4))
+
+    @property
+    def failed_revision(self) -> str | None:
+        return self.running.revision if self.running is not None else None
+
+    @property
+    def failed_path(self) -> str | None:
+        return self.running.path if self.running is not None else None
+
+    def capture(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
+                executemany: bool) -> None:
+        """``before_cursor_execute`` for the dry run: the SQL of the step in progress."""
+        if self.running is None:
+            return
+        text = " ".join(statement.split())
+        if text.upper().startswith(_NOT_SHOWN):
+            return
+        if parameters and not executemany:
+            text = f"{text}  -- parameters: {parameters!r}"
+        self.statements[self.running.revision].append(text)
+
+
+# Introspection and bookkeeping a reader does not need to see in a plan.
+_NOT_SHOWN = ("SELECT", "PRAGMA", "SHOW", "SET ", "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+_CONFIGURE = EnvironmentContext.configure
+_CONFIGURE_SIGNATURE = inspect.signature(_CONFIGURE)
+
+
+@contextlib.contextmanager
+def owned_context(connection: Connection, progress: Progress) -> Iterator[dict[str, Any]]:
+    """While the body runs a user's env.py: every migration runs on ``connection``.
+
+    Yields a dict that records what env.py asked for (``version_table``,
+    ``version_table_schema``).  See the module docstring.
+    """
+    asked: dict[str, Any] = {"calls": 0}
+    own_engine = connection.engine
+    own_url = own_engine.url
+
+    def configure(env: EnvironmentContext, *args: Any, **kwargs: Any) -> None:
+        bound = _CONFIGURE_SIGNATURE.bind(env, *args, **kwargs)
+        opts = {k: v for k, v in bound.arguments.items() if k not in ("self", "kw")}
+        opts.update(bound.arguments.get("kw", {}))
+        asked["calls"] += 1
+        if asked["calls"] > 1 or opts.get("upgrade_token", "upgrades") != "upgrades":
+            raise ConfigError(
+                "This env.py configures Alembic for several databases (a multidb env.py: more than "
+                "one context.configure() call, or upgrade_token). migrate-init migrates the one "
+                "database of DATABASE_URL and refuses before anything is applied; run one "
+                "migrate-init per database, with an env.py that configures one."
+            )
+        for key in ("url", "dialect_name", "dialect_opts"):
+            opts.pop(key, None)
+        opts["connection"] = connection
+        opts["transaction_per_migration"] = True
+        if connection.dialect.name in ("sqlite", "postgresql"):
+            opts["transactional_ddl"] = True
+        user_callbacks = opts.get("on_version_apply") or ()
+        if callable(user_callbacks):
+            user_callbacks = (user_callbacks,)
+        opts["on_version_apply"] = (*tuple(user_callbacks), progress.on_version_apply)
+        asked["version_table"] = opts.get("version_table") or "alembic_version"
+        asked["version_table_schema"] = opts.get("version_table_schema")
+        # fileConfig() in env.py may have disabled our logger or replaced its handlers.
+        report.reclaim()
+        _CONFIGURE(env, **opts)
+
+    def foreign(conn: Connection) -> None:
+        if conn.engine is own_engine:
+            return
+        if not _same_database(conn.engine.url, own_url):
+            raise ConfigError(
+                f"env.py connects to {conn.engine.url.render_as_string(hide_password=True)} "
+                f"itself, which is not DATABASE_URL ({own_url.render_as_string(hide_password=True)}). "
+                "migrate-init runs every migration on DATABASE_URL and refuses before anything is "
+                "applied: make env.py take its URL from config.get_main_option('sqlalchemy.url') "
+                "or its connection from config.attributes['connection']."
+            )
+        _read_only(conn)
+
+    EnvironmentContext.configure = configure  # type: ignore[method-assign]
+    event.listen(Engine, "engine_connect", foreign)
+    try:
+        yield asked
+    finally:
+        event.remove(Engine, "engine_connect", foreign)
+        EnvironmentContext.configure = _CONFIGURE  # type: ignore[method-assign]
+        report.reclaim()
+
+
+def _same_database(theirs: sqlalchemy.engine.URL, ours: sqlalchemy.engine.URL) -> bool:
+    if theirs.get_backend_name() != ours.get_backend_name():
+        return False
+    if ours.get_backend_name() == "sqlite":
+        return os.path.realpath(theirs.database or "") == os.path.realpath(ours.database or "")
+    return (theirs.host or "", theirs.port, theirs.database) == (ours.host or "", ours.port, ours.database)
+
+
+def _read_only(conn: Connection) -> None:
+    """A connection env.py opened itself may read, never write: every change goes through ours."""
+    dbapi = conn.connection.driver_connection
+    if conn.dialect.name == "sqlite":
+        dbapi.execute("PRAGMA query_only = ON")
+    elif conn.dialect.name == "postgresql":
+        with dbapi.cursor() as cursor:
+            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        if not getattr(dbapi, "autocommit", True):
+            dbapi.commit()
+
+
+def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connection, destination: str,
+            progress: Progress) -> dict[str, Any]:
+    """Run the user's env.py once, upgrading to ``destination`` on ``connection``.
+
+    Raises MigrationFailed naming the revision when a migration failed,
+    ScriptError with file and line when env.py or a script failed to load,
+    and passes migrate-init's own errors (destructive, timeout, signal,
+    configuration) through unchanged.
+    """
+    folder = Path(script.dir)
+
+    def upgrade(rev: Any, context: Any) -> Iterator[RevisionStep]:
+        for step in script._upgrade_revs(destination, rev):
+            progress.starting(step, context.connection)  # type: ignore[arg-type]
+            yield step  # type: ignore[misc]
+
+    config.attributes["connection"] = connection
+    try:
+        with owned_context(connection, progress) as asked, EnvironmentContext(
+            config, script, fn=upgrade, as_sql=False, starting_rev=None,
+            destination_rev=destination, tag=None,
+        ):
+            script.run_env()
+    except MigrateInitError:
+        raise
+    except Exception as exc:
+        revision, path = progress.failed_revision, progress.failed_path
+        if revision is not None:
+            raise MigrationFailed(
+                f"Migration {revision} ({path}) failed: {where(exc, folder)}. It was rolled back; "
+                "fix it and run again.",
+                revision=revision,
+            ) from exc
+        raise ScriptError(
+            f"env.py or a migration script in {folder} failed before any migration ran: "
+            f"{where(exc, folder)}. Nothing was applied; fix the file it names."
+        ) from exc
+    finally:
+        config.attributes["connection"] = None
+    if asked["calls"] == 0:
+        raise ScriptError(
+            f"{folder / 'env.py'} never called context.configure(), so no migration could run. "
+            "Fix env.py (see `alembic init` for the usual shape)."
+        )
+    return asked
+
+
+def dry_run(config: AlembicConfig, script: ScriptDirectory, engine: Engine, destinations: list[str],
+            progress: Progress, prepare: Callable[[Connection], None] | None = None) -> None:
+    """Upgrade through ``destinations`` inside ONE transaction, capture the SQL, roll it all back.
+
+    The shipped migrations inspect the live database, so Alembic's offline
+    mode cannot render them.  A connection handed to Alembic inside a
+    transaction makes it run every migration in that transaction, which is
+    rolled back here whatever happens; a connection env.py opens itself is
+    read-only (:func:`owned_context`).  So ``plan`` and ``lint`` change
+    nothing: not the schema, not the version table.
+    """
+    report.set_dry_run(True)
+    try:
+        with engine.connect() as connection:
+            event.listen(connection, "before_cursor_execute", progress.capture)
+            transaction = connection.begin()
+            try:
+                if prepare is not None:
+                    prepare(connection)
+                for destination in destinations:
+                    run_env(config, script, connection, destination, progress)
+            finally:
+                transaction.rollback()
+    finally:
+        report.set_dry_run(False)
+
+
+def stamp(config: AlembicConfig, script: ScriptDirectory, engine: Engine, revision: str) -> None:
+    """Record ``revision`` in the version table through the user's env.py, on our connection."""
+    def fn(rev: Any, _context: Any) -> Any:
+        return script._stamp_revs(revision, rev)
+
+    with engine.connect() as connection:
+        config.attributes["connection"] = connection
+        try:
+            with owned_context(connection, Progress(script, 0)), EnvironmentContext(
+                config, script, fn=fn, as_sql=False, starting_rev=None, destination_rev=revision, tag=None,
+            ):
+                script.run_env()
+            if connection.in_transaction():
+                connection.commit()
+        finally:
+            config.attributes["connection"] = None

@@ -1,0 +1,323 @@
+"""The one reader: version rows, live columns and row counts, through the bare driver.
+
+Every path that asks "where does the database stand?" reads through this
+module: the no-op fast path, the full path's first check and its check once
+the lock is held, the verification after an upgrade, ``wait``, ``status``,
+``current`` and ``verify``.  So they cannot give different answers (issue
+10).  It imports no SQLAlchemy: stdlib ``sqlite3`` or ``psycopg2``.
+
+Read-only means opened read-only: SQLite through ``mode=ro`` (nothing is
+created, and it works on a read-only mount), PostgreSQL in ``READ ONLY``
+transactions.  Every read is bounded: PostgreSQL reads run under
+``statement_timeout`` and ``lock_timeout``; SQLite's busy wait is short and
+retried here, with the caller's checkpoint between tries.  Row counts are
+information, not a reason to wait: a count that cannot be had in time is
+reported as unknown.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .errors import DatabaseMissing
+
+if TYPE_CHECKING:
+    from .url import Url
+
+#: SQLite's own busy wait per try; nothing can interrupt it, so it stays short.
+_SQLITE_SLICE = 0.2
+#: migrate-init's own bookkeeping of seeds (:mod:`seed`).
+SEED_TABLE = "migrate_init_seed"
+#: How long one row count may wait for a table lock before it is reported unknown.
+_COUNT_LOCK_WAIT = 1.0
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class Snapshot:
+    """What one read transaction saw."""
+
+    __slots__ = ("columns", "seeded", "versions")
+
+    def __init__(self, versions: tuple[str, ...] | None, columns: dict[str, set[str]],
+                 seeded: frozenset[str] | None = None) -> None:
+        #: The version table's rows, sorted; None when there is no version table.
+        self.versions = versions
+        #: ``{table: {column, ...}}`` of every table in the default schema.
+        self.columns = columns
+        #: Seed files recorded as done (:mod:`seed`); None when the database is owed no seeds.
+        self.seeded = seeded
+
+    @property
+    def empty(self) -> bool:
+        return not self.columns
+
+    def missing(self, expected: dict[str, Iterable[str]]) -> tuple[list[str], dict[str, list[str]]]:
+        """Tables, and columns of existing tables, that ``expected`` has and the database lacks."""
+        tables = sorted(t for t in expected if t not in self.columns)
+        columns = {t: sorted(set(c) - self.columns[t]) for t, c in sorted(expected.items())
+                   if t in self.columns and set(c) - self.columns[t]}
+        return tables, columns
+
+
+class Reader:
+    """A bare-driver connection that reads.  Use :func:`open_reader`."""
+
+    backend = ""
+    safe_url = ""
+
+    def snapshot(self, version_table: str) -> Snapshot:
+        raise NotImplementedError
+
+    def counts(self, tables: Iterable[str]) -> dict[str, int | None]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_reader(database: Url, *, read_only: bool, connect_timeout: float = 10.0,
+                statement_timeout: float = 30.0, checkpoint: Callable[[], None] | None = None,
+                track: Callable[[Any], None] | None = None) -> Reader:
+    """Connect once.  Errors are the driver's own; :mod:`errors` classifies them.
+
+    ``read_only``: SQLite opens with ``mode=ro`` and a missing file is
+    :class:`DatabaseMissing` (exit 3, path named); otherwise a missing file
+    reads as an empty database and nothing is created.  ``track`` receives
+    the driver connection, for the watchdog to cancel.
+    """
+    if database.backend == "sqlite":
+        return SqliteReader(database, read_only=read_only, checkpoint=checkpoint, track=track)
+    if database.backend == "postgresql":
+        return PostgresqlReader(database, connect_timeout=connect_timeout,
+                                statement_timeout=statement_timeout, track=track)
+    from .errors import ConfigError
+
+    raise ConfigError(f"DATABASE_URL={database.safe}: migrate-init reads SQLite and PostgreSQL "
+                      f"databases, not '{database.backend}'.")
+
+
+class SqliteReader(Reader):
+    backend = "sqlite"
+
+    def __init__(self, database: Url, *, read_only: bool, checkpoint: Callable[[], None] | None,
+                 track: Callable[[Any], None] | None) -> None:
+        import sqlite3
+
+        self.safe_url = database.safe
+        path = database.sqlite_path
+        assert path is not None  # url.parse refuses in-memory databases
+        self.path = os.path.abspath(path)
+        self.checkpoint = checkpoint
+        self.connection: sqlite3.Connection | None = None
+        if os.path.isdir(self.path):
+            from .errors import ConfigError
+
+            raise ConfigError(f"DATABASE_URL points at {self.path}, which is a folder, not a SQLite "
+                              "database file. Name a file, e.g. sqlite:////data/app.db.")
+        self.read_only = read_only
+        self.track = track
+        if not os.path.exists(self.path) and read_only:
+            raise DatabaseMissing(
+                f"The SQLite database {self.path} does not exist. Nothing was created; check "
+                "DATABASE_URL (or the volume mounted there), or run the migration first."
+            )
+        self._open()
+
+    def _open(self) -> bool:
+        """Connect when the file exists (a fresh deploy's file appears with its first migration)."""
+        import sqlite3
+
+        if self.connection is not None:
+            return True
+        if not os.path.exists(self.path):
+            return False  # reads as empty; nothing is created here
+        mode = "ro" if self.read_only else "rw"
+        uri = "file:" + _uri_path(self.path) + f"?mode={mode}"
+        self.connection = sqlite3.connect(uri, uri=True, timeout=_SQLITE_SLICE, isolation_level=None,
+                                          check_same_thread=False)
+        if self.track is not None:
+            self.track(self.connection)
+        return True
+
+    def _retrying(self, work: Callable[[Any], Any]) -> Any:
+        """Run ``work(connection)`` in one read transaction, retrying while the file is busy."""
+        import sqlite3
+
+        assert self.connection is not None
+        while True:
+            try:
+                self.connection.execute("BEGIN")
+                try:
+                    return work(self.connection)
+                finally:
+                    self.connection.execute("ROLLBACK")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+            if self.checkpoint is not None:
+                self.checkpoint()  # the caller's deadline or signal ends the wait
+            time.sleep(0.02)
+
+    def snapshot(self, version_table: str) -> Snapshot:
+        if not self._open():
+            return Snapshot(None, {})
+
+        def read(connection: Any) -> Snapshot:
+            # table_xinfo, not table_info: generated columns are columns too (issue 11).
+            rows = connection.execute(
+                "SELECT m.name, p.name FROM sqlite_master AS m, pragma_table_xinfo(m.name) AS p "
+                "WHERE m.type = 'table' AND p.hidden != 1"
+            ).fetchall()
+            live: dict[str, set[str]] = {}
+            for table, column in rows:
+                live.setdefault(table, set()).add(column)
+            versions = None
+            if version_table in live:
+                versions = tuple(sorted(r[0] for r in connection.execute(
+                    f"SELECT version_num FROM {_quote(version_table)}")))
+            seeded = None
+            if SEED_TABLE in live:
+                seeded = frozenset(r[0] for r in connection.execute(f"SELECT name FROM {SEED_TABLE}"))
+            return Snapshot(versions, live, seeded)
+
+        result: Snapshot = self._retrying(read)
+        return result
+
+    def counts(self, tables: Iterable[str]) -> dict[str, int | None]:
+        if not self._open():
+            return {}
+        wanted = list(tables)
+
+        def read(connection: Any) -> dict[str, int | None]:
+            live = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            return {t: connection.execute(f"SELECT COUNT(*) FROM {_quote(t)}").fetchone()[0]
+                    for t in wanted if t in live}
+
+        result: dict[str, int | None] = self._retrying(read)
+        return result
+
+    def quick_check(self) -> str | None:
+        """``PRAGMA quick_check``: None when the file is sound, else SQLite's first complaint."""
+        if not self._open():
+            return None
+        rows = self._retrying(lambda c: c.execute("PRAGMA quick_check").fetchall())
+        first = str(rows[0][0]) if rows else "ok"
+        return None if first == "ok" else first
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+def _uri_path(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(path, safe="/")
+
+
+class PostgresqlReader(Reader):
+    backend = "postgresql"
+
+    def __init__(self, database: Url, *, connect_timeout: float, statement_timeout: float,
+                 track: Callable[[Any], None] | None) -> None:
+        import psycopg2
+
+        self.safe_url = database.safe
+        arguments = database.connect_kwargs_psycopg2()
+        # libpq's minimum is 2 s; a server that accepts and never answers ends there.
+        arguments["connect_timeout"] = max(2, int(connect_timeout + 0.999))
+        arguments.setdefault("application_name", "migrate-init")
+        self.connection = psycopg2.connect(**arguments)
+        if track is not None:
+            track(self.connection)
+        self.connection.autocommit = True
+        self.cursor = self.connection.cursor()
+        timeout_ms = max(1, int(statement_timeout * 1000))
+        self.cursor.execute(f"SET statement_timeout = {timeout_ms}")
+        self.cursor.execute(f"SET lock_timeout = {timeout_ms}")
+
+    def snapshot(self, version_table: str) -> Snapshot:
+        cursor = self.cursor
+        cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            # What SQLAlchemy's inspector lists in the default schema: tables and
+            # partitioned tables (relkind r, p), live columns (generated ones too).
+            cursor.execute(
+                "SELECT c.relname, a.attname FROM pg_catalog.pg_class AS c "
+                "JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
+                "JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid "
+                "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
+                "AND a.attnum > 0 AND NOT a.attisdropped"
+            )
+            live: dict[str, set[str]] = {}
+            for table, column in cursor.fetchall():
+                live.setdefault(table, set()).add(column)
+            versions = None
+            if version_table in live:
+                cursor.execute(f"SELECT version_num FROM {_quote(version_table)}")
+                versions = tuple(sorted(row[0] for row in cursor.fetchall()))
+            seeded = None
+            if SEED_TABLE in live:
+                cursor.execute(f"SELECT name FROM {SEED_TABLE}")
+                seeded = frozenset(row[0] for row in cursor.fetchall())
+            return Snapshot(versions, live, seeded)
+        finally:
+            cursor.execute("ROLLBACK")
+
+    def counts(self, tables: Iterable[str]) -> dict[str, int | None]:
+        import psycopg2
+
+        cursor = self.cursor
+        result: dict[str, int | None] = {}
+        cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            cursor.execute(f"SET LOCAL lock_timeout = {int(_COUNT_LOCK_WAIT * 1000)}")
+            cursor.execute("SELECT c.relname FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace "
+                           "AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+                           "AND c.relkind IN ('r', 'p')")
+            live = {row[0] for row in cursor.fetchall()}
+            for table in tables:
+                if table not in live:
+                    continue
+                cursor.execute("SAVEPOINT count_rows")
+                try:
+                    cursor.execute(f"SELECT COUNT(*) FROM {_quote(table)}")
+                    result[table] = cursor.fetchone()[0]
+                    cursor.execute("RELEASE SAVEPOINT count_rows")
+                except (psycopg2.errors.LockNotAvailable, psycopg2.errors.QueryCanceled):
+                    # Another session holds the table (LOCK TABLE ...): a count is not worth a wait.
+                    cursor.execute("ROLLBACK TO SAVEPOINT count_rows")
+                    result[table] = None
+        finally:
+            cursor.execute("ROLLBACK")
+        return result
+
+    def close(self) -> None:
+        if not self.connection.closed:
+            self.connection.close()
+
+
+def describe_missing(tables: list[str], columns: dict[str, list[str]]) -> str:
+    parts = []
+    if tables:
+        parts.append("missing tables: " + ", ".join(tables))
+    for table, names in columns.items():
+        parts.append(f"table '{table}' lacks columns: " + ", ".join(names))
+    return "; ".join(parts)
+
+
+def format_counts(counts: dict[str, int | None]) -> str:
+    return ", ".join(f"{t}={'unknown' if n is None else n}" for t, n in counts.items())
