@@ -4,7 +4,7 @@
 #   docker build --build-arg BASE_IMAGE=registry.example/python:3.12-slim -t migrate-init .
 #
 # When the build context has wheels/*.whl, the build installs from them with no
-# index (air-gapped builds and CI: tests/docker/setup.sh fills wheels/).
+# index (air-gapped builds and CI: tests/image/setup.sh fills wheels/).
 #
 # Both stages use BASE_IMAGE, so the venv built in the first one finds the same
 # interpreter, at the same path, in the second.

@@ -1,25 +1,54 @@
-"""Fixtures shared by every test: a real PostgreSQL server and fresh databases.
+"""Fixtures and markers shared by every test folder.
 
 The PostgreSQL server is never optional: when it cannot be started, every
 test that needs it errors (CI must not pass by skipping database tests).
+
+Each test is marked by its folder: ``unit`` (no server, no Docker, seconds in
+all), ``integration`` (real SQLite files, the real PostgreSQL server, real
+processes) or ``image`` (a real Docker engine); and ``postgres`` when it uses
+the PostgreSQL server.
 """
 
 from __future__ import annotations
 
-import sys
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
-# Make `import helpers` / `import pgserver` work from any test folder and under
-# any --import-mode, not only pytest's default "prepend".
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tests.support import REPO
+from tests.support.pgserver import PgServer, PgServerError
 
-from helpers import REPO  # noqa: E402
-from pgserver import PgServer, PgServerError  # noqa: E402
+TESTS = Path(__file__).resolve().parent
+#: The marker of each test folder.
+FOLDER_MARKERS = {"unit": "unit", "integration": "integration", "image": "image"}
+#: The fixtures that start or use the PostgreSQL server (and db_url's "postgresql"
+#: parameter; a test that reaches the server another way marks itself ``postgres``).
+PG_FIXTURES = {"pg_server", "pg_url"}
+#: How long an image test may take: the first one builds the image (docker build: 900 s).
+IMAGE_TIMEOUT = 1800
 
-__all__ = ["REPO"]
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = Path(str(item.path)).resolve().relative_to(TESTS).parts[0]
+        marker = FOLDER_MARKERS.get(folder)
+        if marker is None:
+            raise pytest.UsageError(
+                f"{item.nodeid}: every test lives in tests/unit, tests/integration or tests/image.")
+        item.add_marker(marker)
+        params = getattr(item, "callspec", None)
+        uses_pg = bool(PG_FIXTURES & set(item.fixturenames)) or (
+            params is not None and params.params.get("db_url") == "postgresql")
+        if uses_pg:
+            if marker == "unit":
+                raise pytest.UsageError(
+                    f"{item.nodeid}: a unit test must not need PostgreSQL; move it to tests/integration.")
+            item.add_marker("postgres")
+        if marker == "image" and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(IMAGE_TIMEOUT))
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +93,19 @@ def db_url(request: pytest.FixtureRequest) -> str:
     """The same test on both engines: a sqlite_url or a pg_url."""
     fixture = {"sqlite": "sqlite_url", "postgresql": "pg_url"}[request.param]
     return request.getfixturevalue(fixture)
+
+
+@pytest.fixture
+def shared_tmp():
+    """A folder that process.run_unprivileged's UID can reach (pytest's tmp_path is root-only).
+
+    Made writable again afterwards, so that it can be deleted whatever a test
+    took away from it.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="migrate-init-", dir="/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    for child in [folder, *folder.rglob("*")]:
+        if child.is_dir() and not child.is_symlink():
+            child.chmod(0o755)
+    shutil.rmtree(folder, ignore_errors=True)

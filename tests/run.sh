@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # usage: bash tests/run.sh [PYTEST_ARGS...]
-# Runs every test on a fresh Debian machine: installs what is missing (apt
-# packages, the .venv, the Docker engine via tests/docker/setup.sh), then pytest.
-# Without path arguments all of tests/ runs; with paths, only those.
+# Runs the tests on a fresh Debian machine, installing only what the chosen
+# tests need:
+#   tests/unit only            the .venv (and python3-venv if it is missing);
+#   tests/integration as well  PostgreSQL and shellcheck from apt;
+#   anything else, or no path  the Docker engine too (tests/image/setup.sh),
+#                              and ruff on migrate_init/ and tests/ first.
+# Without path arguments every test runs (pytest's testpaths); with paths, only those.
 set -Eeuo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,24 +18,60 @@ _log() {
 	printf 'tests/run.sh: %s\n' "$*" >&2
 }
 
-# usage: _missing_apt_packages
-# Prints the Debian packages the tests need that are not installed.
+# usage: _scope [PYTEST_ARGS...]
+# Prints unit, integration or all: the widest test folder among the path
+# arguments (those that exist, relative to the repository, ignoring a ::test
+# suffix; not the value of an option such as --deselect PATH).
+_scope() {
+	local arg path scope="" value_of=""
+	for arg in "$@"; do
+		if [ -n "$value_of" ]; then
+			value_of=""
+			continue
+		fi
+		case "$arg" in
+		--deselect | --ignore | --ignore-glob | --basetemp | --rootdir | --confcutdir | -c | -k | -m | -o | -p)
+			value_of="$arg"
+			continue
+			;;
+		-*) continue ;;
+		esac
+		path="${arg%%::*}"
+		if [ ! -e "$path" ]; then
+			continue
+		fi
+		path="$(realpath -- "$path")"
+		case "$path/" in
+		"$REPO/tests/unit/"*) scope="${scope:-unit}" ;;
+		"$REPO/tests/integration/"*) [ "$scope" = all ] || scope=integration ;;
+		*) scope=all ;;
+		esac
+	done
+	printf '%s\n' "${scope:-all}"
+}
+
+# usage: _missing_apt_packages SCOPE
+# Prints the Debian packages the tests of SCOPE need that are not installed.
 _missing_apt_packages() {
+	local scope="$1"
+	if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+		echo python3-venv
+	fi
+	if [ "$scope" = unit ]; then
+		return 0
+	fi
 	if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
 		echo postgresql
 	fi
 	if ! command -v shellcheck >/dev/null; then
 		echo shellcheck
 	fi
-	if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-		echo python3-venv
-	fi
 }
 
-# usage: _install_apt_packages
+# usage: _install_apt_packages SCOPE
 _install_apt_packages() {
 	local missing
-	mapfile -t missing < <(_missing_apt_packages)
+	mapfile -t missing < <(_missing_apt_packages "$1")
 	if [ "${#missing[@]}" -eq 0 ]; then
 		return 0
 	fi
@@ -66,11 +106,9 @@ _ensure_venv() {
 }
 
 # usage: _setup_docker
-# tests/docker/setup.sh prepares the Docker engine and writes build/docker.env.
+# tests/image/setup.sh prepares the Docker engine and writes build/docker.env.
 _setup_docker() {
-	if [ -f "$REPO/tests/docker/setup.sh" ]; then
-		bash "$REPO/tests/docker/setup.sh"
-	fi
+	bash "$REPO/tests/image/setup.sh"
 	if [ -f "$REPO/build/docker.env" ]; then
 		set -a
 		# shellcheck source=/dev/null
@@ -79,12 +117,16 @@ _setup_docker() {
 	fi
 }
 
+# usage: _run_ruff
+_run_ruff() {
+	_log "ruff check migrate_init tests"
+	"$VENV/bin/ruff" check migrate_init tests
+}
+
 # usage: _run_pytest [PYTEST_ARGS...]
 _run_pytest() {
 	local code=0
-	# testpaths (not a literal "tests" argument) so that `run.sh tests/x.py`
-	# runs only that file, while plain `run.sh` or `run.sh -k name` runs all.
-	"$VENV/bin/python" -m pytest -o testpaths=tests "$@" || code=$?
+	"$VENV/bin/python" -m pytest "$@" || code=$?
 	if [ "$code" -eq 5 ]; then
 		_log "error: pytest collected no tests; check the arguments ($*) and tests/."
 		return 1
@@ -95,10 +137,16 @@ _run_pytest() {
 # usage: _main [PYTEST_ARGS...]
 _main() {
 	cd "$REPO"
-	_install_apt_packages
+	local scope
+	scope="$(_scope "$@")"
+	_log "running the $scope tests"
+	_install_apt_packages "$scope"
 	_ensure_venv
-	_setup_docker
 	export PATH="$VENV/bin:$PATH"
+	if [ "$scope" = all ]; then
+		_setup_docker
+		_run_ruff
+	fi
 	_run_pytest "$@"
 }
 

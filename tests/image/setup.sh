@@ -1,0 +1,329 @@
+#!/usr/bin/env bash
+# Prepares a Docker engine for the end-to-end tests (issue 3), on a developer's
+# machine or on CI, where there is no container registry and containers cannot
+# reach the package indexes:
+#   - installs Debian's docker.io and docker-compose (1.29) when they are missing;
+#   - starts dockerd when it is not running (vfs storage when overlay fails);
+#   - uses python:3.12-slim when it can be pulled, else builds a stand-in base
+#     from Debian packages with debootstrap and `docker import`;
+#   - does the same for the postgres image used by docker-compose.postgres.yaml;
+#   - downloads wheels for requirements.txt on the host into wheels/, for the
+#     base image's Python, so the image builds with no index;
+#   - writes build/docker.env (KEY=VALUE lines) for tests/run.sh to source.
+# Idempotent: a second run finds everything in place and takes a few seconds.
+set -Eeuo pipefail
+shopt -s inherit_errexit
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+readonly ROOT
+readonly BUILD_DIR="$ROOT/build"
+readonly WHEELS_DIR="$ROOT/wheels"
+readonly DEFAULT_BASE_IMAGE='python:3.12-slim'
+readonly DEFAULT_POSTGRES_IMAGE='postgres:16'
+readonly SUITE='bookworm'
+readonly PULL_TIMEOUT="${DOCKER_PULL_TIMEOUT:-60}"
+# bump to rebuild the stand-in images (their tags also hash their package lists and scripts)
+readonly STANDIN_RECIPE=1
+
+# usage: setup_log MESSAGE...
+setup_log() {
+	printf 'setup: %s\n' "$*" >&2
+}
+
+# usage: setup_die MESSAGE...
+setup_die() {
+	printf 'setup: error: %s\n' "$*" >&2
+	exit 1
+}
+
+# usage: _apt_install PACKAGE...
+#    ie: _apt_install docker.io docker-compose
+_apt_install() {
+	if [ -z "${_apt_updated:-}" ]; then
+		apt-get update -qq
+		_apt_updated=1
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# usage: setup_install_engine
+#   installs the engine, the Compose 1.29 client and debootstrap when missing
+setup_install_engine() {
+	local missing=()
+	command -v dockerd >/dev/null || missing+=(docker.io)
+	command -v docker >/dev/null || missing+=(docker.io)
+	command -v docker-compose >/dev/null || missing+=(docker-compose)
+	command -v debootstrap >/dev/null || missing+=(debootstrap)
+	if [ "${#missing[@]}" -gt 0 ]; then
+		setup_log "installing ${missing[*]}"
+		_apt_install "${missing[@]}"
+	fi
+}
+
+# usage: _wait_for_engine SECONDS
+_wait_for_engine() {
+	local deadline=$((SECONDS + $1))
+	while [ "$SECONDS" -lt "$deadline" ]; do
+		if docker info >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.5
+	done
+	return 1
+}
+
+# usage: _start_dockerd [DOCKERD-OPTION...]
+#   starts dockerd in the background, detached from this script, logging to build/dockerd.log
+_start_dockerd() {
+	setup_log "starting dockerd $* (log: $BUILD_DIR/dockerd.log)"
+	setsid nohup dockerd "$@" >>"$BUILD_DIR/dockerd.log" 2>&1 </dev/null &
+	_dockerd_pid=$!
+}
+
+# usage: setup_start_engine
+setup_start_engine() {
+	if docker info >/dev/null 2>&1; then
+		return 0
+	fi
+	_start_dockerd
+	if _wait_for_engine 60; then
+		return 0
+	fi
+	# overlay2 is refused on some filesystems (overlay on overlay, old kernels): vfs is slow but works anywhere
+	setup_log "dockerd did not come up with its default storage driver; retrying with vfs"
+	kill "$_dockerd_pid" 2>/dev/null || true
+	wait "$_dockerd_pid" 2>/dev/null || true
+	rm -f /var/run/docker.pid
+	_start_dockerd --storage-driver=vfs
+	_wait_for_engine 60 || setup_die "dockerd did not start; see $BUILD_DIR/dockerd.log"
+}
+
+# usage: _image_exists IMAGE
+_image_exists() {
+	docker image inspect "$1" >/dev/null 2>&1
+}
+
+# usage: _try_pull IMAGE
+#   true when IMAGE is present locally or could be pulled within PULL_TIMEOUT seconds
+_try_pull() {
+	if _image_exists "$1"; then
+		return 0
+	fi
+	setup_log "pulling $1"
+	timeout "$PULL_TIMEOUT" docker pull -q "$1" >/dev/null 2>&1
+}
+
+# usage: _debian_mirror
+#   prints the Debian mirror this machine's apt uses
+_debian_mirror() {
+	local uri
+	uri="$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\/debian\/\{0,1\}\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 || true)"
+	if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+		uri="$(awk '$1 == "deb" && $2 ~ /\/debian\/?$/ { print $2; exit }' /etc/apt/sources.list)"
+	fi
+	printf '%s\n' "${uri:-http://deb.debian.org/debian}"
+}
+
+# usage: _remove_rootfs DIR
+#   a debootstrap that failed half-way leaves /proc (and more) mounted inside DIR:
+#   unmount those first, so that rm never walks into the host's /proc or /sys
+_remove_rootfs() {
+	local dir="$1" mnt
+	[ -e "$dir" ] || return 0
+	while read -r mnt; do
+		umount -l "$mnt"
+	done < <(awk -v d="$dir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r)
+	rm -rf --one-file-system "$dir"
+}
+
+# usage: _bootstrap_rootfs DIR PACKAGES
+#    ie: _bootstrap_rootfs build/rootfs python3,python3-venv
+_bootstrap_rootfs() {
+	local dir="$1" include="$2" try
+	mkdir -p "$BUILD_DIR/debootstrap-cache"
+	for try in 1 2 3; do
+		_remove_rootfs "$dir"
+		mkdir -p "$dir"
+		setup_log "debootstrap $SUITE (minbase, +$include) into $dir (try $try)"
+		if debootstrap --variant=minbase --include="$include" \
+			--cache-dir="$BUILD_DIR/debootstrap-cache" \
+			"$SUITE" "$dir" "$(_debian_mirror)" >"$BUILD_DIR/debootstrap.log" 2>&1; then
+			return 0
+		fi
+		# a mirror hiccup fails a download now and then; the cache keeps what already arrived
+		sleep 2
+	done
+	setup_die "debootstrap failed 3 times; see $BUILD_DIR/debootstrap.log"
+}
+
+# usage: _trim_rootfs DIR
+#   what a slim image leaves out: apt lists, caches, docs, man pages, locales
+_trim_rootfs() {
+	local dir="$1"
+	rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/* "$dir"/var/cache/debconf/*-old \
+		"$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/* \
+		"$dir"/var/log/* "$dir"/tmp/* "$dir"/debootstrap
+	find "$dir"/usr/share/locale -mindepth 1 -maxdepth 1 ! -name 'locale.alias' -exec rm -rf {} +
+	# the stand-in must not hand the host's resolver or name to containers
+	: >"$dir/etc/resolv.conf"
+	printf 'localhost\n' >"$dir/etc/hostname"
+}
+
+# usage: _import_rootfs DIR TAG [--change INSTRUCTION]...
+_import_rootfs() {
+	local dir="$1" tag="$2"
+	shift 2
+	tar --numeric-owner -C "$dir" -c . | docker import "$@" - "$tag" >/dev/null
+	_remove_rootfs "$dir"
+	setup_log "imported $tag"
+}
+
+# usage: _content_tag PREFIX FILE-OR-STRING...
+#   a tag that changes when the recipe changes, so a stale stand-in is rebuilt, never reused
+_content_tag() {
+	local prefix="$1"
+	shift
+	printf '%s:%s' "$prefix" "$(cat "$@" | sha256sum | cut -c1-12)"
+}
+
+# usage: _remove_stale_tags REPOSITORY KEEP-TAG
+#   stand-ins of an older recipe are never used again: free their space
+_remove_stale_tags() {
+	local repository="$1" keep="$2" image
+	while read -r image; do
+		if [ "$image" != "$keep" ]; then
+			docker rmi "$image" >/dev/null 2>&1 || true
+		fi
+	done < <(docker images --format '{{.Repository}}:{{.Tag}}' "$repository")
+}
+
+# usage: setup_base_image
+#   prints the image to build on: BASE_IMAGE when set, python:3.12-slim when it can be
+#   pulled, else a stand-in made from Debian packages (cached by its tag)
+setup_base_image() {
+	if [ -n "${BASE_IMAGE:-}" ]; then
+		_image_exists "$BASE_IMAGE" || _try_pull "$BASE_IMAGE" \
+			|| setup_die "BASE_IMAGE=$BASE_IMAGE is neither present nor pullable; unset BASE_IMAGE to use a stand-in."
+		printf '%s\n' "$BASE_IMAGE"
+		return 0
+	fi
+	if _try_pull "$DEFAULT_BASE_IMAGE"; then
+		printf '%s\n' "$DEFAULT_BASE_IMAGE"
+		return 0
+	fi
+	local packages='python3,python3-venv,python3-pip,ca-certificates' tag
+	tag="$(_content_tag migrate-init-standin/python <(printf '%s %s %s' "$STANDIN_RECIPE" "$SUITE" "$packages"))"
+	if ! _image_exists "$tag"; then
+		setup_log "$DEFAULT_BASE_IMAGE cannot be pulled; building the stand-in base $tag"
+		local dir="$BUILD_DIR/rootfs-python"
+		_bootstrap_rootfs "$dir" "$packages"
+		_trim_rootfs "$dir"
+		_import_rootfs "$dir" "$tag" \
+			--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+			--change 'ENV LANG=C.UTF-8' \
+			--change 'CMD ["python3"]'
+	fi
+	_remove_stale_tags migrate-init-standin/python "$tag"
+	printf '%s\n' "$tag"
+}
+
+# usage: setup_postgres_image
+#   prints the image for the postgres service: postgres:16 when it can be pulled, else a
+#   stand-in with Debian's PostgreSQL and an entrypoint that honours the same variables
+setup_postgres_image() {
+	if [ -n "${POSTGRES_IMAGE:-}" ]; then
+		printf '%s\n' "$POSTGRES_IMAGE"
+		return 0
+	fi
+	if _try_pull "$DEFAULT_POSTGRES_IMAGE"; then
+		printf '%s\n' "$DEFAULT_POSTGRES_IMAGE"
+		return 0
+	fi
+	local context="$ROOT/tests/image/postgres-standin" rootfs tag
+	rootfs="$(_content_tag migrate-init-standin/postgres-rootfs <(printf '%s %s postgresql-15' "$STANDIN_RECIPE" "$SUITE"))"
+	if ! _image_exists "$rootfs"; then
+		setup_log "$DEFAULT_POSTGRES_IMAGE cannot be pulled; building the stand-in $rootfs"
+		local dir="$BUILD_DIR/rootfs-postgres"
+		_bootstrap_rootfs "$dir" 'ca-certificates'
+		# the package's own cluster would need /dev/shm in the chroot; the entrypoint runs initdb instead
+		mkdir -p "$dir/etc/postgresql-common/createcluster.d"
+		printf 'create_main_cluster = false\n' >"$dir/etc/postgresql-common/createcluster.d/no-main.conf"
+		# never let a maintainer script start a daemon on the host from inside the chroot
+		printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
+		chmod 0755 "$dir/usr/sbin/policy-rc.d"
+		cp /etc/resolv.conf "$dir/etc/resolv.conf"
+		chroot "$dir" apt-get update -qq >>"$BUILD_DIR/debootstrap.log" 2>&1
+		DEBIAN_FRONTEND=noninteractive chroot "$dir" apt-get install -y -qq --no-install-recommends postgresql-15 \
+			>>"$BUILD_DIR/debootstrap.log" 2>&1 || setup_die "installing postgresql-15 failed; see $BUILD_DIR/debootstrap.log"
+		rm -f "$dir/usr/sbin/policy-rc.d"
+		_trim_rootfs "$dir"
+		_import_rootfs "$dir" "$rootfs"
+	fi
+	# the entrypoint goes in a layer of its own: editing it rebuilds in a second, not a debootstrap
+	tag="$(_content_tag migrate-init-standin/postgres <(printf '%s' "$rootfs") "$context/Dockerfile" "$context/docker-entrypoint.sh")"
+	if ! _image_exists "$tag"; then
+		docker build -q --build-arg ROOTFS="$rootfs" -t "$tag" "$context" >"$BUILD_DIR/postgres-standin.log" 2>&1 \
+			|| setup_die "building $tag failed; see $BUILD_DIR/postgres-standin.log"
+		setup_log "built $tag"
+	fi
+	_remove_stale_tags migrate-init-standin/postgres-rootfs "$rootfs"
+	_remove_stale_tags migrate-init-standin/postgres "$tag"
+	printf '%s\n' "$tag"
+}
+
+# usage: _host_python
+#   the interpreter whose pip downloads the wheels: the project's .venv when it exists
+_host_python() {
+	if [ -x "$ROOT/.venv/bin/python" ]; then
+		printf '%s\n' "$ROOT/.venv/bin/python"
+	else
+		command -v python3
+	fi
+}
+
+# usage: setup_wheels BASE_IMAGE
+#   fills wheels/ with binary wheels of requirements.txt for the base image's Python
+setup_wheels() {
+	local base="$1" pyver arch stamp_want
+	pyver="$(docker run --rm --network none --entrypoint python3 "$base" \
+		-c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
+		|| setup_die "cannot run python3 in $base"
+	arch="$(uname -m)"
+	stamp_want="$(cat "$ROOT/requirements.txt" - <<<"$pyver $arch" | sha256sum | cut -c1-16)"
+	if [ "$(cat "$WHEELS_DIR/.stamp" 2>/dev/null || true)" = "$stamp_want" ]; then
+		return 0
+	fi
+	setup_log "downloading wheels for Python $pyver ($arch) into $WHEELS_DIR"
+	rm -rf "$WHEELS_DIR"
+	mkdir -p "$WHEELS_DIR"
+	local platforms=(--platform "manylinux2014_$arch") minor
+	# glibc 2.17 (manylinux2014) up to bookworm's 2.36: every tag a wheel of ours may carry
+	for minor in $(seq 17 36); do
+		platforms+=(--platform "manylinux_2_${minor}_$arch")
+	done
+	"$(_host_python)" -m pip download --disable-pip-version-check \
+		--only-binary=:all: --implementation cp --python-version "$pyver" "${platforms[@]}" \
+		--dest "$WHEELS_DIR" --requirement "$ROOT/requirements.txt" >"$BUILD_DIR/pip-download.log" 2>&1 \
+		|| setup_die "pip download failed for Python $pyver; see $BUILD_DIR/pip-download.log"
+	printf '%s\n' "$stamp_want" >"$WHEELS_DIR/.stamp"
+}
+
+# usage: setup_write_env KEY=VALUE...
+setup_write_env() {
+	printf '%s\n' "$@" >"$BUILD_DIR/docker.env.tmp"
+	mv "$BUILD_DIR/docker.env.tmp" "$BUILD_DIR/docker.env"
+}
+
+_main() {
+	mkdir -p "$BUILD_DIR"
+	setup_install_engine
+	setup_start_engine
+	local base postgres
+	base="$(setup_base_image)"
+	postgres="$(setup_postgres_image)"
+	setup_wheels "$base"
+	setup_write_env "BASE_IMAGE=$base" "POSTGRES_IMAGE=$postgres"
+	setup_log "ready: BASE_IMAGE=$base POSTGRES_IMAGE=$postgres ($BUILD_DIR/docker.env)"
+}
+
+_main "$@"

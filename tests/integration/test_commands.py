@@ -1,0 +1,269 @@
+"""Issue 5, the read-only operator commands: plan, check, verify, lint.
+
+Each test runs migrate.py as a real process on a real SQLite file and a real
+PostgreSQL database, then asserts the exit code, the output an operator
+reads, and that the database is exactly as it was (or as the test left it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+
+from tests.support.chains import TARGET, Chain, line_of
+from tests.support.dbstate import add_users, columns, count, drop_user_phone, query, snapshot, versions
+from tests.support.process import operator_env, run_migrate
+
+PENDING_AFTER_70C7 = ("abc123def456", "ef6fab585ac1", "24e8f9a7b1c2", TARGET)
+
+
+def migrate(url, tmp_path, *args, **extra):
+    result = run_migrate(*args, env=operator_env(url, tmp_path, **extra))
+    assert result.code == 0, result.out
+    return result
+
+
+# --- plan -------------------------------------------------------------------
+
+def test_plan_lists_pending_migrations_with_their_sql_and_changes_nothing(db_url, tmp_path):
+    migrate(db_url, tmp_path, "upgrade", "70c7b727736e")
+    add_users(db_url, "u1", "u2")
+    before = snapshot(db_url)
+
+    result = run_migrate("plan", env=operator_env(db_url, tmp_path))
+
+    assert result.code == 0, result.out
+    assert "current:  70c7b727736e" in result.out
+    headers = re.findall(r"^-- \[(\d+)/(\d+)\] (\S+) \((\w+)\)", result.out, re.M)
+    assert [h[2] for h in headers] == list(PENDING_AFTER_70C7), result.out
+    assert {h[1] for h in headers} == {"4"}
+    # The SQL of each pending migration, not of the ones already applied.
+    assert re.search(r'^ALTER TABLE "?user"? ADD COLUMN phone VARCHAR\(32\);$', result.out, re.M), result.out
+    assert re.search(r"^ALTER TABLE \"?flux_task\"? ADD COLUMN cloud_image_url TEXT;$", result.out, re.M)
+    assert "CREATE TABLE" not in result.out
+    assert "DESTRUCTIVE" not in result.out
+    # Nothing changed: not the schema, not the version, not the rows.
+    assert snapshot(db_url) == before
+    assert versions(db_url) == ["70c7b727736e"]
+    assert "phone" not in columns(db_url, "user")
+    assert count(db_url, "user") == 2
+
+
+def test_plan_on_an_empty_database_creates_no_table(db_url, tmp_path):
+    if db_url.startswith("sqlite"):
+        # plan opens an existing file and never creates one (issue 12): an empty file is an empty database.
+        path = Path(db_url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sqlite3.connect(path).close()
+    result = run_migrate("plan", env=operator_env(db_url, tmp_path))
+
+    assert result.code == 0, result.out
+    assert "current:  base (empty)" in result.out
+    assert "pending:  10 migration(s)" in result.out
+    assert re.search(r'^CREATE TABLE "?user"? \(', result.out, re.M), result.out
+    assert snapshot(db_url) == {"tables": {}, "versions": []}
+
+
+def test_plan_on_a_missing_sqlite_file_exits_3_and_creates_nothing(sqlite_url, tmp_path):
+    result = run_migrate("plan", env=operator_env(sqlite_url, tmp_path))
+
+    path = Path(sqlite_url.removeprefix("sqlite:///"))
+    assert result.code == 3, result.out
+    assert f"The SQLite database {path} does not exist" in result.out, result.out
+    assert not path.exists() and not path.parent.exists()
+
+
+def test_plan_flags_a_destructive_statement_without_refusing_or_applying_it(db_url, tmp_path):
+    variant = Chain(tmp_path / "migrations")
+    variant.add("a1b2c3d4e501", """
+        ops.add_column_if_missing("user", sa.Column("legacy_note", sa.Text, nullable=True))
+    """, name="add_legacy_note")
+    variant.add("a1b2c3d4e502", """
+        op.drop_column("user", "legacy_note")
+    """, name="drop_legacy_note")
+    migrate(db_url, tmp_path)
+    before = snapshot(db_url)
+
+    result = run_migrate("plan", env=operator_env(db_url, tmp_path, **variant.env()))
+
+    assert result.code == 0, result.out
+    assert re.search(r"^-- \[2/2\] a1b2c3d4e502 \(drop_legacy_note\)", result.out, re.M), result.out
+    flagged = [line for line in result.out.splitlines() if "DESTRUCTIVE" in line]
+    assert len(flagged) == 1, result.out
+    # The catalog's verdict on the migration (issue 13: effects, not text), under its SQL.
+    assert flagged[0].startswith("-- DESTRUCTIVE: column user.legacy_note"), flagged
+    assert "would be dropped" in flagged[0] and "ALLOW_DESTRUCTIVE=true" in flagged[0], flagged
+    assert re.search(r'^ALTER TABLE "?user"? DROP COLUMN legacy_note;$', result.out, re.M), result.out
+    assert snapshot(db_url) == before
+    assert versions(db_url) == [TARGET]
+
+
+# --- check and verify (and plan at target) --------------------------------
+
+def test_at_target_plan_check_and_verify_pass_and_a_dropped_column_fails_check_and_verify(db_url, tmp_path):
+    migrate(db_url, tmp_path)
+    add_users(db_url, "u1", "u2", "u3")
+    query(db_url, "INSERT INTO chat (id, user_id, title) VALUES ('c1', 'u1', 'hello')")
+    before = snapshot(db_url)
+
+    plan = run_migrate("plan", env=operator_env(db_url, tmp_path))
+    check = run_migrate("check", env=operator_env(db_url, tmp_path))
+    verify = run_migrate("verify", env=operator_env(db_url, tmp_path))
+
+    assert plan.code == 0, plan.out
+    assert "Nothing to apply" in plan.out
+    assert check.code == 0, check.out
+    assert "No drift" in check.out
+    assert verify.code == 0, verify.out
+    assert re.search(r"Existing rows: chat=1, user=3$", verify.out, re.M), verify.out
+    assert f"OK (exit 0): Every table and column of MODELS exists (revision {TARGET})" in verify.out
+    assert snapshot(db_url) == before
+
+    drop_user_phone(db_url)
+    query(db_url, "DROP TABLE payment")
+    check = run_migrate("check", env=operator_env(db_url, tmp_path))
+    verify = run_migrate("verify", env=operator_env(db_url, tmp_path))
+
+    assert check.code == 1, check.out
+    assert "2 difference(s)" in check.out, check.out
+    assert "column 'user.phone' is in the models but not in the database" in check.out
+    assert "table 'payment' is in the models but not in the database" in check.out
+    assert verify.code == 7, verify.out
+    assert "missing tables: payment; table 'user' lacks columns: phone" in verify.out
+    assert "REPAIR_MISSING_COLUMNS=true" in verify.out
+    assert "phone" not in columns(db_url, "user")
+    assert count(db_url, "user") == 3
+
+
+def test_check_reports_a_column_and_a_table_added_by_hand(db_url, tmp_path):
+    migrate(db_url, tmp_path)
+    query(db_url, 'ALTER TABLE "user" ADD COLUMN nickname VARCHAR(40)')
+    query(db_url, "CREATE TABLE audit_note (id INTEGER PRIMARY KEY, body TEXT)")
+    before = snapshot(db_url)
+
+    result = run_migrate("check", env=operator_env(db_url, tmp_path))
+
+    assert result.code == 1, result.out
+    assert "2 difference(s)" in result.out, result.out
+    assert "column 'user.nickname' is in the database but not in the models" in result.out
+    assert "table 'audit_note' is in the database but not in the models" in result.out
+    assert snapshot(db_url) == before
+
+
+# --- lint -------------------------------------------------------------------
+
+def test_lint_passes_the_shipped_migrations(tmp_path):
+    result = run_migrate("lint", env=operator_env(f"sqlite:///{tmp_path}/unused.db", tmp_path))
+
+    assert result.code == 0, result.out
+    assert "No findings" in result.out
+    assert not (tmp_path / "unused.db").exists()
+
+
+# (body of the new revision, the line the finding must point at, words of the finding)
+LINT_CASES = {
+    "drop_column": (
+        """
+        ops.add_column_if_missing("user", sa.Column("legacy_note", sa.Text, nullable=True))
+        op.drop_column("user", "legacy_note")
+        """,
+        'op.drop_column("user", "legacy_note")', "destructive: drop_column(): drop column"),
+    "type_change": (
+        """
+        op.alter_column("user", "phone", type_=sa.String(64))
+        """,
+        "op.alter_column(", "destructive: alter_column(type_=...): changes a column's type"),
+    "column_rename": (
+        """
+        op.alter_column("user", "phone", new_column_name="mobile")
+        """,
+        "op.alter_column(", "destructive: alter_column(new_column_name=...): renames a column"),
+    "table_rename": (
+        """
+        op.rename_table("payment", "payments")
+        """,
+        "op.rename_table(", "destructive: rename_table(): rename table"),
+    "not_null_without_default": (
+        """
+        if not ops.column_exists("user", "tier"):
+            op.add_column("user", sa.Column("tier", sa.Integer, nullable=False))
+        """,
+        "op.add_column(", "destructive: add_column(): NOT NULL column without a server_default"),
+    "raw_drop_table": (
+        """
+        ops.create_table_if_missing("scratch", sa.Column("id", sa.Integer, primary_key=True))
+        op.execute("DROP TABLE scratch")
+        """,
+        'op.execute("DROP TABLE scratch")', "destructive: execute(): drop table scratch"),
+    "add_column_without_check": (
+        """
+        op.add_column("user", sa.Column("nickname", sa.String(40), nullable=True))
+        """,
+        "op.add_column(", "non-idempotent: op.add_column() without an existence check"),
+}
+
+
+def test_lint_reports_file_and_line_of_each_risky_migration(tmp_path):
+    variant = Chain(tmp_path / "migrations")
+    expected = []
+    for number, case in enumerate(LINT_CASES, 1):
+        body, needle, words = LINT_CASES[case]
+        path = variant.add(f"b0b0b0b0b0{number:02d}", body, name=f"lint_{case}")
+        expected.append(f"{path}:{line_of(path, needle)}: {words}")
+
+    result = run_migrate("lint", env=operator_env(f"sqlite:///{tmp_path}/unused.db", tmp_path, **variant.env()))
+
+    assert result.code == 1, result.out
+    for line in expected:
+        assert line in result.out, f"{line}\nnot in:\n{result.out}"
+    # The source pass reports the new revisions only: the shipped ones are clean.
+    reported = [line for line in result.out.splitlines() if re.match(r"^/.*\.py:\d+: (destructive|non-)", line)]
+    assert all(str(variant.path / "versions" / "b0b0b0b0b0") in line for line in reported), reported
+    assert re.search(r"^\d+ finding\(s\) in ", result.out, re.M)
+
+
+def test_lint_reads_the_sql_a_migration_sends(tmp_path):
+    """A drop hidden behind a helper the source pass cannot see is caught in the SQL pass."""
+    variant = Chain(tmp_path / "migrations")
+    path = variant.add("b0b0b0b0b0b2", """
+        statement = " ".join(["DROP", "TABLE", "payment"])
+        op.execute(statement)
+    """, name="lint_hidden_drop")
+
+    result = run_migrate("lint", env=operator_env(f"sqlite:///{tmp_path}/unused.db", tmp_path, **variant.env()))
+
+    assert result.code == 1, result.out
+    assert re.search(rf"^{re.escape(str(path))}:\d+: destructive: SQL of b0b0b0b0b0b2: drop table payment",
+                     result.out, re.M), result.out
+
+
+def test_lint_on_postgresql_reads_exact_postgresql_sql_and_leaves_nothing_behind(pg_url, tmp_path):
+    """With a PostgreSQL DATABASE_URL the chain runs in a scratch schema that is rolled back."""
+    result = run_migrate("lint", env=operator_env(pg_url, tmp_path))
+
+    assert result.code == 0, result.out
+    assert "on PostgreSQL (scratch schema migrate_init_lint, rolled back)" in result.out
+    assert "No findings" in result.out
+    assert query(pg_url, "SELECT count(*) FROM information_schema.schemata "
+                         "WHERE schema_name = 'migrate_init_lint'") == [(0,)]
+    assert snapshot(pg_url)["tables"] == {}  # not even a version table
+
+
+def test_lint_on_postgresql_adds_squawks_advice_to_its_own_findings(pg_url, tmp_path):
+    # squawk-cli (requirements-dev.txt) installs the squawk binary beside this interpreter.
+    search = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    assert shutil.which("squawk", path=search), f"squawk is not installed (PATH={search})"
+    variant = Chain(tmp_path / "migrations")
+    path = variant.add("b0b0b0b0b0b3", 'op.drop_column("user", "phone")', name="lint_pg_drop")
+
+    result = run_migrate("lint", env=operator_env(pg_url, tmp_path, PATH=search, **variant.env()))
+
+    assert result.code == 1, result.out
+    assert f"squawk (advice): {path}: b0b0b0b0b0b3: warning: ban-drop-column" in result.out
+    assert re.search(rf"^{re.escape(str(path))}:\d+: destructive: drop_column", result.out, re.M), result.out
+    # The rules the runtime covers (DDL_LOCK_TIMEOUT, MIGRATION_TIMEOUT) are not repeated.
+    assert "require-lock-timeout" not in result.out

@@ -1,0 +1,167 @@
+"""Issue 2, the exit-code table: every code a run can produce, on real databases.
+
+0, 1, 6 and 7 after a fallback are proved in test_upgrade.py, 2 in
+test_config.py; here are 3 (unreachable), 4 (refused, never retried), 7
+(verification without an upgrade) and 10 (MIGRATION_TIMEOUT), each with the
+state the database is left in.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.chains import TARGET, Chain
+from tests.support.dbstate import is_sqlite, query, schema, sqlite_path, tables, versions
+from tests.support.network import free_port
+from tests.support.process import Result, give_away, run_migrate, run_unprivileged, summary_line
+
+
+def timed_migrate(*args: str, env: dict) -> tuple[Result, float]:
+    started = time.monotonic()
+    result = run_migrate(*args, env=env)
+    return result, time.monotonic() - started
+
+
+# -- 3: unreachable within DB_WAIT_TIMEOUT --------------------------------------------------
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:{port}", "nonexistent.invalid"], ids=["connection-refused", "dns-failure"])
+def test_unreachable_database_exits_3_after_db_wait_timeout(host):
+    url = f"postgresql://app:secret@{host.format(port=free_port())}/app"
+
+    result, elapsed = timed_migrate(env={"DATABASE_URL": url, "DB_WAIT_TIMEOUT": "1"})
+
+    assert result.code == 3, result.out
+    assert "DB_WAIT_TIMEOUT=1s" in summary_line(result.out)
+    assert "Waiting for the database" in result.out  # it was retried, not given up on
+    # Generous: one DNS lookup may take a few seconds on a machine without a resolver.
+    assert elapsed < 30, f"took {elapsed:.1f}s with DB_WAIT_TIMEOUT=1"
+    assert "secret" not in result.out
+
+
+# -- 4: read-only SQLite folder or file, never retried ---------------------------------------
+# migrate.py runs as an ordinary user (run_unprivileged), since root ignores file modes.
+
+def test_read_only_sqlite_folder_exits_4_and_creates_nothing(shared_tmp):
+    folder = shared_tmp / "readonly"
+    folder.mkdir()
+    folder.chmod(0o555)
+    url = f"sqlite:///{folder / 'webui.db'}"
+
+    started = time.monotonic()
+    result = run_unprivileged(env={"DATABASE_URL": url, "DB_WAIT_TIMEOUT": "30"})
+
+    assert result.code == 4, result.out
+    assert str(folder) in summary_line(result.out)
+    assert time.monotonic() - started < 15, "a permission error must not be retried"
+    assert list(folder.iterdir()) == []
+
+
+def test_sqlite_folder_that_cannot_be_created_exits_4(shared_tmp):
+    parent = shared_tmp / "readonly"
+    parent.mkdir()
+    parent.chmod(0o555)
+    url = f"sqlite:///{parent / 'data' / 'webui.db'}"
+
+    result = run_unprivileged(env={"DATABASE_URL": url, "DB_WAIT_TIMEOUT": "30"})
+
+    assert result.code == 4, result.out
+    assert str(parent / "data") in summary_line(result.out)
+    assert not (parent / "data").exists()
+
+
+def test_read_only_sqlite_file_exits_4_and_is_left_unchanged(shared_tmp):
+    folder = shared_tmp / "data"
+    folder.mkdir()
+    give_away(folder)  # the run may write here; only the database file is read-only
+    url = f"sqlite:///{folder / 'webui.db'}"
+    built = run_unprivileged("upgrade", "70c7b727736e", env={"DATABASE_URL": url})
+    assert built.code == 0, built.out
+    database = sqlite_path(url)
+    database.chmod(0o444)
+    content = database.read_bytes()
+
+    result = run_unprivileged(env={"DATABASE_URL": url, "DB_WAIT_TIMEOUT": "30"})
+
+    assert result.code == 4, result.out
+    assert str(database) in summary_line(result.out)
+    assert database.read_bytes() == content
+    assert versions(url) == ["70c7b727736e"]
+
+
+# -- 7: verification fails ----------------------------------------------------------------
+
+def test_auto_migration_off_on_an_empty_database_exits_7_and_migrates_nothing(db_url):
+    result = run_migrate(env={"DATABASE_URL": db_url, "ENABLE_AUTO_MIGRATION": "false",
+                              "DB_WAIT_TIMEOUT": "5"})
+
+    assert result.code == 7, result.out
+    assert "missing tables" in summary_line(result.out)
+    assert "user" in summary_line(result.out)
+    assert "Running upgrade" not in result.out
+    if not is_sqlite(db_url) or sqlite_path(db_url).exists():
+        assert tables(db_url) == set()
+
+
+def test_auto_migration_off_with_a_pending_column_exits_7_naming_it(db_url):
+    built = run_migrate("upgrade", "70c7b727736e", env={"DATABASE_URL": db_url})
+    assert built.code == 0, built.out
+
+    result = run_migrate(env={"DATABASE_URL": db_url, "ENABLE_AUTO_MIGRATION": "false"})
+
+    assert result.code == 7, result.out
+    assert "phone" in summary_line(result.out)
+    assert versions(db_url) == ["70c7b727736e"]
+    assert "phone" not in schema(db_url)["user"]
+
+
+def test_auto_migration_off_at_target_exits_0(db_url):
+    built = run_migrate(env={"DATABASE_URL": db_url})
+    assert built.code == 0, built.out
+
+    result = run_migrate(env={"DATABASE_URL": db_url, "ENABLE_AUTO_MIGRATION": "false"})
+
+    assert result.code == 0, result.out
+    assert versions(db_url) == [TARGET]
+
+
+# -- 10: MIGRATION_TIMEOUT -------------------------------------------------------------------
+
+SLOW_REVISION = "c0ffee005105"
+CREATE_SLOW_TABLE = """
+ops.create_table_if_missing("slow_table", sa.Column("id", sa.Integer, primary_key=True))
+"""
+# Each takes far longer than the test allows: only a cancel ends them in time.
+SLOW_STATEMENT = {
+    "postgresql": 'op.execute("SELECT pg_sleep(60)")',
+    "sqlite": 'op.execute("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c '
+              'WHERE x < 100000000000) SELECT count(*) FROM c")',
+}
+
+
+def test_migration_timeout_cancels_and_rolls_back_the_running_migration(db_url, tmp_path):
+    engine = "sqlite" if is_sqlite(db_url) else "postgresql"
+    migrations = Chain(tmp_path / "core_slow_migrations")
+    migrations.add(SLOW_REVISION, CREATE_SLOW_TABLE + SLOW_STATEMENT[engine], down=TARGET,
+                   name="slow_migration")
+    built = run_migrate(env={"DATABASE_URL": db_url})
+    assert built.code == 0, built.out
+
+    result, elapsed = timed_migrate(env={
+        "DATABASE_URL": db_url, "MIGRATIONS_DIR": migrations.path, "MODELS": "models:Base",
+        "MIGRATION_TIMEOUT": "1"})
+
+    assert result.code == 10, result.out
+    assert "MIGRATION_TIMEOUT=1s" in summary_line(result.out)
+    assert elapsed < 20, f"took {elapsed:.1f}s: the statement was not cancelled"
+    assert "slow_table" not in tables(db_url)
+    assert versions(db_url) == [TARGET]
+    if engine == "postgresql":
+        # The server stopped the statement; it does not sleep on after the process left.
+        deadline = time.monotonic() + 5
+        while query(db_url, "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()") != [(0,)]:
+            assert time.monotonic() < deadline, "pg_sleep is still running on the server"
+            time.sleep(0.1)

@@ -1,0 +1,490 @@
+"""Real, unmodified open-source Alembic projects from PyPI, for test_third_party.py.
+
+Each project is installed from the package index (pip, configured by the
+machine) into a venv of its own next to migrate-init's runtime requirements,
+and its migrations folder is used where pip put it, inside site-packages:
+nothing in it is edited.  The venvs are cached under build/thirdparty-venv/,
+one folder per project keyed by the Python version and the exact pins, so a
+second session installs nothing.
+
+The reference for every comparison is the project run by the plain ``alembic``
+CLI with the ini file the project's own code would write.
+
+How the two projects' env.py files get their URL and engine (what migrate-init
+has to cope with without editing them):
+
+- optuna 5.0.0, ``optuna/storages/_rdb/alembic/env.py``: calls
+  ``fileConfig(config.config_file_name)`` when the root logger has no handler,
+  and always builds its own engine with ``engine_from_config`` from the ini's
+  ``[alembic]`` section (``sqlalchemy.url``), NullPool.  It never reads
+  ``config.attributes``.  ``context.configure(connection=..., target_metadata=
+  BaseModel.metadata, render_as_batch=True)``; no transaction_per_migration.
+  The package's own ``alembic.ini`` (one level up from env.py) says
+  ``script_location = alembic`` and ``sqlalchemy.url = sqlite:///alembic.db``
+  (relative to the working directory); optuna's code overrides both.
+- meltano 4.4.1, ``meltano/migrations/env.py``: no fileConfig; uses
+  ``config.attributes["connection"]`` when set, else ``engine_from_config`` on
+  the ini's ``[alembic]`` section.  ``context.configure(connection=...)`` with
+  no metadata.  No ini ships with it (meltano builds a Config() in code).
+  It needs SQLAlchemy < 2.1, so its venv has SQLAlchemy 2.0.
+
+Why these two: each has >= 10 revisions whose chain builds an empty database
+on SQLite and PostgreSQL with plain Alembic.  Others were looked at and do
+not: jupyterhub's chain alters tables that only old JupyterHubs created (it
+uses create_all + stamp on a new database); mlflow's first revision needs
+tables made by create_all; trulens' revisions need a ``trulens.table_prefix``
+ini option its own ini lacks; conda-store-server's models import ``conda``,
+which pip cannot install; grader-service's SQLite listener needs Python 3.12.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from tests.support import MIGRATE, REPO
+from tests.support.dbstate import connect, is_sqlite, query, sqlite_path
+from tests.support.pgserver import newest_bin_dir
+from tests.support.process import Result, child_env
+
+VENV_ROOT = REPO / "build" / "thirdparty-venv"
+RUNTIME_REQUIREMENTS = REPO / "requirements.txt"
+INSTALL_TIMEOUT = 900
+RUN_TIMEOUT = 180
+
+
+# --- the projects -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Project:
+    """One PyPI project whose wheel ships an Alembic folder (env.py + versions/)."""
+
+    name: str
+    #: The exact pin of the project; the venv also gets requirements.txt.
+    requirement: str
+    #: The Alembic folder, relative to site-packages.
+    migrations: str
+    head: str
+    #: MODELS for deploy runs (None: verification checks the revision only).
+    models: str | None
+    #: MODELS for `check`, which compares the database with the models.
+    check_models: str
+    #: An old revision for the update deploy, and the rows written there.
+    old_revision: str
+    seed: Callable[[str], None]
+    #: Asserts that the seeded rows survived the upgrade to head.
+    assert_kept: Callable[[str], None]
+    #: Pending revisions between old_revision and head, in order.
+    pending: tuple[str, ...]
+    #: A revision whose script `lint` must name (a destructive operation upstream).
+    lint_finding: str
+    #: Writes the ini file the project's own code builds for Alembic.
+    write_ini: Callable[[Venv, str, Path], None]
+    #: requirements.txt lines this project's own metadata forbids, replaced by these pins.
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    #: Columns stamped with the time of the migration: not compared between runs.
+    volatile: frozenset[tuple[str, str]] = frozenset()
+
+    def venv(self) -> Venv:
+        return Venv.ensure(self)
+
+
+def _optuna_ini(venv: Venv, url: str, dest: Path) -> None:
+    # optuna.storages._rdb.storage._create_alembic_config: the shipped
+    # alembic.ini with script_location and sqlalchemy.url set.
+    package = venv.site_packages / "optuna" / "storages" / "_rdb"
+    rewrite_ini(package / "alembic.ini", dest, {
+        "script_location": str(package / "alembic"),
+        "sqlalchemy.url": url,
+    })
+
+
+def _meltano_ini(venv: Venv, url: str, dest: Path) -> None:
+    # meltano.core.migration_service builds Config() with script_location only
+    # and hands over a connection; the CLI needs the URL in the ini instead.
+    rewrite_ini(None, dest, {
+        "script_location": str(venv.site_packages / "meltano" / "migrations"),
+        "sqlalchemy.url": url,
+    })
+
+
+def rewrite_ini(source: Path | None, dest: Path, main: Mapping[str, str]) -> None:
+    parser = configparser.ConfigParser(interpolation=None)
+    if source is not None:
+        parser.read(source, encoding="utf-8")
+    if not parser.has_section("alembic"):
+        parser.add_section("alembic")
+    for key, value in main.items():
+        # Alembic reads the ini with %-interpolation.
+        parser.set("alembic", key, value.replace("%", "%%"))
+    with dest.open("w", encoding="utf-8") as handle:
+        parser.write(handle)
+
+
+_DISTRIBUTION = '{"name": "UniformDistribution", "attributes": {"low": 0.0, "high": 1.0}}'
+
+
+def _optuna_seed(url: str) -> None:
+    """Rows an optuna 1.2 study left at v1.2.0.a (no ids: the sequences assign them)."""
+    statements = [
+        ("INSERT INTO studies (study_name, direction) VALUES ('kept-study', 'MINIMIZE')", {}),
+        ("INSERT INTO version_info (version_info_id, schema_version, library_version) "
+         "VALUES (1, 12, '1.2.0')", {}),
+        ("INSERT INTO study_user_attributes (study_id, key, value_json) "
+         "VALUES (1, 'owner', '\"ops\"')", {}),
+    ]
+    for value, start in ((0.25, "2020-01-01 00:00:00"), (1.5, "2020-01-02 00:00:00")):
+        statements.append((
+            "INSERT INTO trials (study_id, state, value, datetime_start, datetime_complete) "
+            "VALUES (1, 'COMPLETE', :value, :start, :start)", {"value": value, "start": start}))
+    for trial, number, param in ((1, 0, 0.5), (2, 1, 0.75)):
+        statements.append((
+            "INSERT INTO trial_system_attributes (trial_id, key, value_json) "
+            "VALUES (:trial, '_number', :number)", {"trial": trial, "number": str(number)}))
+        statements.append((
+            "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) "
+            "VALUES (:trial, 'x', :param, :dist)",
+            {"trial": trial, "param": param, "dist": _DISTRIBUTION}))
+    # Before v2.4.0.a, trial_values held the intermediate values.
+    statements.append(("INSERT INTO trial_values (trial_id, step, value) VALUES (1, 0, 0.3)", {}))
+    for sql, params in statements:
+        query(url, sql, params)
+
+
+def _optuna_kept(url: str) -> None:
+    assert query(url, "SELECT study_id, study_name FROM studies") == [(1, "kept-study")]
+    assert query(url, "SELECT study_id, direction, objective FROM study_directions") == [
+        (1, "MINIMIZE", 0)]
+    assert query(url, "SELECT trial_id, number, state FROM trials ORDER BY trial_id") == [
+        (1, 0, "COMPLETE"), (2, 1, "COMPLETE")]
+    assert query(url, "SELECT trial_id, objective, value FROM trial_values ORDER BY trial_id") == [
+        (1, 0, 0.25), (2, 0, 1.5)]
+    assert query(url, "SELECT trial_id, step, intermediate_value FROM trial_intermediate_values") == [
+        (1, 0, 0.3)]
+    params = query(url, "SELECT trial_id, param_value, distribution_json FROM trial_params "
+                        "ORDER BY trial_id")
+    assert [(t, v) for t, v, _ in params] == [(1, 0.5), (2, 0.75)]
+    assert all("FloatDistribution" in d for _, _, d in params), params
+    assert query(url, "SELECT key, value_json FROM study_user_attributes") == [("owner", '"ops"')]
+    assert query(url, "SELECT library_version FROM version_info") == [("1.2.0",)]
+
+
+_MELTANO_JOB = "dev:tap-users-to-target-jsonl"
+_MELTANO_STATE = {"singer_state": {"bookmarks": {"users": {"id": 42}}}}
+
+
+def _meltano_seed(url: str) -> None:
+    """Two runs of one pipeline, as meltano 2.x wrote them at d135f52a6f49."""
+    rows = [
+        ("SUCCESS", "2024-01-01 00:00:00", "2024-01-01 00:05:00", _MELTANO_STATE, 1,
+         "0f1e2d3c4b5a69788796a5b4c3d2e1f0"),
+        ("FAIL", "2024-01-02 00:00:00", "2024-01-02 00:01:00", {}, 0,
+         "1f1e2d3c4b5a69788796a5b4c3d2e1f0"),
+    ]
+    for state, started, ended, payload, flags, run_id in rows:
+        query(url, "INSERT INTO job (job_id, state, started_at, ended_at, payload, payload_flags, "
+                   "run_id, \"trigger\") VALUES (:job, :state, :started, :ended, :payload, :flags, "
+                   ":run_id, 'cli')",
+              {"job": _MELTANO_JOB, "state": state, "started": started, "ended": ended,
+               "payload": json.dumps(payload), "flags": flags, "run_id": run_id})
+    query(url, "INSERT INTO plugin_settings (name, namespace, enabled) "
+               "VALUES ('tap-users.start_date', 'tap-users', :on)", {"on": True})
+
+
+def _meltano_kept(url: str) -> None:
+    runs = query(url, "SELECT id, job_name, state, payload_flags, \"trigger\" FROM runs ORDER BY id")
+    assert runs == [(1, _MELTANO_JOB, "SUCCESS", 1, "cli"), (2, _MELTANO_JOB, "FAIL", 0, "cli")]
+    payload = query(url, "SELECT payload FROM runs WHERE id = 1")[0][0]
+    assert json.loads(payload) == _MELTANO_STATE
+    # 6828cc5b1a4f builds the state table from the job history; meltano's
+    # JobState.from_job_history files the last successful run's state as partial.
+    states = query(url, "SELECT state_id, partial_state FROM state")
+    assert [s for s, _ in states] == [_MELTANO_JOB], states
+    assert json.loads(states[0][1]) == _MELTANO_STATE, states
+    assert query(url, "SELECT name, namespace FROM plugin_settings") == [
+        ("tap-users.start_date", "tap-users")]
+
+
+OPTUNA = Project(
+    name="optuna",
+    requirement="optuna==5.0.0",
+    migrations="optuna/storages/_rdb/alembic",
+    head="v3.2.0.a",
+    # optuna's BaseModel also defines trial_heartbeats, which no migration
+    # creates: optuna's RDBStorage makes it with create_all when it starts.
+    # With MODELS=BaseModel a correct deploy could never verify, so the
+    # deploy runs check the revision only, as the README says.
+    models=None,
+    check_models="optuna.storages._rdb.models:BaseModel",
+    old_revision="v1.2.0.a",
+    seed=_optuna_seed,
+    assert_kept=_optuna_kept,
+    pending=("v1.3.0.a", "v2.4.0.a", "v2.6.0.a", "v3.0.0.a", "v3.0.0.b", "v3.0.0.c",
+             "v3.0.0.d", "v3.2.0.a"),
+    # v2.4.0.a drops studies.direction, trial_values.step and trials.value.
+    lint_finding="v2.4.0.a",
+    write_ini=_optuna_ini,
+)
+
+MELTANO = Project(
+    name="meltano",
+    requirement="meltano==4.4.1",
+    migrations="meltano/migrations",
+    head="c0efb3c314eb",
+    # Importing state_service loads every model (runs, state, plugin_settings);
+    # its Job class carries their shared MetaData.
+    models="meltano.core.state_service:Job",
+    check_models="meltano.core.state_service:Job",
+    old_revision="d135f52a6f49",
+    seed=_meltano_seed,
+    assert_kept=_meltano_kept,
+    pending=("13e8639c6d2b", "5b43800443d1", "f4c225a9492f", "6828cc5b1a4f", "c0efb3c314eb"),
+    # 5b43800443d1 renames job to runs and job_id to job_name.
+    lint_finding="5b43800443d1",
+    overrides={"sqlalchemy": "sqlalchemy==2.0.58"},
+    volatile=frozenset({("state", "updated_at")}),
+    write_ini=_meltano_ini,
+)
+
+PROJECTS = (OPTUNA, MELTANO)
+
+
+# --- the venvs ------------------------------------------------------------------
+
+
+def _requirement_name(line: str) -> str:
+    name = line.split(";")[0]
+    for stop in "=<>!~[ ":
+        name = name.split(stop)[0]
+    return name.strip().lower().replace("_", "-")
+
+
+def requirements_for(project: Project) -> list[str]:
+    """requirements.txt (less what the project forbids) plus the project's pin."""
+    lines = []
+    for raw in RUNTIME_REQUIREMENTS.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#")[0].strip()
+        if not line:
+            continue
+        lines.append(project.overrides.get(_requirement_name(line), line))
+    return [*lines, project.requirement]
+
+
+@dataclass(frozen=True)
+class Venv:
+    path: Path
+    site_packages: Path
+
+    @property
+    def python(self) -> Path:
+        return self.path / "bin" / "python"
+
+    @classmethod
+    def ensure(cls, project: Project) -> Venv:
+        """The project's cached venv, built on first use (under a file lock)."""
+        requirements = requirements_for(project)
+        key = hashlib.sha256("\n".join([sys.version, *requirements]).encode()).hexdigest()[:12]
+        path = VENV_ROOT / f"{project.name}-{key}"
+        VENV_ROOT.mkdir(parents=True, exist_ok=True)
+        with open(VENV_ROOT / f"{project.name}-{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (path / ".complete").is_file():
+                _build_venv(path, requirements)
+        purelib = subprocess.run(
+            [str(path / "bin" / "python"), "-c",
+             "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True, text=True, check=True, env=child_env(),
+        ).stdout.strip()
+        return cls(path, Path(purelib))
+
+    def migrations(self, project: Project) -> Path:
+        folder = self.site_packages / project.migrations
+        assert (folder / "env.py").is_file(), f"{project.requirement} has no {folder}/env.py"
+        return folder
+
+
+def _build_venv(path: Path, requirements: list[str]) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True,
+                   capture_output=True, text=True)
+    # pip reads the index from the machine's own configuration, so it keeps
+    # the caller's environment (PIP_* variables, proxies).
+    result = subprocess.run(
+        [str(path / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
+         "--no-input", "-q", *requirements],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=INSTALL_TIMEOUT,
+    )
+    if result.returncode != 0:
+        shutil.rmtree(path, ignore_errors=True)
+        raise RuntimeError(f"pip install {' '.join(requirements)} failed "
+                           f"(exit {result.returncode}):\n{result.stdout[-4000:]}")
+    (path / ".complete").write_text("\n".join(requirements) + "\n", encoding="utf-8")
+
+
+# --- running things in a project's venv ------------------------------------------
+
+
+def run_in(venv: Venv, *args: object, env: Mapping[str, str | None] | None = None,
+           cwd: Path, timeout: float = RUN_TIMEOUT) -> Result:
+    """Run ``venv``'s python with ``args`` in the minimal environment of helpers.child_env."""
+    proc = subprocess.Popen(
+        [str(venv.python), *map(str, args)], env=child_env(env), cwd=cwd,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, encoding="utf-8", errors="replace", start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        raise AssertionError(f"{args} did not finish within {timeout}s:\n{out}") from None
+    return Result(proc.returncode, out)
+
+
+def driver_url(url: str) -> str:
+    """The URL with psycopg2 named: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
+def plain_alembic(project: Project, venv: Venv, url: str, revision: str, workdir: Path) -> Result:
+    """``alembic -c <the project's ini> upgrade <revision>``, the reference."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ini = workdir / f"{project.name}-alembic.ini"
+    project.write_ini(venv, driver_url(url), ini)
+    if is_sqlite(url):
+        sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
+    result = run_in(venv, "-m", "alembic", "-c", ini, "upgrade", revision, cwd=workdir)
+    assert result.code == 0, f"plain alembic upgrade {revision} failed:\n{result.out}"
+    return result
+
+
+def migrate(venv: Venv, *args: str, env: Mapping[str, str | None], cwd: Path) -> Result:
+    """migrate.py in the project's venv (so that the project imports)."""
+    return run_in(venv, MIGRATE, *args, env=env, cwd=cwd)
+
+
+# --- what a database holds ----------------------------------------------------------
+
+
+def _type(value, dialect) -> str:
+    try:
+        return value.compile(dialect=dialect)
+    except Exception:
+        return repr(value)
+
+
+def schema_dump(url: str) -> dict:
+    """Tables, columns (type, nullability, default), keys, indexes and constraints."""
+    with connect(url) as connection:
+        inspector = sa.inspect(connection)
+        dialect = connection.dialect
+        dump: dict = {}
+        for table in sorted(inspector.get_table_names()):
+            columns = [
+                {"name": c["name"], "type": _type(c["type"], dialect),
+                 "nullable": c["nullable"], "default": c.get("default")}
+                for c in inspector.get_columns(table)
+            ]
+            pk = inspector.get_pk_constraint(table)
+            dump[table] = {
+                "columns": columns,
+                "primary_key": [pk.get("name"), pk.get("constrained_columns")],
+                "foreign_keys": sorted(
+                    json.dumps([fk.get("name"), fk["constrained_columns"], fk["referred_table"],
+                                fk["referred_columns"], fk.get("options", {})], sort_keys=True)
+                    for fk in inspector.get_foreign_keys(table)),
+                "indexes": sorted(
+                    json.dumps([ix.get("name"), ix["column_names"], bool(ix.get("unique"))])
+                    for ix in inspector.get_indexes(table)),
+                "unique": sorted(
+                    json.dumps([uq.get("name"), uq["column_names"]])
+                    for uq in inspector.get_unique_constraints(table)),
+                "checks": sorted(
+                    " ".join(str(ck["sqltext"]).split())
+                    for ck in inspector.get_check_constraints(table)),
+            }
+        if dialect.name == "postgresql":
+            dump["<enums>"] = sorted(
+                json.dumps([e["name"], e["labels"]]) for e in inspector.get_enums())
+        return dump
+
+
+def data_dump(url: str, volatile: frozenset[tuple[str, str]] = frozenset()) -> dict:
+    """Every row of every table, as sorted lists of strings (volatile columns left out)."""
+    with connect(url) as connection:
+        dump = {}
+        for name in sorted(sa.inspect(connection).get_table_names()):
+            table = sa.Table(name, sa.MetaData(), autoload_with=connection)
+            columns = [c for c in table.columns if (name, c.name) not in volatile]
+            rows = connection.execute(sa.select(*columns)).all()
+            dump[name] = sorted(json.dumps([None if v is None else str(v) for v in row])
+                                for row in rows)
+        return dump
+
+
+def versions_in(url: str) -> list[str]:
+    with connect(url) as connection:
+        if "alembic_version" not in sa.inspect(connection).get_table_names():
+            return []
+        return sorted(r[0] for r in connection.execute(sa.text("SELECT version_num FROM alembic_version")))
+
+
+def fingerprint(url: str) -> str:
+    """What the database holds, byte for byte: the SQLite file, or pg_dump's output."""
+    if is_sqlite(url):
+        return hashlib.sha256(sqlite_path(url).read_bytes()).hexdigest()
+    dumps = []
+    for part in ("--schema-only", "--data-only"):
+        result = subprocess.run(
+            [str(newest_bin_dir() / "pg_dump"), part, "--no-owner", "--no-privileges",
+             "--dbname", url],
+            capture_output=True, text=True, env={**child_env(), "PGCONNECT_TIMEOUT": "10"},
+        )
+        assert result.returncode == 0, result.stderr
+        # pg_dump >= 15.14 brackets its output with a random \restrict key.
+        dumps.append("\n".join(line for line in result.stdout.splitlines()
+                               if not line.startswith(("\\restrict", "\\unrestrict"))))
+    return "\n".join(dumps)
+
+
+_DRIFT_SCRIPT = """
+import importlib, json, sys
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+url, spec = sys.argv[1:3]
+module, _, attribute = spec.partition(":")
+target = importlib.import_module(module)
+for part in attribute.split("."):
+    target = getattr(target, part)
+metadata = target if isinstance(target, sa.MetaData) else target.metadata
+engine = sa.create_engine(url)
+with engine.connect() as connection:
+    diffs = compare_metadata(MigrationContext.configure(connection), metadata)
+print(json.dumps([repr(d) for d in diffs]))
+"""
+
+
+def alembic_drift(project: Project, venv: Venv, url: str, cwd: Path) -> list[str]:
+    """Alembic's own compare_metadata between the database and check_models, in the venv."""
+    result = run_in(venv, "-c", _DRIFT_SCRIPT, driver_url(url), project.check_models, cwd=cwd)
+    assert result.code == 0, result.out
+    return json.loads(result.out.strip().splitlines()[-1])

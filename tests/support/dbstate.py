@@ -1,0 +1,250 @@
+"""What a real database holds, read back for assertions (and the few rows tests set up).
+
+Every reader takes a URL (``sqlite:///...`` or ``postgresql://...``) and
+opens the database it names as it is: a SQLite file that does not exist is
+an error, never created, so that a check cannot create the database a test
+expects the product to create.  Nothing here migrates anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import re
+import sqlite3
+import sys
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from .chains import SHIPPED, SLOW_ROWS
+from .pgserver import execute
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def sqlite_url(path: Path) -> str:
+    """The ``sqlite:///`` URL of a file."""
+    return f"sqlite:///{path}"
+
+
+def sqlite_path(url_or_path: str | Path) -> Path:
+    """The file behind a ``sqlite:///`` URL, or the path itself."""
+    text = str(url_or_path)
+    if text.startswith("sqlite"):
+        database = make_url(text).database
+        if not database or database == ":memory:":
+            raise ValueError(f"{text} does not name a database file")
+        return Path(database)
+    return Path(text)
+
+
+# --- one statement, at the driver level --------------------------------------------
+
+def sqlite_query(url_or_path: str | Path, sql: str, params=(), create: bool = False) -> list[tuple]:
+    """Run one statement on a SQLite file with sqlite3 (``?`` parameters) and commit; return its rows.
+
+    The file must exist unless ``create`` is true.
+    """
+    path = sqlite_path(url_or_path)
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not path.exists():
+        raise FileNotFoundError(f"SQLite database {path} does not exist")
+    mode = "rwc" if create else "rw"
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True)
+    try:
+        rows = conn.execute(sql, params).fetchall()
+        conn.commit()
+        return rows
+    finally:
+        conn.close()
+
+
+def pg_query(url: str, sql, params=None) -> list[tuple]:
+    """Run one statement on a PostgreSQL URL with psycopg2 (``%s`` parameters, autocommit)."""
+    return execute(url, sql, params)
+
+
+# --- through SQLAlchemy, on either engine -------------------------------------------
+
+def _engine_url(url: str) -> str:
+    # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the venv has psycopg2.
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
+@contextlib.contextmanager
+def connect(url: str):
+    """A SQLAlchemy connection to an existing database (a SQLite file is never created here)."""
+    if is_sqlite(url) and not sqlite_path(url).exists():
+        raise FileNotFoundError(f"SQLite database {sqlite_path(url)} does not exist")
+    engine = sa.create_engine(_engine_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def query(url: str, sql: str, params: dict | None = None) -> list[tuple]:
+    """Run one statement (``:name`` parameters) and commit; return its rows, if any."""
+    with connect(url) as connection:
+        result = connection.execute(sa.text(sql), params or {})
+        rows = [tuple(r) for r in result] if result.returns_rows else []
+        connection.commit()
+        return rows
+
+
+def versions(url: str) -> list[str]:
+    """The rows of alembic_version, sorted; [] when the table does not exist."""
+    with connect(url) as connection:
+        if "alembic_version" not in sa.inspect(connection).get_table_names():
+            return []
+        rows = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+        return sorted(r[0] for r in rows)
+
+
+def tables(url: str) -> set[str]:
+    """Every table, alembic_version included."""
+    with connect(url) as connection:
+        return set(sa.inspect(connection).get_table_names())
+
+
+def schema(url: str) -> dict[str, set[str]]:
+    """``{table: {column, ...}}`` of the live database, without alembic_version."""
+    with connect(url) as connection:
+        inspector = sa.inspect(connection)
+        return {
+            table: {c["name"] for c in inspector.get_columns(table)}
+            for table in inspector.get_table_names()
+            if table != "alembic_version"
+        }
+
+
+def columns(url: str, table: str) -> set[str]:
+    """The column names of ``table``."""
+    with connect(url) as connection:
+        return {c["name"] for c in sa.inspect(connection).get_columns(table)}
+
+
+def snapshot(url: str) -> dict:
+    """Everything a dry run must not change: tables, columns with types, indexes, versions."""
+    with connect(url) as connection:
+        inspector = sa.inspect(connection)
+        found = {}
+        for table in sorted(inspector.get_table_names()):
+            found[table] = {
+                "columns": [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)],
+                "indexes": sorted(ix["name"] or "" for ix in inspector.get_indexes(table)),
+            }
+        version = []
+        if "alembic_version" in found:
+            version = sorted(r[0] for r in connection.execute(sa.text("SELECT version_num FROM alembic_version")))
+        return {"tables": found, "versions": version}
+
+
+def count(url: str, table: str, where: str = "") -> int:
+    """``SELECT COUNT(*)`` of ``table``, with an optional ``WHERE ...`` clause."""
+    return query(url, f'SELECT COUNT(*) FROM "{table}" {where}')[0][0]
+
+
+def table_count(url: str, table: str) -> int:
+    """How many tables named ``table`` the catalog lists (0 or 1; more would be a bug)."""
+    if is_sqlite(url):
+        sql, params = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        return sqlite_query(url, sql, params)[0][0]
+    return pg_query(url, "SELECT count(*) FROM pg_class WHERE relname = %s AND relkind = 'r'", (table,))[0][0]
+
+
+def integrity(url: str) -> list[tuple]:
+    """SQLite's ``PRAGMA integrity_check``: ``[("ok",)]`` for a sound file."""
+    return sqlite_query(url, "PRAGMA integrity_check")
+
+
+def all_rows(url: str, table: str) -> list[dict]:
+    """Every row of ``table`` in primary-key order, as ``{column: value}``."""
+    with connect(url) as connection:
+        target = sa.Table(table, sa.MetaData(), autoload_with=connection)
+        order = list(target.primary_key.columns) or list(target.columns)
+        return [dict(r._mapping) for r in connection.execute(sa.select(target).order_by(*order))]
+
+
+def fingerprint(url: str) -> tuple:
+    """Everything a run could change: the snapshot (schema, indexes, versions) and row counts."""
+    state = snapshot(url)
+    return state, {table: count(url, table) for table in state["tables"]}
+
+
+# --- writing the rows a test starts from ---------------------------------------------
+
+def insert_many(url: str, table: str, rows: list[dict]) -> None:
+    """A bulk insert (executemany) into ``table``, in one transaction."""
+    with connect(url) as connection:
+        target = sa.Table(table, sa.MetaData(), autoload_with=connection)
+        connection.execute(target.insert(), rows)
+        connection.commit()
+
+
+def add_users(url: str, *ids: str) -> None:
+    for user_id in ids:
+        query(url, 'INSERT INTO "user" (id, name, email, role) VALUES (:id, :id, :email, \'user\')',
+              {"id": user_id, "email": f"{user_id}@example.com"})
+
+
+def drop_user_phone(url: str) -> None:
+    """Remove user.phone by hand, keeping the rows (SQLite 3.35+ and PostgreSQL both DROP COLUMN)."""
+    query(url, 'ALTER TABLE "user" DROP COLUMN phone')
+
+
+# --- what the models define ----------------------------------------------------------
+
+def load_models(folder: Path = SHIPPED):
+    """The MetaData of ``folder``/models.py, imported under a name of its own."""
+    name = f"_test_models_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(name, folder / "models.py")
+    module = importlib.util.module_from_spec(spec)
+    # Registered first: the models' string annotations resolve through sys.modules.
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module.Base.metadata
+
+
+def models_schema(folder: Path = SHIPPED) -> dict[str, set[str]]:
+    """``{table: {column, ...}}`` that ``folder``/models.py defines."""
+    return {t.name: {c.name for c in t.columns} for t in load_models(folder).sorted_tables}
+
+
+def assert_at_head(url: str, heads: list[str], slow_tables: tuple[str, ...] = ()) -> None:
+    """Version, schema and data agree: the version is ``heads``, every model
+    table and column exists, each slow table (chains.BODIES["slow"]) exists
+    once with all its rows, and a SQLite file passes PRAGMA integrity_check."""
+    assert versions(url) == sorted(heads)
+    live = schema(url)
+    for table, wanted in models_schema().items():
+        assert table in live, f"table {table} missing"
+        assert wanted <= live[table], f"{table} lacks {wanted - live[table]}"
+    for table in slow_tables:
+        assert table_count(url, table) == 1
+        assert count(url, table) == SLOW_ROWS
+    if is_sqlite(url):
+        assert integrity(url) == [("ok",)]
+
+
+# --- what a run logged ---------------------------------------------------------------
+
+def running_upgrade_lines(out: str) -> list[str]:
+    """Alembic's own "Running upgrade <from> -> <to>, <name>" lines."""
+    return [line for line in out.splitlines() if "Running upgrade " in line]
+
+
+def upgrade_count(out: str, revision: str, name: str) -> int:
+    """How often ``Running upgrade ... -> revision, name`` was logged."""
+    pattern = re.compile(rf"Running upgrade .*-> {re.escape(revision)}, {re.escape(name)}$")
+    return sum(1 for line in running_upgrade_lines(out) if pattern.search(line))

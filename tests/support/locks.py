@@ -1,0 +1,120 @@
+"""The migration lock seen from outside migrate.py: held by another session, or left behind.
+
+SQLite: an flock on the lock file beside the database.  PostgreSQL: a
+session-level advisory lock on a key derived from the database name.  Both
+come from the product (migrate_init.lock), so that the tests hold and look
+for exactly the lock migrate.py takes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from migrate_init.lock import advisory_key, lock_path
+
+from . import REPO
+from .dbstate import pg_query
+from .pgserver import connect
+from .process import child_env
+
+#: What the SQLite lock holder below records as its start time.
+HOLDER_STARTED = "2001-02-03T04:05:06+00:00"
+
+
+def _dbname(url: str) -> str:
+    return make_url(url).database
+
+
+def _key_parts(key: int) -> tuple[int, int]:
+    """The (classid, objid) under which pg_locks shows a bigint advisory key."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    return unsigned >> 32, unsigned & 0xFFFFFFFF
+
+
+def advisory_locks(url: str) -> int:
+    """Advisory locks held on the migration key of this database, by anyone."""
+    hi, lo = _key_parts(advisory_key(_dbname(url), "alembic_version"))
+    return pg_query(
+        url,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND classid = %s AND objid = %s",
+        (hi, lo),
+    )[0][0]
+
+
+def migrator_backends(url: str) -> int:
+    """Server sessions of migrate-init still connected to this database."""
+    return pg_query(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                         "AND application_name = 'migrate-init'")[0][0]
+
+
+def flock_free(db: Path) -> bool:
+    """Whether the SQLite migration lock file can be locked right now."""
+    path = Path(lock_path(db))
+    if not path.exists():
+        return True
+    with open(path, encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def pg_lock_held(url: str, application_name: str = "robust-lock-holder"):
+    """Hold the migration advisory lock from a session of our own; yield its backend pid."""
+    conn = connect(url, application_name=application_name)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (advisory_key(_dbname(url), "alembic_version"),))
+        yield conn.get_backend_pid()
+    finally:
+        conn.close()
+
+
+_SQLITE_HOLDER = f"""
+import fcntl, json, os, socket, sys, time
+from pathlib import Path
+from migrate_init.lock import lock_path
+path = Path(lock_path(Path(sys.argv[1])))
+path.parent.mkdir(parents=True, exist_ok=True)
+handle = open(path, "a+", encoding="utf-8")
+fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+handle.seek(0)
+handle.truncate()
+handle.write(json.dumps({{"host": socket.gethostname(), "pid": os.getpid(),
+                         "started": "{HOLDER_STARTED}"}}) + "\\n")
+handle.flush()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+@contextlib.contextmanager
+def sqlite_lock_held(db: Path):
+    """A helper process holds the flock on the lock file and records itself; yield its pid."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SQLITE_HOLDER, str(db)], env=child_env(), cwd=REPO,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "held", f"lock holder failed: {line}{proc.stdout.read()}"
+        yield proc.pid
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        proc.stdout.close()

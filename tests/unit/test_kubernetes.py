@@ -1,0 +1,350 @@
+"""The Kubernetes manifests in deploy/kubernetes: valid, packaged and hardened.
+
+Every variant folder must work on its own with ``kubectl apply -k``.  The
+manifests are checked against the Kubernetes schemas that ``kubernetes-validate``
+ships (offline, strict: an unknown or misspelt field fails), and against the
+hardening policy, so that a regression fails here rather than in a cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes_validate.utils import latest_version
+
+from tests.support import REPO
+
+KUBERNETES_DIR = REPO / "deploy" / "kubernetes"
+VARIANTS = ("sqlite-initcontainer", "postgres-initcontainer", "postgres-job")
+POSTGRES_VARIANTS = ("postgres-initcontainer", "postgres-job")
+
+# The oldest Kubernetes we promise (podFailurePolicy is GA from 1.31) and the
+# newest whose schemas the pinned kubernetes-validate ships.
+KUBERNETES_VERSIONS = ("1.31", latest_version())
+
+MIGRATE_IMAGE = "migrate-init"
+# What a Job's deadline must leave on top of its timeouts for scheduling,
+# image pull and interpreter start.
+DEADLINE_MARGIN_SECONDS = 60
+
+
+# --- reading the manifests the way kustomize does ----------------------------
+
+
+def _load_all(path: Path) -> list[dict]:
+    with path.open() as f:
+        return [doc for doc in yaml.safe_load_all(f) if doc]
+
+
+def _kustomization(variant: str) -> dict:
+    (kustomization,) = _load_all(KUBERNETES_DIR / variant / "kustomization.yaml")
+    return kustomization
+
+
+def _resource_files(variant: str) -> list[Path]:
+    return [KUBERNETES_DIR / variant / name for name in _kustomization(variant)["resources"]]
+
+
+def _resources(variant: str) -> list[dict]:
+    return [doc for path in _resource_files(variant) for doc in _load_all(path)]
+
+
+def _manifest_files() -> list[Path]:
+    return sorted(
+        path
+        for pattern in ("*.yaml", "*.yml")
+        for path in KUBERNETES_DIR.rglob(pattern)
+        if path.name not in ("kustomization.yaml", "kustomization.yml")
+    )
+
+
+def _pods(variants=VARIANTS):
+    """(variant, workload, pod spec) for every Deployment and Job."""
+    for variant in variants:
+        for doc in _resources(variant):
+            if doc["kind"] in ("Deployment", "Job"):
+                yield variant, doc, doc["spec"]["template"]["spec"]
+
+
+def _containers(variants=VARIANTS):
+    """(variant, workload, pod spec, container) for every container and initContainer."""
+    for variant, workload, pod in _pods(variants):
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            yield variant, workload, pod, container
+
+
+def _migrate_containers(variants=VARIANTS):
+    """The containers that run the migrate-init image: every initContainer and every Job container."""
+    for variant, workload, pod in _pods(variants):
+        containers = pod["containers"] if workload["kind"] == "Job" else pod.get("initContainers", [])
+        for container in containers:
+            yield variant, workload, pod, container
+
+
+def _pod_id(item) -> str:
+    variant, workload = item[0], item[1]
+    return f"{variant}/{workload['kind']}/{workload['metadata']['name']}"
+
+
+def _container_id(item) -> str:
+    return f"{_pod_id(item)}/{item[-1]['name']}"
+
+
+def _env(container: dict) -> dict:
+    return {var["name"]: var for var in container.get("env", [])}
+
+
+def _seconds(container: dict, name: str) -> int:
+    env = _env(container)
+    assert name in env, f"{container['name']} must set {name} explicitly so the deadline can be checked"
+    return int(env[name]["value"])
+
+
+def _image_repository(image: str) -> str:
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name = name[: name.rindex(":")]
+    return name.rsplit("/", 1)[-1]
+
+
+PODS = list(_pods())
+CONTAINERS = list(_containers())
+MIGRATE_CONTAINERS = list(_migrate_containers())
+
+
+# --- schemas and packaging ----------------------------------------------------
+
+
+def test_variant_folders_are_the_tested_ones():
+    on_disk = {path.parent.name for path in KUBERNETES_DIR.glob("*/kustomization.yaml")}
+    assert on_disk == set(VARIANTS), "add a new variant to VARIANTS so the policy tests cover it"
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize(
+    "path", _manifest_files(), ids=lambda p: str(p.relative_to(KUBERNETES_DIR))
+)
+def test_every_manifest_validates_strictly_against_the_kubernetes_schema(path, version):
+    documents = _load_all(path)
+    assert documents, f"{path} holds no YAML document"
+    for doc in documents:
+        # SchemaNotFoundError (an unknown kind or apiVersion) fails the test too.
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_strict_validation_rejects_a_misspelt_field():
+    # Guards the test above against passing vacuously.
+    (deployment,) = [doc for doc in _resources("sqlite-initcontainer") if doc["kind"] == "Deployment"]
+    broken = copy.deepcopy(deployment)
+    broken["spec"]["template"]["spec"]["securityContext"]["runAsNonroot"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, latest_version(), strict=True)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kustomization_lists_only_files_that_exist(variant):
+    kustomization = _kustomization(variant)
+    assert kustomization["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
+    assert kustomization["kind"] == "Kustomization"
+    assert kustomization["resources"], f"{variant}/kustomization.yaml lists no resources"
+    for path in _resource_files(variant):
+        assert path.is_file(), f"{variant}/kustomization.yaml lists {path.name}, which does not exist"
+        assert path.parent == KUBERNETES_DIR / variant, f"{variant} must apply on its own, without {path}"
+
+
+def test_every_manifest_is_listed_by_its_kustomization():
+    listed = {path.resolve() for variant in VARIANTS for path in _resource_files(variant)}
+    orphans = [str(p.relative_to(KUBERNETES_DIR)) for p in _manifest_files() if p.resolve() not in listed]
+    assert not orphans, f"not applied by any kustomization.yaml: {orphans}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kustomization_lets_users_retag_the_migrate_init_image(variant):
+    images = {image["name"] for image in _kustomization(variant).get("images", [])}
+    assert MIGRATE_IMAGE in images
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kubectl_kustomize_renders_valid_manifests(variant):
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(KUBERNETES_DIR / variant)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    rendered = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert len(rendered) == len(_resources(variant))
+    for doc in rendered:
+        kubernetes_validate.validate(doc, latest_version(), strict=True)
+        if doc["kind"] in ("Deployment", "Job"):
+            pod = doc["spec"]["template"]["spec"]
+            images = [c["image"] for c in pod.get("initContainers", []) + pod["containers"]]
+            assert f"{MIGRATE_IMAGE}:latest" in images
+
+
+# --- hardening ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("item", PODS, ids=_pod_id)
+def test_pods_do_not_mount_a_service_account_token(item):
+    _, _, pod = item
+    assert pod.get("automountServiceAccountToken") is False
+
+
+@pytest.mark.parametrize("item", PODS, ids=_pod_id)
+def test_pods_run_as_the_image_non_root_user_under_runtime_default_seccomp(item):
+    _, _, pod = item
+    security = pod.get("securityContext", {})
+    assert security.get("runAsNonRoot") is True
+    assert security.get("runAsUser") == 10001
+    assert security.get("seccompProfile") == {"type": "RuntimeDefault"}
+
+
+@pytest.mark.parametrize("item", CONTAINERS, ids=_container_id)
+def test_containers_have_a_read_only_root_and_no_privileges(item):
+    security = item[-1].get("securityContext", {})
+    assert security.get("readOnlyRootFilesystem") is True
+    assert security.get("allowPrivilegeEscalation") is False
+    assert security.get("capabilities", {}).get("drop") == ["ALL"]
+    assert "add" not in security.get("capabilities", {})
+    assert "privileged" not in security or security["privileged"] is False
+
+
+@pytest.mark.parametrize("item", CONTAINERS, ids=_container_id)
+def test_containers_declare_requests_and_limits(item):
+    resources = item[-1].get("resources", {})
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(resources.get(kind, {})), f"resources.{kind} needs cpu and memory"
+
+
+@pytest.mark.parametrize("item", CONTAINERS, ids=_container_id)
+def test_containers_report_failures_through_the_termination_message(item):
+    container = item[-1]
+    assert container.get("terminationMessagePath") == "/dev/termination-log"
+    assert container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+
+
+@pytest.mark.parametrize("item", CONTAINERS, ids=_container_id)
+def test_containers_write_tmp_to_an_empty_dir(item):
+    _, _, pod, container = item
+    mounts = [m["name"] for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+    assert mounts, f"{container['name']} has a read-only root: it needs a volume at /tmp"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mounts[0]]
+    assert "emptyDir" in volume, f"/tmp must be an emptyDir, not {volume}"
+
+
+# --- what each variant promises ------------------------------------------------
+
+
+@pytest.mark.parametrize("item", MIGRATE_CONTAINERS, ids=_container_id)
+def test_migrate_containers_run_the_migrate_init_image(item):
+    assert _image_repository(item[-1]["image"]) == MIGRATE_IMAGE
+
+
+def test_every_variant_has_a_migrate_container():
+    assert {item[0] for item in MIGRATE_CONTAINERS} == set(VARIANTS)
+
+
+@pytest.mark.parametrize("item", list(_migrate_containers(POSTGRES_VARIANTS)), ids=_container_id)
+def test_postgres_migrate_containers_read_the_url_from_a_mounted_secret_file(item):
+    _, _, pod, container = item
+    env = _env(container)
+    assert "DATABASE_URL" not in env, "the URL holds a password: use DATABASE_URL_FILE"
+    url_file = env["DATABASE_URL_FILE"]["value"]
+    secret_volumes = {v["name"] for v in pod["volumes"] if "secret" in v}
+    mounts = [
+        m
+        for m in container["volumeMounts"]
+        if m["name"] in secret_volumes and url_file.startswith(m["mountPath"].rstrip("/") + "/")
+    ]
+    assert mounts, f"DATABASE_URL_FILE={url_file} is not inside a mounted Secret volume"
+    assert all(m.get("readOnly") is True for m in mounts)
+
+
+@pytest.mark.parametrize("item", list(_containers(POSTGRES_VARIANTS)), ids=_container_id)
+def test_postgres_containers_never_carry_a_plain_database_url(item):
+    env = _env(item[-1])
+    assert "value" not in env.get("DATABASE_URL", {}), "take DATABASE_URL from the Secret, not a literal value"
+
+
+@pytest.mark.parametrize("variant", POSTGRES_VARIANTS)
+def test_postgres_secret_example_is_marked_as_a_placeholder(variant):
+    secrets = [doc for doc in _resources(variant) if doc["kind"] == "Secret"]
+    assert secrets
+    for secret in secrets:
+        assert "CHANGE_ME" in secret["stringData"]["database-url"]
+
+
+def test_sqlite_runs_one_pod_on_a_read_write_once_volume():
+    resources = _resources("sqlite-initcontainer")
+    (deployment,) = [doc for doc in resources if doc["kind"] == "Deployment"]
+    (claim,) = [doc for doc in resources if doc["kind"] == "PersistentVolumeClaim"]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert claim["spec"]["accessModes"] in (["ReadWriteOnce"], ["ReadWriteOncePod"])
+
+
+def test_sqlite_migrate_and_app_share_the_writable_data_volume():
+    ((_, _, pod),) = list(_pods(("sqlite-initcontainer",)))
+    (claim_volume,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert pod["securityContext"].get("fsGroup") is not None, "without fsGroup UID 10001 cannot write the volume"
+    for container in pod["initContainers"] + pod["containers"]:
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == claim_volume["name"]]
+        assert mount["mountPath"] == "/app/backend/data"
+        assert not mount.get("readOnly")
+
+
+def test_job_deadline_outlasts_the_sum_of_its_timeouts():
+    jobs = [doc for doc in _resources("postgres-job") if doc["kind"] == "Job"]
+    assert jobs
+    for job in jobs:
+        spec = job["spec"]
+        assert spec["backoffLimit"] >= 1
+        assert spec["ttlSecondsAfterFinished"] > 0
+        for container in spec["template"]["spec"]["containers"]:
+            migration_timeout = _seconds(container, "MIGRATION_TIMEOUT")
+            assert migration_timeout > 0, "MIGRATION_TIMEOUT=0 (none) cannot fit in a deadline"
+            budget = _seconds(container, "DB_WAIT_TIMEOUT") + _seconds(container, "LOCK_TIMEOUT") + migration_timeout
+            assert spec["activeDeadlineSeconds"] >= budget + DEADLINE_MARGIN_SECONDS, (
+                f"activeDeadlineSeconds {spec['activeDeadlineSeconds']} leaves less than "
+                f"{DEADLINE_MARGIN_SECONDS} s over the timeouts' {budget} s"
+            )
+
+
+@pytest.mark.parametrize(
+    "item",
+    [item for item in MIGRATE_CONTAINERS if item[1]["kind"] == "Deployment" and not item[-1].get("args")],
+    ids=_container_id,
+)
+def test_init_containers_that_migrate_fit_in_the_rollout_deadline(item):
+    _, workload, _, container = item
+    lock, migration = _seconds(container, "LOCK_TIMEOUT"), _seconds(container, "MIGRATION_TIMEOUT")
+    assert lock > migration, "a replica waiting for the lock must outlast the one migrating"
+    budget = _seconds(container, "DB_WAIT_TIMEOUT") + lock + migration
+    assert workload["spec"]["progressDeadlineSeconds"] >= budget + DEADLINE_MARGIN_SECONDS
+
+
+def test_job_pattern_app_only_waits_for_the_migration():
+    deployments = [doc for doc in _resources("postgres-job") if doc["kind"] == "Deployment"]
+    (job,) = [doc for doc in _resources("postgres-job") if doc["kind"] == "Job"]
+    assert deployments
+    for deployment in deployments:
+        init_containers = deployment["spec"]["template"]["spec"]["initContainers"]
+        assert init_containers
+        for container in init_containers:
+            assert _image_repository(container["image"]) == MIGRATE_IMAGE
+            assert container.get("args") == ["wait"]
+            assert "command" not in container, "keep the image's ENTRYPOINT"
+        # Otherwise the Deployment's selector would also match the Job's pods.
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        job_labels = job["spec"]["template"]["metadata"]["labels"]
+        assert not selector.items() <= job_labels.items()
