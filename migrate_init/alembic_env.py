@@ -9,9 +9,10 @@ DATABASE_URL_FILE), so both tools behave alike.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
-def run(context) -> None:
+def run(context: Any) -> None:
     config = context.config
     folder = Path(config.get_main_option("script_location") or Path(__file__).parent)
     metadata = _metadata(config, folder)
@@ -49,7 +50,7 @@ def run(context) -> None:
         engine.dispose()
 
 
-def _run_online(context, connection, metadata) -> None:
+def _run_online(context: Any, connection: Any, metadata: Any) -> None:
     # A connection handed over outside a transaction gets one transaction per
     # migration; one inside a transaction (the dry run of `plan` and `lint`)
     # keeps everything in that transaction, which the caller rolls back.
@@ -67,7 +68,7 @@ def _run_online(context, connection, metadata) -> None:
         context.run_migrations()
 
 
-def _metadata(config, folder: Path):
+def _metadata(config: Any, folder: Path) -> Any:
     from . import config as config_module
     from . import schema
 

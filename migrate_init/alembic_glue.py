@@ -141,7 +141,7 @@ def _sqlite_events(engine: Engine, begin: str, busy_timeout: float,
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        dbapi = connection.connection.driver_connection
+        dbapi: Any = connection.connection.driver_connection
         deadline = time.monotonic() + max(busy_timeout, _SQLITE_SLICE)
         while True:
             try:
@@ -505,7 +505,7 @@ def owned_context(connection: Connection, progress: Progress) -> Iterator[dict[s
             )
         _read_only(conn)
 
-    EnvironmentContext.configure = configure  # type: ignore[method-assign]
+    EnvironmentContext.configure = configure  # type: ignore[method-assign,assignment]
     event.listen(Engine, "engine_connect", foreign)
     try:
         yield asked
@@ -525,7 +525,7 @@ def _same_database(theirs: sqlalchemy.engine.URL, ours: sqlalchemy.engine.URL) -
 
 def _read_only(conn: Connection) -> None:
     """A connection env.py opened itself may read, never write: every change goes through ours."""
-    dbapi = conn.connection.driver_connection
+    dbapi: Any = conn.connection.driver_connection
     if conn.dialect.name == "sqlite":
         dbapi.execute("PRAGMA query_only = ON")
     elif conn.dialect.name == "postgresql":
@@ -548,8 +548,8 @@ def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connecti
 
     def upgrade(rev: Any, context: Any) -> Iterator[RevisionStep]:
         for step in script._upgrade_revs(destination, rev):
-            progress.starting(step, context.connection)  # type: ignore[arg-type]
-            yield step  # type: ignore[misc]
+            progress.starting(step, context.connection)
+            yield step
 
     config.attributes["connection"] = connection
     try:

@@ -152,7 +152,7 @@ def _dispatch(command: str, args: Any, cfg: Config, watchdog: Watchdog) -> Any:
         "check": lambda: commands.check(cfg, watchdog),
         "plan": lambda: commands.plan(cfg, watchdog),
         "lint": lambda: commands.lint(cfg, watchdog),
-        "stamp": lambda: commands.stamp(cfg, watchdog, revision),
+        "stamp": lambda: commands.stamp(cfg, watchdog, str(revision)),
         "manifest": lambda: commands.write_manifest(cfg),
         "alembic": lambda: commands.alembic(cfg, watchdog, list(getattr(args, "arguments", []) or [])),
     }

@@ -156,6 +156,7 @@ def check(cfg: Config, watchdog: Watchdog) -> Listing:
         raise ConfigError("check needs MODELS (module:attribute of your MetaData or Base) for this "
                           "MIGRATIONS_DIR.")
     loaded = Loaded(cfg)
+    assert loaded.metadata is not None  # MODELS is set
     _reader(cfg, watchdog).close()  # waits for the database, and a missing SQLite file is exit 3
     from . import schema
 

@@ -95,7 +95,7 @@ def _scan_upgrade(path: Path, function: ast.FunctionDef) -> list[Finding]:
 
 
 def _is_op_call(node: ast.Call) -> bool:
-    value = node.func.value
+    value = getattr(node.func, "value", None)
     return isinstance(value, ast.Name) and value.id in ("op", "batch_op")
 
 
@@ -104,7 +104,7 @@ def _helper(name: str) -> str:
             "create_index": "create_index_if_missing"}[name]
 
 
-def _is_false(node) -> bool:
+def _is_false(node: ast.AST | None) -> bool:
     return isinstance(node, ast.Constant) and node.value is False
 
 
@@ -186,7 +186,7 @@ def _steps(progress: Any) -> list[Step]:
     return [Step(s.revision, s.path, progress.statements.get(s.revision, [])) for s in progress.begun]
 
 
-def squawk(steps) -> list[str] | None:
+def squawk(steps: list[Step]) -> list[str] | None:
     """squawk's advice on each revision's SQL, as ``file: revision: rule: message`` lines.
 
     None when the squawk tool is not installed.  Advisory: the destructive
@@ -212,8 +212,8 @@ def squawk(steps) -> list[str] | None:
         )
     for line in result.stdout.splitlines():
         source, _, rest = line.partition(":")
-        step = files.get(source)
-        if step is not None:
+        found = files.get(source)
+        if found is not None:
             message = rest.split(": ", 1)[-1].strip()
-            lines.append(f"{step.path}: {step.revision}: {message}")
+            lines.append(f"{found.path}: {found.revision}: {message}")
     return lines

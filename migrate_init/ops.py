@@ -8,13 +8,15 @@ must be nullable or carry a server default: additive only.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
 from . import report
 
 
-def _inspector():
+def _inspector() -> sa.engine.Inspector:
     return sa.inspect(op.get_bind())
 
 
@@ -26,7 +28,7 @@ def column_exists(table: str, column: str) -> bool:
     return column in {c["name"] for c in _inspector().get_columns(table)}
 
 
-def create_table_if_missing(table: str, *columns, **kw) -> bool:
+def create_table_if_missing(table: str, *columns: sa.schema.SchemaItem, **kw: Any) -> bool:
     """Create ``table`` whole unless it exists.  Returns whether it was created."""
     if table_exists(table):
         report.event("exists", f"Table '{table}' already exists; skipped.", table=table)
@@ -36,7 +38,7 @@ def create_table_if_missing(table: str, *columns, **kw) -> bool:
     return True
 
 
-def add_column_if_missing(table: str, column: sa.Column) -> bool:
+def add_column_if_missing(table: str, column: sa.Column[Any]) -> bool:
     """Add ``column`` to ``table`` unless it is there.
 
     A missing table is left alone: the migration that creates it (or the

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import DatabaseMissing
@@ -57,7 +57,7 @@ class Snapshot:
     def empty(self) -> bool:
         return not self.columns
 
-    def missing(self, expected: dict[str, Iterable[str]]) -> tuple[list[str], dict[str, list[str]]]:
+    def missing(self, expected: Mapping[str, Iterable[str]]) -> tuple[list[str], dict[str, list[str]]]:
         """Tables, and columns of existing tables, that ``expected`` has and the database lacks."""
         tables = sorted(t for t in expected if t not in self.columns)
         columns = {t: sorted(set(c) - self.columns[t]) for t, c in sorted(expected.items())

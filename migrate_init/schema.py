@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +19,12 @@ from . import report
 from .errors import ConfigError
 
 if TYPE_CHECKING:
-    pass
+    from sqlalchemy import MetaData
+    from sqlalchemy.engine import Engine
 
 
 
-def load(spec: str, search_path: list[Path]):
+def load(spec: str, search_path: list[Path]) -> MetaData:
     """Import ``module:attribute`` and return its SQLAlchemy MetaData.
 
     The attribute may be a MetaData or a declarative Base (anything with a
@@ -58,12 +60,12 @@ def load(spec: str, search_path: list[Path]):
     return metadata
 
 
-def expected_schema(metadata) -> dict[str, set[str]]:
+def expected_schema(metadata: MetaData) -> dict[str, set[str]]:
     """``{table: {column, ...}}`` for every table the models define."""
     return {table.name: {column.name for column in table.columns} for table in metadata.sorted_tables}
 
 
-def counted_tables(metadata) -> list[str]:
+def counted_tables(metadata: MetaData) -> list[str]:
     """The tables whose row counts the summary reports.
 
     Tables marked ``info={"count_rows": True}``; when none is marked, all.
@@ -72,7 +74,7 @@ def counted_tables(metadata) -> list[str]:
     return marked or [t.name for t in metadata.sorted_tables]
 
 
-def drift(connection, metadata) -> list[str]:
+def drift(connection: Any, metadata: MetaData) -> list[str]:
     """Alembic's compare_metadata, in words: what differs between the database and the models.  Read-only."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
@@ -86,7 +88,7 @@ def drift(connection, metadata) -> list[str]:
     return [_describe(diff) for diff in _flatten(diffs)]
 
 
-def _flatten(diffs):
+def _flatten(diffs: Any) -> Iterator[Any]:
     for diff in diffs:
         # Column modifications come grouped in a list of tuples.
         if isinstance(diff, list):
@@ -98,11 +100,11 @@ def _flatten(diffs):
 _WHERE = {"add": ("in the models but not in the database"), "remove": ("in the database but not in the models")}
 
 
-def _null(value) -> str:
+def _null(value: Any) -> str:
     return "NULL" if value else "NOT NULL"
 
 
-def _describe(diff) -> str:
+def _describe(diff: Any) -> str:
     kind = diff[0]
     action, _, thing = kind.partition("_")
     if action in _WHERE and thing in ("table", "index"):
@@ -139,7 +141,7 @@ def _word(part: Any) -> str:
     return f"{type(part).__name__.lower()} '{name}'" if name is not None else type(part).__name__
 
 
-def create_missing_tables(engine, metadata) -> list[str]:
+def create_missing_tables(engine: Engine, metadata: MetaData) -> list[str]:
     """``metadata.create_all`` in one transaction; returns the tables it created."""
     from sqlalchemy import inspect
 
@@ -156,7 +158,7 @@ def create_missing_tables(engine, metadata) -> list[str]:
     return created
 
 
-def add_missing_columns(engine, metadata) -> list[str]:
+def add_missing_columns(engine: Engine, metadata: MetaData) -> list[str]:
     """Add the missing columns; return ``table.column`` for each one added."""
     import sqlalchemy as sa
     from alembic.operations import Operations

@@ -74,7 +74,7 @@ def run(engine: Engine, folder: Path, owed: list[str], metadata: Any = None) -> 
 
 
 def _record(connection: Connection, name: str, when: str) -> None:
-    dbapi = connection.connection.driver_connection
+    dbapi: Any = connection.connection.driver_connection
     marker = "?" if connection.dialect.name == "sqlite" else "%s"
     cursor = dbapi.cursor()
     try:
@@ -84,7 +84,7 @@ def _record(connection: Connection, name: str, when: str) -> None:
 
 
 def _run_sql(connection: Connection, script: str) -> None:
-    dbapi = connection.connection.driver_connection
+    dbapi: Any = connection.connection.driver_connection
     if connection.dialect.name == "sqlite":
         # executescript would COMMIT first; run statement by statement inside our transaction.
         import sqlite3

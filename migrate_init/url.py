@@ -19,6 +19,10 @@ import re
 
 from .errors import ConfigError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 #: SQLAlchemy's scheme grammar (``[\w\+]+``), ASCII only.
 _SCHEME = re.compile(r"([A-Za-z0-9_+]+)://")
 #: user[:password]@ as SQLAlchemy reads it: the password runs to the first '@'.
@@ -187,7 +191,7 @@ class Url:
         return Url(self.drivername, username=self.username, password=password, host=self.host,
                    port=self.port, database=self.database, query=self.query)
 
-    def connect_kwargs_psycopg2(self) -> dict[str, str | int]:
+    def connect_kwargs_psycopg2(self) -> dict[str, Any]:
         """The keyword arguments SQLAlchemy's psycopg2 dialect passes to ``psycopg2.connect``.
 
         host, port, user, password and dbname when set (empty values are
@@ -198,7 +202,7 @@ class Url:
         would refuse, and any other option given twice (libpq takes one
         value), is a ConfigError.
         """
-        kwargs: dict[str, str | int] = {}
+        kwargs: dict[str, Any] = {}
         for name, value in (("host", self.host), ("dbname", self.database),
                             ("user", self.username), ("password", self.password)):
             if value:

@@ -5,7 +5,7 @@
 #   tests/unit only            the .venv (and python3-venv if it is missing);
 #   tests/integration as well  PostgreSQL and shellcheck from apt;
 #   anything else, or no path  the Docker engine too (tests/image/setup.sh),
-#                              and ruff on migrate_init/ and tests/ first.
+#                              and ruff and mypy --strict first.
 # Without path arguments every test runs (pytest's testpaths); with paths, only those.
 set -Eeuo pipefail
 
@@ -117,10 +117,13 @@ _setup_docker() {
 	fi
 }
 
-# usage: _run_ruff
-_run_ruff() {
+# usage: _run_static_checks
+#   ruff (rules in pyproject.toml) on the package and the tests, mypy --strict on the package
+_run_static_checks() {
 	_log "ruff check migrate_init tests"
 	"$VENV/bin/ruff" check migrate_init tests
+	_log "mypy --strict migrate_init"
+	"$VENV/bin/mypy" --strict migrate_init
 }
 
 # usage: _run_pytest [PYTEST_ARGS...]
@@ -145,7 +148,7 @@ _main() {
 	export PATH="$VENV/bin:$PATH"
 	if [ "$scope" = all ]; then
 		_setup_docker
-		_run_ruff
+		_run_static_checks
 	fi
 	_run_pytest "$@"
 }
