@@ -353,7 +353,7 @@ def test_dependency_is_installed_from_a_local_wheelhouse_with_no_index(image, da
     assert snapshot(deps) == before
 
     # wrapper mode: the wrapped command finds the package through PYTHONPATH
-    wrapped = run_image(image, "python", "-c", "import tinydep; print('tinydep', tinydep.VERSION)",
+    wrapped = run_image(image, "run", "--", "python", "-c", "import tinydep; print('tinydep', tinydep.VERSION)",
                         env=env, mounts=mounts, options=HARDENED)
     assert wrapped.code == 0, wrapped.out
     assert "tinydep 1.0" in wrapped.out

@@ -272,9 +272,8 @@ def test_sqlite_write_locked_by_another_process_sigterm_is_honoured_within_2_s(s
     db = _sqlite_at_70c(sqlite_url, tmp_path)
     with sqlite_write_lock(db, "IMMEDIATE"):
         runner = Runner(stranger_env(sqlite_url, tmp_path, MIGRATION_TIMEOUT=60), tmp_path / "run.log")
-        wait_until(lambda: "Applying" in runner.out or "[1/" in runner.out, 30,
-                   "the run to start its first migration", runner)
-        time.sleep(0.5)  # inside SQLite's busy wait
+        wait_until(lambda: "layer 1" in runner.out, 30, "the run to start upgrading", runner)
+        time.sleep(1.0)  # inside SQLite's busy wait, behind the other process's write lock
         started = time.monotonic()
         runner.signal(signal.SIGTERM)
         code = runner.wait(30)
@@ -287,14 +286,30 @@ def test_sqlite_write_locked_by_another_process_sigterm_is_honoured_within_2_s(s
 def test_sqlite_locked_against_readers_db_wait_timeout_exits_3_naming_the_file_not_host_and_port(
         sqlite_url, tmp_path):
     db = _sqlite_at_70c(sqlite_url, tmp_path)
+    problems = []
     # EXCLUSIVE, not IMMEDIATE: a RESERVED lock lets readers in, so the wait itself would succeed.
     with sqlite_write_lock(db, "EXCLUSIVE"):
-        result, took = migrate(sqlite_url, tmp_path, timeout=60, DB_WAIT_TIMEOUT=3, MIGRATION_TIMEOUT=60)
-    assert result.code == 3, result.out
-    assert took < 3 + MARGIN, f"DB_WAIT_TIMEOUT=3 ended the wait after {took:.1f}s"
-    line = summary_line(result.out)
-    assert "host, port" not in result.out, line
-    assert str(db) in line, line
+        procs = []
+        for verb in ("run", "status", "verify"):
+            env = stranger_env(sqlite_url, tmp_path, DB_WAIT_TIMEOUT=3, MIGRATION_TIMEOUT=60)
+            procs.append((verb, time.monotonic(), start_migrate(*([] if verb == "run" else [verb]), env=env)))
+        deadline = time.monotonic() + 15
+        for verb, started, proc in procs:
+            try:
+                out, _ = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                out, _ = proc.communicate()
+                problems.append(f"{verb}: still waiting after 15 s with DB_WAIT_TIMEOUT=3")
+                continue
+            took = time.monotonic() - started
+            if proc.returncode != 3:
+                problems.append(f"{verb}: exit {proc.returncode}, not 3:\n{out}")
+            elif took >= 3 + MARGIN:
+                problems.append(f"{verb}: DB_WAIT_TIMEOUT=3 ended the wait after {took:.1f}s")
+            elif "host, port" in out or str(db) not in summary_line(out):
+                problems.append(f"{verb}: the message does not name the locked file:\n{out}")
+    assert not problems, "\n".join(problems)
     assert versions(sqlite_url) == ["70c7b727736e"]
 
 
@@ -355,10 +370,15 @@ def test_sigterm_during_verification_claims_no_rollback_and_is_honoured_within_2
     assert code == 143, runner.out
     assert versions(pg_url) == ["stranger_tail"], "the migration had committed before the signal"
     data = report_of(report)
-    assert "rolled back" not in data["message"], data["message"]
-    assert "rolled back" not in summary_line(runner.out)
-    assert data["to_revisions"] == ["stranger_tail"] and data["applied"] == ["stranger_tail"], data
-    assert took < SIGNAL_BOUND, f"SIGTERM during verification (row counts behind locked tables) took {took:.1f}s"
+    problems = []
+    if "rolled back" in data["message"] or "rolled back" in summary_line(runner.out):
+        problems.append(f"the message claims a rollback: {data['message']}")
+    if data["to_revisions"] != ["stranger_tail"] or data["applied"] != ["stranger_tail"]:
+        problems.append(f"REPORT_FILE says to_revisions={data['to_revisions']}, applied={data['applied']}; the "
+                        "version table says stranger_tail was applied")
+    if took >= SIGNAL_BOUND:
+        problems.append(f"SIGTERM during verification (row counts behind locked tables) took {took:.1f}s")
+    assert not problems, "\n".join(problems)
 
 
 def test_timeout_during_verification_after_every_migration_committed_claims_no_rollback(pg_url, tmp_path):
@@ -373,9 +393,16 @@ def test_timeout_during_verification_after_every_migration_committed_claims_no_r
     assert versions(pg_url) == ["stranger_tail"], f"the timeout landed before the commit:\n{result.out}"
     assert result.code == 10, result.out
     data = report_of(report)
-    assert "rolled back" not in data["message"], data["message"]
-    assert data["to_revisions"] == ["stranger_tail"] and data["applied"] == ["stranger_tail"], data
-    assert took < 3 + 2 + MARGIN, f"MIGRATION_TIMEOUT=3 ended the run after {took:.1f}s"
+    problems = []
+    if "rolled back" in data["message"]:
+        problems.append(f"the message claims a rollback: {data['message']}")
+    if data["to_revisions"] != ["stranger_tail"] or data["applied"] != ["stranger_tail"]:
+        problems.append(f"REPORT_FILE says to_revisions={data['to_revisions']}, applied={data['applied']}; the "
+                        "version table says stranger_tail was applied")
+    # Start-up and loading the scripts (FAST_PATH=false) come before the 3 s.
+    if took >= 3 + 2 + MARGIN:
+        problems.append(f"MIGRATION_TIMEOUT=3 ended the run after {took:.1f}s")
+    assert not problems, "\n".join(problems)
 
 
 _ONE_TRANSACTION_ENV = '''
@@ -402,16 +429,18 @@ def test_applied_lists_only_what_the_version_table_says_when_one_transaction_is_
     data = report_of(report)
     after = versions(db_url)
     assert data["to_revisions"] == after, data
+    # Whether stranger_one stayed (migrate-init commits per migration) or went with the one
+    # transaction, the report says what the version table says.
     expected_applied = {(TARGET,): [], ("stranger_one",): ["stranger_one"]}[tuple(after)]
     assert data["applied"] == expected_applied, f"version table {after}, report {data['applied']}"
-    if not is_sqlite(db_url):  # transactional DDL: the whole transaction went
-        assert after == [TARGET] and "stranger_one" not in tables(db_url)
+    assert ("stranger_one" in tables(db_url)) == (after == ["stranger_one"])
 
 
-def test_damaged_sqlite_page_is_exit_1_with_the_file_and_the_backup_folder_untouched(sqlite_url, tmp_path):
+@pytest.mark.parametrize("how", ["garbage", "cell"])
+def test_damaged_sqlite_page_is_exit_1_with_the_file_and_the_backup_folder_untouched(sqlite_url, tmp_path, how):
     db = _sqlite_at_70c(sqlite_url, tmp_path)
     sqlite_query(sqlite_url, "INSERT INTO tool (id, name) VALUES ('t1', 'hammer')")
-    damage_page(db, "tool")
+    damage_page(db, "tool", how)
     before = file_digest(db)
     backups = tmp_path / "backups"
     report = tmp_path / "report.json"
@@ -421,7 +450,8 @@ def test_damaged_sqlite_page_is_exit_1_with_the_file_and_the_backup_folder_untou
     assert file_digest(db) == before, "the damaged file was written to"
     assert not Path(f"{db}-journal").exists() and not Path(f"{db}-wal").exists()
     assert not backups.exists() or not list(backups.iterdir()), list(backups.iterdir())
-    assert str(db) in report_of(report)["message"]
+    message = report_of(report)["message"]
+    assert any(word in message for word in ("damaged", "malformed", "quick_check")), message
 
 
 # --- log lines and the termination message -------------------------------------------------------------

@@ -235,12 +235,15 @@ def pg_table_locks(url: str, *tables: str) -> Iterator[int]:
 
 # --- a damaged SQLite page ------------------------------------------------------------------
 
-def damage_page(path: Path, table: str) -> int:
-    """Overwrite the root page of ``table`` with garbage; the file header stays valid.  Returns the page number.
+def damage_page(path: Path, table: str, how: str = "garbage") -> int:
+    """Damage the root page of ``table``; the file header and the schema (page 1) stay valid.
 
-    The schema (page 1) stays readable, so the file opens and its tables can
-    be listed; only reading that table, or PRAGMA quick_check, finds the damage.
+    ``garbage``: the whole page overwritten (PRAGMA quick_check raises "malformed");
+    ``cell``: only its first cell pointer points past the page's end (quick_check
+    reports it as a finding).  Either way the file opens and its tables can be
+    listed; only reading that table, or a check, finds the damage.  Returns the page number.
     """
+    assert how in ("garbage", "cell")
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
@@ -251,14 +254,23 @@ def damage_page(path: Path, table: str) -> int:
     assert root > 1, f"{table} has root page {root}; page 1 holds the header and the schema"
     with open(path, "r+b") as handle:
         handle.seek((root - 1) * page_size)
-        handle.write(bytes([0xA5]) * page_size)
+        page = bytearray(handle.read(page_size))
+        if how == "garbage":
+            page[:] = bytes([0xA5]) * page_size
+        else:
+            assert page[0] == 0x0D, f"page {root} is not a table leaf page (type {page[0]})"
+            page[8:10] = (page_size + 100).to_bytes(2, "big")
+        handle.seek((root - 1) * page_size)
+        handle.write(page)
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        check = conn.execute("PRAGMA quick_check").fetchall()
-        assert check != [("ok",)], "the damaged page went unnoticed by PRAGMA quick_check"
-        header = Path(path).read_bytes()[:16]
-        assert header == b"SQLite format 3\x00"
+        assert Path(path).read_bytes()[:16] == b"SQLite format 3\x00"
         conn.execute("SELECT name FROM sqlite_master").fetchall()  # the schema still reads
+        try:
+            check = conn.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError:
+            check = [("malformed",)]
+        assert check != [("ok",)], "the damaged page went unnoticed by PRAGMA quick_check"
     finally:
         conn.close()
     return root
