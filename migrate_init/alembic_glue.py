@@ -15,17 +15,23 @@ begun and not been applied.
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import importlib.util
 import inspect
+import io
 import os
+import sqlite3
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import sqlalchemy
+from alembic import command as alembic_command
+from alembic.config import CommandLine
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
@@ -33,7 +39,14 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from . import report
-from .errors import ConfigError, InconsistentVersionTable, MigrateInitError, MigrationFailed, ScriptError
+from .errors import (
+    ConfigError,
+    InconsistentVersionTable,
+    MigrateInitError,
+    MigrationFailed,
+    ScriptError,
+    first_line,
+)
 
 if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationInfo, RevisionStep
@@ -94,9 +107,6 @@ def create_engine(database: Url, *, busy_timeout: float, connect_timeout: float 
         kwargs["connect_args"] = {"timeout": _SQLITE_SLICE, "check_same_thread": False}
         if read_only:
             # Read-only means opened read-only: nothing is created, and a read-only mount works.
-            import sqlite3
-            from urllib.parse import quote
-
             uri = "file:" + quote(os.path.abspath(database.sqlite_path or ""), safe="/") + "?mode=ro"
             kwargs["creator"] = lambda: sqlite3.connect(uri, uri=True, timeout=_SQLITE_SLICE,
                                                         check_same_thread=False)
@@ -130,8 +140,6 @@ _SQLITE_SLICE = 0.2
 
 def _sqlite_events(engine: Engine, begin: str, busy_timeout: float,
                    checkpoint: Callable[[], None] | None) -> None:
-    import sqlite3
-
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         # Let the engine, not the driver, decide where transactions begin.
@@ -200,8 +208,6 @@ def find_ini(migrations_dir: Path) -> Path | None:
         return inside
     beside = migrations_dir.parent / "alembic.ini"
     if beside.is_file():
-        import configparser
-
         parser = configparser.ConfigParser(defaults={"here": str(beside.parent)})
         try:
             parser.read(beside, encoding="utf-8")
@@ -259,8 +265,6 @@ def load_script(config: AlembicConfig) -> ScriptDirectory:
 
 def where(exc: BaseException, folder: Path) -> str:
     """``file:line: Type: first line`` of the innermost frame inside ``folder``, or the error alone."""
-    from .errors import first_line
-
     text = f"{type(exc).__name__}: {first_line(exc)}"
     root = str(folder.resolve())
     place = None
@@ -625,3 +629,23 @@ def stamp(config: AlembicConfig, script: ScriptDirectory, engine: Engine, revisi
                 connection.commit()
         finally:
             config.attributes["connection"] = None
+
+
+def print_scripts(config: AlembicConfig, verb: str) -> list[str]:
+    """Alembic's own ``history`` or ``heads`` output, as lines; the database is not touched."""
+    out = io.StringIO()
+    config.stdout = out
+    if verb == "history":
+        alembic_command.history(config, verbose=False)
+    else:
+        alembic_command.heads(config, verbose=False)
+    return out.getvalue().splitlines()
+
+
+def alembic_cli(config: AlembicConfig, arguments: list[str], *, prog: str) -> None:
+    """Alembic's own command line, with migrate-init's Config (the folder, its ini, DATABASE_URL)."""
+    line = CommandLine(prog=prog)
+    options = line.parser.parse_args(arguments)
+    if not hasattr(options, "cmd"):
+        line.parser.error("too few arguments: name an alembic command, e.g. `migrate.py alembic current`")
+    line.run_cmd(config, options)

@@ -13,8 +13,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import report, retry, wait
+from . import guard, lock, manifest, report, retry, wait
+from . import lint as lint_module
+from .catalog import EffectGuard
 from .errors import ConfigError, LockTimeout, MigrationTimeout, UnknownRevision, VerificationFailed
+from .probe import describe_missing
 from .run import Loaded, at_target, expected_for, fast_path_taken, migration_lock, revs, standing_of, verified
 
 if TYPE_CHECKING:
@@ -133,8 +136,6 @@ def wait_for_target(cfg: Config, watchdog: Watchdog) -> report.Summary:
 
 
 def _holder(cfg: Config, expected: Any) -> str | None:
-    from . import lock
-
     path = cfg.database.sqlite_path
     if path is not None:
         return lock.holder_sqlite(path)
@@ -158,14 +159,12 @@ def check(cfg: Config, watchdog: Watchdog) -> Listing:
     loaded = Loaded(cfg)
     assert loaded.metadata is not None  # MODELS is set
     _reader(cfg, watchdog).close()  # waits for the database, and a missing SQLite file is exit 3
-    from . import schema
-
     engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, read_only=True,
                                        checkpoint=watchdog.checkpoint)
     watchdog.track_sqlalchemy()
     try:
         with engine.connect() as connection:
-            differences = schema.drift(connection, loaded.metadata)
+            differences = loaded.schema.drift(connection, loaded.metadata)
     finally:
         engine.dispose()
     if not differences:
@@ -181,8 +180,6 @@ def plan(cfg: Config, watchdog: Watchdog) -> Listing:
     It takes the migration lock, and while it runs it takes the locks the
     migrations take (DDL_LOCK_TIMEOUT and MIGRATION_TIMEOUT apply).
     """
-    from . import guard
-
     loaded = Loaded(cfg)
     glue = loaded.glue
     expected = loaded.expected()
@@ -197,8 +194,6 @@ def plan(cfg: Config, watchdog: Watchdog) -> Listing:
             lines.append("Nothing to apply: the database is at its target.")
             return Listing(lines)
         destinations = [cfg.migration_target, "heads"] if state.target_exists else ["heads"]
-        from .catalog import EffectGuard
-
         effects = EffectGuard(False, record=True, version_table=expected.version_table)
         progress = glue.Progress(loaded.script, len(state.pending), guard=effects, dry_run=True,
                                  checkpoint=watchdog.checkpoint)
@@ -238,8 +233,6 @@ def _ddl_lock_timeout(cfg: Config) -> Any:
 
 def lint(cfg: Config, watchdog: Watchdog) -> Listing:
     """Destructive and non-idempotent patterns in the scripts and the SQL they send.  Changes nothing."""
-    from . import lint as lint_module
-
     loaded = Loaded(cfg)
     findings = lint_module.scan_sources(cfg.migrations_dir / "versions")
     sql_findings, steps, where = lint_module.scan_sql(loaded, cfg)
@@ -300,31 +293,17 @@ def stamp(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
 
 
 def _missing(standing: Any) -> str:
-    from .probe import describe_missing
-
     return describe_missing(standing.missing_tables, standing.missing_columns)
 
 
 def history(cfg: Config, command: str) -> Listing:
     """``history`` and ``heads``, as Alembic prints them: the scripts only; the database is not touched."""
-    import io
-
-    from alembic import command as alembic_command
-
     loaded = Loaded(cfg)
-    out = io.StringIO()
-    loaded.config.stdout = out
-    if command == "history":
-        alembic_command.history(loaded.config, verbose=False)
-    else:
-        alembic_command.heads(loaded.config, verbose=False)
-    return Listing(out.getvalue().splitlines())
+    return Listing(loaded.glue.print_scripts(loaded.config, command))
 
 
 def write_manifest(cfg: Config) -> report.Summary:
     """``manifest``: reads the scripts and models, writes ``MIGRATIONS_DIR/.manifest.json``; no database."""
-    from . import manifest
-
     loaded = Loaded(cfg)
     data = manifest.build(loaded.script, loaded.metadata, models=cfg.models, version_table=loaded.version_table,
                           migrations_dir=cfg.migrations_dir, files=loaded.files)
@@ -343,15 +322,6 @@ def alembic(cfg: Config, watchdog: Watchdog, arguments: list[str]) -> Listing:
     ``sqlalchemy.url``, without migrate-init's lock, guard or verification.
     For upgrades, use ``run`` or ``upgrade REV``.
     """
-    from alembic.config import CommandLine
-
     loaded = Loaded(cfg)
-    line = CommandLine(prog=f"{PROG} alembic")
-    options = line.parser.parse_args(arguments)
-    if not hasattr(options, "cmd"):
-        line.parser.error("too few arguments: name an alembic command, e.g. `migrate.py alembic current`")
-    line.run_cmd(loaded.config, options)
+    loaded.glue.alembic_cli(loaded.config, arguments, prog="migrate.py alembic")
     return Listing([])
-
-
-PROG = "migrate.py"

@@ -72,11 +72,13 @@ class Loaded:
     """The heavy half: Alembic's config and graph, and the models' MetaData."""
 
     def __init__(self, cfg: Config) -> None:
+        # The heavy-import boundary: SQLAlchemy and Alembic load here, and only here.
         from . import alembic_glue as glue
         from . import schema
 
         before = set(sys.modules)
         self.glue = glue
+        self.schema = schema
         self.config = glue.alembic_config(cfg.migrations_dir, cfg.database, models=cfg.models)
         self.script = glue.load_script(self.config)
         self.metadata = schema.load(cfg.models, [cfg.migrations_dir]) if cfg.models else None
@@ -257,6 +259,9 @@ def _run(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reade
     elif cfg.extra_pip_packages or cfg.pip_requirements:
         why_not = "EXTRA_PIP_PACKAGES or PIP_REQUIREMENTS is set"
     expected = expected_for(cfg, why_not=why_not)
+    if revision is not None and expected.loaded is not None:
+        # An odd REV is refused before anything is locked or read (issue 12).
+        revision = expected.loaded.glue.resolve_destination(expected.loaded.script, revision)
     if cfg.models is None:
         summary.warnings.append("MODELS is not set for this MIGRATIONS_DIR: verification checks the revision "
                                 "only and the create_all fallback is unavailable.")

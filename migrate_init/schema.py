@@ -15,11 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import MetaData
+
 from . import report
 from .errors import ConfigError
 
 if TYPE_CHECKING:
-    from sqlalchemy import MetaData
     from sqlalchemy.engine import Engine
 
 
@@ -31,8 +36,6 @@ def load(spec: str, search_path: list[Path]) -> MetaData:
     ``.metadata``).  ``search_path`` (the migrations folder) is put on
     sys.path first, the way Alembic's ``prepend_sys_path`` does.
     """
-    from sqlalchemy import MetaData
-
     for folder in reversed(search_path):
         entry = str(folder)
         if entry not in sys.path:
@@ -76,9 +79,6 @@ def counted_tables(metadata: MetaData) -> list[str]:
 
 def drift(connection: Any, metadata: MetaData) -> list[str]:
     """Alembic's compare_metadata, in words: what differs between the database and the models.  Read-only."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
-
     def ours(name: str | None, type_: str, _parent: Any) -> bool:
         return not (type_ == "table" and name == "migrate_init_seed")  # migrate-init's own bookkeeping
 
@@ -143,10 +143,8 @@ def _word(part: Any) -> str:
 
 def create_missing_tables(engine: Engine, metadata: MetaData) -> list[str]:
     """``metadata.create_all`` in one transaction; returns the tables it created."""
-    from sqlalchemy import inspect
-
     with engine.begin() as connection:
-        before = set(inspect(connection).get_table_names())
+        before = set(sa.inspect(connection).get_table_names())
         metadata.create_all(connection, checkfirst=True)
         created = [t.name for t in metadata.sorted_tables if t.name not in before]
     report.event(
@@ -160,10 +158,6 @@ def create_missing_tables(engine: Engine, metadata: MetaData) -> list[str]:
 
 def add_missing_columns(engine: Engine, metadata: MetaData) -> list[str]:
     """Add the missing columns; return ``table.column`` for each one added."""
-    import sqlalchemy as sa
-    from alembic.operations import Operations
-    from alembic.runtime.migration import MigrationContext
-
     added: list[str] = []
     with engine.begin() as connection:
         inspector = sa.inspect(connection)
