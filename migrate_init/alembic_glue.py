@@ -572,6 +572,12 @@ def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connecti
                 "fix it and run again.",
                 revision=revision,
             ) from exc
+        if progress.applied:
+            # Say only what happened: the version table, read back by the caller, has the rest.
+            raise ScriptError(
+                f"env.py in {folder} failed after Alembic had applied {', '.join(progress.applied)}: "
+                f"{where(exc, folder)}. Fix the file it names."
+            ) from exc
         raise ScriptError(
             f"env.py or a migration script in {folder} failed before any migration ran: "
             f"{where(exc, folder)}. Nothing was applied; fix the file it names."

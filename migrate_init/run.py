@@ -31,6 +31,7 @@ from .errors import (
     MigrateInitError,
     MigrationFailed,
     MigrationTimeout,
+    ScriptError,
     UnknownRevision,
     VerificationFailed,
     classify,
@@ -440,6 +441,9 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
             _record_where_left(summary, reader, expected, script, state)
             if isinstance(exc, (Interrupted, MigrationTimeout)):
                 raise _stopped(exc, running, summary, total) from None
+            if isinstance(exc, ScriptError) and summary.applied:
+                exc.args = (f"{exc} The database is at {revs(summary.to_revisions)} "
+                            f"({len(summary.applied)} of {total} applied).",)
             raise
         summary.timed("upgrade", started)
         expected.version_table = loaded.version_table  # what env.py asked Alembic for
