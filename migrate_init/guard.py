@@ -19,7 +19,6 @@ _RULES = [
     (re.compile(rf"^\s*ALTER\s+TABLE\s+(?P<table>{_IDENT})\s+ADD\s+(?:COLUMN\s+)?(?P<column>{_IDENT})\s+(?![^;]*\bDEFAULT\b)[^;]*\bNOT\s+NULL\b", re.I), "add a NOT NULL column without a default"),
     (re.compile(rf"^\s*TRUNCATE\s+(?:TABLE\s+)?(?P<table>{_IDENT})", re.I), "truncate"),
 ]
-_BATCH_TMP = "_alembic_tmp_"
 _COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
 
 
