@@ -19,7 +19,7 @@ goal, PASS or MISS.
 | 5 | `docker run` of the image at target, against `docker run` of `true` | <= 1.5x |
 | 6 | 16 runners at once to the head, against 1 runner (wall time)       | <= 2x     |
 
-PostgreSQL rows use a throw-away server (tests/pgserver.py), or
+PostgreSQL rows use a throw-away server (tests/support/pgserver.py), or
 TEST_DATABASE_URL.  Rows 4 and 5 need Docker and the image (IMAGE, default
 migrate-init:latest); without them they print "skipped: no image".  Our
 runs use a copy of migrations/ with its manifest (``migrate.py manifest``),
@@ -50,7 +50,7 @@ FROM_REVISION = "70c7b727736e"
 TARGET = "merge_heads_final"
 NAIVE_IMAGE_BYTES = 65_000_000  # issue 7: a naive copy of a venv with sqlalchemy, alembic, psycopg2-binary
 
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 
 
 @dataclass
@@ -135,11 +135,11 @@ class Bench:
 
     def postgres(self):
         if self.pg is None and self.pg_error is None:
-            from pgserver import PgServer
+            from tests.support.pgserver import PgServer
 
             try:
                 self.pg = PgServer().start()
-            except Exception as exc:  # noqa: BLE001 - reported, then the rows are skipped
+            except Exception as exc:
                 self.pg_error = str(exc).splitlines()[0]
         return self.pg
 
@@ -265,7 +265,7 @@ class Bench:
                      for i in range(rows)))
             connection.close()
         else:
-            from pgserver import execute
+            from tests.support.pgserver import execute
 
             execute(url, 'INSERT INTO "user" (id, name, email, role, created_at, updated_at, last_active_at) '
                          "SELECT 'u' || g, 'User ' || g, 'user' || g || '@example.com', 'user', "

@@ -339,18 +339,10 @@ def describe(script: ScriptDirectory, revision: str) -> str:
 
 
 def resolve_destination(script: ScriptDirectory, revision: str) -> str:
-    """An explicit ``upgrade REV``, resolved honestly or refused (exit 2).
+    """An explicit ``upgrade REV`` against the graph: a revision of these scripts, or exit 2.
 
-    Relative forms (``+2``, ``-1``, ``rev@-1``) and ranges are refused rather
-    than guessed at: an init container should name where it goes.
+    Relative forms and ranges were refused before (:func:`run.refuse_odd_revision`).
     """
-    odd = (":" in revision or revision.startswith(("+", "-")) or "@+" in revision or "@-" in revision
-           or any(c.isspace() for c in revision))
-    if odd:
-        raise ConfigError(
-            f"upgrade {revision}: relative revisions and ranges are not accepted; name a revision "
-            "id, 'heads', or a branch head such as 'mybranch@head'. Run `migrate.py history`."
-        )
     try:
         found = script.revision_map.get_revisions(revision)
     except Exception:
@@ -421,7 +413,14 @@ class Progress:
         if self.in_step is not None:
             self.in_step(False)
         if self.guard is not None and self._guard_begun:
+            before = len(self.guard.findings)
             self.guard.check(ctx.connection, ctx.connection.dialect.name, running.revision, running.path)
+            if self.guard.allow and not self.dry_run:
+                for finding in self.guard.findings[before:]:
+                    for loss in finding.losses:
+                        report.warning("destructive_allowed",
+                                       f"ALLOW_DESTRUCTIVE=true let {running.revision} through: "
+                                       f"{loss.describe(done=True)}.", revision=running.revision)
         elapsed = time.monotonic() - self.started
         self.applied.append(running.revision)
         self.running = None

@@ -98,9 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_honour(watchdog, exc.exit_code))
     report.setup(log_format=cfg.log_format, level=cfg.log_level, secrets=cfg.secrets)
     report.stop_writing = lambda: watchdog.stopped  # a stalled stderr never holds a stop back
-    limits = (cfg.db_wait_timeout, cfg.lock_timeout, cfg.migration_timeout)
-    if command in ("run", "upgrade", "plan", "stamp") and all(limits):
-        watchdog.bound_run(sum(limits) + 30, "DB_WAIT_TIMEOUT + LOCK_TIMEOUT + MIGRATION_TIMEOUT + 30")
+    if command in ("plan", "stamp"):
+        bound_run(cfg, watchdog)
     summary: report.Summary | None = None
     try:
         if command != "current":  # the one verb that needs no scripts
@@ -110,11 +109,17 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(result, report.Summary):
             summary = result
         else:
-            for line in result.lines:
-                print(line)
             code = _LISTING_CODES[result.outcome]
+            try:
+                for line in result.lines:
+                    print(line)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                # `migrate.py history | head`: the reader left; that is not an error of ours.
+                import os
+
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             watchdog.close()
-            sys.stdout.flush()
             sys.exit(_honour(watchdog, code))
     except MigrateInitError as exc:
         summary = _failure(command, cfg, exc)
@@ -135,13 +140,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _dispatch(command: str, args: Any, cfg: Config, watchdog: Watchdog) -> Any:
-    from . import commands
-
     revision = getattr(args, "revision", None)
     if command in ("run", "upgrade"):
+        # The init container's every start: nothing else is imported (issue 14).
         from . import run
 
         return run.run(cfg, watchdog, revision=revision)
+    from . import commands
     table: dict[str, Callable[[], Any]] = {
         "status": lambda: commands.status(cfg, watchdog),
         "current": lambda: commands.current(cfg, watchdog),
@@ -157,6 +162,13 @@ def _dispatch(command: str, args: Any, cfg: Config, watchdog: Watchdog) -> Any:
         "alembic": lambda: commands.alembic(cfg, watchdog, list(getattr(args, "arguments", []) or [])),
     }
     return table[command]()
+
+
+def bound_run(cfg: Config, watchdog: Watchdog) -> None:
+    """The whole run's bound: DB_WAIT_TIMEOUT + LOCK_TIMEOUT + MIGRATION_TIMEOUT + 30 s (none if any is 0)."""
+    limits = (cfg.db_wait_timeout, cfg.lock_timeout, cfg.migration_timeout)
+    if all(limits):
+        watchdog.bound_run(sum(limits) + 30, "DB_WAIT_TIMEOUT + LOCK_TIMEOUT + MIGRATION_TIMEOUT + 30")
 
 
 def _failure(command: str, cfg: Config, exc: MigrateInitError) -> report.Summary:

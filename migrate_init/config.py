@@ -109,7 +109,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
     log_level = (env.get("LOG_LEVEL") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(
-            f"LOG_LEVEL={log_level!r} is not one of DEBUG, INFO, WARNING, ERROR."
+            f"LOG_LEVEL={log_level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL."
         )
 
     target = env.get("MIGRATION_TARGET")
@@ -239,7 +239,6 @@ def _report_file_conflict(report_file: str, sqlite_path: str | None,
         ("-wal", "the SQLite database's write-ahead log"),
         ("-shm", "the SQLite database's shared-memory file"),
         (".migrate.lock", "the migration lock file"),
-        (".migrate.first", "the lock file of the first migrator"),
     )
     what = next((what for suffix, what in files if target == database + suffix), None)
     if what is None:

@@ -231,7 +231,13 @@ def verified(summary: report.Summary, reader: Reader, expected: Expected, standi
 def run(cfg: Config, watchdog: Watchdog, *, revision: str | None = None) -> report.Summary:
     """The init sequence (``revision`` None) or ``upgrade REV``."""
     summary = report.Summary(command="upgrade" if revision else "run", database=cfg.database.safe)
+    if revision is not None:
+        refuse_odd_revision(revision)  # before anything is waited for, locked or read (issue 12)
     _install_dependencies(cfg, summary)
+    # The whole run's bound starts once pip is done: an install is bounded by nothing we set.
+    limits = (cfg.db_wait_timeout, cfg.lock_timeout, cfg.migration_timeout)
+    if all(limits):
+        watchdog.bound_run(sum(limits) + 30, "DB_WAIT_TIMEOUT + LOCK_TIMEOUT + MIGRATION_TIMEOUT + 30")
     path = cfg.database.sqlite_path
     if path is not None:
         # Before the database is first opened: nothing is created on a refused volume.
@@ -501,15 +507,25 @@ def _stopped(exc: Interrupted | MigrationTimeout, running: str | None, summary: 
                             "the migration faster.")
 
 
-def _destinations(glue: Any, script: Any, cfg: Config, state: Any, revision: str | None) -> list[str]:
-    """The layered strategy, resolved against the graph before anything runs.
+def refuse_odd_revision(revision: str) -> None:
+    """``upgrade REV``: relative forms and ranges are refused (exit 2), not guessed at."""
+    if (":" in revision or revision.startswith(("+", "-")) or "@+" in revision or "@-" in revision
+            or any(c.isspace() for c in revision) or not revision):
+        raise ConfigError(
+            f"upgrade {revision}: relative revisions and ranges are not accepted; name a revision id, "
+            "'heads', or a branch head such as 'mybranch@head'. Run `migrate.py history`."
+        )
 
-    Layer 1: MIGRATION_TARGET exists: to it, then on to every head (a merge
-    point is a waypoint, not a ceiling).  Layer 2: every head.  Layer 3, the
-    single head, is reached only if "heads" cannot be resolved, which Alembic
-    never does while the scripts have a head; it stays as the seed's last
-    resort.  A layer hands over only on a destination that does not resolve,
-    never on a failed migration (the next layer would run it again).
+
+def _destinations(glue: Any, script: Any, cfg: Config, state: Any, revision: str | None) -> list[str]:
+    """The layered strategy, chosen against the graph before anything runs.
+
+    Layer 1: MIGRATION_TARGET is a revision of these scripts: to it, then on
+    to every head (a merge point is a waypoint, not a ceiling).  Layer 2:
+    otherwise every head.  The seed's third layer (the single head) is gone:
+    "heads" resolves whenever "head" would, so it could only ever be reached
+    by a failed migration, which the next layer would run again; a failed
+    migration goes to the fallback instead (issue 11).
     """
     if revision is not None:
         return [revision]

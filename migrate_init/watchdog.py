@@ -47,6 +47,9 @@ class Watchdog:
         self._writer.setblocking(False)
         self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
         self._previous = {s: signal.signal(s, self._on_signal) for s in _STOP_SIGNALS}
+        # The deadline's way into a step that runs only Python (see _on_signal).
+        self._previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
+        self._main = threading.main_thread().ident
         self._closed = False
         self._thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
         self._thread.start()
@@ -124,8 +127,14 @@ class Watchdog:
         self.untrack(dbapi_connection)
 
     # -- internals -----------------------------------------------------------
+    def _on_alarm(self, _signum: int, frame: FrameType | None) -> None:
+        self._raise_into_step(frame)
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._record_signal(signum)
+        self._raise_into_step(frame)
+
+    def _raise_into_step(self, frame: FrameType | None) -> None:
         # Record only, as a rule: raising here could land inside logging and be
         # swallowed there (issue 12).  The one exception: while a migration step
         # runs the user's own Python (a time.sleep, a loop that sends nothing
@@ -170,6 +179,8 @@ class Watchdog:
             self._timed_out_in = self.phase
             self._deadline = self._total_deadline = None
             self._cancel_all()
+            if self.interruptible and self._main is not None:
+                signal.pthread_kill(self._main, signal.SIGALRM)
 
     def _cancel_all(self) -> None:
         with self._guard:
