@@ -40,11 +40,13 @@ from sqlalchemy.engine import Engine
 
 from . import report
 from .errors import (
+    AccessDenied,
     ConfigError,
     InconsistentVersionTable,
     MigrateInitError,
     MigrationFailed,
     ScriptError,
+    classify,
     first_line,
 )
 
@@ -565,6 +567,13 @@ def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connecti
         raise
     except Exception as exc:
         revision, path = progress.failed_revision, progress.failed_path
+        if classify(exc) == "access" and revision is None:
+            # Before any migration: the version table itself (a role without CREATE on the schema).
+            raise AccessDenied(
+                f"The database refused what Alembic needs before the first migration: {first_line(exc)}. "
+                "Nothing was applied and it is not retried; grant the user what it needs (CREATE on the "
+                "schema, for the version table) and run again."
+            ) from exc
         if revision is not None:
             raise MigrationFailed(
                 f"Migration {revision} ({path}) failed: {where(exc, folder)}. It was rolled back; "

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         if command != "current":  # the one verb that needs no scripts
             config_module.check_migrations_dir(cfg.migrations_dir)
         result = _dispatch(command, args, cfg, watchdog)
-        watchdog.checkpoint()  # the work is done; a stop recorded meanwhile still wins
+        # A stop recorded meanwhile still wins: honoured below, with what the verb did kept.
         if isinstance(result, report.Summary):
             summary = result
         else:

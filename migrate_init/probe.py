@@ -101,7 +101,7 @@ def open_reader(database: Url, *, read_only: bool, connect_timeout: float = 10.0
         return SqliteReader(database, read_only=read_only, checkpoint=checkpoint, track=track)
     if database.backend == "postgresql":
         return PostgresqlReader(database, connect_timeout=connect_timeout,
-                                statement_timeout=statement_timeout, track=track)
+                                statement_timeout=statement_timeout, track=track, checkpoint=checkpoint)
     from .errors import ConfigError
 
     raise ConfigError(f"DATABASE_URL={database.safe}: migrate-init reads SQLite and PostgreSQL "
@@ -151,11 +151,19 @@ class SqliteReader(Reader):
             self.track(self.connection)
         return True
 
+    #: How long one read waits for another process's write lock before it gives up (seconds).
+    busy_timeout = 30.0
+
     def _retrying(self, work: Callable[[Any], Any]) -> Any:
-        """Run ``work(connection)`` in one read transaction, retrying while the file is busy."""
+        """Run ``work(connection)`` in one read transaction, retrying while the file is busy.
+
+        Until :attr:`busy_timeout` has passed: then the driver's "database is
+        locked" error goes to the caller, which classifies it (``busy``).
+        """
         import sqlite3
 
         assert self.connection is not None
+        give_up = time.monotonic() + self.busy_timeout
         while True:
             try:
                 self.connection.execute("BEGIN")
@@ -165,6 +173,8 @@ class SqliteReader(Reader):
                     self.connection.execute("ROLLBACK")
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= give_up:
                     raise
             if self.checkpoint is not None:
                 self.checkpoint()  # the caller's deadline or signal ends the wait
@@ -232,9 +242,10 @@ class PostgresqlReader(Reader):
     backend = "postgresql"
 
     def __init__(self, database: Url, *, connect_timeout: float, statement_timeout: float,
-                 track: Callable[[Any], None] | None) -> None:
+                 track: Callable[[Any], None] | None, checkpoint: Callable[[], None] | None = None) -> None:
         import psycopg2
 
+        self.checkpoint = checkpoint
         self.safe_url = database.safe
         arguments = database.connect_kwargs_psycopg2()
         # libpq's minimum is 2 s; a server that accepts and never answers ends there.
@@ -301,6 +312,8 @@ class PostgresqlReader(Reader):
                     # Another session holds the table (LOCK TABLE ...): a count is not worth a wait.
                     cursor.execute("ROLLBACK TO SAVEPOINT count_rows")
                     result[table] = None
+                if self.checkpoint is not None:
+                    self.checkpoint()  # a cancelled count may be the stop: honour it here
         finally:
             cursor.execute("ROLLBACK")
         return result

@@ -32,6 +32,7 @@ from .errors import (
     MigrationFailed,
     MigrationTimeout,
     ScriptError,
+    SeedFailed,
     UnknownRevision,
     VerificationFailed,
     classify,
@@ -743,7 +744,11 @@ def _seed(cfg: Config, watchdog: Watchdog, engine: Any, loaded: Loaded, summary:
 
     watchdog.phase = "seeding"
     watchdog.checkpoint()
-    seeded = seed.run(engine, cfg.seed_dir, owed, loaded.metadata)
+    try:
+        seeded = seed.run(engine, cfg.seed_dir, owed, loaded.metadata)
+    except SeedFailed:
+        watchdog.checkpoint()  # a statement cancelled by the stop is the stop, not a seed to fix
+        raise
     watchdog.checkpoint()
     if seeded:
         summary.seeded = seeded

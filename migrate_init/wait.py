@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from . import report, retry
 from .errors import AccessDenied, ConfigError, CorruptDatabase, DatabaseUnreachable, classify, first_line
-from .probe import Reader, open_reader
+from .probe import Reader, SqliteReader, open_reader
 
 if TYPE_CHECKING:
     from .url import Url
@@ -41,9 +41,13 @@ def connect(database: Url, *, timeout: float, read_only: bool, watchdog: Watchdo
             reader = open_reader(database, read_only=read_only, connect_timeout=left,
                                  statement_timeout=min(statement_timeout, max(left, 1.0)),
                                  checkpoint=watchdog.checkpoint, track=watchdog.track)
+            if isinstance(reader, SqliteReader):
+                reader.busy_timeout = left  # a file locked by another process is waited for here, not longer
             # Reading the catalog parses the schema: a damaged SQLite file is
             # found here, before anything is locked or written.
             reader.snapshot("alembic_version")
+            if isinstance(reader, SqliteReader):
+                reader.busy_timeout = timeout  # each later read waits for a writer at most DB_WAIT_TIMEOUT
         except (ConfigError, AccessDenied, DatabaseUnreachable):
             raise
         except Exception as exc:

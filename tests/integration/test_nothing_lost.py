@@ -324,6 +324,7 @@ def test_seed_interrupted_after_the_migrations_completes_on_the_next_run(db_url,
         assert runner.wait(60) == 10, runner.out
     else:
         runner.kill()
+    stopped = summary_line(runner.out) if way != "kill -9" else ""
     assert versions(db_url) == [TARGET], "the migrations committed before the seed started"
     assert count(db_url, "user", "WHERE id = 'admin'") == 0, "the interrupted seed was rolled back"
     report = tmp_path / "report.json"
@@ -334,6 +335,26 @@ def test_seed_interrupted_after_the_migrations_completes_on_the_next_run(db_url,
     again = migrate(db_url, tmp_path, SEED_DIR=seeds)
     assert again.code == 0, again.out
     assert count(db_url, "user", "WHERE id = 'admin'") == 1, "a completed seed ran again"
+    # The stop's message names what happened: a stop, not a seed file to fix.
+    assert "fix the file" not in stopped, stopped
+
+
+def test_a_seed_file_added_later_runs_once_on_a_database_migrate_init_created(db_url, tmp_path):
+    """The condition is "not yet recorded as done", not "the database was empty before this run"."""
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "01-admin.py").write_text(_ADMIN_SEED)
+    first = migrate(db_url, tmp_path, SEED_DIR=seeds)
+    assert first.code == 0, first.out
+    (seeds / "02-config.sql").write_text("INSERT INTO config (data, version) VALUES ('later', 2);\n")
+    report = tmp_path / "report.json"
+    second = migrate(db_url, tmp_path, SEED_DIR=seeds, REPORT_FILE=report)
+    assert second.code == 0, second.out
+    assert report_of(report)["seeded"] == ["02-config.sql"]
+    third = migrate(db_url, tmp_path, SEED_DIR=seeds)
+    assert third.code == 0, third.out
+    assert count(db_url, "user", "WHERE id = 'admin'") == 1
+    assert [(r["data"], r["version"]) for r in all_rows(db_url, "config")] == [("later", 2)]
 
 
 _PERCENT_SEED = """

@@ -199,7 +199,7 @@ def test_sigterm_at_any_moment_of_a_run_gives_0_or_143_with_a_summary_never_a_tr
     _, duration = migrate(db_url, tmp_path, FAST_PATH="false")
     rng = random.Random(12)
     outcomes: list[tuple[float, int]] = []
-    for batch in range(4):
+    for batch in range(3):
         runs = []
         for n in range(4):
             report = tmp_path / f"report-{batch}-{n}.json"
@@ -221,7 +221,7 @@ def test_sigterm_at_any_moment_of_a_run_gives_0_or_143_with_a_summary_never_a_tr
                 f"(exit {code})" in summary_line(out), out
             assert report.exists(), f"exit {code} after SIGTERM at {delay:.2f}s wrote no REPORT_FILE:\n{out}"
             assert report_of(report)["exit_code"] == code
-    assert sum(1 for _, code in outcomes if code == 143) >= 4, f"too few signals landed: {outcomes}"
+    assert sum(1 for _, code in outcomes if code == 143) >= 3, f"too few signals landed: {outcomes}"
     assert versions(db_url) == [TARGET]
 
 
