@@ -298,19 +298,30 @@ class _SqliteLock(MigrationLock):
 
         try:
             # Unbuffered writes: nothing is left to flush (and fail) at close.
-            os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, (json.dumps(_me()) + "\n").encode(), 0)
+            _overwrite(self._fd, (json.dumps(_me()) + "\n").encode())
         except OSError as exc:
             raise _lock_file_error(self.path, exc) from None
 
-    # The holder record stays after release (closing the descriptor releases the flock): it
-    # is read only while the lock is held, and a record truncated to nothing would free the
-    # file's page, which on a full disk the next holder could not get back to say who it is.
+    def _unlock(self) -> None:
+        if self._writable and self._fd is not None:
+            # Still held: no waiter reads a finished holder's name as the next one's (a holder
+            # that cannot write the file records none).
+            _overwrite(self._fd, b"{}\n")
 
     def _close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)  # closing the descriptor releases the flock
+
+
+def _overwrite(fd: int, record: bytes) -> None:
+    """Replace the file's record in place, padded with spaces to its current size.
+
+    Never truncated: freeing the file's page would leave a full disk unable to
+    give it back, and the next holder could not say who it is.
+    """
+    size = os.fstat(fd).st_size
+    os.pwrite(fd, record.ljust(size, b" "), 0)
 
 
 def _open_lock_file(path: str) -> tuple[int, bool]:

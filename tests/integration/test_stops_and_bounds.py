@@ -217,8 +217,7 @@ def test_sigterm_at_any_moment_of_a_run_gives_0_or_143_with_a_summary_never_a_tr
             outcomes.append((delay, code))
             assert code in (0, 143), f"SIGTERM after {delay:.2f}s gave exit {code}:\n{out}"
             assert "Traceback" not in out, out
-            assert summary_line(out).startswith(("OK (exit 0)", "FAILED (exit 143)")) or \
-                f"(exit {code})" in summary_line(out), out
+            assert f"(exit {code})" in summary_line(out), out
             assert report.exists(), f"exit {code} after SIGTERM at {delay:.2f}s wrote no REPORT_FILE:\n{out}"
             assert report_of(report)["exit_code"] == code
     assert sum(1 for _, code in outcomes if code == 143) >= 3, f"too few signals landed: {outcomes}"
@@ -238,8 +237,8 @@ def test_postgresql_table_locked_by_another_session_run_verify_and_wait_end_and_
         ("wait", ("wait",), {"LOCK_TIMEOUT": 5, "MIGRATION_TIMEOUT": 5}),
     ]
     with pg_table_locks(pg_url, "user"):
-        for what, args, extra in cases:
-            report = tmp_path / f"report-{len(args)}-{len(extra)}.json"
+        for n, (what, args, extra) in enumerate(cases):
+            report = tmp_path / f"report-{n}.json"
             result, took = migrate(pg_url, tmp_path, *args, timeout=60, DB_WAIT_TIMEOUT=5, REPORT_FILE=report,
                                    **extra)
             # Bounded by DB_WAIT_TIMEOUT (+ LOCK_TIMEOUT + MIGRATION_TIMEOUT for wait): far below 10 s.
@@ -313,7 +312,6 @@ def test_sqlite_locked_against_readers_db_wait_timeout_exits_3_naming_the_file_n
     assert versions(sqlite_url) == ["70c7b727736e"]
 
 
-@pytest.mark.postgres
 def test_server_that_accepts_and_never_answers_ends_at_db_wait_timeout_not_double(tmp_path):
     wait_timeout = 4
     cases = [("run",), ("run", "FAST_PATH=false"), ("wait",), ("status",)]
@@ -472,7 +470,7 @@ def test_every_log_line_starts_with_an_iso_8601_utc_timestamp_in_text_and_json(d
 def test_termination_message_is_cut_by_bytes_and_stays_valid_json(sqlite_url, tmp_path):
     chain = Chain(tmp_path / "long_error")
     chain.add("stranger_long", 'raise RuntimeError("Fehler: Datenbank überlastet, äöü ß " * 400)')
-    env = stranger_env(sqlite_url, tmp_path, **chain.env(), ENABLE_FALLBACK_CREATE="false", REPORT_FILE="")
+    env = stranger_env(sqlite_url, tmp_path, **chain.env(), ENABLE_FALLBACK_CREATE="false")
     env.pop("REPORT_FILE")  # unset: /dev/termination-log, as in a Kubernetes container
     code, out, message = run_with_termination_log(migrate_argv(), env=env, folder=tmp_path)
     assert code == 1, out
