@@ -336,9 +336,10 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
             # SQLAlchemy would end the password at the first '@' and take the
             # rest of it for the host name: refuse instead of guessing.
             raise ConfigError(
-                f"{variable} ({redact(raw)}) has more than one unencoded '@'. Percent-encode "
-                "special characters in the user name, password and database name: '@' as %40, "
-                "'/' as %2F, '#' as %23, '%' as %25, ':' as %3A."
+                # No at sign after the URL in this sentence: the log mask reads up to the last one.
+                f"{variable} ({redact(raw)}) has more than one unencoded at sign. Percent-encode "
+                "special characters in the user name, password and database name: the at sign as "
+                "%40, '/' as %2F, '#' as %23, '%' as %25, ':' as %3A."
             )
         username = unquote(userinfo["username"])
         password = unquote(userinfo["password"]) if userinfo["password"] is not None else None

@@ -68,7 +68,7 @@ def test_an_empty_database_url_is_refused_instead_of_using_the_default():
     ("sqlite://", "in-memory"),
     ("postgresql://app:hunter2secret@db:port/app", "not a number"),
     ("postgresql://app:hunter2secret@db:70000/app", "out of range"),
-    ("postgresql://app:hunter2@secret@db/app", "more than one unencoded '@'"),
+    ("postgresql://app:hunter2@secret@db/app", "more than one unencoded at sign"),
     ("not a url", "does not start with a scheme"),
 ])
 def test_a_database_url_that_cannot_serve_is_refused_at_load_naming_the_variable(value, words):
