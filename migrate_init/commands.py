@@ -33,9 +33,10 @@ class Listing:
         self.outcome = outcome
 
 
-def _reader(cfg: Config, watchdog: Watchdog) -> Any:
+def _reader(cfg: Config, watchdog: Watchdog, *, missing_is_transient: bool = False) -> Any:
     watchdog.phase = "waiting for the database"
-    return wait.connect(cfg.database, timeout=cfg.db_wait_timeout, read_only=True, watchdog=watchdog)
+    return wait.connect(cfg.database, timeout=cfg.db_wait_timeout, read_only=True, watchdog=watchdog,
+                        missing_is_transient=missing_is_transient)
 
 
 def status(cfg: Config, watchdog: Watchdog) -> Listing:
@@ -99,14 +100,17 @@ def wait_for_target(cfg: Config, watchdog: Watchdog) -> report.Summary:
     summary = report.Summary(command="wait", database=cfg.database.safe)
     expected = expected_for(cfg)
     budget = cfg.lock_timeout + cfg.migration_timeout
-    deadline = time.monotonic() + budget
-    with _reader(cfg, watchdog) as reader:
+    # A SQLite file the migrator has not created yet is waited for (DB_WAIT_TIMEOUT), not refused.
+    with _reader(cfg, watchdog, missing_is_transient=True) as reader:
+        deadline = time.monotonic() + budget
         watchdog.phase = "waiting for another migrator"
         announced: list[bool] = []
 
         def attempt() -> Any:
             standing = standing_of(reader, expected)
-            if standing.unknown or standing.done:
+            # At the heads but short of MODELS: no migrator will add those columns, so waiting on
+            # would only end in a misleading timeout; verification says what is missing (exit 7).
+            if standing.unknown or standing.done or (standing.at_heads and not standing.complete):
                 if standing.done:
                     fast_path_taken(expected, standing)
                 return standing

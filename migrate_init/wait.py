@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import report, retry
-from .errors import AccessDenied, ConfigError, CorruptDatabase, DatabaseUnreachable, classify, first_line
+from .errors import (
+    AccessDenied,
+    ConfigError,
+    CorruptDatabase,
+    DatabaseMissing,
+    DatabaseUnreachable,
+    classify,
+    first_line,
+)
 from .probe import Reader, SqliteReader, open_reader
 
 if TYPE_CHECKING:
@@ -27,8 +35,12 @@ _BACKOFF = retry.Backoff(initial=0.1, maximum=2.0)
 
 
 def connect(database: Url, *, timeout: float, read_only: bool, watchdog: Watchdog,
-            statement_timeout: float = 30.0) -> Reader:
-    """A reader on a database that answered one snapshot; raise DatabaseUnreachable, AccessDenied or CorruptDatabase."""
+            statement_timeout: float = 30.0, missing_is_transient: bool = False) -> Reader:
+    """A reader on a database that answered one snapshot; raise DatabaseUnreachable, AccessDenied or CorruptDatabase.
+
+    ``missing_is_transient`` (``wait``): a SQLite file that does not exist yet
+    is waited for, as another migrator may be about to create it.
+    """
     deadline = time.monotonic() + timeout
     last: dict[str, str] = {}
     attempts = [0]
@@ -48,6 +60,13 @@ def connect(database: Url, *, timeout: float, read_only: bool, watchdog: Watchdo
             reader.snapshot("alembic_version")
             if isinstance(reader, SqliteReader):
                 reader.busy_timeout = timeout  # each later read waits for a writer at most DB_WAIT_TIMEOUT
+        except DatabaseMissing as exc:
+            if not missing_is_transient:
+                raise
+            if last.get("reason") != str(exc):
+                report.event("db_waiting", f"Waiting for the database: {exc}", attempt=attempts[0])
+            last["reason"], last["kind"] = str(exc), "missing_file"
+            return None
         except (ConfigError, AccessDenied, DatabaseUnreachable):
             raise
         except Exception as exc:
@@ -89,6 +108,8 @@ def connect(database: Url, *, timeout: float, read_only: bool, watchdog: Watchdo
 
 
 def _advice(database: Url, kind: str, reason: str) -> str:
+    if kind == "missing_file":
+        return "Is the migration (the Job, or the init container) running, and is the volume the same?"
     if kind == "busy":
         return (f"Another process holds the write lock of {database.sqlite_path} (a long transaction, "
                 "or a stuck writer): find it (fuser, lsof), or raise DB_WAIT_TIMEOUT.")

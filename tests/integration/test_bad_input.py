@@ -400,6 +400,22 @@ def test_read_only_commands_work_on_a_read_only_file_in_a_read_only_folder(share
     assert (file_digest(db), sorted(p.name for p in data.iterdir())) == before
 
 
+def test_read_only_commands_work_on_a_read_only_postgresql_database(pg_url, pg_server, tmp_path):
+    """A database whose every transaction is read-only, as on a hot standby: reading needs no write."""
+    upgrade_to(pg_url, tmp_path, TARGET)
+    from sqlalchemy.engine import make_url
+
+    database = make_url(pg_url).database
+    pg_server.psql(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    before = fingerprint(pg_url)
+    verbs = ("status", "current", "verify", "check", "wait")
+    results = run_many([(verb, [verb], stranger_env(pg_url, tmp_path, LOCK_TIMEOUT=5, MIGRATION_TIMEOUT=5))
+                        for verb in verbs])
+    for verb, (code, out, _took) in results.items():
+        assert code == 0, f"{verb} on a read-only database: exit {code}\n{out}"
+    assert fingerprint(pg_url) == before
+
+
 def test_plan_runs_under_ddl_lock_timeout_and_ends_behind_a_locked_table(pg_url, tmp_path):
     chain = _alter_user_chain(tmp_path)
     upgrade_to(pg_url, tmp_path, TARGET, **chain.env())

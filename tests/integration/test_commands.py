@@ -12,11 +12,12 @@ import re
 import shutil
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 from tests.support.chains import TARGET, Chain, line_of
 from tests.support.dbstate import add_users, columns, count, drop_user_phone, query, snapshot, versions
-from tests.support.process import operator_env, run_migrate
+from tests.support.process import kill_group, operator_env, run_migrate, start_migrate
 
 PENDING_AFTER_70C7 = ("abc123def456", "ef6fab585ac1", "24e8f9a7b1c2", TARGET)
 
@@ -267,3 +268,33 @@ def test_lint_on_postgresql_adds_squawks_advice_to_its_own_findings(pg_url, tmp_
     assert re.search(rf"^{re.escape(str(path))}:\d+: destructive: drop_column", result.out, re.M), result.out
     # The rules the runtime covers (DDL_LOCK_TIMEOUT, MIGRATION_TIMEOUT) are not repeated.
     assert "require-lock-timeout" not in result.out
+
+
+def test_wait_waits_for_a_sqlite_file_the_migrator_has_not_created_yet(sqlite_url, tmp_path):
+    """`wait` beside a Job: the file appears when the migrator starts, and then reaches its target."""
+    env = operator_env(sqlite_url, tmp_path, DB_WAIT_TIMEOUT=30, LOCK_TIMEOUT=30, MIGRATION_TIMEOUT=30)
+    waiter = start_migrate("wait", env=env)
+    try:
+        time.sleep(1.5)  # the waiter has found no file yet
+        assert waiter.poll() is None, waiter.stdout.read() if waiter.stdout else ""
+        migrated = run_migrate(env=env)
+        assert migrated.code == 0, migrated.out
+        out, _ = waiter.communicate(timeout=60)
+    finally:
+        kill_group(waiter)
+
+    assert waiter.returncode == 0, out
+    assert "Database reached its target" in out, out
+
+
+def test_wait_on_a_database_at_the_heads_but_short_of_models_is_exit_7_at_once(sqlite_url, tmp_path):
+    env = operator_env(sqlite_url, tmp_path, LOCK_TIMEOUT=60, MIGRATION_TIMEOUT=60)
+    assert run_migrate(env=env).code == 0
+    drop_user_phone(sqlite_url)
+    started = time.monotonic()
+
+    result = run_migrate("wait", env=env)
+
+    assert result.code == 7, result.out
+    assert "table 'user' lacks columns: phone" in result.out, result.out
+    assert time.monotonic() - started < 30, "it waited for a migrator that will never add the column"

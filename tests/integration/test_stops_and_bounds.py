@@ -332,6 +332,36 @@ def test_server_that_accepts_and_never_answers_ends_at_db_wait_timeout_not_doubl
             assert "secret" not in out
 
 
+@pytest.mark.parametrize("what", ["a server that accepts and never answers", "a SQLite file locked against readers"])
+def test_sigterm_while_waiting_for_the_database_is_honoured_within_2_s(sqlite_url, tmp_path, what):
+    if what.startswith("a server"):
+        server = silent_server()
+        port = server.__enter__()
+        url = f"postgresql://app:secret@127.0.0.1:{port}/app"
+    else:
+        db = _sqlite_at_70c(sqlite_url, tmp_path)
+        server = sqlite_write_lock(db, "EXCLUSIVE")
+        server.__enter__()
+        url = sqlite_url
+    try:
+        runner = Runner(stranger_env(url, tmp_path, DB_WAIT_TIMEOUT=60, MIGRATION_TIMEOUT=60), tmp_path / "run.log")
+        time.sleep(1.5)  # well inside the wait
+        assert runner.alive(), runner.out
+        started = time.monotonic()
+        runner.signal(signal.SIGTERM)
+        try:
+            code = runner.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            runner.kill()
+            pytest.fail(f"SIGTERM while waiting for {what} was not honoured within 15 s:\n{runner.out}")
+        took = time.monotonic() - started
+    finally:
+        server.__exit__(None, None, None)
+    assert code == 143, runner.out
+    assert took < SIGNAL_BOUND, f"SIGTERM while waiting for {what} took {took:.1f}s"
+    assert "waiting for the database" in summary_line(runner.out), summary_line(runner.out)
+
+
 # --- reports that say only what happened -----------------------------------------------------------
 
 def _all_tables_counted(chain: Chain) -> None:
