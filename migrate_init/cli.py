@@ -11,15 +11,16 @@ last, whatever the verb did: a signal is never turned into exit 0.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from . import __version__, report
 from . import config as config_module
 from .errors import ConfigError, MigrateInitError, MigrationFailed
 
+TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
+    from typing import Any
 
     from .config import Config
     from .watchdog import Watchdog

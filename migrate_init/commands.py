@@ -17,7 +17,7 @@ from . import guard, lock, manifest, report, retry, wait
 from . import lint as lint_module
 from .catalog import EffectGuard
 from .errors import ConfigError, LockTimeout, MigrationTimeout, UnknownRevision, VerificationFailed
-from .probe import describe_missing
+from .probe import connect_postgresql, describe_missing
 from .run import Loaded, at_target, expected_for, fast_path_taken, migration_lock, revs, standing_of, verified
 
 if TYPE_CHECKING:
@@ -144,9 +144,7 @@ def _holder(cfg: Config, expected: Any) -> str | None:
     if path is not None:
         return lock.holder_sqlite(path)
     if cfg.database.backend == "postgresql":
-        import psycopg2
-
-        connection = psycopg2.connect(**cfg.database.connect_kwargs_psycopg2(), connect_timeout=5)
+        connection = connect_postgresql(cfg.database, 5, None)
         try:
             connection.autocommit = True
             return lock.holder_postgresql(connection, cfg.database.database or "", expected.version_table)

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
 from .url import Url, first_control, parse
+
+TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 #: The repository (or, in the image, /app): migrations/ and data/ live here.
 HOME = Path(__file__).resolve().parent.parent
@@ -45,44 +47,108 @@ _MIN_DDL_LOCK_TIMEOUT = 0.001
 _REPORT_OFF = ("-", "none", "off")
 
 
-@dataclass(frozen=True)
+#: Config's fields, in the order of its constructor, its repr and its equality.
+_FIELDS = (
+    "database_url", "database", "data_dir", "enable_auto_migration", "migration_timeout",
+    "enable_fallback_create", "migration_target", "migration_target_set", "migrations_dir", "models",
+    "db_wait_timeout", "lock_timeout", "ddl_lock_timeout", "ddl_lock_retries", "sqlite_allow_network_fs",
+    "log_level", "log_format", "report_file", "extra_pip_packages", "pip_requirements", "deps_target",
+    "pip_find_links", "pip_no_index", "allow_destructive", "backup_dir", "backup_keep", "seed_dir",
+    "repair_missing_columns", "fast_path", "secrets",
+)
+
+
 class Config:
+    """The run's configuration, read once by :func:`load`; frozen, as a ``dataclass(frozen=True)`` is.
+
+    A plain class with ``__slots__``, not a dataclass: ``dataclasses`` brings
+    ``inspect``, ``ast`` and ``dis``, about 5 ms of a run with nothing to do
+    (issue 14).  Assigning or deleting a field raises
+    ``dataclasses.FrozenInstanceError``; equality, hash and repr are the
+    dataclass's (``secrets`` is left out of the repr).
+    """
+
+    __slots__ = _FIELDS
+
     #: DATABASE_URL as the drivers get it (with DATABASE_PASSWORD in it, when set).
     database_url: str
     #: The same URL, parsed once; ``database.safe`` is what messages show.
     database: Url
     data_dir: Path
-    enable_auto_migration: bool = True
+    enable_auto_migration: bool
     #: Seconds for the whole upgrade; 0 is no limit.
-    migration_timeout: float = 30.0
-    enable_fallback_create: bool = True
-    migration_target: str = DEFAULT_TARGET
-    migration_target_set: bool = False
-    migrations_dir: Path = SHIPPED_MIGRATIONS
-    models: str | None = SHIPPED_MODELS
-    db_wait_timeout: float = 60.0
-    lock_timeout: float = 120.0
+    migration_timeout: float
+    enable_fallback_create: bool
+    migration_target: str
+    migration_target_set: bool
+    migrations_dir: Path
+    models: str | None
+    db_wait_timeout: float
+    lock_timeout: float
     #: PostgreSQL lock_timeout for DDL, in seconds; 0 is no limit, else at least 0.001.
-    ddl_lock_timeout: float = 5.0
-    ddl_lock_retries: int = 5
-    sqlite_allow_network_fs: bool = False
-    log_level: str = "INFO"
-    log_format: str = "text"
-    report_file: str | None = None
-    extra_pip_packages: tuple[str, ...] = ()
-    pip_requirements: str | None = None
-    deps_target: Path | None = None
-    pip_find_links: str | None = None
-    pip_no_index: bool = False
-    allow_destructive: bool = False
-    backup_dir: Path | None = None
-    backup_keep: int = 3
-    seed_dir: Path = Path("/docker-entrypoint-initdb.d")
-    repair_missing_columns: bool = False
+    ddl_lock_timeout: float
+    ddl_lock_retries: int
+    sqlite_allow_network_fs: bool
+    log_level: str
+    log_format: str
+    report_file: str | None
+    extra_pip_packages: tuple[str, ...]
+    pip_requirements: str | None
+    deps_target: Path | None
+    pip_find_links: str | None
+    pip_no_index: bool
+    allow_destructive: bool
+    backup_dir: Path | None
+    backup_keep: int
+    seed_dir: Path
+    repair_missing_columns: bool
     #: FAST_PATH=false always runs the full sequence (fastpath.py, issue 7).
-    fast_path: bool = True
+    fast_path: bool
     #: Raw secret values, so that the log filter can mask them wherever they appear.
-    secrets: tuple[str, ...] = field(default=(), repr=False)
+    secrets: tuple[str, ...]
+
+    def __init__(
+        self, database_url: str, database: Url, data_dir: Path, enable_auto_migration: bool = True,
+        migration_timeout: float = 30.0, enable_fallback_create: bool = True,
+        migration_target: str = DEFAULT_TARGET, migration_target_set: bool = False,
+        migrations_dir: Path = SHIPPED_MIGRATIONS, models: str | None = SHIPPED_MODELS,
+        db_wait_timeout: float = 60.0, lock_timeout: float = 120.0, ddl_lock_timeout: float = 5.0,
+        ddl_lock_retries: int = 5, sqlite_allow_network_fs: bool = False, log_level: str = "INFO",
+        log_format: str = "text", report_file: str | None = None, extra_pip_packages: tuple[str, ...] = (),
+        pip_requirements: str | None = None, deps_target: Path | None = None,
+        pip_find_links: str | None = None, pip_no_index: bool = False, allow_destructive: bool = False,
+        backup_dir: Path | None = None, backup_keep: int = 3, seed_dir: Path = Path("/docker-entrypoint-initdb.d"),
+        repair_missing_columns: bool = False, fast_path: bool = True, secrets: tuple[str, ...] = (),
+    ) -> None:
+        values = locals()
+        for name in _FIELDS:
+            object.__setattr__(self, name, values[name])
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in _FIELDS)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        from dataclasses import FrozenInstanceError
+
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        from dataclasses import FrozenInstanceError
+
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Config)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS if name != "secrets")
+        return f"{type(self).__qualname__}({shown})"
 
     @property
     def shipped_migrations(self) -> bool:

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from .errors import DatabaseMissing
 
+TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any
+
     from .url import Url
 
 #: SQLite's own busy wait per try; nothing can interrupt it, so it stays short.
@@ -243,15 +245,10 @@ class PostgresqlReader(Reader):
 
     def __init__(self, database: Url, *, connect_timeout: float, statement_timeout: float,
                  track: Callable[[Any], None] | None, checkpoint: Callable[[], None] | None = None) -> None:
-        import psycopg2
 
         self.checkpoint = checkpoint
         self.safe_url = database.safe
-        arguments = database.connect_kwargs_psycopg2()
-        # libpq's minimum is 2 s; a server that accepts and never answers ends there.
-        arguments["connect_timeout"] = max(2, int(connect_timeout + 0.999))
-        arguments.setdefault("application_name", "migrate-init")
-        self.connection = psycopg2.connect(**arguments)
+        self.connection = connect_postgresql(database, connect_timeout, checkpoint)
         if track is not None:
             track(self.connection)
         self.connection.autocommit = True
@@ -321,6 +318,42 @@ class PostgresqlReader(Reader):
     def close(self) -> None:
         if not self.connection.closed:
             self.connection.close()
+
+
+def connect_postgresql(database: Url, connect_timeout: float, checkpoint: Callable[[], None] | None) -> Any:
+    """``psycopg2.connect`` that a stop can interrupt.
+
+    libpq waits in poll() and retries it when a signal arrives, so a server
+    that accepts and never answers would hold SIGTERM until connect_timeout.
+    The connect runs in a helper thread; this thread waits for it in short
+    slices with ``checkpoint`` between them, and a stop leaves the attempt
+    behind (the process is about to exit).  libpq's minimum timeout is 2 s.
+    """
+    import threading
+
+    import psycopg2
+
+    arguments = database.connect_kwargs_psycopg2()
+    arguments["connect_timeout"] = max(2, int(connect_timeout + 0.999))
+    arguments.setdefault("application_name", "migrate-init")
+    outcome: list[Any] = []
+
+    def attempt() -> None:
+        try:
+            outcome.append(psycopg2.connect(**arguments))
+        except BaseException as exc:  # handed to the waiting thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=attempt, name="connect", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)
+        if checkpoint is not None and worker.is_alive():
+            checkpoint()
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def describe_missing(tables: list[str], columns: dict[str, list[str]]) -> str:

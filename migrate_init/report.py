@@ -21,11 +21,13 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from . import url
+
+TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import Any
 
 LOGGER = "migrate_init"
 _log = logging.getLogger(LOGGER)
@@ -340,38 +342,81 @@ def at_target(summary: Summary, revisions: str, *, command: str = "run", after_l
     summary.message = f"Database is at its target {revisions}; nothing to do{who}."
 
 
-@dataclass
-class Summary:
-    """What one run did; logged as the last line and written to REPORT_FILE."""
+#: Summary's fields, in the order of its constructor, its repr and its report.
+_SUMMARY_FIELDS = (
+    "command", "outcome", "exit_code", "message", "database", "from_revisions", "to_revisions", "applied",
+    "layers_tried", "fallback_used", "failed_revision", "backup", "seeded", "branches", "merge_command",
+    "row_counts", "warnings", "durations", "started",
+)
 
-    command: str = "run"
-    outcome: str = "ok"
-    exit_code: int = 0
-    message: str = ""
-    database: str = ""
-    from_revisions: list[str] = field(default_factory=list)
-    to_revisions: list[str] = field(default_factory=list)
-    applied: list[str] = field(default_factory=list)
-    layers_tried: list[str] = field(default_factory=list)
-    fallback_used: bool = False
-    failed_revision: str | None = None
-    backup: str | None = None
-    seeded: list[str] = field(default_factory=list)
-    branches: list[str] = field(default_factory=list)
-    merge_command: str | None = None
-    row_counts: dict[str, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    durations: dict[str, float] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic, repr=False)
+
+class Summary:
+    """What one run did; logged as the last line and written to REPORT_FILE.
+
+    A plain class, not a dataclass: ``dataclasses`` brings ``inspect``, ``ast``
+    and ``dis``, about 5 ms of a run with nothing to do (issue 14).  It builds,
+    compares, prints and turns into a dict as the dataclass did; a list or dict
+    left out starts empty, ``started`` at ``time.monotonic()``.
+    """
+
+    def __init__(
+        self, command: str = "run", outcome: str = "ok", exit_code: int = 0, message: str = "",
+        database: str = "", from_revisions: list[str] | None = None, to_revisions: list[str] | None = None,
+        applied: list[str] | None = None, layers_tried: list[str] | None = None, fallback_used: bool = False,
+        failed_revision: str | None = None, backup: str | None = None, seeded: list[str] | None = None,
+        branches: list[str] | None = None, merge_command: str | None = None,
+        row_counts: dict[str, int] | None = None, warnings: list[str] | None = None,
+        durations: dict[str, float] | None = None, started: float | None = None,
+    ) -> None:
+        self.command = command
+        self.outcome = outcome
+        self.exit_code = exit_code
+        self.message = message
+        self.database = database
+        self.from_revisions: list[str] = [] if from_revisions is None else from_revisions
+        self.to_revisions: list[str] = [] if to_revisions is None else to_revisions
+        self.applied: list[str] = [] if applied is None else applied
+        self.layers_tried: list[str] = [] if layers_tried is None else layers_tried
+        self.fallback_used = fallback_used
+        self.failed_revision = failed_revision
+        self.backup = backup
+        self.seeded: list[str] = [] if seeded is None else seeded
+        self.branches: list[str] = [] if branches is None else branches
+        self.merge_command = merge_command
+        self.row_counts: dict[str, int] = {} if row_counts is None else row_counts
+        self.warnings: list[str] = [] if warnings is None else warnings
+        self.durations: dict[str, float] = {} if durations is None else durations
+        self.started = time.monotonic() if started is None else started
 
     def timed(self, phase: str, since: float) -> None:
         self.durations[phase] = round(time.monotonic() - since, 4)
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("started")
+        # Copies all the way down, as dataclasses.asdict: the report's durations["total"] is not the summary's.
+        data = {name: _copied(getattr(self, name)) for name in _SUMMARY_FIELDS if name != "started"}
         data["durations"]["total"] = round(time.monotonic() - self.started, 4)
         return data
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _SUMMARY_FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value: unhashable, as the dataclass
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _SUMMARY_FIELDS if name != "started")
+        return f"{type(self).__qualname__}({shown})"
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_copied(v) for v in value)
+    if isinstance(value, dict):
+        return {_copied(k): _copied(v) for k, v in value.items()}
+    return value
 
 
 def finish(summary: Summary, report_file: str | None) -> None:

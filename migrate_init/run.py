@@ -18,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from . import lock, manifest, report, wait
 from .errors import (
@@ -40,7 +38,11 @@ from .errors import (
 )
 from .probe import Reader, Snapshot, describe_missing, format_counts
 
+TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
     from .config import Config
     from .watchdog import Watchdog
 
@@ -178,6 +180,8 @@ def _why_loaded(standing: Standing, expected: Expected) -> str:
 
 
 def _seed_names(cfg: Config) -> tuple[str, ...]:
+    if not cfg.seed_dir.is_dir():
+        return ()  # what seed.files() answers, without importing seed (runpy, typing) on every run (issue 14)
     from . import seed
 
     return tuple(p.name for p in seed.files(cfg.seed_dir))
@@ -301,6 +305,7 @@ def _run(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reade
             return summary
         if expected.loaded is None:
             watchdog.phase = "loading the migration scripts and MODELS"
+            watchdog.checkpoint()  # before a second of imports that nothing can interrupt
             expected = load(cfg, _why_loaded(standing, expected))
             standing = standing_of(reader, expected)
             if standing.unknown:
@@ -377,12 +382,9 @@ def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog) -> Itera
                                 allow_network_fs=cfg.sqlite_allow_network_fs,
                                 checkpoint=watchdog.checkpoint, on_wait=waiting)
     elif database.backend == "postgresql":
-        import psycopg2
+        from .probe import connect_postgresql
 
-        arguments = database.connect_kwargs_psycopg2()
-        arguments["connect_timeout"] = max(2, int(min(cfg.db_wait_timeout, 10)))
-        arguments.setdefault("application_name", "migrate-init")
-        connection = psycopg2.connect(**arguments)
+        connection = connect_postgresql(database, min(cfg.db_wait_timeout, 10), watchdog.checkpoint)
         watchdog.track(connection)
         held = lock.postgresql_lock(connection, database.database or "", version_table=expected.version_table,
                                     timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint, on_wait=waiting)
@@ -392,8 +394,10 @@ def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog) -> Itera
         # MIGRATION_TIMEOUT runs from the moment the lock is held, before any line is logged:
         # a stalled log reader cannot hold the run past it.
         watchdog.arm(cfg.migration_timeout)
+        watchdog.phase = "holding the migration lock"
         try:
             report.event("lock_acquired", f"Acquired {held.description}.")
+            watchdog.checkpoint()  # a stop recorded while that line waited for a stalled reader
             yield
         finally:
             watchdog.disarm()

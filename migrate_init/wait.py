@@ -13,7 +13,6 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import report, retry
 from .errors import (
@@ -27,6 +26,7 @@ from .errors import (
 )
 from .probe import Reader, SqliteReader, open_reader
 
+TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
 if TYPE_CHECKING:
     from .url import Url
     from .watchdog import Watchdog

@@ -18,13 +18,15 @@ import contextlib
 import os
 import select
 import signal
-import socket
 import threading
 import time
-from types import FrameType
-from typing import Any
 
 from .errors import Interrupted, MigrateInitError, MigrationTimeout
+
+TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Any
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -42,10 +44,11 @@ class Watchdog:
         self.phase = "starting"
         self._signum: int | None = None
         self._timed_out_in: str | None = None
-        self._reader, self._writer = socket.socketpair()
-        self._reader.setblocking(False)
-        self._writer.setblocking(False)
-        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        # A pipe, not a socketpair: the same wake-up fd without importing socket (issue 14).
+        self._reader, self._writer = os.pipe()
+        os.set_blocking(self._reader, False)
+        os.set_blocking(self._writer, False)
+        self._previous_fd = signal.set_wakeup_fd(self._writer, warn_on_full_buffer=False)
         self._previous = {s: signal.signal(s, self._on_signal) for s in _STOP_SIGNALS}
         # The deadline's way into a step that runs only Python (see _on_signal).
         self._previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
@@ -160,7 +163,7 @@ class Watchdog:
             readable, _, _ = select.select([self._reader], [], [], wait)
             if readable:
                 try:
-                    data = self._reader.recv(64)
+                    data = os.read(self._reader, 64)
                 except (BlockingIOError, OSError):
                     data = b""
                 for signum in data:
@@ -190,7 +193,7 @@ class Watchdog:
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
-            self._writer.send(b"\0")
+            os.write(self._writer, b"\0")  # -1 once closed: OSError, as a closed socket's send
 
     def close(self) -> None:
         """Stop the thread and restore the previous handlers.  Never raises."""
@@ -201,8 +204,12 @@ class Watchdog:
             signal.set_wakeup_fd(self._previous_fd)
         # The handlers stay "record only" until the process exits: a signal in
         # the last lines (summary, REPORT_FILE) is still honoured by the CLI.
-        self._reader.close()
-        self._writer.close()
+        # close() runs more than once (the CLI's finally and _honour): never close a reused fd number.
+        fds, self._reader, self._writer = (self._reader, self._writer), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     _signal_phase = "starting"
     #: True while a migration step runs (alembic_glue.Progress): see _on_signal.

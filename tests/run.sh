@@ -2,7 +2,9 @@
 # usage: bash tests/run.sh [PYTEST_ARGS...]
 # Runs the tests on a fresh Debian machine, installing only what the chosen
 # tests need:
-#   tests/unit only            the .venv (and python3-venv if it is missing);
+#   tests/unit only            the .venv (and python3-venv if it is missing),
+#                              kubectl (Debian's kubernetes-client) and checkov
+#                              (its own venv, build/checkov-venv) for test_kubernetes.py;
 #   tests/integration as well  PostgreSQL and shellcheck from apt;
 #   anything else, or no path  the Docker engine too (tests/image/setup.sh),
 #                              and ruff and mypy --strict first.
@@ -12,6 +14,9 @@ set -Eeuo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
 REQUIREMENTS=("$REPO/requirements.txt" "$REPO/requirements-dev.txt")
+# checkov pins packaging<24, which cannot share .venv with requirements.txt's packaging.
+CHECKOV_VENV="$REPO/build/checkov-venv"
+CHECKOV_REQUIREMENTS="$REPO/tests/requirements-checkov.txt"
 
 # usage: _log MESSAGE...
 _log() {
@@ -56,6 +61,10 @@ _missing_apt_packages() {
 	local scope="$1"
 	if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
 		echo python3-venv
+	fi
+	# tests/unit/test_kubernetes.py renders every kustomization with `kubectl kustomize`
+	if ! command -v kubectl >/dev/null; then
+		echo kubernetes-client
 	fi
 	if [ "$scope" = unit ]; then
 		return 0
@@ -105,6 +114,22 @@ _ensure_venv() {
 	_requirements_stamp >"$stamp"
 }
 
+# usage: _ensure_checkov_venv
+#   build/checkov-venv with the hash-locked checkov of tests/requirements-checkov.txt
+_ensure_checkov_venv() {
+	local stamp="$CHECKOV_VENV/.requirements-stamp" want
+	want="$(python3 --version; sha256sum <"$CHECKOV_REQUIREMENTS")"
+	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$CHECKOV_VENV/bin/checkov" ]; then
+		return 0
+	fi
+	_log "installing checkov (tests/requirements-checkov.txt) into $CHECKOV_VENV"
+	rm -rf "$CHECKOV_VENV"
+	python3 -m venv "$CHECKOV_VENV"
+	"$CHECKOV_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input \
+		--require-hashes -r "$CHECKOV_REQUIREMENTS"
+	printf '%s\n' "$want" >"$stamp"
+}
+
 # usage: _setup_docker
 # tests/image/setup.sh prepares the Docker engine and writes build/docker.env.
 _setup_docker() {
@@ -145,6 +170,7 @@ _main() {
 	_log "running the $scope tests"
 	_install_apt_packages "$scope"
 	_ensure_venv
+	_ensure_checkov_venv
 	export PATH="$VENV/bin:$PATH"
 	if [ "$scope" = all ]; then
 		_setup_docker

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from migrate_init import __version__
 from tests.support import FIXTURES, REPO
 from tests.support.chains import TARGET, Chain
 from tests.support.dbstate import integrity, sqlite_url, tables, versions
@@ -91,6 +92,16 @@ def _image_size(name: str, env) -> int:
     return int(docker("image", "inspect", "--format", "{{.Size}}", name, env=env, check=True).out.strip())
 
 
+def release_build_args() -> list[str]:
+    """The build arguments of a release (docs/image.md): VERSION from the one place the version
+    lives, REVISION from git when the tree is a git checkout."""
+    args = ["--build-arg", f"VERSION={__version__}"]
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        args += ["--build-arg", f"REVISION={head.stdout.strip()}"]
+    return args
+
+
 @pytest.fixture(scope="session")
 def image(engine, docker_env) -> Image:
     base = docker_env.get("BASE_IMAGE") or "python:3.12-slim"
@@ -98,7 +109,7 @@ def image(engine, docker_env) -> Image:
     started = time.monotonic()
     if not tag:
         tag = IMAGE_TAG
-        build = docker("build", "--build-arg", f"BASE_IMAGE={base}", "--tag", tag, str(REPO),
+        build = docker("build", "--build-arg", f"BASE_IMAGE={base}", *release_build_args(), "--tag", tag, str(REPO),
                        env=docker_env, timeout=900)
         assert build.code == 0, f"docker build failed (BASE_IMAGE={base}):\n{build.out}"
     built = Image(tag, base, _image_size(tag, docker_env), _image_size(base, docker_env))
