@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         summary = report.Summary(command=command, database=cfg.database.safe, outcome="interrupted",
                                  exit_code=130, message="Stopped by SIGINT.")
     except Exception as exc:  # an error no verb anticipated: still one summary and exit 1
-        summary = _failure(command, cfg, _unexpected(exc, watchdog))
+        summary = _failure(command, cfg, _unexpected(exc, watchdog, cfg))
     finally:
         watchdog.close()
     stop = watchdog.reason
@@ -147,6 +147,7 @@ def _dispatch(command: str, args: Any, cfg: Config, watchdog: Watchdog) -> Any:
         from . import run
 
         return run.run(cfg, watchdog, revision=revision)
+    report.use_logging()  # the other verbs load Alembic, whose records go through our handler
     from . import commands
     table: dict[str, Callable[[], Any]] = {
         "status": lambda: commands.status(cfg, watchdog),
@@ -186,7 +187,7 @@ def _honour(watchdog: Watchdog, code: int) -> int:
     return stop.exit_code if stop is not None else code
 
 
-def _unexpected(exc: BaseException, watchdog: Watchdog) -> MigrateInitError:
+def _unexpected(exc: BaseException, watchdog: Watchdog, cfg: Config) -> MigrateInitError:
     """Name a database error in words; keep the traceback for LOG_LEVEL=DEBUG."""
     import logging
 
@@ -195,10 +196,12 @@ def _unexpected(exc: BaseException, watchdog: Watchdog) -> MigrateInitError:
     stop = watchdog.reason
     if stop is not None:
         return stop
+    report.use_logging()
     logging.getLogger(report.LOGGER).debug("Traceback of the unexpected error", exc_info=exc)
     if classify(exc) == "corrupt":
-        return CorruptDatabase(f"The database is damaged ({first_line(exc)}); it was left as it is. Restore it "
-                               "from a backup (BACKUP_DIR), or check it with PRAGMA integrity_check.")
+        where = cfg.database.sqlite_path or cfg.database.safe
+        return CorruptDatabase(f"The database {where} is damaged ({first_line(exc)}); it was left as it is. "
+                               "Restore it from a backup (BACKUP_DIR), or check it with PRAGMA integrity_check.")
     return MigrateInitError(f"Unexpected {type(exc).__name__}: {first_line(exc)}. Nothing more was attempted; run "
                             "with LOG_LEVEL=DEBUG for the traceback and report it if it looks like a bug.")
 
