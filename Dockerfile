@@ -1,14 +1,23 @@
 # migrate-init: an init container that gets the database ready before the app starts.
 #
-#   docker build -t migrate-init .
-#   docker build --build-arg BASE_IMAGE=registry.example/python:3.12-slim -t migrate-init .
+#   docker build -t migrate-init:0.2.0 .
+#   docker build --build-arg REVISION="$(git rev-parse HEAD)" -t migrate-init:0.2.0 .   # a release
+#   docker build --build-arg BASE_IMAGE=registry.example/python:3.12-slim -t migrate-init:0.2.0 .
 #
 # When the build context has wheels/*.whl, the build installs from them with no
 # index (air-gapped builds and CI: tests/image/setup.sh fills wheels/).
 #
 # Both stages use BASE_IMAGE, so the venv built in the first one finds the same
 # interpreter, at the same path, in the second.
+# checkov:skip=CKV_DOCKER_7:BASE_IMAGE is a build argument (default python:3.12-slim, a fixed minor version); air-gapped builds pass their own base (docs/air-gapped.md)
 ARG BASE_IMAGE=python:3.12-slim
+# The image's OCI labels (at the end of this file). VERSION must equal __version__ in
+# migrate_init/__init__.py, the one place the version lives: the build fails otherwise, and
+# tests/image/test_labels.py checks this default. REVISION is the git commit and SOURCE the
+# repository's URL; a release passes both.
+ARG VERSION=0.2.0
+ARG REVISION=""
+ARG SOURCE=""
 
 # ---------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS builder
@@ -18,7 +27,10 @@ FROM ${BASE_IMAGE} AS builder
 # image ships pip already. The build (here) and migrate_init/deps.py (at run time)
 # both use the base interpreter's pip: `python3 -m pip --python VENV` here, and
 # `--target DEPS_TARGET` there.
-COPY requirements.txt wheel[s] /build/
+# requirements.lock: requirements.txt with every dependency pinned and hashed (pip-tools'
+# pip-compile --generate-hashes; CONTRIBUTING.md says how to regenerate it). pip refuses any
+# file whose hash is not in it, from the index or from wheels/ alike.
+COPY requirements.lock wheel[s] /build/
 RUN set -eux; \
     python3 -m venv --without-pip /opt/venv; \
     set --; \
@@ -28,7 +40,7 @@ RUN set -eux; \
     done; \
     python3 -m pip --python /opt/venv/bin/python install \
         --no-cache-dir --no-compile --disable-pip-version-check --root-user-action=ignore \
-        "$@" --requirement /build/requirements.txt; \
+        "$@" --require-hashes --requirement /build/requirements.lock; \
     site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"; \
     # not needed to run: type stubs, C and Cython sources, the libraries' own test
     # harnesses (sqlalchemy.testing, alembic.testing and the dialects' provision.py
@@ -47,7 +59,15 @@ RUN set -eux; \
 COPY migrate.py alembic.ini docker-entrypoint.sh /stage/app/
 COPY migrate_init/ /stage/app/migrate_init/
 COPY migrations/ /stage/app/migrations/
+# Apache-2.0 section 4(a): whoever receives the image receives the licence with it.
+COPY LICENSE /stage/usr/share/doc/migrate-init/LICENSE
+ARG VERSION
 RUN set -eux; \
+    code_version="$(/opt/venv/bin/python -B -c 'import sys; sys.path.insert(0, "/stage/app"); import migrate_init; print(migrate_init.__version__)')"; \
+    if [ "$code_version" != "$VERSION" ]; then \
+        echo "error: the build argument VERSION=$VERSION differs from __version__ = $code_version in migrate_init/__init__.py; pass --build-arg VERSION=$code_version, or update ARG VERSION in the Dockerfile." >&2; \
+        exit 1; \
+    fi; \
     find /stage -depth -name __pycache__ -type d -exec rm -rf {} +; \
     mkdir -p /stage/usr/local/bin; \
     mv /stage/app/docker-entrypoint.sh /stage/usr/local/bin/docker-entrypoint.sh; \
@@ -58,9 +78,6 @@ RUN set -eux; \
 
 # ---------------------------------------------------------------------------
 FROM ${BASE_IMAGE}
-
-LABEL org.opencontainers.image.title="migrate-init" \
-      org.opencontainers.image.description="Init container: installs missing Python packages, waits for the database, runs the layered Alembic upgrade, verifies, exits with a meaningful code."
 
 # DATA_DIR (not DATABASE_URL) sets the default database, sqlite:////app/backend/data/webui.db,
 # so that DATABASE_URL_FILE stays usable: setting both is refused, docker-library style.
@@ -88,9 +105,14 @@ COPY --from=builder /stage/ /
 RUN set -eux; \
     python /app/migrate.py manifest
 
-# The stdlib modules a run imports get their pycs here, once, by a real run against a
-# throw-away SQLite file: slim images ship the stdlib without pycs, and the root
-# filesystem is read-only at run time. This also smoke-tests the image.
+# Kept on purpose (issue 16 asked): a real run against a throw-away SQLite file in /tmp,
+# so that the stdlib modules a run imports get their pycs, once. Slim images ship the
+# stdlib without pycs and the root filesystem is read-only at run time, so without this
+# every start would compile them again; only a real run knows which modules those are
+# (compiling the whole stdlib would add tens of MB). It runs as root because those pycs
+# go into the base image's stdlib folders. It touches no database but its own, removed
+# in this same layer, and it fails the build of an image that cannot migrate. The
+# behaviour itself is tested by tests/image, not here.
 RUN set -eux; \
     env -u PYTHONDONTWRITEBYTECODE DATA_DIR=/tmp/warm-up python /app/migrate.py; \
     env -u PYTHONDONTWRITEBYTECODE DATA_DIR=/tmp/warm-up python /app/migrate.py status; \
@@ -98,5 +120,23 @@ RUN set -eux; \
 
 WORKDIR /app
 USER 10001:0
+# The data folder: the default SQLite database, DEPS_TARGET and the fast path's cache.
+# Mount a named volume or a PersistentVolumeClaim here (docs/configuration.md). VOLUME is
+# kept although it has a cost (issue 16): a derived image's RUN steps cannot leave files
+# in /app/backend/data, and a `docker run` without --rm or -v leaves an anonymous volume
+# behind. In exchange a read-only container (`--read-only`) with no mount still has a
+# writable data folder, and tests/image/test_image.py checks that it is declared.
 VOLUME /app/backend/data
 ENTRYPOINT ["docker-entrypoint.sh"]
+# checkov:skip=CKV_DOCKER_2:an init container runs once and exits; its exit code is its health, and a HEALTHCHECK would only run while it migrates
+
+# Last, so that a new REVISION changes only the image's metadata, never a cached layer.
+ARG VERSION
+ARG REVISION
+ARG SOURCE
+LABEL org.opencontainers.image.title="migrate-init" \
+      org.opencontainers.image.description="Init container: installs missing Python packages, waits for the database, runs the layered Alembic upgrade, verifies, exits with a meaningful code." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0"

@@ -7,7 +7,7 @@
 #   - uses python:3.12-slim when it can be pulled, else builds a stand-in base
 #     from Debian packages with debootstrap and `docker import`;
 #   - does the same for the postgres image used by docker-compose.postgres.yaml;
-#   - downloads wheels for requirements.txt on the host into wheels/, for the
+#   - downloads wheels for requirements.lock (hash-checked) on the host into wheels/, for the
 #     base image's Python, so the image builds with no index;
 #   - writes build/docker.env (KEY=VALUE lines) for tests/run.sh to source.
 # Idempotent: a second run finds everything in place and takes a few seconds.
@@ -282,14 +282,15 @@ _host_python() {
 }
 
 # usage: setup_wheels BASE_IMAGE
-#   fills wheels/ with binary wheels of requirements.txt for the base image's Python
+#   fills wheels/ with binary wheels of requirements.lock for the base image's Python; the
+#   lock's hashes are checked here and again by the Dockerfile's pip install --require-hashes
 setup_wheels() {
 	local base="$1" pyver arch stamp_want
 	pyver="$(docker run --rm --network none --entrypoint python3 "$base" \
 		-c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
 		|| setup_die "cannot run python3 in $base"
 	arch="$(uname -m)"
-	stamp_want="$(cat "$ROOT/requirements.txt" - <<<"$pyver $arch" | sha256sum | cut -c1-16)"
+	stamp_want="$(cat "$ROOT/requirements.lock" - <<<"$pyver $arch" | sha256sum | cut -c1-16)"
 	if [ "$(cat "$WHEELS_DIR/.stamp" 2>/dev/null || true)" = "$stamp_want" ]; then
 		return 0
 	fi
@@ -303,7 +304,7 @@ setup_wheels() {
 	done
 	"$(_host_python)" -m pip download --disable-pip-version-check \
 		--only-binary=:all: --implementation cp --python-version "$pyver" "${platforms[@]}" \
-		--dest "$WHEELS_DIR" --requirement "$ROOT/requirements.txt" >"$BUILD_DIR/pip-download.log" 2>&1 \
+		--dest "$WHEELS_DIR" --require-hashes --requirement "$ROOT/requirements.lock" >"$BUILD_DIR/pip-download.log" 2>&1 \
 		|| setup_die "pip download failed for Python $pyver; see $BUILD_DIR/pip-download.log"
 	printf '%s\n' "$stamp_want" >"$WHEELS_DIR/.stamp"
 }

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from migrate_init import __version__
 from tests.support import FIXTURES, REPO
@@ -92,14 +93,18 @@ def _image_size(name: str, env) -> int:
     return int(docker("image", "inspect", "--format", "{{.Size}}", name, env=env, check=True).out.strip())
 
 
-def release_build_args() -> list[str]:
+def release_build_values() -> dict[str, str]:
     """The build arguments of a release (docs/image.md): VERSION from the one place the version
     lives, REVISION from git when the tree is a git checkout."""
-    args = ["--build-arg", f"VERSION={__version__}"]
+    values = {"VERSION": __version__}
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
     if head.returncode == 0:
-        args += ["--build-arg", f"REVISION={head.stdout.strip()}"]
-    return args
+        values["REVISION"] = head.stdout.strip()
+    return values
+
+
+def release_build_args() -> list[str]:
+    return [arg for key, value in release_build_values().items() for arg in ("--build-arg", f"{key}={value}")]
 
 
 @pytest.fixture(scope="session")
@@ -604,3 +609,85 @@ def test_another_uid_of_group_0_can_migrate_a_volume_that_uid_10001_created(imag
         assert revisions(_volume_path(volume) / "webui.db") == ["p1"]
     finally:
         docker("volume", "rm", "-f", volume)
+
+
+# --- the release it is (issue 16) ------------------------------------------------------------
+
+
+def test_the_dockerfile_defaults_to_the_package_version():
+    # `docker build .` with no arguments (Compose, a user) labels the image with this default.
+    match = re.search(r"^ARG VERSION=(\S+)$", (REPO / "Dockerfile").read_text(), flags=re.MULTILINE)
+    assert match, "the Dockerfile must declare ARG VERSION=<version> before its first FROM"
+    assert match.group(1) == __version__, "update ARG VERSION in the Dockerfile to migrate_init.__version__"
+
+
+def test_image_labels_carry_the_release_version_revision_source_and_licence(image):
+    labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", image.tag,
+                               check=True).out)
+
+    assert labels["org.opencontainers.image.version"] == __version__
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert labels["org.opencontainers.image.title"] == "migrate-init"
+    assert labels["org.opencontainers.image.description"]
+    assert "org.opencontainers.image.source" in labels
+    assert "org.opencontainers.image.revision" in labels
+    revision = release_build_values().get("REVISION")
+    if image.tag == IMAGE_TAG and revision:  # built by the fixture, as a release is
+        assert labels["org.opencontainers.image.revision"] == revision
+
+
+def test_version_is_the_package_version(image):
+    result = run_image(image, "--version")
+
+    assert result.code == 0, result.out
+    assert result.out.strip() == f"migrate-init {__version__}"
+
+
+def test_the_licence_ships_in_the_image(image):
+    shipped = docker("run", "--rm", "--entrypoint", "cat", image.tag, "/usr/share/doc/migrate-init/LICENSE",
+                     check=True)
+
+    assert shipped.out == (REPO / "LICENSE").read_text()
+
+
+def test_a_build_whose_version_differs_from_the_package_fails_and_says_what_to_do(image, docker_env):
+    tag = f"migrate-init-test-version-{uuid.uuid4().hex[:8]}"
+    try:
+        build = docker("build", "--build-arg", f"BASE_IMAGE={image.base}", "--build-arg", "VERSION=0.0.0-not-it",
+                       "--tag", tag, str(REPO), env=docker_env, timeout=900)
+
+        assert build.code != 0, build.out
+        assert f"VERSION=0.0.0-not-it differs from __version__ = {__version__}" in build.out, build.out
+    finally:
+        docker("rmi", "-f", tag)
+
+
+def test_a_read_only_container_with_no_mount_still_migrates(image):
+    # What VOLUME /app/backend/data buys (docs/image.md): an anonymous volume, removed by --rm.
+    result = run_image(image, options=("--read-only", "--tmpfs", "/tmp"))
+
+    assert result.code == 0, result.out
+    assert "OK (exit 0)" in result.out
+
+
+def _pins(text: str) -> dict[str, str]:
+    """name -> version of the ``name==version`` lines of a requirements file."""
+    pins = {}
+    for line in text.splitlines():
+        match = re.match(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)", line)
+        if match:
+            pins[canonicalize_name(match.group(1))] = match.group(2)
+    return pins
+
+
+def test_the_image_lock_pins_what_requirements_txt_pins_and_hashes_everything():
+    # The Dockerfile installs requirements.lock with --require-hashes (CONTRIBUTING.md regenerates it).
+    lock = (REPO / "requirements.lock").read_text()
+    wanted, locked = _pins((REPO / "requirements.txt").read_text()), _pins(lock)
+    assert wanted, "requirements.txt pins nothing"
+    for name, version in wanted.items():
+        assert locked.get(name) == version, f"requirements.lock has {name}=={locked.get(name)}, requirements.txt {version}"
+    entries = re.split(r"\n(?=\S)", lock)
+    for entry in entries:
+        if "==" in entry.split("\n", 1)[0] and not entry.startswith("#"):
+            assert "--hash=sha256:" in entry, f"no hash for {entry.splitlines()[0]}"

@@ -1,14 +1,22 @@
 """The Kubernetes manifests in deploy/kubernetes: valid, packaged and hardened.
 
-Every variant folder must work on its own with ``kubectl apply -k``.  The
-manifests are checked against the Kubernetes schemas that ``kubernetes-validate``
-ships (offline, strict: an unknown or misspelt field fails), and against the
-hardening policy, so that a regression fails here rather than in a cluster.
+Every variant folder must work on its own with ``kubectl apply -k``.  Each one is
+rendered by ``kubectl kustomize`` and the result is checked against the Kubernetes
+schemas that ``kubernetes-validate`` ships (offline, strict: an unknown or
+misspelt field fails), against the hardening policy, and by checkov, together with
+the Dockerfile, so that a regression fails here rather than in a cluster.
+
+Never skipped: tests/run.sh installs kubectl (Debian's kubernetes-client) and
+checkov (build/checkov-venv, from tests/requirements-checkov.txt); without them
+these tests fail and say so.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +26,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
+from migrate_init import __version__
 from tests.support import REPO
 
 KUBERNETES_DIR = REPO / "deploy" / "kubernetes"
@@ -29,6 +38,12 @@ POSTGRES_VARIANTS = ("postgres-initcontainer", "postgres-job")
 KUBERNETES_VERSIONS = ("1.31", latest_version())
 
 MIGRATE_IMAGE = "migrate-init"
+#: The tag every manifest gives the image: the release, from the one place the version lives.
+MIGRATE_IMAGE_REF = f"{MIGRATE_IMAGE}:{__version__}"
+#: The Secret the PostgreSQL variants read the URL from; users create it (README.md).
+DATABASE_SECRET = "your-app-database"
+KUBERNETES_README = KUBERNETES_DIR / "README.md"
+CHECKOV = REPO / "build" / "checkov-venv" / "bin" / "checkov"
 # What a Job's deadline must leave on top of its timeouts for scheduling,
 # image pull and interpreter start.
 DEADLINE_MARGIN_SECONDS = 60
@@ -171,24 +186,58 @@ def test_kustomization_lets_users_retag_the_migrate_init_image(variant):
     assert MIGRATE_IMAGE in images
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_kubectl_kustomize_renders_valid_manifests(variant):
-    result = subprocess.run(
-        ["kubectl", "kustomize", str(KUBERNETES_DIR / variant)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    rendered = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-    assert len(rendered) == len(_resources(variant))
-    for doc in rendered:
-        kubernetes_validate.validate(doc, latest_version(), strict=True)
+def _kubectl() -> str:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is required and these tests are never skipped: run 'bash tests/run.sh tests/unit' "
+                    "(it installs Debian's kubernetes-client), or apt-get install kubernetes-client.")
+    return kubectl
+
+
+@functools.cache
+def _rendered(variant: str) -> tuple[dict, ...]:
+    """What ``kubectl kustomize`` makes of a variant: what ``kubectl apply -k`` sends."""
+    result = subprocess.run([_kubectl(), "kustomize", str(KUBERNETES_DIR / variant)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"kubectl kustomize {variant} failed:\n{result.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def _rendered_containers(variant: str):
+    for doc in _rendered(variant):
         if doc["kind"] in ("Deployment", "Job"):
             pod = doc["spec"]["template"]["spec"]
-            images = [c["image"] for c in pod.get("initContainers", []) + pod["containers"]]
-            assert f"{MIGRATE_IMAGE}:latest" in images
+            for container in pod.get("initContainers", []) + pod["containers"]:
+                yield doc, container
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kubectl_kustomize_renders_every_variant_into_strictly_valid_manifests(variant, version):
+    rendered = _rendered(variant)
+    assert len(rendered) == len(_resources(variant))
+    for doc in rendered:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_rendered_images_carry_the_release_tag_and_are_pulled_if_not_present(variant):
+    containers = list(_rendered_containers(variant))
+    assert containers
+    for _, container in containers:
+        image = container["image"]
+        assert not image.endswith(":latest") and ":" in image.rsplit("/", 1)[-1], f"{image}: tag it"
+        if _image_repository(image) == MIGRATE_IMAGE:
+            assert image == MIGRATE_IMAGE_REF, f"{image}: the release is {__version__} (migrate_init/__init__.py)"
+        assert container["imagePullPolicy"] == "IfNotPresent", container["name"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kustomization_tags_migrate_init_with_the_package_version(variant):
+    (entry,) = [image for image in _kustomization(variant)["images"] if image["name"] == MIGRATE_IMAGE]
+    assert entry["newTag"] == __version__
+    for _, _, _, container in _migrate_containers((variant,)):
+        assert container["image"] == MIGRATE_IMAGE_REF
 
 
 # --- hardening ----------------------------------------------------------------
@@ -276,12 +325,26 @@ def test_postgres_containers_never_carry_a_plain_database_url(item):
     assert "value" not in env.get("DATABASE_URL", {}), "take DATABASE_URL from the Secret, not a literal value"
 
 
-@pytest.mark.parametrize("variant", POSTGRES_VARIANTS)
-def test_postgres_secret_example_is_marked_as_a_placeholder(variant):
-    secrets = [doc for doc in _resources(variant) if doc["kind"] == "Secret"]
-    assert secrets
-    for secret in secrets:
-        assert "CHANGE_ME" in secret["stringData"]["database-url"]
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_no_variant_ships_a_secret(variant):
+    # A placeholder Secret would be applied as it is, and a later `apply -k` would
+    # overwrite the real one.
+    kinds = [doc["kind"] for doc in _rendered(variant)]
+    assert "Secret" not in kinds
+    assert not list((KUBERNETES_DIR / variant).glob("secret*.y*ml"))
+
+
+def test_the_database_secret_is_referenced_by_name_and_documented():
+    referenced = set()
+    for variant in POSTGRES_VARIANTS:
+        for doc in _rendered(variant):
+            if doc["kind"] in ("Deployment", "Job"):
+                pod = doc["spec"]["template"]["spec"]
+                referenced |= {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+    assert referenced == {DATABASE_SECRET}
+    readme = KUBERNETES_README.read_text()
+    assert f"kubectl create secret generic {DATABASE_SECRET}" in readme
+    assert "database-url" in readme
 
 
 def test_sqlite_runs_one_pod_on_a_read_write_once_volume():
@@ -348,3 +411,111 @@ def test_job_pattern_app_only_waits_for_the_migration():
         selector = deployment["spec"]["selector"]["matchLabels"]
         job_labels = job["spec"]["template"]["metadata"]["labels"]
         assert not selector.items() <= job_labels.items()
+
+
+# --- release tooling: hooks, probes, disruption budgets ---------------------------
+
+
+def test_job_runs_as_an_argo_cd_pre_sync_and_helm_pre_install_hook():
+    (job,) = [doc for doc in _rendered("postgres-job") if doc["kind"] == "Job"]
+    annotations = job["metadata"]["annotations"]
+    assert annotations["argocd.argoproj.io/hook"] == "PreSync"
+    assert annotations["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation,HookSucceeded"
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+
+
+def _app_containers():
+    """(variant, deployment, container) for each Deployment's main containers (not init)."""
+    for variant in VARIANTS:
+        for doc in _resources(variant):
+            if doc["kind"] == "Deployment":
+                for container in doc["spec"]["template"]["spec"]["containers"]:
+                    yield variant, doc, container
+
+
+@pytest.mark.parametrize("item", list(_app_containers()), ids=lambda item: f"{item[0]}/{item[2]['name']}")
+def test_app_containers_have_startup_readiness_and_liveness_probes_on_a_declared_port(item):
+    _, _, container = item
+    ports = {port.get("name") for port in container.get("ports", [])} | {
+        port["containerPort"] for port in container.get("ports", [])}
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probe = container.get(kind)
+        assert probe, f"{container['name']} has no {kind}"
+        assert probe["httpGet"]["port"] in ports, f"{kind} probes a port the container does not declare"
+    # A database outage must make the pods unready, not restart them all.
+    assert container["livenessProbe"]["httpGet"]["path"] != container["readinessProbe"]["httpGet"]["path"]
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    assert set(selector) == {"matchLabels"}, "these tests read matchLabels only"
+    return selector["matchLabels"].items() <= labels.items()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_replicated_apps_have_a_disruption_budget_that_never_blocks_a_drain(variant):
+    rendered = _rendered(variant)
+    budgets = [doc for doc in rendered if doc["kind"] == "PodDisruptionBudget"]
+    jobs = [doc for doc in rendered if doc["kind"] == "Job"]
+    for deployment in (doc for doc in rendered if doc["kind"] == "Deployment"):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        covering = [pdb for pdb in budgets if _selects(pdb["spec"]["selector"], labels)]
+        if deployment["spec"]["replicas"] == 1:
+            # one that keeps the only pod up blocks every drain; one that lets it go does nothing
+            assert not covering, f"{variant}: a single replica needs no PodDisruptionBudget"
+            continue
+        (pdb,) = covering
+        spec = pdb["spec"]
+        assert spec.get("maxUnavailable", 0) >= 1 or spec["minAvailable"] < deployment["spec"]["replicas"]
+        # A pod held at Init (waiting for the lock or the Job) is not Ready: it must stay evictable.
+        assert spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+        for job in jobs:
+            assert not _selects(spec["selector"], job["spec"]["template"]["metadata"]["labels"])
+
+
+# --- checkov -------------------------------------------------------------------------
+
+
+def _checkov_targets() -> list[Path]:
+    return [REPO / "Dockerfile", *_manifest_files()]
+
+
+@functools.cache
+def _checkov() -> tuple[dict, ...]:
+    if not CHECKOV.is_file():
+        pytest.fail(f"checkov is required and this test is never skipped: {CHECKOV} is missing. Run "
+                    "'bash tests/run.sh tests/unit' (it installs tests/requirements-checkov.txt there).")
+    # Offline: no policy metadata from the vendor's API, no check for a newer checkov.
+    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true"}
+    result = subprocess.run(
+        [str(CHECKOV), "--skip-download", "--output", "json",
+         "--framework", "kubernetes", "dockerfile", "--file", *map(str, _checkov_targets())],
+        capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert result.returncode in (0, 1), f"checkov failed to run ({result.returncode}):\n{result.stderr}"
+    reports = json.loads(result.stdout)
+    return tuple(reports if isinstance(reports, list) else [reports])
+
+
+@pytest.mark.parametrize("check_type", ["kubernetes", "dockerfile"])
+def test_checkov_finds_nothing_that_is_not_fixed_or_suppressed_with_a_reason(check_type):
+    (report,) = [r for r in _checkov() if r["check_type"] == check_type]
+    summary, results = report["summary"], report["results"]
+    assert summary["parsing_errors"] == 0, results.get("parsing_errors")
+    assert summary["passed"] > 0, "checkov checked nothing"
+    failed = [f"{f['check_id']} {f['check_name']} ({f['resource']}, {f['file_path']})"
+              for f in results["failed_checks"]]
+    assert not failed, "fix each finding, or suppress it inline with a reason:\n" + "\n".join(failed)
+    for skipped in results["skipped_checks"]:
+        reason = skipped["check_result"].get("suppress_comment") or ""
+        assert reason and reason != "No comment provided", f"{skipped['check_id']} is suppressed without a reason"
+
+
+def test_checkov_reads_every_kubernetes_resource():
+    # Guards the test above against passing vacuously: each resource was checked.
+    (report,) = [r for r in _checkov() if r["check_type"] == "kubernetes"]
+    checked = {result["resource"] for kind in ("passed_checks", "failed_checks", "skipped_checks")
+               for result in report["results"][kind]}
+    # checkov has checks for workloads; a PersistentVolumeClaim or a PodDisruptionBudget has none
+    resources = {f"{doc['kind']}.default.{doc['metadata']['name']}"
+                 for path in _manifest_files() for doc in _load_all(path) if doc["kind"] in ("Deployment", "Job")}
+    assert resources <= checked, resources - checked
