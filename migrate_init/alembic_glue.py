@@ -509,6 +509,12 @@ def owned_context(connection: Connection, progress: Progress) -> Iterator[dict[s
                 "or its connection from config.attributes['connection']."
             )
         _read_only(conn)
+        if not event.contains(conn.engine, "handle_error", failed_on_foreign):
+            event.listen(conn.engine, "handle_error", failed_on_foreign)
+
+    def failed_on_foreign(context: Any) -> None:
+        # A statement failed on a connection env.py opened itself (made read-only above).
+        asked["foreign_error"] = True
 
     EnvironmentContext.configure = configure  # type: ignore[method-assign,assignment]
     event.listen(Engine, "engine_connect", foreign)
@@ -557,6 +563,7 @@ def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connecti
             yield step
 
     config.attributes["connection"] = connection
+    asked: dict[str, Any] = {}
     try:
         with owned_context(connection, progress) as asked, EnvironmentContext(
             config, script, fn=upgrade, as_sql=False, starting_rev=None,
@@ -567,6 +574,13 @@ def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connecti
         raise
     except Exception as exc:
         revision, path = progress.failed_revision, progress.failed_path
+        if asked.get("foreign_error"):
+            raise ScriptError(
+                f"env.py in {folder} ran a statement on a connection it opened itself, which migrate-init "
+                f"keeps read-only: {where(exc, folder)}. Every change must go through the connection "
+                "env.py passes to context.configure() (migrate-init's own, one transaction per "
+                "migration). Move that statement into a migration, or run it on that connection."
+            ) from exc
         if classify(exc) == "access" and revision is None:
             # Before any migration: the version table itself (a role without CREATE on the schema).
             raise AccessDenied(
