@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import sys
 import time
@@ -26,11 +25,18 @@ from . import url
 
 TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    import logging
+    from collections.abc import Callable, Iterable, Iterator
     from typing import Any
 
 LOGGER = "migrate_init"
-_log = logging.getLogger(LOGGER)
+
+#: logging's level numbers and names, fixed by its API.  logging itself is imported only once
+#: something needs it (:func:`use_logging`): a run with nothing to do writes its few lines without
+#: it, through the same mask, format and writer, about 5 ms sooner (issue 14).
+NOTSET, DEBUG, INFO, WARNING, ERROR, CRITICAL = 0, 10, 20, 30, 40, 50
+_LEVEL_NAMES = {DEBUG: "DEBUG", INFO: "INFO", WARNING: "WARNING", ERROR: "ERROR", CRITICAL: "CRITICAL"}
+_LEVELS = {name: number for number, name in _LEVEL_NAMES.items()}
 
 #: Shorter secret forms are not masked: replacing every "ab" in the log would
 #: make it unreadable.  url.redact still masks such a password inside a URL.
@@ -92,15 +98,14 @@ def _mask_value(value: Any) -> Any:
         return _WITHHELD
 
 
-def _secret_forms(secret: str) -> set[str]:
-    """Kept for callers of the old name; see :func:`migrate_init.url.secret_forms`."""
-    return url.secret_forms(secret)
+class _MaskSecrets:
+    """Masks each record's message and fields before any handler formats it; never drops one.
 
+    A plain class: logging takes any object with a ``filter`` method as a filter, and the lines
+    written without logging (:class:`_Line`) go through it too.
+    """
 
-class _MaskSecrets(logging.Filter):
-    """Masks each record's message and fields before any handler formats it; never drops one."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
+    def filter(self, record: Any) -> bool:
         try:
             try:
                 message = record.getMessage()
@@ -116,12 +121,12 @@ class _MaskSecrets(logging.Filter):
         return True
 
 
-class _QuietAlembic(logging.Filter):
+class _QuietAlembic:
     """Drop Alembic's set-up chatter; keep its "Running upgrade" lines."""
 
     _NOISE = ("Context impl", "Will assume", "setup plugin", "setting up")
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def filter(self, record: Any) -> bool:
         return not (record.name.startswith("alembic") and isinstance(record.msg, str)
                     and record.msg.startswith(self._NOISE))
 
@@ -133,80 +138,125 @@ def timestamp(created: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
-class _TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-5.5s [%(name)s] %(message)s")
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        # logging's own asctime has a comma before the milliseconds and the local zone.
-        return timestamp(record.created)
-
-    def format(self, record: logging.LogRecord) -> str:
-        try:
-            # The whole line again: a traceback (LOG_LEVEL=DEBUG) was not masked by the filter.
-            return mask(super().format(record))
-        except Exception:  # one line, whatever went wrong
-            return f"{timestamp(record.created)} {record.levelname:<5.5} [{record.name}] {_WITHHELD}"
+_TEXT_FORMAT = "%(asctime)s %(levelname)-5.5s [%(name)s] %(message)s"
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        try:
-            payload: dict[str, Any] = {
-                "time": timestamp(record.created),
-                "level": record.levelname,
-                "logger": record.name,
-                "event": getattr(record, "event", "alembic" if record.name.startswith("alembic") else "log"),
-                "message": record.getMessage(),
-            }
-            # A field never replaces the line's own keys: the summary's "message"
-            # would otherwise hide the "FAILED (exit N): ..." that the text line shows.
-            fields = getattr(record, "fields", None) or {}
-            payload.update({k: v for k, v in fields.items() if k not in payload})
-            if record.exc_info:
-                payload["traceback"] = self.formatException(record.exc_info)
-            # Masked as values, never as JSON text: a mask cannot break the line's syntax.
-            return json.dumps(_mask_value(payload), default=str)
-        except Exception:  # one parseable line, whatever went wrong
-            return json.dumps({"time": timestamp(record.created), "level": record.levelname,
-                               "logger": record.name, "event": str(getattr(record, "event", "log")),
-                               "message": _WITHHELD})
+def _text(record: Any, formatted: Callable[[Any], str]) -> str:
+    """The text line: ``formatted(record)``, masked as a whole."""
+    try:
+        # The whole line again: a traceback (LOG_LEVEL=DEBUG) was not masked by the filter.
+        return mask(formatted(record))
+    except Exception:  # one line, whatever went wrong
+        return f"{timestamp(record.created)} {record.levelname:<5.5} [{record.name}] {_WITHHELD}"
 
 
-class _Stderr(logging.Handler):
-    """Write each line to fd 2, and give up on it once the run must stop.
+def _plain_text(record: Any) -> str:
+    """``_TEXT_FORMAT`` as logging's Formatter fills it in for a record without a traceback (a :class:`_Line`)."""
+    return f"{timestamp(record.created)} {record.levelname:<5.5} [{record.name}] {record.getMessage()}"
+
+
+def _json(record: Any, exception: Callable[[Any], str]) -> str:
+    """The JSON line; ``exception`` formats the record's ``exc_info``, when it has one."""
+    try:
+        payload: dict[str, Any] = {
+            "time": timestamp(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "event": getattr(record, "event", "alembic" if record.name.startswith("alembic") else "log"),
+            "message": record.getMessage(),
+        }
+        # A field never replaces the line's own keys: the summary's "message"
+        # would otherwise hide the "FAILED (exit N): ..." that the text line shows.
+        fields = getattr(record, "fields", None) or {}
+        payload.update({k: v for k, v in fields.items() if k not in payload})
+        if record.exc_info:
+            payload["traceback"] = exception(record.exc_info)
+        # Masked as values, never as JSON text: a mask cannot break the line's syntax.
+        return json.dumps(_mask_value(payload), default=str)
+    except Exception:  # one parseable line, whatever went wrong
+        return json.dumps({"time": timestamp(record.created), "level": record.levelname,
+                           "logger": record.name, "event": str(getattr(record, "event", "log")),
+                           "message": _WITHHELD})
+
+
+def _put(text: str) -> None:
+    """Write one line to fd 2, and give up on it once the run must stop.
 
     A stalled log reader (a full pipe) blocks ``write()``; a signal then only
     interrupts it for Python to retry it.  So the line is written with
     ``select()`` in short waits, and once :func:`stop_writing` says so (a
     SIGTERM or MIGRATION_TIMEOUT was recorded), the rest of the line is
     dropped after a short grace: the stop is honoured, never stuck behind a
-    log line (issue 12).  No exception ever leaves ``emit()``.
+    log line (issue 12).  Never raises.
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    def emit(self, record: logging.LogRecord) -> None:
+    stream = sys.stderr
+    try:
+        fd = stream.fileno()
+        stream.flush()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's capture): write to it
         try:
-            text = self.format(record) + "\n"
-        except Exception:  # a line that cannot be formatted is dropped, never raised
-            return
-        stream = sys.stderr
-        try:
-            fd = stream.fileno()
+            stream.write(text)
             stream.flush()
-        except (AttributeError, OSError, ValueError):  # not a file (a test's capture): write to it
-            try:
-                stream.write(text)
-                stream.flush()
-            except Exception:
-                pass
-            return
-        _write(fd, text.encode("utf-8", "replace"))
+        except Exception:
+            pass
+        return
+    _write(fd, text.encode("utf-8", "replace"))
 
-    def handleError(self, record: logging.LogRecord) -> None:
-        return None
+
+class _Line:
+    """One of our events as logging would record it, for a line written without logging."""
+
+    __slots__ = ("args", "created", "event", "exc_info", "fields", "levelname", "levelno", "msg", "name")
+
+    def __init__(self, level: int, message: str, event: str, fields: dict[str, Any]) -> None:
+        self.created = time.time()
+        self.levelno, self.levelname = level, _LEVEL_NAMES.get(level, f"Level {level}")
+        self.name, self.msg, self.args = LOGGER, message, None
+        self.event, self.fields, self.exc_info = event, fields, None
+
+    def getMessage(self) -> str:  # LogRecord's name: _MaskSecrets and the formats call it
+        return str(self.msg)
+
+
+def _logging_handler() -> logging.Handler:
+    """Our handler, for logging: the same mask, formats and writer as the lines written without it."""
+    import logging
+
+    class _TextFormatter(logging.Formatter):
+        def __init__(self) -> None:
+            super().__init__(_TEXT_FORMAT)
+
+        def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+            # logging's own asctime has a comma before the milliseconds and the local zone.
+            return timestamp(record.created)
+
+        def format(self, record: logging.LogRecord) -> str:
+            return _text(record, super().format)
+
+    class _JsonFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return _json(record, self.formatException)
+
+    class _Stderr(logging.Handler):
+        """Each line to fd 2 (:func:`_put`).  No exception ever leaves ``emit()``."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                text = self.format(record) + "\n"
+            except Exception:  # a line that cannot be formatted is dropped, never raised
+                return
+            _put(text)
+
+        def handleError(self, record: logging.LogRecord) -> None:
+            return None
+
+    handler = _Stderr()
+    handler.setFormatter(_JsonFormatter() if _format == "json" else _TextFormatter())
+    handler.addFilter(_MaskSecrets())
+    if _level != "DEBUG":
+        handler.addFilter(_QuietAlembic())
+    handler.setLevel(_level)
+    return handler
 
 
 #: Set by the CLI: whether the run has been told to stop (then a stalled stderr is not waited for).
@@ -248,19 +298,41 @@ def _write(fd: int, data: bytes) -> None:
 _dry_run = False
 _handler: logging.Handler | None = None
 _level = "INFO"
+_format = "text"
+#: Set up, and nothing has needed logging yet: our lines are written without it (issue 14).
+_light = False
 
 
 def setup(*, log_format: str = "text", level: str = "INFO", secrets: Iterable[str] = ()) -> None:
-    """Send our records and Alembic's to stderr in the chosen format, with ``secrets`` masked."""
-    global _masker, _handler, _level
+    """Send our records and Alembic's to stderr in the chosen format, with ``secrets`` masked.
+
+    When nothing has imported logging yet, our own lines are written without it, through the
+    same mask, format and writer, until :func:`use_logging` hands them to logging.
+    """
+    global _masker, _handler, _level, _format, _light
     _masker = _Masker(secrets)
-    _level = level
-    handler = _handler = _Stderr()
-    handler.setFormatter(_JsonFormatter() if log_format == "json" else _TextFormatter())
-    handler.addFilter(_MaskSecrets())
-    if level != "DEBUG":
-        handler.addFilter(_QuietAlembic())
-    handler.setLevel(level)
+    _level, _format = level, log_format
+    _handler = None
+    _light = "logging" not in sys.modules
+    if not _light:
+        _install()
+
+
+def use_logging() -> None:
+    """From now on, every line goes through logging, our handler on our loggers and Alembic's.
+
+    Called before anything that may log through logging itself: the scripts, MODELS and
+    Alembic, pip, any verb but ``run``.
+    """
+    global _light
+    if _light:
+        _light = False
+        _install()
+
+
+def _install() -> None:
+    global _handler
+    _handler = _logging_handler()
     reclaim()
 
 
@@ -271,8 +343,13 @@ def reclaim() -> None:
     loggers it does not name and may give Alembic's its own handlers; the
     next line must still go through the mask, once.
     """
+    if _light:
+        use_logging()  # which reclaims
+        return
     if _handler is None:
         return
+    import logging
+
     for name in (LOGGER, "alembic"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [_handler]
@@ -292,10 +369,11 @@ def reclaim() -> None:
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
     """Show only warnings and errors for the body of the ``with`` block."""
+    use_logging()
     handler = _handler
-    previous = handler.level if handler is not None else logging.NOTSET
+    previous = handler.level if handler is not None else NOTSET
     if handler is not None:
-        handler.setLevel(max(previous, logging.WARNING))
+        handler.setLevel(max(previous, WARNING))
     try:
         yield
     finally:
@@ -309,27 +387,40 @@ def set_dry_run(on: bool) -> None:
     _dry_run = on
 
 
-def event(name: str, message: str, /, *, level: int = logging.INFO, **fields: Any) -> None:
+def event(name: str, message: str, /, *, level: int = INFO, **fields: Any) -> None:
     """Log one event: ``message`` for people, ``fields`` for machines."""
     if _dry_run:
         message, fields = f"[dry run, rolled back] {message}", {**fields, "dry_run": True}
-    _log.log(level, message, extra={"event": name, "fields": fields})
+    _emit(level, message, name, fields)
 
 
 def warning(name: str, message: str, /, **fields: Any) -> None:
-    event(name, message, level=logging.WARNING, **fields)
+    event(name, message, level=WARNING, **fields)
 
 
 def error(name: str, message: str, /, **fields: Any) -> None:
-    event(name, message, level=logging.ERROR, **fields)
+    event(name, message, level=ERROR, **fields)
 
 
-def verified(tables: int, row_counts: dict[str, int]) -> None:
-    """The integrity check's lines, the same from the full path and the fast path."""
-    event("verified", f"Verified {tables} tables and their columns against MODELS.", tables=tables)
-    if row_counts:
-        event("row_counts", "Existing rows: " + ", ".join(f"{t}={n}" for t, n in row_counts.items()),
-              rows=row_counts)
+def _emit(level: int, message: str, name: str, fields: dict[str, Any]) -> None:
+    """One line of ours: through logging, or, while nothing needs logging, as its handler would write it."""
+    if _light and "logging" in sys.modules:
+        use_logging()  # imported meanwhile: its records and ours go through one handler
+    if not _light:
+        import logging
+
+        logging.getLogger(LOGGER).log(level, message, extra={"event": name, "fields": fields})
+        return
+    # The handler's level decides (reclaim): our logger lets everything from INFO, or DEBUG, through.
+    if level < _LEVELS.get(_level, INFO):
+        return
+    record = _Line(level, message, name, fields)
+    _MaskSecrets().filter(record)
+    try:
+        text = (_json(record, str) if _format == "json" else _text(record, _plain_text)) + "\n"
+    except Exception:  # a line that cannot be formatted is dropped, never raised
+        return
+    _put(text)
 
 
 def at_target(summary: Summary, revisions: str, *, command: str = "run", after_lock: bool = False) -> None:
@@ -422,12 +513,12 @@ def _copied(value: Any) -> Any:
 def finish(summary: Summary, report_file: str | None) -> None:
     """Log the one-line summary and write the JSON report where asked."""
     data = summary.as_dict()
-    level = logging.INFO if summary.exit_code == 0 else logging.ERROR
+    level = INFO if summary.exit_code == 0 else ERROR
     word = "OK" if summary.exit_code == 0 else "FAILED"
     text = f"{word} (exit {summary.exit_code}): {summary.message}"
     if summary.backup:  # issue 5: the summary names the backup, which a failed run may need to restore
         text += f" Backup: {summary.backup}."
-    _log.log(level, text, extra={"event": "summary", "fields": data})
+    _emit(level, text, "summary", data)
     path = _report_path(report_file)
     if path is None:
         return

@@ -76,7 +76,9 @@ class Loaded:
     """The heavy half: Alembic's config and graph, and the models' MetaData."""
 
     def __init__(self, cfg: Config) -> None:
-        # The heavy-import boundary: SQLAlchemy and Alembic load here, and only here.
+        # The heavy-import boundary: SQLAlchemy and Alembic load here, and only here.  They,
+        # env.py and the models may log through logging: from here on, so do our lines.
+        report.use_logging()
         from . import alembic_glue as glue
         from . import schema
 
@@ -776,6 +778,7 @@ def _explain_branches(cfg: Config, state: Any, summary: report.Summary) -> None:
 def _install_dependencies(cfg: Config, summary: report.Summary) -> None:
     if not cfg.extra_pip_packages and not cfg.pip_requirements:
         return
+    report.use_logging()  # deps logs through logging
     from . import deps
 
     started = time.monotonic()
