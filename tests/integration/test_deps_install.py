@@ -18,7 +18,7 @@ from migrate_init import deps
 from migrate_init.errors import DependencyInstallFailed
 from tests.support import REPO
 from tests.support.process import child_env
-from tests.support.wheelhouse import build_wheel, sha256, snapshot, tiny_wheelhouse
+from tests.support.wheelhouse import build_wheel, ensure, sha256, snapshot, tiny_wheelhouse
 
 
 @pytest.fixture
@@ -29,11 +29,6 @@ def wheelhouse(tmp_path: Path) -> Path:
 @pytest.fixture
 def target(tmp_path: Path) -> Path:
     return tmp_path / "data" / "python-deps"
-
-
-def ensure(requirements, target: Path, wheelhouse: Path, requirements_file=None):
-    return deps.ensure(requirements, requirements_file, str(target),
-                       find_links=str(wheelhouse), no_index=True)
 
 
 def imported_version(target: Path, module: str) -> str:

@@ -62,3 +62,12 @@ def tiny_wheelhouse(folder: Path) -> Path:
     build_wheel(folder, "tinydep", "2.0")
     build_wheel(folder, "tinyapp", "1.0", requires=("tinydep>=2",))
     return folder
+
+
+# -- shared by the unit and integration tests of migrate_init.deps -------------------------
+
+def ensure(requirements: list[str], target: Path, wheelhouse: Path, requirements_file: str | None = None) -> list[str]:
+    """migrate_init.deps.ensure from ``wheelhouse`` only, with no index."""
+    from migrate_init import deps
+
+    return deps.ensure(requirements, requirements_file, str(target), find_links=str(wheelhouse), no_index=True)

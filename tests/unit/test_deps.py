@@ -11,9 +11,8 @@ from pathlib import Path
 import packaging
 import pytest
 
-from migrate_init import deps
 from migrate_init.errors import ConfigError, DependencyInstallFailed
-from tests.support.wheelhouse import tiny_wheelhouse
+from tests.support.wheelhouse import ensure, tiny_wheelhouse
 
 
 @pytest.fixture
@@ -24,11 +23,6 @@ def wheelhouse(tmp_path: Path) -> Path:
 @pytest.fixture
 def target(tmp_path: Path) -> Path:
     return tmp_path / "data" / "python-deps"
-
-
-def ensure(requirements, target: Path, wheelhouse: Path, requirements_file=None):
-    return deps.ensure(requirements, requirements_file, str(target),
-                       find_links=str(wheelhouse), no_index=True)
 
 
 def test_packages_of_the_running_interpreter_count_as_installed(wheelhouse, target):
