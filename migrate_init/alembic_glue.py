@@ -38,6 +38,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from . import progress as progress_record
 from . import report
 from .errors import (
     AccessDenied,
@@ -48,6 +49,8 @@ from .errors import (
     ScriptError,
     classify,
     first_line,
+    missing_driver_error,
+    undone,
 )
 
 if TYPE_CHECKING:
@@ -74,6 +77,9 @@ def sqlalchemy_url(database: Url) -> sqlalchemy.engine.URL:
             # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; the image ships psycopg2.
             driver = "psycopg2"
         drivername = "postgresql" + (f"+{driver}" if driver else "")
+    elif database.backend == "mysql" and not database.driver and importlib.util.find_spec("MySQLdb") is None:
+        # SQLAlchemy maps plain mysql:// and mariadb:// to mysqlclient; the image ships PyMySQL.
+        drivername = database.drivername.partition("+")[0].lower() + "+pymysql"
     query: dict[str, Any] = {}
     for key, value in database.query:
         query.setdefault(key, []).append(value)
@@ -115,6 +121,9 @@ def create_engine(database: Url, *, busy_timeout: float, connect_timeout: float 
     elif database.backend == "postgresql":
         kwargs["connect_args"] = {"connect_timeout": max(int(connect_timeout), 2),
                                   "application_name": "migrate-init"}
+    elif database.backend == "mysql":
+        kwargs["connect_args"] = {"connect_timeout": max(int(connect_timeout), 1),
+                                  "program_name": "migrate-init"}
     try:
         engine = sqlalchemy.create_engine(sqlalchemy_url(database), **kwargs)
     except ModuleNotFoundError as exc:
@@ -133,6 +142,8 @@ def create_engine(database: Url, *, busy_timeout: float, connect_timeout: float 
         _sqlite_events(engine, "BEGIN" if read_only else "BEGIN IMMEDIATE", busy_timeout, checkpoint)
     elif database.backend == "postgresql":
         event.listen(engine, "connect", _postgresql_read_only if read_only else _postgresql_connect)
+    elif database.backend == "mysql" and read_only:
+        event.listen(engine, "connect", _mysql_read_only)
     return engine
 
 
@@ -174,31 +185,17 @@ def _postgresql_connect(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.commit()
 
 
+def _mysql_read_only(dbapi_connection: Any, _record: Any) -> None:
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET SESSION TRANSACTION READ ONLY")
+
+
 def _postgresql_read_only(dbapi_connection: Any, record: Any) -> None:
     _postgresql_connect(dbapi_connection, record)
     with dbapi_connection.cursor() as cursor:
         cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
     if not getattr(dbapi_connection, "autocommit", True):
         dbapi_connection.commit()
-
-
-# Python module of a DBAPI -> the pip requirement that provides it.
-_DRIVER_PACKAGES = {
-    "pymysql": "pymysql", "MySQLdb": "mysqlclient", "mysql": "mysql-connector-python",
-    "mariadb": "mariadb", "psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary",
-    "pg8000": "pg8000", "asyncpg": "asyncpg", "pyodbc": "pyodbc", "pymssql": "pymssql",
-    "oracledb": "oracledb", "cx_Oracle": "cx_Oracle",
-}
-
-
-def missing_driver_error(database: Url, exc: BaseException) -> ConfigError:
-    """Explain which package to add when the URL's DBAPI is not installed."""
-    module = getattr(exc, "name", None) or str(exc)
-    package = _DRIVER_PACKAGES.get(module.split(".")[0], module)
-    return ConfigError(
-        f"DATABASE_URL uses the driver '{database.drivername}', whose Python module "
-        f"'{module}' is not installed. Add '{package}' to EXTRA_PIP_PACKAGES."
-    )
 
 
 # -- the folder ----------------------------------------------------------------
@@ -394,7 +391,13 @@ class Progress:
             # connection env.py was made to use, after configure().
             self.guard.begin(connection, connection.dialect.name)
             self._guard_begun = True
+            if progress_record.needed(connection):
+                # DDL commits at once here: each statement is judged before it runs.
+                event.listen(connection, "before_cursor_execute", self.before_statement)
         script = step.revision
+        if connection is not None and not self.dry_run and progress_record.needed(connection):
+            # DDL commits statement by statement here: say, committed, which revision is under way.
+            progress_record.begin(connection, script.revision)
         self.count += 1
         self.running = script
         self.started = time.monotonic()
@@ -423,6 +426,8 @@ class Progress:
                         report.warning("destructive_allowed",
                                        f"ALLOW_DESTRUCTIVE=true let {running.revision} through: "
                                        f"{loss.describe(done=True)}.", revision=running.revision)
+        if not self.dry_run and progress_record.needed(ctx.connection):
+            progress_record.finish(ctx.connection, running.revision)  # commits with the version row
         elapsed = time.monotonic() - self.started
         self.applied.append(running.revision)
         self.running = None
@@ -437,6 +442,14 @@ class Progress:
     @property
     def failed_path(self) -> str | None:
         return self.running.path if self.running is not None else None
+
+    def before_statement(self, conn: Any, _cursor: Any, statement: str, _parameters: Any, _context: Any,
+                         _executemany: bool) -> None:
+        """``before_cursor_execute`` on MySQL/MariaDB: the destructive guard, before the statement runs."""
+        if self.running is None or self.guard is None:
+            return
+        self.guard.before_statement(conn.connection.driver_connection, conn.dialect.name, statement,
+                                    self.running.revision, self.running.path)
 
     def capture(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
                 executemany: bool) -> None:
@@ -544,6 +557,8 @@ def _read_only(conn: Connection) -> None:
             cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         if not getattr(dbapi, "autocommit", True):
             dbapi.commit()
+    elif conn.dialect.name in ("mysql", "mariadb"):
+        _mysql_read_only(dbapi, None)
 
 
 def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connection, destination: str,
@@ -590,8 +605,8 @@ def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connecti
             ) from exc
         if revision is not None:
             raise MigrationFailed(
-                f"Migration {revision} ({path}) failed: {where(exc, folder)}. It was rolled back; "
-                "fix it and run again.",
+                f"Migration {revision} ({path}) failed: {where(exc, folder)}. "
+                f"{undone(connection.dialect.name)}; fix it and run again.",
                 revision=revision,
             ) from exc
         if progress.applied:

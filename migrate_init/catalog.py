@@ -670,5 +670,49 @@ class EffectGuard:
             self.findings.append(Finding(revision, path, tuple(found)))
         self._before = after
 
+    def before_statement(self, connection: Any, dialect: str, statement: str, revision: str,
+                         path: str) -> None:
+        """MySQL/MariaDB: refuse a statement that would lose data, before it runs.
+
+        Those engines commit DDL at once, so :meth:`check` comes too late to
+        roll anything back.  ``connection`` is the DBAPI connection (the
+        catalog is read on a cursor of its own, outside SQLAlchemy's
+        statement in progress).  See :mod:`migrate_init.statements`.
+        """
+        from . import statements
+
+        if self._off or self._before is None or engine_family(dialect) != "mysql":
+            return
+        if not statements.worth_judging(statement):
+            return
+        shown = " ".join(statement.split())
+        shown = shown if len(shown) <= 160 else shown[:157] + "..."
+        live = self._snapshot(connection, dialect)
+        try:
+            predicted, extra = statements.predict(live, statement)
+        except statements.Unjudged as exc:
+            if self.allow or self.record:
+                return
+            raise DestructiveOperation(
+                f"Migration {revision} ({path}) runs a statement the destructive guard cannot judge: "
+                f"{exc}. MySQL/MariaDB commit DDL at once, so the guard decides before a statement "
+                f"runs, and it does not guess. The statement: {shown}. It was not run; statements "
+                "before it in this migration are applied. Rewrite it in a form the guard reads "
+                "(one ALTER TABLE per change), or set ALLOW_DESTRUCTIVE=true once you have checked it."
+            ) from None
+        found = extra + losses(self._before, predicted)
+        if not found:
+            return
+        if self.allow or self.record:
+            self.findings.append(Finding(revision, path, tuple(found)))
+            return
+        what = "; ".join(loss.describe() for loss in found)
+        raise DestructiveOperation(
+            f"Migration {revision} ({path}) would lose data: {what}. The statement was refused "
+            f"before it ran ({shown}); MySQL/MariaDB commit DDL at once, so statements before it "
+            "in this migration are applied. Make the change additive (add a new column or table "
+            "and copy the data over), or set ALLOW_DESTRUCTIVE=true if you mean it (back up first)."
+        )
+
     def _snapshot(self, connection: Any, dialect: str) -> Snapshot:
         return snapshot(connection, dialect, self.schema, version_table=self.version_table)

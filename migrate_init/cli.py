@@ -44,6 +44,7 @@ VERBS: dict[str, tuple[str, bool, bool]] = {
     "plan": ("pending migrations and the SQL they run, rolled back; changes nothing", False, False),
     "lint": ("find destructive or non-idempotent migrations; exit 1 on findings", False, False),
     "stamp": ("adopt an existing database: verify it against MODELS, then record REV", True, True),
+    "resolve": ("MySQL/MariaDB: forget that REV was interrupted, once its partial changes are undone", True, True),
     "manifest": ("write MIGRATIONS_DIR/.manifest.json for the fast path (image builds)", False, True),
     "alembic": ("run the plain alembic CLI on MIGRATIONS_DIR and DATABASE_URL: migrate.py alembic ARGS...",
                 False, False),
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_honour(watchdog, exc.exit_code))
     report.setup(log_format=cfg.log_format, level=cfg.log_level, secrets=cfg.secrets)
     report.stop_writing = lambda: watchdog.stopped  # a stalled stderr never holds a stop back
-    if command in ("plan", "stamp"):
+    if command in ("plan", "stamp", "resolve"):
         bound_run(cfg, watchdog)
     summary: report.Summary | None = None
     try:
@@ -160,6 +161,7 @@ def _dispatch(command: str, args: Any, cfg: Config, watchdog: Watchdog) -> Any:
         "plan": lambda: commands.plan(cfg, watchdog),
         "lint": lambda: commands.lint(cfg, watchdog),
         "stamp": lambda: commands.stamp(cfg, watchdog, str(revision)),
+        "resolve": lambda: commands.resolve(cfg, watchdog, str(revision)),
         "manifest": lambda: commands.write_manifest(cfg),
         "alembic": lambda: commands.alembic(cfg, watchdog, list(getattr(args, "arguments", []) or [])),
     }

@@ -17,7 +17,7 @@ from . import guard, lock, manifest, report, retry, wait
 from . import lint as lint_module
 from .catalog import EffectGuard
 from .errors import ConfigError, LockTimeout, MigrationTimeout, UnknownRevision, VerificationFailed
-from .probe import connect_postgresql, describe_missing
+from .probe import connect_mysql, connect_postgresql, describe_missing
 from .run import Loaded, at_target, expected_for, fast_path_taken, migration_lock, revs, standing_of, verified
 
 if TYPE_CHECKING:
@@ -150,6 +150,12 @@ def _holder(cfg: Config, expected: Any) -> str | None:
             return lock.holder_postgresql(connection, cfg.database.database or "", expected.version_table)
         finally:
             connection.close()
+    if cfg.database.backend == "mysql":
+        connection = connect_mysql(cfg.database, 5, None)
+        try:
+            return lock.holder_mysql(connection, cfg.database.database or "", expected.version_table)
+        finally:
+            connection.close()
     return None
 
 
@@ -195,6 +201,8 @@ def plan(cfg: Config, watchdog: Watchdog) -> Listing:
         if not state.pending:
             lines.append("Nothing to apply: the database is at its target.")
             return Listing(lines)
+        if cfg.database.backend == "mysql":
+            return _plan_without_running(lines, loaded.script, state)
         destinations = [cfg.migration_target, "heads"] if state.target_exists else ["heads"]
         effects = EffectGuard(False, record=True, version_table=expected.version_table)
         progress = glue.Progress(loaded.script, len(state.pending), guard=effects, dry_run=True,
@@ -223,6 +231,19 @@ def plan(cfg: Config, watchdog: Watchdog) -> Listing:
             hint = not losses and guard.classify(statement)
             lines.append(f"{statement};" + ("  -- DESTRUCTIVE? (a text rule; `run` judges the effect)" if hint else ""))
         lines.extend(f"-- DESTRUCTIVE: {loss.describe()}; refused unless ALLOW_DESTRUCTIVE=true" for loss in losses)
+    return Listing(lines)
+
+
+def _plan_without_running(lines: list[str], script: Any, state: Any) -> Listing:
+    """MySQL/MariaDB: the pending migrations, not run: DDL there commits at once, so no dry run can be undone."""
+    pending = list(state.pending)
+    lines.append(f"pending:  {len(pending)} migration(s), not run: MySQL/MariaDB commit each DDL statement at "
+                 "once, so plan cannot run them in a transaction and roll it back. `run` judges each "
+                 "statement before it runs (the destructive guard); `migrate.py lint` shows the SQL of the "
+                 "chain as it runs on a throw-away SQLite file.")
+    for index, revision in enumerate(pending, 1):
+        found = script.get_revision(revision)
+        lines.append(f"-- [{index}/{len(pending)}] {revision} ({found.doc or ''})  {found.path}")
     return Listing(lines)
 
 
@@ -291,6 +312,41 @@ def stamp(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
     summary.outcome = "stamped"
     summary.message = (f"Stamped {revs(summary.from_revisions)} -> {revs(summary.to_revisions)}: the database "
                        "matched MODELS; no migration was run.")
+    return summary
+
+
+def resolve(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
+    """MySQL/MariaDB: forget that REV was interrupted, under the lock; the next run applies it whole.
+
+    For an operator who has undone what an interrupted, non-idempotent
+    migration left behind (see :mod:`migrate_init.progress`).
+    """
+    if cfg.database.backend != "mysql":
+        raise ConfigError(f"resolve {revision}: only MySQL/MariaDB record interrupted migrations. "
+                          f"{cfg.database.backend} rolls an interrupted migration back whole, so there "
+                          "is nothing to resolve.")
+    from . import progress
+
+    summary = report.Summary(command="resolve", database=cfg.database.safe)
+    loaded = Loaded(cfg)
+    expected = loaded.expected()
+    with _reader(cfg, watchdog) as reader, migration_lock(cfg, expected, watchdog):
+        standing = standing_of(reader, expected)
+        summary.from_revisions = summary.to_revisions = list(standing.current)
+        recorded = standing.snapshot.in_progress or ()
+        if revision not in recorded:
+            raise ConfigError(f"resolve {revision}: no interrupted migration {revision} is recorded in "
+                              f"{cfg.database.safe} (recorded: {', '.join(recorded) or 'none'}).")
+        engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout,
+                                           checkpoint=watchdog.checkpoint)
+        try:
+            with engine.connect() as connection:
+                progress.resolve(connection, revision)
+        finally:
+            engine.dispose()
+    summary.outcome = "resolved"
+    summary.message = (f"Resolved {revision}: it is no longer recorded as interrupted; the next run applies "
+                       f"it from its start (the database is at {revs(summary.to_revisions)}).")
     return summary
 
 

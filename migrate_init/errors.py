@@ -15,6 +15,10 @@ import errno
 import re
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .url import Url
+
 
 class MigrateInitError(Exception):
     """Base class. ``exit_code`` is what the CLI exits with."""
@@ -28,6 +32,18 @@ class MigrationFailed(MigrateInitError):
 
     exit_code = 1
     outcome = "migration_failed"
+
+    def __init__(self, message: str, revision: str | None = None):
+        super().__init__(message)
+        self.revision = revision
+
+
+class MigrationInterrupted(MigrateInitError):
+    """A revision recorded as started was never finished, on a database whose DDL commits
+    statement by statement (MySQL/MariaDB), and its steps are not declared idempotent (exit 1)."""
+
+    exit_code = 1
+    outcome = "migration_interrupted"
 
     def __init__(self, message: str, revision: str | None = None):
         super().__init__(message)
@@ -248,7 +264,7 @@ _MYSQL_CODES = {
     1040: "unreachable", 2002: "unreachable", 2003: "unreachable", 2005: "unreachable",
     2006: "unreachable", 2013: "unreachable",
     1205: "lock_not_available",
-    1317: "query_canceled", 3024: "query_canceled",
+    1317: "query_canceled", 3024: "query_canceled", 1969: "query_canceled",
 }
 _MYSQL_MODULES = ("pymysql", "MySQLdb", "mysql", "mariadb")
 
@@ -403,3 +419,31 @@ def first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     line = next((line for line in lines if "FATAL:" in line), lines[0] if lines else "")
     return redact(line) or type(target).__name__
+
+
+# Python module of a DBAPI -> the pip requirement that provides it.
+_DRIVER_PACKAGES = {
+    "pymysql": "pymysql", "MySQLdb": "mysqlclient", "mysql": "mysql-connector-python",
+    "mariadb": "mariadb", "psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary",
+    "pg8000": "pg8000", "asyncpg": "asyncpg", "pyodbc": "pyodbc", "pymssql": "pymssql",
+    "oracledb": "oracledb", "cx_Oracle": "cx_Oracle",
+}
+
+
+def undone(backend: str, subject: str = "It") -> str:
+    """What stays of a migration that failed or was stopped: nothing, except on MySQL/MariaDB."""
+    if backend in ("mysql", "mariadb"):
+        return (f"{subject} may be partly applied: MySQL/MariaDB commit each DDL statement at once. It "
+                "is recorded as interrupted; the next run runs it again if its module declares "
+                "idempotent = True, and otherwise stops and says how to resolve it")
+    return f"{subject} was rolled back"
+
+
+def missing_driver_error(database: Url, exc: BaseException) -> ConfigError:
+    """Explain which package to add when the URL's DBAPI is not installed."""
+    module = getattr(exc, "name", None) or str(exc)
+    package = _DRIVER_PACKAGES.get(module.split(".")[0], module)
+    return ConfigError(
+        f"DATABASE_URL uses the driver '{database.drivername}', whose Python module "
+        f"'{module}' is not installed. Add '{package}' to EXTRA_PIP_PACKAGES."
+    )

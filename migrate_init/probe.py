@@ -4,10 +4,10 @@ Every path that asks "where does the database stand?" reads through this
 module: the no-op fast path, the full path's first check and its check once
 the lock is held, the verification after an upgrade, ``wait``, ``status``,
 ``current`` and ``verify``.  So they cannot give different answers (issue
-10).  It imports no SQLAlchemy: stdlib ``sqlite3`` or ``psycopg2``.
+10).  It imports no SQLAlchemy: stdlib ``sqlite3``, ``psycopg2`` or ``pymysql``.
 
 Read-only means opened read-only: SQLite through ``mode=ro`` (nothing is
-created, and it works on a read-only mount), PostgreSQL in ``READ ONLY``
+created, and it works on a read-only mount), PostgreSQL and MySQL in ``READ ONLY``
 transactions.  Every read is bounded: PostgreSQL reads run under
 ``statement_timeout`` and ``lock_timeout``; SQLite's busy wait is short and
 retried here, with the caller's checkpoint between tries.  Row counts are
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 _SQLITE_SLICE = 0.2
 #: migrate-init's own bookkeeping of seeds (:mod:`seed`).
 SEED_TABLE = "migrate_init_seed"
+#: Revisions started and not yet finished, on engines whose DDL is not transactional (:mod:`progress`).
+PROGRESS_TABLE = "migrate_init_progress"
 #: How long one row count may wait for a table lock before it is reported unknown.
 _COUNT_LOCK_WAIT = 1.0
 
@@ -44,16 +46,18 @@ def _quote(identifier: str) -> str:
 class Snapshot:
     """What one read transaction saw."""
 
-    __slots__ = ("columns", "seeded", "versions")
+    __slots__ = ("columns", "in_progress", "seeded", "versions")
 
     def __init__(self, versions: tuple[str, ...] | None, columns: dict[str, set[str]],
-                 seeded: frozenset[str] | None = None) -> None:
+                 seeded: frozenset[str] | None = None, in_progress: tuple[str, ...] | None = None) -> None:
         #: The version table's rows, sorted; None when there is no version table.
         self.versions = versions
         #: ``{table: {column, ...}}`` of every table in the default schema.
         self.columns = columns
         #: Seed files recorded as done (:mod:`seed`); None when the database is owed no seeds.
         self.seeded = seeded
+        #: Revisions recorded as started and never finished (MySQL, :mod:`progress`); None without the table.
+        self.in_progress = in_progress
 
     @property
     def empty(self) -> bool:
@@ -104,10 +108,13 @@ def open_reader(database: Url, *, read_only: bool, connect_timeout: float = 10.0
     if database.backend == "postgresql":
         return PostgresqlReader(database, connect_timeout=connect_timeout,
                                 statement_timeout=statement_timeout, track=track, checkpoint=checkpoint)
+    if database.backend == "mysql":
+        return MysqlReader(database, connect_timeout=connect_timeout,
+                           statement_timeout=statement_timeout, track=track, checkpoint=checkpoint)
     from .errors import ConfigError
 
-    raise ConfigError(f"DATABASE_URL={database.safe}: migrate-init reads SQLite and PostgreSQL "
-                      f"databases, not '{database.backend}'.")
+    raise ConfigError(f"DATABASE_URL={database.safe}: migrate-init reads SQLite, PostgreSQL and "
+                      f"MySQL/MariaDB databases, not '{database.backend}'.")
 
 
 class SqliteReader(Reader):
@@ -320,27 +327,175 @@ class PostgresqlReader(Reader):
             self.connection.close()
 
 
-def connect_postgresql(database: Url, connect_timeout: float, checkpoint: Callable[[], None] | None) -> Any:
-    """``psycopg2.connect`` that a stop can interrupt.
+class MysqlReader(Reader):
+    """MySQL and MariaDB through PyMySQL: one consistent, read-only snapshot per read.
 
-    libpq waits in poll() and retries it when a signal arrives, so a server
-    that accepts and never answers would hold SIGTERM until connect_timeout.
-    The connect runs in a helper thread; this thread waits for it in short
-    slices with ``checkpoint`` between them, and a stop leaves the attempt
-    behind (the process is about to exit).  libpq's minimum timeout is 2 s.
+    Reads are bounded by ``max_statement_time`` (MariaDB) or
+    ``max_execution_time`` (MySQL, SELECT only) and by ``lock_wait_timeout``
+    (metadata locks, which an ALTER in progress holds).
     """
-    import threading
 
+    backend = "mysql"
+
+    def __init__(self, database: Url, *, connect_timeout: float, statement_timeout: float,
+                 track: Callable[[Any], None] | None, checkpoint: Callable[[], None] | None = None) -> None:
+        self.checkpoint = checkpoint
+        self.safe_url = database.safe
+        self.connection = connect_mysql(database, connect_timeout, checkpoint)
+        if track is not None:
+            track(self.connection)
+        self.cursor = self.connection.cursor()
+        self.statement_timeout = statement_timeout
+        bound_statements(self.cursor, statement_timeout)
+
+    def _read(self, work: Callable[[Any], Any]) -> Any:
+        cursor = self.cursor
+        cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        try:
+            return work(cursor)
+        finally:
+            cursor.execute("ROLLBACK")
+
+    def snapshot(self, version_table: str) -> Snapshot:
+        def read(cursor: Any) -> Snapshot:
+            cursor.execute("SELECT c.TABLE_NAME, c.COLUMN_NAME FROM information_schema.COLUMNS AS c "
+                           "JOIN information_schema.TABLES AS t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA "
+                           "AND t.TABLE_NAME = c.TABLE_NAME WHERE c.TABLE_SCHEMA = DATABASE() "
+                           "AND t.TABLE_TYPE = 'BASE TABLE'")
+            live: dict[str, set[str]] = {}
+            for table, column in cursor.fetchall():
+                live.setdefault(_text(table), set()).add(_text(column))
+            versions = None
+            if version_table in live:
+                cursor.execute(f"SELECT version_num FROM {mysql_quote(version_table)}")
+                versions = tuple(sorted(_text(row[0]) for row in cursor.fetchall()))
+            seeded = None
+            if SEED_TABLE in live:
+                cursor.execute(f"SELECT name FROM {SEED_TABLE}")
+                seeded = frozenset(_text(row[0]) for row in cursor.fetchall())
+            progress = None
+            if PROGRESS_TABLE in live:
+                cursor.execute(f"SELECT revision FROM {PROGRESS_TABLE}")
+                progress = tuple(sorted(_text(row[0]) for row in cursor.fetchall()))
+            return Snapshot(versions, live, seeded, progress)
+
+        result: Snapshot = self._read(read)
+        return result
+
+    def counts(self, tables: Iterable[str]) -> dict[str, int | None]:
+        import pymysql
+
+        wanted = list(tables)
+        result: dict[str, int | None] = {}
+        self.cursor.execute(f"SET SESSION lock_wait_timeout = {max(1, int(_COUNT_LOCK_WAIT))}")
+        try:
+            def read(cursor: Any) -> None:
+                cursor.execute("SELECT TABLE_NAME FROM information_schema.TABLES "
+                               "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'")
+                live = {_text(row[0]) for row in cursor.fetchall()}
+                for table in wanted:
+                    if table not in live:
+                        continue
+                    try:
+                        cursor.execute(f"SELECT COUNT(*) FROM {mysql_quote(table)}")
+                        result[table] = int(cursor.fetchone()[0])
+                    except pymysql.err.OperationalError as exc:
+                        # 1205 lock wait, 1969/3024 statement time: a count is not worth a wait.
+                        if exc.args[0] not in (1205, 1969, 3024, 1317):
+                            raise
+                        result[table] = None
+                    if self.checkpoint is not None:
+                        self.checkpoint()
+
+            self._read(read)
+        finally:
+            self.cursor.execute(f"SET SESSION lock_wait_timeout = {max(1, int(self.statement_timeout))}")
+        return result
+
+    def close(self) -> None:
+        if self.connection.open:
+            self.connection.close()
+
+
+def mysql_quote(identifier: str) -> str:
+    """A MySQL identifier in backquotes (correct whatever sql_mode says)."""
+    return "`" + identifier.replace("`", "``") + "`"
+
+
+def bound_statements(cursor: Any, seconds: float) -> None:
+    """Bound every statement of a MySQL/MariaDB session: run time and metadata-lock waits."""
+    import pymysql
+
+    whole = max(1, int(seconds + 0.999))
+    cursor.execute(f"SET SESSION lock_wait_timeout = {whole}, innodb_lock_wait_timeout = {whole}")
+    for setting in (f"SET SESSION max_statement_time = {seconds:.3f}",  # MariaDB 10.1+
+                    f"SET SESSION max_execution_time = {int(seconds * 1000)}"):  # MySQL 5.7.8+
+        try:
+            cursor.execute(setting)
+            break
+        except pymysql.err.MySQLError:
+            continue  # the other server's variable
+
+
+def _text(value: Any) -> str:
+    """information_schema values come as bytes from some servers and drivers."""
+    return value.decode() if isinstance(value, bytes | bytearray) else str(value)
+
+
+def connect(database: Url, connect_timeout: float, checkpoint: Callable[[], None] | None) -> Any:
+    """A bare-driver connection to a server database (psycopg2 or PyMySQL) that a stop can interrupt."""
+    if database.backend == "mysql":
+        return connect_mysql(database, connect_timeout, checkpoint)
+    return connect_postgresql(database, connect_timeout, checkpoint)
+
+
+def connect_postgresql(database: Url, connect_timeout: float, checkpoint: Callable[[], None] | None) -> Any:
+    """``psycopg2.connect`` that a stop can interrupt (see :func:`_in_thread`).  libpq's minimum timeout is 2 s."""
     import psycopg2
 
     arguments = database.connect_kwargs_psycopg2()
     arguments["connect_timeout"] = max(2, int(connect_timeout + 0.999))
     arguments.setdefault("application_name", "migrate-init")
+    return _in_thread(lambda: psycopg2.connect(**arguments), checkpoint)
+
+
+def connect_mysql(database: Url, connect_timeout: float, checkpoint: Callable[[], None] | None) -> Any:
+    """``pymysql.connect`` (autocommit) that a stop can interrupt (see :func:`_in_thread`)."""
+    from .errors import ConfigError, missing_driver_error
+
+    try:
+        import pymysql
+    except ModuleNotFoundError as exc:
+        raise missing_driver_error(database, exc) from None
+    arguments = database.connect_kwargs_pymysql()
+    arguments.setdefault("connect_timeout", max(1, int(connect_timeout + 0.999)))
+    arguments["autocommit"] = True
+    arguments.setdefault("program_name", "migrate-init")
+
+    def attempt() -> Any:
+        try:
+            return pymysql.connect(**arguments)
+        except TypeError as exc:  # an option PyMySQL does not take
+            raise ConfigError(f"DATABASE_URL={database.safe}: PyMySQL refuses an option of the URL "
+                              f"({exc}). Remove it, or spell it as PyMySQL's connect() does.") from None
+
+    return _in_thread(attempt, checkpoint)
+
+
+def _in_thread(connect_now: Callable[[], Any], checkpoint: Callable[[], None] | None) -> Any:
+    """``connect_now()`` in a helper thread, waited for in short slices with ``checkpoint`` between them.
+
+    The drivers wait in poll() and retry it when a signal arrives, so a server
+    that accepts and never answers would hold SIGTERM until the connect
+    timeout.  A stop leaves the attempt behind (the process is about to exit).
+    """
+    import threading
+
     outcome: list[Any] = []
 
     def attempt() -> None:
         try:
-            outcome.append(psycopg2.connect(**arguments))
+            outcome.append(connect_now())
         except BaseException as exc:  # handed to the waiting thread
             outcome.append(exc)
 

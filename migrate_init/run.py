@@ -35,6 +35,7 @@ from .errors import (
     VerificationFailed,
     classify,
     first_line,
+    undone,
 )
 from .probe import Reader, Snapshot, describe_missing, format_counts
 
@@ -130,7 +131,8 @@ class Standing:
 
     @property
     def done(self) -> bool:
-        return self.at_heads and self.complete and not self.owed
+        # A revision recorded as interrupted (MySQL) is never "nothing to do": the full path decides.
+        return self.at_heads and self.complete and not self.owed and not self.snapshot.in_progress
 
 
 def standing_of(reader: Reader, expected: Expected) -> Standing:
@@ -390,6 +392,13 @@ def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog) -> Itera
         watchdog.track(connection)
         held = lock.postgresql_lock(connection, database.database or "", version_table=expected.version_table,
                                     timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint, on_wait=waiting)
+    elif database.backend == "mysql":
+        from .probe import connect_mysql
+
+        connection = connect_mysql(database, min(cfg.db_wait_timeout, 10), watchdog.checkpoint)
+        watchdog.track(connection)
+        held = lock.mysql_lock(connection, database.database or "", version_table=expected.version_table,
+                               timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint, on_wait=waiting)
     else:
         raise ConfigError(f"DATABASE_URL={database.safe}: no migration lock for '{database.backend}'.")
     with held:
@@ -418,6 +427,8 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
     if len(state.heads) > 1:
         _explain_branches(cfg, state, summary)
     was_empty = standing.snapshot.empty
+    if standing.snapshot.in_progress:
+        _interrupted_earlier(cfg, loaded, standing)
     if revision is None and standing.at_heads:
         return _at_heads(cfg, watchdog, summary, reader, expected, loaded)
 
@@ -453,7 +464,7 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
             summary.failed_revision = running
             _record_where_left(summary, reader, expected, script, state)
             if isinstance(exc, (Interrupted, MigrationTimeout)):
-                raise _stopped(exc, running, summary, total) from None
+                raise _stopped(exc, running, summary, total, cfg.database.backend) from None
             if isinstance(exc, ScriptError) and summary.applied:
                 exc.args = (f"{exc} The database is at {revs(summary.to_revisions)} "
                             f"({len(summary.applied)} of {total} applied).",)
@@ -501,10 +512,32 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
         engine.dispose()
 
 
+def _interrupted_earlier(cfg: Config, loaded: Loaded, standing: Standing) -> None:
+    """Revisions an earlier run began and never finished (MySQL/MariaDB): run again, clear, or stop (exit 1)."""
+    from . import progress
+
+    def rerun(revision: str) -> None:
+        report.warning("rerun_interrupted", f"Migration {revision} was interrupted on an earlier run "
+                       "(MySQL/MariaDB commit DDL at once, so part of it may be applied); its module "
+                       "declares idempotent = True, so it runs again.", revision=revision)
+
+    def stale(revision: str) -> None:
+        report.event("progress_cleared", f"Cleared the record of {revision} as in progress: the version "
+                     "table already has it.", revision=revision)
+
+    engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout)
+    try:
+        with engine.connect() as connection:
+            progress.decide(connection, loaded.script, standing.snapshot.in_progress or (), standing.current,
+                            on_rerun=rerun, on_stale=stale)
+    finally:
+        engine.dispose()
+
+
 def _stopped(exc: Interrupted | MigrationTimeout, running: str | None, summary: report.Summary,
-             total: int) -> MigrateInitError:
+             total: int, backend: str) -> MigrateInitError:
     """The stop, saying only what happened: which migration ran, and where the version table says we are."""
-    what = (f"Migration {running} was cancelled and rolled back" if running is not None
+    what = (f"Migration {running} was cancelled. {undone(backend)}" if running is not None
             else "No migration was running")
     where = f"the database is at {revs(summary.to_revisions)} ({len(summary.applied)} of {total} applied)"
     if isinstance(exc, Interrupted):
@@ -562,6 +595,10 @@ def _upgrade(cfg: Config, watchdog: Watchdog, loaded: Loaded, engine: Any, progr
             # A queued ALTER would block every reader of the table behind it; give up quickly and retry.
             connection.exec_driver_sql(f"SET lock_timeout = {max(1, int(cfg.ddl_lock_timeout * 1000))}")
             connection.commit()
+        elif connection.dialect.name in ("mysql", "mariadb") and cfg.ddl_lock_timeout > 0:
+            # The same for MySQL's metadata locks (whole seconds; error 1205 when it runs out).
+            connection.exec_driver_sql(f"SET SESSION lock_wait_timeout = {max(1, round(cfg.ddl_lock_timeout))}")
+            connection.commit()
         for destination in destinations:
             while True:
                 if connection.in_transaction():
@@ -575,17 +612,32 @@ def _upgrade(cfg: Config, watchdog: Watchdog, loaded: Loaded, engine: Any, progr
                     kind = classify(exc)
                     if kind not in ("lock_not_available", "busy") or retries >= cfg.ddl_lock_retries:
                         raise
+                    if not _may_run_again(connection, loaded.script, exc.revision):
+                        raise
                     retries += 1
                     delay = next(delays)
                     report.warning("ddl_lock_retry",
                                    f"Migration {exc.revision} timed out waiting for a table lock "
-                                   f"(DDL_LOCK_TIMEOUT); it was rolled back, retry {retries}/{cfg.ddl_lock_retries} "
+                                   f"(DDL_LOCK_TIMEOUT); retry {retries}/{cfg.ddl_lock_retries} "
                                    f"in {delay:.1f}s.", revision=exc.revision, retry=retries)
                     progress.count -= 1  # the same migration runs again: same [k/N]
                     progress.running = None
                     retry.sleep(delay, checkpoint=watchdog.checkpoint)
             if connection.in_transaction():
                 connection.commit()
+
+
+def _may_run_again(connection: Any, script: Any, revision: str | None) -> bool:
+    """Whether a failed migration can simply run again: always where DDL rolls back, else only if idempotent."""
+    from . import progress
+
+    if not progress.needed(connection):
+        return True
+    try:
+        module = script.get_revision(revision).module
+    except Exception:
+        return False
+    return getattr(module, "idempotent", False) is True
 
 
 def _applied(glue: Any, script: Any, before: tuple[str, ...], after: tuple[str, ...]) -> list[str]:
@@ -623,14 +675,14 @@ def _failed(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Re
                 f"or its journal{where}" if path else
                 f"The database server at {cfg.database.safe} ran out of disk space{where}")
         raise DiskFull(
-            f"{disk} ({first_line(failure.__cause__ or failure)}). The migration was rolled back; the database "
+            f"{disk} ({first_line(failure.__cause__ or failure)}). {undone(cfg.database.backend, 'The migration')}; the database "
             f"is at {revs(summary.to_revisions)}; the create_all fallback was not tried. Free space on that "
             "volume (or grow it) and run again."
         ) from failure
     if kind == "access":
         raise AccessDenied(
             f"The database refused a statement of migration {failure.revision}: "
-            f"{first_line(failure.__cause__ or failure)}. It was rolled back and not retried; grant the "
+            f"{first_line(failure.__cause__ or failure)}. {undone(cfg.database.backend)}; it is not retried; grant the "
             "user what the migration needs (e.g. CREATE on the schema) and run again."
         ) from failure
     if kind in ("lock_not_available", "busy"):

@@ -45,6 +45,11 @@ _LOCATION = re.compile(
 _BACKENDS = {"postgres": "postgresql", "mariadb": "mysql"}
 
 #: Query keys whose value is a password (libpq, PyMySQL, ODBC spellings).
+#: Query options SQLAlchemy's MySQL dialects turn into numbers and switches.
+_MYSQL_INT_OPTIONS = frozenset({"connect_timeout", "read_timeout", "write_timeout", "client_flag", "port"})
+_MYSQL_BOOL_OPTIONS = frozenset({"compress", "use_unicode", "local_infile"})
+#: Query options SQLAlchemy's MySQL dialects gather into the driver's ``ssl`` dict.
+_MYSQL_SSL_OPTIONS = frozenset({"ssl_ca", "ssl_key", "ssl_cert", "ssl_capath", "ssl_cipher", "ssl_check_hostname"})
 _SECRET_KEYS = frozenset({"password", "sslpassword", "pass", "passwd", "pwd"})
 
 #: Where a URL starts in free text; the scheme may be missing ("://user:pw@host").
@@ -225,6 +230,45 @@ class Url:
             ports = ports or [""] * len(hosts)
             if ",".join(ports):
                 kwargs["port"] = ",".join(ports)
+        return kwargs
+
+    def connect_kwargs_pymysql(self) -> dict[str, Any]:
+        """The keyword arguments SQLAlchemy's pymysql dialect passes to ``pymysql.connect``.
+
+        user, password, host, port and database when set, ``charset`` utf8mb4
+        (SQLAlchemy's default for MySQL), then the query options: numbers and
+        switches converted as SQLAlchemy converts them, ``ssl_*`` gathered
+        into PyMySQL's ``ssl`` dict.  An option given twice, or one that is
+        not a number where a number is needed, is a ConfigError.
+        """
+        kwargs: dict[str, Any] = {"charset": "utf8mb4"}
+        for name, value in (("host", self.host), ("database", self.database),
+                            ("user", self.username), ("password", self.password)):
+            if value:
+                kwargs[name] = value
+        if self.port:
+            kwargs["port"] = self.port
+        seen: dict[str, str] = {}
+        for key, value in self.query:
+            if key in seen:
+                raise ConfigError(f"The URL {self.safe} gives the option '{key}' more than once; "
+                                  "MySQL takes one value. Keep one of them.")
+            seen[key] = value
+        ssl: dict[str, Any] = {}
+        for key, value in seen.items():
+            if key in _MYSQL_INT_OPTIONS:
+                if not (value.isascii() and value.isdigit()):
+                    raise ConfigError(f"The URL {self.safe} has {key}={value!r}; give it as digits.")
+                kwargs[key] = int(value)
+            elif key in _MYSQL_BOOL_OPTIONS:
+                kwargs[key] = value.lower() in ("true", "1", "yes", "on", "y", "t")
+            elif key in _MYSQL_SSL_OPTIONS:
+                ssl[key[4:]] = value if key != "ssl_check_hostname" else \
+                    value.lower() in ("true", "1", "yes", "on", "y", "t")
+            else:
+                kwargs[key] = value
+        if ssl:
+            kwargs["ssl"] = ssl
         return kwargs
 
     def _multihost(self, seen: dict[str, list[str]]) -> tuple[list[str] | None, list[str] | None]:

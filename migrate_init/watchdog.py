@@ -7,7 +7,8 @@ So no handler here ever raises.  The Python-level handler only records the
 reason.  A helper thread listens on the signal wake-up fd (a long SQL
 statement never returns to the interpreter, so the Python handler would not
 run until it ends) and watches the deadline; it cancels the statement on
-every tracked connection (psycopg2 ``cancel()``, sqlite3 ``interrupt()``).
+every tracked connection (psycopg2 ``cancel()``, sqlite3 ``interrupt()``,
+MySQL ``KILL QUERY`` from a second connection).
 The main thread raises at known checkpoints (:meth:`Watchdog.checkpoint`),
 and the CLI honours the recorded reason last, whatever else happened.
 """
@@ -233,6 +234,10 @@ def _in_logging(frame: FrameType | None) -> bool:
 
 def _cancel(dbapi_connection: Any) -> None:
     """Ask the server (or SQLite) to abort the statement in progress."""
+    inner = getattr(dbapi_connection, "driver_connection", None) or dbapi_connection
+    if type(inner).__module__.startswith("pymysql"):
+        _kill_query(inner)
+        return
     for method in ("cancel", "interrupt"):
         fn = getattr(dbapi_connection, method, None)
         if fn is None:
@@ -245,3 +250,30 @@ def _cancel(dbapi_connection: Any) -> None:
             except Exception:  # the connection may already be gone; nothing to cancel
                 pass
             return
+
+
+def _kill_query(connection: Any) -> None:
+    """MySQL/MariaDB: ``KILL QUERY`` the connection's statement, from a second connection.
+
+    PyMySQL has no cancel(); the server stops the statement when another
+    session of the same user asks.  Its session stays (the lock with it).
+    """
+    import pymysql
+
+    thread_id = connection.thread_id() if connection.open else None
+    if thread_id is None:
+        return
+    try:
+        killer = pymysql.connect(host=connection.host, port=connection.port, user=connection.user,
+                                 password=connection.password, unix_socket=connection.unix_socket,
+                                 ssl=connection.ctx if connection.ssl else None, connect_timeout=5,
+                                 autocommit=True, program_name="migrate-init-cancel")
+    except Exception:  # the server is gone: nothing runs there to cancel
+        return
+    try:
+        with killer.cursor() as cursor:
+            cursor.execute(f"KILL QUERY {int(thread_id)}")
+    except Exception:  # the statement ended meanwhile
+        pass
+    finally:
+        killer.close()

@@ -16,6 +16,9 @@ revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
 branch_labels = ${repr(branch_labels)}
 depends_on = ${repr(depends_on)}
+# MySQL/MariaDB commit DDL at once: set idempotent = True only when every step checks before it
+# acts (migrate_init.ops does), so that a run interrupted half-way can simply run it again.
+idempotent = False
 
 
 def upgrade() -> None:

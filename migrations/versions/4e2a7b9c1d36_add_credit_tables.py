@@ -13,6 +13,9 @@ revision = "4e2a7b9c1d36"
 down_revision = "5c8d3e1f4a27"
 branch_labels = None
 depends_on = None
+# Every step is a migrate_init.ops helper that checks first: safe to run again after an
+# interruption on MySQL/MariaDB, whose DDL is not transactional (see migrate_init/progress.py).
+idempotent = True
 
 
 def upgrade() -> None:

@@ -13,6 +13,9 @@ revision = "7e5b5dc7342b"
 down_revision = None
 branch_labels = None
 depends_on = None
+# Every step is a migrate_init.ops helper that checks first: safe to run again after an
+# interruption on MySQL/MariaDB, whose DDL is not transactional (see migrate_init/progress.py).
+idempotent = True
 
 
 def upgrade() -> None:

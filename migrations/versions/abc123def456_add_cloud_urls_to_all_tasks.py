@@ -16,6 +16,9 @@ revision = "abc123def456"
 down_revision = "70c7b727736e"
 branch_labels = None
 depends_on = None
+# Every step is a migrate_init.ops helper that checks first: safe to run again after an
+# interruption on MySQL/MariaDB, whose DDL is not transactional (see migrate_init/progress.py).
+idempotent = True
 
 TASK_TABLES = ("flux_task", "midjourney_task", "kling_task", "jimeng_task")
 

@@ -12,6 +12,9 @@ revision = "merge_heads_final"
 down_revision = ("24e8f9a7b1c2", "abc123def456")
 branch_labels = None
 depends_on = None
+# Every step is a migrate_init.ops helper that checks first: safe to run again after an
+# interruption on MySQL/MariaDB, whose DDL is not transactional (see migrate_init/progress.py).
+idempotent = True
 
 
 def upgrade() -> None:
