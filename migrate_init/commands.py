@@ -53,6 +53,9 @@ def status(cfg: Config, watchdog: Watchdog) -> Listing:
         f"target:   {cfg.migration_target}"
         + ("" if state.target_exists else " (not in these scripts; every head is the goal)"),
     ]
+    if standing.snapshot.in_progress:
+        lines.append(f"interrupted: {', '.join(standing.snapshot.in_progress)} (began on an earlier run and "
+                     "never finished; MySQL/MariaDB keep what it applied: see `migrate.py resolve`)")
     if state.unknown:
         lines.append(f"unknown:  {revs(state.unknown)} (not in these scripts)")
         return Listing(lines, "unknown_revision")

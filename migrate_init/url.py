@@ -466,6 +466,12 @@ def _mask_userinfo(line: str) -> str:
     position = 0
     while (head := _TEXT_USERINFO.search(line, position)) is not None:
         start = head.end()
+        if line.startswith(_MASK + "@", start):
+            # Already masked (a message built from Url.safe): the '@' right after is the real one,
+            # and a later '@' (MySQL's 'user'@'host') must stay in view.
+            masked.append(line[position:start + len(_MASK)])
+            position = start + len(_MASK)
+            continue
         following = _TEXT_URL_START.search(line, start)
         at = line.rfind("@", start, following.start() if following else len(line))
         if at < 0:
