@@ -30,7 +30,8 @@ temporary folder, with ``target_metadata`` set to the shipped models, a copy of 
 ``versions/`` and the same database.  dbmate (``npm install @dbmate/linux-x64``; set DBMATE to its
 binary, or put it on PATH) gets 10 SQL migrations, the first holding the migrated schema.
 
-PostgreSQL rows start a throw-away server (tests/support/pgserver.py), or use TEST_DATABASE_URL.
+PostgreSQL rows start a throw-away server (tests/support/pgserver.py), or use TEST_DATABASE_URL;
+MariaDB rows (1, 2 and 6; row 3 is SQLite and PostgreSQL) likewise (tests/support/myserver.py).
 Rows 4 and 5 need Docker and the image (IMAGE, default migrate-init:latest); without them they
 print "skipped: no image".  The benchmark is not a test: tests carry no timings.
 """
@@ -59,6 +60,7 @@ ALEMBIC = Path(PYTHON).with_name("alembic")
 FROM_REVISION = "70c7b727736e"
 TARGET = "merge_heads_final"
 IMAGE_LIMIT = 40_000_000
+FLOOR_DRIVERS = {"SQLite": "sqlite3", "PostgreSQL": "psycopg2", "MariaDB": "PyMySQL"}
 
 sys.path.insert(0, str(REPO))
 
@@ -69,6 +71,15 @@ print(connection.execute("SELECT version_num FROM alembic_version").fetchall())
 """
 FLOOR_POSTGRESQL = """import psycopg2, sys
 connection = psycopg2.connect(sys.argv[1])
+cursor = connection.cursor()
+cursor.execute("SELECT version_num FROM alembic_version")
+print(cursor.fetchall())
+"""
+FLOOR_MARIADB = """import pymysql, sys
+from urllib.parse import unquote, urlsplit
+url = urlsplit(sys.argv[1])
+connection = pymysql.connect(host=url.hostname, port=url.port or 3306, user=unquote(url.username or ""),
+                             password=unquote(url.password or ""), database=url.path.lstrip("/"))
 cursor = connection.cursor()
 cursor.execute("SELECT version_num FROM alembic_version")
 print(cursor.fetchall())
@@ -128,6 +139,8 @@ class Bench:
         self.rows: list[Row] = []
         self.pg = None
         self.pg_error = None
+        self.my = None
+        self.my_error = None
         self.dbmate = os.environ.get("DBMATE") or shutil.which("dbmate")
         # Baked: a copy of migrations/ with its manifest, as a derived image has it.
         self.migrations = self.work / "migrations"
@@ -139,9 +152,11 @@ class Bench:
         self.mounted = self.work / "mounted" / "migrations"
         shutil.copytree(REPO / "migrations", self.mounted,
                         ignore=shutil.ignore_patterns("__pycache__", ".manifest.json"))
-        self.floors = {"SQLite": self.work / "floor_sqlite.py", "PostgreSQL": self.work / "floor_postgresql.py"}
+        self.floors = {"SQLite": self.work / "floor_sqlite.py", "PostgreSQL": self.work / "floor_postgresql.py",
+                       "MariaDB": self.work / "floor_mariadb.py"}
         self.floors["SQLite"].write_text(FLOOR_SQLITE)
         self.floors["PostgreSQL"].write_text(FLOOR_POSTGRESQL)
+        self.floors["MariaDB"].write_text(FLOOR_MARIADB)
         self._stock: Path | None = None
 
     # -- plumbing -----------------------------------------------------------
@@ -182,15 +197,32 @@ class Bench:
                 times[name].append(sides[name](context))
         return times
 
-    def engines(self):
+    def engines(self, mariadb: bool = True):
         yield "SQLite", None
         if self.args.sqlite_only:
             return
         server = self.postgres()
         if server is None:
             self.note(f"PostgreSQL rows skipped: {self.pg_error}")
+        else:
+            yield "PostgreSQL", server
+        if not mariadb:
             return
-        yield "PostgreSQL", server
+        server = self.mariadb()
+        if server is None:
+            self.note(f"MariaDB rows skipped: {self.my_error}")
+        else:
+            yield "MariaDB", server
+
+    def mariadb(self):
+        if self.my is None and self.my_error is None:
+            try:
+                from tests.support.myserver import MyServer
+
+                self.my = MyServer().start()
+            except Exception as exc:
+                self.my_error = str(exc).splitlines()[0]
+        return self.my
 
     def postgres(self):
         if self.pg is None and self.pg_error is None:
@@ -263,8 +295,10 @@ class Bench:
         lines = []
         for line in template.splitlines():
             if line.startswith("sqlalchemy.url"):
-                # SQLAlchemy 2.1 reads postgresql:// as psycopg (3); the image ships psycopg2.
-                sqlalchemy_url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
+                # SQLAlchemy 2.1 reads postgresql:// as psycopg (3) and mysql:// as mysqlclient;
+                # the image ships psycopg2 and PyMySQL.
+                sqlalchemy_url = url.replace("postgresql://", "postgresql+psycopg2://", 1).replace(
+                    "mysql://", "mysql+pymysql://", 1)
                 line = "sqlalchemy.url = " + sqlalchemy_url.replace("%", "%%")
             elif line.startswith("prepend_sys_path"):
                 # models.py beside env.py; the shipped versions import migrate_init.ops.
@@ -341,7 +375,7 @@ class Bench:
                     ini = self.stock_ini(url)
                     sides["alembic"] = lambda _c, ini=ini: self.timed(
                         [ALEMBIC, "-c", ini, "upgrade", "head"], self.base_env(""))
-                    if self.dbmate:
+                    if self.dbmate and engine != "MariaDB":
                         dbmate_url = self.fresh(engine, server)
                         argv = self.dbmate_argv(engine, server, dbmate_url)
                         self.check(argv, self.base_env(""))
@@ -350,7 +384,7 @@ class Bench:
                 ours = Side(f"migrate.py at target ({where})", times["ours"])
                 name = f"no-op run, {engine}, {where}"
                 self.add(Row(1, f"{name}, vs the floor", ours,
-                             Side(f"floor: python + {'sqlite3' if server is None else 'psycopg2'} version query",
+                             Side(f"floor: python + {FLOOR_DRIVERS[engine]} version query",
                                   times["floor"]), "<= 1.25x", 1.25,
                              note="floor: python + one version query with the same bare driver"))
                 if "alembic" in times:
@@ -401,7 +435,7 @@ class Bench:
         big = self.args.rows or (50_000 if self.quick else 1_000_000)
         small = 1_000
         rounds = max(2, self.rounds // 3)
-        for engine, server in self.engines():
+        for engine, server in self.engines(mariadb=False):
             templates = {}
             for size in (big, small):
                 started = time.perf_counter()
@@ -614,6 +648,8 @@ class Bench:
     def close(self):
         if self.pg is not None:
             self.pg.stop()
+        if self.my is not None:
+            self.my.stop()
         shutil.rmtree(self.work, ignore_errors=True)
 
 
@@ -621,7 +657,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="The issue 14 benchmark: ours against the baselines.")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller tables (a smoke run)")
     parser.add_argument("--only", default="1,2,3,4,5,6", help="the measurements to run, e.g. 1,6")
-    parser.add_argument("--sqlite-only", action="store_true", help="skip the PostgreSQL rows")
+    parser.add_argument("--sqlite-only", action="store_true", help="skip the PostgreSQL and MariaDB rows")
     parser.add_argument("--rounds", type=int, default=0, help="rounds per measurement (row 1 runs twice as many)")
     parser.add_argument("--rows", type=int, default=0, help="users and chats of measurement 3's big side")
     args = parser.parse_args(argv)

@@ -47,7 +47,8 @@ _NETWORK_FILESYSTEMS = {
     "lustre", "gpfs", "fuse.sshfs", "sshfs", "fuse.glusterfs", "fuse.cephfs",
     "fuse.s3fs", "fuse.gcsfuse", "fuse.rclone", "davfs", "fuse.davfs2",
 }
-BACKOFF = retry.Backoff(initial=0.05, maximum=1.0)
+#: Polling stays frequent: a waiter notices a released lock (or finished work) within a quarter second.
+BACKOFF = retry.Backoff(initial=0.05, maximum=0.25)
 #: statement_timeout of the PostgreSQL lock connection: no polling query may hang.
 STATEMENT_TIMEOUT_MS = 5000
 _NOBODY_RECORDED = ("a process that has not recorded its name in {path} (not yet, or it runs as "
@@ -105,15 +106,22 @@ class MigrationLock:
                  traceback: TracebackType | None) -> None:
         self.release()
 
-    def acquire(self) -> None:
-        """Take the lock, waiting up to ``timeout`` seconds; LockTimeout after that."""
+    def acquire(self, until: Callable[[], bool] | None = None) -> bool:
+        """Take the lock, waiting up to ``timeout`` seconds; LockTimeout after that.
+
+        ``until``, asked between attempts while the lock is busy, ends the
+        wait early when it answers True (the holder did the work meanwhile):
+        then nothing is held and this returns False.  Otherwise True.
+        """
         if self._held:
-            return
+            return True
         self._waited = False
         deadline = time.monotonic() + self.timeout
 
         def attempt() -> bool | None:
-            return True if self._try_lock() else None
+            if self._try_lock():
+                return True
+            return False if until is not None and until() else None
 
         def waiting(_number: int, _remaining: float) -> None:
             if self._waited:
@@ -124,13 +132,16 @@ class MigrationLock:
 
         try:
             self._open()
-            retry.poll(attempt, deadline=deadline, backoff=BACKOFF, on_wait=waiting,
-                       checkpoint=self._checkpoint, on_timeout=self._timed_out)
+            if not retry.poll(attempt, deadline=deadline, backoff=BACKOFF, on_wait=waiting,
+                              checkpoint=self._checkpoint, on_timeout=self._timed_out):
+                self.release()
+                return False
             self._held = True
             self._acquired()
         except BaseException:
             self.release()
             raise
+        return True
 
     def release(self) -> None:
         """Let the lock go and close what it opened.  Idempotent; never raises."""

@@ -83,6 +83,10 @@ class Reader:
     def counts(self, tables: Iterable[str]) -> dict[str, int | None]:
         raise NotImplementedError
 
+    def versions(self, version_table: str) -> tuple[str, ...] | None:
+        """The version table's rows alone, sorted (None without the table): a cheap "anything new?"."""
+        return self.snapshot(version_table).versions
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -292,6 +296,14 @@ class PostgresqlReader(Reader):
         finally:
             cursor.execute("ROLLBACK")
 
+    def versions(self, version_table: str) -> tuple[str, ...] | None:
+        cursor = self.cursor
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (_quote(version_table),))
+        if not cursor.fetchone()[0]:
+            return None
+        cursor.execute(f"SELECT version_num FROM {_quote(version_table)}")
+        return tuple(sorted(row[0] for row in cursor.fetchall()))
+
     def counts(self, tables: Iterable[str]) -> dict[str, int | None]:
         import psycopg2
 
@@ -349,12 +361,24 @@ class MysqlReader(Reader):
         bound_statements(self.cursor, statement_timeout)
 
     def _read(self, work: Callable[[Any], Any]) -> Any:
+        """``work(cursor)`` in one consistent read-only snapshot, read again when a migration
+        changed a table under it (error 1412: "Table definition has changed, please retry")."""
+        import pymysql
+
         cursor = self.cursor
-        cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-        try:
-            return work(cursor)
-        finally:
-            cursor.execute("ROLLBACK")
+        give_up = time.monotonic() + self.statement_timeout
+        while True:
+            cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            try:
+                return work(cursor)
+            except pymysql.err.MySQLError as exc:
+                if not exc.args or exc.args[0] != 1412 or time.monotonic() >= give_up:
+                    raise
+            finally:
+                cursor.execute("ROLLBACK")
+            if self.checkpoint is not None:
+                self.checkpoint()
+            time.sleep(0.02)
 
     def snapshot(self, version_table: str) -> Snapshot:
         def read(cursor: Any) -> Snapshot:
@@ -381,6 +405,17 @@ class MysqlReader(Reader):
 
         result: Snapshot = self._read(read)
         return result
+
+    def versions(self, version_table: str) -> tuple[str, ...] | None:
+        import pymysql
+
+        try:
+            self.cursor.execute(f"SELECT version_num FROM {mysql_quote(version_table)}")
+        except pymysql.err.ProgrammingError as exc:
+            if exc.args and exc.args[0] == 1146:  # no such table
+                return None
+            raise
+        return tuple(sorted(_text(row[0]) for row in self.cursor.fetchall()))
 
     def counts(self, tables: Iterable[str]) -> dict[str, int | None]:
         import pymysql

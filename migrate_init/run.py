@@ -41,7 +41,7 @@ from .probe import Reader, Snapshot, describe_missing, format_counts
 
 TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import Any
 
     from .config import Config
@@ -297,26 +297,40 @@ def _run(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reade
     if not cfg.enable_auto_migration:
         return _auto_migration_off(cfg, summary, reader, expected, standing)
 
-    watchdog.phase = "waiting for the migration lock"
-    with migration_lock(cfg, expected, watchdog):
-        watchdog.phase = "checking the database under the lock"
-        standing = standing_of(reader, expected)
-        if revision is None and standing.done:
-            fast_path_taken(expected, standing)
-            at_target(summary, reader, expected, standing, after="the check", after_lock=True)
-            if expected.loaded is not None:
-                _cache_manifest(cfg, expected.loaded)
-            return summary
-        if expected.loaded is None:
-            watchdog.phase = "loading the migration scripts and MODELS"
-            watchdog.checkpoint()  # before a second of imports that nothing can interrupt
-            expected = load(cfg, _why_loaded(standing, expected))
+    def done_meanwhile() -> bool:
+        # The version rows first (one small query); the whole snapshot only once they are the heads.
+        return (revision is None and reader.versions(expected.version_table) == expected.heads
+                and standing_of(reader, expected).done)
+
+    while True:
+        watchdog.phase = "waiting for the migration lock"
+        with migration_lock(cfg, expected, watchdog, until=done_meanwhile) as held:
+            watchdog.phase = "checking the database under the lock" if held else "checking the database"
             standing = standing_of(reader, expected)
-            if standing.unknown:
-                return _schema_ahead(cfg, summary, reader, expected, standing)
-        loaded = expected.loaded
-        assert loaded is not None
-        return _migrate(cfg, watchdog, summary, reader, expected, loaded, standing, revision)
+            if revision is None and standing.done:
+                fast_path_taken(expected, standing)
+                at_target(summary, reader, expected, standing, after="the check", after_lock=True)
+                if expected.loaded is not None:
+                    _cache_manifest(cfg, expected.loaded)
+                return summary
+            if held:
+                return _under_lock(cfg, watchdog, summary, reader, expected, standing, revision)
+        # Done, then not done again by the time it was read twice: wait for the lock itself.
+
+
+def _under_lock(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected,
+                standing: Standing, revision: str | None) -> report.Summary:
+    """The lock is held and there is work: load the heavy half if needed, then migrate."""
+    if expected.loaded is None:
+        watchdog.phase = "loading the migration scripts and MODELS"
+        watchdog.checkpoint()  # before a second of imports that nothing can interrupt
+        expected = load(cfg, _why_loaded(standing, expected))
+        standing = standing_of(reader, expected)
+        if standing.unknown:
+            return _schema_ahead(cfg, summary, reader, expected, standing)
+    loaded = expected.loaded
+    assert loaded is not None
+    return _migrate(cfg, watchdog, summary, reader, expected, loaded, standing, revision)
 
 
 def at_target(summary: report.Summary, reader: Reader, expected: Expected, standing: Standing, *,
@@ -373,8 +387,15 @@ def _auto_migration_off(cfg: Config, summary: report.Summary, reader: Reader, ex
 
 
 @contextlib.contextmanager
-def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog) -> Iterator[None]:
-    """The one migration lock, with the bare driver: replicas that find work wait here, not elsewhere."""
+def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog,
+                   until: Callable[[], bool] | None = None) -> Iterator[bool]:
+    """The one migration lock, with the bare driver: replicas that find work wait here, not elsewhere.
+
+    Yields True once the lock is held.  With ``until``, a waiter asks it
+    between attempts, and when it answers True (another replica finished
+    the work meanwhile) yields False without the lock: waiters then need
+    not take the lock one after the other just to find nothing to do.
+    """
     database = cfg.database
 
     def waiting(sentence: str) -> None:
@@ -401,7 +422,10 @@ def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog) -> Itera
                                timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint, on_wait=waiting)
     else:
         raise ConfigError(f"DATABASE_URL={database.safe}: no migration lock for '{database.backend}'.")
-    with held:
+    try:
+        if not held.acquire(until):
+            yield False
+            return
         # MIGRATION_TIMEOUT runs from the moment the lock is held, before any line is logged:
         # a stalled log reader cannot hold the run past it.
         watchdog.arm(cfg.migration_timeout)
@@ -409,9 +433,11 @@ def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog) -> Itera
         try:
             report.event("lock_acquired", f"Acquired {held.description}.")
             watchdog.checkpoint()  # a stop recorded while that line waited for a stalled reader
-            yield
+            yield True
         finally:
             watchdog.disarm()
+    finally:
+        held.release()
 
 
 # -- the work, under the lock ------------------------------------------------------
