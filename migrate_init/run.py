@@ -321,6 +321,8 @@ def _run(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reade
 def _under_lock(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected,
                 standing: Standing, revision: str | None) -> report.Summary:
     """The lock is held and there is work: load the heavy half if needed, then migrate."""
+    # SQLite's quick_check reads the whole file; it runs while the scripts and models load.
+    check = QuickCheck.start(cfg, watchdog)
     if expected.loaded is None:
         watchdog.phase = "loading the migration scripts and MODELS"
         watchdog.checkpoint()  # before a second of imports that nothing can interrupt
@@ -330,7 +332,7 @@ def _under_lock(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader
             return _schema_ahead(cfg, summary, reader, expected, standing)
     loaded = expected.loaded
     assert loaded is not None
-    return _migrate(cfg, watchdog, summary, reader, expected, loaded, standing, revision)
+    return _migrate(cfg, watchdog, summary, reader, expected, loaded, standing, revision, check)
 
 
 def at_target(summary: report.Summary, reader: Reader, expected: Expected, standing: Standing, *,
@@ -443,7 +445,8 @@ def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog,
 # -- the work, under the lock ------------------------------------------------------
 
 def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected,
-             loaded: Loaded, standing: Standing, revision: str | None) -> report.Summary:
+             loaded: Loaded, standing: Standing, revision: str | None,
+             check: QuickCheck | None = None) -> report.Summary:
     glue = loaded.glue
     script = loaded.script
     state = glue.state(script, standing.current, cfg.migration_target, expected.version_table)
@@ -463,7 +466,9 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
     report.event("pending", f"Database at {revs(state.current)}; {total} migration(s) to apply.",
                  current=list(state.current), pending=list(state.pending))
     watchdog.phase = "checking the SQLite file"
-    _quick_check(cfg, reader)
+    check = check or QuickCheck.start(cfg, watchdog)
+    if check is not None:
+        check.verdict(watchdog)
     summary.backup = _backup(cfg, state, watchdog)
     started = time.monotonic()
     failure: MigrationFailed | None = None
@@ -792,16 +797,66 @@ def _effect_guard(cfg: Config, version_table: str) -> Any:
     return EffectGuard(cfg.allow_destructive, version_table=version_table)
 
 
-def _quick_check(cfg: Config, reader: Reader) -> None:
-    """A damaged SQLite file is exit 1 with nothing written (issue 12)."""
-    from .errors import CorruptDatabase
-    from .probe import SqliteReader
+class QuickCheck:
+    """``PRAGMA quick_check`` of a SQLite file, on a read-only connection of its own, in a thread.
 
-    if isinstance(reader, SqliteReader):
-        problem = reader.quick_check()
-        if problem is not None:
+    A damaged file is exit 1 with nothing written (issue 12).  The check reads
+    the whole file, so it starts as soon as the lock is held and runs while
+    the scripts and models load (SQLite releases the GIL while it reads); its
+    verdict is awaited before the backup and the first migration (issue 13).
+    The watchdog interrupts it like any statement.
+    """
+
+    def __init__(self, cfg: Config, watchdog: Watchdog) -> None:
+        import threading
+
+        from .probe import SqliteReader
+
+        self.path = cfg.database.sqlite_path
+        self._outcome: list[Any] = []
+        self._connection: Any = None
+
+        def track(connection: Any) -> None:
+            self._connection = connection
+            watchdog.track(connection)
+
+        self._reader = SqliteReader(cfg.database, read_only=True, checkpoint=None, track=track)
+        self._watchdog = watchdog
+        self._thread = threading.Thread(target=self._run, name="quick_check", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def start(cls, cfg: Config, watchdog: Watchdog) -> QuickCheck | None:
+        """A running check, or None when there is nothing to check (not SQLite, or no file yet)."""
+        path = cfg.database.sqlite_path
+        if path is None or not Path(path).is_file() or Path(path).stat().st_size == 0:
+            return None
+        return cls(cfg, watchdog)
+
+    def _run(self) -> None:
+        try:
+            self._outcome.append(self._reader.quick_check())
+        except BaseException as exc:  # handed to verdict(), in the main thread
+            self._outcome.append(exc)
+        finally:
+            if self._connection is not None:
+                self._watchdog.untrack(self._connection)
+            self._reader.close()
+
+    def verdict(self, watchdog: Watchdog) -> None:
+        """Wait for the check (a stop ends the wait); CorruptDatabase when the file is damaged."""
+        from .errors import CorruptDatabase
+
+        while self._thread.is_alive():
+            self._thread.join(0.1)
+            watchdog.checkpoint()
+        outcome = self._outcome[0]
+        if isinstance(outcome, BaseException):
+            watchdog.checkpoint()  # an interrupted check is the stop, not a failure
+            raise outcome
+        if outcome is not None:
             raise CorruptDatabase(
-                f"The SQLite file {reader.path} is damaged (PRAGMA quick_check: {problem}); nothing was "
+                f"The SQLite file {self.path} is damaged (PRAGMA quick_check: {outcome}); nothing was "
                 "written. Restore it from a backup (BACKUP_DIR), or check it with PRAGMA integrity_check."
             )
 
