@@ -5,7 +5,7 @@
 #   tests/unit only            the .venv (and python3-venv if it is missing),
 #                              kubectl (Debian's kubernetes-client) and checkov
 #                              (its own venv, build/checkov-venv) for test_kubernetes.py;
-#   tests/integration as well  PostgreSQL and shellcheck from apt;
+#   tests/integration as well  PostgreSQL, MariaDB and shellcheck from apt;
 #   anything else, or no path  the Docker engine too (tests/image/setup.sh),
 #                              and ruff and mypy --strict first.
 # Without path arguments every test runs (pytest's testpaths); with paths, only those.
@@ -71,6 +71,12 @@ _missing_apt_packages() {
 	fi
 	if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
 		echo postgresql
+	fi
+	# tests/support/myserver.py runs mariadb-install-db and mariadbd in a temp
+	# dir of its own, on its own port and socket: a system MariaDB service that
+	# apt may start is left alone and not used.
+	if [ ! -x /usr/sbin/mariadbd ] || ! command -v mariadb-install-db >/dev/null; then
+		echo mariadb-server
 	fi
 	if ! command -v shellcheck >/dev/null; then
 		echo shellcheck

@@ -1,4 +1,4 @@
-"""The test harness itself: the PostgreSQL fixtures and the process helpers of tests/support."""
+"""The test harness itself: the PostgreSQL and MariaDB fixtures and the process helpers of tests/support."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg2
+import pymysql
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tests.support import myserver
 from tests.support.dbstate import pg_query, sqlite_query
 from tests.support.process import run_python
 
@@ -20,6 +22,9 @@ USER_TABLES = (
     "SELECT count(*) FROM information_schema.tables "
     "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
 )
+MY_TABLES = "SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE()"
+# PyMySQL error codes: access denied (bad credentials), to a database, to a table.
+ER_ACCESS_DENIED, ER_DBACCESS_DENIED, ER_TABLEACCESS_DENIED = 1045, 1044, 1142
 
 
 def _role_url(pg_url: str, role: str, password: str) -> str:
@@ -90,6 +95,167 @@ def test_drop_database_disconnects_open_sessions(pg_server):
             conn.cursor().execute("select 1")
     finally:
         conn.close()
+
+
+# --- MariaDB (tests/support/myserver.py) ------------------------------------------
+
+
+@pytest.fixture
+def my_user(mysql_server):
+    """A MariaDB account with a tricky password and no grants yet."""
+    name = f"u_{uuid.uuid4().hex[:12]}"
+    mysql_server.create_user(name, TRICKY_PASSWORD)
+    yield name
+    mysql_server.drop_user(name)
+
+
+def _my_user_url(mysql_url: str, user: str, password: str) -> str:
+    u = make_url(mysql_url)
+    return (f"mysql://{quote(user, safe='')}:{quote(password, safe='')}"
+            f"@{u.host}:{u.port}/{u.database}")
+
+
+def _mysql_error(excinfo: pytest.ExceptionInfo) -> int:
+    return excinfo.value.args[0]
+
+
+def test_mysql_server_answers_as_its_superuser(mysql_server):
+    url = make_url(mysql_server.superuser_url)
+
+    assert url.drivername == "mysql"
+    if mysql_server.unix_socket is not None:  # ours, not TEST_MYSQL_URL's
+        assert (url.host, url.username) == ("127.0.0.1", "root")
+    assert mysql_server.query("SELECT 1") == [(1,)]
+    [(user,)] = myserver.execute(mysql_server.superuser_url, "SELECT CURRENT_USER()")
+    assert user.startswith(f"{url.username}@"), user
+    assert "MariaDB" in mysql_server.server_version()
+    grants = " ".join(row[0] for row in mysql_server.query("SHOW GRANTS"))
+    assert "ALL PRIVILEGES ON *.*" in grants and "WITH GRANT OPTION" in grants
+
+
+def test_mysql_server_listens_on_loopback_only_with_real_grant_tables(mysql_server):
+    assert mysql_server.query("SELECT @@skip_grant_tables") == [(0,)]
+    if mysql_server.unix_socket is not None:  # ours, not TEST_MYSQL_URL's
+        assert mysql_server.query("SELECT @@bind_address, @@skip_name_resolve, @@socket") == [
+            ("127.0.0.1", 1, str(mysql_server.unix_socket))]
+    # Every account has a password; none is anonymous.
+    assert mysql_server.query(
+        "SELECT user, host FROM mysql.user WHERE user = '' OR "
+        "(plugin IN ('', 'mysql_native_password') AND authentication_string = '' AND user <> 'mariadb.sys')"
+    ) == []
+
+
+def test_mysql_wrong_password_is_refused_with_1045(mysql_server, mysql_url, my_user):
+    for user, password in [(my_user, TRICKY_PASSWORD + "-wrong"), ("root", "not-the-password"),
+                           ("root", "")]:
+        with pytest.raises(pymysql.err.OperationalError) as excinfo:
+            myserver.execute(_my_user_url(mysql_url, user, password), "SELECT 1")
+        assert _mysql_error(excinfo) == ER_ACCESS_DENIED, excinfo.value
+
+
+def test_mysql_user_with_url_encoded_password_logs_in(mysql_server, mysql_url, my_user):
+    database = make_url(mysql_url).database
+    mysql_server.grant(my_user, f"ALL PRIVILEGES ON `{database}`.*")
+    url = _my_user_url(mysql_url, my_user, TRICKY_PASSWORD)
+
+    assert myserver.execute(url, "SELECT CURRENT_USER(), DATABASE()") == [(f"{my_user}@%", database)]
+    # The URL works through SQLAlchemy too, with the driver named: a bare
+    # mysql:// means mysqlclient to SQLAlchemy, and the venv has PyMySQL.
+    engine = create_engine(url.replace("mysql://", "mysql+pymysql://", 1))
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT CURRENT_USER()")).scalar() == f"{my_user}@%"
+    finally:
+        engine.dispose()
+
+
+def test_mysql_user_without_grants_is_denied_with_1044_and_1142(mysql_server, mysql_url, my_user):
+    database = make_url(mysql_url).database
+    myserver.execute(mysql_url, "CREATE TABLE marker (id int)")
+    # A user with no grant on the database cannot even select it (1044)...
+    with pytest.raises(pymysql.err.OperationalError) as excinfo:
+        myserver.execute(_my_user_url(mysql_url, my_user, TRICKY_PASSWORD), "SELECT 1")
+    assert _mysql_error(excinfo) == ER_DBACCESS_DENIED, excinfo.value
+
+    # ... and one with SELECT only can read but not write or create (1142).
+    mysql_server.grant(my_user, f"SELECT ON `{database}`.*")
+    url = _my_user_url(mysql_url, my_user, TRICKY_PASSWORD)
+    assert myserver.execute(url, "SELECT count(*) FROM marker") == [(0,)]
+    for statement in ["INSERT INTO marker VALUES (1)", "CREATE TABLE other (id int)", "DROP TABLE marker"]:
+        with pytest.raises(pymysql.MySQLError) as excinfo:
+            myserver.execute(url, statement)
+        assert _mysql_error(excinfo) == ER_TABLEACCESS_DENIED, (statement, excinfo.value)
+
+
+def test_mysql_create_user_grants_at_once_and_returns_its_url(mysql_server, mysql_url):
+    database = make_url(mysql_url).database
+    name = f"u_{uuid.uuid4().hex[:12]}"
+    url = mysql_server.create_user(name, TRICKY_PASSWORD, f"SELECT, INSERT ON `{database}`.*")
+    try:
+        assert make_url(url).username == name and make_url(url).password == TRICKY_PASSWORD
+        user_url = make_url(url).set(database=database).render_as_string(hide_password=False)
+        grants = myserver.execute(user_url, "SHOW GRANTS")
+        assert any(f"GRANT SELECT, INSERT ON `{database}`.*" in row[0] for row in grants), grants
+    finally:
+        mysql_server.drop_user(name)
+    assert mysql_server.query("SELECT count(*) FROM mysql.user WHERE user = %s", params=(name,)) == [(0,)]
+
+
+def test_mysql_url_databases_are_empty_and_distinct(mysql_server, mysql_url):
+    u = make_url(mysql_url)
+    assert u.drivername == "mysql" and u.username == make_url(mysql_server.superuser_url).username
+    other_name = f"t_{uuid.uuid4().hex[:16]}"
+    other_url = mysql_server.create_database(other_name)
+    try:
+        assert make_url(other_url).database == other_name != u.database
+        assert myserver.execute(mysql_url, MY_TABLES) == [(0,)]
+        assert myserver.execute(other_url, MY_TABLES) == [(0,)]
+
+        myserver.execute(mysql_url, "CREATE TABLE marker (id int)")
+
+        assert myserver.execute(mysql_url, MY_TABLES) == [(1,)]
+        assert myserver.execute(other_url, MY_TABLES) == [(0,)]
+        assert myserver.execute(mysql_url, "SELECT @@character_set_database") == [("utf8mb4",)]
+    finally:
+        mysql_server.drop_database(other_name)
+    assert mysql_server.query(
+        "SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s", params=(other_name,)
+    ) == [(0,)]
+
+
+def test_mysql_drop_database_disconnects_open_sessions(mysql_server):
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    conn = myserver.connect(mysql_server.create_database(name), autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE held (id int) ENGINE=InnoDB")
+            cur.execute("INSERT INTO held VALUES (1)")  # an open transaction holding a lock
+
+        mysql_server.drop_database(name)
+
+        with pytest.raises(pymysql.err.OperationalError), conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    finally:
+        conn.close()
+    assert mysql_server.query(
+        "SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s", params=(name,)
+    ) == [(0,)]
+
+
+def test_any_url_gives_a_usable_database_on_each_engine(any_url, request):
+    engine = request.node.callspec.params["any_url"]
+    marks = {m.name for m in request.node.iter_markers()}
+
+    if engine == "sqlite":
+        assert any_url.startswith("sqlite:///") and not marks & {"postgres", "mysql"}
+        assert sqlite_query(any_url, "select 1", create=True) == [(1,)]
+    elif engine == "postgresql":
+        assert "postgres" in marks and "mysql" not in marks
+        assert pg_query(any_url, USER_TABLES) == [(0,)]
+    else:
+        assert "mysql" in marks and "postgres" not in marks
+        assert any_url.startswith("mysql://")
+        assert myserver.execute(any_url, MY_TABLES) == [(0,)]
 
 
 def test_db_url_gives_a_usable_database_on_each_engine(db_url):
