@@ -53,9 +53,12 @@ def status(cfg: Config, watchdog: Watchdog) -> Listing:
         f"target:   {cfg.migration_target}"
         + ("" if state.target_exists else " (not in these scripts; every head is the goal)"),
     ]
-    if standing.snapshot.in_progress:
-        lines.append(f"interrupted: {', '.join(standing.snapshot.in_progress)} (began on an earlier run and "
+    if standing.interrupted:
+        lines.append(f"interrupted: {', '.join(standing.interrupted)} (began on an earlier run and "
                      "never finished; MySQL/MariaDB keep what it applied: see `migrate.py resolve`)")
+    foreign = [r for r in standing.snapshot.in_progress or () if r not in standing.interrupted]
+    if foreign:
+        lines.append(f"interrupted: {', '.join(foreign)} (not in these scripts: left to the image that has it)")
     if state.unknown:
         lines.append(f"unknown:  {revs(state.unknown)} (not in these scripts)")
         return Listing(lines, "unknown_revision")

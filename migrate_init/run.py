@@ -113,7 +113,8 @@ class Loaded:
 class Standing:
     """Where the database stands: the answer every path gives from the same reads."""
 
-    __slots__ = ("at_heads", "current", "missing_columns", "missing_tables", "owed", "snapshot", "unknown")
+    __slots__ = ("at_heads", "current", "interrupted", "missing_columns", "missing_tables", "owed", "snapshot",
+                 "unknown")
 
     def __init__(self, snapshot: Snapshot, expected: Expected) -> None:
         self.snapshot = snapshot
@@ -124,6 +125,10 @@ class Standing:
         #: Seed files a database migrate-init created has not had yet (an interrupted run's).
         seeded = snapshot.seeded
         self.owed = [n for n in expected.seeds if n not in seeded] if seeded is not None else []
+        #: Revisions of these scripts an earlier run began and never finished (MySQL/MariaDB).  One
+        #: these scripts do not know belongs to a newer image: like "schema ahead of code", it is
+        #: left to that image, and does not keep this one from answering.
+        self.interrupted = tuple(r for r in snapshot.in_progress or () if r in expected.revisions)
 
     @property
     def complete(self) -> bool:
@@ -132,7 +137,7 @@ class Standing:
     @property
     def done(self) -> bool:
         # A revision recorded as interrupted (MySQL) is never "nothing to do": the full path decides.
-        return self.at_heads and self.complete and not self.owed and not self.snapshot.in_progress
+        return self.at_heads and self.complete and not self.owed and not self.interrupted
 
 
 def standing_of(reader: Reader, expected: Expected) -> Standing:
@@ -456,7 +461,7 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
     if len(state.heads) > 1:
         _explain_branches(cfg, state, summary)
     was_empty = standing.snapshot.empty
-    if standing.snapshot.in_progress:
+    if standing.interrupted:
         _interrupted_earlier(cfg, loaded, standing)
     if revision is None and standing.at_heads:
         return _at_heads(cfg, watchdog, summary, reader, expected, loaded)
@@ -559,7 +564,7 @@ def _interrupted_earlier(cfg: Config, loaded: Loaded, standing: Standing) -> Non
     engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout)
     try:
         with engine.connect() as connection:
-            progress.decide(connection, loaded.script, standing.snapshot.in_progress or (), standing.current,
+            progress.decide(connection, loaded.script, standing.interrupted, standing.current,
                             on_rerun=rerun, on_stale=stale)
     finally:
         engine.dispose()
