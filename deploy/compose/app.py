@@ -32,6 +32,9 @@ def main() -> int:
     if url.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None:
         # SQLAlchemy 2.1 reads plain postgresql:// as psycopg 3; the image ships psycopg2
         url = url.set(drivername="postgresql+psycopg2")
+    elif url.drivername in ("mysql", "mariadb") and importlib.util.find_spec("MySQLdb") is None:
+        # plain mysql:// and mariadb:// mean mysqlclient to SQLAlchemy; the image ships PyMySQL
+        url = url.set(drivername=f"{url.drivername}+pymysql")
     safe = url.render_as_string(hide_password=True)
     engine = create_engine(url)
     try:
@@ -43,7 +46,9 @@ def main() -> int:
                       "was migrate-init run?", file=sys.stderr)
                 return 1
             revisions = [row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))]
-            users = connection.execute(text('SELECT count(*) FROM "user"')).scalar_one()
+            # "user" on SQLite and PostgreSQL, `user` on MySQL and MariaDB
+            user_table = connection.dialect.identifier_preparer.quote_identifier("user")
+            users = connection.execute(text(f"SELECT count(*) FROM {user_table}")).scalar_one()
             chats = connection.execute(text("SELECT count(*) FROM chat")).scalar_one()
     finally:
         engine.dispose()

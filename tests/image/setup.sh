@@ -6,7 +6,10 @@
 #   - starts dockerd when it is not running (vfs storage when overlay fails);
 #   - uses python:3.12-slim when it can be pulled, else builds a stand-in base
 #     from Debian packages with debootstrap and `docker import`;
-#   - does the same for the postgres image used by docker-compose.postgres.yaml;
+#   - does the same for the postgres image used by docker-compose.postgres.yaml and the
+#     mariadb image used by docker-compose.mariadb.yaml (stand-ins from Debian's
+#     postgresql-15 and mariadb-server 10.11, with entrypoints that honour the official
+#     images' variables);
 #   - downloads wheels for requirements.lock (hash-checked) on the host into wheels/, for the
 #     base image's Python, so the image builds with no index;
 #   - writes build/docker.env (KEY=VALUE lines) for tests/run.sh to source.
@@ -20,6 +23,7 @@ readonly BUILD_DIR="$ROOT/build"
 readonly WHEELS_DIR="$ROOT/wheels"
 readonly DEFAULT_BASE_IMAGE='python:3.12-slim'
 readonly DEFAULT_POSTGRES_IMAGE='postgres:16'
+readonly DEFAULT_MARIADB_IMAGE='mariadb:11'
 readonly SUITE='bookworm'
 readonly PULL_TIMEOUT="${DOCKER_PULL_TIMEOUT:-60}"
 # bump to rebuild the stand-in images (their tags also hash their package lists and scripts)
@@ -197,6 +201,40 @@ _remove_stale_tags() {
 	done < <(docker images --format '{{.Repository}}:{{.Tag}}' "$repository")
 }
 
+# usage: _chroot_install DIR PACKAGE...
+#   apt-get install PACKAGE... (no recommends) inside the debootstrapped DIR
+_chroot_install() {
+	local dir="$1"
+	shift
+	# never let a maintainer script start a daemon on the host from inside the chroot
+	printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
+	chmod 0755 "$dir/usr/sbin/policy-rc.d"
+	cp /etc/resolv.conf "$dir/etc/resolv.conf"
+	chroot "$dir" apt-get update -qq >>"$BUILD_DIR/debootstrap.log" 2>&1
+	DEBIAN_FRONTEND=noninteractive chroot "$dir" apt-get install -y -qq --no-install-recommends "$@" \
+		>>"$BUILD_DIR/debootstrap.log" 2>&1 || setup_die "installing $* failed; see $BUILD_DIR/debootstrap.log"
+	rm -f "$dir/usr/sbin/policy-rc.d"
+}
+
+# usage: _build_standin NAME ROOTFS-TAG CONTEXT-FILE...
+#   builds tests/image/NAME-standin (its Dockerfile, on ROOTFS-TAG) and prints its tag, which
+#   hashes the CONTEXT-FILEs (named in a fixed order): the entrypoint goes in a layer of its own,
+#   so that editing it rebuilds in a second, not a debootstrap
+#    ie: _build_standin postgres "$rootfs" Dockerfile docker-entrypoint.sh
+_build_standin() {
+	local name="$1" rootfs="$2" context="$ROOT/tests/image/$1-standin" tag
+	shift 2
+	tag="$(_content_tag "migrate-init-standin/$name" <(printf '%s' "$rootfs") "${@/#/$context/}")"
+	if ! _image_exists "$tag"; then
+		docker build -q --build-arg ROOTFS="$rootfs" -t "$tag" "$context" >"$BUILD_DIR/$name-standin.log" 2>&1 \
+			|| setup_die "building $tag failed; see $BUILD_DIR/$name-standin.log"
+		setup_log "built $tag"
+	fi
+	_remove_stale_tags "migrate-init-standin/$name-rootfs" "$rootfs"
+	_remove_stale_tags "migrate-init-standin/$name" "$tag"
+	printf '%s\n' "$tag"
+}
+
 # usage: setup_base_image
 #   prints the image to build on: BASE_IMAGE when set, python:3.12-slim when it can be
 #   pulled, else a stand-in made from Debian packages (cached by its tag)
@@ -239,7 +277,7 @@ setup_postgres_image() {
 		printf '%s\n' "$DEFAULT_POSTGRES_IMAGE"
 		return 0
 	fi
-	local context="$ROOT/tests/image/postgres-standin" rootfs tag
+	local rootfs
 	rootfs="$(_content_tag migrate-init-standin/postgres-rootfs <(printf '%s %s postgresql-15' "$STANDIN_RECIPE" "$SUITE"))"
 	if ! _image_exists "$rootfs"; then
 		setup_log "$DEFAULT_POSTGRES_IMAGE cannot be pulled; building the stand-in $rootfs"
@@ -248,27 +286,39 @@ setup_postgres_image() {
 		# the package's own cluster would need /dev/shm in the chroot; the entrypoint runs initdb instead
 		mkdir -p "$dir/etc/postgresql-common/createcluster.d"
 		printf 'create_main_cluster = false\n' >"$dir/etc/postgresql-common/createcluster.d/no-main.conf"
-		# never let a maintainer script start a daemon on the host from inside the chroot
-		printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
-		chmod 0755 "$dir/usr/sbin/policy-rc.d"
-		cp /etc/resolv.conf "$dir/etc/resolv.conf"
-		chroot "$dir" apt-get update -qq >>"$BUILD_DIR/debootstrap.log" 2>&1
-		DEBIAN_FRONTEND=noninteractive chroot "$dir" apt-get install -y -qq --no-install-recommends postgresql-15 \
-			>>"$BUILD_DIR/debootstrap.log" 2>&1 || setup_die "installing postgresql-15 failed; see $BUILD_DIR/debootstrap.log"
-		rm -f "$dir/usr/sbin/policy-rc.d"
+		_chroot_install "$dir" postgresql-15
 		_trim_rootfs "$dir"
 		_import_rootfs "$dir" "$rootfs"
 	fi
-	# the entrypoint goes in a layer of its own: editing it rebuilds in a second, not a debootstrap
-	tag="$(_content_tag migrate-init-standin/postgres <(printf '%s' "$rootfs") "$context/Dockerfile" "$context/docker-entrypoint.sh")"
-	if ! _image_exists "$tag"; then
-		docker build -q --build-arg ROOTFS="$rootfs" -t "$tag" "$context" >"$BUILD_DIR/postgres-standin.log" 2>&1 \
-			|| setup_die "building $tag failed; see $BUILD_DIR/postgres-standin.log"
-		setup_log "built $tag"
+	_build_standin postgres "$rootfs" Dockerfile docker-entrypoint.sh
+}
+
+# usage: setup_mariadb_image
+#   prints the image for the mariadb service: mariadb:11 when it can be pulled, else a stand-in
+#   with Debian's mariadb-server (10.11) and an entrypoint that honours the same variables
+setup_mariadb_image() {
+	if [ -n "${MARIADB_IMAGE:-}" ]; then
+		printf '%s\n' "$MARIADB_IMAGE"
+		return 0
 	fi
-	_remove_stale_tags migrate-init-standin/postgres-rootfs "$rootfs"
-	_remove_stale_tags migrate-init-standin/postgres "$tag"
-	printf '%s\n' "$tag"
+	if _try_pull "$DEFAULT_MARIADB_IMAGE"; then
+		printf '%s\n' "$DEFAULT_MARIADB_IMAGE"
+		return 0
+	fi
+	local rootfs
+	rootfs="$(_content_tag migrate-init-standin/mariadb-rootfs <(printf '%s %s mariadb-server' "$STANDIN_RECIPE" "$SUITE"))"
+	if ! _image_exists "$rootfs"; then
+		setup_log "$DEFAULT_MARIADB_IMAGE cannot be pulled; building the stand-in $rootfs"
+		local dir="$BUILD_DIR/rootfs-mariadb"
+		_bootstrap_rootfs "$dir" 'ca-certificates'
+		_chroot_install "$dir" mariadb-server
+		# the package's postinst made system tables; the entrypoint makes them on the first start,
+		# with the accounts the variables ask for, as the official image does with an empty volume
+		rm -rf "${dir:?}"/var/lib/mysql/*
+		_trim_rootfs "$dir"
+		_import_rootfs "$dir" "$rootfs"
+	fi
+	_build_standin mariadb "$rootfs" Dockerfile docker-entrypoint.sh 90-standin.cnf
 }
 
 # usage: _host_python
@@ -319,12 +369,13 @@ _main() {
 	mkdir -p "$BUILD_DIR"
 	setup_install_engine
 	setup_start_engine
-	local base postgres
+	local base postgres mariadb
 	base="$(setup_base_image)"
 	postgres="$(setup_postgres_image)"
+	mariadb="$(setup_mariadb_image)"
 	setup_wheels "$base"
-	setup_write_env "BASE_IMAGE=$base" "POSTGRES_IMAGE=$postgres"
-	setup_log "ready: BASE_IMAGE=$base POSTGRES_IMAGE=$postgres ($BUILD_DIR/docker.env)"
+	setup_write_env "BASE_IMAGE=$base" "POSTGRES_IMAGE=$postgres" "MARIADB_IMAGE=$mariadb"
+	setup_log "ready: BASE_IMAGE=$base POSTGRES_IMAGE=$postgres MARIADB_IMAGE=$mariadb ($BUILD_DIR/docker.env)"
 }
 
 _main "$@"

@@ -3,7 +3,8 @@
 Never skipped: without a Docker engine these tests fail and say how to get one
 (`bash tests/run.sh` runs tests/image/setup.sh, which installs and starts it,
 and writes build/docker.env with the BASE_IMAGE and POSTGRES_IMAGE to use).
-The image is built once per session; every docker run uses it.
+The image is built once per session; every docker run uses it. The MariaDB tests use
+MARIADB_IMAGE (mariadb:11, or setup.sh's stand-in built from Debian's mariadb-server).
 MIGRATE_INIT_TEST_IMAGE=<tag> tests an image built beforehand instead (built on BASE_IMAGE).
 """
 
@@ -14,12 +15,15 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.utils import canonicalize_name
 
 from migrate_init import __version__
@@ -391,12 +395,15 @@ def test_failing_dependency_install_exits_9_before_the_database_is_touched(image
 
 
 class Compose:
-    """docker-compose (1.29) with a throw-away project name; ``down -v`` at the end."""
+    """docker-compose (1.29) with a throw-away project name; ``down -v`` at the end.
 
-    def __init__(self, env: dict[str, str], *files: Path):
+    The files are layered on docker-compose.yaml, as the PostgreSQL variant is, unless
+    ``alone`` (docker-compose.mariadb.yaml is complete by itself)."""
+
+    def __init__(self, env: dict[str, str], *files: Path, alone: bool = False):
         self.project = f"mi{uuid.uuid4().hex[:10]}"
         self.env = env
-        self.files = [str(REPO / "docker-compose.yaml"), *map(str, files)]
+        self.files = [*([] if alone else [str(REPO / "docker-compose.yaml")]), *map(str, files)]
 
     def __call__(self, *args: str, timeout: float = 600) -> Result:
         command = ["docker-compose", "--ansi", "never", "-p", self.project]
@@ -511,6 +518,288 @@ def test_compose_failing_migration_never_starts_app(compose_env, tmp_path):
         assert check.out.strip() == "[('b1',)] ['alembic_version', 'note']"
     finally:
         compose.down()
+
+
+# --- MySQL and MariaDB (issue 15) ----------------------------------------------------------
+
+MARIADB_COMPOSE = REPO / "docker-compose.mariadb.yaml"
+
+
+def _compose_config(compose: Compose) -> dict:
+    """``docker-compose config`` as a dict (any warning before the YAML left out)."""
+    result = compose("config")
+    assert result.code == 0, result.out
+    return yaml.safe_load(result.out[result.out.index("services:"):])
+
+
+def test_compose_mariadb_file_stands_alone_with_the_settings_of_docker_compose_yaml(compose_env):
+    # docker-compose.mariadb.yaml repeats migrate and app of docker-compose.yaml: they must not drift.
+    alone = Compose(compose_env, MARIADB_COMPOSE, alone=True)
+    assert alone("config", "--quiet").code == 0, alone("config").out
+    mariadb = _compose_config(alone)["services"]
+    base = _compose_config(Compose(compose_env))["services"]
+
+    for service in ("migrate", "app"):
+        for key in ("build", "image", "entrypoint", "read_only", "tmpfs", "cap_drop", "security_opt", "volumes"):
+            assert mariadb[service].get(key) == base[service].get(key), (service, key)
+        assert base[service].get("environment", {}).items() <= mariadb[service]["environment"].items(), service
+        assert mariadb[service]["environment"]["DATABASE_URL"].startswith("mysql://webui:"), service
+    assert mariadb["app"]["depends_on"] == base["app"]["depends_on"]
+    assert mariadb["migrate"]["depends_on"] == {"mariadb": {"condition": "service_healthy"}}
+    assert "mariadb-admin ping --protocol=tcp" in " ".join(mariadb["mariadb"]["healthcheck"]["test"])
+
+
+def test_compose_mariadb_waits_for_health_migrates_starts_app_and_a_second_up_does_nothing(compose_env):
+    password = f"pw{uuid.uuid4().hex[:12]}"
+    compose = Compose({**compose_env, "MARIADB_PASSWORD": password, "LOG_LEVEL": "DEBUG"}, MARIADB_COMPOSE,
+                      alone=True)
+    try:
+        app_logs = _up_until_the_app_exits_0(compose)
+        assert f"mysql+pymysql://webui:***@mariadb:3306/webui is at revision {TARGET}" in app_logs
+        mariadb = compose.state("mariadb")
+        assert mariadb["Health"]["Status"] == "healthy"
+        assert _instant(mariadb["StartedAt"]) <= _instant(compose.state("migrate")["StartedAt"])
+        first = compose("logs", "--no-color", "migrate").out
+        assert "Acquired the MySQL lock" in first and "10 migration(s) applied" in first, first
+
+        # the same containers start again, on the same volumes: the fast path, nothing applied
+        _up_until_the_app_exits_0(compose)
+        logs = compose("logs", "--no-color", "migrate").out
+        assert logs.count("OK (exit 0)") == 2, logs
+        second = logs.split("OK (exit 0)", 1)[1]
+        assert "Fast path: the database is at" in second, second
+        assert f"Database is at its target {TARGET}; nothing to do." in second, second
+        assert "Running upgrade" not in second, second
+        assert password not in compose("logs", "--no-color", "migrate", "app").out
+    finally:
+        compose.down()
+
+
+def test_image_ships_pymysql_and_sqlglot_at_their_pins(image):
+    pins = _pins((REPO / "requirements.txt").read_text())
+    result = docker("run", "--rm", "--entrypoint", "python", image.tag, "-c",
+                    "import importlib.metadata as m, pymysql, sqlglot; "
+                    "print(m.version('PyMySQL'), m.version('sqlglot'), pymysql.__file__)")
+
+    assert result.code == 0, result.out
+    pymysql_version, sqlglot_version, path = result.out.split()
+    assert (pymysql_version, sqlglot_version) == (pins["pymysql"], pins["sqlglot"])
+    assert path.startswith("/opt/venv/") and path.endswith("/site-packages/pymysql/__init__.py"), path
+
+
+#: What the MySQL/MariaDB destructive guard reads (migrate_init/statements.py): every kind of
+#: ALTER TABLE subcommand, DROP, CREATE and RENAME it judges, and statements it lets pass.
+GUARD_STATEMENTS = (
+    "ALTER TABLE `user` ADD COLUMN x INT NOT NULL DEFAULT 0, DROP COLUMN y, MODIFY COLUMN z VARCHAR(10) NULL",
+    "ALTER TABLE t CHANGE a b TEXT NOT NULL, RENAME COLUMN c TO d, ALTER COLUMN e SET DEFAULT 1, "
+    "ALTER COLUMN f DROP DEFAULT",
+    "ALTER TABLE t RENAME TO u",
+    "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES b (id), ADD INDEX ix (c), DROP PRIMARY KEY",
+    "ALTER TABLE t MODIFY n BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, ADD COLUMN g INT AS (n + 1) STORED",
+    "DROP TABLE IF EXISTS a, `b`",
+    "DROP DATABASE webui",
+    "DROP INDEX ix ON t",
+    "CREATE TABLE t (id INT PRIMARY KEY AUTO_INCREMENT, n VARCHAR(20) NOT NULL DEFAULT 'x', "
+    "c DATETIME DEFAULT CURRENT_TIMESTAMP) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE IF NOT EXISTS t (id BIGINT)",
+    "CREATE OR REPLACE TABLE t (id INT)",
+    "CREATE INDEX ix ON t (a)",
+    "RENAME TABLE a TO b, `c` TO `d`",
+    "CREATE TABLE t (a INT); INSERT INTO t VALUES (1); UPDATE t SET a = CONVERT(a, SIGNED) WHERE a > 0",
+)
+
+#: Parses GUARD_STATEMENTS (JSON in argv[1]) with sqlglot's MySQL dialect, as statements.py does,
+#: and prints each tree and the SQL it prints back: run on the host and in the image.
+_SQLGLOT_READ = """
+import json, logging, sys
+import sqlglot
+logging.disable(logging.WARNING)
+read = []
+for statement in json.loads(sys.argv[1]):
+    try:
+        read.append([[repr(tree), tree.sql(dialect="mysql")] for tree in sqlglot.parse(statement, read="mysql")
+                     if tree is not None])
+    except sqlglot.errors.SqlglotError as exc:
+        read.append(["error", type(exc).__name__, str(exc)])
+print(json.dumps([sqlglot.__version__, read]))
+"""
+
+
+def test_the_trimmed_sqlglot_reads_mysql_ddl_exactly_as_the_whole_package_does(image):
+    # The Dockerfile deletes most of sqlglot (docs/image.md); the host's .venv has all of it.
+    argument = json.dumps(GUARD_STATEMENTS)
+    host = subprocess.run([sys.executable, "-c", _SQLGLOT_READ, argument], capture_output=True, text=True,
+                          check=True)
+    inside = docker("run", "--rm", "--entrypoint", "python", image.tag, "-c", _SQLGLOT_READ, argument)
+    assert inside.code == 0, inside.out
+
+    version, whole = json.loads(host.stdout)
+    assert version == _pins((REPO / "requirements.txt").read_text())["sqlglot"], "the host's sqlglot is another"
+    assert [len(trees) for trees in whole if trees and trees[0] != "error"] == [1] * 13 + [3], whole
+    assert json.loads(inside.out) == [version, whole]
+
+
+#: Prints every import statement of the installed sqlglot (inside functions too, not those under
+#: TYPE_CHECKING) that no longer resolves, then the modules left in sqlglot/dialects.
+_SQLGLOT_DANGLING_IMPORTS = """
+import ast, importlib, json, pathlib
+import sqlglot
+
+root = pathlib.Path(sqlglot.__file__).parent
+
+
+def resolves(module, name):
+    try:
+        imported = importlib.import_module(module)
+        if name is not None and not hasattr(imported, name):
+            importlib.import_module(module + "." + name)
+    except ImportError:
+        return False
+    return True
+
+
+class Imports(ast.NodeVisitor):
+    def __init__(self, package):
+        self.package, self.found = package, []
+
+    def visit_If(self, node):
+        if "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.orelse:
+                self.visit(child)
+        else:
+            self.generic_visit(node)
+
+    def visit_Import(self, node):
+        self.found += [(node.lineno, alias.name, None) for alias in node.names
+                       if alias.name.split(".")[0] == "sqlglot"]
+
+    def visit_ImportFrom(self, node):
+        module = node.module or ""
+        if node.level:
+            base = self.package.split(".")[: len(self.package.split(".")) - node.level + 1]
+            module = ".".join([*base, module] if module else base)
+        if module.split(".")[0] == "sqlglot":
+            self.found += [(node.lineno, module, None if alias.name == "*" else alias.name) for alias in node.names]
+
+
+dangling = []
+for path in sorted(root.rglob("*.py")):
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    imports = Imports(module if path.name == "__init__.py" else module.rpartition(".")[0])
+    imports.visit(ast.parse(path.read_text(encoding="utf-8")))
+    dangling += [f"{path.relative_to(root.parent)}:{line}: {target} {name or ''}"
+                 for line, target, name in imports.found if not resolves(target, name)]
+print(json.dumps([dangling, sorted(p.name for p in (root / "dialects").glob("*.py"))]))
+"""
+
+
+def test_no_module_left_in_the_trimmed_sqlglot_imports_a_deleted_one(image):
+    # The import statements inside functions are the ones a build-time import of every module
+    # cannot see: each must still resolve, or some rarer statement would fail at run time.
+    result = docker("run", "--rm", "--entrypoint", "python", image.tag, "-c", _SQLGLOT_DANGLING_IMPORTS)
+    assert result.code == 0, result.out
+
+    dangling, dialects = json.loads(result.out)
+    assert dangling == [], "\n".join(dangling)
+    assert dialects == ["__init__.py", "dialect.py", "mysql.py", "tsql.py"], "the trim did not happen"
+
+
+@dataclass(frozen=True)
+class MariaDB:
+    """A MariaDB server in a container, on a network of its own, under the alias ``mariadb``."""
+
+    container: str
+    network: str
+    secrets: Path  # root-password and password, mounted at /run/secrets
+    root_password: str
+    password: str  # of the user ``app``
+
+    def sql(self, statement: str, database: str = "") -> Result:
+        return docker("exec", "--env", f"MYSQL_PWD={self.root_password}", self.container, "mariadb", "--user=root",
+                      "--batch", "--skip-column-names", "--execute", statement, *([database] if database else []))
+
+
+@pytest.fixture(scope="module")
+def mariadb(engine, docker_env, tmp_path_factory) -> Iterator[MariaDB]:
+    """MARIADB_IMAGE with its passwords in *_FILE secrets, as a Docker secret hands them over."""
+    suffix = uuid.uuid4().hex[:8]
+    server = MariaDB(f"migrate-init-mariadb-{suffix}", f"migrate-init-net-{suffix}",
+                     tmp_path_factory.mktemp("mariadb-secrets"), f"root{uuid.uuid4().hex[:12]}",
+                     f"app{uuid.uuid4().hex[:12]}")
+    server.secrets.chmod(0o755)
+    for name, value in (("root-password", server.root_password), ("password", server.password)):
+        (server.secrets / name).write_text(value + "\n")  # a secret file ends with a newline
+        (server.secrets / name).chmod(0o644)
+    docker("network", "create", server.network, check=True)
+    try:
+        docker("run", "--detach", "--name", server.container, "--network", server.network,
+               "--network-alias", "mariadb", "--volume", f"{server.secrets}:/run/secrets:ro",
+               "--env", "MARIADB_ROOT_PASSWORD_FILE=/run/secrets/root-password",
+               "--env", "MARIADB_USER=app", "--env", "MARIADB_PASSWORD_FILE=/run/secrets/password",
+               "--env", "MARIADB_DATABASE=app", docker_env.get("MARIADB_IMAGE") or "mariadb:11", check=True)
+        deadline = time.monotonic() + 120
+        # the user's own login over TCP: the first start's socket-only server does not count
+        while docker("exec", "--env", f"MYSQL_PWD={server.password}", server.container, "mariadb",
+                     "--protocol=tcp", "--host=127.0.0.1", "--user=app", "--execute=SELECT 1", "app").code != 0:
+            assert time.monotonic() < deadline, docker("logs", server.container).out
+            time.sleep(0.5)
+        yield server
+    finally:
+        docker("rm", "--force", "--volumes", server.container)
+        docker("network", "rm", server.network)
+
+
+@pytest.fixture
+def mariadb_database(mariadb) -> str:
+    """A new, empty database on the server, all of whose privileges ``app`` has."""
+    name = f"db_{uuid.uuid4().hex[:10]}"
+    created = mariadb.sql(f"CREATE DATABASE `{name}`; GRANT ALL ON `{name}`.* TO 'app'@'%'")
+    assert created.code == 0, created.out
+    return name
+
+
+def _run_on_mariadb(image: Image, server: MariaDB, database: str, *args: str,
+                    env: dict[str, str] | None = None, mounts: tuple[str, ...] = ()) -> Result:
+    """The image under the manifests' constraints: a mysql:// URL with no password in it, the
+    password in DATABASE_PASSWORD_FILE (a mounted secret)."""
+    return run_image(image, *args,
+                     env={"DATABASE_URL": f"mysql://app@mariadb:3306/{database}",
+                          "DATABASE_PASSWORD_FILE": "/run/secrets/migrate-init/password", **(env or {})},
+                     mounts=(f"{server.secrets / 'password'}:/run/secrets/migrate-init/password:ro", *mounts),
+                     options=(*MANIFEST_CONSTRAINTS, "--network", server.network))
+
+
+def test_docker_run_migrates_mariadb_then_finds_nothing_to_do(image, mariadb, mariadb_database):
+    first = _run_on_mariadb(image, mariadb, mariadb_database)
+    assert first.code == 0, first.out
+    assert "Acquired the MySQL lock" in first.out and "10 migration(s) applied" in first.out, first.out
+    assert mariadb.sql("SELECT version_num FROM alembic_version", mariadb_database).out.split() == [TARGET]
+
+    again = _run_on_mariadb(image, mariadb, mariadb_database, env={"LOG_LEVEL": "DEBUG"})
+    assert again.code == 0, again.out
+    assert "Fast path: the database is at" in again.out and "nothing to do" in again.out, again.out
+    assert "Running upgrade" not in again.out
+    status = _run_on_mariadb(image, mariadb, mariadb_database, "status")
+    assert status.code == 0, status.out
+    assert mariadb.password not in first.out + again.out + status.out
+
+
+def test_docker_run_refuses_a_column_drop_on_mariadb_before_it_runs(image, mariadb, mariadb_database, tmp_path):
+    # MySQL commits DDL at once: the guard reads the statement with the image's trimmed sqlglot first.
+    chain = Chain(tmp_path / "migrations")
+    chain.add("d1", 'op.drop_column("user", "phone")', name="drop_phone")
+    for path in [chain.path, *chain.path.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+    result = _run_on_mariadb(image, mariadb, mariadb_database, env={"MIGRATIONS_DIR": "/migrations",
+                                                                    "MODELS": "models:Base"},
+                             mounts=(f"{chain.path}:/migrations:ro",))
+
+    assert result.code == 8, result.out
+    assert "would lose data: column user.phone" in result.out and "refused before it ran" in result.out
+    assert mariadb.sql("SHOW COLUMNS FROM `user` LIKE 'phone'", mariadb_database).out.split()[:1] == ["phone"]
+    assert mariadb.sql("SELECT version_num FROM alembic_version", mariadb_database).out.split() == [TARGET]
 
 
 # --- replicas and the Job pattern, under the manifests' constraints (issues 4 and 6) -------

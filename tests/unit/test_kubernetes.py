@@ -347,6 +347,19 @@ def test_the_database_secret_is_referenced_by_name_and_documented():
     assert "database-url" in readme
 
 
+def test_the_server_variants_serve_mysql_and_mariadb_unchanged_and_say_how():
+    # deploy/kubernetes/README.md promises that only the Secret's URL differs on MySQL and
+    # MariaDB: nothing the pods are given may name an engine.
+    for variant in POSTGRES_VARIANTS:
+        for doc, container in _rendered_containers(variant):
+            given = json.dumps([container.get(key) for key in ("env", "args", "command")]).lower()
+            for engine in ("postgres", "mysql", "mariadb"):
+                assert engine not in given, f"{variant}/{doc['metadata']['name']}/{container['name']} names {engine}"
+    readme = KUBERNETES_README.read_text()
+    assert "mysql://USER:PASSWORD@HOST:3306/DBNAME" in readme
+    assert "## MySQL and MariaDB" in readme
+
+
 def test_sqlite_runs_one_pod_on_a_read_write_once_volume():
     resources = _resources("sqlite-initcontainer")
     (deployment,) = [doc for doc in resources if doc["kind"] == "Deployment"]
