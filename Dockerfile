@@ -1,8 +1,8 @@
 # migrate-init: an init container that gets the database ready before the app starts.
 #
-#   docker build -t migrate-init:0.2.0 .
-#   docker build --build-arg REVISION="$(git rev-parse HEAD)" -t migrate-init:0.2.0 .   # a release
-#   docker build --build-arg BASE_IMAGE=registry.example/python:3.12-slim -t migrate-init:0.2.0 .
+#   docker build -t migrate-init:0.3.0 .
+#   docker build --build-arg REVISION="$(git rev-parse HEAD)" -t migrate-init:0.3.0 .   # a release
+#   docker build --build-arg BASE_IMAGE=registry.example/python:3.12-slim -t migrate-init:0.3.0 .
 #
 # When the build context has wheels/*.whl, the build installs from them with no
 # index (air-gapped builds and CI: tests/image/setup.sh fills wheels/).
@@ -15,7 +15,7 @@ ARG BASE_IMAGE=python:3.12-slim
 # migrate_init/__init__.py, the one place the version lives: the build fails otherwise, and
 # tests/image/test_labels.py checks this default. REVISION is the git commit and SOURCE the
 # repository's URL; a release passes both.
-ARG VERSION=0.2.0
+ARG VERSION=0.3.0
 ARG REVISION=""
 ARG SOURCE=""
 

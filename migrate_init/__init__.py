@@ -17,4 +17,4 @@ One concern per module, each a noun the README uses:
   ``alembic_env``: the shipped env.py's body.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
