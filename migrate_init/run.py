@@ -290,7 +290,7 @@ def _run(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reade
     standing = standing_of(reader, expected)
     summary.from_revisions = list(standing.current)
     summary.timed("check", started)
-    if revision is None and standing.at_heads and not standing.owed and \
+    if revision is None and standing.at_heads and not standing.owed and not standing.interrupted and \
             (standing.complete or not cfg.repair_missing_columns):
         fast_path_taken(expected, standing)
         at_target(summary, reader, expected, standing, after="the check")
@@ -649,6 +649,7 @@ def _upgrade(cfg: Config, watchdog: Watchdog, loaded: Loaded, engine: Any, progr
                     if kind not in ("lock_not_available", "busy") or retries >= cfg.ddl_lock_retries:
                         raise
                     if not _may_run_again(connection, loaded.script, exc.revision):
+                        exc.retries_refused = True  # type: ignore[attr-defined]
                         raise
                     retries += 1
                     delay = next(delays)
@@ -724,11 +725,17 @@ def _failed(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Re
     if kind in ("lock_not_available", "busy"):
         # create_all cannot make an ALTER happen: the fallback would only turn
         # this into a misleading verification failure.
+        if getattr(failure, "retries_refused", False):
+            how = (f"past DDL_LOCK_TIMEOUT={cfg.ddl_lock_timeout:g}s; it was not retried, since MySQL/MariaDB "
+                   "keep what it applied before and its module does not declare idempotent = True")
+        else:
+            how = (f"through DDL_LOCK_RETRIES={cfg.ddl_lock_retries} retries of "
+                   f"DDL_LOCK_TIMEOUT={cfg.ddl_lock_timeout:g}s")
+        where = "SHOW PROCESSLIST" if cfg.database.backend == "mysql" else "pg_stat_activity"
         raise MigrationFailed(
-            f"{failure} Another transaction kept its lock on the table through DDL_LOCK_RETRIES="
-            f"{cfg.ddl_lock_retries} retries of DDL_LOCK_TIMEOUT={cfg.ddl_lock_timeout:g}s; the fallback "
-            "was not tried, since it cannot apply this change. End the long transaction (see "
-            "pg_stat_activity) or raise DDL_LOCK_TIMEOUT, and run again.",
+            f"{failure} Another transaction kept its lock on the table {how}; the fallback was not tried, "
+            f"since it cannot apply this change. End the long transaction (see {where}) or raise "
+            "DDL_LOCK_TIMEOUT, and run again.",
             revision=failure.revision,
         ) from failure
     report.error("migration_failed", str(failure), revision=failure.revision)

@@ -38,6 +38,9 @@ class Watchdog:
     def __init__(self) -> None:
         self._connections: set[Any] = set()
         self._guard = threading.Lock()
+        #: Held while statements are being cancelled: close() waits for a cancel in flight, so a
+        #: process about to exit still reaches the server (MySQL's KILL QUERY takes a connection).
+        self._cancelling = threading.Lock()
         self._deadline: float | None = None
         self._timeout_seconds = 0.0
         self._variable = "MIGRATION_TIMEOUT"
@@ -187,10 +190,11 @@ class Watchdog:
                 signal.pthread_kill(self._main, signal.SIGALRM)
 
     def _cancel_all(self) -> None:
-        with self._guard:
-            connections = list(self._connections)
-        for connection in connections:
-            _cancel(connection)
+        with self._cancelling:
+            with self._guard:
+                connections = list(self._connections)
+            for connection in connections:
+                _cancel(connection)
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
@@ -201,6 +205,8 @@ class Watchdog:
         self._closed = True
         self._wake()
         self._thread.join(timeout=1)
+        if self._cancelling.acquire(timeout=6):  # a KILL QUERY under way (its connect: 5 s at most)
+            self._cancelling.release()
         with contextlib.suppress(ValueError, OSError):
             signal.set_wakeup_fd(self._previous_fd)
         # The handlers stay "record only" until the process exits: a signal in
@@ -252,6 +258,14 @@ def _cancel(dbapi_connection: Any) -> None:
             return
 
 
+def _over_tls(connection: Any) -> bool:
+    """Whether a PyMySQL connection is encrypted (its ``.ssl`` is set even on a plain one)."""
+    import ssl
+
+    return bool(getattr(connection, "_ssl_required", False)) or isinstance(
+        getattr(connection, "_sock", None), ssl.SSLSocket)
+
+
 def _kill_query(connection: Any) -> None:
     """MySQL/MariaDB: ``KILL QUERY`` the connection's statement, from a second connection.
 
@@ -260,13 +274,17 @@ def _kill_query(connection: Any) -> None:
     """
     import pymysql
 
-    thread_id = connection.thread_id() if connection.open else None
+    # Not connection.open: the main thread may have closed its end already (a stop raised into the
+    # step unwinds through the driver), while the server still runs the statement.
+    server_thread = getattr(connection, "server_thread_id", None)
+    thread_id = server_thread[0] if server_thread else None
     if thread_id is None:
         return
     try:
         killer = pymysql.connect(host=connection.host, port=connection.port, user=connection.user,
                                  password=connection.password, unix_socket=connection.unix_socket,
-                                 ssl=connection.ctx if connection.ssl else None, connect_timeout=5,
+                                 ssl=connection.ctx if _over_tls(connection) else None,
+                                 connect_timeout=5,
                                  autocommit=True, program_name="migrate-init-cancel")
     except Exception:  # the server is gone: nothing runs there to cancel
         return
