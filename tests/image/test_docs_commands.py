@@ -1,0 +1,426 @@
+"""The documents' commands that need Docker or a database, run exactly as written (issue 16).
+
+tests/unit/test_docs_commands.py extracts every command of the sh, bash and console blocks of
+README.md, CONTRIBUTING.md, deploy/kubernetes/README.md and docs/*.md, and fails on one that is
+neither run by a test nor marked ``# example: REASON``. The commands run here are named once,
+below, with ``documented(...)``: RUN is what that module checks against the documents, and every
+run checks again that its text is still a documented command, so an edited command fails at once.
+
+Each command runs through ``bash -c``, in the folder the document implies (the repository root for
+Compose and ``docker build``; a scratch folder for a ``$PWD`` mount) and in the environment it
+describes: build/docker.env's variables, as the README says to source them. What the tests add,
+and take away again:
+
+- ``migrate-init:0.3.0`` is built by docs/image.md's own build command (the layer cache of the image
+  tests' build makes that seconds) and also tagged ``migrate-init``, the README's
+  ``docker build -t migrate-init .``. Tags that existed before are put back afterwards.
+- Compose runs under a throw-away COMPOSE_PROJECT_NAME and MIGRATE_INIT_IMAGE (the README names that
+  variable), and ``down --volumes`` ends each project. An ``up`` that keeps a database service
+  running is ended once ``app`` has exited.
+- docs/commands.md's named volume ``open-webui_data`` is refused when it already exists (it may hold
+  a real Open WebUI database), and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from migrate_init import __version__
+from tests.support import REPO
+from tests.support.wheelhouse import build_wheel
+from tests.unit.test_docs_commands import runnable, transcript
+
+#: Every documented command these tests run, exactly as the documents show it.
+RUN: list[str] = []
+
+
+def documented(command: str) -> str:
+    """Name ``command`` as one these tests run as written; tests/unit/test_docs_commands.py checks
+    that a document shows exactly this text, unmarked."""
+    RUN.append(command)
+    return command
+
+
+VERSION_TAG = f"migrate-init:{__version__}"
+TARGET = "merge_heads_final"
+VOLUME = "open-webui_data"
+
+# README.md
+DEMO = documented("docker-compose up --build")
+POSTGRES_DEMO = documented(
+    "POSTGRES_PASSWORD=change-me docker-compose -f docker-compose.yaml -f docker-compose.postgres.yaml up --build")
+OWN_MIGRATIONS = documented(
+    'docker run --rm -e DATABASE_URL_FILE=/run/secrets/db_url -v "$PWD/db_url:/run/secrets/db_url:ro" \\\n'
+    '  -e MIGRATIONS_DIR=/migrations -e MODELS=models:Base -v "$PWD/migrations:/migrations:ro" migrate-init')
+# docs/image.md
+SOURCE_DOCKER_ENV = documented("set -a; . build/docker.env; set +a")
+RELEASE_BUILD = documented(
+    'docker build --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg REVISION="$(git rev-parse HEAD)" '
+    f"--build-arg SOURCE=REPOSITORY-URL -t {VERSION_TAG} .")
+VERSION = documented(f"docker run --rm {VERSION_TAG} --version")
+LABELS = documented(f"docker image inspect --format '{{{{json .Config.Labels}}}}' {VERSION_TAG}")
+MARIADB_DEMO = documented("MARIADB_PASSWORD=change-me docker-compose -f docker-compose.mariadb.yaml up --build")
+# docs/commands.md: the console transcript, and the entrypoint's examples on a named volume
+TRANSCRIPT = [documented("python migrate.py status"), documented("echo $?"), documented("python migrate.py current")]
+STATUS = documented(f"docker run --rm -v {VOLUME}:/app/backend/data migrate-init status")
+UPGRADE = documented(f"docker run --rm -v {VOLUME}:/app/backend/data migrate-init upgrade ef6fab585ac1")
+HARDENED = documented("docker run --rm --user 1000650000:0 --read-only --tmpfs /tmp --cap-drop ALL \\\n"
+                      f"  -v {VOLUME}:/app/backend/data migrate-init")
+WRAPPER = documented(f"docker run --rm -v {VOLUME}:/app/backend/data migrate-init run -- python -m myapp")
+# docs/air-gapped.md
+OFFLINE_PACKAGE = documented(
+    'docker run --rm -e EXTRA_PIP_PACKAGES="cos-python-sdk-v5==1.9.30" \\\n'
+    '  -e PIP_FIND_LINKS=/wheels -e PIP_NO_INDEX=true -v "$PWD/wheels:/wheels:ro" \\\n'
+    f"  -v {VOLUME}:/app/backend/data migrate-init")
+# docs/troubleshooting.md
+LOGS = documented("docker-compose logs migrate")
+EXIT_CODE = documented("docker inspect --format '{{.State.ExitCode}}' \"$(docker-compose ps -a -q migrate)\"")
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str  # stdout and stderr together, unless asked apart
+    err: str = ""
+
+    def __str__(self) -> str:
+        return f"exit {self.code}\n{self.out[-6000:]}{self.err[-3000:]}"
+
+
+def sh(*commands: str, cwd: Path, env: dict[str, str], timeout: float = 300, errexit: bool = True,
+       separate_stderr: bool = False) -> Result:
+    """Run documented commands, one per line of one bash script, as a reader pastes them."""
+    for command in commands:
+        assert runnable(command), f"no document shows this command as written (or it is marked):\n{command}"
+    script = "\n".join(commands)
+    try:
+        proc = subprocess.run(["bash", *(["-e"] if errexit else []), "-c", script], cwd=cwd, env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE if separate_stderr else subprocess.STDOUT,
+                              text=True, errors="replace", timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"{script}\ndid not finish within {timeout}s:\n{exc.output}") from None
+    return Result(proc.returncode, proc.stdout, proc.stderr or "")
+
+
+def docker(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+    """The docker CLI for the tests' own set-up and checks (not a documented command)."""
+    proc = subprocess.run(["docker", *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, errors="replace", timeout=timeout)
+    return Result(proc.returncode, proc.stdout)
+
+
+# --- the engine, the image and the volume --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def docker_env() -> dict[str, str]:
+    """Our environment plus build/docker.env, as the README says to source it before Compose."""
+    env = dict(os.environ)
+    env_file = REPO / "build" / "docker.env"
+    if env_file.is_file():
+        for line in env_file.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() and not key.startswith("#"):
+                env.setdefault(key.strip(), value.strip())
+    if shutil.which("docker") is None or shutil.which("docker-compose") is None:
+        pytest.fail("docker and docker-compose are required and these tests are never skipped; "
+                    "run 'bash tests/run.sh' (tests/image/setup.sh installs them).")
+    info = docker("info", "--format", "{{.ServerVersion}}", env=env, timeout=60)
+    if info.code != 0:
+        pytest.fail("The Docker engine is not reachable and these tests are never skipped; run "
+                    "'bash tests/image/setup.sh' (or 'bash tests/run.sh') to start it.\n" + info.out)
+    if "BASE_IMAGE" not in env:
+        pytest.fail("build/docker.env is missing: run 'bash tests/image/setup.sh' (docs/image.md's build sources it).")
+    return env
+
+
+def _image_id(tag: str) -> str | None:
+    found = docker("image", "inspect", "--format", "{{.Id}}", tag)
+    return found.out.strip() if found.code == 0 else None
+
+
+@pytest.fixture(scope="module")
+def release_image(docker_env) -> Iterator[str]:
+    """docs/image.md's release build, run as written from the repository root; also tagged
+    ``migrate-init``, which the README builds with ``docker build -t migrate-init .``."""
+    saved = {tag: _image_id(tag) for tag in (VERSION_TAG, "migrate-init:latest")}
+    try:
+        started = time.monotonic()
+        build = sh(SOURCE_DOCKER_ENV, RELEASE_BUILD, cwd=REPO, env=docker_env, timeout=900)
+        assert build.code == 0, f"{RELEASE_BUILD}\n{build}"
+        print(f"\n{RELEASE_BUILD}: {time.monotonic() - started:.1f}s")
+        assert docker("tag", VERSION_TAG, "migrate-init:latest").code == 0
+        yield VERSION_TAG
+    finally:
+        for tag, previous in saved.items():
+            if previous:
+                docker("tag", previous, tag)
+            else:
+                docker("rmi", tag)
+
+
+@pytest.fixture
+def open_webui_data(docker_env) -> Iterator[str]:
+    """docs/commands.md's volume, created by the commands themselves; never someone else's."""
+    if docker("volume", "inspect", VOLUME).code == 0:
+        pytest.fail(f"A Docker volume named {VOLUME} already exists, maybe an Open WebUI's real data: the "
+                    f"documented commands would migrate it. Remove it ('docker volume rm {VOLUME}') or run "
+                    "these tests on another engine.")
+    try:
+        yield VOLUME
+    finally:
+        docker("volume", "rm", VOLUME)
+
+
+# --- Compose ------------------------------------------------------------------------------
+
+
+class Compose:
+    """A documented ``docker-compose ... up`` under a throw-away project name and image tag."""
+
+    def __init__(self, env: dict[str, str], *files: str, image: str):
+        self.project = f"midocs{uuid.uuid4().hex[:10]}"
+        self.env = {**env, "COMPOSE_PROJECT_NAME": self.project, "MIGRATE_INIT_IMAGE": image}
+        self.files = files or ("docker-compose.yaml",)
+        self.up_process: subprocess.Popen[bytes] | None = None
+
+    def __call__(self, *args: str, timeout: float = 180) -> Result:
+        """docker-compose with the project's files: the tests' own checks and the clean-up."""
+        command = ["docker-compose", "--ansi", "never"]
+        for file in self.files:
+            command += ["-f", file]
+        proc = subprocess.run([*command, *args], cwd=REPO, env=self.env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                              timeout=timeout)
+        return Result(proc.returncode, proc.stdout)
+
+    def container(self, service: str) -> str | None:
+        ids = docker("ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={self.project}",
+                     "--filter", f"label=com.docker.compose.service={service}").out.split()
+        return ids[0] if ids else None
+
+    def state(self, service: str) -> dict:
+        container = self.container(service)
+        assert container, f"no container for {service}"
+        return json.loads(docker("inspect", "--format", "{{json .State}}", container).out)
+
+    def up(self, command: str, log: Path, timeout: float = 300, ends: bool = False) -> Result:
+        """Run the documented ``up`` until it ends by itself (``ends``: every service exits) or else
+        until ``app`` has exited (or ``migrate`` failed): with a database service running, an
+        attached ``up`` would go on; ``down`` ends it."""
+        assert runnable(command), f"no document shows this command as written:\n{command}"
+        with log.open("w") as out:
+            self.up_process = subprocess.Popen(["bash", "-c", command], cwd=REPO, env=self.env,
+                                               stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                               start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while self.up_process.poll() is None:
+            app, migrate = self.container("app"), self.container("migrate")
+            if app and self.state("app")["Status"] == "exited" and not ends:
+                break
+            if migrate and self.state("migrate")["Status"] == "exited" and self.state("migrate")["ExitCode"]:
+                break
+            assert time.monotonic() < deadline, f"{command}: app did not exit within {timeout}s\n{log.read_text()}"
+            time.sleep(1)
+        code = self.up_process.poll()
+        return Result(-1 if code is None else code, log.read_text(errors="replace"))
+
+    def down(self) -> None:
+        self("down", "--volumes", "--remove-orphans", timeout=180)
+        if self.up_process is not None:
+            try:
+                self.up_process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.up_process.pid, signal.SIGKILL)
+                self.up_process.wait()
+
+
+@pytest.fixture(scope="module")
+def compose_image(release_image) -> Iterator[str]:
+    """The tag MIGRATE_INIT_IMAGE gives the image the documented ``up --build`` builds (on the layers
+    the release build cached); removed at the end."""
+    tag = f"migrate-init:docs-{uuid.uuid4().hex[:8]}"
+    try:
+        yield tag
+    finally:
+        docker("rmi", tag)
+
+
+@contextmanager
+def compose_project(docker_env: dict[str, str], *files: str, image: str) -> Iterator[Compose]:
+    compose = Compose(docker_env, *files, image=image)
+    try:
+        yield compose
+    finally:
+        compose.down()
+
+
+def _assert_app_ran_after_migrate(compose: Compose) -> str:
+    """Both exited 0 and app started after migrate finished; the logs of both."""
+    logs = compose("logs", "--no-color", "migrate", "app").out
+    migrate, app = compose.state("migrate"), compose.state("app")
+    assert (migrate["ExitCode"], app["ExitCode"]) == (0, 0), logs
+    assert migrate["FinishedAt"][:19] <= app["StartedAt"][:19], (migrate, app)
+    return logs
+
+
+def test_readme_demo_and_troubleshooting_commands(docker_env, compose_image, tmp_path):
+    with compose_project(docker_env, image=compose_image) as compose:
+        first = compose.up(DEMO, tmp_path / "up.log", ends=True)
+        assert first.code == 0, f"{DEMO}\n{first}"
+        logs = _assert_app_ran_after_migrate(compose)
+        assert f"OK (exit 0): Upgraded base (empty) -> {TARGET}: 10 migration(s) applied" in logs, logs
+        assert f"is at revision {TARGET}; user rows: 0, chat rows: 0" in logs, logs
+
+        # docs/troubleshooting.md: the log and the exit code of migrate, from the repository root
+        log = sh(LOGS, cwd=REPO, env=compose.env)
+        assert log.code == 0 and f"OK (exit 0): Upgraded base (empty) -> {TARGET}" in log.out, log
+        code = sh(EXIT_CODE, cwd=REPO, env=compose.env)
+        assert code.code == 0 and code.out.strip().splitlines()[-1] == "0", code
+
+        # the README: "The second `up` prints `OK (exit 0): Database is at its target ...; nothing to do.`"
+        second = compose.up(DEMO, tmp_path / "up-again.log", ends=True)
+        assert second.code == 0, f"{DEMO}\n{second}"
+        assert f"OK (exit 0): Database is at its target {TARGET}; nothing to do." in second.out, second
+
+
+def test_readme_postgres_demo(docker_env, compose_image, tmp_path):
+    with compose_project(docker_env, "docker-compose.yaml", "docker-compose.postgres.yaml",
+                         image=compose_image) as compose:
+        up = compose.up(POSTGRES_DEMO, tmp_path / "up.log")
+        assert up.code in (-1, 0), f"{POSTGRES_DEMO}\n{up}"
+        logs = _assert_app_ran_after_migrate(compose)
+        assert f"postgresql+psycopg2://webui:***@postgres:5432/webui is at revision {TARGET}" in logs, logs
+        assert compose.state("postgres")["Health"]["Status"] == "healthy"
+        assert "change-me" not in logs
+
+
+def test_image_md_mariadb_demo(docker_env, compose_image, tmp_path):
+    with compose_project(docker_env, "docker-compose.mariadb.yaml", image=compose_image) as compose:
+        up = compose.up(MARIADB_DEMO, tmp_path / "up.log")
+        assert up.code in (-1, 0), f"{MARIADB_DEMO}\n{up}"
+        logs = _assert_app_ran_after_migrate(compose)
+        assert f"mysql+pymysql://webui:***@mariadb:3306/webui is at revision {TARGET}" in logs, logs
+        assert compose.state("mariadb")["Health"]["Status"] == "healthy"
+        assert "change-me" not in logs
+
+
+# --- docker build and docker run ------------------------------------------------------------
+
+
+def test_image_md_release_build_says_what_it_is(release_image, docker_env):
+    version = sh(VERSION, cwd=REPO, env=docker_env)
+    assert version.code == 0 and version.out.strip() == f"migrate-init {__version__}", version
+    labels = sh(LABELS, cwd=REPO, env=docker_env)
+    assert labels.code == 0, labels
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert head.returncode == 0, head.stderr
+    values = json.loads(labels.out)
+    assert {key.rsplit(".", 1)[1]: values[key] for key in values if key.startswith("org.opencontainers.image.")
+            and key.rsplit(".", 1)[1] in ("version", "revision", "source", "licenses")} == {
+        "version": __version__, "revision": head.stdout.strip(), "source": "REPOSITORY-URL",
+        "licenses": "Apache-2.0"}
+
+
+def _readable_copy(source: Path, target: Path) -> Path:
+    """``source`` copied for a bind mount: readable by the image's UID, no caches."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", ".manifest.json"))
+    for folder, _dirs, files in os.walk(target):
+        os.chmod(folder, 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)
+    return target
+
+
+def test_readme_own_migrations_from_a_url_file(release_image, docker_env, tmp_path):
+    # "$PWD/db_url" and "$PWD/migrations": the reader's folder; the database lands in the image's
+    # data volume (an anonymous one, which --rm removes)
+    _readable_copy(REPO / "migrations", tmp_path / "migrations")
+    (tmp_path / "db_url").write_text("sqlite:////app/backend/data/webui.db\n")
+    (tmp_path / "db_url").chmod(0o644)
+    result = sh(OWN_MIGRATIONS, cwd=tmp_path, env=docker_env)
+    assert result.code == 0, result
+    assert f"OK (exit 0): Upgraded base (empty) -> {TARGET}" in result.out, result
+    assert "Verified 11 tables and their columns against MODELS." in result.out, result
+
+
+def test_commands_md_entrypoint_examples_on_a_named_volume(release_image, docker_env, open_webui_data, tmp_path):
+    # in the order a reader meets them on a new volume: upgrade part-way, look, finish hardened, wrap an app
+    upgrade = sh(UPGRADE, cwd=tmp_path, env=docker_env)
+    assert upgrade.code == 0 and "OK (exit 0): Upgraded to ef6fab585ac1:" in upgrade.out, upgrade
+    status = sh(STATUS, cwd=tmp_path, env=docker_env, errexit=False)
+    assert status.code == 1, status  # docs/commands.md: 1 pending
+    assert "current:  ef6fab585ac1" in status.out and "pending:  3" in status.out, status
+
+    hardened = sh(HARDENED, cwd=tmp_path, env=docker_env)
+    assert hardened.code == 0 and f"Upgraded ef6fab585ac1 -> {TARGET}" in hardened.out, hardened
+    status = sh(STATUS, cwd=tmp_path, env=docker_env)
+    assert status.code == 0 and "pending:  none (at target)" in status.out, status
+
+    # `python -m myapp`: the application's module, here one in DEPS_TARGET, which the wrapper puts on PYTHONPATH
+    app = "import os\nprint('myapp: running with PYTHONPATH=' + os.environ['PYTHONPATH'])\n"
+    put = docker("run", "--rm", "-v", f"{VOLUME}:/app/backend/data", "--entrypoint", "python", VERSION_TAG, "-c",
+                 f"import os; os.makedirs('/app/backend/data/python-deps', exist_ok=True); "
+                 f"open('/app/backend/data/python-deps/myapp.py', 'w').write({app!r})")
+    assert put.code == 0, put
+    wrapped = sh(WRAPPER, cwd=tmp_path, env=docker_env)
+    assert wrapped.code == 0, wrapped
+    assert f"OK (exit 0): Database is at its target {TARGET}; nothing to do." in wrapped.out, wrapped
+    assert "myapp: running with PYTHONPATH=/app/backend/data/python-deps" in wrapped.out, wrapped
+
+
+def test_air_gapped_package_from_a_mounted_wheelhouse(release_image, docker_env, open_webui_data, tmp_path):
+    # "$PWD/wheels": the reader's wheelhouse; here a stand-in wheel of the package the command names
+    build_wheel(tmp_path / "wheels", "cos-python-sdk-v5", "1.9.30")
+    _readable_copy(tmp_path / "wheels", tmp_path / "mounted" / "wheels")
+    first = sh(OFFLINE_PACKAGE, cwd=tmp_path / "mounted", env=docker_env)
+    assert first.code == 0, first
+    assert "Installed cos-python-sdk-v5==1.9.30 into /app/backend/data/python-deps." in first.out, first
+    assert f"OK (exit 0): Upgraded base (empty) -> {TARGET}" in first.out, first
+    # docs/air-gapped.md: "A second run finds the package in DEPS_TARGET ... and installs nothing."
+    second = sh(OFFLINE_PACKAGE, cwd=tmp_path / "mounted", env=docker_env)
+    assert second.code == 0 and "nothing to install" in second.out, second
+
+
+# --- migrate.py in the repository ------------------------------------------------------------
+
+
+def test_commands_md_status_transcript(tmp_path):
+    # `python migrate.py` "in the repository": a copy of it, with the tests' venv first on PATH
+    # (as tests/run.sh puts .venv/bin), so that `python` is the interpreter with the requirements
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("migrate.py", "alembic.ini"):
+        shutil.copy(REPO / name, repo / name)
+    for name in ("migrate_init", "migrations"):
+        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", ".manifest.json"))
+    bin_dir = Path(sys.executable).parent
+    assert (bin_dir / "python").exists(), f"run the tests with a venv's python (.venv/bin/python), not {sys.executable}"
+    url = f"sqlite:///{tmp_path}/db/webui.db"
+    env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(tmp_path),
+           "LANG": "C.UTF-8", "DATABASE_URL": url}
+    setup = subprocess.run([sys.executable, "migrate.py", "upgrade", "70c7b727736e"], cwd=repo, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert setup.returncode == 0, setup.stderr
+
+    steps = transcript("docs/commands.md", TRANSCRIPT[0])
+    assert [command for command, _ in steps] == TRANSCRIPT
+    shown = "\n".join(line for _, output in steps for line in output)
+    shown = re.sub(r"^database: .*$", f"database: {url}", shown, flags=re.MULTILINE)
+    result = sh(*TRANSCRIPT, cwd=repo, env=env, errexit=False, separate_stderr=True)
+    assert result.out.rstrip("\n") == shown, f"{result.out}\n--- the document shows:\n{shown}\n{result.err}"
