@@ -124,6 +124,9 @@ def create_engine(database: Url, *, busy_timeout: float, connect_timeout: float 
     elif database.backend == "mysql":
         kwargs["connect_args"] = {"connect_timeout": max(int(connect_timeout), 1),
                                   "program_name": "migrate-init"}
+        if database.password:
+            # PyMySQL sends a str password as latin-1; the server hashed the UTF-8 bytes.
+            kwargs["connect_args"]["passwd"] = database.password.encode("utf-8")
     try:
         engine = sqlalchemy.create_engine(sqlalchemy_url(database), **kwargs)
     except ModuleNotFoundError as exc:

@@ -80,7 +80,8 @@ def counted_tables(metadata: MetaData) -> list[str]:
 def drift(connection: Any, metadata: MetaData) -> list[str]:
     """Alembic's compare_metadata, in words: what differs between the database and the models.  Read-only."""
     def ours(name: str | None, type_: str, _parent: Any) -> bool:
-        return not (type_ == "table" and name == "migrate_init_seed")  # migrate-init's own bookkeeping
+        # migrate-init's own bookkeeping: seeds done, revisions in progress (MySQL/MariaDB)
+        return not (type_ == "table" and name in ("migrate_init_seed", "migrate_init_progress"))
 
     context = MigrationContext.configure(connection, opts={"compare_type": True, "include_name": ours})
     with report.quiet():  # Alembic logs each difference too; we print them once, in words

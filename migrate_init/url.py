@@ -55,7 +55,8 @@ _SECRET_KEYS = frozenset({"password", "sslpassword", "pass", "passwd", "pwd"})
 #: Where a URL starts in free text; the scheme may be missing ("://user:pw@host").
 _TEXT_URL_START = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-_]*)?://")
 #: scheme://user: in free text, the start of a password (see _mask_userinfo).
-_TEXT_USERINFO = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-_]*)?://[^\s:/]*:")
+#: (No '@' before the ':': "user@host:port" is a host and a port, with no password in it.)
+_TEXT_USERINFO = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-_]*)?://[^\s:/@]*:")
 #: password=VALUE in a query string or a libpq keyword string; a quoted libpq
 #: value ('...', with backslash escapes) is masked whole.
 _TEXT_QUERY_SECRET = re.compile(
@@ -242,10 +243,12 @@ class Url:
         not a number where a number is needed, is a ConfigError.
         """
         kwargs: dict[str, Any] = {"charset": "utf8mb4"}
-        for name, value in (("host", self.host), ("database", self.database),
-                            ("user", self.username), ("password", self.password)):
+        for name, value in (("host", self.host), ("database", self.database), ("user", self.username)):
             if value:
                 kwargs[name] = value
+        if self.password:
+            # PyMySQL sends a str password as latin-1; the server hashed the UTF-8 bytes.
+            kwargs["password"] = self.password.encode("utf-8")
         if self.port:
             kwargs["port"] = self.port
         seen: dict[str, str] = {}
@@ -262,6 +265,8 @@ class Url:
                 kwargs[key] = int(value)
             elif key in _MYSQL_BOOL_OPTIONS:
                 kwargs[key] = value.lower() in ("true", "1", "yes", "on", "y", "t")
+            elif key in ("password", "passwd"):
+                kwargs["password"] = value.encode("utf-8")  # as above: the server hashed UTF-8 bytes
             elif key in _MYSQL_SSL_OPTIONS:
                 ssl[key[4:]] = value if key != "ssl_check_hostname" else \
                     value.lower() in ("true", "1", "yes", "on", "y", "t")

@@ -2,8 +2,9 @@
 read-only commands write nothing, and the entrypoint never migrates on an unknown command.
 
 Every case is a real migrate.py (or docker-entrypoint.sh) process against a
-real SQLite file or the real PostgreSQL test server; each asserts the exit
-code and what the database (or the folder) holds afterwards, then the words.
+real SQLite file, the real PostgreSQL test server or the real MariaDB test
+server; each asserts the exit code and what the database (or the folder)
+holds afterwards, then the words.
 """
 
 from __future__ import annotations
@@ -70,20 +71,20 @@ def run_many(cases: list[tuple[str, list[str], dict[str, str]]], timeout: float 
 # --- revisions and URLs that cannot be honoured -------------------------------------------------
 
 @pytest.mark.parametrize("revision", ["merge_heads_final@-1", "+1"])
-def test_relative_upgrade_revision_is_refused_with_exit_2_or_resolved_honestly(db_url, tmp_path, revision):
+def test_relative_upgrade_revision_is_refused_with_exit_2_or_resolved_honestly(any_url, tmp_path, revision):
     report = tmp_path / "report.json"
-    result, _ = migrate(db_url, tmp_path, "upgrade", revision, REPORT_FILE=report)
+    result, _ = migrate(any_url, tmp_path, "upgrade", revision, REPORT_FILE=report)
     assert "FALLBACK" not in result.out, result.out
     if result.code == 2:
         assert revision in summary_line(result.out)
-        assert untouched(db_url), "a refused upgrade changed the database"
+        assert untouched(any_url), "a refused upgrade changed the database"
         return
     # Resolved: then it went exactly where it says, below the head, without a fallback.
     assert result.code == 0, result.out
     data = report_of(report)
-    assert data["to_revisions"] == versions(db_url) and not data["fallback_used"], data
+    assert data["to_revisions"] == versions(any_url) and not data["fallback_used"], data
     expected = {"+1": ["7e5b5dc7342b"]}.get(revision)
-    assert versions(db_url) != [TARGET] and (expected is None or versions(db_url) == expected), versions(db_url)
+    assert versions(any_url) != [TARGET] and (expected is None or versions(any_url) == expected), versions(any_url)
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
@@ -238,6 +239,75 @@ def test_role_without_create_on_the_schema_is_exit_4_at_once_without_retry(role_
     assert took < 15
 
 
+@pytest.fixture
+def my_database(mysql_server):
+    """A fresh MariaDB database and a way to make accounts on it; dropped (with the accounts) afterwards."""
+    database = f"t_{uuid.uuid4().hex[:16]}"
+    mysql_server.create_database(database)
+    made: list[str] = []
+
+    def account(password: str, *grants: str) -> str:
+        """A new account with ``password`` and ``grants`` ("SELECT, INSERT", "ALL PRIVILEGES"...) on the database."""
+        name = f"u_{uuid.uuid4().hex[:12]}"
+        mysql_server.create_user(name, password, *(f"{grant} ON `{database}`.*" for grant in grants))
+        made.append(name)
+        return name
+
+    try:
+        yield database, account, mysql_server
+    finally:
+        mysql_server.drop_database(database)
+        for name in made:
+            mysql_server.drop_user(name)
+
+
+def _port_of(server) -> int:
+    from sqlalchemy.engine import make_url
+
+    return make_url(server.url()).port
+
+
+def _my_url(server, user: str, password: str | None, database: str, scheme: str = "mysql") -> str:
+    port = _port_of(server)
+    secret = "" if password is None else ":" + quote(password, safe="")
+    return f"{scheme}://{user}{secret}@127.0.0.1:{port}/{database}"
+
+
+def test_mariadb_account_without_create_is_exit_4_at_once_without_retry(my_database, tmp_path):
+    database, account, server = my_database
+    password = "Nc-" + uuid.uuid4().hex
+    name = account(password, "SELECT, INSERT, UPDATE, DELETE")
+    url = _my_url(server, name, password, database)
+    report = tmp_path / "report.json"
+
+    result, took = migrate(url, tmp_path, REPORT_FILE=report, DB_WAIT_TIMEOUT=30)
+
+    assert result.code == 4, result.out
+    assert "CREATE command denied" in summary_line(result.out), result.out
+    assert "Running upgrade" not in result.out, "a migration ran without CREATE"
+    assert "FALLBACK" not in result.out and "retry" not in result.out.lower(), result.out
+    assert not report_of(report)["fallback_used"]
+    assert not tables(server.url(database=database))
+    assert took < 15
+
+
+def test_read_only_commands_work_with_a_select_only_mariadb_account(my_database, tmp_path):
+    """Reading needs no write: a SELECT-only account runs every read-only verb and changes nothing."""
+    database, account, server = my_database
+    admin_url = server.url(database=database)
+    upgrade_to(admin_url, tmp_path, TARGET)
+    password = "Ro-" + uuid.uuid4().hex
+    name = account(password, "SELECT")
+    url = _my_url(server, name, password, database)
+    before = fingerprint(admin_url)
+    verbs = ("status", "current", "verify", "wait")
+    results = run_many([(verb, [verb], stranger_env(url, tmp_path, LOCK_TIMEOUT=5, MIGRATION_TIMEOUT=5))
+                        for verb in verbs])
+    for verb, (code, out, _took) in results.items():
+        assert code == 0, f"{verb} with a SELECT-only account: exit {code}\n{out}"
+    assert fingerprint(admin_url) == before
+
+
 # --- passwords never leak -----------------------------------------------------------------------------------
 
 #: Distinctive segments joined by the characters the probe found leaking: \ " ä and @ / #.
@@ -299,6 +369,11 @@ def test_weird_password_percent_encoded_or_from_database_password_works_and_neve
     assert "127.0.0.1" in status, "the host must stay visible"
 
 
+#: The schemes the malformed-URL test tries, and the verbs it runs with each (MySQL's fewer: time).
+MALFORMED_SCHEMES = {"postgresql": ("run", "status"), "postgresql+psycopg2": ("run", "status"),
+                     "mysql": ("run", "status"), "mariadb+pymysql": ("run",)}
+
+
 def test_malformed_urls_with_raw_passwords_never_show_them_in_any_escaping(tmp_path):
     port = free_port()  # nothing listens: a URL that parses is unreachable (exit 3)
     passwords = {
@@ -307,19 +382,21 @@ def test_malformed_urls_with_raw_passwords_never_show_them_in_any_escaping(tmp_p
         "everything": WEIRD,
     }
     cases = []
+    secret_of = {}
     for label, password in passwords.items():
-        for scheme in ("postgresql", "postgresql+psycopg2"):
+        for scheme, verbs in MALFORMED_SCHEMES.items():
             url = f"{scheme}://app:{password}@127.0.0.1:{port}/app"
             for log_format in ("text", "json"):
-                for verb in ("run", "status"):
+                for verb in verbs:
                     key = f"{label}-{scheme}-{log_format}-{verb}"
                     env = stranger_env(url, tmp_path, LOG_FORMAT=log_format, DB_WAIT_TIMEOUT=1,
                                        REPORT_FILE=tmp_path / f"report-{key}.json", LOG_LEVEL="DEBUG")
                     cases.append((key, [] if verb == "run" else [verb], env))
+                    secret_of[key] = password
     results = run_many(cases)
     for key, (code, out, _took) in results.items():
         assert code in (2, 3), f"{key}: exit {code}\n{out}"
-        password = passwords[key.split("-postgresql")[0]]
+        password = secret_of[key]
         assert_no_secret(out, password, key, fragments=SEGMENTS)
         report = tmp_path / f"report-{key}.json"
         if report.exists():
@@ -357,6 +434,86 @@ def test_password_in_the_query_string_never_shows(pg_server, tmp_path):
     finally:
         pg_server.drop_database(database)
         pg_server.drop_role(name)
+
+
+#: Every ASCII character that breaks a naive URL parser or masker (PyMySQL sends a str password
+#: as latin-1, so a non-ASCII one has a test of its own below).
+MY_WEIRD = 'Zq7\\Kx9"Wm3\'Pv5@Rt6/Yh8#Nb4%25:?&='
+
+
+def test_mariadb_weird_password_percent_encoded_or_from_database_password_works_and_never_shows(
+        my_database, tmp_path):
+    database, account, server = my_database
+    name = account(MY_WEIRD, "ALL PRIVILEGES")
+    encoded = _my_url(server, name, MY_WEIRD, database)
+    password_file = tmp_path / "password"
+    password_file.write_text(MY_WEIRD + "\n", encoding="utf-8")
+    cases = []
+    for label, url, extra in (
+            ("encoded", encoded, {}),
+            ("DATABASE_PASSWORD", _my_url(server, name, None, database, scheme="mariadb"),
+             {"DATABASE_PASSWORD": MY_WEIRD}),
+            ("DATABASE_PASSWORD_FILE", _my_url(server, name, None, database),
+             {"DATABASE_PASSWORD_FILE": str(password_file)})):
+        for log_format in ("text", "json"):
+            for verb in ("run", "status"):
+                key = f"{label}-{log_format}-{verb}"
+                env = stranger_env(url, tmp_path, LOG_FORMAT=log_format, REPORT_FILE=tmp_path / f"report-{key}.json",
+                                   LOG_LEVEL="DEBUG", **extra)
+                cases.append((key, [] if verb == "run" else [verb], env))
+    first = "encoded-text-run"
+    results = run_many([c for c in cases if c[0] == first])
+    results.update(run_many([c for c in cases if c[0] != first]))
+    _assert_nothing_leaks(results, tmp_path, MY_WEIRD)
+    for key, (code, out, _took) in results.items():
+        assert code == 0, f"{key}: exit {code}\n{out}"
+        if key.endswith("-json-run"):  # one JSON object per line, Alembic's DEBUG lines included
+            assert all(isinstance(json.loads(line), dict) for line in out.splitlines() if line.strip()), out
+    assert "Upgraded base (empty) -> merge_heads_final" in summary_line(results[first][1])
+    assert versions(server.url(database=database)) == [TARGET]
+    status = results["DATABASE_PASSWORD_FILE-text-status"][1]
+    assert f"127.0.0.1:{_port_of(server)}/{database}" in status, "the host, port and database must stay visible"
+
+
+def test_mariadb_password_with_a_non_ascii_character_logs_in(my_database, tmp_path):
+    """MariaDB hashes the UTF-8 bytes of a password set over a utf8mb4 connection (as the mysql
+    client does); PyMySQL sends a str password as latin-1 unless it is given bytes."""
+    database, account, server = my_database
+    password = "pässwörd-" + uuid.uuid4().hex[:8]
+    name = account(password, "ALL PRIVILEGES")
+
+    result, _ = migrate(_my_url(server, name, password, database), tmp_path, "current")
+
+    assert result.code == 0, result.out
+    assert_no_secret(result.out, password, "current")
+
+
+def test_mariadb_password_in_the_query_string_never_shows_and_the_host_stays_visible(my_database, tmp_path):
+    database, account, server = my_database
+    password = "Qs7Password" + uuid.uuid4().hex[:8]
+    name = account(password, "ALL PRIVILEGES")
+    where = f"127.0.0.1:{_port_of(server)}/{database}"
+    good = f"mysql://{name}@{where}?password={password}"
+    wrong = f"mysql://{name}@{where}?password={password}Wrong"
+    nowhere = f"mysql://{name}@127.0.0.1:{free_port()}/{database}?password={password}"
+    cases = []
+    for key, url, args, expected in (("run", good, [], 0), ("status", good, ["status"], 0),
+                                     ("wrong", wrong, [], 4), ("nowhere", nowhere, [], 3)):
+        for log_format in ("text", "json"):
+            env = stranger_env(url, tmp_path, LOG_FORMAT=log_format, DB_WAIT_TIMEOUT=2,
+                               REPORT_FILE=tmp_path / f"report-{key}-{log_format}.json")
+            cases.append((f"{key}-{log_format}", args, env, expected))
+    results = run_many([c[:3] for c in cases if c[0].startswith("run-text")])
+    results.update(run_many([c[:3] for c in cases if not c[0].startswith("run-text")]))
+    for key, _args, _env, expected in cases:
+        code, out, _took = results[key]
+        assert_no_secret(out, password, key)
+        assert code == expected, f"{key}: exit {code}\n{out}"
+    for report in tmp_path.glob("report-*.json"):
+        assert_no_secret(report.read_text(encoding="utf-8"), password, report.name)
+    assert "127.0.0.1" in results["nowhere-text"][1], "the host must stay visible"
+    refused = summary_line(results["wrong-text"][1])
+    assert where in refused and "Access denied for user" in refused, refused
 
 
 def test_sqlite_paths_stay_visible(sqlite_url, tmp_path):

@@ -1,8 +1,13 @@
 """Issue 5, the read-only operator commands: plan, check, verify, lint.
 
-Each test runs migrate.py as a real process on a real SQLite file and a real
-PostgreSQL database, then asserts the exit code, the output an operator
-reads, and that the database is exactly as it was (or as the test left it).
+Each test runs migrate.py as a real process on a real SQLite file, a real
+PostgreSQL database and a real MariaDB database (``any_url``), then asserts
+the exit code, the output an operator reads, and that the database is exactly
+as it was (or as the test left it).
+
+``plan`` differs on MariaDB by design: DDL commits at once there, so plan
+lists the pending migrations without running them (no SQL), and ``run``
+judges each statement before it runs instead.
 """
 
 from __future__ import annotations
@@ -16,10 +21,22 @@ import time
 from pathlib import Path
 
 from tests.support.chains import TARGET, Chain, line_of
-from tests.support.dbstate import add_users, columns, count, drop_user_phone, query, snapshot, versions
+from tests.support.dbstate import (
+    add_users,
+    columns,
+    count,
+    drop_user_phone,
+    is_mysql,
+    query,
+    snapshot,
+    versions,
+)
 from tests.support.process import kill_group, operator_env, run_migrate, start_migrate
 
 PENDING_AFTER_70C7 = ("abc123def456", "ef6fab585ac1", "24e8f9a7b1c2", TARGET)
+#: plan's words on MySQL/MariaDB, where it lists the pending migrations without running them.
+NOT_RUN = ("migration(s), not run: MySQL/MariaDB commit each DDL statement at once, so plan cannot run "
+           "them in a transaction and roll it back.")
 
 
 def migrate(url, tmp_path, *args, **extra):
@@ -30,43 +47,53 @@ def migrate(url, tmp_path, *args, **extra):
 
 # --- plan -------------------------------------------------------------------
 
-def test_plan_lists_pending_migrations_with_their_sql_and_changes_nothing(db_url, tmp_path):
-    migrate(db_url, tmp_path, "upgrade", "70c7b727736e")
-    add_users(db_url, "u1", "u2")
-    before = snapshot(db_url)
+def test_plan_lists_pending_migrations_with_their_sql_and_changes_nothing(any_url, tmp_path):
+    migrate(any_url, tmp_path, "upgrade", "70c7b727736e")
+    add_users(any_url, "u1", "u2")
+    before = snapshot(any_url)
 
-    result = run_migrate("plan", env=operator_env(db_url, tmp_path))
+    result = run_migrate("plan", env=operator_env(any_url, tmp_path))
 
     assert result.code == 0, result.out
     assert "current:  70c7b727736e" in result.out
     headers = re.findall(r"^-- \[(\d+)/(\d+)\] (\S+) \((\w+)\)", result.out, re.M)
     assert [h[2] for h in headers] == list(PENDING_AFTER_70C7), result.out
     assert {h[1] for h in headers} == {"4"}
-    # The SQL of each pending migration, not of the ones already applied.
-    assert re.search(r'^ALTER TABLE "?user"? ADD COLUMN phone VARCHAR\(32\);$', result.out, re.M), result.out
-    assert re.search(r"^ALTER TABLE \"?flux_task\"? ADD COLUMN cloud_image_url TEXT;$", result.out, re.M)
+    if is_mysql(any_url):
+        # Listed, each with its file, and not run: no SQL, since none was sent.
+        assert f"pending:  4 {NOT_RUN}" in result.out, result.out
+        assert "ALTER TABLE" not in result.out and "INSERT INTO" not in result.out, result.out
+        assert "/versions/ef6fab585ac1_add_user_phone_column.py" in result.out
+    else:
+        # The SQL of each pending migration, not of the ones already applied.
+        assert re.search(r'^ALTER TABLE "?user"? ADD COLUMN phone VARCHAR\(32\);$', result.out, re.M), result.out
+        assert re.search(r"^ALTER TABLE \"?flux_task\"? ADD COLUMN cloud_image_url TEXT;$", result.out, re.M)
     assert "CREATE TABLE" not in result.out
     assert "DESTRUCTIVE" not in result.out
     # Nothing changed: not the schema, not the version, not the rows.
-    assert snapshot(db_url) == before
-    assert versions(db_url) == ["70c7b727736e"]
-    assert "phone" not in columns(db_url, "user")
-    assert count(db_url, "user") == 2
+    assert snapshot(any_url) == before
+    assert versions(any_url) == ["70c7b727736e"]
+    assert "phone" not in columns(any_url, "user")
+    assert count(any_url, "user") == 2
 
 
-def test_plan_on_an_empty_database_creates_no_table(db_url, tmp_path):
-    if db_url.startswith("sqlite"):
+def test_plan_on_an_empty_database_creates_no_table(any_url, tmp_path):
+    if any_url.startswith("sqlite"):
         # plan opens an existing file and never creates one (issue 12): an empty file is an empty database.
-        path = Path(db_url.removeprefix("sqlite:///"))
+        path = Path(any_url.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
         sqlite3.connect(path).close()
-    result = run_migrate("plan", env=operator_env(db_url, tmp_path))
+    result = run_migrate("plan", env=operator_env(any_url, tmp_path))
 
     assert result.code == 0, result.out
     assert "current:  base (empty)" in result.out
     assert "pending:  10 migration(s)" in result.out
-    assert re.search(r'^CREATE TABLE "?user"? \(', result.out, re.M), result.out
-    assert snapshot(db_url) == {"tables": {}, "versions": []}
+    if is_mysql(any_url):
+        assert f"pending:  10 {NOT_RUN}" in result.out, result.out
+        assert "CREATE TABLE" not in result.out, result.out
+    else:
+        assert re.search(r'^CREATE TABLE "?user"? \(', result.out, re.M), result.out
+    assert snapshot(any_url) == {"tables": {}, "versions": []}
 
 
 def test_plan_on_a_missing_sqlite_file_exits_3_and_creates_nothing(sqlite_url, tmp_path):
@@ -78,7 +105,7 @@ def test_plan_on_a_missing_sqlite_file_exits_3_and_creates_nothing(sqlite_url, t
     assert not path.exists() and not path.parent.exists()
 
 
-def test_plan_flags_a_destructive_statement_without_refusing_or_applying_it(db_url, tmp_path):
+def test_plan_flags_a_destructive_statement_without_refusing_or_applying_it(any_url, tmp_path):
     variant = Chain(tmp_path / "migrations")
     variant.add("a1b2c3d4e501", """
         ops.add_column_if_missing("user", sa.Column("legacy_note", sa.Text, nullable=True))
@@ -86,34 +113,54 @@ def test_plan_flags_a_destructive_statement_without_refusing_or_applying_it(db_u
     variant.add("a1b2c3d4e502", """
         op.drop_column("user", "legacy_note")
     """, name="drop_legacy_note")
-    migrate(db_url, tmp_path)
-    before = snapshot(db_url)
+    migrate(any_url, tmp_path)
+    before = snapshot(any_url)
 
-    result = run_migrate("plan", env=operator_env(db_url, tmp_path, **variant.env()))
+    result = run_migrate("plan", env=operator_env(any_url, tmp_path, **variant.env()))
 
     assert result.code == 0, result.out
     assert re.search(r"^-- \[2/2\] a1b2c3d4e502 \(drop_legacy_note\)", result.out, re.M), result.out
+    if is_mysql(any_url):
+        _plan_lists_and_run_refuses_the_drop_before_it_runs(any_url, tmp_path, variant, result.out, before)
+        return
     flagged = [line for line in result.out.splitlines() if "DESTRUCTIVE" in line]
     assert len(flagged) == 1, result.out
     # The catalog's verdict on the migration (issue 13: effects, not text), under its SQL.
     assert flagged[0].startswith("-- DESTRUCTIVE: column user.legacy_note"), flagged
     assert "would be dropped" in flagged[0] and "ALLOW_DESTRUCTIVE=true" in flagged[0], flagged
     assert re.search(r'^ALTER TABLE "?user"? DROP COLUMN legacy_note;$', result.out, re.M), result.out
-    assert snapshot(db_url) == before
-    assert versions(db_url) == [TARGET]
+    assert snapshot(any_url) == before
+    assert versions(any_url) == [TARGET]
+
+
+def _plan_lists_and_run_refuses_the_drop_before_it_runs(url, tmp_path, variant, out, before):
+    """MySQL/MariaDB: plan runs nothing, so it cannot judge the effect; `run` judges the
+    DROP before sending it, refuses it (exit 8), and the column and its rows stay."""
+    assert f"pending:  2 {NOT_RUN}" in out, out
+    assert "DROP COLUMN" not in out and "DESTRUCTIVE" not in out, out
+    assert snapshot(url) == before
+    add_users(url, "u1")
+
+    result = run_migrate(env=operator_env(url, tmp_path, **variant.env()))
+
+    assert result.code == 8, result.out
+    assert "column user.legacy_note" in result.out and "would be dropped" in result.out, result.out
+    assert versions(url) == ["a1b2c3d4e501"]
+    assert "legacy_note" in columns(url, "user")
+    assert count(url, "user") == 1
 
 
 # --- check and verify (and plan at target) --------------------------------
 
-def test_at_target_plan_check_and_verify_pass_and_a_dropped_column_fails_check_and_verify(db_url, tmp_path):
-    migrate(db_url, tmp_path)
-    add_users(db_url, "u1", "u2", "u3")
-    query(db_url, "INSERT INTO chat (id, user_id, title) VALUES ('c1', 'u1', 'hello')")
-    before = snapshot(db_url)
+def test_at_target_plan_check_and_verify_pass_and_a_dropped_column_fails_check_and_verify(any_url, tmp_path):
+    migrate(any_url, tmp_path)
+    add_users(any_url, "u1", "u2", "u3")
+    query(any_url, "INSERT INTO chat (id, user_id, title) VALUES ('c1', 'u1', 'hello')")
+    before = snapshot(any_url)
 
-    plan = run_migrate("plan", env=operator_env(db_url, tmp_path))
-    check = run_migrate("check", env=operator_env(db_url, tmp_path))
-    verify = run_migrate("verify", env=operator_env(db_url, tmp_path))
+    plan = run_migrate("plan", env=operator_env(any_url, tmp_path))
+    check = run_migrate("check", env=operator_env(any_url, tmp_path))
+    verify = run_migrate("verify", env=operator_env(any_url, tmp_path))
 
     assert plan.code == 0, plan.out
     assert "Nothing to apply" in plan.out
@@ -122,12 +169,12 @@ def test_at_target_plan_check_and_verify_pass_and_a_dropped_column_fails_check_a
     assert verify.code == 0, verify.out
     assert re.search(r"Existing rows: chat=1, user=3$", verify.out, re.M), verify.out
     assert f"OK (exit 0): Every table and column of MODELS exists (revision {TARGET})" in verify.out
-    assert snapshot(db_url) == before
+    assert snapshot(any_url) == before
 
-    drop_user_phone(db_url)
-    query(db_url, "DROP TABLE payment")
-    check = run_migrate("check", env=operator_env(db_url, tmp_path))
-    verify = run_migrate("verify", env=operator_env(db_url, tmp_path))
+    drop_user_phone(any_url)
+    query(any_url, "DROP TABLE payment")
+    check = run_migrate("check", env=operator_env(any_url, tmp_path))
+    verify = run_migrate("verify", env=operator_env(any_url, tmp_path))
 
     assert check.code == 1, check.out
     assert "2 difference(s)" in check.out, check.out
@@ -136,23 +183,23 @@ def test_at_target_plan_check_and_verify_pass_and_a_dropped_column_fails_check_a
     assert verify.code == 7, verify.out
     assert "missing tables: payment; table 'user' lacks columns: phone" in verify.out
     assert "REPAIR_MISSING_COLUMNS=true" in verify.out
-    assert "phone" not in columns(db_url, "user")
-    assert count(db_url, "user") == 3
+    assert "phone" not in columns(any_url, "user")
+    assert count(any_url, "user") == 3
 
 
-def test_check_reports_a_column_and_a_table_added_by_hand(db_url, tmp_path):
-    migrate(db_url, tmp_path)
-    query(db_url, 'ALTER TABLE "user" ADD COLUMN nickname VARCHAR(40)')
-    query(db_url, "CREATE TABLE audit_note (id INTEGER PRIMARY KEY, body TEXT)")
-    before = snapshot(db_url)
+def test_check_reports_a_column_and_a_table_added_by_hand(any_url, tmp_path):
+    migrate(any_url, tmp_path)
+    query(any_url, 'ALTER TABLE "user" ADD COLUMN nickname VARCHAR(40)')
+    query(any_url, "CREATE TABLE audit_note (id INTEGER PRIMARY KEY, body TEXT)")
+    before = snapshot(any_url)
 
-    result = run_migrate("check", env=operator_env(db_url, tmp_path))
+    result = run_migrate("check", env=operator_env(any_url, tmp_path))
 
     assert result.code == 1, result.out
     assert "2 difference(s)" in result.out, result.out
     assert "column 'user.nickname' is in the database but not in the models" in result.out
     assert "table 'audit_note' is in the database but not in the models" in result.out
-    assert snapshot(db_url) == before
+    assert snapshot(any_url) == before
 
 
 # --- lint -------------------------------------------------------------------
@@ -240,6 +287,17 @@ def test_lint_reads_the_sql_a_migration_sends(tmp_path):
     assert result.code == 1, result.out
     assert re.search(rf"^{re.escape(str(path))}:\d+: destructive: SQL of b0b0b0b0b0b2: drop table payment",
                      result.out, re.M), result.out
+
+
+def test_lint_with_a_mariadb_url_runs_on_a_throw_away_sqlite_file_and_touches_nothing(mysql_url, tmp_path):
+    variant = Chain(tmp_path / "migrations")
+    path = variant.add("b0b0b0b0b0b4", 'op.drop_column("user", "phone")', name="lint_my_drop")
+
+    result = run_migrate("lint", env=operator_env(mysql_url, tmp_path, **variant.env()))
+
+    assert result.code == 1, result.out
+    assert re.search(rf"^{re.escape(str(path))}:\d+: destructive: drop_column", result.out, re.M), result.out
+    assert snapshot(mysql_url) == {"tables": {}, "versions": []}
 
 
 def test_lint_on_postgresql_reads_exact_postgresql_sql_and_leaves_nothing_behind(pg_url, tmp_path):

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.support.chains import SHIPPED, TARGET
-from tests.support.dbstate import running_upgrade_lines, sqlite_path, versions
-from tests.support.process import run_migrate, run_python, summary_line
+from tests.support.dbstate import running_upgrade_lines, sqlite_path, tables, versions
+from tests.support.process import report_of, run_migrate, run_python, summary_line
 
 # Every character the issue names, plus a literal "%25" that a double decode would spoil.
 PASSWORD = "Tr1:ck@y/p%25ss%w0rd:#?"
@@ -236,3 +236,88 @@ def test_unparsable_url_does_not_print_its_password():
 
     assert result.code == 2, result.out
     assert "hunter2secret" not in result.out
+
+
+# -- MySQL/MariaDB URLs ----------------------------------------------------------------------
+
+@pytest.fixture
+def my_secret_database(mysql_server):
+    """A MariaDB account whose password holds '@ / % :' with every privilege on a fresh database;
+    its URL (percent-encoded, mysql://), and the server."""
+    suffix = uuid.uuid4().hex[:12]
+    user, database = f"r_{suffix}", f"t_{suffix}"
+    mysql_server.create_database(database)
+    mysql_server.create_user(user, PASSWORD, f"ALL PRIVILEGES ON `{database}`.*")
+    server = make_url(mysql_server.superuser_url)
+    yield f"mysql://{user}:{quote(PASSWORD, safe='')}@{server.host}:{server.port}/{database}"
+    mysql_server.drop_database(database)
+    mysql_server.drop_user(user)
+
+
+def test_mariadb_scheme_works_like_mysql_and_the_password_is_never_printed(my_secret_database, tmp_path):
+    """mariadb://, mysql:// and mysql+pymysql:// name the same database; DATABASE_URL_FILE too."""
+    url = my_secret_database
+    mariadb = url.replace("mysql://", "mariadb://", 1)
+    pymysql = url.replace("mysql://", "mysql+pymysql://", 1)
+    url_file = tmp_path / "database_url"
+    url_file.write_text(mariadb + "\n")
+    env = {"DB_WAIT_TIMEOUT": "5", "REPORT_FILE": "-"}
+
+    report = tmp_path / "report.json"
+    first = run_migrate(env={**env, "DATABASE_URL": mariadb, "LOG_LEVEL": "DEBUG", "REPORT_FILE": report})
+    runs = [
+        first,
+        run_migrate("status", env={**env, "DATABASE_URL": url}),
+        run_migrate(env={**env, "DATABASE_URL": pymysql, "LOG_FORMAT": "json"}),
+        run_migrate("current", env={**env, "DATABASE_URL_FILE": url_file}),
+        run_migrate("alembic", "current", env={**env, "DATABASE_URL": mariadb}),
+    ]
+
+    assert first.code == 0, first.out
+    assert len(running_upgrade_lines(first.out)) == 10
+    written = report_of(report)
+    assert written["database"].startswith("mariadb://") and "***" in written["database"], written
+    assert_no_password(report.read_text())
+    assert versions(url) == [TARGET]
+    for result in runs:
+        assert_no_password(result.out)
+    assert [r.code for r in runs] == [0] * len(runs), [r.out for r in runs]
+    assert "pending:  none" in runs[1].out, runs[1].out
+    assert "nothing to do" in summary_line(runs[2].out)
+    assert runs[3].out.strip().splitlines()[-1] == TARGET
+    assert f"{TARGET} (head)" in runs[4].out
+
+
+def test_mariadb_wrong_password_exits_4_at_once_and_is_never_printed(my_secret_database):
+    wrong = PASSWORD + "-wrong"
+    url = my_secret_database.replace(quote(PASSWORD, safe=""), quote(wrong, safe=""))
+    assert url != my_secret_database
+
+    started = time.monotonic()
+    result = run_migrate(env={"DATABASE_URL": url, "DB_WAIT_TIMEOUT": "30"})
+    elapsed = time.monotonic() - started
+
+    assert result.code == 4, result.out
+    assert elapsed < 15, f"took {elapsed:.1f}s: was authentication retried?"
+    assert "Waiting for the database" not in result.out
+    assert "Access denied for user" in summary_line(result.out)
+    assert_no_password(result.out, wrong)
+    assert_no_password(result.out, PASSWORD)
+    assert versions(my_secret_database) == []
+
+
+@pytest.mark.parametrize(("option", "named"), [
+    ("frobnicate=1", "frobnicate"),
+    ("connect_timeout=soon", "connect_timeout"),
+    ("charset=utf8mb4&charset=latin1", "charset"),
+])
+def test_a_mysql_url_option_pymysql_cannot_take_is_exit_2_naming_it(my_secret_database, option, named):
+    url = f"{my_secret_database}?{option}"
+
+    result = run_migrate(env={"DATABASE_URL": url, "DB_WAIT_TIMEOUT": "30"})
+
+    assert result.code == 2, result.out
+    assert named in summary_line(result.out), result.out
+    assert "Traceback" not in result.out
+    assert_no_password(result.out)
+    assert tables(my_secret_database) == set()

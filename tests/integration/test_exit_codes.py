@@ -3,7 +3,9 @@
 0, 1, 6 and 7 after a fallback are proved in test_upgrade.py, 2 in
 test_config.py; here are 3 (unreachable), 4 (refused, never retried), 7
 (verification without an upgrade) and 10 (MIGRATION_TIMEOUT), each with the
-state the database is left in.
+state the database is left in, on SQLite, PostgreSQL and MariaDB (``any_url``).
+The rest of the MariaDB wait (a server starting up, a bad password, a missing
+grant, an unknown database) is in test_error_kinds.py.
 """
 
 from __future__ import annotations
@@ -13,7 +15,18 @@ import time
 import pytest
 
 from tests.support.chains import TARGET, Chain
-from tests.support.dbstate import is_sqlite, query, schema, sqlite_path, tables, versions
+from tests.support.dbstate import (
+    engine_of,
+    in_progress,
+    is_mysql,
+    is_sqlite,
+    my_query,
+    query,
+    schema,
+    sqlite_path,
+    tables,
+    versions,
+)
 from tests.support.network import free_port
 from tests.support.process import Result, give_away, run_migrate, run_unprivileged, summary_line
 
@@ -26,10 +39,12 @@ def timed_migrate(*args: str, env: dict) -> tuple[Result, float]:
 
 # -- 3: unreachable within DB_WAIT_TIMEOUT --------------------------------------------------
 
-@pytest.mark.parametrize(
-    "host", ["127.0.0.1:{port}", "nonexistent.invalid"], ids=["connection-refused", "dns-failure"])
-def test_unreachable_database_exits_3_after_db_wait_timeout(host):
-    url = f"postgresql://app:secret@{host.format(port=free_port())}/app"
+@pytest.mark.parametrize(("scheme", "host"), [
+    ("postgresql", "127.0.0.1:{port}"), ("postgresql", "nonexistent.invalid"),
+    ("mysql", "127.0.0.1:{port}"), ("mariadb", "nonexistent.invalid"),
+], ids=["connection-refused", "dns-failure", "mysql-connection-refused", "mariadb-dns-failure"])
+def test_unreachable_database_exits_3_after_db_wait_timeout(scheme, host):
+    url = f"{scheme}://app:secret@{host.format(port=free_port())}/app"
 
     result, elapsed = timed_migrate(env={"DATABASE_URL": url, "DB_WAIT_TIMEOUT": "1"})
 
@@ -93,38 +108,38 @@ def test_read_only_sqlite_file_exits_4_and_is_left_unchanged(shared_tmp):
 
 # -- 7: verification fails ----------------------------------------------------------------
 
-def test_auto_migration_off_on_an_empty_database_exits_7_and_migrates_nothing(db_url):
-    result = run_migrate(env={"DATABASE_URL": db_url, "ENABLE_AUTO_MIGRATION": "false",
+def test_auto_migration_off_on_an_empty_database_exits_7_and_migrates_nothing(any_url):
+    result = run_migrate(env={"DATABASE_URL": any_url, "ENABLE_AUTO_MIGRATION": "false",
                               "DB_WAIT_TIMEOUT": "5"})
 
     assert result.code == 7, result.out
     assert "missing tables" in summary_line(result.out)
     assert "user" in summary_line(result.out)
     assert "Running upgrade" not in result.out
-    if not is_sqlite(db_url) or sqlite_path(db_url).exists():
-        assert tables(db_url) == set()
+    if not is_sqlite(any_url) or sqlite_path(any_url).exists():
+        assert tables(any_url) == set()
 
 
-def test_auto_migration_off_with_a_pending_column_exits_7_naming_it(db_url):
-    built = run_migrate("upgrade", "70c7b727736e", env={"DATABASE_URL": db_url})
+def test_auto_migration_off_with_a_pending_column_exits_7_naming_it(any_url):
+    built = run_migrate("upgrade", "70c7b727736e", env={"DATABASE_URL": any_url})
     assert built.code == 0, built.out
 
-    result = run_migrate(env={"DATABASE_URL": db_url, "ENABLE_AUTO_MIGRATION": "false"})
+    result = run_migrate(env={"DATABASE_URL": any_url, "ENABLE_AUTO_MIGRATION": "false"})
 
     assert result.code == 7, result.out
     assert "phone" in summary_line(result.out)
-    assert versions(db_url) == ["70c7b727736e"]
-    assert "phone" not in schema(db_url)["user"]
+    assert versions(any_url) == ["70c7b727736e"]
+    assert "phone" not in schema(any_url)["user"]
 
 
-def test_auto_migration_off_at_target_exits_0(db_url):
-    built = run_migrate(env={"DATABASE_URL": db_url})
+def test_auto_migration_off_at_target_exits_0(any_url):
+    built = run_migrate(env={"DATABASE_URL": any_url})
     assert built.code == 0, built.out
 
-    result = run_migrate(env={"DATABASE_URL": db_url, "ENABLE_AUTO_MIGRATION": "false"})
+    result = run_migrate(env={"DATABASE_URL": any_url, "ENABLE_AUTO_MIGRATION": "false"})
 
     assert result.code == 0, result.out
-    assert versions(db_url) == [TARGET]
+    assert versions(any_url) == [TARGET]
 
 
 # -- 10: MIGRATION_TIMEOUT -------------------------------------------------------------------
@@ -136,32 +151,47 @@ ops.create_table_if_missing("slow_table", sa.Column("id", sa.Integer, primary_ke
 # Each takes far longer than the test allows: only a cancel ends them in time.
 SLOW_STATEMENT = {
     "postgresql": 'op.execute("SELECT pg_sleep(60)")',
+    "mysql": 'op.execute("SELECT SLEEP(60)")',
     "sqlite": 'op.execute("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c '
               'WHERE x < 100000000000) SELECT count(*) FROM c")',
 }
 
 
-def test_migration_timeout_cancels_and_rolls_back_the_running_migration(db_url, tmp_path):
-    engine = "sqlite" if is_sqlite(db_url) else "postgresql"
+def test_migration_timeout_cancels_and_rolls_back_the_running_migration(any_url, tmp_path):
+    """On MySQL/MariaDB the statement is cancelled too (KILL QUERY), but the table the
+    migration created before it stays committed: the revision is recorded as interrupted."""
+    engine = engine_of(any_url)
     migrations = Chain(tmp_path / "core_slow_migrations")
     migrations.add(SLOW_REVISION, CREATE_SLOW_TABLE + SLOW_STATEMENT[engine], down=TARGET,
                    name="slow_migration")
-    built = run_migrate(env={"DATABASE_URL": db_url})
+    built = run_migrate(env={"DATABASE_URL": any_url})
     assert built.code == 0, built.out
 
     result, elapsed = timed_migrate(env={
-        "DATABASE_URL": db_url, "MIGRATIONS_DIR": migrations.path, "MODELS": "models:Base",
+        "DATABASE_URL": any_url, "MIGRATIONS_DIR": migrations.path, "MODELS": "models:Base",
         "MIGRATION_TIMEOUT": "1"})
 
     assert result.code == 10, result.out
     assert "MIGRATION_TIMEOUT=1s" in summary_line(result.out)
     assert elapsed < 20, f"took {elapsed:.1f}s: the statement was not cancelled"
-    assert "slow_table" not in tables(db_url)
-    assert versions(db_url) == [TARGET]
+    assert versions(any_url) == [TARGET]
+    if is_mysql(any_url):
+        assert "slow_table" in tables(any_url)
+        assert in_progress(any_url) == [SLOW_REVISION]
+        assert "rolled back" not in summary_line(result.out), result.out
+        # KILL QUERY stopped the statement: it does not sleep on after the process left
+        # (nor hold its session, and with it the GET_LOCK lock, until the server notices).
+        deadline = time.monotonic() + 2
+        while my_query(any_url, "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                                "WHERE INFO LIKE '%SLEEP(60)%' AND ID <> CONNECTION_ID()") != [(0,)]:
+            assert time.monotonic() < deadline, "SLEEP(60) is still running on the server: no KILL QUERY"
+            time.sleep(0.1)
+        return
+    assert "slow_table" not in tables(any_url)
     if engine == "postgresql":
         # The server stopped the statement; it does not sleep on after the process left.
         deadline = time.monotonic() + 5
-        while query(db_url, "SELECT count(*) FROM pg_stat_activity "
+        while query(any_url, "SELECT count(*) FROM pg_stat_activity "
                             "WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()") != [(0,)]:
             assert time.monotonic() < deadline, "pg_sleep is still running on the server"
             time.sleep(0.1)

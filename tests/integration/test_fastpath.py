@@ -9,9 +9,10 @@ the tests prove that by running ``FAST_PATH=false`` on the same database and
 comparing exit code and summary line.
 
 Every test runs migrate.py as a real process on a real SQLite file and a real
-PostgreSQL database, against an editable copy of the shipped migrations with
-its manifest built by ``migrate.py manifest`` (or, where said, cached by the
-first full run).  It proves which path ran two ways: the DEBUG line
+PostgreSQL database (and, for the no-op run, its verdicts and the lock, a
+real MariaDB database through ``any_url``), against an editable copy of the
+shipped migrations with its manifest built by ``migrate.py manifest`` (or,
+where said, cached by the first full run).  It proves which path ran two ways: the DEBUG line
 (``Fast path: ...`` or ``Fast path not taken: <why>``) and ``python -X
 importtime``, which lists every module the process imported.  Then it
 asserts the exit code and the state the database is left in.
@@ -29,10 +30,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from migrate_init.lock import mysql_lock_name
 from tests.support import MIGRATE, REPO
 from tests.support.chains import TARGET, Chain
-from tests.support.dbstate import is_sqlite, query, schema, sqlite_path, versions
+from tests.support.dbstate import database_name, is_mysql, is_sqlite, query, schema, sqlite_path, versions
 from tests.support.locks import pg_lock_held, sqlite_lock_held
+from tests.support.myserver import connect as my_connect
+from tests.support.network import free_port
 from tests.support.process import Result, kill_group, run_migrate, run_python, start_python, summary_line
 from tests.support.wheelhouse import build_wheel
 
@@ -151,12 +155,12 @@ def forget_manifests(url: str, copy: Chain) -> None:
 
 # -- the fast path is taken, and says what the full path says -------------------
 
-def test_a_run_at_target_answers_without_importing_sqlalchemy_or_alembic(db_url, migrations, tmp_path):
-    at_target(db_url, migrations)
-    query(db_url, "INSERT INTO \"user\" (id, name) VALUES ('u1', 'Ada'), ('u2', 'Bo')")
+def test_a_run_at_target_answers_without_importing_sqlalchemy_or_alembic(any_url, migrations, tmp_path):
+    at_target(any_url, migrations)
+    query(any_url, "INSERT INTO \"user\" (id, name) VALUES ('u1', 'Ada'), ('u2', 'Bo')")
     report_file = tmp_path / "report.json"
 
-    result = traced_run(db_url, migrations, REPORT_FILE=report_file)
+    result = traced_run(any_url, migrations, REPORT_FILE=report_file)
 
     assert result.code == 0, result.out
     assert_fast(result)
@@ -166,16 +170,16 @@ def test_a_run_at_target_answers_without_importing_sqlalchemy_or_alembic(db_url,
     assert report["outcome"] == "at_target" and report["exit_code"] == 0
     assert report["from_revisions"] == report["to_revisions"] == [TARGET]
     assert report["row_counts"] == {"chat": 0, "user": 2}
-    assert versions(db_url) == [TARGET]
+    assert versions(any_url) == [TARGET]
 
 
-def test_the_fast_path_prints_the_lines_and_report_of_the_full_path(db_url, migrations, tmp_path):
-    at_target(db_url, migrations)
+def test_the_fast_path_prints_the_lines_and_report_of_the_full_path(any_url, migrations, tmp_path):
+    at_target(any_url, migrations)
     fast_report, slow_report = tmp_path / "fast.json", tmp_path / "slow.json"
 
     # At INFO, as in production: only the path taken differs, which the imports show.
-    fast = traced_run(db_url, migrations, REPORT_FILE=fast_report, LOG_LEVEL="INFO")
-    slow = traced_run(db_url, migrations, REPORT_FILE=slow_report, LOG_LEVEL="INFO", FAST_PATH="false")
+    fast = traced_run(any_url, migrations, REPORT_FILE=fast_report, LOG_LEVEL="INFO")
+    slow = traced_run(any_url, migrations, REPORT_FILE=slow_report, LOG_LEVEL="INFO", FAST_PATH="false")
 
     assert fast.code == slow.code == 0, (fast.out, slow.out)
     assert "sqlalchemy" not in imported(fast.out) and "sqlalchemy" in imported(slow.out)
@@ -196,16 +200,16 @@ def test_wait_at_target_takes_the_fast_path(db_url, migrations):
     assert summary_line(result.out).endswith(f"OK (exit 0): Database reached its target {TARGET}.")
 
 
-def test_verify_at_target_takes_the_fast_path(db_url, migrations):
-    at_target(db_url, migrations)
+def test_verify_at_target_takes_the_fast_path(any_url, migrations):
+    at_target(any_url, migrations)
 
-    result = traced_run(db_url, migrations, "verify")
+    result = traced_run(any_url, migrations, "verify")
 
     assert result.code == 0, result.out
     assert_fast(result)
     assert summary_line(result.out).endswith(
         f"OK (exit 0): Every table and column of MODELS exists (revision {TARGET}).")
-    assert_as_the_full_path(result, db_url, migrations, "verify")
+    assert_as_the_full_path(result, any_url, migrations, "verify")
 
 
 @pytest.mark.parametrize("verb", ["wait", "verify", "current"])
@@ -255,6 +259,34 @@ def test_a_password_with_special_characters_works_and_never_shows(pg_server, mig
         pg_server.drop_role("fp_special")
 
 
+def test_a_mariadb_password_with_special_characters_works_and_never_shows(mysql_server, migrations, tmp_path):
+    password = "p@ss/w%rd:x+y#z"
+    name = f"fp_{os.getpid()}"
+    database = f"fp_special_{os.getpid()}"
+    mysql_server.create_database(database)
+    mysql_server.create_user(name, password, f"ALL PRIVILEGES ON `{database}`.*")
+    try:
+        url = mysql_server.url(database=database, user=name, password=password)
+        assert "%40" in url  # the URL carries the password percent-encoded
+        at_target(url, migrations)
+        report_file = tmp_path / "report.json"
+
+        result = traced_run(url, migrations, REPORT_FILE=report_file, LOG_FORMAT="json")
+
+        assert result.code == 0, result.out
+        assert "Fast path: the database is at" in result.out, result.out
+        assert_light(result.out)
+        written = report_file.read_text()
+        encoded = url.split("@")[0].split(":")[-1]
+        for secret in (password, encoded, "p@ss", "w%rd"):
+            assert secret not in result.out and secret not in written, secret
+        assert json.loads(written)["database"] == f"mysql://{name}:***@{make_url(url).host}:" \
+                                                  f"{make_url(url).port}/{database}"
+    finally:
+        mysql_server.drop_database(database)
+        mysql_server.drop_user(name)
+
+
 def test_migration_target_naming_another_known_revision_still_means_every_head(db_url, migrations):
     at_target(db_url, migrations)
 
@@ -281,17 +313,17 @@ def test_an_unknown_migration_target_at_the_heads_is_answered_by_the_fast_path(d
 
 # -- the same reads, the same verdict: answered from the manifest, as FAST_PATH=false does --
 
-def test_a_missing_column_at_the_heads_is_exit_7_without_loading_anything(db_url, migrations):
-    at_target(db_url, migrations)
-    query(db_url, 'ALTER TABLE "user" DROP COLUMN phone')
+def test_a_missing_column_at_the_heads_is_exit_7_without_loading_anything(any_url, migrations):
+    at_target(any_url, migrations)
+    query(any_url, 'ALTER TABLE "user" DROP COLUMN phone')
 
-    result = traced_run(db_url, migrations)
+    result = traced_run(any_url, migrations)
 
     assert result.code == 7, result.out
     assert_fast(result)
     assert "table 'user' lacks columns: phone" in summary_line(result.out)
-    assert_as_the_full_path(result, db_url, migrations)
-    assert "phone" not in schema(db_url)["user"]
+    assert_as_the_full_path(result, any_url, migrations)
+    assert "phone" not in schema(any_url)["user"]
 
 
 def test_a_missing_table_at_the_heads_is_exit_7_without_loading_anything(db_url, migrations):
@@ -337,20 +369,20 @@ def test_an_unknown_revision_with_the_whole_schema_is_schema_ahead_without_loadi
     assert versions(db_url) == ["fe11ed000000"]
 
 
-def test_an_unknown_revision_with_a_column_missing_is_exit_6_without_loading_anything(db_url, migrations):
-    at_target(db_url, migrations)
-    query(db_url, "UPDATE alembic_version SET version_num = 'fe11ed000000'")
-    query(db_url, 'ALTER TABLE "user" DROP COLUMN phone')
+def test_an_unknown_revision_with_a_column_missing_is_exit_6_without_loading_anything(any_url, migrations):
+    at_target(any_url, migrations)
+    query(any_url, "UPDATE alembic_version SET version_num = 'fe11ed000000'")
+    query(any_url, 'ALTER TABLE "user" DROP COLUMN phone')
 
-    result = traced_run(db_url, migrations)
+    result = traced_run(any_url, migrations)
 
     assert result.code == 6, result.out
     assert "Fast path not taken" not in result.out, result.out
     assert_light(result.out)
     assert "fe11ed000000" in summary_line(result.out)
     assert "table 'user' lacks columns: phone" in summary_line(result.out)
-    assert_as_the_full_path(result, db_url, migrations)
-    assert versions(db_url) == ["fe11ed000000"]
+    assert_as_the_full_path(result, any_url, migrations)
+    assert versions(any_url) == ["fe11ed000000"]
 
 
 # -- a stale manifest: the scripts or models changed, so they are loaded ----------
@@ -637,6 +669,18 @@ def test_a_database_that_does_not_answer_is_waited_for_with_the_bare_driver(pg_s
     assert_light(result.out)
 
 
+def test_a_mariadb_that_does_not_answer_is_waited_for_with_the_bare_driver(mysql_server, migrations):
+    closed = make_url(mysql_server.url(database="mysql")).set(port=free_port()).render_as_string(hide_password=False)
+
+    result = traced_run(closed, migrations, DB_WAIT_TIMEOUT=1)
+
+    assert result.code == 3, result.out
+    assert "did not answer within DB_WAIT_TIMEOUT=1s" in summary_line(result.out)
+    assert not path_lines(result.out), result.out
+    assert_light(result.out)
+    assert "pymysql" in imported(result.out)
+
+
 def test_fast_path_false_always_runs_the_full_sequence(sqlite_url, migrations):
     at_target(sqlite_url, migrations)
 
@@ -698,10 +742,26 @@ def test_a_full_run_that_finds_the_database_at_target_caches_the_manifest_too(sq
 # -- replicas: the one migration lock, taken with the bare driver --------------------
 
 @contextlib.contextmanager
+def my_lock_held(url: str):
+    """MariaDB: the GET_LOCK lock migrate-init takes (migrate_init.lock's name), held by a session of our own."""
+    connection = my_connect(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT GET_LOCK(%s, 10)", (mysql_lock_name(database_name(url), "alembic_version"),))
+            assert cursor.fetchone() == (1,)
+        yield connection.thread_id()
+    finally:
+        connection.close()  # the lock goes with the session
+
+
+@contextlib.contextmanager
 def holding_the_migration_lock(url: str):
     """Another migrator holds the real migration lock (tests.support.locks) until the block ends."""
     if is_sqlite(url):
         with sqlite_lock_held(sqlite_path(url)):
+            yield
+    elif is_mysql(url):
+        with my_lock_held(url):
             yield
     else:
         with pg_lock_held(url):
@@ -719,7 +779,7 @@ def start_traced(url: str, copy: Chain, **extra: object):
     return start_python("-X", "importtime", MIGRATE, env=env_for(url, copy, **extra))
 
 
-WAITING_FOR_THE_LOCK = re.compile(r"Waiting for the (migration|advisory) lock .*, held by ")
+WAITING_FOR_THE_LOCK = re.compile(r"Waiting for the (migration|advisory|MySQL) lock .*, held by ")
 
 
 def read_until(proc, pattern: re.Pattern) -> str:
@@ -740,13 +800,13 @@ def behind(url: str, copy: Chain) -> None:
     assert versions(url) == ["ef6fab585ac1"]
 
 
-def test_a_runner_that_waited_for_the_lock_answers_without_sqlalchemy_when_the_holder_finished(db_url, migrations):
-    behind(db_url, migrations)
-    with holding_the_migration_lock(db_url):
-        proc = start_traced(db_url, migrations)
+def test_a_runner_that_waited_for_the_lock_answers_without_sqlalchemy_when_the_holder_finished(any_url, migrations):
+    behind(any_url, migrations)
+    with holding_the_migration_lock(any_url):
+        proc = start_traced(any_url, migrations)
         try:
             early = read_until(proc, WAITING_FOR_THE_LOCK)
-            finish_the_job_as_the_holder(db_url, migrations)
+            finish_the_job_as_the_holder(any_url, migrations)
         except BaseException:
             kill_group(proc)
             raise
@@ -758,7 +818,7 @@ def test_a_runner_that_waited_for_the_lock_answers_without_sqlalchemy_when_the_h
     assert summary_line(out).endswith(
         f"Database is at its target {TARGET}; nothing to do (another migrator finished while "
         "this one waited for the lock).")
-    assert versions(db_url) == [TARGET]
+    assert versions(any_url) == [TARGET]
 
 
 def test_a_runner_that_waited_for_the_lock_migrates_itself_when_the_holder_left_the_database_behind(

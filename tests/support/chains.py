@@ -55,7 +55,7 @@ revision = {revision!r}
 down_revision = {down!r}
 branch_labels = None
 depends_on = None
-
+{idempotent}
 
 def upgrade() -> None:
 {body}
@@ -95,17 +95,24 @@ class Chain:
         assert len(found) == 1, f"{revision}: {found}"
         return found[0]
 
-    def add(self, revision: str, body: str, *, down: str | None = None, name: str | None = None) -> Path:
+    def add(self, revision: str, body: str, *, down: str | None = None, name: str | None = None,
+            idempotent: bool = False) -> Path:
         """Write ``revision`` whose upgrade() runs ``body``; returns its file.
 
         It revises ``down``, by default the revision added last (at first the
         head).  ``name`` is what Alembic's "Running upgrade" line shows.  The
         body sees ``sa``, ``op``, ``ops``, ``os``, ``time`` and ``Path``.
+        ``idempotent`` writes ``idempotent = True`` into the module: on
+        MySQL/MariaDB an interrupted run of it is then run again (see
+        migrate_init/progress.py); without it the next run stops and names
+        ``migrate.py resolve``.
         """
         name = name or f"test_{revision}"
         down = self.last if down is None else down
         path = self.versions / f"{revision}_{name}.py"
-        path.write_text(_REVISION.format(name=name, revision=revision, down=down, body=_indented(body)))
+        flag = "idempotent = True\n" if idempotent else ""
+        path.write_text(_REVISION.format(name=name, revision=revision, down=down, body=_indented(body),
+                                         idempotent=flag))
         self.last = revision
         return path
 
@@ -149,10 +156,12 @@ def line_of(path: Path, needle: str) -> int:
 SLOW_ROWS = 500
 
 # Creates a table named after the revision, fills it, writes ROBUST_MARKER,
-# then waits ROBUST_SLOW_SECONDS: PostgreSQL in pg_sleep, SQLite in Python's
-# time.sleep after its DDL, or (ROBUST_SLOW_MODE=statement) in a recursive CTE
-# that runs for minutes unless it is interrupted.  Deliberately not idempotent:
-# had a killed run left it half-applied, the next run would fail on it.
+# then waits ROBUST_SLOW_SECONDS: PostgreSQL in pg_sleep, MySQL/MariaDB in
+# SLEEP(), SQLite in Python's time.sleep after its DDL, or
+# (ROBUST_SLOW_MODE=statement) in a recursive CTE that runs for minutes unless
+# it is interrupted.  Deliberately not idempotent: had a killed run left it
+# half-applied, the next run would fail on it (on MySQL/MariaDB, whose DDL
+# commits at once, the next run stops and names ``migrate.py resolve``).
 _SLOW = f'''
 table = op.create_table(
     revision,
@@ -170,11 +179,42 @@ if seconds <= 0:
     return
 if bind.dialect.name == "postgresql":
     bind.exec_driver_sql(f"SELECT pg_sleep({{seconds}})")
+elif bind.dialect.name in ("mysql", "mariadb"):
+    bind.exec_driver_sql(f"SELECT SLEEP({{seconds}})")
 elif os.environ.get("ROBUST_SLOW_MODE") == "statement":
     bind.exec_driver_sql(
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 5000000000) "
         "SELECT count(*) FROM c"
     )
+else:
+    time.sleep(seconds)
+'''
+
+# The slow revision made safe to run again (its module says idempotent = True,
+# see build_chain): the table only when missing, the rows only into an empty
+# table.  On MySQL/MariaDB, whose DDL commits at once, a run killed inside it
+# leaves the table behind and the next run runs it again.
+_SLOW_IDEMPOTENT = f'''
+ops.create_table_if_missing(
+    revision,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("note", sa.String(40), nullable=False),
+)
+table = sa.table(revision, sa.column("id", sa.Integer), sa.column("note", sa.String))
+bind = op.get_bind()
+if not bind.execute(sa.select(sa.func.count()).select_from(table)).scalar():
+    op.bulk_insert(table, [{{"id": i, "note": f"row {{i}}"}} for i in range({SLOW_ROWS})])
+marker = os.environ.get("ROBUST_MARKER")
+if marker:
+    Path(marker + ".tmp").write_text(revision)
+    os.replace(marker + ".tmp", marker)
+seconds = float(os.environ.get("ROBUST_SLOW_SECONDS") or 0)
+if seconds <= 0:
+    return
+if bind.dialect.name == "postgresql":
+    bind.exec_driver_sql(f"SELECT pg_sleep({{seconds}})")
+elif bind.dialect.name in ("mysql", "mariadb"):
+    bind.exec_driver_sql(f"SELECT SLEEP({{seconds}})")
 else:
     time.sleep(seconds)
 '''
@@ -207,14 +247,17 @@ with op.batch_alter_table("robust_parent", recreate="always") as batch:
 '''
 
 #: The bodies ``build_chain()`` knows, by kind.
-BODIES = {"slow": _SLOW, "alter_user": _ALTER_USER, "parent_child": _PARENT_CHILD, "batch": _BATCH}
+BODIES = {"slow": _SLOW, "slow_idempotent": _SLOW_IDEMPOTENT, "alter_user": _ALTER_USER,
+          "parent_child": _PARENT_CHILD, "batch": _BATCH}
+#: The kinds whose module declares ``idempotent = True`` (safe to run again on MySQL/MariaDB).
+IDEMPOTENT_KINDS = frozenset({"slow_idempotent"})
 
 
 def build_chain(dest: Path, *revisions: tuple[str, str]) -> Path:
     """A Chain at ``dest`` with ``(revision, kind)`` chained after the head; returns its folder."""
     chain = Chain(dest)
     for revision, kind in revisions:
-        chain.add(revision, BODIES[kind], name=kind)
+        chain.add(revision, BODIES[kind], name=kind, idempotent=kind in IDEMPOTENT_KINDS)
     return chain.path
 
 

@@ -1,9 +1,17 @@
 """What a real database holds, read back for assertions (and the few rows tests set up).
 
-Every reader takes a URL (``sqlite:///...`` or ``postgresql://...``) and
-opens the database it names as it is: a SQLite file that does not exist is
-an error, never created, so that a check cannot create the database a test
-expects the product to create.  Nothing here migrates anything.
+Every reader takes a URL (``sqlite:///...``, ``postgresql://...`` or
+``mysql://...``/``mariadb://...``) and opens the database it names as it is:
+a SQLite file that does not exist is an error, never created, so that a
+check cannot create the database a test expects the product to create.
+Nothing here migrates anything.
+
+On MySQL/MariaDB :func:`query` (and what is built on it: ``count``,
+``add_users``...) runs its statement with ``ANSI_QUOTES`` added to the
+session's ``sql_mode``, so that the tests' SQL quotes identifiers the one
+standard way on all three engines (``"user"``); string literals are in
+single quotes anyway.  Reflection (``schema``, ``all_rows``...) runs in the
+server's own mode, which SQLAlchemy's MySQL dialect reads as it expects.
 """
 
 from __future__ import annotations
@@ -20,12 +28,30 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from . import myserver
 from .chains import SHIPPED, SLOW_ROWS
 from .pgserver import execute
 
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def is_mysql(url: str) -> bool:
+    """A ``mysql://``, ``mariadb://`` or ``mysql+pymysql://`` URL (MariaDB in the tests)."""
+    return url.startswith(("mysql", "mariadb"))
+
+
+def engine_of(url: str) -> str:
+    """``"sqlite"``, ``"postgresql"`` or ``"mysql"``: the engine a URL names."""
+    if is_sqlite(url):
+        return "sqlite"
+    return "mysql" if is_mysql(url) else "postgresql"
+
+
+def database_name(url: str) -> str:
+    """The database part of a server URL."""
+    return make_url(url).database or ""
 
 
 def sqlite_url(path: Path) -> str:
@@ -71,12 +97,21 @@ def pg_query(url: str, sql, params=None) -> list[tuple]:
     return execute(url, sql, params)
 
 
+def my_query(url: str, sql, params=None) -> list[tuple]:
+    """Run one statement on a MySQL/MariaDB URL with PyMySQL (``%s`` parameters, autocommit)."""
+    return myserver.execute(url, sql, params)
+
+
 # --- through SQLAlchemy, on either engine -------------------------------------------
 
 def _engine_url(url: str) -> str:
     # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the venv has psycopg2.
     if url.startswith("postgresql://"):
         return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    # A bare mysql:// or mariadb:// means mysqlclient to SQLAlchemy; the venv has PyMySQL.
+    for scheme in ("mysql://", "mariadb://"):
+        if url.startswith(scheme):
+            return scheme[:-3] + "+pymysql://" + url[len(scheme):]
     return url
 
 
@@ -96,6 +131,9 @@ def connect(url: str):
 def query(url: str, sql: str, params: dict | None = None) -> list[tuple]:
     """Run one statement (``:name`` parameters) and commit; return its rows, if any."""
     with connect(url) as connection:
+        if is_mysql(url):
+            # "user" is an identifier, as on SQLite and PostgreSQL (see the module docstring).
+            connection.exec_driver_sql("SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',ANSI_QUOTES')")
         result = connection.execute(sa.text(sql), params or {})
         rows = [tuple(r) for r in result] if result.returns_rows else []
         connection.commit()
@@ -117,15 +155,30 @@ def tables(url: str) -> set[str]:
         return set(sa.inspect(connection).get_table_names())
 
 
+#: migrate-init's record of revisions under way on MySQL/MariaDB (migrate_init/progress.py):
+#: bookkeeping like alembic_version, left out of schema() (tests/integration/test_mysql_engine.py
+#: asserts on it).
+PROGRESS_TABLE = "migrate_init_progress"
+
+
 def schema(url: str) -> dict[str, set[str]]:
-    """``{table: {column, ...}}`` of the live database, without alembic_version."""
+    """``{table: {column, ...}}`` of the live database, without alembic_version (and PROGRESS_TABLE)."""
     with connect(url) as connection:
         inspector = sa.inspect(connection)
         return {
             table: {c["name"] for c in inspector.get_columns(table)}
             for table in inspector.get_table_names()
-            if table != "alembic_version"
+            if table not in ("alembic_version", PROGRESS_TABLE)
         }
+
+
+def in_progress(url: str) -> list[str] | None:
+    """MySQL/MariaDB: the revisions migrate-init records as started and not finished; None without its table."""
+    rows = my_query(url, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                         "AND TABLE_NAME = %s", (PROGRESS_TABLE,))
+    if not rows[0][0]:
+        return None
+    return sorted(r[0] for r in my_query(url, f"SELECT revision FROM {PROGRESS_TABLE}"))
 
 
 def columns(url: str, table: str) -> set[str]:
@@ -160,6 +213,9 @@ def table_count(url: str, table: str) -> int:
     if is_sqlite(url):
         sql, params = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
         return sqlite_query(url, sql, params)[0][0]
+    if is_mysql(url):
+        return my_query(url, "SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                             "AND TABLE_NAME = %s AND TABLE_TYPE = 'BASE TABLE'", (table,))[0][0]
     return pg_query(url, "SELECT count(*) FROM pg_class WHERE relname = %s AND relkind = 'r'", (table,))[0][0]
 
 

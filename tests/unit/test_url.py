@@ -138,6 +138,104 @@ def test_connect_kwargs_refuse_an_option_given_twice_naming_it_without_the_passw
     assert "hunter2secret" not in str(refused.value)
 
 
+# -- connect_kwargs_pymysql: what PyMySQL gets, as SQLAlchemy's pymysql dialect gives it -------------
+
+PYMYSQL_URLS = [
+    "mysql+pymysql://app:s%40cret@db.example:3307/appdb",
+    "mysql+pymysql://app:pw@db/appdb?charset=latin1&connect_timeout=3",
+    "mysql+pymysql://app:pw@db/appdb?ssl_ca=/ca.pem&ssl_cert=/c.pem&ssl_key=/k.pem&ssl_check_hostname=false",
+    "mysql+pymysql://app:pw@db/appdb?compress=true&local_infile=1&read_timeout=7&write_timeout=9",
+    "mysql+pymysql://app:pw@db/appdb?compress=false&use_unicode=0",
+    "mysql+pymysql://app@/appdb?unix_socket=/run/mysqld/mysqld.sock",
+    "mysql+pymysql://app:pw@db/appdb?client_flag=2",
+    "mysql+pymysql://app:pw@[::1]:3306/appdb",
+    "mariadb+pymysql://app:pw@db/appdb",
+    "mysql+pymysql://",
+    *(encoded_url(password).replace("postgresql://", "mysql+pymysql://").replace(":5432", ":3306")
+      for password in SPECIAL_PASSWORDS.values()),
+]
+
+
+@pytest.mark.parametrize("raw", PYMYSQL_URLS)
+def test_pymysql_kwargs_are_what_sqlalchemys_pymysql_dialect_passes(raw):
+    """The same arguments, but for three documented differences: SQLAlchemy adds client_flag=FOUND_ROWS
+    (it changes only what UPDATE reports; the bare-driver reader never updates), migrate-init
+    names utf8mb4, PyMySQL's own default charset, and hands the password over as UTF-8 bytes
+    (PyMySQL would send a str as latin-1; test_bad_input.py logs in with a non-ASCII one)."""
+    import pymysql
+
+    _args, expected = sqlalchemy.create_engine(raw).dialect.create_connect_args(make_url(raw))
+    if "client_flag=" not in raw:
+        assert expected.pop("client_flag") == pymysql.constants.CLIENT.FOUND_ROWS
+    expected.setdefault("charset", "utf8mb4")
+    assert pymysql.connections.DEFAULT_CHARSET == "utf8mb4"
+    if "password" in expected:
+        expected["password"] = expected["password"].encode("utf-8")
+
+    assert url.parse(raw).connect_kwargs_pymysql() == expected
+
+
+def test_pymysql_kwargs_take_every_name_pymysql_connect_takes():
+    """Nothing reaches pymysql.connect that it would refuse (a TypeError there is exit 2 naming it)."""
+    import inspect
+
+    import pymysql
+
+    accepted = set(inspect.signature(pymysql.connections.Connection.__init__).parameters)
+    for raw in PYMYSQL_URLS:
+        assert set(url.parse(raw).connect_kwargs_pymysql()) <= accepted, raw
+
+
+def test_pymysql_kwargs_are_the_same_for_mysql_and_mariadb_schemes():
+    forms = ["mysql://app:p%40ss@db:3306/appdb?charset=utf8mb4", "mariadb://app:p%40ss@db:3306/appdb?charset=utf8mb4",
+             "mysql+pymysql://app:p%40ss@db:3306/appdb?charset=utf8mb4",
+             "mariadb+pymysql://app:p%40ss@db:3306/appdb?charset=utf8mb4"]
+
+    kwargs = [url.parse(raw).connect_kwargs_pymysql() for raw in forms]
+
+    assert all(k == kwargs[0] for k in kwargs), kwargs
+    assert kwargs[0]["password"] == b"p@ss" and kwargs[0]["port"] == 3306
+
+
+def test_pymysql_kwargs_with_database_password_carry_it_decoded():
+    parsed = url.parse("mysql://app@db/appdb").with_password("Tr1:ck@y/p%25ss")
+
+    assert parsed.connect_kwargs_pymysql()["password"] == b"Tr1:ck@y/p%25ss"
+
+
+@pytest.mark.parametrize(("query", "named"), [
+    ("charset=utf8mb4&charset=latin1", "charset"),
+    ("connect_timeout=3&connect_timeout=4", "connect_timeout"),
+    ("connect_timeout=soon", "connect_timeout"),
+    ("read_timeout=-1", "read_timeout"),
+    ("port=33o6", "port"),
+    ("client_flag=0x2", "client_flag"),
+])
+def test_pymysql_kwargs_refuse_a_repeated_or_non_numeric_option_naming_it_without_the_password(query, named):
+    parsed = url.parse(f"mysql://app:hunter2secret@db/app?{query}")
+
+    with pytest.raises(ConfigError, match=named) as refused:
+        parsed.connect_kwargs_pymysql()
+    assert "hunter2secret" not in str(refused.value)
+    assert "app:***@db" in str(refused.value)
+
+
+def test_pymysql_kwargs_pass_an_unknown_option_through_for_pymysql_to_refuse():
+    """migrate-init does not guess: an option it does not convert goes to PyMySQL as text, and
+    PyMySQL's TypeError becomes exit 2 naming it (test_config.py proves that end to end)."""
+    kwargs = url.parse("mysql://app:pw@db/app?frobnicate=1&init_command=SET%20NAMES%20utf8mb4").connect_kwargs_pymysql()
+
+    assert kwargs["frobnicate"] == "1"
+    assert kwargs["init_command"] == "SET NAMES utf8mb4"
+
+
+def test_pymysql_kwargs_keep_a_query_password_and_render_hides_it():
+    parsed = url.parse("mysql://app@db/app?password=hunter2secret")
+
+    assert parsed.connect_kwargs_pymysql()["password"] == b"hunter2secret"
+    assert "hunter2secret" not in parsed.safe and "hunter2secret" not in repr(parsed)
+
+
 @pytest.mark.parametrize(("raw", "backend", "driver"), [
     ("postgres://u:pw@h/db", "postgresql", ""),
     ("postgres+psycopg2://u:pw@h/db", "postgresql", "psycopg2"),
