@@ -87,7 +87,7 @@ def first_control(text: str) -> int:
 _ALWAYS_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
 
 
-def _quote(text: str, safe: str) -> str:
+def quote(text: str, safe: str) -> str:
     """``urllib.parse.quote(text, safe=safe)``, without importing urllib.parse when it would change nothing.
 
     ``quote`` returns its input unchanged when every character is always safe or in
@@ -96,9 +96,9 @@ def _quote(text: str, safe: str) -> str:
     """
     if all(char in _ALWAYS_SAFE or char in safe for char in text):
         return text
-    from urllib.parse import quote
+    import urllib.parse
 
-    return quote(text, safe=safe)
+    return urllib.parse.quote(text, safe=safe)
 
 
 def _unquote(text: str) -> str:
@@ -193,23 +193,23 @@ class Url:
         password-like query option are ``***``.  The result parses back to an
         equal :class:`Url` (when nothing is hidden).
         """
-        from urllib.parse import quote_plus
-
         text = self.drivername + "://"
         if self.username is not None:
-            text += _quote(self.username, safe=" +")
+            text += quote(self.username, safe=" +")
             if self.password is not None:
-                text += ":" + (_MASK if hide_password else _quote(self.password, safe=" +"))
+                text += ":" + (_MASK if hide_password else quote(self.password, safe=" +"))
             text += "@"
         if self.host is not None:
             text += f"[{self.host}]" if ":" in self.host else self.host
         if self.port is not None:
             text += f":{self.port}"
         if self.database is not None:
-            text += "/" + _quote(self.database, safe=" +/")
+            text += "/" + quote(self.database, safe=" +/")
         if self.query:
             # SQLAlchemy sorts by key and keeps the order of a repeated key's values.
             pairs = sorted(self.query, key=lambda pair: pair[0])
+            from urllib.parse import quote_plus
+
             text += "?" + "&".join(
                 f"{quote_plus(key)}="
                 + (_MASK if hide_password and key.lower() in _SECRET_KEYS else quote_plus(value))
@@ -580,9 +580,9 @@ def _escaped_forms(value: str) -> set[str]:
     reprs = {repr(value)[1:-1], ascii(value)[1:-1]}
     forms = {
         value,
-        _quote(value, safe=""),
-        _quote(value, safe="/"),
-        _quote(value, safe=" +"),  # SQLAlchemy's render_as_string(hide_password=False)
+        quote(value, safe=""),
+        quote(value, safe="/"),
+        quote(value, safe=" +"),  # SQLAlchemy's render_as_string(hide_password=False)
         _quote_plus(value),
         _json_string(value)[1:-1],
         _json_string(value, ensure_ascii=False)[1:-1],
@@ -597,7 +597,7 @@ def _escaped_forms(value: str) -> set[str]:
 def _quote_plus(text: str) -> str:
     """``urllib.parse.quote_plus(text)`` (``safe=""``), which is ``quote(text, safe="")`` when there is no space."""
     if " " not in text:
-        return _quote(text, safe="")
+        return quote(text, safe="")
     from urllib.parse import quote_plus
 
     return quote_plus(text)
