@@ -145,13 +145,13 @@ class Bench:
         # Baked: a copy of migrations/ with its manifest, as a derived image has it.
         self.migrations = self.work / "migrations"
         shutil.copytree(REPO / "migrations", self.migrations,
-                        ignore=shutil.ignore_patterns("__pycache__", ".manifest.json"))
+                        ignore=shutil.ignore_patterns("__pycache__", ".manifest.marshal", ".manifest.json"))
         out = self.check([PYTHON, MIGRATE, "manifest"], self.ours_env("sqlite:///unused.db"))
         self.note(out.strip().splitlines()[-1])
         # Mounted: a copy with no manifest; the first full run caches one.
         self.mounted = self.work / "mounted" / "migrations"
         shutil.copytree(REPO / "migrations", self.mounted,
-                        ignore=shutil.ignore_patterns("__pycache__", ".manifest.json"))
+                        ignore=shutil.ignore_patterns("__pycache__", ".manifest.marshal", ".manifest.json"))
         self.floors = {"SQLite": self.work / "floor_sqlite.py", "PostgreSQL": self.work / "floor_postgresql.py",
                        "MariaDB": self.work / "floor_mariadb.py"}
         self.floors["SQLite"].write_text(FLOOR_SQLITE)

@@ -45,7 +45,7 @@ VERBS: dict[str, tuple[str, bool, bool]] = {
     "lint": ("find destructive or non-idempotent migrations; exit 1 on findings", False, False),
     "stamp": ("adopt an existing database: verify it against MODELS, then record REV", True, True),
     "resolve": ("MySQL/MariaDB: forget that REV was interrupted, once its partial changes are undone", True, True),
-    "manifest": ("write MIGRATIONS_DIR/.manifest.json for the fast path (image builds)", False, True),
+    "manifest": ("write MIGRATIONS_DIR/.manifest.marshal for the fast path (image builds)", False, True),
     "alembic": ("run the plain alembic CLI on MIGRATIONS_DIR and DATABASE_URL: migrate.py alembic ARGS...",
                 False, False),
 }

@@ -11,6 +11,7 @@ inside one transaction that is rolled back (:func:`alembic_glue.dry_run`).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import guard, lock, manifest, report, retry, wait
@@ -263,7 +264,7 @@ def _ddl_lock_timeout(cfg: Config) -> Any:
 def lint(cfg: Config, watchdog: Watchdog) -> Listing:
     """Destructive and non-idempotent patterns in the scripts and the SQL they send.  Changes nothing."""
     loaded = Loaded(cfg)
-    findings = lint_module.scan_sources(cfg.migrations_dir / "versions")
+    findings = lint_module.scan_sources(Path(cfg.migrations_dir) / "versions")
     sql_findings, steps, where = lint_module.scan_sql(loaded, cfg)
     findings += sql_findings
     lines = [f"SQL pass: the whole chain from an empty database on {where}."]
@@ -367,7 +368,7 @@ def history(cfg: Config, command: str) -> Listing:
 
 
 def write_manifest(cfg: Config) -> report.Summary:
-    """``manifest``: reads the scripts and models, writes ``MIGRATIONS_DIR/.manifest.json``; no database."""
+    """``manifest``: reads the scripts and models, writes ``MIGRATIONS_DIR/.manifest.marshal``; no database."""
     loaded = Loaded(cfg)
     data = manifest.build(loaded.script, loaded.metadata, models=cfg.models, version_table=loaded.version_table,
                           migrations_dir=cfg.migrations_dir, files=loaded.files)

@@ -12,13 +12,16 @@ instead of the intended server.
 DATABASE_URL is parsed here, once (:func:`migrate_init.url.parse`): a URL that
 cannot serve an init container (in memory, a bad port...) stops the run at
 load time with exit 2, before anything is touched.
+
+Paths are plain strings, as the environment gives them: ``pathlib`` (with the
+``urllib.parse`` and ``ipaddress`` it imports) costs a run with nothing to do
+some 3 ms (issue 14); the heavy half wraps them in ``Path`` where it needs one.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 from .errors import ConfigError
 from .url import Url, first_control, parse
@@ -28,8 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 #: The repository (or, in the image, /app): migrations/ and data/ live here.
-HOME = Path(__file__).resolve().parent.parent
-SHIPPED_MIGRATIONS = HOME / "migrations"
+HOME = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+SHIPPED_MIGRATIONS = os.path.join(HOME, "migrations")
 SHIPPED_MODELS = "models:Base"
 DEFAULT_TARGET = "merge_heads_final"
 
@@ -74,14 +77,14 @@ class Config:
     database_url: str
     #: The same URL, parsed once; ``database.safe`` is what messages show.
     database: Url
-    data_dir: Path
+    data_dir: str
     enable_auto_migration: bool
     #: Seconds for the whole upgrade; 0 is no limit.
     migration_timeout: float
     enable_fallback_create: bool
     migration_target: str
     migration_target_set: bool
-    migrations_dir: Path
+    migrations_dir: str
     models: str | None
     db_wait_timeout: float
     lock_timeout: float
@@ -94,13 +97,13 @@ class Config:
     report_file: str | None
     extra_pip_packages: tuple[str, ...]
     pip_requirements: str | None
-    deps_target: Path | None
+    deps_target: str | None
     pip_find_links: str | None
     pip_no_index: bool
     allow_destructive: bool
-    backup_dir: Path | None
+    backup_dir: str | None
     backup_keep: int
-    seed_dir: Path
+    seed_dir: str
     repair_missing_columns: bool
     #: FAST_PATH=false always runs the full sequence (fastpath.py, issue 7).
     fast_path: bool
@@ -108,16 +111,16 @@ class Config:
     secrets: tuple[str, ...]
 
     def __init__(
-        self, database_url: str, database: Url, data_dir: Path, enable_auto_migration: bool = True,
+        self, database_url: str, database: Url, data_dir: str, enable_auto_migration: bool = True,
         migration_timeout: float = 30.0, enable_fallback_create: bool = True,
         migration_target: str = DEFAULT_TARGET, migration_target_set: bool = False,
-        migrations_dir: Path = SHIPPED_MIGRATIONS, models: str | None = SHIPPED_MODELS,
+        migrations_dir: str = SHIPPED_MIGRATIONS, models: str | None = SHIPPED_MODELS,
         db_wait_timeout: float = 60.0, lock_timeout: float = 120.0, ddl_lock_timeout: float = 5.0,
         ddl_lock_retries: int = 5, sqlite_allow_network_fs: bool = False, log_level: str = "INFO",
         log_format: str = "text", report_file: str | None = None, extra_pip_packages: tuple[str, ...] = (),
-        pip_requirements: str | None = None, deps_target: Path | None = None,
+        pip_requirements: str | None = None, deps_target: str | None = None,
         pip_find_links: str | None = None, pip_no_index: bool = False, allow_destructive: bool = False,
-        backup_dir: Path | None = None, backup_keep: int = 3, seed_dir: Path = Path("/docker-entrypoint-initdb.d"),
+        backup_dir: str | None = None, backup_keep: int = 3, seed_dir: str = "/docker-entrypoint-initdb.d",
         repair_missing_columns: bool = False, fast_path: bool = True, secrets: tuple[str, ...] = (),
     ) -> None:
         values = locals()
@@ -152,19 +155,19 @@ class Config:
 
     @property
     def shipped_migrations(self) -> bool:
-        return self.migrations_dir.resolve() == SHIPPED_MIGRATIONS.resolve()
+        return os.path.realpath(self.migrations_dir) == os.path.realpath(SHIPPED_MIGRATIONS)
 
 
 def load(environ: Mapping[str, str] | None = None) -> Config:
     """Build the configuration from ``environ`` (default: ``os.environ``).  Reads nothing else but secret files."""
     env = _Env(os.environ if environ is None else environ)
 
-    data_dir = Path(env.get("DATA_DIR") or (HOME / "data"))
+    data_dir = env.get("DATA_DIR") or os.path.join(HOME, "data")
     database, database_url = _database(env, data_dir)
 
-    migrations_dir = Path(env.get("MIGRATIONS_DIR") or SHIPPED_MIGRATIONS)
+    migrations_dir = env.get("MIGRATIONS_DIR") or SHIPPED_MIGRATIONS
     models = env.get("MODELS")
-    if models is None and migrations_dir.resolve() == SHIPPED_MIGRATIONS.resolve():
+    if models is None and os.path.realpath(migrations_dir) == os.path.realpath(SHIPPED_MIGRATIONS):
         models = SHIPPED_MODELS
     if models is not None:
         _check_models(models)
@@ -209,13 +212,13 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         report_file=report_file,
         extra_pip_packages=tuple((env.get("EXTRA_PIP_PACKAGES") or "").split()),
         pip_requirements=env.get("PIP_REQUIREMENTS"),
-        deps_target=Path(deps_target) if deps_target else data_dir / "python-deps",
+        deps_target=deps_target or os.path.join(data_dir, "python-deps"),
         pip_find_links=env.get("PIP_FIND_LINKS"),
         pip_no_index=env.boolean("PIP_NO_INDEX", False),
         allow_destructive=env.boolean("ALLOW_DESTRUCTIVE", False),
-        backup_dir=Path(backup_dir) if backup_dir else None,
+        backup_dir=backup_dir or None,
         backup_keep=env.count("BACKUP_KEEP", 3),
-        seed_dir=Path(env.get("SEED_DIR") or "/docker-entrypoint-initdb.d"),
+        seed_dir=env.get("SEED_DIR") or "/docker-entrypoint-initdb.d",
         repair_missing_columns=env.boolean("REPAIR_MISSING_COLUMNS", False),
         fast_path=env.boolean("FAST_PATH", True),
         secrets=tuple(env.secret_values),
@@ -242,12 +245,12 @@ def reporting(environ: Mapping[str, str] | None = None) -> tuple[str, str | None
     return (log_format if log_format in ("text", "json") else "text"), report_file
 
 
-def _database(env: _Env, data_dir: Path) -> tuple[Url, str]:
+def _database(env: _Env, data_dir: str) -> tuple[Url, str]:
     """DATABASE_URL (or its default) parsed, with DATABASE_PASSWORD put in; and the URL text for drivers."""
     raw = env.secret("DATABASE_URL", empty_is_unset=False)
     if raw is None:
         # Built, not parsed: a '?', '#' or '%' in DATA_DIR is part of the path, not URL syntax.
-        database = Url("sqlite", database=str(data_dir / "webui.db"))
+        database = Url("sqlite", database=os.path.join(data_dir, "webui.db"))
         raw = database.render(hide_password=False)
         source = "DATABASE_URL (unset: the default SQLite database under DATA_DIR)"
     else:
@@ -330,7 +333,7 @@ def _lenient_sqlite_path(env: Mapping[str, str]) -> str | None:
         except (OSError, UnicodeDecodeError):
             return None  # the database is unknown, so is any conflict: keep the report the user asked for
     if raw is None:
-        return os.path.abspath(Path(env.get("DATA_DIR") or (HOME / "data")) / "webui.db")
+        return os.path.abspath(os.path.join(env.get("DATA_DIR") or os.path.join(HOME, "data"), "webui.db"))
     try:
         return parse(raw).sqlite_path
     except ConfigError:
@@ -478,18 +481,18 @@ def _read_secret_file(variable: str, path: str) -> str:
     return value
 
 
-def check_migrations_dir(migrations_dir: Path) -> None:
+def check_migrations_dir(migrations_dir: str) -> None:
     """Refuse a MIGRATIONS_DIR that is not an Alembic folder, before anything else is touched.
 
     Not part of :func:`load`, which stays a pure reading of the environment;
     the CLI calls it for every verb that reads the scripts.
     """
-    if not migrations_dir.is_dir():
+    if not os.path.isdir(migrations_dir):
         raise ConfigError(
             f"MIGRATIONS_DIR={migrations_dir} does not exist or is not a folder. Mount your Alembic "
             "migrations folder there, or unset MIGRATIONS_DIR to use the shipped one."
         )
-    if not (migrations_dir / "env.py").is_file():
+    if not os.path.isfile(os.path.join(migrations_dir, "env.py")):
         raise ConfigError(
             f"MIGRATIONS_DIR={migrations_dir} has no env.py, so it is not an Alembic migrations folder. "
             "Point MIGRATIONS_DIR at the folder that holds env.py and versions/."

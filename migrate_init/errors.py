@@ -12,7 +12,6 @@ library, since the fast path loads it too.
 from __future__ import annotations
 
 import errno
-import re
 import sys
 
 TYPE_CHECKING = False
@@ -305,8 +304,9 @@ _PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
                      "can't connect to mysql server", "lost connection to mysql server",
                      "mysql server has gone away", "too many clients already")),
 )
-_MISSING_DATABASE = re.compile(r'database "[^"]*" does not exist|unknown database')
-_MISSING_ROLE = re.compile(r'role "[^"]*" does not exist')
+# Compiled when first used (re caches them): a run with nothing to do classifies no error (issue 14).
+_MISSING_DATABASE = r'database "[^"]*" does not exist|unknown database'
+_MISSING_ROLE = r'role "[^"]*" does not exist'
 
 
 #: This package's errors that already say what kind of failure they are.
@@ -371,14 +371,16 @@ def _classify_one(exc: BaseException) -> str:
         kind = _MYSQL_CODES.get(exc.args[0])
         if kind:
             return kind
+    import re
+
     text = str(exc).lower()
-    if _MISSING_DATABASE.search(text) and not _MISSING_ROLE.search(text):
+    if re.search(_MISSING_DATABASE, text) and not re.search(_MISSING_ROLE, text):
         # Not "access": a server's init scripts or an operator may create it soon.
         return "missing_database"
     for kind, phrases in _PHRASES:
         if any(phrase in text for phrase in phrases):
             return kind
-    if _MISSING_ROLE.search(text):
+    if re.search(_MISSING_ROLE, text):
         return "access"
     if (not code and type(exc).__name__ == "OperationalError"
             and type(exc).__module__.split(".")[0] in ("psycopg2", "psycopg")):

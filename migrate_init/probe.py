@@ -246,7 +246,7 @@ class SqliteReader(Reader):
 
 
 def _uri_path(path: str) -> str:
-    from urllib.parse import quote
+    from .url import quote  # urllib.parse's quote, imported only when it would change the path (issue 14)
 
     return quote(path, safe="/")
 

@@ -16,7 +16,6 @@ message) is masked too.  Masking never raises and never drops a line.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
@@ -157,6 +156,8 @@ def _plain_text(record: Any) -> str:
 
 def _json(record: Any, exception: Callable[[Any], str]) -> str:
     """The JSON line; ``exception`` formats the record's ``exc_info``, when it has one."""
+    import json  # only for LOG_FORMAT=json: a text run with nothing to do does not import it (issue 14)
+
     try:
         payload: dict[str, Any] = {
             "time": timestamp(record.created),
@@ -547,6 +548,8 @@ _ELLIPSIS = "…"
 
 def _dumps(data: Any) -> str:
     """Compact-enough JSON, UTF-8 where it can be (more of the message fits in the limit)."""
+    import json  # only for REPORT_FILE and the termination log (issue 14)
+
     text = json.dumps(data, default=str, ensure_ascii=False)
     try:
         text.encode("utf-8")

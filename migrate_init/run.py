@@ -16,9 +16,9 @@ or prints: the CLI does.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
-from pathlib import Path
 
 from . import lock, manifest, report, wait
 from .errors import (
@@ -80,15 +80,17 @@ class Loaded:
         # The heavy-import boundary: SQLAlchemy and Alembic load here, and only here.  They,
         # env.py and the models may log through logging: from here on, so do our lines.
         report.use_logging()
+        from pathlib import Path
+
         from . import alembic_glue as glue
         from . import schema
 
         before = set(sys.modules)
         self.glue = glue
         self.schema = schema
-        self.config = glue.alembic_config(cfg.migrations_dir, cfg.database, models=cfg.models)
+        self.config = glue.alembic_config(Path(cfg.migrations_dir), cfg.database, models=cfg.models)
         self.script = glue.load_script(self.config)
-        self.metadata = schema.load(cfg.models, [cfg.migrations_dir]) if cfg.models else None
+        self.metadata = schema.load(cfg.models, [Path(cfg.migrations_dir)]) if cfg.models else None
         self.files = manifest.local_files(cfg.migrations_dir, before)
         self.version_table = VERSION_TABLE
         self.seeds = _seed_names(cfg)
@@ -189,16 +191,18 @@ def _why_loaded(standing: Standing, expected: Expected) -> str:
 
 
 def _seed_names(cfg: Config) -> tuple[str, ...]:
-    if not cfg.seed_dir.is_dir():
+    if not os.path.isdir(cfg.seed_dir):
         return ()  # what seed.files() answers, without importing seed (runpy, typing) on every run (issue 14)
+    from pathlib import Path
+
     from . import seed
 
-    return tuple(p.name for p in seed.files(cfg.seed_dir))
+    return tuple(p.name for p in seed.files(Path(cfg.seed_dir)))
 
 
-def _manifest_places(cfg: Config) -> list[Path]:
+def _manifest_places(cfg: Config) -> list[str]:
     """The baked manifest, then the caches: beside a SQLite database (the shared volume), DATA_DIR, the folder."""
-    folders = [Path(cfg.database.sqlite_path).parent] if cfg.database.sqlite_path else []
+    folders = [os.path.dirname(cfg.database.sqlite_path)] if cfg.database.sqlite_path else []
     folders += [cfg.data_dir, cfg.migrations_dir]
     places = [manifest.baked_path(cfg.migrations_dir)]
     for folder in folders:
@@ -256,7 +260,7 @@ def run(cfg: Config, watchdog: Watchdog, *, revision: str | None = None) -> repo
     if path is not None:
         # Before the database is first opened: nothing is created on a refused volume.
         lock.check_filesystem(path, cfg.sqlite_allow_network_fs)
-        wait.prepare_sqlite(Path(path))
+        wait.prepare_sqlite(path)
     watchdog.phase = "waiting for the database"
     started = time.monotonic()
     reader = wait.connect(cfg.database, timeout=cfg.db_wait_timeout, read_only=False, watchdog=watchdog)
@@ -508,7 +512,7 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
         summary.timed("upgrade", started)
         expected.version_table = loaded.version_table  # what env.py asked Alembic for
         if cfg.database.sqlite_path is not None:
-            wait.share_with_group(Path(cfg.database.sqlite_path))
+            wait.share_with_group(cfg.database.sqlite_path)
         watchdog.phase = "reading back the version table"
         watchdog.checkpoint()
         after = standing_of(reader, expected)
@@ -841,7 +845,7 @@ class QuickCheck:
     def start(cls, cfg: Config, watchdog: Watchdog) -> QuickCheck | None:
         """A running check, or None when there is nothing to check (not SQLite, or no file yet)."""
         path = cfg.database.sqlite_path
-        if path is None or not Path(path).is_file() or Path(path).stat().st_size == 0:
+        if path is None or not os.path.isfile(path) or os.stat(path).st_size == 0:
             return None
         return cls(cfg, watchdog)
 
@@ -878,10 +882,12 @@ def _backup(cfg: Config, state: Any, watchdog: Watchdog) -> str | None:
     path = cfg.database.sqlite_path
     if path is None or not state.pending or cfg.backup_keep == 0:
         return None
+    from pathlib import Path
+
     from . import backup
 
     watchdog.phase = "backing up the database"
-    folder = cfg.backup_dir or backup.default_folder(Path(path))
+    folder = Path(cfg.backup_dir) if cfg.backup_dir else backup.default_folder(Path(path))
     label = "-".join(state.current) or "base"
     taken = backup.take(Path(path), folder, keep=cfg.backup_keep, label=label[:60])
     return str(taken) if taken else None
@@ -896,7 +902,9 @@ def _seed(cfg: Config, watchdog: Watchdog, engine: Any, loaded: Loaded, summary:
     watchdog.phase = "seeding"
     watchdog.checkpoint()
     try:
-        seeded = seed.run(engine, cfg.seed_dir, owed, loaded.metadata)
+        from pathlib import Path
+
+        seeded = seed.run(engine, Path(cfg.seed_dir), owed, loaded.metadata)
     except SeedFailed:
         watchdog.checkpoint()  # a statement cancelled by the stop is the stop, not a seed to fix
         raise

@@ -8,8 +8,10 @@ a second raw ``@``, a port that is not a number and trailing text it would
 silently drop are refused (exit 2), never reinterpreted.
 
 This module is on the fast path (issue 7): it imports nothing heavier than
-``re`` at import time; ``urllib.parse`` and ``json`` are imported by the
-functions that need them.
+``re`` at import time, and compiles no pattern there: each is compiled (and
+cached by ``re``) when first used, and the redactor's patterns only for a text
+that could hold what they mask (issue 14).  ``urllib.parse`` and ``json`` are
+imported by the functions that need them.
 """
 
 from __future__ import annotations
@@ -24,12 +26,11 @@ if TYPE_CHECKING:
     from typing import Any
 
 #: SQLAlchemy's scheme grammar (``[\w\+]+``), ASCII only.
-_SCHEME = re.compile(r"([A-Za-z0-9_+]+)://")
+_SCHEME = r"([A-Za-z0-9_+]+)://"
 #: user[:password]@ as SQLAlchemy reads it: the password runs to the first '@'.
-_USERINFO = re.compile(r"(?P<username>[^:/]*)(?::(?P<password>[^@]*))?@")
+_USERINFO = r"(?P<username>[^:/]*)(?::(?P<password>[^@]*))?@"
 #: What follows the user info; matched whole (SQLAlchemy ignores leftovers).
-_LOCATION = re.compile(
-    r"""
+_LOCATION = r"""(?xs)
     (?:
         \[(?P<ipv6host>[^/?\]]+)\]
         | (?P<ipv4host>[^/:?\[\]]+)
@@ -37,9 +38,7 @@ _LOCATION = re.compile(
     (?::(?P<port>[^/?]*))?
     (?:/(?P<database>[^?]*))?
     (?:\?(?P<query>.*))?
-    """,
-    re.VERBOSE | re.DOTALL,
-)
+    """
 
 #: Scheme names that are another name for the same backend.
 _BACKENDS = {"postgres": "postgresql", "mariadb": "mysql"}
@@ -53,18 +52,18 @@ _MYSQL_SSL_OPTIONS = frozenset({"ssl_ca", "ssl_key", "ssl_cert", "ssl_capath", "
 _SECRET_KEYS = frozenset({"password", "sslpassword", "pass", "passwd", "pwd"})
 
 #: Where a URL starts in free text; the scheme may be missing ("://user:pw@host").
-_TEXT_URL_START = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-_]*)?://")
+_TEXT_URL_START = r"(?:[A-Za-z][A-Za-z0-9+.\-_]*)?://"
 #: scheme://user: in free text, the start of a password (see _mask_userinfo).
 #: (No '@' before the ':': "user@host:port" is a host and a port, with no password in it.)
-_TEXT_USERINFO = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-_]*)?://[^\s:/@]*:")
+_TEXT_USERINFO = r"(?:[A-Za-z][A-Za-z0-9+.\-_]*)?://[^\s:/@]*:"
 #: password=VALUE in a query string or a libpq keyword string; a quoted libpq
 #: value ('...', with backslash escapes) is masked whole.
-_TEXT_QUERY_SECRET = re.compile(
+_TEXT_QUERY_SECRET = (
     r"(?i)(?<![\w\-])(?P<head>(?:sslpassword|password|passwd|pass|pwd)\s*=\s*)"
     r"(?P<value>'(?:[^'\\\r\n]|\\.)*'?|[^&\s]*)"
 )
 #: "password": "VALUE" in JSON or a Python dict's repr.
-_TEXT_KEYED_SECRET = re.compile(
+_TEXT_KEYED_SECRET = (
     r"(?i)(?P<head>(?P<q>[\"'])(?:sslpassword|password|passwd|pass|pwd)(?P=q)\s*:\s*)"
     r"(?P<value>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')"
 )
@@ -83,6 +82,33 @@ def first_control(text: str) -> int:
         if code < 0x20 or 0x7F <= code < 0xA0 or code in (0x2028, 0x2029):
             return index
     return -1
+
+
+#: What ``urllib.parse.quote`` never encodes; see :func:`_quote`.
+_ALWAYS_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def quote(text: str, safe: str) -> str:
+    """``urllib.parse.quote(text, safe=safe)``, without importing urllib.parse when it would change nothing.
+
+    ``quote`` returns its input unchanged when every character is always safe or in
+    ``safe``: the usual database name and user, on the way to a run with nothing to
+    do (issue 14).  Any other text goes to ``quote`` itself.
+    """
+    if all(char in _ALWAYS_SAFE or char in safe for char in text):
+        return text
+    import urllib.parse
+
+    return urllib.parse.quote(text, safe=safe)
+
+
+def _unquote(text: str) -> str:
+    """``urllib.parse.unquote(text)``, which returns a text without '%' unchanged, without importing it then."""
+    if "%" not in text:
+        return text
+    from urllib.parse import unquote
+
+    return unquote(text)
 
 
 def _describe_control(char: str) -> str:
@@ -168,8 +194,6 @@ class Url:
         password-like query option are ``***``.  The result parses back to an
         equal :class:`Url` (when nothing is hidden).
         """
-        from urllib.parse import quote, quote_plus
-
         text = self.drivername + "://"
         if self.username is not None:
             text += quote(self.username, safe=" +")
@@ -185,6 +209,8 @@ class Url:
         if self.query:
             # SQLAlchemy sorts by key and keeps the order of a repeated key's values.
             pairs = sorted(self.query, key=lambda pair: pair[0])
+            from urllib.parse import quote_plus
+
             text += "?" + "&".join(
                 f"{quote_plus(key)}="
                 + (_MASK if hide_password and key.lower() in _SECRET_KEYS else quote_plus(value))
@@ -341,13 +367,11 @@ def _sqlite_file(url: Url) -> tuple[str | None, bool]:
     path = database
     if database.startswith("file:") and (url.query_value("uri") or "").lower() in ("true", "1", "yes", "on", "y", "t"):
         # uri=true: the database is an SQLite URI, file:PATH or file://[localhost]/PATH.
-        from urllib.parse import unquote
-
         rest = database[len("file:"):].split("?", 1)[0].split("#", 1)[0]
         if rest.startswith("//"):
             _authority, _, rest = rest[2:].partition("/")
             rest = "/" + rest
-        path = unquote(rest)
+        path = _unquote(rest)
         if not path or path == ":memory:":
             return None, True
     return os.path.abspath(path), False
@@ -360,8 +384,6 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
     tell where a password would be.  ``postgres://`` is PostgreSQL;
     in-memory SQLite is refused, since it would vanish with the container.
     """
-    from urllib.parse import parse_qsl, unquote
-
     at = first_control(raw)
     if at >= 0:
         raise ConfigError(
@@ -369,7 +391,7 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
             "is not shown). Remove it: a URL is one line of printable text; a secret file "
             "may end with one newline, no more."
         )
-    scheme = _SCHEME.match(raw)
+    scheme = re.match(_SCHEME, raw)
     if scheme is None:
         shown = f" ({redact(raw)!r})" if "@" not in raw else " (not shown: it may hold a password)"
         raise ConfigError(
@@ -379,7 +401,7 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
         )
     rest = raw[scheme.end():]
     username = password = None
-    userinfo = _USERINFO.match(rest)
+    userinfo = re.match(_USERINFO, rest)
     if userinfo is not None:
         if rest.count("@") > 1:
             # SQLAlchemy would end the password at the first '@' and take the
@@ -390,10 +412,10 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
                 "special characters in the user name, password and database name: the at sign as "
                 "%40, '/' as %2F, '#' as %23, '%' as %25, ':' as %3A."
             )
-        username = unquote(userinfo["username"])
-        password = unquote(userinfo["password"]) if userinfo["password"] is not None else None
+        username = _unquote(userinfo["username"])
+        password = _unquote(userinfo["password"]) if userinfo["password"] is not None else None
         rest = rest[userinfo.end():]
-    location = _LOCATION.fullmatch(rest)
+    location = re.fullmatch(_LOCATION, rest)
     if location is None:
         raise ConfigError(
             f"{variable} ({redact(raw)}) is not a database URL: the text after the host cannot "
@@ -417,8 +439,12 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
                 f"{variable} ({redact(raw)}) has the port {port}, which is out of range: "
                 "a port is 1 to 65535 (5432 for PostgreSQL)."
             )
-    database = unquote(location["database"]) if location["database"] is not None else None
-    query = tuple(parse_qsl(location["query"])) if location["query"] is not None else ()
+    database = _unquote(location["database"]) if location["database"] is not None else None
+    query: tuple[tuple[str, str], ...] = ()
+    if location["query"] is not None:
+        from urllib.parse import parse_qsl
+
+        query = tuple(parse_qsl(location["query"]))
     url = Url(scheme.group(1), username=username, password=password, host=host, port=port,
               database=database, query=query)
     if url.backend == "sqlite":
@@ -449,13 +475,25 @@ def redact(text: str) -> str:
     """
     if "://" not in text and "=" not in text and ":" not in text:
         return text
-    if "://" in text:
+    if "://" in text and "@" in text:  # a password in a URL runs to an '@': without one, nothing to mask
         text = "".join(_mask_userinfo(line) for line in re.split(r"(\r\n|\r|\n)", text))
-    if "=" in text:
-        text = _TEXT_QUERY_SECRET.sub(_mask_value, text)
-    if ":" in text:
-        text = _TEXT_KEYED_SECRET.sub(_mask_value, text)
+    if ("=" in text or ":" in text) and _may_hold_secret_key(text):
+        if "=" in text:
+            text = re.sub(_TEXT_QUERY_SECRET, _mask_value, text)
+        if ":" in text:
+            text = re.sub(_TEXT_KEYED_SECRET, _mask_value, text)
     return text
+
+
+def _may_hold_secret_key(text: str) -> bool:
+    """Whether ``text`` could hold a password-like key that the query and keyed patterns mask.
+
+    Every key they match holds "pass" or "pwd", case-insensitively; ``casefold`` maps
+    every character that ``re.IGNORECASE`` equates with those letters (such as U+017F,
+    the long s) to them, so a False here is a text on which both patterns find nothing.
+    """
+    folded = text.casefold()
+    return "pass" in folded or "pwd" in folded
 
 
 def _mask_userinfo(line: str) -> str:
@@ -469,7 +507,8 @@ def _mask_userinfo(line: str) -> str:
     """
     masked: list[str] = []
     position = 0
-    while (head := _TEXT_USERINFO.search(line, position)) is not None:
+    userinfo, url_start = re.compile(_TEXT_USERINFO), re.compile(_TEXT_URL_START)
+    while (head := userinfo.search(line, position)) is not None:
         start = head.end()
         if line.startswith(_MASK + "@", start):
             # Already masked (a message built from Url.safe): the '@' right after is the real one,
@@ -477,7 +516,7 @@ def _mask_userinfo(line: str) -> str:
             masked.append(line[position:start + len(_MASK)])
             position = start + len(_MASK)
             continue
-        following = _TEXT_URL_START.search(line, start)
+        following = url_start.search(line, start)
         at = line.rfind("@", start, following.start() if following else len(line))
         if at < 0:
             at = line.rfind("@", start)
@@ -517,8 +556,6 @@ def secret_forms(secret: str) -> set[str]:
 
 
 def _secret_values(secret: str) -> list[str]:
-    from urllib.parse import parse_qsl, unquote
-
     scheme = re.match(r"(?:[A-Za-z][A-Za-z0-9+.\-_]*)?://", secret)
     if scheme is None:
         return [secret]
@@ -526,14 +563,17 @@ def _secret_values(secret: str) -> list[str]:
     values: list[str] = []
     # The password up to the first '@' (SQLAlchemy's reading) and up to the
     # last (redact's): for a URL with a raw '@' in its password, both are masked.
-    for pattern in (r"[^:/]*:([^@]*)@", r"[^:/]*?:(.*)@"):
+    for pattern in (r"[^:/]*:([^@]*)@", r"[^:/]*?:(.*)@") if "@" in rest else ():
         found = re.match(pattern, rest, re.DOTALL)
         if found:
-            values += [found.group(1), unquote(found.group(1))]
+            values += [found.group(1), _unquote(found.group(1))]
     query = rest.partition("?")[2]
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key.lower() in _SECRET_KEYS:
-            values.append(value)
+    if query:
+        from urllib.parse import parse_qsl
+
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            if key.lower() in _SECRET_KEYS:
+                values.append(value)
     for raw_pair in query.split("&"):
         key, sep, value = raw_pair.partition("=")
         if sep and key.lower() in _SECRET_KEYS:
@@ -542,22 +582,36 @@ def _secret_values(secret: str) -> list[str]:
 
 
 def _escaped_forms(value: str) -> set[str]:
-    import json
-    from urllib.parse import quote, quote_plus
-
     reprs = {repr(value)[1:-1], ascii(value)[1:-1]}
     forms = {
         value,
         quote(value, safe=""),
-        quote(value),
+        quote(value, safe="/"),
         quote(value, safe=" +"),  # SQLAlchemy's render_as_string(hide_password=False)
-        quote_plus(value),
-        quote_plus(value, safe=""),
-        json.dumps(value)[1:-1],
-        json.dumps(value, ensure_ascii=False)[1:-1],
+        _quote_plus(value),
+        _json_string(value)[1:-1],
+        _json_string(value, ensure_ascii=False)[1:-1],
         value.replace("\\", "\\\\"),
         *reprs,
         # A repr inside a JSON log line.
-        *(json.dumps(r)[1:-1] for r in reprs),
+        *(_json_string(r)[1:-1] for r in reprs),
     }
     return forms
+
+
+def _quote_plus(text: str) -> str:
+    """``urllib.parse.quote_plus(text)`` (``safe=""``), which is ``quote(text, safe="")`` when there is no space."""
+    if " " not in text:
+        return quote(text, safe="")
+    from urllib.parse import quote_plus
+
+    return quote_plus(text)
+
+
+def _json_string(text: str, *, ensure_ascii: bool = True) -> str:
+    """``json.dumps(text)`` of a str, by the encoder function it calls, without importing json (issue 14)."""
+    try:
+        from _json import encode_basestring, encode_basestring_ascii
+    except ImportError:  # an interpreter without the C accelerator
+        from json.encoder import encode_basestring, encode_basestring_ascii
+    return encode_basestring_ascii(text) if ensure_ascii else encode_basestring(text)

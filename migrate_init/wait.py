@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import stat
 import time
-from pathlib import Path
 
 from . import report, retry
 from .errors import (
@@ -123,25 +122,29 @@ def _advice(database: Url, kind: str, reason: str) -> str:
     return "Check the host, port and database name in DATABASE_URL, or raise DB_WAIT_TIMEOUT."
 
 
-def prepare_sqlite(path: Path) -> None:
-    """Create the database's folder and check that this user can write both (``run`` only)."""
-    folder = path.parent
-    if path.is_dir():
+def prepare_sqlite(path: str) -> None:
+    """Create the database's folder and check that this user can write both (``run`` only).
+
+    ``path`` is absolute (``Url.sqlite_path``).  Plain ``os.path``, no ``pathlib``: this runs on
+    the way to a run with nothing to do (issue 14).
+    """
+    folder = os.path.dirname(path)
+    if os.path.isdir(path):
         raise ConfigError(f"DATABASE_URL points at {path}, which is a folder, not a SQLite database "
                           "file. Name a file, e.g. sqlite:////data/app.db.")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
     except PermissionError:
         raise AccessDenied(
             f"Cannot create the folder {folder} for the SQLite database as UID {os.getuid()}: "
             "permission denied. Create it, or mount a volume there that this user can write."
         ) from None
     except OSError as exc:
-        if not folder.is_dir() and folder.exists():
+        if not os.path.isdir(folder) and os.path.exists(folder):
             raise ConfigError(f"DATABASE_URL points into {folder}, which is not a folder.") from None
         raise AccessDenied(f"Cannot create the folder {folder}: {exc.strerror}. Make it writable, "
                            "or mount a volume there.") from None
-    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
         raise AccessDenied(
             f"The SQLite database {path} is not writable by UID {os.getuid()} (GID {os.getgid()}); it "
             f"is {_owner(path)}. Make it writable (chown/chmod) or run the container as its owner."
@@ -154,20 +157,20 @@ def prepare_sqlite(path: Path) -> None:
         )
 
 
-def _owner(path: Path) -> str:
-    info = path.stat()
+def _owner(path: str) -> str:
+    info = os.stat(path)
     return f"owned by UID {info.st_uid}, GID {info.st_gid}, mode {stat.filemode(info.st_mode)}"
 
 
-def share_with_group(path: Path) -> None:
+def share_with_group(path: str) -> None:
     """Let the file's group write it too, when this user owns it.
 
     SQLite creates files mode 0644 whatever the umask; OpenShift runs the next
     pod as another UID in group 0, which must still be able to migrate.
     """
     try:
-        info = path.stat()
+        info = os.stat(path)
         if info.st_uid == os.getuid() and info.st_mode & 0o060 != 0o060:
-            path.chmod(stat.S_IMODE(info.st_mode) | 0o060)
+            os.chmod(path, stat.S_IMODE(info.st_mode) | 0o060)
     except OSError:
         pass  # not ours to change; prepare_sqlite already checked that we can write it

@@ -339,7 +339,7 @@ def test_image_md_release_build_says_what_it_is(release_image, docker_env):
 
 def _readable_copy(source: Path, target: Path) -> Path:
     """``source`` copied for a bind mount: readable by the image's UID, no caches."""
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", ".manifest.json"))
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", ".manifest.marshal"))
     for folder, _dirs, files in os.walk(target):
         os.chmod(folder, 0o755)
         for name in files:
@@ -408,7 +408,7 @@ def test_commands_md_status_transcript(tmp_path):
     for name in ("migrate.py", "alembic.ini"):
         shutil.copy(REPO / name, repo / name)
     for name in ("migrate_init", "migrations"):
-        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", ".manifest.json"))
+        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", ".manifest.marshal"))
     bin_dir = Path(sys.executable).parent
     assert (bin_dir / "python").exists(), f"run the tests with a venv's python (.venv/bin/python), not {sys.executable}"
     url = f"sqlite:///{tmp_path}/db/webui.db"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import marshal
 import os
 import re
 import signal
@@ -58,9 +59,9 @@ def migrations(tmp_path) -> Chain:
 def build_manifest(copy: Chain, models: str = "models:Base") -> dict:
     result = run_migrate("manifest", env={"MIGRATIONS_DIR": copy.path, "MODELS": models})
     assert result.code == 0, result.out
-    path = copy.path / ".manifest.json"
+    path = copy.path / ".manifest.marshal"
     assert path.is_file(), result.out
-    return json.loads(path.read_text())
+    return marshal.loads(path.read_bytes())
 
 
 def data_dir(copy: Chain) -> Path:
@@ -137,7 +138,7 @@ def at_target(url: str, copy: Chain) -> None:
 
 
 def cached_manifests(folder: Path) -> list[Path]:
-    return sorted((folder / ".migrate-init").glob("manifest-*.json"))
+    return sorted((folder / ".migrate-init").glob("manifest-*.marshal"))
 
 
 def cache_folder(url: str, copy: Chain) -> Path:
@@ -147,7 +148,7 @@ def cache_folder(url: str, copy: Chain) -> Path:
 
 def forget_manifests(url: str, copy: Chain) -> None:
     """No baked manifest and no cache anywhere: the folder as a mounted volume brings it."""
-    (copy.path / ".manifest.json").unlink(missing_ok=True)
+    (copy.path / ".manifest.marshal").unlink(missing_ok=True)
     for folder in (cache_folder(url, copy), data_dir(copy), copy.path):
         for path in cached_manifests(folder):
             path.unlink()
@@ -223,6 +224,17 @@ def test_a_read_only_verb_on_a_missing_sqlite_file_is_exit_3_creates_nothing_and
     assert f"The SQLite database {database} does not exist. Nothing was created" in summary_line(result.out)
     assert not database.parent.exists()
     assert_light(result.out)
+
+
+def test_a_run_at_target_on_sqlite_imports_no_json_pathlib_or_urllib(sqlite_url, migrations):
+    """Issue 14: the manifest is marshal, paths are strings, a URL with nothing to quote needs no urllib."""
+    at_target(sqlite_url, migrations)
+
+    result = traced_run(sqlite_url, migrations, REPORT_FILE="off")
+
+    assert result.code == 0, result.out
+    assert_fast(result)
+    assert not {"json", "pathlib", "urllib"} & imported(result.out), sorted(imported(result.out))
 
 
 def test_enable_auto_migration_false_at_target_still_takes_the_fast_path(sqlite_url, migrations):
@@ -516,7 +528,7 @@ def test_a_manifest_for_other_models_is_not_used(sqlite_url, migrations):
     result = traced_run(sqlite_url, migrations, MODELS="models:Base.metadata")
 
     assert result.code == 0, result.out
-    assert_slow(result, f"the manifest {migrations.path / '.manifest.json'} is for MODELS=models:Base, "
+    assert_slow(result, f"the manifest {migrations.path / '.manifest.marshal'} is for MODELS=models:Base, "
                         "not models:Base.metadata")
     assert summary_line(result.out).endswith(AT_TARGET)
 
@@ -627,7 +639,7 @@ def test_no_manifest_and_no_cache_gets_the_full_path(sqlite_url, migrations):
     result = traced_run(sqlite_url, migrations)
 
     assert result.code == 0, result.out
-    assert_slow(result, f"no manifest ({migrations.path / '.manifest.json'}")
+    assert_slow(result, f"no manifest ({migrations.path / '.manifest.marshal'}")
     assert summary_line(result.out).endswith(AT_TARGET)
 
 
@@ -699,13 +711,13 @@ def test_the_first_full_run_caches_the_manifest_and_the_second_takes_the_fast_pa
     first = traced_run(db_url, copy)
 
     assert first.code == 0, first.out
-    assert_slow(first, f"no manifest ({copy.path / '.manifest.json'}")
+    assert_slow(first, f"no manifest ({copy.path / '.manifest.marshal'}")
     assert versions(db_url) == [TARGET]
-    assert not (copy.path / ".manifest.json").exists()
+    assert not (copy.path / ".manifest.marshal").exists()
     cached = cached_manifests(folder)
     assert len(cached) == 1, list(folder.rglob("*"))
     assert f"Cached the manifest in {cached[0]} for the fast path." in first.out
-    assert json.loads(cached[0].read_text())["heads"] == [TARGET]
+    assert marshal.loads(cached[0].read_bytes())["heads"] == [TARGET]
 
     second = traced_run(db_url, copy)
 
@@ -716,7 +728,7 @@ def test_the_first_full_run_caches_the_manifest_and_the_second_takes_the_fast_pa
 
 def test_without_the_baked_manifest_the_cache_answers(sqlite_url, migrations):
     at_target(sqlite_url, migrations)
-    (migrations.path / ".manifest.json").unlink()
+    (migrations.path / ".manifest.marshal").unlink()
     assert cached_manifests(sqlite_path(sqlite_url).parent)
 
     result = traced_run(sqlite_url, migrations)
@@ -898,7 +910,7 @@ def test_the_log_mask_finds_every_form_of_a_url_password_without_sqlalchemy():
 
 
 def test_the_manifest_records_the_heads_schema_the_files_read_and_a_content_hash(migrations):
-    data = json.loads((migrations.path / ".manifest.json").read_text())
+    data = marshal.loads((migrations.path / ".manifest.marshal").read_bytes())
 
     assert data["heads"] == [TARGET]
     assert len(data["revisions"]) == 10

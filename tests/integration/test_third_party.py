@@ -29,7 +29,7 @@ revision only (README), and so must ``verify`` and the fast path; ``check``,
 which compares with models by nature, gets MODELS=BaseModel and must agree
 with Alembic's own compare_metadata.
 
-``migrate.py manifest`` writes its .manifest.json into the project's folder
+``migrate.py manifest`` writes its .manifest.marshal into the project's folder
 in the cached venv, as the image build writes it into the image.
 """
 

@@ -1,7 +1,7 @@
 """Editable copies of the shipped migrations/ folder, and the revisions tests add to them.
 
 ``Chain(dest)`` copies migrations/ (env.py, models.py, versions/; never a
-stale ``.manifest.json``) and can add, rewrite or remove revisions and edit
+stale ``.manifest.marshal``) and can add, rewrite or remove revisions and edit
 the models; ``MIGRATIONS_DIR`` then points at the copy and ``MODELS=models:Base``
 resolves inside it (``Chain.env()``).  ``build_chain()`` chains the fixture
 revisions below (slow, alter_user, parent_child, batch) after the head.
@@ -77,7 +77,7 @@ class Chain:
 
     def __init__(self, dest: Path):
         self.path = Path(dest)
-        shutil.copytree(SHIPPED, self.path, ignore=shutil.ignore_patterns("__pycache__", ".manifest.json"))
+        shutil.copytree(SHIPPED, self.path, ignore=shutil.ignore_patterns("__pycache__", ".manifest.marshal"))
         #: What the next ``add()`` revises unless it is told ``down``.
         self.last = TARGET
 
