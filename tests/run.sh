@@ -157,10 +157,29 @@ _run_static_checks() {
 	"$VENV/bin/mypy" --strict migrate_init
 }
 
+# usage: _workers
+# Prints how many pytest-xdist workers to use: one per core, 2 to 4 (the tests
+# are mostly subprocesses and servers waiting on each other, so two workers
+# pay even on one core). The image tests share one worker (conftest.py), in order.
+_workers() {
+	local cores
+	cores="$(nproc 2>/dev/null || echo 2)"
+	if [ "$cores" -lt 2 ]; then cores=2; fi
+	if [ "$cores" -gt 4 ]; then cores=4; fi
+	printf '%s\n' "$cores"
+}
+
 # usage: _run_pytest [PYTEST_ARGS...]
+# Runs pytest in parallel (pytest-xdist) unless the arguments choose otherwise
+# (-n N, or -p no:xdist).
 _run_pytest() {
-	local code=0
-	"$VENV/bin/python" -m pytest "$@" || code=$?
+	local code=0 arg parallel=(-n "$(_workers)" --dist loadgroup)
+	for arg in "$@"; do
+		case "$arg" in
+		-n | -n* | --numprocesses* | no:xdist) parallel=() ;;
+		esac
+	done
+	"$VENV/bin/python" -m pytest "${parallel[@]}" "$@" || code=$?
 	if [ "$code" -eq 5 ]; then
 		_log "error: pytest collected no tests; check the arguments ($*) and tests/."
 		return 1
