@@ -683,7 +683,7 @@ class EffectGuard:
 
         if self._off or self._before is None or engine_family(dialect) != "mysql":
             return
-        if not statements.worth_judging(statement):
+        if not statements.worth_judging(statement) or statements.only_adds(statement):
             return
         shown = " ".join(statement.split())
         shown = shown if len(shown) <= 160 else shown[:157] + "..."

@@ -59,6 +59,49 @@ def worth_judging(statement: str) -> bool:
     return _MAYBE_DDL.search(statement) is not None
 
 
+def only_adds(statement: str) -> bool:
+    """Whether every statement of ``statement`` can only add: no catalog read is needed to judge it.
+
+    Reads (``SHOW``, ``DESCRIBE``, ``SELECT``), ``SET``, ``CREATE TABLE`` and
+    ``CREATE INDEX`` (not ``OR REPLACE``), and ``ALTER
+    TABLE`` whose every subcommand adds a nullable column, a column with a
+    default, an index or a key.  A fresh deploy sends almost nothing else, and
+    on MariaDB a catalog read costs milliseconds.  Anything this does not
+    recognise is judged in full by :func:`predict`.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
+    if _EXECUTABLE_COMMENT.search(statement):
+        return False
+    for part in _statements(statement):
+        try:
+            trees = sqlglot.parse(part, read="mysql")
+        except sqlglot.errors.SqlglotError:
+            return False
+        for tree in trees:
+            if tree is None:
+                continue
+            if isinstance(tree, exp.Show | exp.Describe | exp.Select | exp.Set):
+                continue  # reads (SQLAlchemy's inspector sends SHOW CREATE TABLE) and session settings
+            if isinstance(tree, exp.Create):
+                if tree.args.get("replace") or str(tree.args.get("kind") or "").upper() not in ("TABLE", "INDEX"):
+                    return False
+            elif isinstance(tree, exp.Alter):
+                for action in tree.args.get("actions") or ():
+                    if isinstance(action, exp.AddConstraint):
+                        continue
+                    if not isinstance(action, exp.ColumnDef):
+                        return False
+                    column = _column(action)
+                    if not (column.nullable or column.default_present or column.generated):
+                        return False  # NOT NULL without a default: judged like on every engine
+            else:
+                return False
+    return True
+
+
 def predict(live: Snapshot, statement: str) -> tuple[Snapshot, list[Loss]]:
     """The catalog after ``statement`` runs on ``live``, and losses no catalog shows.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from migrate_init import statements
 from migrate_init.catalog import Column, Loss, Snapshot, losses
 from migrate_init.statements import Unjudged, predict, worth_judging
 
@@ -375,3 +376,30 @@ def test_worth_judging_picks_ddl_words_only():
 ])
 def test_index_key_view_and_table_option_changes_lose_nothing(statement):
     assert judge(statement) == []
+
+
+@pytest.mark.parametrize(("statement", "adds_only"), [
+    ("CREATE TABLE t (id INT PRIMARY KEY, note TEXT)", True),
+    ("CREATE INDEX ix_t_note ON t (note(20))", True),
+    ("ALTER TABLE t ADD COLUMN x INT, ADD INDEX ix_x (x)", True),
+    ("ALTER TABLE t ADD COLUMN x INT NOT NULL DEFAULT 0", True),
+    ("SHOW CREATE TABLE `t`", True),
+    ("ALTER TABLE t ADD COLUMN x INT NOT NULL", False),  # NOT NULL without a default: judged in full
+    ("CREATE OR REPLACE TABLE t (id INT)", False),
+    ("ALTER TABLE t ADD COLUMN x INT, DROP COLUMN note", False),
+    ("ALTER TABLE t MODIFY note VARCHAR(10)", False),
+    ("SELECT 1; DROP TABLE t", False),
+    ("CREATE TABLE u (id INT); DROP TABLE t", False),
+    ("/*!50001 DROP TABLE t */", False),
+    ("RENAME TABLE t TO u", False),
+    ("ALTER TABLE t CONVERT TO CHARACTER SET latin1", False),
+])
+def test_only_adds_skips_the_catalog_read_only_for_statements_that_cannot_lose_anything(statement, adds_only):
+    assert statements.only_adds(statement) is adds_only
+    if not adds_only:
+        return
+    # What only_adds lets through, predict judges the same way: no loss on any catalog.
+    live = Snapshot("mysql", {"t": {"id": Column("id", "int", False, False, False),
+                                    "note": Column("note", "text", True, False, False)}})
+    predicted, extra = statements.predict(live, statement)
+    assert not extra and not losses(live, predicted)
