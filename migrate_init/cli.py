@@ -20,7 +20,7 @@ TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, NoReturn
 
     from .config import Config
     from .watchdog import Watchdog
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         report.stop_writing = lambda: watchdog.stopped
         report.finish(report.Summary(command=command, outcome=exc.outcome, exit_code=exc.exit_code,
                                      message=str(exc)), report_file)
-        sys.exit(_honour(watchdog, exc.exit_code))
+        _exit(_honour(watchdog, exc.exit_code))
     report.setup(log_format=cfg.log_format, level=cfg.log_level, secrets=cfg.secrets)
     report.stop_writing = lambda: watchdog.stopped  # a stalled stderr never holds a stop back
     if command in ("plan", "stamp", "resolve"):
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
 
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             watchdog.close()
-            sys.exit(_honour(watchdog, code))
+            _exit(_honour(watchdog, code))
     except MigrateInitError as exc:
         summary = _failure(command, cfg, exc)
     except KeyboardInterrupt:
@@ -138,7 +138,15 @@ def main(argv: list[str] | None = None) -> None:
         summary.outcome, summary.exit_code = stop.outcome, stop.exit_code
         summary.message = f"{stop} {summary.message}".strip()
     report.finish(summary, cfg.report_file)
-    sys.exit(summary.exit_code)
+    _exit(summary.exit_code)
+
+
+def _exit(code: int) -> NoReturn:
+    """Exit with ``code``, settled: a stop signal from here on cannot turn it into a kill (-15)."""
+    from .watchdog import block_stop_signals
+
+    block_stop_signals()
+    sys.exit(code)
 
 
 def _dispatch(command: str, args: Any, cfg: Config, watchdog: Watchdog) -> Any:

@@ -563,6 +563,9 @@ def _in_thread(connect_now: Callable[[], Any], checkpoint: Callable[[], None] | 
     outcome: list[Any] = []
 
     def attempt() -> None:
+        from .watchdog import block_stop_signals
+
+        block_stop_signals()
         try:
             outcome.append(connect_now())
         except BaseException as exc:  # handed to the waiting thread

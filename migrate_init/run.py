@@ -850,6 +850,9 @@ class QuickCheck:
         return cls(cfg, watchdog)
 
     def _run(self) -> None:
+        from .watchdog import block_stop_signals
+
+        block_stop_signals()
         try:
             self._outcome.append(self._reader.quick_check())
         except BaseException as exc:  # handed to verdict(), in the main thread

@@ -32,6 +32,17 @@ if TYPE_CHECKING:
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+def block_stop_signals() -> None:
+    """Keep SIGTERM and SIGINT away from the calling thread.
+
+    Helper threads call it first, so the kernel hands a stop to the main
+    thread, whose handler records it.  The CLI calls it last, once the exit
+    code is settled: Python's shutdown puts the default handlers back, and a
+    SIGTERM then would end the process with -15 instead of that code.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+
+
 class Watchdog:
     """One per process, created before any work starts."""
 
@@ -161,6 +172,7 @@ class Watchdog:
             self._cancel_all()
 
     def _watch(self) -> None:
+        block_stop_signals()  # they reach this thread through the wakeup fd, recorded by the main thread
         while not self._closed:
             deadlines = [d for d in (self._deadline, self._total_deadline) if d is not None]
             wait = max(min(deadlines) - time.monotonic(), 0.0) if deadlines else None
