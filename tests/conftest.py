@@ -58,12 +58,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 raise pytest.UsageError(
                     f"{item.nodeid}: a unit test must not need {server}; move it to tests/integration.")
             item.add_marker(server_marker)
-        if marker == "image":
-            if item.get_closest_marker("timeout") is None:
-                item.add_marker(pytest.mark.timeout(IMAGE_TIMEOUT))
-            # One Docker engine, one image build, fixed names (volumes, tags): the image tests
-            # run on one pytest-xdist worker, in order, while the others take the rest.
-            item.add_marker(pytest.mark.xdist_group("image"))
+        if marker == "image" and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(IMAGE_TIMEOUT))
 
 
 @pytest.fixture(scope="session")

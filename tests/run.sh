@@ -160,7 +160,7 @@ _run_static_checks() {
 # usage: _workers
 # Prints how many pytest-xdist workers to use: one per core, 2 to 4 (the tests
 # are mostly subprocesses and servers waiting on each other, so two workers
-# pay even on one core). The image tests share one worker (conftest.py), in order.
+# pay even on one core).
 _workers() {
 	local cores
 	cores="$(nproc 2>/dev/null || echo 2)"
@@ -169,22 +169,55 @@ _workers() {
 	printf '%s\n' "$cores"
 }
 
-# usage: _run_pytest [PYTEST_ARGS...]
-# Runs pytest in parallel (pytest-xdist) unless the arguments choose otherwise
-# (-n N, or -p no:xdist).
-_run_pytest() {
-	local code=0 arg parallel=(-n "$(_workers)" --dist loadgroup)
-	for arg in "$@"; do
-		case "$arg" in
-		-n | -n* | --numprocesses* | no:xdist) parallel=() ;;
-		esac
-	done
-	"$VENV/bin/python" -m pytest "${parallel[@]}" "$@" || code=$?
+# usage: _pytest PYTEST_ARGS...
+_pytest() {
+	local code=0
+	"$VENV/bin/python" -m pytest "$@" || code=$?
 	if [ "$code" -eq 5 ]; then
 		_log "error: pytest collected no tests; check the arguments ($*) and tests/."
 		return 1
 	fi
 	return "$code"
+}
+
+# usage: _run_pytest SCOPE [PYTEST_ARGS...]
+# The unit and integration tests run in parallel (pytest-xdist, -n); the image
+# tests share one Docker engine, one image build and fixed names, so they run
+# in order, in a pytest of their own. With no path argument (every test) that
+# is two runs: tests/unit and tests/integration in parallel, then tests/image.
+# -n N or -p no:xdist among the arguments chooses for itself.
+_run_pytest() {
+	local scope="$1" arg paths=0 code parallel=(-n "$(_workers)")
+	shift
+	for arg in "$@"; do
+		case "$arg" in
+		-n | -n* | --numprocesses* | no:xdist) parallel=() ;;
+		esac
+		if [ "${arg#-}" = "$arg" ] && [ -e "${arg%%::*}" ]; then
+			paths=1
+		fi
+	done
+	if [ "$paths" -eq 1 ]; then
+		if [ "$scope" = all ]; then
+			parallel=() # a path outside tests/unit and tests/integration: tests/image among them
+		fi
+		_pytest "${parallel[@]}" "$@"
+		return
+	fi
+	local first=0 second=0
+	"$VENV/bin/python" -m pytest "${parallel[@]}" "$@" tests/unit tests/integration || first=$?
+	"$VENV/bin/python" -m pytest "$@" tests/image || second=$?
+	# 5 is "nothing selected": fine for one of the two runs (-k ...), an error for both.
+	if [ "$first" -eq 5 ] && [ "$second" -eq 5 ]; then
+		_log "error: pytest collected no tests; check the arguments ($*) and tests/."
+		return 1
+	fi
+	for code in "$first" "$second"; do
+		if [ "$code" -ne 0 ] && [ "$code" -ne 5 ]; then
+			return "$code"
+		fi
+	done
+	return 0
 }
 
 # usage: _main [PYTEST_ARGS...]
@@ -201,7 +234,7 @@ _main() {
 		_setup_docker
 		_run_static_checks
 	fi
-	_run_pytest "$@"
+	_run_pytest "$scope" "$@"
 }
 
 _main "$@"
