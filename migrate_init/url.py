@@ -449,6 +449,11 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
               database=database, query=query)
     if url.backend == "sqlite":
         _check_sqlite(url, raw, variable)
+    elif url.backend == "mysql" and not url.database:
+        raise ConfigError(
+            f"{variable} ({redact(raw)}) names no database. MySQL and MariaDB have no default one: "
+            "name it after the host, as in mysql://user:password@host:3306/dbname."
+        )
     return url
 
 

@@ -150,7 +150,7 @@ PYMYSQL_URLS = [
     "mysql+pymysql://app:pw@db/appdb?client_flag=2",
     "mysql+pymysql://app:pw@[::1]:3306/appdb",
     "mariadb+pymysql://app:pw@db/appdb",
-    "mysql+pymysql://",
+    "mysql+pymysql:///appdb",  # nothing but the database (a URL without one is exit 2, below)
     *(encoded_url(password).replace("postgresql://", "mysql+pymysql://").replace(":5432", ":3306")
       for password in SPECIAL_PASSWORDS.values()),
 ]
@@ -563,3 +563,12 @@ def test_the_url_module_imports_nothing_heavy_at_import_time():
     assert top_level == ["from __future__ import annotations", "import os", "import re",
                          "from .errors import ConfigError"]
     assert not {line.split()[1].split(".")[0] for line in top_level} & heavy
+
+
+@pytest.mark.parametrize("raw", ["mysql://app:hunter2secret@db:3306", "mariadb://app:hunter2secret@db/",
+                                 "mysql+pymysql://app:hunter2secret@db"])
+def test_a_mysql_url_without_a_database_is_exit_2_naming_what_is_missing(raw):
+    """MySQL has no default database; without one env.py failed on an AssertionError (exit 1)."""
+    with pytest.raises(ConfigError, match="names no database") as refused:
+        url.parse(raw)
+    assert "hunter2secret" not in str(refused.value)
