@@ -117,6 +117,11 @@ def _advice(database: Url, kind: str, reason: str) -> str:
         # create the database after the server accepts connections.
         return (f"The server answers, but the database '{database.database}' does not exist on it: "
                 "create it, or fix the database name in DATABASE_URL.")
+    if kind in ("lock_not_available", "query_canceled"):
+        where = "SHOW PROCESSLIST" if database.backend == "mysql" else "pg_stat_activity"
+        return ("The server answers, but reading where the database stands waited on a lock another "
+                f"session holds (LOCK TABLES or LOCK TABLE, a long ALTER): find it ({where}), or raise "
+                "DB_WAIT_TIMEOUT.")
     if database.backend == "sqlite":
         return f"Check the SQLite file {database.sqlite_path} and its volume, or raise DB_WAIT_TIMEOUT."
     return "Check the host, port and database name in DATABASE_URL, or raise DB_WAIT_TIMEOUT."
