@@ -620,10 +620,12 @@ class _MysqlLock(MigrationLock):
                          checkpoint=checkpoint, on_wait=on_wait)
 
     def _execute(self, statement: str, parameters: tuple[object, ...] = ()) -> Any:
+        return self._on_cursor(lambda cursor: (cursor.execute(statement, parameters), cursor.fetchone())[1])
+
+    def _on_cursor(self, work: Callable[[Any], Any]) -> Any:
         try:
             with self.connection.cursor() as cursor:
-                cursor.execute(statement, parameters)
-                return cursor.fetchone()
+                return work(cursor)
         except Exception as exc:
             # DB-API names, whichever driver (pymysql, mysqlclient) made the connection.
             if {cls.__name__ for cls in type(exc).__mro__} & {"OperationalError", "InterfaceError"}:
@@ -634,15 +636,10 @@ class _MysqlLock(MigrationLock):
         if self._closed:
             raise RuntimeError(f"The connection for {self._description} is closed; a MySQL lock "
                                "serves once: make a new one with its own connection.")
-        # GET_LOCK(name, 0) never waits; these only bound the holder lookups.
-        for setting in ("SET SESSION max_execution_time = 5000",  # MySQL 5.7.8+
-                        "SET SESSION max_statement_time = 5"):  # MariaDB 10.1+
-            try:
-                with self.connection.cursor() as cursor:
-                    cursor.execute(setting)
-                break
-            except Exception:
-                continue
+        # GET_LOCK(name, 0) never waits; this only bounds the holder lookups.
+        from .probe import bound_statements
+
+        self._on_cursor(lambda cursor: bound_statements(cursor, STATEMENT_TIMEOUT_MS / 1000))
 
     def _try_lock(self) -> bool:
         row = self._execute("SELECT GET_LOCK(%s, 0)", (self.name,))

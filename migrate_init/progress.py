@@ -73,6 +73,18 @@ def resolve(connection: Connection, revision: str) -> bool:
     return bool(deleted.rowcount)
 
 
+def _module(script: Any, revision: str | None) -> Any:
+    try:
+        return script.get_revision(revision).module
+    except Exception:  # not a revision of these scripts
+        return None
+
+
+def idempotent(script: Any, revision: str | None) -> bool:
+    """Whether ``revision``'s module declares ``idempotent = True``: safe to run again after a part of it ran."""
+    return getattr(_module(script, revision), "idempotent", False) is True
+
+
 def decide(connection: Connection, script: Any, recorded: tuple[str, ...], current: tuple[str, ...],
            *, on_rerun: Any, on_stale: Any) -> None:
     """Act on the revisions recorded as started and never finished (see the module docstring).
@@ -94,11 +106,8 @@ def decide(connection: Connection, script: Any, recorded: tuple[str, ...], curre
             connection.commit()
             on_stale(revision)
             continue
-        try:
-            module = script.get_revision(revision).module
-        except Exception:
-            module = None
-        if module is not None and getattr(module, "idempotent", False) is True:
+        module = _module(script, revision)
+        if idempotent(script, revision):
             on_rerun(revision)
             continue
         where = f" ({module.__file__})" if module is not None and getattr(module, "__file__", None) else ""

@@ -672,13 +672,7 @@ def _may_run_again(connection: Any, script: Any, revision: str | None) -> bool:
     """Whether a failed migration can simply run again: always where DDL rolls back, else only if idempotent."""
     from . import progress
 
-    if not progress.needed(connection):
-        return True
-    try:
-        module = script.get_revision(revision).module
-    except Exception:
-        return False
-    return getattr(module, "idempotent", False) is True
+    return not progress.needed(connection) or progress.idempotent(script, revision)
 
 
 def _applied(glue: Any, script: Any, before: tuple[str, ...], after: tuple[str, ...]) -> list[str]:
