@@ -96,8 +96,10 @@ def connect(database: Url, *, timeout: float, read_only: bool, watchdog: Watchdo
         return reader
 
     def timed_out() -> BaseException:
+        blocked = last.get("kind") in ("lock_not_available", "query_canceled")
+        what = "could not be read" if blocked else "did not answer"  # it answered, a lock held the read
         return DatabaseUnreachable(
-            f"The database at {database.safe} did not answer within DB_WAIT_TIMEOUT={timeout:g}s "
+            f"The database at {database.safe} {what} within DB_WAIT_TIMEOUT={timeout:g}s "
             f"after {attempts[0]} attempt(s) (last error: {last.get('reason', 'none')}). "
             f"{_advice(database, last.get('kind', ''), last.get('reason', ''))}"
         )
