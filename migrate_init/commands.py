@@ -19,7 +19,8 @@ from . import lint as lint_module
 from .catalog import EffectGuard
 from .errors import ConfigError, LockTimeout, MigrationTimeout, UnknownRevision, VerificationFailed
 from .probe import connect_mysql, connect_postgresql, describe_missing
-from .run import Loaded, at_target, expected_for, fast_path_taken, migration_lock, revs, standing_of, verified
+from .run import Loaded, at_target, expected_for, fast_path_taken, revs, standing_of, verified
+from .upgrade import migration_lock
 
 if TYPE_CHECKING:
     from .config import Config

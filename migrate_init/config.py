@@ -20,7 +20,6 @@ some 3 ms (issue 14); the heavy half wraps them in ``Path`` where it needs one.
 
 from __future__ import annotations
 
-import math
 import os
 
 from .errors import ConfigError
@@ -422,7 +421,7 @@ class _Env:
             value = float(raw)
         except ValueError:
             raise ConfigError(f"{name}={raw!r} is not a number of seconds{zero_is}.") from None
-        if math.isnan(value) or value < 0:
+        if value != value or value < 0:  # NaN is the one float unequal to itself (math.isnan, without math)
             raise ConfigError(f"{name}={raw!r} must be zero or a positive number of seconds{zero_is}.")
         if value > MAX_SECONDS:
             raise ConfigError(

@@ -34,7 +34,8 @@ import os
 import time
 
 from . import retry
-from .errors import AccessDenied, ConfigError, DatabaseUnreachable, DiskFull, LockTimeout, MigrateInitError
+from .errors import AccessDenied, DatabaseUnreachable, DiskFull, LockTimeout, MigrateInitError
+from .wait import check_filesystem
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,11 +43,6 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any, Self
 
-_NETWORK_FILESYSTEMS = {
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "ceph", "glusterfs",
-    "lustre", "gpfs", "fuse.sshfs", "sshfs", "fuse.glusterfs", "fuse.cephfs",
-    "fuse.s3fs", "fuse.gcsfuse", "fuse.rclone", "davfs", "fuse.davfs2",
-}
 #: Polling stays frequent: a waiter notices a released lock (or finished work) within a quarter second.
 BACKOFF = retry.Backoff(initial=0.05, maximum=0.25)
 #: statement_timeout of the PostgreSQL lock connection: no polling query may hang.
@@ -198,42 +194,6 @@ class MigrationLock:
 def lock_path(database_path: str | os.PathLike[str]) -> str:
     """The lock file beside the database: ``<database>.migrate.lock``."""
     return os.fspath(database_path) + ".migrate.lock"
-
-
-def filesystem_type(path: str | os.PathLike[str]) -> str | None:
-    """The type of the filesystem that holds ``path``, from /proc/self/mounts.  Read-only."""
-    try:
-        with open("/proc/self/mounts", encoding="utf-8") as handle:
-            mounts = [line.split() for line in handle]
-    except OSError:
-        return None
-    best, fstype = "", None
-    resolved = os.path.realpath(os.fspath(path))
-    for fields in mounts:
-        if len(fields) < 3:
-            continue
-        point = fields[1].replace("\\040", " ")
-        inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, fstype = point, fields[2]
-    return fstype
-
-
-def check_filesystem(database_path: str | os.PathLike[str], allow_network_fs: bool) -> None:
-    """Refuse a SQLite database on a network filesystem, unless allowed.  Touches nothing.
-
-    Called before the database is first opened, so that nothing is created
-    there, and again before the lock file is opened.
-    """
-    database = os.fspath(database_path)
-    fstype = filesystem_type(os.path.dirname(os.path.abspath(database)))
-    if fstype in _NETWORK_FILESYSTEMS and not allow_network_fs:
-        raise ConfigError(
-            f"The SQLite database {database} is on a '{fstype}' network filesystem, "
-            "where file locks cannot be trusted and concurrent migrators could "
-            "corrupt it. Nothing was changed. Use a local volume, or set "
-            "SQLITE_ALLOW_NETWORK_FS=true if only one migrator ever runs."
-        )
 
 
 def sqlite_lock(database_path: str | os.PathLike[str], *, timeout: float, allow_network_fs: bool = False,

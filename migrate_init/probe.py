@@ -29,6 +29,24 @@ if TYPE_CHECKING:
 
     from .url import Url
 
+def sqlite_driver() -> Any:
+    """The sqlite3 driver, without the Python half of the ``sqlite3`` package when it can.
+
+    ``sqlite3`` re-exports the C module ``_sqlite3`` and, in ``sqlite3.dbapi2``,
+    registers date and datetime adapters that this reader never uses; importing
+    it (with ``datetime``) costs about 1.5 ms of a run with nothing to do (issue
+    14).  The connection, cursor and exception classes are the same objects
+    either way, so SQLAlchemy's ``sqlite3`` later shares them.
+    """
+    try:
+        import _sqlite3
+    except ImportError:  # an interpreter that builds sqlite3 otherwise
+        import sqlite3
+
+        return sqlite3
+    return _sqlite3
+
+
 #: SQLite's own busy wait per try; nothing can interrupt it, so it stays short.
 _SQLITE_SLICE = 0.2
 #: migrate-init's own bookkeeping of seeds (:mod:`seed`).
@@ -87,6 +105,24 @@ class Reader:
         """The version table's rows alone, sorted (None without the table): a cheap "anything new?"."""
         return self.snapshot(version_table).versions
 
+    #: The snapshot the database answered the wait with (:func:`wait.connect`), until it is used.
+    _answered: tuple[str, Snapshot] | None = None
+
+    def answered(self, version_table: str, snapshot: Snapshot) -> None:
+        """Keep the wait's snapshot for the check that follows it at once (:meth:`first_snapshot`)."""
+        self._answered = (version_table, snapshot)
+
+    def first_snapshot(self, version_table: str) -> Snapshot:
+        """The wait's snapshot, once, when it read this version table; otherwise a new one.
+
+        The run's first check follows the wait directly: the same read twice
+        would only cost a transaction (issue 14).  Every later check reads anew.
+        """
+        answered, self._answered = self._answered, None
+        if answered is not None and answered[0] == version_table:
+            return answered[1]
+        return self.snapshot(version_table)
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -126,14 +162,12 @@ class SqliteReader(Reader):
 
     def __init__(self, database: Url, *, read_only: bool, checkpoint: Callable[[], None] | None,
                  track: Callable[[Any], None] | None) -> None:
-        import sqlite3
-
         self.safe_url = database.safe
         path = database.sqlite_path
         assert path is not None  # url.parse refuses in-memory databases
         self.path = os.path.abspath(path)
         self.checkpoint = checkpoint
-        self.connection: sqlite3.Connection | None = None
+        self.connection: Any = None
         if os.path.isdir(self.path):
             from .errors import ConfigError
 
@@ -150,15 +184,13 @@ class SqliteReader(Reader):
 
     def _open(self) -> bool:
         """Connect when the file exists (a fresh deploy's file appears with its first migration)."""
-        import sqlite3
-
         if self.connection is not None:
             return True
         if not os.path.exists(self.path):
             return False  # reads as empty; nothing is created here
         mode = "ro" if self.read_only else "rw"
         uri = "file:" + _uri_path(self.path) + f"?mode={mode}"
-        self.connection = sqlite3.connect(uri, uri=True, timeout=_SQLITE_SLICE, isolation_level=None,
+        self.connection = sqlite_driver().connect(uri, uri=True, timeout=_SQLITE_SLICE, isolation_level=None,
                                           check_same_thread=False)
         if self.track is not None:
             self.track(self.connection)
@@ -173,8 +205,6 @@ class SqliteReader(Reader):
         Until :attr:`busy_timeout` has passed: then the driver's "database is
         locked" error goes to the caller, which classifies it (``busy``).
         """
-        import sqlite3
-
         assert self.connection is not None
         give_up = time.monotonic() + self.busy_timeout
         while True:
@@ -184,7 +214,7 @@ class SqliteReader(Reader):
                     return work(self.connection)
                 finally:
                     self.connection.execute("ROLLBACK")
-            except sqlite3.OperationalError as exc:
+            except sqlite_driver().OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
                 if time.monotonic() >= give_up:
@@ -265,16 +295,17 @@ class PostgresqlReader(Reader):
         self.connection.autocommit = True
         self.cursor = self.connection.cursor()
         timeout_ms = max(1, int(statement_timeout * 1000))
-        self.cursor.execute(f"SET statement_timeout = {timeout_ms}")
-        self.cursor.execute(f"SET lock_timeout = {timeout_ms}")
+        # Statements that need no answer of their own share a round trip with the next (issue 14).
+        self.cursor.execute(f"SET statement_timeout = {timeout_ms}; SET lock_timeout = {timeout_ms}")
 
     def snapshot(self, version_table: str) -> Snapshot:
         cursor = self.cursor
-        cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
             # What SQLAlchemy's inspector lists in the default schema: tables and
             # partitioned tables (relkind r, p), live columns (generated ones too).
+            # One round trip with the BEGIN: psycopg2 returns the last statement's rows.
             cursor.execute(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
                 "SELECT c.relname, a.attname FROM pg_catalog.pg_class AS c "
                 "JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
                 "JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid "
@@ -309,16 +340,25 @@ class PostgresqlReader(Reader):
 
         cursor = self.cursor
         result: dict[str, int | None] = {}
-        cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
-            cursor.execute(f"SET LOCAL lock_timeout = {int(_COUNT_LOCK_WAIT * 1000)}")
-            cursor.execute("SELECT c.relname FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace "
+            # Three round trips when no table is locked: the live tables, every count at once, the end.
+            cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+                           f"SET LOCAL lock_timeout = {int(_COUNT_LOCK_WAIT * 1000)}; "
+                           "SELECT c.relname FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace "
                            "AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
                            "AND c.relkind IN ('r', 'p')")
             live = {row[0] for row in cursor.fetchall()}
-            for table in tables:
-                if table not in live:
-                    continue
+            wanted = [table for table in dict.fromkeys(tables) if table in live]
+            if wanted:
+                try:
+                    cursor.execute("SAVEPOINT count_rows; SELECT " + ", ".join(
+                        f"(SELECT COUNT(*) FROM {_quote(table)})" for table in wanted))
+                    return dict(zip(wanted, cursor.fetchone(), strict=True))
+                except (psycopg2.errors.LockNotAvailable, psycopg2.errors.QueryCanceled):
+                    cursor.execute("ROLLBACK TO SAVEPOINT count_rows")  # one is locked: count them one by one
+                if self.checkpoint is not None:
+                    self.checkpoint()  # a cancelled count may be the stop: honour it here
+            for table in wanted:
                 cursor.execute("SAVEPOINT count_rows")
                 try:
                     cursor.execute(f"SELECT COUNT(*) FROM {_quote(table)}")
@@ -558,24 +598,26 @@ def _in_thread(connect_now: Callable[[], Any], checkpoint: Callable[[], None] | 
     that accepts and never answers would hold SIGTERM until the connect
     timeout.  A stop leaves the attempt behind (the process is about to exit).
     """
-    import threading
+    import _thread  # threading's C half: no threading module on the way to a run with nothing to do
 
     outcome: list[Any] = []
+    running = _thread.allocate_lock()
+    running.acquire()
 
     def attempt() -> None:
         from .watchdog import block_stop_signals
 
-        block_stop_signals()
         try:
+            block_stop_signals()
             outcome.append(connect_now())
         except BaseException as exc:  # handed to the waiting thread
             outcome.append(exc)
+        finally:
+            running.release()
 
-    worker = threading.Thread(target=attempt, name="connect", daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.1)
-        if checkpoint is not None and worker.is_alive():
+    _thread.start_new_thread(attempt, ())
+    while not running.acquire(timeout=0.1):
+        if checkpoint is not None:
             checkpoint()
     result = outcome[0]
     if isinstance(result, BaseException):

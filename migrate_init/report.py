@@ -15,7 +15,6 @@ message) is masked too.  Masking never raises and never drops a line.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
@@ -25,7 +24,7 @@ from . import url
 TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable
     from typing import Any
 
 LOGGER = "migrate_init"
@@ -367,19 +366,24 @@ def reclaim() -> None:
             child.propagate = True
 
 
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
+def quiet() -> _Quiet:
     """Show only warnings and errors for the body of the ``with`` block."""
-    use_logging()
-    handler = _handler
-    previous = handler.level if handler is not None else NOTSET
-    if handler is not None:
-        handler.setLevel(max(previous, WARNING))
-    try:
-        yield
-    finally:
-        if handler is not None:
-            handler.setLevel(previous)
+    return _Quiet()
+
+
+class _Quiet:
+    """:func:`quiet`'s context manager (a class: contextlib is not imported on the fast path, issue 14)."""
+
+    def __enter__(self) -> None:
+        use_logging()
+        self.handler = _handler
+        self.previous = self.handler.level if self.handler is not None else NOTSET
+        if self.handler is not None:
+            self.handler.setLevel(max(self.previous, WARNING))
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.handler is not None:
+            self.handler.setLevel(self.previous)
 
 
 def set_dry_run(on: bool) -> None:

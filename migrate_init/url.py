@@ -7,30 +7,33 @@ exactly what it will mean to SQLAlchemy, but stricter where SQLAlchemy guesses:
 a second raw ``@``, a port that is not a number and trailing text it would
 silently drop are refused (exit 2), never reinterpreted.
 
-This module is on the fast path (issue 7): it imports nothing heavier than
-``re`` at import time, and compiles no pattern there: each is compiled (and
-cached by ``re``) when first used, and the redactor's patterns only for a text
-that could hold what they mask (issue 14).  ``urllib.parse`` and ``json`` are
-imported by the functions that need them.
+This module is on the fast path (issue 7): parsing a URL imports nothing (no
+``re``: the grammar is read by scanners held to SQLAlchemy's patterns by a
+test), and the redactor imports ``re`` only for a text that could hold what it
+masks (issue 14).  ``urllib.parse`` and ``json`` are imported by the functions
+that need them.
 """
 
 from __future__ import annotations
 
 import os
-import re
 
 from .errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import re
     from typing import Any
 
-#: SQLAlchemy's scheme grammar (``[\w\+]+``), ASCII only.
-_SCHEME = r"([A-Za-z0-9_+]+)://"
+#: SQLAlchemy's URL grammar, read by the scanners below without ``re`` (which imports ``enum``:
+#: about 3 ms of a run with nothing to do, issue 14).  tests/unit/test_url_grammar.py holds the
+#: scanners to these patterns on generated text.
+#: The scheme (``[\w\+]+`` in SQLAlchemy), ASCII only.
+SCHEME_PATTERN = r"([A-Za-z0-9_+]+)://"
 #: user[:password]@ as SQLAlchemy reads it: the password runs to the first '@'.
-_USERINFO = r"(?P<username>[^:/]*)(?::(?P<password>[^@]*))?@"
+USERINFO_PATTERN = r"(?P<username>[^:/]*)(?::(?P<password>[^@]*))?@"
 #: What follows the user info; matched whole (SQLAlchemy ignores leftovers).
-_LOCATION = r"""(?xs)
+LOCATION_PATTERN = r"""(?xs)
     (?:
         \[(?P<ipv6host>[^/?\]]+)\]
         | (?P<ipv4host>[^/:?\[\]]+)
@@ -39,6 +42,73 @@ _LOCATION = r"""(?xs)
     (?:/(?P<database>[^?]*))?
     (?:\?(?P<query>.*))?
     """
+_SCHEME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+")
+
+
+def scan_scheme(raw: str) -> str | None:
+    """``re.match(SCHEME_PATTERN, raw)[1]``: the scheme before "://", or None."""
+    end = 0
+    while end < len(raw) and raw[end] in _SCHEME_CHARS:
+        end += 1
+    return raw[:end] if end and raw.startswith("://", end) else None
+
+
+def scan_userinfo(rest: str) -> tuple[str, str | None, int] | None:
+    """``re.match(USERINFO_PATTERN, rest)`` as (username, password, end), or None.
+
+    The user name cannot hold ':' or '/'.  With a ':' where it ends and an '@'
+    after it, the password runs from there to the first '@'; otherwise the
+    user name ends at the last '@' before that ':' or '/'.
+    """
+    stop = len(rest)
+    for char in ":/":
+        found = rest.find(char, 0, stop)
+        if found >= 0:
+            stop = found
+    if stop < len(rest) and rest[stop] == ":":
+        at = rest.find("@", stop + 1)
+        if at >= 0:
+            return rest[:stop], rest[stop + 1:at], at + 1
+    at = rest.rfind("@", 0, stop)
+    return (rest[:at], None, at + 1) if at >= 0 else None
+
+
+def scan_location(rest: str) -> dict[str, str | None] | None:
+    """``re.fullmatch(LOCATION_PATTERN, rest).groupdict()``, or None.
+
+    Each part is the longest run its pattern allows: any shorter one would
+    leave a character that no later part may start with.
+    """
+    parts: dict[str, str | None] = dict.fromkeys(("ipv6host", "ipv4host", "port", "database", "query"))
+    position = 0
+    if rest.startswith("["):
+        end = _run_until(rest, 1, "/?]")
+        if end > 1 and rest.startswith("]", end):
+            parts["ipv6host"], position = rest[1:end], end + 1
+    else:
+        end = _run_until(rest, 0, "/:?[]")
+        if end > 0:
+            parts["ipv4host"], position = rest[:end], end
+    if rest.startswith(":", position):
+        end = _run_until(rest, position + 1, "/?")
+        parts["port"], position = rest[position + 1:end], end
+    if rest.startswith("/", position):
+        end = _run_until(rest, position + 1, "?")
+        parts["database"], position = rest[position + 1:end], end
+    if rest.startswith("?", position):
+        parts["query"], position = rest[position + 1:], len(rest)
+    return parts if position == len(rest) else None
+
+
+def _run_until(text: str, start: int, stops: str) -> int:
+    """The index of the first character of ``stops`` in ``text`` from ``start``, or its length."""
+    end = len(text)
+    for char in stops:
+        found = text.find(char, start, end)
+        if found >= 0:
+            end = found
+    return end
+
 
 #: Scheme names that are another name for the same backend.
 _BACKENDS = {"postgres": "postgresql", "mariadb": "mysql"}
@@ -315,6 +385,8 @@ class Url:
         elif host_values is not None:
             hosts = host_values[0].split(",")
             if "port" not in seen and len(hosts) == 1 and ":" in hosts[0]:
+                import re
+
                 found = re.fullmatch(r"([a-zA-Z0-9\-.]*)(?::(\d*))?", hosts[0])
                 if found:
                     integrated = True
@@ -391,7 +463,7 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
             "is not shown). Remove it: a URL is one line of printable text; a secret file "
             "may end with one newline, no more."
         )
-    scheme = re.match(_SCHEME, raw)
+    scheme = scan_scheme(raw)
     if scheme is None:
         shown = f" ({redact(raw)!r})" if "@" not in raw else " (not shown: it may hold a password)"
         raise ConfigError(
@@ -399,9 +471,9 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
             "postgresql:// or sqlite:///. Use a form such as sqlite:////data/app.db or "
             "postgresql://user:password@host:5432/dbname."
         )
-    rest = raw[scheme.end():]
+    rest = raw[len(scheme) + 3:]
     username = password = None
-    userinfo = re.match(_USERINFO, rest)
+    userinfo = scan_userinfo(rest)
     if userinfo is not None:
         if rest.count("@") > 1:
             # SQLAlchemy would end the password at the first '@' and take the
@@ -412,10 +484,10 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
                 "special characters in the user name, password and database name: the at sign as "
                 "%40, '/' as %2F, '#' as %23, '%' as %25, ':' as %3A."
             )
-        username = _unquote(userinfo["username"])
-        password = _unquote(userinfo["password"]) if userinfo["password"] is not None else None
-        rest = rest[userinfo.end():]
-    location = re.fullmatch(_LOCATION, rest)
+        username = _unquote(userinfo[0])
+        password = _unquote(userinfo[1]) if userinfo[1] is not None else None
+        rest = rest[userinfo[2]:]
+    location = scan_location(rest)
     if location is None:
         raise ConfigError(
             f"{variable} ({redact(raw)}) is not a database URL: the text after the host cannot "
@@ -445,7 +517,7 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
         from urllib.parse import parse_qsl
 
         query = tuple(parse_qsl(location["query"]))
-    url = Url(scheme.group(1), username=username, password=password, host=host, port=port,
+    url = Url(scheme, username=username, password=password, host=host, port=port,
               database=database, query=query)
     if url.backend == "sqlite":
         _check_sqlite(url, raw, variable)
@@ -481,8 +553,12 @@ def redact(text: str) -> str:
     if "://" not in text and "=" not in text and ":" not in text:
         return text
     if "://" in text and "@" in text:  # a password in a URL runs to an '@': without one, nothing to mask
+        import re
+
         text = "".join(_mask_userinfo(line) for line in re.split(r"(\r\n|\r|\n)", text))
     if ("=" in text or ":" in text) and _may_hold_secret_key(text):
+        import re
+
         if "=" in text:
             text = re.sub(_TEXT_QUERY_SECRET, _mask_value, text)
         if ":" in text:
@@ -510,6 +586,8 @@ def _mask_userinfo(line: str) -> str:
     the next URL, to the last '@' on the line: over-masking is the price of
     never showing a password that holds a raw "://".
     """
+    import re
+
     masked: list[str] = []
     position = 0
     userinfo, url_start = re.compile(_TEXT_USERINFO), re.compile(_TEXT_URL_START)
@@ -561,17 +639,18 @@ def secret_forms(secret: str) -> set[str]:
 
 
 def _secret_values(secret: str) -> list[str]:
-    scheme = re.match(r"(?:[A-Za-z][A-Za-z0-9+.\-_]*)?://", secret)
-    if scheme is None:
+    rest = _after_text_scheme(secret)
+    if rest is None:
         return [secret]
-    rest = secret[scheme.end():]
     values: list[str] = []
     # The password up to the first '@' (SQLAlchemy's reading) and up to the
     # last (redact's): for a URL with a raw '@' in its password, both are masked.
-    for pattern in (r"[^:/]*:([^@]*)@", r"[^:/]*?:(.*)@") if "@" in rest else ():
-        found = re.match(pattern, rest, re.DOTALL)
-        if found:
-            values += [found.group(1), _unquote(found.group(1))]
+    # (The user name holds no ':' or '/'; the password starts after its ':'.)
+    colon = _run_until(rest, 0, ":/")
+    if rest.startswith(":", colon):
+        for at in (rest.find("@", colon + 1), rest.rfind("@")):
+            if at > colon:
+                values += [rest[colon + 1:at], _unquote(rest[colon + 1:at])]
     query = rest.partition("?")[2]
     if query:
         from urllib.parse import parse_qsl
@@ -584,6 +663,19 @@ def _secret_values(secret: str) -> list[str]:
         if sep and key.lower() in _SECRET_KEYS:
             values.append(value)  # as written, still percent-encoded
     return values
+
+
+def _after_text_scheme(text: str) -> str | None:
+    """What follows ``re.match(_TEXT_URL_START, text)``: an optional scheme, then "://"; or None."""
+    end = 0
+    if text[:1].isascii() and text[:1].isalpha():
+        end = 1
+        while end < len(text) and text[end] in _TEXT_SCHEME_CHARS:
+            end += 1
+    return text[end + 3:] if text.startswith("://", end) else None
+
+
+_TEXT_SCHEME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-_")
 
 
 def _escaped_forms(value: str) -> set[str]:

@@ -31,6 +31,13 @@ if TYPE_CHECKING:
     from .watchdog import Watchdog
 
 _BACKOFF = retry.Backoff(initial=0.1, maximum=2.0)
+#: Where file locks cannot be trusted: a SQLite database there is refused (SQLITE_ALLOW_NETWORK_FS).
+_NETWORK_FILESYSTEMS = {
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "ceph", "glusterfs",
+    "lustre", "gpfs", "fuse.sshfs", "sshfs", "fuse.glusterfs", "fuse.cephfs",
+    "fuse.s3fs", "fuse.gcsfuse", "fuse.rclone", "davfs", "fuse.davfs2",
+}
+
 
 
 def connect(database: Url, *, timeout: float, read_only: bool, watchdog: Watchdog,
@@ -56,7 +63,7 @@ def connect(database: Url, *, timeout: float, read_only: bool, watchdog: Watchdo
                 reader.busy_timeout = left  # a file locked by another process is waited for here, not longer
             # Reading the catalog parses the schema: a damaged SQLite file is
             # found here, before anything is locked or written.
-            reader.snapshot("alembic_version")
+            reader.answered("alembic_version", reader.snapshot("alembic_version"))
             if isinstance(reader, SqliteReader):
                 reader.busy_timeout = timeout  # each later read waits for a writer at most DB_WAIT_TIMEOUT
         except DatabaseMissing as exc:
@@ -127,6 +134,43 @@ def _advice(database: Url, kind: str, reason: str) -> str:
     if database.backend == "sqlite":
         return f"Check the SQLite file {database.sqlite_path} and its volume, or raise DB_WAIT_TIMEOUT."
     return "Check the host, port and database name in DATABASE_URL, or raise DB_WAIT_TIMEOUT."
+
+
+def filesystem_type(path: str | os.PathLike[str]) -> str | None:
+    """The type of the filesystem that holds ``path``, from /proc/self/mounts.  Read-only."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as handle:
+            mounts = [line.split() for line in handle]
+    except OSError:
+        return None
+    best, fstype = "", None
+    resolved = os.path.realpath(os.fspath(path))
+    for fields in mounts:
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, fields[2]
+    return fstype
+
+
+def check_filesystem(database_path: str | os.PathLike[str], allow_network_fs: bool) -> None:
+    """Refuse a SQLite database on a network filesystem, unless allowed.  Touches nothing.
+
+    Called before the database is first opened (here, on the way to a run with
+    nothing to do), so that nothing is created there, and again by :mod:`lock`
+    before the lock file is opened.
+    """
+    database = os.fspath(database_path)
+    fstype = filesystem_type(os.path.dirname(os.path.abspath(database)))
+    if fstype in _NETWORK_FILESYSTEMS and not allow_network_fs:
+        raise ConfigError(
+            f"The SQLite database {database} is on a '{fstype}' network filesystem, "
+            "where file locks cannot be trusted and concurrent migrators could "
+            "corrupt it. Nothing was changed. Use a local volume, or set "
+            "SQLITE_ALLOW_NETWORK_FS=true if only one migrator ever runs."
+        )
 
 
 def prepare_sqlite(path: str) -> None:

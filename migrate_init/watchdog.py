@@ -15,19 +15,22 @@ and the CLI honours the recorded reason last, whatever else happened.
 
 from __future__ import annotations
 
-import contextlib
+import _thread  # threading's C half: one helper thread needs neither threading nor _weakrefset
 import os
 import select
-import signal
-import threading
 import time
 
 from .errors import Interrupted, MigrateInitError, MigrationTimeout
 
 TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
 if TYPE_CHECKING:
+    import signal
     from types import FrameType
     from typing import Any
+else:
+    # signal's C half, the same functions: signal.py wraps them in enums, and importing enum costs
+    # about 2 ms of a run with nothing to do (issue 14).  Handlers get and return plain ints.
+    import _signal as signal
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -48,10 +51,10 @@ class Watchdog:
 
     def __init__(self) -> None:
         self._connections: set[Any] = set()
-        self._guard = threading.Lock()
+        self._guard = _thread.allocate_lock()
         #: Held while statements are being cancelled: close() waits for a cancel in flight, so a
         #: process about to exit still reaches the server (MySQL's KILL QUERY takes a connection).
-        self._cancelling = threading.Lock()
+        self._cancelling = _thread.allocate_lock()
         self._deadline: float | None = None
         self._timeout_seconds = 0.0
         self._variable = "MIGRATION_TIMEOUT"
@@ -67,10 +70,13 @@ class Watchdog:
         self._previous = {s: signal.signal(s, self._on_signal) for s in _STOP_SIGNALS}
         # The deadline's way into a step that runs only Python (see _on_signal).
         self._previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
-        self._main = threading.main_thread().ident
+        # Created by the main thread (the CLI's first step), which the signals reach.
+        self._main: int | None = _thread.get_ident()
         self._closed = False
-        self._thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
-        self._thread.start()
+        #: Held by the helper thread while it runs: close() joins it by acquiring it.
+        self._running = _thread.allocate_lock()
+        self._running.acquire()
+        _thread.start_new_thread(self._watch, ())
 
     # -- what the rest of the package calls ---------------------------------
     def checkpoint(self) -> None:
@@ -172,6 +178,12 @@ class Watchdog:
             self._cancel_all()
 
     def _watch(self) -> None:
+        try:
+            self._watch_until_closed()
+        finally:
+            self._running.release()
+
+    def _watch_until_closed(self) -> None:
         block_stop_signals()  # they reach this thread through the wakeup fd, recorded by the main thread
         while not self._closed:
             deadlines = [d for d in (self._deadline, self._total_deadline) if d is not None]
@@ -209,26 +221,33 @@ class Watchdog:
                 _cancel(connection)
 
     def _wake(self) -> None:
-        with contextlib.suppress(OSError):
+        try:
             os.write(self._writer, b"\0")  # -1 once closed: OSError, as a closed socket's send
+        except OSError:
+            pass
 
     def close(self) -> None:
         """Stop the thread and restore the previous handlers.  Never raises."""
         self._closed = True
         self._wake()
-        self._thread.join(timeout=1)
+        if self._running.acquire(timeout=1):  # the helper thread has ended
+            self._running.release()
         if self._cancelling.acquire(timeout=6):  # a KILL QUERY under way (its connect: 5 s at most)
             self._cancelling.release()
-        with contextlib.suppress(ValueError, OSError):
+        try:
             signal.set_wakeup_fd(self._previous_fd)
+        except (ValueError, OSError):
+            pass
         # The handlers stay "record only" until the process exits: a signal in
         # the last lines (summary, REPORT_FILE) is still honoured by the CLI.
         # close() runs more than once (the CLI's finally and _honour): never close a reused fd number.
         fds, self._reader, self._writer = (self._reader, self._writer), -1, -1
         for fd in fds:
             if fd >= 0:
-                with contextlib.suppress(OSError):
+                try:
                     os.close(fd)
+                except OSError:
+                    pass
 
     _signal_phase = "starting"
     #: True while a migration step runs (alembic_glue.Progress): see _on_signal.

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from migrate_init import lock
+from migrate_init import lock, wait
 from tests.support import mounts
 from tests.support.chains import TARGET, build_chain, marker_says
 from tests.support.dbstate import (
@@ -636,10 +636,10 @@ def test_corrupt_sqlite_file_is_named_and_left_untouched(damage, tmp_path):
 
 def test_filesystem_type_reads_a_real_tmpfs_mount(tmp_path):
     with mounts.tmpfs(tmp_path / "mnt", "64k") as mount:
-        assert lock.filesystem_type(mount) == "tmpfs"
-        assert lock.filesystem_type(mount / "data" / "not-yet") == "tmpfs"
+        assert wait.filesystem_type(mount) == "tmpfs"
+        assert wait.filesystem_type(mount / "data" / "not-yet") == "tmpfs"
     # Unmounted, the same path belongs to the filesystem around it again.
-    assert lock.filesystem_type(tmp_path / "mnt") == lock.filesystem_type(tmp_path)
+    assert wait.filesystem_type(tmp_path / "mnt") == wait.filesystem_type(tmp_path)
 
 
 def test_sqlite_on_a_network_filesystem_is_refused_before_anything_is_created(tmp_path):

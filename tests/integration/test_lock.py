@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from migrate_init import lock  # noqa: E402
+from migrate_init import lock, wait  # noqa: E402
 from migrate_init.errors import AccessDenied, DatabaseUnreachable, LockTimeout, MigrateInitError  # noqa: E402
 from migrate_init.lock import MigrationLock  # noqa: E402
 
@@ -356,9 +356,9 @@ def test_sqlite_lock_in_a_missing_folder_says_so_and_creates_nothing(tmp_path: P
 
 
 def test_filesystem_type_and_check_filesystem_on_local_filesystems(tmp_path: Path) -> None:
-    assert lock.filesystem_type("/proc/self") == "proc"
-    assert lock.filesystem_type(tmp_path / "not" / "yet") == lock.filesystem_type(tmp_path)
-    lock.check_filesystem(str(tmp_path / "webui.db"), allow_network_fs=False)
+    assert wait.filesystem_type("/proc/self") == "proc"
+    assert wait.filesystem_type(tmp_path / "not" / "yet") == wait.filesystem_type(tmp_path)
+    wait.check_filesystem(str(tmp_path / "webui.db"), allow_network_fs=False)
     assert list(tmp_path.iterdir()) == []
 
 
