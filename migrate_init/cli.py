@@ -146,6 +146,19 @@ def _exit(code: int) -> NoReturn:
     from .watchdog import block_stop_signals
 
     block_stop_signals()
+    if report.only_ours():
+        # Only migrate-init's own code ran (no scripts, models, Alembic, pip: they hand our lines to
+        # logging first), and it closed every file and connection it opened.  The interpreter's
+        # teardown of its modules would only cost time: 2 ms, a seventh of a run with nothing to
+        # do (issue 14).  What is buffered is written first.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # the reader left, or the stream is closed: nothing to keep
+                pass
+        import os
+
+        os._exit(code)
     sys.exit(code)
 
 

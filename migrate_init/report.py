@@ -318,6 +318,15 @@ def setup(*, log_format: str = "text", level: str = "INFO", secrets: Iterable[st
         _install()
 
 
+def only_ours() -> bool:
+    """Whether our lines are still written without logging: nothing but migrate-init's own code has run.
+
+    Everything else (the scripts, MODELS, Alembic, pip, any verb but ``run``) is
+    loaded only after :func:`use_logging`.
+    """
+    return _light
+
+
 def use_logging() -> None:
     """From now on, every line goes through logging, our handler on our loggers and Alembic's.
 

@@ -26,6 +26,8 @@ import marshal
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,7 +40,16 @@ from tests.support.dbstate import database_name, is_mysql, is_sqlite, query, sch
 from tests.support.locks import pg_lock_held, sqlite_lock_held
 from tests.support.myserver import connect as my_connect
 from tests.support.network import free_port
-from tests.support.process import Result, kill_group, run_migrate, run_python, start_python, summary_line
+from tests.support.process import (
+    Result,
+    child_env,
+    kill_group,
+    run_migrate,
+    run_python,
+    run_split,
+    start_python,
+    summary_line,
+)
 from tests.support.wheelhouse import build_wheel
 
 NEW_REVISION = "c0ffee0000f1"
@@ -700,6 +711,82 @@ def test_fast_path_false_always_runs_the_full_sequence(sqlite_url, migrations):
 
     assert result.code == 0, result.out
     assert_slow(result, "FAST_PATH=false")
+
+
+# -- the end of the process (issue 14) ----------------------------------------------
+
+def test_a_run_that_loaded_the_users_code_ends_with_the_interpreters_own_teardown(db_url, migrations, tmp_path):
+    """Only a process that ran nothing but migrate-init skips the interpreter's teardown (os._exit).
+
+    Once env.py has run, its atexit handlers and unclosed files are the user's:
+    the process ends as Python ends it, and they run.
+    """
+    marker = tmp_path / "atexit-ran"
+    with open(migrations.path / "env.py", "a", encoding="utf-8") as env_py:
+        env_py.write(f"\nimport atexit\natexit.register(lambda: open({str(marker)!r}, 'a').write('ran\\n'))\n"
+                     f"_left_open = open({str(tmp_path / 'unclosed')!r}, 'w')\n_left_open.write('buffered')\n")
+    build_manifest(migrations)
+
+    full = traced_run(db_url, migrations)
+
+    assert full.code == 0, full.out
+    assert_slow(full, "not the heads of the manifest")
+    ran = marker.read_text()  # once per time env.py ran (each layer runs it), at the process's end
+    assert ran and set(ran.splitlines()) == {"ran"}, ran
+    assert (tmp_path / "unclosed").read_text() == "buffered"
+
+    fast = traced_run(db_url, migrations)
+
+    assert fast.code == 0, fast.out
+    assert_fast(fast)
+    assert marker.read_text() == ran  # env.py was not loaded: nothing of the user's ran
+    assert summary_line(fast.out).endswith(AT_TARGET)
+
+
+def test_a_sqlite_run_with_nothing_to_do_imports_only_what_it_uses(sqlite_url, migrations):
+    """Issue 14: no module that the way to "nothing to do" does not need (see docs/performance.md)."""
+    at_target(sqlite_url, migrations)
+
+    result = traced_run(sqlite_url, migrations)
+
+    assert result.code == 0, result.out
+    assert_fast(result)
+    names = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", result.out, re.M))
+    unused = {"re", "enum", "signal", "threading", "contextlib", "logging", "json", "typing", "dataclasses",
+              "pathlib", "urllib.parse", "datetime", "sqlite3", "hashlib", "socket", "math",
+              "migrate_init.upgrade", "migrate_init.lock", "migrate_init.commands", "migrate_init.seed"}
+    assert not names & unused, sorted(names & unused)
+
+
+def test_a_run_with_nothing_to_do_writes_every_line_before_it_ends(sqlite_url, migrations, tmp_path):
+    """The fast path ends with os._exit: its lines, its REPORT_FILE and its exit code are all there."""
+    at_target(sqlite_url, migrations)
+    report_file = tmp_path / "report.json"
+    env = env_for(sqlite_url, migrations, LOG_LEVEL="INFO", REPORT_FILE=report_file)
+
+    code, stdout, stderr = run_split(env=env)
+
+    assert code == 0, stderr
+    assert stdout == ""
+    lines = stderr.splitlines()
+    assert len(lines) == 3 and stderr.endswith("\n"), stderr
+    assert lines[-1].endswith(AT_TARGET)
+    assert json.loads(report_file.read_text())["exit_code"] == 0
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr"])
+def test_a_run_with_nothing_to_do_whose_reader_left_still_exits_0(sqlite_url, migrations, closed):
+    """A closed pipe is the reader's choice: the settled exit code stands (no 120 from a failed flush)."""
+    at_target(sqlite_url, migrations)
+    proc = subprocess.Popen([sys.executable, str(MIGRATE)], env=child_env(env_for(sqlite_url, migrations)),
+                            cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    getattr(proc, closed).close()  # the reader leaves before a line is written
+    other = proc.stderr if closed == "stdout" else proc.stdout
+    out = other.read()
+    assert proc.wait(timeout=60) == 0, out
+    if closed == "stdout":
+        assert AT_TARGET in out
 
 
 # -- the cache: a mounted migrations folder with no build step (issue 11) ------------
