@@ -76,6 +76,13 @@ class Loaded:
         self.files = manifest.local_files(cfg.migrations_dir, before)
         self.version_table = VERSION_TABLE
         self.seeds = _seed_names(cfg)
+        # What the imports made (modules, classes, the models: about half a million objects)
+        # lives until the process ends.  The collector need not walk it again in every full
+        # collection of the run, nor in the three of the interpreter's teardown: 0.1 s of a
+        # fresh chain (issue 14).  Garbage the run itself makes is collected as before.
+        import gc
+
+        gc.freeze()
 
     def expected(self) -> Expected:
         from . import schema
