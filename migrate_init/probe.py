@@ -539,7 +539,7 @@ def connect_mysql(database: Url, connect_timeout: float, checkpoint: Callable[[]
     from .errors import ConfigError, missing_driver_error
 
     try:
-        connection_class = _mysql_connection_class()
+        connection_class = mysql_connection_class()
     except ModuleNotFoundError as exc:
         raise missing_driver_error(database, exc) from None
     arguments = database.connect_kwargs_pymysql()
@@ -560,7 +560,7 @@ def connect_mysql(database: Url, connect_timeout: float, checkpoint: Callable[[]
 _MYSQL_CONNECTION: Any = None
 
 
-def _mysql_connection_class() -> Any:
+def mysql_connection_class() -> Any:
     """PyMySQL's Connection, without its 20 ms of CA certificates that TLS "preferred" never reads.
 
     With no TLS option in the URL, PyMySQL (1.1+) tries TLS and falls back to

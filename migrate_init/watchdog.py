@@ -272,7 +272,8 @@ def _in_logging(frame: FrameType | None) -> bool:
 def _cancel(dbapi_connection: Any) -> None:
     """Ask the server (or SQLite) to abort the statement in progress."""
     inner = getattr(dbapi_connection, "driver_connection", None) or dbapi_connection
-    if type(inner).__module__.startswith("pymysql"):
+    # PyMySQL's Connection or a subclass (probe.mysql_connection_class, which SQLAlchemy's engine uses too).
+    if any(klass.__module__.startswith("pymysql") for klass in type(inner).__mro__):
         _kill_query(inner)
         return
     for method in ("cancel", "interrupt"):

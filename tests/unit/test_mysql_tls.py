@@ -12,11 +12,11 @@ import ssl
 
 import pymysql
 
-from migrate_init.probe import _mysql_connection_class
+from migrate_init.probe import mysql_connection_class
 
 
 def _contexts(sslp):
-    ours = _mysql_connection_class()._create_ssl_ctx(object.__new__(_mysql_connection_class()), sslp)
+    ours = mysql_connection_class()._create_ssl_ctx(object.__new__(mysql_connection_class()), sslp)
     theirs = pymysql.connections.Connection._create_ssl_ctx(object.__new__(pymysql.connections.Connection), sslp)
     return ours, theirs
 
@@ -42,4 +42,4 @@ def test_tls_options_from_the_url_go_through_pymysqls_own_code():
 
 
 def test_the_connection_class_is_pymysqls_own():
-    assert issubclass(_mysql_connection_class(), pymysql.connections.Connection)
+    assert issubclass(mysql_connection_class(), pymysql.connections.Connection)
