@@ -10,7 +10,8 @@ One concern per module, each a noun the README uses:
 - ``probe``: the one reader of where the database stands (bare driver); ``wait``: waiting for
   it; ``lock``: the one migration lock (bare driver); ``manifest``: what the scripts and
   models expect, cached so a run with nothing to do imports neither SQLAlchemy nor Alembic;
-- ``run``: the init sequence; ``commands``: the other verbs; ``alembic_glue``: Alembic, owned
+- ``run``: the init sequence up to the check, and the answer when there is nothing to do;
+  ``upgrade``: the work under the lock (imported only when there is work); ``commands``: the other verbs; ``alembic_glue``: Alembic, owned
   (env.py runs on our connection); ``schema``: MODELS, drift, create_all and column repair;
   ``catalog``: the destructive guard, judged by effect; ``guard`` and ``lint``: text rules for
   people; ``backup``, ``seed``, ``deps``; ``ops``: helpers for migration authors;
