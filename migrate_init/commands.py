@@ -302,7 +302,7 @@ def stamp(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
         raise ConfigError(f"stamp {revision}: no such revision in {cfg.migrations_dir}. Run "
                           "`migrate.py history` to list them.")
     expected = loaded.expected()
-    with _reader(cfg, watchdog) as reader, migration_lock(cfg, expected, watchdog):
+    with _reader(cfg, watchdog) as reader, migration_lock(cfg, expected, watchdog, reader=reader):
         standing = standing_of(reader, expected)
         summary.from_revisions = list(standing.current)
         if not standing.complete:
@@ -338,7 +338,7 @@ def resolve(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
     summary = report.Summary(command="resolve", database=cfg.database.safe)
     loaded = Loaded(cfg)
     expected = loaded.expected()
-    with _reader(cfg, watchdog) as reader, migration_lock(cfg, expected, watchdog):
+    with _reader(cfg, watchdog) as reader, migration_lock(cfg, expected, watchdog, reader=reader):
         standing = standing_of(reader, expected)
         summary.from_revisions = summary.to_revisions = list(standing.current)
         recorded = standing.snapshot.in_progress or ()

@@ -409,15 +409,21 @@ def advisory_key(database: str, version_table: str) -> int:
 
 def postgresql_lock(connection: Any, database: str, *, version_table: str = "alembic_version",
                     timeout: float, checkpoint: Callable[[], None] | None = None,
-                    on_wait: Callable[[str], None] | None = None) -> MigrationLock:
+                    on_wait: Callable[[str], None] | None = None, shared: bool = False) -> MigrationLock:
     """The advisory lock ``advisory_key(database, version_table)`` on ``connection``.
 
     ``connection`` is an open psycopg2 connection dedicated to the lock (it is
     put in autocommit mode and given statement_timeout=5s); ``release()``
     unlocks and closes it.  ``database`` is the database's name, as in the URL.
+
+    ``shared``: the connection is the run's reader (:class:`probe.PostgresqlReader`,
+    autocommit, its own statement_timeout), used between its reads: one session
+    per runner instead of two (issue 14: 16 runners start at once).  ``release()``
+    then ends every advisory lock of the session (``pg_advisory_unlock_all``, which
+    also ends one granted to an attempt that was cancelled) and leaves it open.
     """
     return _PostgresqlLock(connection, advisory_key(database, version_table), timeout=timeout,
-                           checkpoint=checkpoint, on_wait=on_wait)
+                           checkpoint=checkpoint, on_wait=on_wait, shared=shared)
 
 
 _HOLDER_SQL = (
@@ -453,9 +459,11 @@ def holder_postgresql(connection: Any, database: str,
 
 class _PostgresqlLock(MigrationLock):
     def __init__(self, connection: Any, key: int, *, timeout: float,
-                 checkpoint: Callable[[], None] | None, on_wait: Callable[[str], None] | None) -> None:
+                 checkpoint: Callable[[], None] | None, on_wait: Callable[[str], None] | None,
+                 shared: bool = False) -> None:
         self.connection = connection
         self.key = key
+        self.shared = shared
         super().__init__(f"the advisory lock {key}", timeout=timeout,
                          checkpoint=checkpoint, on_wait=on_wait)
 
@@ -477,6 +485,8 @@ class _PostgresqlLock(MigrationLock):
         if self.connection.closed:
             raise RuntimeError(f"The connection for {self._description} is closed; a PostgreSQL "
                                "lock serves once: make a new one with its own connection.")
+        if self.shared:
+            return  # the reader's session: autocommit, with its own statement_timeout
         if not self.connection.autocommit:
             self.connection.autocommit = True
         self._execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
@@ -501,8 +511,13 @@ class _PostgresqlLock(MigrationLock):
         self._execute("SELECT pg_advisory_unlock(%s)", (self.key,))
 
     def _close(self) -> None:
-        if not self.connection.closed:
-            self.connection.close()  # the session ends: every lock it held is gone
+        if self.connection.closed:
+            return
+        if self.shared:
+            # The session goes on (the reader's): end every advisory lock it holds instead.
+            self._execute("SELECT pg_advisory_unlock_all()")
+            return
+        self.connection.close()  # the session ends: every lock it held is gone
 
 
 def _describe_backend(row: tuple[Any, ...]) -> str:
@@ -551,13 +566,16 @@ def mysql_lock_name(database: str, version_table: str) -> str:
 
 def mysql_lock(connection: Any, database: str, *, version_table: str = "alembic_version",
                timeout: float, checkpoint: Callable[[], None] | None = None,
-               on_wait: Callable[[str], None] | None = None) -> MigrationLock:
+               on_wait: Callable[[str], None] | None = None, shared: bool = False) -> MigrationLock:
     """``GET_LOCK(mysql_lock_name(...), 0)`` polled on ``connection`` (pymysql, dedicated to it).
 
-    ``release()`` runs ``RELEASE_LOCK`` and closes the connection.
+    ``release()`` runs ``RELEASE_LOCK`` and closes the connection.  ``shared``: the
+    connection is the run's reader (:class:`probe.MysqlReader`, autocommit, its own
+    statement bounds), as for :func:`postgresql_lock`; ``release()`` then runs
+    ``RELEASE_ALL_LOCKS()`` and leaves it open.
     """
     return _MysqlLock(connection, mysql_lock_name(database, version_table), timeout=timeout,
-                      checkpoint=checkpoint, on_wait=on_wait)
+                      checkpoint=checkpoint, on_wait=on_wait, shared=shared)
 
 
 def holder_mysql(connection: Any, database: str, version_table: str = "alembic_version") -> str | None:
@@ -572,9 +590,11 @@ def holder_mysql(connection: Any, database: str, version_table: str = "alembic_v
 
 class _MysqlLock(MigrationLock):
     def __init__(self, connection: Any, name: str, *, timeout: float,
-                 checkpoint: Callable[[], None] | None, on_wait: Callable[[str], None] | None) -> None:
+                 checkpoint: Callable[[], None] | None, on_wait: Callable[[str], None] | None,
+                 shared: bool = False) -> None:
         self.connection = connection
         self.name = name
+        self.shared = shared
         self._closed = False
         super().__init__(f"the MySQL lock '{name}'", timeout=timeout,
                          checkpoint=checkpoint, on_wait=on_wait)
@@ -596,6 +616,8 @@ class _MysqlLock(MigrationLock):
         if self._closed:
             raise RuntimeError(f"The connection for {self._description} is closed; a MySQL lock "
                                "serves once: make a new one with its own connection.")
+        if self.shared:
+            return  # the reader's session, bounded by the reader
         # GET_LOCK(name, 0) never waits; this only bounds the holder lookups.
         from .probe import bound_statements
 
@@ -625,6 +647,10 @@ class _MysqlLock(MigrationLock):
     def _close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self.shared:
+                # The session goes on (the reader's): end every GET_LOCK lock it holds instead.
+                self._execute("SELECT RELEASE_ALL_LOCKS()")
+                return
             self.connection.close()  # the session ends: GET_LOCK locks go with it
 
 

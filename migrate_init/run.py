@@ -305,7 +305,7 @@ def _run(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reade
 
     while True:
         watchdog.phase = "waiting for the migration lock"
-        with upgrade.migration_lock(cfg, expected, watchdog, until=done_meanwhile) as held:
+        with upgrade.migration_lock(cfg, expected, watchdog, until=done_meanwhile, reader=reader) as held:
             watchdog.phase = "checking the database under the lock" if held else "checking the database"
             standing = standing_of(reader, expected)
             if revision is None and standing.done:

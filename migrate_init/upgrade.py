@@ -89,13 +89,15 @@ def auto_migration_off(cfg: Config, summary: report.Summary, reader: Reader, exp
 
 @contextlib.contextmanager
 def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog,
-                   until: Callable[[], bool] | None = None) -> Iterator[bool]:
+                   until: Callable[[], bool] | None = None, reader: Reader | None = None) -> Iterator[bool]:
     """The one migration lock, with the bare driver: replicas that find work wait here, not elsewhere.
 
     Yields True once the lock is held.  With ``until``, a waiter asks it
     between attempts, and when it answers True (another replica finished
     the work meanwhile) yields False without the lock: waiters then need
     not take the lock one after the other just to find nothing to do.
+    ``reader``: on PostgreSQL and MySQL the lock is taken in the reader's
+    session, not in one of its own (see :func:`lock.postgresql_lock`).
     """
     database = cfg.database
 
@@ -108,19 +110,29 @@ def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog,
                                 allow_network_fs=cfg.sqlite_allow_network_fs,
                                 checkpoint=watchdog.checkpoint, on_wait=waiting)
     elif database.backend == "postgresql":
-        from .probe import connect_postgresql
+        from .probe import PostgresqlReader, connect_postgresql
 
-        connection = connect_postgresql(database, min(cfg.db_wait_timeout, 10), watchdog.checkpoint)
-        watchdog.track(connection)
+        shared = isinstance(reader, PostgresqlReader)
+        if isinstance(reader, PostgresqlReader):
+            connection = reader.connection  # tracked by the watchdog since the wait
+        else:
+            connection = connect_postgresql(database, min(cfg.db_wait_timeout, 10), watchdog.checkpoint)
+            watchdog.track(connection)
         held = lock.postgresql_lock(connection, database.database or "", version_table=expected.version_table,
-                                    timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint, on_wait=waiting)
+                                    timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint, on_wait=waiting,
+                                    shared=shared)
     elif database.backend == "mysql":
-        from .probe import connect_mysql
+        from .probe import MysqlReader, connect_mysql
 
-        connection = connect_mysql(database, min(cfg.db_wait_timeout, 10), watchdog.checkpoint)
-        watchdog.track(connection)
+        shared = isinstance(reader, MysqlReader)
+        if isinstance(reader, MysqlReader):
+            connection = reader.connection  # tracked by the watchdog since the wait
+        else:
+            connection = connect_mysql(database, min(cfg.db_wait_timeout, 10), watchdog.checkpoint)
+            watchdog.track(connection)
         held = lock.mysql_lock(connection, database.database or "", version_table=expected.version_table,
-                               timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint, on_wait=waiting)
+                               timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint, on_wait=waiting,
+                               shared=shared)
     else:
         raise ConfigError(f"DATABASE_URL={database.safe}: no migration lock for '{database.backend}'.")
     try:

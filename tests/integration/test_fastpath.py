@@ -920,6 +920,27 @@ def test_a_runner_that_waited_for_the_lock_answers_without_sqlalchemy_when_the_h
     assert versions(any_url) == [TARGET]
 
 
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+def test_a_runner_waits_for_the_lock_in_the_session_it_reads_with(engine, request, migrations):
+    """One session per runner, not two (issue 14): 16 replicas are 16 connections while they wait."""
+    url = request.getfixturevalue("pg_url" if engine == "postgresql" else "mysql_url")
+    behind(url, migrations)
+    with holding_the_migration_lock(url):
+        proc = start_traced(url, migrations)
+        try:
+            early = read_until(proc, WAITING_FOR_THE_LOCK)
+            if engine == "postgresql":
+                sessions = query(url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'migrate-init'")
+            else:  # the sessions in this database but this query's and the holder's
+                sessions = query(url, "SELECT count(*) - 1 FROM information_schema.PROCESSLIST "
+                                      "WHERE DB = DATABASE() AND ID <> CONNECTION_ID()")
+        finally:
+            kill_group(proc)
+            proc.communicate(timeout=60)
+    assert sessions == [(1,)], early
+    assert versions(url) == ["ef6fab585ac1"]
+
+
 def test_a_runner_that_waited_for_the_lock_migrates_itself_when_the_holder_left_the_database_behind(
         db_url, migrations):
     behind(db_url, migrations)
