@@ -94,6 +94,8 @@ class Reader:
 
     backend = ""
     safe_url = ""
+    #: The driver's connection (sqlite3, psycopg2, PyMySQL); the migration lock may share it.
+    connection: Any = None
 
     def snapshot(self, version_table: str) -> Snapshot:
         raise NotImplementedError

@@ -109,30 +109,20 @@ def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog,
         held = lock.sqlite_lock(database.sqlite_path, timeout=cfg.lock_timeout,
                                 allow_network_fs=cfg.sqlite_allow_network_fs,
                                 checkpoint=watchdog.checkpoint, on_wait=waiting)
-    elif database.backend == "postgresql":
-        from .probe import PostgresqlReader, connect_postgresql
+    elif database.backend in ("postgresql", "mysql"):
+        from . import probe
 
-        shared = isinstance(reader, PostgresqlReader)
-        if isinstance(reader, PostgresqlReader):
-            connection = reader.connection  # tracked by the watchdog since the wait
+        # In the reader's session when there is one (tracked by the watchdog since the wait).
+        shared = reader is not None and reader.backend == database.backend
+        if reader is not None and shared:
+            connection = reader.connection
         else:
-            connection = connect_postgresql(database, min(cfg.db_wait_timeout, 10), watchdog.checkpoint)
+            connect = probe.connect_postgresql if database.backend == "postgresql" else probe.connect_mysql
+            connection = connect(database, min(cfg.db_wait_timeout, 10), watchdog.checkpoint)
             watchdog.track(connection)
-        held = lock.postgresql_lock(connection, database.database or "", version_table=expected.version_table,
-                                    timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint, on_wait=waiting,
-                                    shared=shared)
-    elif database.backend == "mysql":
-        from .probe import MysqlReader, connect_mysql
-
-        shared = isinstance(reader, MysqlReader)
-        if isinstance(reader, MysqlReader):
-            connection = reader.connection  # tracked by the watchdog since the wait
-        else:
-            connection = connect_mysql(database, min(cfg.db_wait_timeout, 10), watchdog.checkpoint)
-            watchdog.track(connection)
-        held = lock.mysql_lock(connection, database.database or "", version_table=expected.version_table,
-                               timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint, on_wait=waiting,
-                               shared=shared)
+        make = lock.postgresql_lock if database.backend == "postgresql" else lock.mysql_lock
+        held = make(connection, database.database or "", version_table=expected.version_table,
+                    timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint, on_wait=waiting, shared=shared)
     else:
         raise ConfigError(f"DATABASE_URL={database.safe}: no migration lock for '{database.backend}'.")
     try:
