@@ -43,8 +43,12 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any, Self
 
-#: Polling stays frequent: a waiter notices a released lock (or finished work) within a quarter second.
-BACKOFF = retry.Backoff(initial=0.05, maximum=0.25)
+#: Polling starts fast and slows down gently: a waiter notices a released lock (or finished work)
+#: within 0.1 s during the first second of its wait, when most migrations end, and within 1 s of
+#: a long one, which it then polls about twice a second.  No two polls of one waiter come less
+#: than 0.05 s apart: 15 waiters polling in bursts cost the one migrator its CPU (issue 14: the
+#: last of 16 runners used to exit up to 0.25 s after the work was done).
+BACKOFF = retry.Backoff(initial=0.1, maximum=1.0, multiplier=1.1, floor=0.05)
 #: statement_timeout of the PostgreSQL lock connection: no polling query may hang.
 STATEMENT_TIMEOUT_MS = 5000
 _NOBODY_RECORDED = ("a process that has not recorded its name in {path} (not yet, or it runs as "

@@ -31,26 +31,34 @@ class Backoff:
     """Exponential backoff with full jitter, capped.  Immutable.
 
     The n-th delay (from 0) is drawn uniformly from
-    ``[0, min(initial * multiplier**n, maximum)]``: full jitter spreads
-    replicas that started together, so they do not poll in lockstep
+    ``[floor, min(initial * multiplier**n, maximum)]``: full jitter (``floor``
+    0, the default) spreads replicas that started together, so they do not
+    poll in lockstep
     (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/).
+    A ``floor`` keeps many waiters from polling a shared server in bursts of
+    near-zero delays.
     """
 
-    __slots__ = ("initial", "maximum", "multiplier")
+    __slots__ = ("floor", "initial", "maximum", "multiplier")
 
     initial: float
     maximum: float
     multiplier: float
+    floor: float
 
-    def __init__(self, initial: float = 0.1, maximum: float = 2.0, multiplier: float = 2.0) -> None:
+    def __init__(self, initial: float = 0.1, maximum: float = 2.0, multiplier: float = 2.0,
+                 floor: float = 0.0) -> None:
         if not 0 < initial <= maximum:
             raise ValueError(f"Backoff needs 0 < initial <= maximum, not initial={initial!r}, "
                              f"maximum={maximum!r}.")
         if multiplier < 1:
             raise ValueError(f"Backoff needs multiplier >= 1, not {multiplier!r}.")
+        if not 0 <= floor <= initial:
+            raise ValueError(f"Backoff needs 0 <= floor <= initial, not floor={floor!r}, initial={initial!r}.")
         object.__setattr__(self, "initial", float(initial))
         object.__setattr__(self, "maximum", float(maximum))
         object.__setattr__(self, "multiplier", float(multiplier))
+        object.__setattr__(self, "floor", float(floor))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Backoff is immutable; make a new one instead of setting {name}.")
@@ -60,16 +68,16 @@ class Backoff:
 
     def __repr__(self) -> str:
         return (f"Backoff(initial={self.initial!r}, maximum={self.maximum!r}, "
-                f"multiplier={self.multiplier!r})")
+                f"multiplier={self.multiplier!r}, floor={self.floor!r})")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Backoff):
             return NotImplemented
-        return (self.initial, self.maximum, self.multiplier) == (
-            other.initial, other.maximum, other.multiplier)
+        return (self.initial, self.maximum, self.multiplier, self.floor) == (
+            other.initial, other.maximum, other.multiplier, other.floor)
 
     def __hash__(self) -> int:
-        return hash((self.initial, self.maximum, self.multiplier))
+        return hash((self.initial, self.maximum, self.multiplier, self.floor))
 
     def delays(self) -> Iterator[float]:
         """An endless series of delays in seconds, each jittered, their ceiling growing."""
@@ -77,7 +85,7 @@ class Backoff:
 
         ceiling = self.initial
         while True:
-            yield random.uniform(0.0, ceiling)
+            yield random.uniform(self.floor, ceiling)
             ceiling = min(ceiling * self.multiplier, self.maximum)
 
 

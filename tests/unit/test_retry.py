@@ -46,6 +46,23 @@ def test_delays_use_the_whole_jitter_range() -> None:
     assert max(samples) > 0.8
 
 
+def test_a_floor_keeps_every_delay_above_it() -> None:
+    """The lock's waiters: no two polls closer than the floor, the ceiling still growing."""
+    backoff = Backoff(initial=0.1, maximum=1.0, multiplier=1.1, floor=0.05)
+    for _ in range(200):
+        delays = backoff.delays()
+        ceiling = 0.1
+        for _ in range(40):
+            delay = next(delays)
+            assert 0.05 <= delay <= ceiling + 1e-12
+            ceiling = min(ceiling * 1.1, 1.0)
+    with pytest.raises(ValueError):
+        Backoff(initial=0.1, maximum=1.0, floor=0.2)
+    with pytest.raises(ValueError):
+        Backoff(initial=0.1, maximum=1.0, floor=-0.1)
+    assert Backoff(0.1, 1.0, floor=0.05) != Backoff(0.1, 1.0)
+
+
 def test_backoff_refuses_nonsense_and_is_immutable() -> None:
     with pytest.raises(ValueError):
         Backoff(initial=0, maximum=1)
@@ -59,7 +76,7 @@ def test_backoff_refuses_nonsense_and_is_immutable() -> None:
     assert backoff == Backoff(initial=0.05, maximum=1.0, multiplier=2.0)
     assert hash(backoff) == hash(Backoff(0.05, 1.0))
     assert backoff != Backoff(initial=0.05, maximum=2.0)
-    assert repr(backoff) == "Backoff(initial=0.05, maximum=1.0, multiplier=2.0)"
+    assert repr(backoff) == "Backoff(initial=0.05, maximum=1.0, multiplier=2.0, floor=0.0)"
 
 
 # -- poll -----------------------------------------------------------------------
