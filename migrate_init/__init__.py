@@ -11,8 +11,8 @@ One concern per module, each a noun the README uses:
   it; ``lock``: the one migration lock (bare driver); ``manifest``: what the scripts and
   models expect, cached so a run with nothing to do imports neither SQLAlchemy nor Alembic;
 - ``run``: the init sequence up to the check, and the answer when there is nothing to do;
-  ``upgrade``: the work under the lock (imported only when there is work); ``commands``: the other verbs; ``alembic_glue``: Alembic, owned
-  (env.py runs on our connection); ``schema``: MODELS, drift, create_all and column repair;
+  ``upgrade``: the work under the lock (imported only when there is work); ``commands``: the
+  other verbs; ``alembic_glue``: Alembic, owned (env.py runs on our connection); ``schema``: MODELS, drift, create_all and column repair;
   ``catalog``: the destructive guard, judged by effect; ``guard`` and ``lint``: text rules for
   people; ``backup``, ``seed``, ``deps``; ``ops``: helpers for migration authors;
   ``alembic_env``: the shipped env.py's body.

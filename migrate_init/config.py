@@ -104,7 +104,7 @@ class Config:
     backup_keep: int
     seed_dir: str
     repair_missing_columns: bool
-    #: FAST_PATH=false always runs the full sequence (fastpath.py, issue 7).
+    #: FAST_PATH=false always runs the full sequence (run.expected_for, issue 7).
     fast_path: bool
     #: Raw secret values, so that the log filter can mask them wherever they appear.
     secrets: tuple[str, ...]

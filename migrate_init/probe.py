@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from .url import Url
 
+
 def sqlite_driver() -> Any:
     """The sqlite3 driver, without the Python half of the ``sqlite3`` package when it can.
 
@@ -169,7 +170,7 @@ class SqliteReader(Reader):
         assert path is not None  # url.parse refuses in-memory databases
         self.path = os.path.abspath(path)
         self.checkpoint = checkpoint
-        self.connection: Any = None
+        self.connection = None
         if os.path.isdir(self.path):
             from .errors import ConfigError
 

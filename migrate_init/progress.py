@@ -106,10 +106,10 @@ def decide(connection: Connection, script: Any, recorded: tuple[str, ...], curre
             connection.commit()
             on_stale(revision)
             continue
-        module = _module(script, revision)
         if idempotent(script, revision):
             on_rerun(revision)
             continue
+        module = _module(script, revision)
         where = f" ({module.__file__})" if module is not None and getattr(module, "__file__", None) else ""
         raise MigrationInterrupted(
             f"Migration {revision}{where} was interrupted on an earlier run, and MySQL/MariaDB commit "

@@ -23,6 +23,7 @@ from sqlalchemy import MetaData
 
 from . import report
 from .errors import ConfigError
+from .probe import PROGRESS_TABLE, SEED_TABLE
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -81,7 +82,7 @@ def drift(connection: Any, metadata: MetaData) -> list[str]:
     """Alembic's compare_metadata, in words: what differs between the database and the models.  Read-only."""
     def ours(name: str | None, type_: str, _parent: Any) -> bool:
         # migrate-init's own bookkeeping: seeds done, revisions in progress (MySQL/MariaDB)
-        return not (type_ == "table" and name in ("migrate_init_seed", "migrate_init_progress"))
+        return not (type_ == "table" and name in (SEED_TABLE, PROGRESS_TABLE))
 
     context = MigrationContext.configure(connection, opts={"compare_type": True, "include_name": ours})
     with report.quiet():  # Alembic logs each difference too; we print them once, in words

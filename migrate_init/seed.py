@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import report
 from .errors import SeedFailed, first_line
+from .probe import SEED_TABLE
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-TABLE = "migrate_init_seed"
+TABLE = SEED_TABLE  # the reader's name for it: one spelling
 
 
 def files(folder: Path) -> list[Path]:

@@ -114,8 +114,8 @@ def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog,
 
         # In the reader's session when there is one (tracked by the watchdog since the wait).
         shared = reader is not None and reader.backend == database.backend
-        if reader is not None and shared:
-            connection = reader.connection
+        if shared:
+            connection = reader.connection if reader is not None else None
         else:
             connect = probe.connect_postgresql if database.backend == "postgresql" else probe.connect_mysql
             connection = connect(database, min(cfg.db_wait_timeout, 10), watchdog.checkpoint)

@@ -60,11 +60,7 @@ def scan_userinfo(rest: str) -> tuple[str, str | None, int] | None:
     after it, the password runs from there to the first '@'; otherwise the
     user name ends at the last '@' before that ':' or '/'.
     """
-    stop = len(rest)
-    for char in ":/":
-        found = rest.find(char, 0, stop)
-        if found >= 0:
-            stop = found
+    stop = _run_until(rest, 0, ":/")
     if stop < len(rest) and rest[stop] == ":":
         at = rest.find("@", stop + 1)
         if at >= 0:
@@ -154,7 +150,7 @@ def first_control(text: str) -> int:
     return -1
 
 
-#: What ``urllib.parse.quote`` never encodes; see :func:`_quote`.
+#: What ``urllib.parse.quote`` never encodes; see :func:`quote`.
 _ALWAYS_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
 
 

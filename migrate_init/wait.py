@@ -39,7 +39,6 @@ _NETWORK_FILESYSTEMS = {
 }
 
 
-
 def connect(database: Url, *, timeout: float, read_only: bool, watchdog: Watchdog,
             statement_timeout: float = 30.0, missing_is_transient: bool = False) -> Reader:
     """A reader on a database that answered one snapshot; raise DatabaseUnreachable, AccessDenied or CorruptDatabase.

@@ -304,7 +304,7 @@ def _kill_query(connection: Any) -> None:
     PyMySQL has no cancel(); the server stops the statement when another
     session of the same user asks.  Its session stays (the lock with it).
     """
-    import pymysql
+    from .probe import mysql_connection_class  # PyMySQL's, without the CA-store load a cancel has no time for
 
     # Not connection.open: the main thread may have closed its end already (a stop raised into the
     # step unwinds through the driver), while the server still runs the statement.
@@ -313,11 +313,10 @@ def _kill_query(connection: Any) -> None:
     if thread_id is None:
         return
     try:
-        killer = pymysql.connect(host=connection.host, port=connection.port, user=connection.user,
-                                 password=connection.password, unix_socket=connection.unix_socket,
-                                 ssl=connection.ctx if _over_tls(connection) else None,
-                                 connect_timeout=5,
-                                 autocommit=True, program_name="migrate-init-cancel")
+        killer = mysql_connection_class()(host=connection.host, port=connection.port, user=connection.user,
+                                          password=connection.password, unix_socket=connection.unix_socket,
+                                          ssl=connection.ctx if _over_tls(connection) else None,
+                                          connect_timeout=5, autocommit=True, program_name="migrate-init-cancel")
     except Exception:  # the server is gone: nothing runs there to cancel
         return
     try:

@@ -299,25 +299,25 @@ def test_readme_demo_and_troubleshooting_commands(docker_env, compose_image, tmp
         assert f"OK (exit 0): Database is at its target {TARGET}; nothing to do." in second.out, second
 
 
-def test_readme_postgres_demo(docker_env, compose_image, tmp_path):
-    with compose_project(docker_env, "docker-compose.yaml", "docker-compose.postgres.yaml",
-                         image=compose_image) as compose:
-        up = compose.up(POSTGRES_DEMO, tmp_path / "up.log")
-        assert up.code in (-1, 0), f"{POSTGRES_DEMO}\n{up}"
+def _server_demo(docker_env, compose_image, tmp_path, files, command, server, url):
+    """A documented compose demo with a database server: migrated, the app after it, no password shown."""
+    with compose_project(docker_env, *files, image=compose_image) as compose:
+        up = compose.up(command, tmp_path / "up.log")
+        assert up.code in (-1, 0), f"{command}\n{up}"
         logs = _assert_app_ran_after_migrate(compose)
-        assert f"postgresql+psycopg2://webui:***@postgres:5432/webui is at revision {TARGET}" in logs, logs
-        assert compose.state("postgres")["Health"]["Status"] == "healthy"
+        assert f"{url} is at revision {TARGET}" in logs, logs
+        assert compose.state(server)["Health"]["Status"] == "healthy"
         assert "change-me" not in logs
+
+
+def test_readme_postgres_demo(docker_env, compose_image, tmp_path):
+    _server_demo(docker_env, compose_image, tmp_path, ("docker-compose.yaml", "docker-compose.postgres.yaml"),
+                 POSTGRES_DEMO, "postgres", "postgresql+psycopg2://webui:***@postgres:5432/webui")
 
 
 def test_image_md_mariadb_demo(docker_env, compose_image, tmp_path):
-    with compose_project(docker_env, "docker-compose.mariadb.yaml", image=compose_image) as compose:
-        up = compose.up(MARIADB_DEMO, tmp_path / "up.log")
-        assert up.code in (-1, 0), f"{MARIADB_DEMO}\n{up}"
-        logs = _assert_app_ran_after_migrate(compose)
-        assert f"mysql+pymysql://webui:***@mariadb:3306/webui is at revision {TARGET}" in logs, logs
-        assert compose.state("mariadb")["Health"]["Status"] == "healthy"
-        assert "change-me" not in logs
+    _server_demo(docker_env, compose_image, tmp_path, ("docker-compose.mariadb.yaml",),
+                 MARIADB_DEMO, "mariadb", "mysql+pymysql://webui:***@mariadb:3306/webui")
 
 
 # --- docker build and docker run ------------------------------------------------------------

@@ -403,6 +403,28 @@ def test_malformed_urls_with_raw_passwords_never_show_them_in_any_escaping(tmp_p
             assert_no_secret(report.read_text(encoding="utf-8"), password, report.name, fragments=SEGMENTS)
 
 
+def _run_with_the_password_in_the_query(tmp_path, password, good, wrong, nowhere, *, status_code):
+    """run and status on ``good``, run on ``wrong`` (exit 4) and ``nowhere`` (exit 3), in text and JSON,
+    REPORT_FILE each: the password in none of it.  ``status_code`` None: any.  Returns the results by case."""
+    cases = []
+    for key, url, args, expected in (("run", good, [], 0), ("status", good, ["status"], status_code),
+                                     ("wrong", wrong, [], 4), ("nowhere", nowhere, [], 3)):
+        for log_format in ("text", "json"):
+            env = stranger_env(url, tmp_path, LOG_FORMAT=log_format, DB_WAIT_TIMEOUT=2,
+                               REPORT_FILE=tmp_path / f"report-{key}-{log_format}.json")
+            cases.append((f"{key}-{log_format}", args, env, expected))
+    results = run_many([c[:3] for c in cases if c[0].startswith("run-text")])
+    results.update(run_many([c[:3] for c in cases if not c[0].startswith("run-text")]))
+    for key, _args, _env, expected in cases:
+        code, out, _took = results[key]
+        assert_no_secret(out, password, key)
+        if expected is not None:
+            assert code == expected, f"{key}: exit {code}\n{out}"
+    for report in tmp_path.glob("report-*.json"):
+        assert_no_secret(report.read_text(encoding="utf-8"), password, report.name)
+    return results
+
+
 def test_password_in_the_query_string_never_shows(pg_server, tmp_path):
     name = f"query_{uuid.uuid4().hex[:8]}"
     password = "Qs7Password" + uuid.uuid4().hex[:8]
@@ -414,22 +436,7 @@ def test_password_in_the_query_string_never_shows(pg_server, tmp_path):
         good = f"postgresql://{name}@127.0.0.1:{port}/{database}?password={password}"
         wrong = f"postgresql://{name}@127.0.0.1:{port}/{database}?password={password}Wrong"
         nowhere = f"postgresql://{name}@127.0.0.1:{free_port()}/{database}?password={password}"
-        cases = []
-        for key, url, args, expected in (("run", good, [], 0), ("status", good, ["status"], None),
-                                         ("wrong", wrong, [], 4), ("nowhere", nowhere, [], 3)):
-            for log_format in ("text", "json"):
-                env = stranger_env(url, tmp_path, LOG_FORMAT=log_format, DB_WAIT_TIMEOUT=2,
-                                   REPORT_FILE=tmp_path / f"report-{key}-{log_format}.json")
-                cases.append((f"{key}-{log_format}", args, env, expected))
-        results = run_many([c[:3] for c in cases if c[0].startswith("run-text")])
-        results.update(run_many([c[:3] for c in cases if not c[0].startswith("run-text")]))
-        for key, _args, _env, expected in cases:
-            code, out, _took = results[key]
-            if expected is not None:
-                assert code == expected, f"{key}: exit {code}\n{out}"
-            assert_no_secret(out, password, key)
-        for report in tmp_path.glob("report-*.json"):
-            assert_no_secret(report.read_text(encoding="utf-8"), password, report.name)
+        results = _run_with_the_password_in_the_query(tmp_path, password, good, wrong, nowhere, status_code=None)
         assert "127.0.0.1" in results["nowhere-text"][1], "the host must stay visible"
     finally:
         pg_server.drop_database(database)
@@ -496,21 +503,7 @@ def test_mariadb_password_in_the_query_string_never_shows_and_the_host_stays_vis
     good = f"mysql://{name}@{where}?password={password}"
     wrong = f"mysql://{name}@{where}?password={password}Wrong"
     nowhere = f"mysql://{name}@127.0.0.1:{free_port()}/{database}?password={password}"
-    cases = []
-    for key, url, args, expected in (("run", good, [], 0), ("status", good, ["status"], 0),
-                                     ("wrong", wrong, [], 4), ("nowhere", nowhere, [], 3)):
-        for log_format in ("text", "json"):
-            env = stranger_env(url, tmp_path, LOG_FORMAT=log_format, DB_WAIT_TIMEOUT=2,
-                               REPORT_FILE=tmp_path / f"report-{key}-{log_format}.json")
-            cases.append((f"{key}-{log_format}", args, env, expected))
-    results = run_many([c[:3] for c in cases if c[0].startswith("run-text")])
-    results.update(run_many([c[:3] for c in cases if not c[0].startswith("run-text")]))
-    for key, _args, _env, expected in cases:
-        code, out, _took = results[key]
-        assert_no_secret(out, password, key)
-        assert code == expected, f"{key}: exit {code}\n{out}"
-    for report in tmp_path.glob("report-*.json"):
-        assert_no_secret(report.read_text(encoding="utf-8"), password, report.name)
+    results = _run_with_the_password_in_the_query(tmp_path, password, good, wrong, nowhere, status_code=0)
     assert "127.0.0.1" in results["nowhere-text"][1], "the host must stay visible"
     refused = summary_line(results["wrong-text"][1])
     assert where in refused and "Access denied for user" in refused, refused

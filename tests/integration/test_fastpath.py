@@ -33,12 +33,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from migrate_init.lock import mysql_lock_name
 from tests.support import MIGRATE, REPO
 from tests.support.chains import TARGET, Chain
-from tests.support.dbstate import database_name, is_mysql, is_sqlite, query, schema, sqlite_path, versions
-from tests.support.locks import pg_lock_held, sqlite_lock_held
-from tests.support.myserver import connect as my_connect
+from tests.support.dbstate import is_mysql, is_sqlite, query, schema, sqlite_path, versions
+from tests.support.locks import my_lock_held, pg_lock_held, sqlite_lock_held
 from tests.support.network import free_port
 from tests.support.process import (
     Result,
@@ -839,19 +837,6 @@ def test_a_full_run_that_finds_the_database_at_target_caches_the_manifest_too(sq
 
 
 # -- replicas: the one migration lock, taken with the bare driver --------------------
-
-@contextlib.contextmanager
-def my_lock_held(url: str):
-    """MariaDB: the GET_LOCK lock migrate-init takes (migrate_init.lock's name), held by a session of our own."""
-    connection = my_connect(url)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT GET_LOCK(%s, 10)", (mysql_lock_name(database_name(url), "alembic_version"),))
-            assert cursor.fetchone() == (1,)
-        yield connection.thread_id()
-    finally:
-        connection.close()  # the lock goes with the session
-
 
 @contextlib.contextmanager
 def holding_the_migration_lock(url: str):

@@ -15,7 +15,6 @@ other files (test_upgrade.py, test_commands.py, test_fastpath.py...).
 
 from __future__ import annotations
 
-import contextlib
 import re
 import signal
 import time
@@ -23,7 +22,6 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from migrate_init.lock import mysql_lock_name
 from tests.support.chains import TARGET, Chain
 from tests.support.dbstate import (
     PROGRESS_TABLE,
@@ -37,6 +35,7 @@ from tests.support.dbstate import (
     tables,
     versions,
 )
+from tests.support.locks import my_lock_held
 from tests.support.myserver import connect as my_connect
 from tests.support.process import operator_env, run_migrate, summary_line
 
@@ -52,19 +51,6 @@ ops.add_column_if_missing("half_done", sa.Column("note", sa.Text, nullable=True)
 
 def migrate(url, tmp_path, *args, **extra):
     return run_migrate(*args, env=operator_env(url, tmp_path, REPORT_FILE="-", **extra))
-
-
-@contextlib.contextmanager
-def lock_held(url: str):
-    """Another migrator holds migrate-init's GET_LOCK lock on this database; yields its connection id."""
-    connection = my_connect(url)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT GET_LOCK(%s, 10)", (mysql_lock_name(database_name(url), "alembic_version"),))
-            assert cursor.fetchone() == (1,)
-        yield connection.thread_id()
-    finally:
-        connection.close()
 
 
 # --- a migrator killed inside a revision that is not idempotent ---------------------------------
@@ -143,7 +129,7 @@ def test_a_successful_run_leaves_no_revision_recorded_as_under_way(mysql_url, tm
 # --- the GET_LOCK migration lock ----------------------------------------------------------------------
 
 def test_a_held_lock_is_exit_5_naming_the_holding_session_and_nothing_is_applied(mysql_url, tmp_path):
-    with lock_held(mysql_url) as holder:
+    with my_lock_held(mysql_url) as holder:
         started = time.monotonic()
         run = migrate(mysql_url, tmp_path, LOCK_TIMEOUT=1)
         took = time.monotonic() - started
@@ -162,7 +148,7 @@ def test_a_held_lock_is_exit_5_naming_the_holding_session_and_nothing_is_applied
 def test_the_lock_is_per_database_so_two_databases_migrate_side_by_side(mysql_server, mysql_url, tmp_path):
     other = mysql_server.create_database(f"{database_name(mysql_url)}_b")
     try:
-        with lock_held(other):
+        with my_lock_held(other):
             result = migrate(mysql_url, tmp_path, LOCK_TIMEOUT=1)
         assert result.code == 0, result.out
         assert versions(mysql_url) == [TARGET]

@@ -18,10 +18,11 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from migrate_init.lock import advisory_key, lock_path
+from migrate_init.lock import advisory_key, lock_path, mysql_lock_name
 
 from . import REPO
-from .dbstate import pg_query
+from .dbstate import database_name, pg_query
+from .myserver import connect as my_connect
 from .pgserver import connect
 from .process import child_env
 
@@ -68,6 +69,19 @@ def flock_free(db: Path) -> bool:
         except BlockingIOError:
             return False
     return True
+
+
+@contextlib.contextmanager
+def my_lock_held(url: str):
+    """MariaDB: hold migrate-init's GET_LOCK lock on this database from a session of our own; yield its id."""
+    connection = my_connect(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT GET_LOCK(%s, 10)", (mysql_lock_name(database_name(url), "alembic_version"),))
+            assert cursor.fetchone() == (1,)
+        yield connection.thread_id()
+    finally:
+        connection.close()  # the lock goes with the session
 
 
 @contextlib.contextmanager
