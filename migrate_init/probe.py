@@ -54,6 +54,9 @@ _SQLITE_SLICE = 0.2
 SEED_TABLE = "migrate_init_seed"
 #: Revisions started and not yet finished, on engines whose DDL is not transactional (:mod:`progress`).
 PROGRESS_TABLE = "migrate_init_progress"
+#: A run with nothing to do counts a table's rows only below this estimate; above, it reports the
+#: engine's estimate ("about 1.0M"): a COUNT(*) grows with the table (issue 27).
+ESTIMATE_ABOVE = 10_000
 #: How long one row count may wait for a table lock before it is reported unknown.
 _COUNT_LOCK_WAIT = 1.0
 
@@ -103,6 +106,14 @@ class Reader:
 
     def counts(self, tables: Iterable[str]) -> dict[str, int | None]:
         raise NotImplementedError
+
+    def estimates(self, tables: Iterable[str]) -> dict[str, int]:
+        """The tables among ``tables`` the engine's own figures put at ESTIMATE_ABOVE rows or more, with
+        those figures: what a run with nothing to do reports instead of counting them (issue 27).
+
+        A table left out (small, unknown, not a plain table) is counted exactly by the caller.
+        """
+        return {}
 
     def versions(self, version_table: str) -> tuple[str, ...] | None:
         """The version table's rows alone, sorted (None without the table): a cheap "anything new?"."""
@@ -264,6 +275,28 @@ class SqliteReader(Reader):
         result: dict[str, int | None] = self._retrying(read)
         return result
 
+    def estimates(self, tables: Iterable[str]) -> dict[str, int]:
+        if not self._open():
+            return {}
+        wanted = list(tables)
+
+        def read(connection: Any) -> dict[str, int]:
+            found: dict[str, int] = {}
+            for table in wanted:
+                # The largest rowid: one b-tree descent, whatever the size; an upper bound of the rows.
+                try:
+                    largest = connection.execute(f"SELECT max(rowid) FROM {_quote(table)}").fetchone()[0]
+                except sqlite_driver().OperationalError as exc:
+                    if "locked" in str(exc) or "busy" in str(exc):
+                        raise
+                    continue  # no such table, or WITHOUT ROWID: counted exactly
+                if isinstance(largest, int) and largest >= ESTIMATE_ABOVE:
+                    found[table] = largest
+            return found
+
+        result: dict[str, int] = self._retrying(read)
+        return result
+
     def quick_check(self) -> str | None:
         """``PRAGMA quick_check``: None when the file is sound, else SQLite's first complaint."""
         if not self._open():
@@ -377,6 +410,17 @@ class PostgresqlReader(Reader):
             cursor.execute("ROLLBACK")
         return result
 
+    def estimates(self, tables: Iterable[str]) -> dict[str, int]:
+        wanted = list(dict.fromkeys(tables))
+        if not wanted:
+            return {}
+        # ANALYZE's reltuples, or the statistics' live tuples when no ANALYZE ran yet: no table is read.
+        self.cursor.execute(
+            "SELECT c.relname, greatest(c.reltuples::bigint, coalesce(pg_stat_get_live_tuples(c.oid), 0)) "
+            "FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname = ANY(%s)", (wanted,))
+        return {row[0]: int(row[1]) for row in self.cursor.fetchall() if int(row[1]) >= ESTIMATE_ABOVE}
+
     def close(self) -> None:
         if not self.connection.closed:
             self.connection.close()
@@ -488,6 +532,22 @@ class MysqlReader(Reader):
             self._read(read)
         finally:
             self.cursor.execute(f"SET SESSION lock_wait_timeout = {max(1, int(self.statement_timeout))}")
+        return result
+
+    def estimates(self, tables: Iterable[str]) -> dict[str, int]:
+        wanted = list(dict.fromkeys(tables))
+        if not wanted:
+            return {}
+
+        def read(cursor: Any) -> dict[str, int]:
+            # InnoDB's own estimate (information_schema.TABLES.TABLE_ROWS): no table is read.
+            cursor.execute("SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+                           "DATABASE() AND TABLE_TYPE = 'BASE TABLE' AND TABLE_NAME IN ("
+                           + ", ".join(["%s"] * len(wanted)) + ")", wanted)
+            return {_text(row[0]): int(row[1]) for row in cursor.fetchall()
+                    if row[1] is not None and int(row[1]) >= ESTIMATE_ABOVE}
+
+        result: dict[str, int] = self._read(read)
         return result
 
     def close(self) -> None:
@@ -637,5 +697,12 @@ def describe_missing(tables: list[str], columns: dict[str, list[str]]) -> str:
     return "; ".join(parts)
 
 
-def format_counts(counts: dict[str, int | None]) -> str:
-    return ", ".join(f"{t}={'unknown' if n is None else n}" for t, n in counts.items())
+def format_counts(counts: dict[str, int | None], estimated: Iterable[str] = ()) -> str:
+    about = set(estimated)
+    return ", ".join(f"{t}={'unknown' if n is None else _about(n) if t in about else n}" for t, n in counts.items())
+
+
+def _about(rows: int) -> str:
+    if rows >= 1_000_000:
+        return f"about {rows / 1_000_000:.1f}M"
+    return f"about {rows / 1_000:.0f}K"

@@ -35,7 +35,7 @@ from sqlalchemy.engine import make_url
 
 from tests.support import MIGRATE, REPO
 from tests.support.chains import TARGET, Chain
-from tests.support.dbstate import is_mysql, is_sqlite, query, schema, sqlite_path, versions
+from tests.support.dbstate import insert_many, is_mysql, is_sqlite, query, schema, sqlite_path, versions
 from tests.support.locks import my_lock_held, pg_lock_held, sqlite_lock_held
 from tests.support.network import free_port
 from tests.support.process import (
@@ -181,6 +181,28 @@ def test_a_run_at_target_answers_without_importing_sqlalchemy_or_alembic(any_url
     assert report["from_revisions"] == report["to_revisions"] == [TARGET]
     assert report["row_counts"] == {"chat": 0, "user": 2}
     assert versions(any_url) == [TARGET]
+
+
+def test_a_run_with_nothing_to_do_reports_a_large_table_by_estimate_and_verify_counts_it(
+        any_url, migrations, tmp_path):
+    # Issue 27: a COUNT(*) grows with the table; a no-op takes the engine's own figure above 10,000 rows.
+    at_target(any_url, migrations)
+    insert_many(any_url, "user", [{"id": f"u{n}", "name": f"user {n}"} for n in range(12_000)])
+    query(any_url, "INSERT INTO chat (id, user_id, title) VALUES ('c1', 'u1', 'hello')")
+    if not is_sqlite(any_url):
+        query(any_url, 'ANALYZE TABLE user' if is_mysql(any_url) else 'ANALYZE "user"')
+    report_file = tmp_path / "report.json"
+
+    result = traced_run(any_url, migrations, REPORT_FILE=report_file)
+
+    assert result.code == 0, result.out
+    assert_fast(result)
+    assert re.search(r"Existing rows: chat=1, user=about \d+K$", result.out, re.M), result.out
+    estimate = json.loads(report_file.read_text())["row_counts"]["user"]
+    assert 6_000 <= estimate <= 24_000, estimate
+    verify = run_migrate("verify", env=env_for(any_url, migrations))
+    assert verify.code == 0, verify.out
+    assert re.search(r"Existing rows: chat=1, user=12000$", verify.out, re.M), verify.out
 
 
 def test_the_fast_path_prints_the_lines_and_report_of_the_full_path(any_url, migrations, tmp_path):
