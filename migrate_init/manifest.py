@@ -14,7 +14,11 @@ the scripts' heads and the models' tables and columns are kept in a manifest:
 A manifest is used only when that hash, computed again now, matches: an
 edited, added or removed migration, or an edited model file anywhere it was
 read from, sends the run down the full path.  The hash reads content, not
-mtimes: image layers normalise them.
+mtimes: image layers normalise them.  Reading every file on every run made a
+no-op grow with the chain (2.2x the floor at 1,000 revisions, issue 27), so
+once the content matched, a cheap key (:func:`stat_key`: names, sizes, mtimes,
+ctimes, inodes) is recorded in the cache, and the next run on the same
+filesystem reads no content at all.
 
 Where it lives: ``<MIGRATIONS_DIR>/.manifest.marshal`` when written by
 ``migrate.py manifest`` (an image build), else the cache that the first full
@@ -72,16 +76,44 @@ def cache_path(data_dir: str | os.PathLike[str], migrations_dir: str | os.PathLi
     return os.path.join(data_dir, CACHE_FOLDER, f"manifest-{key}.marshal")
 
 
-def content_hash(migrations_dir: str | os.PathLike[str], files: list[str]) -> str | None:
-    """SHA-256 of ``versions/``'s file names and of every file listed; None when one is missing."""
-    root = os.fspath(migrations_dir)
+def _version_names(root: str) -> list[str]:
+    """The file names under ``versions/``, relative to ``root``, sorted."""
     names: list[str] = []
     for folder, subfolders, filenames in os.walk(os.path.join(root, "versions")):
         # Bytecode is written next to the scripts whenever Python imports them.
         subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
         names.extend(os.path.relpath(os.path.join(folder, n), root) for n in filenames)
+    return sorted(names)
+
+
+def stat_key(migrations_dir: str | os.PathLike[str], files: list[str]) -> str | None:
+    """A digest of ``versions/``'s file names and of every listed file's size, mtime, ctime and inode.
+
+    What is cheap to read (one ``stat`` a file, no content): it vouches for files whose content
+    hash was checked once on this filesystem.  The ctime cannot be set back by a tool (unlike the
+    mtime, which ``touch -r``, tar or a reproducible build can restore), so an edit always changes
+    the key; a copy, a new image layer or a new container filesystem changes it too, and the
+    content is hashed again, once (issue 27).  None when a file is missing.
+    """
+    root = os.fspath(migrations_dir)
+    digest = sha256(f"migrate-init stat {FORMAT}\0".encode())
+    for name in _version_names(root):
+        digest.update(f"name\0{name}\0".encode())
+    for path in sorted(set(files)):
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        digest.update(f"file\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0"
+                      f"{st.st_dev}\0".encode())
+    return digest.hexdigest()
+
+
+def content_hash(migrations_dir: str | os.PathLike[str], files: list[str]) -> str | None:
+    """SHA-256 of ``versions/``'s file names and of every file listed; None when one is missing."""
+    root = os.fspath(migrations_dir)
     digest = sha256(f"migrate-init manifest {FORMAT}\0".encode())
-    for name in sorted(names):
+    for name in _version_names(root):
         digest.update(f"name\0{name}\0".encode())
     for path in sorted(set(files)):
         try:
@@ -98,9 +130,15 @@ def load_fresh(candidates: list[str], migrations_dir: str | os.PathLike[str], mo
                ) -> tuple[dict[str, Any] | None, str]:
     """The first candidate that is of this format, for these MODELS, and whose files are unchanged.
 
+    Unchanged means: the files' :func:`stat_key` is the one recorded with a candidate (no content
+    read), or else their :func:`content_hash` matches; then the stat key is recorded in the first
+    cache (``candidates[1:]``) that can be written, so the next run reads no content.  The cost of
+    a run with nothing to do is one ``stat`` a file, not one read and hash (issue 27).
+
     Returns ``(manifest, "")``, or ``(None, why not)`` for the log.
     """
     why = f"no manifest ({candidates[0]}, or a cache the first full run writes)"
+    usable: list[tuple[str, dict[str, Any]]] = []
     for path in candidates:
         try:
             with open(path, "rb") as handle:
@@ -111,10 +149,22 @@ def load_fresh(candidates: list[str], migrations_dir: str | os.PathLike[str], mo
             why = f"the manifest {path} is of another format"
         elif data.get("models") != models:
             why = f"the manifest {path} is for MODELS={data.get('models')}, not {models}"
-        elif content_hash(migrations_dir, data.get("files", [])) != data.get("content_hash"):
-            why = f"the manifest {path} is stale: the migration scripts or the models changed since it was written"
         else:
+            usable.append((path, data))
+    if not usable:
+        return None, why
+    key = stat_key(migrations_dir, usable[0][1].get("files", []))
+    for _path, data in usable:
+        if key is not None and data.get("stat_key") == key and data.get("files") == usable[0][1].get("files"):
             return data, ""
+    for path, data in usable:
+        if content_hash(migrations_dir, data.get("files", [])) == data.get("content_hash"):
+            if key is not None and data.get("files") == usable[0][1].get("files"):
+                for cache in candidates[1:]:
+                    if write(cache, {**data, "stat_key": key}, required=False):
+                        break
+            return data, ""
+        why = f"the manifest {path} is stale: the migration scripts or the models changed since it was written"
     return None, why
 
 
@@ -160,6 +210,7 @@ def build(script: ScriptDirectory, metadata: MetaData | None, *, models: str | N
         "models": None if models is None else str(models),
         "files": [str(f) for f in files],
         "content_hash": content_hash(migrations_dir, files),
+        "stat_key": stat_key(migrations_dir, files),
         "heads": sorted(str(head) for head in script.get_heads()),
         "revisions": sorted(str(rev.revision) for rev in script.walk_revisions()),
         "version_table": str(version_table),

@@ -461,6 +461,35 @@ def test_an_edited_migration_makes_the_manifest_stale(db_url, migrations):
     assert summary_line(result.out).endswith(AT_TARGET)
 
 
+def test_a_no_op_records_a_stat_key_and_an_edit_that_keeps_size_and_mtime_is_still_stale(sqlite_url, migrations):
+    # Issue 27: once the content matched, a no-op vouches for the files by stat alone. An edit that
+    # keeps the size and puts the mtime back (touch -r, tar, a reproducible build) still changes the ctime.
+    at_target(sqlite_url, migrations)
+    first = traced_run(sqlite_url, migrations)
+    assert first.code == 0, first.out
+    assert_fast(first)
+    keyed = [p for p in cached_manifests(sqlite_path(sqlite_url).parent) if marshal.loads(p.read_bytes()).get("stat_key")]
+    assert keyed, "the no-op did not record the stat key in its cache"
+    second = traced_run(sqlite_url, migrations)
+    assert second.code == 0, second.out
+    assert_fast(second)
+
+    models = migrations.path / "models.py"
+    text = models.read_text()
+    assert 'mapped_column(sa.String(32))  # ef6fab585ac1' in text
+    before = models.stat()
+    edited = text.replace('__tablename__ = "chat"', '__tablename__ = "chit"')
+    assert len(edited) == len(text) and edited != text
+    models.write_text(edited)
+    os.utime(models, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert models.stat().st_size == before.st_size and models.stat().st_mtime_ns == before.st_mtime_ns
+
+    result = traced_run(sqlite_url, migrations)
+
+    assert_slow(result, STALE)
+    assert result.code == 7, result.out  # the full path's verdict: table chit is missing
+
+
 def test_edited_models_make_the_manifest_stale_and_verification_catches_the_gap(db_url, migrations):
     at_target(db_url, migrations)
     migrations.edit_models(PHONE, PHONE + NICKNAME)
