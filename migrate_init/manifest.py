@@ -76,14 +76,17 @@ def cache_path(data_dir: str | os.PathLike[str], migrations_dir: str | os.PathLi
     return os.path.join(data_dir, CACHE_FOLDER, f"manifest-{key}.marshal")
 
 
-def _version_names(root: str) -> list[str]:
-    """The file names under ``versions/``, relative to ``root``, sorted."""
+def _named(what: str, root: str) -> Any:
+    """A SHA-256 begun with ``what``, the format and the file names under ``versions/`` (sorted)."""
     names: list[str] = []
     for folder, subfolders, filenames in os.walk(os.path.join(root, "versions")):
         # Bytecode is written next to the scripts whenever Python imports them.
         subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
         names.extend(os.path.relpath(os.path.join(folder, n), root) for n in filenames)
-    return sorted(names)
+    digest = sha256(f"migrate-init {what} {FORMAT}\0".encode())
+    for name in sorted(names):
+        digest.update(f"name\0{name}\0".encode())
+    return digest
 
 
 def stat_key(migrations_dir: str | os.PathLike[str], files: list[str]) -> str | None:
@@ -95,10 +98,7 @@ def stat_key(migrations_dir: str | os.PathLike[str], files: list[str]) -> str | 
     the key; a copy, a new image layer or a new container filesystem changes it too, and the
     content is hashed again, once (issue 27).  None when a file is missing.
     """
-    root = os.fspath(migrations_dir)
-    digest = sha256(f"migrate-init stat {FORMAT}\0".encode())
-    for name in _version_names(root):
-        digest.update(f"name\0{name}\0".encode())
+    digest = _named("stat", os.fspath(migrations_dir))
     for path in sorted(set(files)):
         try:
             st = os.stat(path)
@@ -106,15 +106,13 @@ def stat_key(migrations_dir: str | os.PathLike[str], files: list[str]) -> str | 
             return None
         digest.update(f"file\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0"
                       f"{st.st_dev}\0".encode())
-    return digest.hexdigest()
+    hexdigest: str = digest.hexdigest()
+    return hexdigest
 
 
 def content_hash(migrations_dir: str | os.PathLike[str], files: list[str]) -> str | None:
     """SHA-256 of ``versions/``'s file names and of every file listed; None when one is missing."""
-    root = os.fspath(migrations_dir)
-    digest = sha256(f"migrate-init manifest {FORMAT}\0".encode())
-    for name in _version_names(root):
-        digest.update(f"name\0{name}\0".encode())
+    digest = _named("manifest", os.fspath(migrations_dir))
     for path in sorted(set(files)):
         try:
             with open(path, "rb") as handle:
@@ -123,7 +121,8 @@ def content_hash(migrations_dir: str | os.PathLike[str], files: list[str]) -> st
             return None
         digest.update(f"file\0{path}\0{len(data)}\0".encode())
         digest.update(data)
-    return digest.hexdigest()
+    hexdigest: str = digest.hexdigest()
+    return hexdigest
 
 
 def load_fresh(candidates: list[str], migrations_dir: str | os.PathLike[str], models: str | None
