@@ -22,6 +22,9 @@ the medians; the goal is issue 14's.  It ends with one table.
 | 4 | bytes the image adds above its base (against a naive venv, measured)    | <= 40 MB      |
 | 5 | `docker run` of the image at target, against `docker run` of `true`     | <= 1.3x       |
 | 6 | 16 runners at once to the head, against 1 runner (wall time)            | <= 2x         |
+| 7 | generated linear chains of 10/100/500/1,000 revisions, stock env.py:     |               |
+|   | fresh, +1 and a no-op, against plain alembic (no-op: against the floor) | <= 1.0x / <= 1.25x |
+| 8 | a run with nothing to do at 1,000,000 rows, against the floor           | <= 1.25x      |
 
 Row 1 runs twice per engine: with the manifest baked into the folder (``migrate.py manifest``, as a
 derived image does) and with a mounted folder that has none, answered from the manifest the first
@@ -32,6 +35,12 @@ binary, or put it on PATH) gets 10 SQL migrations, the first holding the migrate
 
 PostgreSQL rows start a throw-away server (tests/support/pgserver.py), or use TEST_DATABASE_URL;
 MariaDB rows (1, 2 and 6; row 3 is SQLite and PostgreSQL) likewise (tests/support/myserver.py).
+Row 7 (issue 27) generates the chains in a folder made by ``alembic init`` (generic template): every
+10th revision creates a table, the others add a nullable column to it; migrate-init runs that folder
+as a user's (no MODELS), alembic runs it with the same ini.  It prints the per-revision slope of each
+side (ms per revision between the shortest and the longest chain), and the same chain written as
+plain SQL (``op.execute``) for alembic, the harder baseline, as information.
+
 Rows 4 and 5 need Docker and the image (IMAGE, default migrate-init:latest); without them they
 print "skipped: no image".  The benchmark is not a test: tests carry no timings.
 """
@@ -635,6 +644,153 @@ class Bench:
                          Side("1 runner", times[1]), "<= 2x", 2.0,
                          note="fresh database, wall time until the last exits"))
 
+    # -- 7: long chains -------------------------------------------------------------------
+
+    def chain(self, length: int, flavour: str = "ops") -> Path:
+        """``alembic init``'s generic folder with a generated linear chain of ``length`` revisions."""
+        folder = self.work / f"chain-{flavour}-{length}"
+        if folder.exists():
+            return folder
+        folder.mkdir()
+        self.check([ALEMBIC, "init", "--template", "generic", "migrations"], self.base_env(""), cwd=folder)
+        versions = folder / "migrations" / "versions"
+        previous = None
+        for index in range(length):
+            table = f"t{index // 10}"
+            if index % 10 == 0:
+                body = (f"op.execute('CREATE TABLE {table} (id INTEGER PRIMARY KEY, name VARCHAR(40))')"
+                        if flavour == "sql" else
+                        f"op.create_table('{table}', sa.Column('id', sa.Integer, primary_key=True), "
+                        "sa.Column('name', sa.String(40)))")
+            else:
+                body = (f"op.execute('ALTER TABLE {table} ADD COLUMN c{index} VARCHAR(40)')" if flavour == "sql"
+                        else f"op.add_column('{table}', sa.Column('c{index}', sa.String(40), nullable=True))")
+            revision = f"r{index:05d}"
+            (versions / f"{revision}.py").write_text(
+                f'"""step {index}"""\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
+                f"revision = {revision!r}\ndown_revision = {previous!r}\nbranch_labels = None\n"
+                f"depends_on = None\n\n\ndef upgrade():\n    {body}\n\n\ndef downgrade():\n    pass\n")
+            previous = revision
+        return folder
+
+    def chain_ini(self, folder: Path, url: str) -> Path:
+        sqlalchemy_url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
+        text = (folder / "alembic.ini").read_text()
+        lines = ["sqlalchemy.url = " + sqlalchemy_url.replace("%", "%%") if line.startswith("sqlalchemy.url")
+                 else line for line in text.splitlines()]
+        ini = folder / f"alembic-{uuid.uuid4().hex[:8]}.ini"
+        ini.write_text("\n".join(lines) + "\n")
+        return ini
+
+    def chain_env(self, folder: Path, url: str) -> dict[str, str]:
+        env = self.ours_env(url, folder / "migrations")
+        del env["MODELS"]
+        return env
+
+    def m7(self):
+        lengths = (10, 100) if self.quick else (10, 100, 500, 1000)
+        rounds = max(2, self.rounds // 3)
+        for engine, server in self.engines(mariadb=False):
+            slopes: dict[str, list[tuple[int, float]]] = {}
+            for length in lengths:
+                folder = self.chain(length)
+                inis: dict[str, Path] = {}
+
+                def fresh(name, folder=folder, engine=engine, server=server, length=length):
+                    url = self.fresh(engine, server)
+                    inis[url] = self.chain_ini(folder, url)
+                    if name.startswith("+1"):
+                        self.check([ALEMBIC, "-c", inis[url], "upgrade", f"r{length - 2:05d}"], self.base_env(""))
+                    return url
+
+                def side(make_argv):
+                    def run(url):
+                        argv, env = make_argv(url)
+                        try:
+                            return self.timed(argv, env)
+                        finally:
+                            self.drop(url, server)
+                    return run
+
+                ours = side(lambda url, folder=folder: ([PYTHON, MIGRATE], self.chain_env(folder, url)))
+                base = side(lambda url: ([ALEMBIC, "-c", inis[url], "upgrade", "head"], self.base_env("")))
+                sides = {"fresh ours": ours, "fresh alembic": base, "+1 ours": ours, "+1 alembic": base}
+                self.alternate(sides, 1, before=fresh)
+                times = self.alternate(sides, rounds, before=fresh)
+                for kind in ("fresh", "+1"):
+                    self.add(Row(7, f"{kind} chain of {length}, {engine}", Side(f"migrate.py, {kind}",
+                                 times[f"{kind} ours"]), Side(f"alembic upgrade head, {kind}",
+                                 times[f"{kind} alembic"]), "<= 1.0x", 1.0,
+                                 note="generated chain, stock env.py; baseline: plain alembic on the same folder"))
+                    for who in ("ours", "alembic"):
+                        slopes.setdefault(f"{kind} {who}", []).append(
+                            (length, statistics.median(times[f"{kind} {who}"])))
+                # The no-op at this length, against the floor.
+                url = self.fresh(engine, server)
+                self.check([PYTHON, MIGRATE], self.chain_env(folder, url))
+                self.check([PYTHON, MIGRATE], self.chain_env(folder, url))
+                floor_target = url[len("sqlite:///"):] if server is None else url
+                noop = self.alternate({
+                    "ours": lambda _c, url=url, folder=folder: self.timed([PYTHON, MIGRATE],
+                                                                          self.chain_env(folder, url)),
+                    "floor": lambda _c, url=floor_target: self.timed([PYTHON, self.floors[engine], url],
+                                                                     self.base_env("")),
+                }, self.rounds)
+                self.drop(url, server)
+                self.add(Row(7, f"no-op at a chain of {length}, {engine}", Side("migrate.py at target", noop["ours"]),
+                             Side(f"floor: python + {FLOOR_DRIVERS[engine]} version query", noop["floor"]),
+                             "<= 1.25x", 1.25, note="floor: python + one version query with the same bare driver"))
+                slopes.setdefault("no-op ours", []).append((length, statistics.median(noop["ours"])))
+            # The harder baseline: the longest chain written as plain SQL, for alembic.
+            longest = lengths[-1]
+            sql = self.chain(longest, "sql")
+            inis = {}
+
+            def fresh_sql(_name, engine=engine, server=server, sql=sql):
+                url = self.fresh(engine, server)
+                inis[url] = self.chain_ini(sql, url)
+                return url
+
+            def sql_alembic(url, server=server):
+                try:
+                    return self.timed([ALEMBIC, "-c", inis[url], "upgrade", "head"], self.base_env(""))
+                finally:
+                    self.drop(url, server)
+
+            def sql_ours(url, server=server, sql=sql):
+                try:
+                    return self.timed([PYTHON, MIGRATE], self.chain_env(sql, url))
+                finally:
+                    self.drop(url, server)
+
+            times = self.alternate({"ours": sql_ours, "alembic": sql_alembic}, rounds, before=fresh_sql)
+            self.add(Row(7, f"fresh chain of {longest} as plain SQL, {engine}", Side("migrate.py", times["ours"]),
+                         Side("alembic upgrade head", times["alembic"]), "info", None,
+                         note="the chain written as op.execute(SQL): the harder baseline"))
+            for name, points in slopes.items():
+                (short, low), (long_, high) = points[0], points[-1]
+                self.note(f"{engine} slope, {name}: {(high - low) * 1000 / (long_ - short):.2f} ms per revision "
+                          f"({short} -> {long_})")
+
+    # -- 8: a no-op on a big table --------------------------------------------------------
+
+    def m8(self):
+        big = self.args.rows or (50_000 if self.quick else 1_000_000)
+        for engine, server in self.engines(mariadb=False):
+            url = self.template(engine, server, big)
+            self.check([PYTHON, MIGRATE], self.ours_env(url))
+            self.check([PYTHON, MIGRATE], self.ours_env(url))
+            floor_target = url[len("sqlite:///"):] if server is None else url
+            times = self.alternate({
+                "ours": lambda _c, url=url: self.timed([PYTHON, MIGRATE], self.ours_env(url)),
+                "floor": lambda _c, url=floor_target: self.timed([PYTHON, self.floors[engine], url],
+                                                                 self.base_env("")),
+            }, self.rounds)
+            self.drop(url, server)
+            self.add(Row(8, f"no-op at {big:,} rows, {engine}", Side("migrate.py at target", times["ours"]),
+                         Side(f"floor: python + {FLOOR_DRIVERS[engine]} version query", times["floor"]),
+                         "<= 1.25x", 1.25, note="floor: python + one version query with the same bare driver"))
+
     # -- the table ----------------------------------------------------------------------
 
     def table(self) -> str:
@@ -663,7 +819,7 @@ class Bench:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="The issue 14 benchmark: ours against the baselines.")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller tables (a smoke run)")
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="the measurements to run, e.g. 1,6")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="the measurements to run, e.g. 1,6")
     parser.add_argument("--sqlite-only", action="store_true", help="skip the PostgreSQL and MariaDB rows")
     parser.add_argument("--rounds", type=int, default=0, help="rounds per measurement (row 1 runs twice as many)")
     parser.add_argument("--rows", type=int, default=0, help="users and chats of measurement 3's big side")
