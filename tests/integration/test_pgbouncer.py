@@ -162,3 +162,21 @@ def test_a_runner_killed_while_waiting_for_the_lock_through_pgbouncer_leaves_no_
     holder.kill()  # the holder too: then nobody holds anything
 
     _next_run_is_not_held(direct, url, migrations, tmp_path / "next.log")
+
+
+def test_a_server_idle_in_transaction_timeout_does_not_end_the_held_lock(
+        bouncer: PgBouncer, pg_server: PgServer, fresh: list[str], tmp_path: Path) -> None:
+    """The lock's transaction sits idle while the migration runs on another connection; a database
+    default idle_in_transaction_session_timeout would end it, and the lock, half-way (not SET LOCAL to 0)."""
+    direct = new_database(pg_server, fresh)
+    pg_server.psql(f'ALTER DATABASE "{database_name(direct)}" SET idle_in_transaction_session_timeout = 1500')
+    migrations = build_chain(tmp_path / "migrations", ("robust_slow", "slow"))
+    env = migrate_env(bouncer.through(direct), migrations, ROBUST_SLOW_SECONDS=4, LOCK_TIMEOUT=120)
+    runners = [Runner(env, tmp_path / f"runner-{i}.log") for i in range(4)]
+    codes = [runner.wait(180) for runner in runners]
+    outs = [runner.out for runner in runners]
+
+    assert codes == [0] * len(runners), "\n\n".join(outs)
+    assert upgrade_counts(outs)["robust_slow"] == 1, "\n\n".join(outs)
+    assert_at_head(direct, ["robust_slow"], slow_tables=("robust_slow",))
+    assert_no_lock_left(direct)
