@@ -25,6 +25,7 @@ the medians; the goal is issue 14's.  It ends with one table.
 | 7 | generated linear chains of 10/100/500/1,000 revisions, stock env.py:     |               |
 |   | fresh, +1 and a no-op, against plain alembic (no-op: against the floor) | <= 1.0x / <= 1.25x |
 | 8 | a run with nothing to do at 1,000,000 rows, against the floor           | <= 1.25x      |
+| 9 | 16 runners through PgBouncer (transaction, session), against direct     | info          |
 
 Row 1 runs twice per engine: with the manifest baked into the folder (``migrate.py manifest``, as a
 derived image does) and with a mounted folder that has none, answered from the manifest the first
@@ -615,31 +616,32 @@ class Bench:
 
     # -- 6: sixteen runners at once ---------------------------------------------------
 
+    def runners(self, server, count: int, through=None):
+        """A side: ``count`` runners at once on a fresh database (through ``through(url)``), wall time."""
+        def run(url):
+            env = self.ours_env(through(url) if through else url)
+            try:
+                started = time.perf_counter()
+                procs = [subprocess.Popen([PYTHON, MIGRATE], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True) for _ in range(count)]
+                outs = [proc.communicate()[0] for proc in procs]
+                elapsed = time.perf_counter() - started
+                for proc, out in zip(procs, outs):
+                    if proc.returncode != 0:
+                        raise SystemExit(f"bench: a runner exited {proc.returncode}:\n{out}")
+                upgraded = sum("Upgraded base (empty)" in out for out in outs)
+                if upgraded != 1:
+                    raise SystemExit(f"bench: {upgraded} runners upgraded, not 1")
+                return elapsed
+            finally:
+                self.drop(url, server)
+        return run
+
     def m6(self):
         rounds = max(2, self.rounds // 2)
         for engine, server in self.engines():
-            def side(count):
-                def run(url):
-                    env = self.ours_env(url)
-                    try:
-                        started = time.perf_counter()
-                        procs = [subprocess.Popen([PYTHON, MIGRATE], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                                                  stderr=subprocess.STDOUT, text=True) for _ in range(count)]
-                        outs = [proc.communicate()[0] for proc in procs]
-                        elapsed = time.perf_counter() - started
-                        for proc, out in zip(procs, outs):
-                            if proc.returncode != 0:
-                                raise SystemExit(f"bench: a runner exited {proc.returncode}:\n{out}")
-                        upgraded = sum("Upgraded base (empty)" in out for out in outs)
-                        if upgraded != 1:
-                            raise SystemExit(f"bench: {upgraded} runners upgraded, not 1")
-                        return elapsed
-                    finally:
-                        self.drop(url, server)
-                return run
-
-            times = self.alternate({16: side(16), 1: side(1)}, rounds,
-                                   before=lambda _n: self.fresh(engine, server))
+            times = self.alternate({16: self.runners(server, 16), 1: self.runners(server, 1)}, rounds,
+                                   before=lambda _n, engine=engine, server=server: self.fresh(engine, server))
             self.add(Row(6, f"16 runners at once vs 1, {engine}", Side("16 runners, until the last exits", times[16]),
                          Side("1 runner", times[1]), "<= 2x", 2.0,
                          note="fresh database, wall time until the last exits"))
@@ -790,6 +792,34 @@ class Bench:
             self.add(Row(8, f"no-op at {big:,} rows, {engine}", Side("migrate.py at target", times["ours"]),
                          Side(f"floor: python + {FLOOR_DRIVERS[engine]} version query", times["floor"]),
                          "<= 1.25x", 1.25, note="floor: python + one version query with the same bare driver"))
+    # -- 9: sixteen runners through PgBouncer -----------------------------------------------
+
+    def m9(self):
+        server = None if self.args.sqlite_only else self.postgres()
+        if server is None:
+            self.skip(7, "16 runners through PgBouncer vs direct", "skipped: no PostgreSQL")
+            return
+        try:
+            from tests.support.pgbouncer import in_front_of
+        except ImportError as exc:
+            self.skip(7, "16 runners through PgBouncer vs direct", f"skipped: {exc}")
+            return
+        for mode in ("transaction", "session"):
+            try:
+                bouncer = in_front_of(server, mode)
+            except Exception as exc:
+                self.skip(7, f"16 runners through PgBouncer ({mode}) vs direct", f"skipped: {exc}")
+                return
+            try:
+                times = self.alternate({"pgbouncer": self.runners(server, 16, bouncer.through),
+                                        "direct": self.runners(server, 16)}, max(2, self.rounds // 2),
+                                       before=lambda _n: self.fresh("PostgreSQL", server))
+            finally:
+                bouncer.stop()
+            self.add(Row(9, f"16 runners through PgBouncer ({mode}) vs direct",
+                         Side(f"16 runners through PgBouncer, pool_mode={mode}", times["pgbouncer"]),
+                         Side("16 runners, direct", times["direct"]), "info", None,
+                         note="fresh database, Debian's pgbouncer with its packaged pool sizes (issue 23)"))
 
     # -- the table ----------------------------------------------------------------------
 
@@ -819,7 +849,7 @@ class Bench:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="The issue 14 benchmark: ours against the baselines.")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller tables (a smoke run)")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="the measurements to run, e.g. 1,6")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9", help="the measurements to run, e.g. 1,6")
     parser.add_argument("--sqlite-only", action="store_true", help="skip the PostgreSQL and MariaDB rows")
     parser.add_argument("--rounds", type=int, default=0, help="rounds per measurement (row 1 runs twice as many)")
     parser.add_argument("--rows", type=int, default=0, help="users and chats of measurement 3's big side")

@@ -211,10 +211,10 @@ def _mysql_read_only(dbapi_connection: Any, _record: Any) -> None:
 
 def _postgresql_read_only(dbapi_connection: Any, record: Any) -> None:
     _postgresql_connect(dbapi_connection, record)
-    with dbapi_connection.cursor() as cursor:
-        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-    if not getattr(dbapi_connection, "autocommit", True):
-        dbapi_connection.commit()
+    # psycopg2 then opens each transaction with BEGIN READ ONLY.  Not SET SESSION
+    # CHARACTERISTICS: behind PgBouncer in transaction pooling that lands on a pooled
+    # server connection and makes another client's migration read-only (issue 23).
+    dbapi_connection.readonly = True
 
 
 # -- the folder ----------------------------------------------------------------

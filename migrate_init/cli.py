@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Configuration comes from the environment (DATABASE_URL, MIGRATIONS_DIR, MODELS, ...). Exit "
                "codes: 0 ok, 1 migration failed, 2 configuration, 3 unreachable, 4 access denied, 5 lock "
                "timeout, 6 unknown revision, 7 verification failed, 8 destructive refused, 9 dependency "
-               "install failed, 10 timeout, 130/143 stopped by a signal. The repository's README and docs/ describe each variable.",
+               "install failed, 10 timeout, 11 read-only standby, 130/143 stopped by a signal. The repository's README and docs/ describe each variable.",
     )
     parser.add_argument("--version", action="version", version=f"migrate-init {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

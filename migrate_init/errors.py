@@ -178,6 +178,17 @@ class MigrationTimeout(MigrateInitError):
         self.phase = phase
 
 
+class ReadOnlyStandby(MigrateInitError):
+    """DATABASE_URL reaches a read-only standby (a server in recovery), and the command would write (exit 11).
+
+    Not exit 4: nothing is wrong with the credentials, and not exit 3: the
+    server answers; the URL names the wrong server of a replicated pair.
+    """
+
+    exit_code = 11
+    outcome = "read_only_standby"
+
+
 #: The signals a container is stopped with; anything else is named by number.
 #: A table, not ``signal.Signals(signum)``: building this error must not fail.
 _SIGNAL_NAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 6: "SIGABRT", 9: "SIGKILL",

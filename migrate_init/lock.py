@@ -11,11 +11,20 @@ The kernel drops it when the holder's process dies.  The file records who
 holds it, so a waiter that gives up can say.  Locks on network filesystems
 cannot be trusted, so those are refused unless SQLITE_ALLOW_NETWORK_FS=true.
 
-PostgreSQL: a session-level advisory lock on a connection of its own, taken
-by polling ``pg_try_advisory_lock``.  A blocked ``pg_advisory_lock`` waiter
-would sit in the lock queue and make the holder's ``CREATE INDEX
-CONCURRENTLY`` wait for it.  The lock dies with the session, so a killed
-holder never leaves it behind.
+PostgreSQL: a transaction-level advisory lock, taken by polling
+``pg_try_advisory_xact_lock`` in a transaction that stays open for as long
+as the lock is held; release is ROLLBACK.  Not a session lock: behind
+PgBouncer in transaction pooling, the next transaction of a session may run
+on another server connection, where a session lock taken in the previous one
+is not held (issue 23).  An open transaction keeps its server connection,
+whatever the pooler; when the client dies the transaction ends and the lock
+with it (PgBouncer closes a server connection whose client left mid-
+transaction).  Each poll that fails ends its transaction at once, so a
+waiter holds no server connection between polls.  A blocked
+``pg_advisory_xact_lock`` waiter would sit in the lock queue and make the
+holder's ``CREATE INDEX CONCURRENTLY`` wait for it.  Nothing in that session
+may end the transaction: the reader's reads under the lock run in savepoints
+(:class:`probe.PostgresqlReader`).
 
 MySQL: ``GET_LOCK(name, 0)``, polled the same way on a connection of its
 own; it too dies with the session.
@@ -34,7 +43,14 @@ import os
 import time
 
 from . import retry
-from .errors import AccessDenied, DatabaseUnreachable, DiskFull, LockTimeout, MigrateInitError
+from .errors import (
+    AccessDenied,
+    DatabaseUnreachable,
+    DiskFull,
+    LockTimeout,
+    MigrateInitError,
+    ReadOnlyStandby,
+)
 from .wait import check_filesystem
 
 TYPE_CHECKING = False
@@ -417,14 +433,19 @@ def postgresql_lock(connection: Any, database: str, *, version_table: str = "ale
     """The advisory lock ``advisory_key(database, version_table)`` on ``connection``.
 
     ``connection`` is an open psycopg2 connection dedicated to the lock (it is
-    put in autocommit mode and given statement_timeout=5s); ``release()``
-    unlocks and closes it.  ``database`` is the database's name, as in the URL.
+    put in autocommit mode; the lock opens and ends its own transactions);
+    ``release()`` rolls the lock's transaction back and closes it.
+    ``database`` is the database's name, as in the URL.
 
     ``shared``: the connection is the run's reader (:class:`probe.PostgresqlReader`,
-    autocommit, its own statement_timeout), used between its reads: one session
-    per runner instead of two (issue 14: 16 runners start at once).  ``release()``
-    then ends every advisory lock of the session (``pg_advisory_unlock_all``, which
-    also ends one granted to an attempt that was cancelled) and leaves it open.
+    autocommit), used between its reads: one session per runner instead of two
+    (issue 14: 16 runners start at once; behind PgBouncer in session pooling,
+    a second one each would exhaust the default pool of 20).  While the lock is
+    held the reader reads in savepoints of the lock's transaction.
+    ``release()`` ends that transaction and leaves the connection open.
+
+    A server in recovery (a hot standby) cannot take the lock: ``acquire()``
+    raises :class:`ReadOnlyStandby` at once, whatever LOCK_TIMEOUT says.
     """
     return _PostgresqlLock(connection, advisory_key(database, version_table), timeout=timeout,
                            checkpoint=checkpoint, on_wait=on_wait, shared=shared)
@@ -438,6 +459,14 @@ _HOLDER_SQL = (
     "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) "
     "LIMIT 1"
 )
+#: Opens each transaction of the lock's session.  SET LOCAL, not SET: behind PgBouncer in
+#: transaction pooling a session setting lands on whichever server connection ran it, and
+#: stays there for the next client.  The server's idle_in_transaction_session_timeout (or the
+#: role's) would otherwise end the held transaction, and the lock with it, mid-migration.
+_BEGIN = (f"BEGIN; SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}; "
+          "SET LOCAL idle_in_transaction_session_timeout = 0; ")
+#: NULL on a server in recovery, where taking the lock would be an error that aborts the poll.
+_TRY_SQL = _BEGIN + "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_try_advisory_xact_lock(%s) END"
 
 
 def holder_postgresql(connection: Any, database: str,
@@ -472,7 +501,7 @@ class _PostgresqlLock(MigrationLock):
                          checkpoint=checkpoint, on_wait=on_wait)
 
     def _execute(self, statement: str, parameters: tuple[object, ...] = ()) -> Any:
-        """Run one statement; return its first row.  A lost connection is DatabaseUnreachable."""
+        """Run statements; return the last one's first row.  A lost connection is DatabaseUnreachable."""
         import psycopg2
         import psycopg2.extensions
 
@@ -485,43 +514,65 @@ class _PostgresqlLock(MigrationLock):
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             raise _unreachable(self._description, _where_postgresql(self.connection), exc) from None
 
+    def _in_transaction(self) -> bool:
+        import psycopg2.extensions
+
+        return bool(self.connection.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE)
+
     def _open(self) -> None:
         if self.connection.closed:
             raise RuntimeError(f"The connection for {self._description} is closed; a PostgreSQL "
                                "lock serves once: make a new one with its own connection.")
-        if self.shared:
-            return  # the reader's session: autocommit, with its own statement_timeout
-        if not self.connection.autocommit:
-            self.connection.autocommit = True
-        self._execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        if not self.shared and not self.connection.autocommit:
+            self.connection.autocommit = True  # the lock opens and ends its transactions itself
 
     def _try_lock(self) -> bool:
         import psycopg2.extensions
 
         try:
-            row = self._execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
+            row = self._execute(_TRY_SQL, (self.key,))
         except psycopg2.extensions.QueryCanceledError:
             # A server too busy to answer in statement_timeout, or a stop request
             # that cancelled the query: the checkpoint, next, tells them apart.
-            # A lock granted just before the cancel dies when release() closes the session.
+            self._execute("ROLLBACK")
             return False
+        if row is None or row[0] is None:
+            self._execute("ROLLBACK")
+            raise _standby(self._description, _where_postgresql(self.connection))
+        if not row[0]:
+            self._execute("ROLLBACK")  # a waiter keeps no transaction, so no server connection, between polls
         return bool(row[0])
 
     def _describe_holder(self) -> str:
-        row = self._execute(_HOLDER_SQL, _key_parts(self.key))
+        try:
+            row = self._execute(_BEGIN + _HOLDER_SQL, _key_parts(self.key))
+        finally:
+            if not self.connection.closed and self._in_transaction():
+                self._execute("ROLLBACK")
         return "a session that has just released it" if row is None else _describe_backend(row)
 
     def _unlock(self) -> None:
-        self._execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+        self._execute("ROLLBACK")  # a transaction-level lock ends with its transaction
 
     def _close(self) -> None:
         if self.connection.closed:
             return
         if self.shared:
-            # The session goes on (the reader's): end every advisory lock it holds instead.
-            self._execute("SELECT pg_advisory_unlock_all()")
+            # The session goes on (the reader's): end the lock's transaction, if a failed
+            # acquire() or a lost unlock left it open.
+            if self._in_transaction():
+                self._execute("ROLLBACK")
             return
-        self.connection.close()  # the session ends: every lock it held is gone
+        self.connection.close()  # the session ends: its transaction and the lock with it
+
+
+def _standby(description: str, where: str) -> ReadOnlyStandby:
+    return ReadOnlyStandby(
+        f"The PostgreSQL server at {where} is a read-only standby (in recovery), so {description} "
+        "cannot be taken and nothing can be migrated there. Nothing was changed. Point DATABASE_URL "
+        "at the primary, or list every host with target_session_attrs=read-write "
+        "(postgresql://user:password@host1:5432,host2:5432/db?target_session_attrs=read-write)."
+    )
 
 
 def _describe_backend(row: tuple[Any, ...]) -> str:

@@ -331,23 +331,53 @@ class PostgresqlReader(Reader):
         self.connection.autocommit = True
         self.cursor = self.connection.cursor()
         timeout_ms = max(1, int(statement_timeout * 1000))
-        # Statements that need no answer of their own share a round trip with the next (issue 14).
-        self.cursor.execute(f"SET statement_timeout = {timeout_ms}; SET lock_timeout = {timeout_ms}")
+        # SET LOCAL in each read, not SET once: behind PgBouncer in transaction pooling a
+        # session setting lands on whichever server connection ran it (and stays there for
+        # the next client), not on the ones this session's later reads get (issue 23).
+        self._bounds = f"SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL lock_timeout = {timeout_ms}; "
+
+    def _begin(self, statement: str, parameters: tuple[object, ...] | None = None) -> str:
+        """Open one bounded read and run ``statement`` in it; return what ends the read.
+
+        A transaction of its own (REPEATABLE READ READ ONLY), or, while the
+        migration lock is held in this session, a savepoint of the lock's
+        transaction (:func:`lock.postgresql_lock`): a ROLLBACK there would
+        release the lock.  Rolling the savepoint back releases the table locks
+        the read took, so a migration is never held up by them.  One round trip
+        with the statements before it: psycopg2 returns the last statement's rows.
+        """
+        import psycopg2.extensions
+
+        if self.connection.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            start, end = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; ", "ROLLBACK"
+        else:
+            # Read-only too: a savepoint may set it (not back), and its rollback undoes it.
+            start = "SAVEPOINT migrate_init_read; SET LOCAL transaction_read_only = on; "
+            end = "ROLLBACK TO SAVEPOINT migrate_init_read; RELEASE SAVEPOINT migrate_init_read"
+        try:
+            self.cursor.execute(start + self._bounds + statement, parameters)
+        except BaseException:
+            try:
+                self._end(end)
+            except Exception:  # the read's own error is the one to tell
+                pass
+            raise
+        return end
+
+    def _end(self, end: str) -> None:
+        if not self.connection.closed:
+            self.cursor.execute(end)
 
     def snapshot(self, version_table: str) -> Snapshot:
         cursor = self.cursor
+        # What SQLAlchemy's inspector lists in the default schema: tables and
+        # partitioned tables (relkind r, p), live columns (generated ones too).
+        end = self._begin("SELECT c.relname, a.attname FROM pg_catalog.pg_class AS c "
+                          "JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
+                          "JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid "
+                          "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
+                          "AND a.attnum > 0 AND NOT a.attisdropped")
         try:
-            # What SQLAlchemy's inspector lists in the default schema: tables and
-            # partitioned tables (relkind r, p), live columns (generated ones too).
-            # One round trip with the BEGIN: psycopg2 returns the last statement's rows.
-            cursor.execute(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-                "SELECT c.relname, a.attname FROM pg_catalog.pg_class AS c "
-                "JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
-                "JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid "
-                "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
-                "AND a.attnum > 0 AND NOT a.attisdropped"
-            )
             live: dict[str, set[str]] = {}
             for table, column in cursor.fetchall():
                 live.setdefault(table, set()).add(column)
@@ -361,28 +391,30 @@ class PostgresqlReader(Reader):
                 seeded = frozenset(row[0] for row in cursor.fetchall())
             return Snapshot(versions, live, seeded)
         finally:
-            cursor.execute("ROLLBACK")
+            self._end(end)
 
     def versions(self, version_table: str) -> tuple[str, ...] | None:
         cursor = self.cursor
-        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (_quote(version_table),))
-        if not cursor.fetchone()[0]:
-            return None
-        cursor.execute(f"SELECT version_num FROM {_quote(version_table)}")
-        return tuple(sorted(row[0] for row in cursor.fetchall()))
+        end = self._begin("SELECT to_regclass(%s) IS NOT NULL", (_quote(version_table),))
+        try:
+            if not cursor.fetchone()[0]:
+                return None
+            cursor.execute(f"SELECT version_num FROM {_quote(version_table)}")
+            return tuple(sorted(row[0] for row in cursor.fetchall()))
+        finally:
+            self._end(end)
 
     def counts(self, tables: Iterable[str]) -> dict[str, int | None]:
         import psycopg2
 
         cursor = self.cursor
         result: dict[str, int | None] = {}
+        # Three round trips when no table is locked: the live tables, every count at once, the end.
+        end = self._begin(f"SET LOCAL lock_timeout = {int(_COUNT_LOCK_WAIT * 1000)}; "
+                          "SELECT c.relname FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace "
+                          "AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+                          "AND c.relkind IN ('r', 'p')")
         try:
-            # Three round trips when no table is locked: the live tables, every count at once, the end.
-            cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-                           f"SET LOCAL lock_timeout = {int(_COUNT_LOCK_WAIT * 1000)}; "
-                           "SELECT c.relname FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace "
-                           "AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
-                           "AND c.relkind IN ('r', 'p')")
             live = {row[0] for row in cursor.fetchall()}
             wanted = [table for table in dict.fromkeys(tables) if table in live]
             if wanted:
@@ -407,7 +439,7 @@ class PostgresqlReader(Reader):
                 if self.checkpoint is not None:
                     self.checkpoint()  # a cancelled count may be the stop: honour it here
         finally:
-            cursor.execute("ROLLBACK")
+            self._end(end)
         return result
 
     def estimates(self, tables: Iterable[str]) -> dict[str, int]:

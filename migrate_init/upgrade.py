@@ -19,6 +19,7 @@ from . import lock, report, wait
 from .errors import (
     AccessDenied,
     ConfigError,
+    DatabaseUnreachable,
     DiskFull,
     Interrupted,
     MigrateInitError,
@@ -26,6 +27,7 @@ from .errors import (
     MigrationTimeout,
     ScriptError,
     SeedFailed,
+    causes,
     classify,
     first_line,
     undone,
@@ -143,6 +145,22 @@ def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog,
         held.release()
 
 
+def _connection_lost(failure: MigrationFailed, backend: str) -> DatabaseUnreachable:
+    """The server went away under a migration (a restart, a failover): exit 3, the revision named.
+
+    Not the fallback: it would need the same server.  Nothing else is read or
+    tried either: the migration lock went with the session (issue 23).
+    """
+    revision = failure.revision or "a migration"
+    cause = next((link for link in causes(failure) if not isinstance(link, MigrateInitError)), failure)
+    return DatabaseUnreachable(
+        f"The connection to the database was lost during revision {revision} (the server restarted, "
+        f"failed over or dropped the session): {first_line(cause)}. {undone(backend, 'That revision')}, "
+        "and the migration lock went with the connection. Nothing more was attempted. Run again once "
+        "the database answers (at the primary); the next run applies that revision again."
+    )
+
+
 # -- the work, under the lock ------------------------------------------------------
 
 def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected,
@@ -190,6 +208,8 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
                 watchdog.set_interruptible(False)
         except MigrationFailed as exc:
             watchdog.checkpoint()  # a cancelled statement is the stop, not a failed migration
+            if cfg.database.backend != "sqlite" and classify(exc) == "unreachable":
+                raise _connection_lost(exc, cfg.database.backend) from exc
             failure = exc
         except BaseException as exc:
             running = progress.failed_revision

@@ -483,6 +483,10 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
         username = _unquote(userinfo[0])
         password = _unquote(userinfo[1]) if userinfo[1] is not None else None
         rest = rest[userinfo[2]:]
+    hosts: tuple[tuple[str, str], ...] = ()
+    if "," in rest[:_run_until(rest, 0, "/?")] and \
+            _BACKENDS.get(scheme.partition("+")[0].lower(), scheme.partition("+")[0].lower()) == "postgresql":
+        rest, hosts = _multihost_authority(rest, raw, variable)
     location = scan_location(rest)
     if location is None:
         raise ConfigError(
@@ -513,6 +517,12 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
         from urllib.parse import parse_qsl
 
         query = tuple(parse_qsl(location["query"]))
+    if hosts:
+        if any(key in ("host", "port") for key, _ in query):
+            raise ConfigError(f"{variable} ({redact(raw)}) lists hosts both before the database name and "
+                              "in host= or port= options. Use one form: postgresql://user:password@"
+                              "host1:5432,host2:5432/dbname?target_session_attrs=read-write.")
+        query = hosts + query
     url = Url(scheme, username=username, password=password, host=host, port=port,
               database=database, query=query)
     if url.backend == "sqlite":
@@ -523,6 +533,34 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
             "name it after the host, as in mysql://user:password@host:3306/dbname."
         )
     return url
+
+
+def _multihost_authority(rest: str, raw: str, variable: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """libpq's multi-host form ``h1:p1,h2:p2`` (before the database name): the rest, and the hosts.
+
+    SQLAlchemy's grammar has one host and one port, so the hosts become its own
+    multi-host options (``?host=h1:p1&host=h2:p2``), which reach libpq as the
+    same comma lists (:meth:`Url.connect_kwargs_psycopg2`); libpq then tries them
+    in order, as target_session_attrs says.
+    """
+    end = _run_until(rest, 0, "/?")
+    hosts: list[tuple[str, str]] = []
+    for entry in rest[:end].split(","):
+        host, _, port = entry.partition(":")
+        if not host or "[" in entry or "]" in entry or ":" in port:
+            raise ConfigError(
+                f"{variable} ({redact(raw)}) lists several hosts, and {entry!r} is not a host name or "
+                "IPv4 address with an optional port. Write host:port pairs separated by commas "
+                "(postgresql://user:password@host1:5432,host2:5432/dbname); an IPv6 address needs "
+                "the host=[...] option of libpq's own connection strings, which this URL cannot carry."
+            )
+        if port and not (port.isascii() and port.isdigit() and 0 < int(port) <= 65535):
+            raise ConfigError(
+                f"{variable} ({redact(raw)}) gives the host {host} the port {port!r}, which is not a "
+                "port number (1 to 65535; 5432 for PostgreSQL)."
+            )
+        hosts.append(("host", f"{_unquote(host)}:{port}" if port else _unquote(host)))
+    return rest[end:], tuple(hosts)
 
 
 def _check_sqlite(url: Url, raw: str, variable: str) -> None:

@@ -78,6 +78,11 @@ _missing_apt_packages() {
 	if [ ! -x /usr/sbin/mariadbd ] || ! command -v mariadb-install-db >/dev/null; then
 		echo mariadb-server
 	fi
+	# tests/support/pgbouncer.py runs Debian's pgbouncer in front of the test server
+	# (tests/integration/test_pgbouncer.py; never skipped).
+	if [ ! -x /usr/sbin/pgbouncer ]; then
+		echo pgbouncer
+	fi
 	if ! command -v shellcheck >/dev/null; then
 		echo shellcheck
 	fi

@@ -3,7 +3,8 @@
 - ``process``: run migrate.py (or any Python) as a real process with a minimal
   environment, in its own process group; ``Runner`` for runs that are killed or
   signalled; ``run_unprivileged`` for a run held to file permissions.
-- ``pgserver``: the throwaway PostgreSQL server behind the ``pg_*`` fixtures.
+- ``pgserver``: the throwaway PostgreSQL server behind the ``pg_*`` fixtures, and its hot standby.
+- ``pgbouncer``: Debian's PgBouncer in front of it, in transaction or session pooling.
 - ``dbstate``: what a real database holds, read back for assertions.
 - ``chains``: an editable copy of migrations/ with revisions added, removed or
   rewritten (the one builder of such copies), and the fixture revisions.

@@ -1,9 +1,11 @@
 """The migration lock seen from outside migrate.py: held by another session, or left behind.
 
-SQLite: an flock on the lock file beside the database.  PostgreSQL: a
-session-level advisory lock on a key derived from the database name.  Both
-come from the product (migrate_init.lock), so that the tests hold and look
-for exactly the lock migrate.py takes.
+SQLite: an flock on the lock file beside the database.  PostgreSQL: an
+advisory lock on a key derived from the database name (migrate.py takes it
+transaction-level, in an open transaction; a session-level one held here
+on the same key excludes it just the same).  Both come from the product
+(migrate_init.lock), so that the tests hold and look for exactly the lock
+migrate.py takes.
 """
 
 from __future__ import annotations

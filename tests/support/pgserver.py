@@ -198,6 +198,51 @@ class PgServer:
             f"attempts:\n{last_error}"
         )
 
+    def restart(self, mode: str = "fast") -> None:
+        """``pg_ctl restart -m MODE``: every session ends (a failover's first half), and it answers again."""
+        if self._tmp is None:
+            raise PgServerError("restart() needs a server this object started (not TEST_DATABASE_URL's).")
+        self._run(self._pg("pg_ctl"), "restart", "-w", "-t", str(START_TIMEOUT), "-m", mode,
+                  "-D", str(self._tmp / "data"), "-l", str(self._tmp / "server.log"))
+
+    def start_standby(self) -> PgServer:
+        """A hot standby of this server, streaming from it: ``pg_basebackup -R``, on another free port.
+
+        A real replica: it answers read-only queries, refuses writes and advisory
+        locks (it is in recovery), and replays what the primary commits.  Stop it
+        with its own ``stop()``.
+        """
+        if self._tmp is None or self._url is None:
+            raise PgServerError("A standby needs a server this object started (not TEST_DATABASE_URL's).")
+        standby = PgServer(external_url="")
+        standby._bin, standby._run_as = self._bin, self._run_as
+        standby._tmp = Path(tempfile.mkdtemp(prefix="pgstandby-", dir=self._temp_base()))
+        atexit.register(standby.stop)
+        try:
+            if self._run_as:
+                shutil.chown(standby._tmp, user=self._run_as, group=self._user_group())
+            data = standby._tmp / "data"
+            # -R writes standby.signal and primary_conninfo (with the password given here).
+            standby._run(self._pg("pg_basebackup"), "-D", str(data), "-R", "-X", "stream", "--no-sync",
+                         "-h", "127.0.0.1", "-p", str(self._url.port), "-U", SUPERUSER,
+                         env={"PGPASSWORD": self._url.password or ""})
+            with (data / "postgresql.conf").open("a") as conf:
+                conf.write(f"unix_socket_directories = '{standby._tmp}'\nhot_standby = on\n")
+            last_error = ""
+            for _ in range(START_ATTEMPTS):
+                port = free_port()
+                result = standby._run(standby._pg("pg_ctl"), "start", "-w", "-t", str(START_TIMEOUT),
+                                      "-D", str(data), "-l", str(standby._tmp / "server.log"),
+                                      "-o", f"-p {port}", check=False)
+                if result.returncode == 0:
+                    standby._url = self._url.set(port=port)
+                    return standby
+                last_error = result.stdout + standby._log_tail()
+            raise PgServerError(f"The standby did not start after {START_ATTEMPTS} attempts:\n{last_error}")
+        except BaseException:
+            standby.stop()
+            raise
+
     def _initdb(self, password: str) -> None:
         assert self._tmp is not None
         pwfile = self._tmp / "pwfile"
@@ -248,8 +293,9 @@ class PgServer:
         assert self._bin is not None
         return str(self._bin / program)
 
-    def _run(self, *argv: str, check: bool = True, cwd: str | Path | None = None):
-        """Run a command as the server user, in the temp dir (or /)."""
+    def _run(self, *argv: str, check: bool = True, cwd: str | Path | None = None,
+             env: dict[str, str] | None = None):
+        """Run a command as the server user, in the temp dir (or /), with ``env`` added."""
         if self._run_as:
             argv = ("runuser", "-u", self._run_as, "--", *argv)
         # cwd: root's working directory is often unreadable for postgres, and
@@ -257,7 +303,7 @@ class PgServer:
         result = subprocess.run(
             argv, cwd=cwd or self._tmp or "/", stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "LC_ALL": "C"},
+            env={**os.environ, "LC_ALL": "C", **(env or {})},
         )
         if check and result.returncode != 0:
             raise PgServerError(
