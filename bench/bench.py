@@ -797,12 +797,12 @@ class Bench:
     def m9(self):
         server = None if self.args.sqlite_only else self.postgres()
         if server is None:
-            self.skip(7, "16 runners through PgBouncer vs direct", "skipped: no PostgreSQL")
+            self.skip(9, "16 runners through PgBouncer vs direct", "skipped: no PostgreSQL")
             return
         try:
             from tests.support.pgbouncer import in_front_of
         except ImportError as exc:
-            self.skip(7, "16 runners through PgBouncer vs direct", f"skipped: {exc}")
+            self.skip(9, "16 runners through PgBouncer vs direct", f"skipped: {exc}")
             return
         for mode in ("transaction", "session"):
             try:
