@@ -54,6 +54,14 @@ _SQLITE_SLICE = 0.2
 SEED_TABLE = "migrate_init_seed"
 #: Revisions started and not yet finished, on engines whose DDL is not transactional (:mod:`progress`).
 PROGRESS_TABLE = "migrate_init_progress"
+#: One row per revision applied, stamped, refused... with its checksum (:mod:`history`).
+HISTORY_TABLE = "migrate_init_history"
+#: The checksum each revision was last recorded with: folded into the version rows' query, so the
+#: fast path learns of an edited revision without a query of its own (issue 26).
+RECORDED_CHECKSUMS = (
+    f"SELECT 'h', revision, checksum FROM {HISTORY_TABLE} WHERE id IN (SELECT MAX(id) FROM {HISTORY_TABLE} "
+    "WHERE checksum IS NOT NULL AND kind IN ('applied', 'stamped', 'baseline', 'accepted') GROUP BY revision)"
+)
 #: How long one row count may wait for a table lock before it is reported unknown.
 _COUNT_LOCK_WAIT = 1.0
 
@@ -65,10 +73,11 @@ def _quote(identifier: str) -> str:
 class Snapshot:
     """What one read transaction saw."""
 
-    __slots__ = ("columns", "in_progress", "seeded", "versions")
+    __slots__ = ("checksums", "columns", "in_progress", "seeded", "versions")
 
     def __init__(self, versions: tuple[str, ...] | None, columns: dict[str, set[str]],
-                 seeded: frozenset[str] | None = None, in_progress: tuple[str, ...] | None = None) -> None:
+                 seeded: frozenset[str] | None = None, in_progress: tuple[str, ...] | None = None,
+                 checksums: dict[str, str] | None = None) -> None:
         #: The version table's rows, sorted; None when there is no version table.
         self.versions = versions
         #: ``{table: {column, ...}}`` of every table in the default schema.
@@ -77,6 +86,8 @@ class Snapshot:
         self.seeded = seeded
         #: Revisions recorded as started and never finished (MySQL, :mod:`progress`); None without the table.
         self.in_progress = in_progress
+        #: ``{revision: checksum}`` as the history recorded them (:mod:`history`); None without the table.
+        self.checksums = checksums
 
     @property
     def empty(self) -> bool:
@@ -102,6 +113,10 @@ class Reader:
         raise NotImplementedError
 
     def counts(self, tables: Iterable[str]) -> dict[str, int | None]:
+        raise NotImplementedError
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of one SELECT of migrate-init's own tables, in a read-only transaction (:mod:`history`)."""
         raise NotImplementedError
 
     def versions(self, version_table: str) -> tuple[str, ...] | None:
@@ -239,14 +254,13 @@ class SqliteReader(Reader):
             live: dict[str, set[str]] = {}
             for table, column in rows:
                 live.setdefault(table, set()).add(column)
-            versions = None
-            if version_table in live:
-                versions = tuple(sorted(r[0] for r in connection.execute(
-                    f"SELECT version_num FROM {_quote(version_table)}")))
+            versions, checksums = _versions_and_checksums(
+                lambda sql: connection.execute(sql).fetchall(), live, _quote(version_table) if version_table in live
+                else None)
             seeded = None
             if SEED_TABLE in live:
                 seeded = frozenset(r[0] for r in connection.execute(f"SELECT name FROM {SEED_TABLE}"))
-            return Snapshot(versions, live, seeded)
+            return Snapshot(versions, live, seeded, checksums=checksums)
 
         result: Snapshot = self._retrying(read)
         return result
@@ -262,6 +276,12 @@ class SqliteReader(Reader):
                     for t in wanted if t in live}
 
         result: dict[str, int | None] = self._retrying(read)
+        return result
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        if not self._open():
+            return []
+        result: list[tuple[Any, ...]] = self._retrying(lambda c: c.execute(sql).fetchall())
         return result
 
     def quick_check(self) -> str | None:
@@ -318,17 +338,23 @@ class PostgresqlReader(Reader):
             live: dict[str, set[str]] = {}
             for table, column in cursor.fetchall():
                 live.setdefault(table, set()).add(column)
-            versions = None
-            if version_table in live:
-                cursor.execute(f"SELECT version_num FROM {_quote(version_table)}")
-                versions = tuple(sorted(row[0] for row in cursor.fetchall()))
+            versions, checksums = _versions_and_checksums(
+                lambda sql: (cursor.execute(sql), cursor.fetchall())[1], live,
+                _quote(version_table) if version_table in live else None)
             seeded = None
             if SEED_TABLE in live:
                 cursor.execute(f"SELECT name FROM {SEED_TABLE}")
                 seeded = frozenset(row[0] for row in cursor.fetchall())
-            return Snapshot(versions, live, seeded)
+            return Snapshot(versions, live, seeded, checksums=checksums)
         finally:
             cursor.execute("ROLLBACK")
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        try:
+            self.cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; " + sql)
+            return list(self.cursor.fetchall())
+        finally:
+            self.cursor.execute("ROLLBACK")
 
     def versions(self, version_table: str) -> tuple[str, ...] | None:
         cursor = self.cursor
@@ -432,10 +458,9 @@ class MysqlReader(Reader):
             live: dict[str, set[str]] = {}
             for table, column in cursor.fetchall():
                 live.setdefault(_text(table), set()).add(_text(column))
-            versions = None
-            if version_table in live:
-                cursor.execute(f"SELECT version_num FROM {mysql_quote(version_table)}")
-                versions = tuple(sorted(_text(row[0]) for row in cursor.fetchall()))
+            versions, checksums = _versions_and_checksums(
+                lambda sql: (cursor.execute(sql), cursor.fetchall())[1], live,
+                mysql_quote(version_table) if version_table in live else None)
             seeded = None
             if SEED_TABLE in live:
                 cursor.execute(f"SELECT name FROM {SEED_TABLE}")
@@ -444,9 +469,13 @@ class MysqlReader(Reader):
             if PROGRESS_TABLE in live:
                 cursor.execute(f"SELECT revision FROM {PROGRESS_TABLE}")
                 progress = tuple(sorted(_text(row[0]) for row in cursor.fetchall()))
-            return Snapshot(versions, live, seeded, progress)
+            return Snapshot(versions, live, seeded, progress, checksums)
 
         result: Snapshot = self._read(read)
+        return result
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        result: list[tuple[Any, ...]] = self._read(lambda cursor: (cursor.execute(sql), list(cursor.fetchall()))[1])
         return result
 
     def versions(self, version_table: str) -> tuple[str, ...] | None:
@@ -493,6 +522,23 @@ class MysqlReader(Reader):
     def close(self) -> None:
         if self.connection.open:
             self.connection.close()
+
+
+def _versions_and_checksums(fetch: Callable[[str], Any], live: Mapping[str, object], version_table: str | None
+                            ) -> tuple[tuple[str, ...] | None, dict[str, str] | None]:
+    """The version rows and the recorded checksums, in one statement: one round trip, as before (issue 26).
+
+    ``version_table`` is quoted, or None when the database has none.
+    """
+    parts = [f"SELECT 'v', version_num, NULL FROM {version_table}"] if version_table is not None else []
+    if HISTORY_TABLE in live:
+        parts.append(RECORDED_CHECKSUMS)
+    if not parts:
+        return None, None
+    rows = fetch(" UNION ALL ".join(parts))
+    versions = tuple(sorted(_text(r[1]) for r in rows if _text(r[0]) == "v")) if version_table is not None else None
+    checksums = {_text(r[1]): _text(r[2]) for r in rows if _text(r[0]) == "h"} if HISTORY_TABLE in live else None
+    return versions, checksums
 
 
 def mysql_quote(identifier: str) -> str:
