@@ -160,7 +160,8 @@ def applied_revisions(script: Any, current: tuple[str, ...]) -> list[str]:
 
 def edited_revisions(cfg: Config, summary: Any, standing: Standing) -> None:
     """A run found applied revisions whose script changed or is gone: warn, or refuse (ON_EDITED_REVISION=fail)."""
-    text = describe_edits(cfg, standing.edited, standing.vanished)
+    # A database ahead of these scripts has revisions they lack: "schema ahead of code", not an edit.
+    text = describe_edits(cfg, standing.edited, () if standing.unknown else standing.vanished)
     if cfg.on_edited_revision == "fail":
         raise EditedRevision(f"{text} ON_EDITED_REVISION=fail: nothing was migrated.")
     summary.warnings.append(text)

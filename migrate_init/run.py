@@ -135,12 +135,11 @@ class Standing:
         #: left to that image, and does not keep this one from answering.
         self.interrupted = tuple(r for r in snapshot.in_progress or () if r in expected.revisions)
         #: Applied revisions whose script changed since (:mod:`history`), and ones whose script is gone
-        #: (not counted while the database is ahead of these scripts: that is a newer image's).
+        #: (a run lets the latter pass while the database is ahead of these scripts: a newer image's).
         recorded = snapshot.checksums or {}
         self.edited = tuple(sorted(r for r, c in recorded.items() if r in expected.checksums
                                    and expected.checksums[r] != c))
-        self.vanished = () if self.unknown else tuple(sorted(r for r, c in recorded.items()
-                                                             if r not in expected.revisions and c != "removed"))
+        self.vanished = tuple(sorted(r for r, c in recorded.items() if r not in expected.revisions and c != "removed"))
         #: A migrated database without the history table: the first run records what it has (a baseline).
         self.unrecorded = snapshot.versions is not None and snapshot.checksums is None
 
@@ -307,7 +306,7 @@ def _run(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reade
     standing = Standing(reader.first_snapshot(expected.version_table), expected)
     summary.from_revisions = list(standing.current)
     summary.timed("check", started)
-    if standing.edited or standing.vanished:
+    if standing.edited or (standing.vanished and not standing.unknown):
         from . import history
 
         history.edited_revisions(cfg, summary, standing)  # a warning, or refused before anything runs
