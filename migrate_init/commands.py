@@ -132,8 +132,8 @@ def wait_for_target(cfg: Config, watchdog: Watchdog) -> report.Summary:
             standing = standing_of(reader, expected)
             # At the heads but short of MODELS: no migrator will add those columns, so waiting on
             # would only end in a misleading timeout; verification says what is missing (exit 7).
-            if standing.unknown or standing.done or (standing.at_heads and not standing.complete):
-                if standing.done:
+            if standing.unknown or standing.reached or (standing.at_heads and not standing.complete):
+                if standing.reached:
                     fast_path_taken(expected, standing)
                 return standing
             if not announced:

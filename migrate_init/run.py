@@ -148,9 +148,15 @@ class Standing:
         return not self.missing_tables and not self.missing_columns
 
     @property
-    def done(self) -> bool:
+    def reached(self) -> bool:
+        """At the target: what ``wait`` waits for."""
         # A revision recorded as interrupted (MySQL) is never "nothing to do": the full path decides.
-        return self.at_heads and self.complete and not self.owed and not self.interrupted and not self.unrecorded
+        return self.at_heads and self.complete and not self.owed and not self.interrupted
+
+    @property
+    def done(self) -> bool:
+        """Nothing left for a run: at the target, and the history kept (a first run records its baseline)."""
+        return self.reached and not self.unrecorded
 
 
 def standing_of(reader: Reader, expected: Expected) -> Standing:
@@ -198,6 +204,8 @@ def why_loaded(standing: Standing, expected: Expected) -> str:
         return f"the database is at {revs(standing.current)}, not the heads of the manifest ({revs(expected.heads)})"
     if standing.owed:
         return f"the database owes the seed file(s) {', '.join(standing.owed)}"
+    if standing.unrecorded:
+        return "the database has no migrate_init_history yet (this run records what it has)"
     return "REPAIR_MISSING_COLUMNS=true and the database lacks columns of MODELS"
 
 
