@@ -45,7 +45,7 @@ import time
 
 from . import __version__, report
 from .errors import EditedRevision
-from .probe import HISTORY_TABLE
+from .probe import HISTORY_TABLE, REMOVED_CHECKSUM
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -55,8 +55,7 @@ if TYPE_CHECKING:
     from .run import Standing
 
 TABLE = HISTORY_TABLE  # one spelling
-#: What ``accept`` records for a revision whose script is gone: no checksum can match it, and none is owed.
-REMOVED = "removed"
+REMOVED = REMOVED_CHECKSUM
 #: The columns, in the order rows are read.
 COLUMNS = ("id", "revision", "kind", "outcome", "started_at", "finished_at", "duration_ms", "checksum",
            "migrate_init_version", "image_revision", "host", "detail")

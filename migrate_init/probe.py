@@ -56,6 +56,8 @@ SEED_TABLE = "migrate_init_seed"
 PROGRESS_TABLE = "migrate_init_progress"
 #: One row per revision applied, stamped, refused... with its checksum (:mod:`history`).
 HISTORY_TABLE = "migrate_init_history"
+#: The checksum ``accept`` records for a revision whose script is gone: none can match it, and none is owed.
+REMOVED_CHECKSUM = "removed"
 #: The checksum each revision was last recorded with: folded into the version rows' query, so the
 #: fast path learns of an edited revision without a query of its own (issue 26).
 RECORDED_CHECKSUMS = (

@@ -20,7 +20,7 @@ import time
 
 from . import manifest, report, wait
 from .errors import ConfigError, MigrateInitError, UnknownRevision, VerificationFailed
-from .probe import Reader, Snapshot, describe_missing, format_counts
+from .probe import REMOVED_CHECKSUM, Reader, Snapshot, describe_missing, format_counts
 
 TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class Standing:
         recorded = snapshot.checksums or {}
         self.edited = tuple(sorted(r for r, c in recorded.items() if r in expected.checksums
                                    and expected.checksums[r] != c))
-        self.vanished = tuple(sorted(r for r, c in recorded.items() if r not in expected.revisions and c != "removed"))
+        self.vanished = tuple(sorted(r for r, c in recorded.items() if r not in expected.revisions and c != REMOVED_CHECKSUM))
         #: A migrated database without the history table: the first run records what it has (a baseline).
         self.unrecorded = snapshot.versions is not None and snapshot.checksums is None
 
