@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 
 from migrate_init import checksum
+from tests.support import REPO
 from tests.support.chains import BODIES, SLOW_ROWS, TARGET, Chain, marker_says
 from tests.support.dbstate import HISTORY_TABLE, in_progress, is_mysql, query, tables, versions
 from tests.support.process import (
@@ -279,3 +280,15 @@ def test_graph_marks_merges_branch_points_the_current_revision_and_pending_ones(
     assert dot.out.startswith("digraph revisions {")
     assert '"abc123def456" -> "merge_heads_final";' in dot.out
     assert versions(any_url) == ["70c7b727736e"]
+
+
+def test_the_readme_shows_what_graph_prints_for_the_shipped_chain(sqlite_url, tmp_path):
+    env = operator_env(sqlite_url, tmp_path, DATA_DIR=tmp_path / "data-dir")
+    assert run_migrate("upgrade", "ef6fab585ac1", env=env).code == 0
+
+    code, out, err = run_split("graph", env=env)
+
+    assert code == 0, err
+    readme = (REPO / "README.md").read_text()
+    shown = readme[readme.index("```mermaid\n") + len("```mermaid\n"):]
+    assert shown[:shown.index("```")] == out
