@@ -168,3 +168,5 @@ LABEL org.opencontainers.image.title="migrate-init" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="Apache-2.0"
+# Written into every row of migrate_init_history, so an incident can be traced to the image (issue 26).
+ENV IMAGE_REVISION="${REVISION}"

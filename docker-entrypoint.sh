@@ -14,7 +14,7 @@ set -Eeuo pipefail
 
 readonly MIGRATE_PY=/app/migrate.py
 # migrate.py's commands (migrate_init/cli.py); anything else is a command to wrap
-readonly MIGRATE_COMMANDS=' run upgrade status history heads current wait plan check verify lint stamp resolve manifest alembic help '
+readonly MIGRATE_COMMANDS=' run upgrade status history graph heads current wait plan check verify lint stamp accept resolve manifest alembic help '
 
 # usage: docker_error MESSAGE...
 docker_error() {

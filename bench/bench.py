@@ -808,7 +808,7 @@ class Bench:
             try:
                 bouncer = in_front_of(server, mode)
             except Exception as exc:
-                self.skip(7, f"16 runners through PgBouncer ({mode}) vs direct", f"skipped: {exc}")
+                self.skip(9, f"16 runners through PgBouncer ({mode}) vs direct", f"skipped: {exc}")
                 return
             try:
                 times = self.alternate({"pgbouncer": self.runners(server, 16, bouncer.through),

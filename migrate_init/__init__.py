@@ -14,7 +14,8 @@ One concern per module, each a noun the README uses:
   ``upgrade``: the work under the lock (imported only when there is work); ``commands``: the
   other verbs; ``alembic_glue``: Alembic, owned (env.py runs on our connection); ``schema``: MODELS, drift, create_all and column repair;
   ``catalog``: the destructive guard, judged by effect; ``guard`` and ``lint``: text rules for
-  people; ``backup``, ``seed``, ``deps``; ``ops``: helpers for migration authors;
+  people; ``backup``, ``seed``, ``deps``; ``ops``: helpers for migration authors; ``history``: what
+  was applied and when, ``checksum``: what a revision does, ``graph``: the revision graph as a picture;
   ``alembic_env``: the shipped env.py's body.
 """
 

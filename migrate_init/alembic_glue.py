@@ -384,8 +384,10 @@ class Progress:
 
     def __init__(self, script: ScriptDirectory, total: int, *, guard: EffectGuard | None = None,
                  dry_run: bool = False, checkpoint: Callable[[], None] | None = None,
-                 in_step: Callable[[bool], None] | None = None) -> None:
+                 in_step: Callable[[bool], None] | None = None, history: Any = None) -> None:
         self.script = script
+        #: Writes each applied revision's history row in its own transaction (:class:`history.Recorder`).
+        self.history = history
         #: Told True when a step's code starts running, False when it is done (the watchdog).
         self.in_step = in_step
         self.total = total
@@ -448,6 +450,8 @@ class Progress:
         if not self.dry_run and progress_record.needed(ctx.connection):
             progress_record.finish(ctx.connection, running.revision)  # commits with the version row
         elapsed = time.monotonic() - self.started
+        if self.history is not None and not self.dry_run:
+            self.history.applied(ctx.connection, running.revision, elapsed)  # the same commit, too
         self.applied.append(running.revision)
         self.running = None
         word = "Ran (dry run, rolled back at the end)" if self.dry_run else "Applied"

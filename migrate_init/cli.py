@@ -36,7 +36,9 @@ VERBS: dict[str, tuple[str, bool, bool]] = {
     "upgrade": ("upgrade to REV, with the same lock, guard and verification", True, True),
     "status": ("current revisions, heads, pending; exit 1 when pending", False, False),
     "current": ("the database's current revision(s)", False, False),
-    "history": ("the revision history (scripts only)", False, False),
+    "history": ("what was applied, newest first (date, duration, kind, outcome, checksum), then what is pending; "
+                "--json; --graph for the scripts' graph only", False, False),
+    "graph": ("the revision graph as Mermaid (or --format dot), current and pending revisions marked", False, False),
     "heads": ("the heads of the scripts (scripts only)", False, False),
     "wait": ("wait until another migrator brought the database to its target; never migrates", False, True),
     "verify": ("the integrity check alone, with row counts", False, True),
@@ -44,6 +46,7 @@ VERBS: dict[str, tuple[str, bool, bool]] = {
     "plan": ("pending migrations and the SQL they run, rolled back; changes nothing", False, False),
     "lint": ("find destructive or non-idempotent migrations; exit 1 on findings", False, False),
     "stamp": ("adopt an existing database: verify it against MODELS, then record REV", True, True),
+    "accept": ("record REV's edited (or removed) script as reviewed, so verify and runs stop naming it", True, True),
     "resolve": ("MySQL/MariaDB: forget that REV was interrupted, once its partial changes are undone", True, True),
     "manifest": ("write MIGRATIONS_DIR/.manifest.marshal for the fast path (image builds)", False, True),
     "alembic": ("run the plain alembic CLI on MIGRATIONS_DIR and DATABASE_URL: migrate.py alembic ARGS...",
@@ -63,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Configuration comes from the environment (DATABASE_URL, MIGRATIONS_DIR, MODELS, ...). Exit "
                "codes: 0 ok, 1 migration failed, 2 configuration, 3 unreachable, 4 access denied, 5 lock "
                "timeout, 6 unknown revision, 7 verification failed, 8 destructive refused, 9 dependency "
-               "install failed, 10 timeout, 11 read-only standby, 130/143 stopped by a signal. The repository's README and docs/ describe each variable.",
+               "install failed, 10 timeout, 11 read-only standby, 12 an applied revision was edited, "
+               "130/143 stopped by a signal. The repository's README and docs/ describe each variable.",
     )
     parser.add_argument("--version", action="version", version=f"migrate-init {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -73,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
             verb.add_argument("revision", metavar="REV")
         if name == "alembic":
             verb.add_argument("arguments", nargs=argparse.REMAINDER, metavar="ARGS")
+        if name == "history":
+            verb.add_argument("--json", action="store_true", help="one JSON document, for machines")
+            verb.add_argument("--graph", action="store_true", help="the scripts' graph as Alembic prints it")
+        if name == "graph":
+            verb.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     sub.add_parser("help", help="show this help")
     return parser
 
@@ -100,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         _exit(_honour(watchdog, exc.exit_code))
     report.setup(log_format=cfg.log_format, level=cfg.log_level, secrets=cfg.secrets)
     report.stop_writing = lambda: watchdog.stopped  # a stalled stderr never holds a stop back
-    if command in ("plan", "stamp", "resolve"):
+    if command in ("plan", "stamp", "resolve", "accept"):
         bound_run(cfg, watchdog)
     summary: report.Summary | None = None
     try:
@@ -174,7 +183,10 @@ def _dispatch(command: str, args: Any, cfg: Config, watchdog: Watchdog) -> Any:
     table: dict[str, Callable[[], Any]] = {
         "status": lambda: commands.status(cfg, watchdog),
         "current": lambda: commands.current(cfg, watchdog),
-        "history": lambda: commands.history(cfg, "history"),
+        "history": lambda: (commands.history(cfg, "history") if getattr(args, "graph", False) else
+                            commands.history_of(cfg, watchdog, as_json=getattr(args, "json", False))),
+        "graph": lambda: commands.graph(cfg, watchdog, getattr(args, "format", "mermaid")),
+        "accept": lambda: commands.accept(cfg, watchdog, str(revision)),
         "heads": lambda: commands.history(cfg, "heads"),
         "wait": lambda: commands.wait_for_target(cfg, watchdog),
         "verify": lambda: commands.verify(cfg, watchdog),

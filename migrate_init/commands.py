@@ -10,14 +10,24 @@ inside one transaction that is rolled back (:func:`alembic_glue.dry_run`).
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import guard, lock, manifest, report, retry, wait
 from . import lint as lint_module
 from .catalog import EffectGuard
-from .errors import ConfigError, LockTimeout, MigrationTimeout, UnknownRevision, VerificationFailed
+from .errors import (
+    ConfigError,
+    DatabaseMissing,
+    EditedRevision,
+    LockTimeout,
+    MigrationTimeout,
+    UnknownRevision,
+    VerificationFailed,
+)
 from .probe import connect_mysql, connect_postgresql, describe_missing
 from .run import Loaded, at_target, expected_for, fast_path_taken, revs, standing_of, verified
 from .upgrade import migration_lock
@@ -94,6 +104,10 @@ def verify(cfg: Config, watchdog: Watchdog) -> report.Summary:
             )
         verified(summary, reader, expected, standing, after="the check")
         fast_path_taken(expected, standing)
+        if standing.edited or standing.vanished:
+            from .history import describe_edits
+
+            raise EditedRevision(describe_edits(cfg, standing.edited, standing.vanished))
     summary.outcome = "verified"
     if cfg.models is None:
         summary.message = (f"The database is at the heads {revs(summary.to_revisions)}; MODELS is not set, so "
@@ -118,8 +132,8 @@ def wait_for_target(cfg: Config, watchdog: Watchdog) -> report.Summary:
             standing = standing_of(reader, expected)
             # At the heads but short of MODELS: no migrator will add those columns, so waiting on
             # would only end in a misleading timeout; verification says what is missing (exit 7).
-            if standing.unknown or standing.done or (standing.at_heads and not standing.complete):
-                if standing.done:
+            if standing.unknown or standing.reached or (standing.at_heads and not standing.complete):
+                if standing.reached:
                     fast_path_taken(expected, standing)
                 return standing
             if not announced:
@@ -312,10 +326,20 @@ def stamp(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
             )
         engine = glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint)
         try:
+            from .history import Recorder, applied_revisions
+
+            recorder = Recorder(cfg, loaded.checksums)
+            recorder.ensure(engine, loaded.script, standing.current)
+            before = set(applied_revisions(loaded.script, standing.current))
             glue.stamp(loaded.config, loaded.script, engine, revision)
+            standing = standing_of(reader, expected)
+            with engine.begin() as connection:
+                for stamped in applied_revisions(loaded.script, standing.current):
+                    if stamped not in before:
+                        recorder.write(connection, stamped, "stamped", detail=f"migrate.py stamp {revision}: "
+                                       "recorded without running, after the database matched MODELS.")
         finally:
             engine.dispose()
-        standing = standing_of(reader, expected)
         summary.to_revisions = list(standing.current)
     summary.outcome = "stamped"
     summary.message = (f"Stamped {revs(summary.from_revisions)} -> {revs(summary.to_revisions)}: the database "
@@ -335,12 +359,7 @@ def resolve(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
                           "is nothing to resolve.")
     from . import progress
 
-    summary = report.Summary(command="resolve", database=cfg.database.safe)
-    loaded = Loaded(cfg)
-    expected = loaded.expected()
-    with _reader(cfg, watchdog) as reader, migration_lock(cfg, expected, watchdog, reader=reader):
-        standing = standing_of(reader, expected)
-        summary.from_revisions = summary.to_revisions = list(standing.current)
+    with _recording(cfg, watchdog, "resolve") as (summary, loaded, standing):
         recorded = standing.snapshot.in_progress or ()
         if revision not in recorded:
             raise ConfigError(f"resolve {revision}: no interrupted migration {revision} is recorded in "
@@ -350,12 +369,29 @@ def resolve(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
         try:
             with engine.connect() as connection:
                 progress.resolve(connection, revision)
+            from .history import Recorder
+
+            Recorder(cfg, loaded.checksums).best_effort(
+                engine, revision, "resolved", outcome="ok", detail="migrate.py resolve: no longer recorded as "
+                "interrupted; the next run applies it from its start.")
         finally:
             engine.dispose()
     summary.outcome = "resolved"
     summary.message = (f"Resolved {revision}: it is no longer recorded as interrupted; the next run applies "
                        f"it from its start (the database is at {revs(summary.to_revisions)}).")
     return summary
+
+
+@contextlib.contextmanager
+def _recording(cfg: Config, watchdog: Watchdog, command: str) -> Iterator[tuple[report.Summary, Loaded, Any]]:
+    """A verb that records something (``resolve``, ``accept``): the scripts loaded, the lock held, the standing read."""
+    summary = report.Summary(command=command, database=cfg.database.safe)
+    loaded = Loaded(cfg)
+    expected = loaded.expected()
+    with _reader(cfg, watchdog) as reader, migration_lock(cfg, expected, watchdog, reader=reader):
+        standing = standing_of(reader, expected)
+        summary.from_revisions = summary.to_revisions = list(standing.current)
+        yield summary, loaded, standing
 
 
 def _missing(standing: Any) -> str:
@@ -368,11 +404,89 @@ def history(cfg: Config, command: str) -> Listing:
     return Listing(loaded.glue.print_scripts(loaded.config, command))
 
 
+def history_of(cfg: Config, watchdog: Watchdog, *, as_json: bool) -> Listing:
+    """``history``: what was applied, newest first, with durations and checksum states, then what is pending.
+
+    Read-only.  ``history --graph`` is Alembic's view of the scripts (:func:`history`).
+    """
+    from . import history
+
+    loaded = Loaded(cfg)
+    expected = loaded.expected()
+    with _reader(cfg, watchdog) as reader:
+        standing = standing_of(reader, expected)
+        rows = history.read(reader, standing.snapshot)
+    state = loaded.glue.state(loaded.script, standing.current, cfg.migration_target, expected.version_table)
+    return Listing(history.listing(
+        cfg.database.safe, rows, scripts=expected.checksums, revisions=expected.revisions,
+        pending=list(state.pending), edited=standing.edited, vanished=standing.vanished,
+        interrupted=tuple(standing.snapshot.in_progress or ()),
+        describe=lambda rev: loaded.glue.describe(loaded.script, rev), as_json=as_json))
+
+
+def graph(cfg: Config, watchdog: Watchdog, fmt: str) -> Listing:
+    """``graph``: the revision graph in Mermaid or DOT, the database's revisions marked.  Read-only.
+
+    A SQLite file that does not exist yet is an empty database: every revision is pending.
+    """
+    from . import graph as graph_module
+
+    loaded = Loaded(cfg)
+    try:
+        with _reader(cfg, watchdog) as reader:
+            current = standing_of(reader, loaded.expected()).current
+    except DatabaseMissing:
+        current = ()
+    state = loaded.glue.state(loaded.script, current, cfg.migration_target)
+    return Listing(graph_module.render(loaded.script, state.current, state.pending, fmt))
+
+
+def accept(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
+    """Record REV's script as it is now, after a review of its change (or that its script is gone), under the lock.
+
+    Writes a history row of kind ``accepted`` whose checksum is the script's
+    now: ``verify`` and the runs stop naming REV.
+    """
+    from . import history
+
+    with _recording(cfg, watchdog, "accept") as (summary, loaded, standing):
+        expected = loaded.expected()
+        recorded = (standing.snapshot.checksums or {}).get(revision)
+        if recorded is None:
+            raise ConfigError(f"accept {revision}: {cfg.database.safe} has no checksum recorded for {revision} "
+                              "(it was not applied by migrate-init, or not at all). `migrate.py history` lists "
+                              "what was.")
+        now = expected.checksums.get(revision, history.REMOVED) if revision in expected.revisions \
+            else history.REMOVED
+        if now == recorded:
+            summary.outcome = "accepted"
+            summary.message = f"Nothing to accept: {revision}'s script matches the checksum recorded for it."
+            return summary
+        engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout,
+                                           checkpoint=watchdog.checkpoint)
+        try:
+            with engine.begin() as connection:
+                gone = now == history.REMOVED
+                history.Recorder(cfg, expected.checksums).write(
+                    connection, revision, "accepted", checksum=now,
+                    detail=(f"migrate.py accept: the script is gone from {cfg.migrations_dir}/versions; "
+                            "accepted after a review." if gone else
+                            f"migrate.py accept: checksum {history.short_sum(recorded)} -> "
+                            f"{history.short_sum(now)}, accepted after a review."))
+        finally:
+            engine.dispose()
+    summary.outcome = "accepted"
+    summary.message = (f"Accepted {revision}: its script as it is now is recorded in {history.TABLE}; verify and "
+                       "the next runs no longer name it. The database was not changed otherwise.")
+    return summary
+
+
 def write_manifest(cfg: Config) -> report.Summary:
     """``manifest``: reads the scripts and models, writes ``MIGRATIONS_DIR/.manifest.marshal``; no database."""
     loaded = Loaded(cfg)
     data = manifest.build(loaded.script, loaded.metadata, models=cfg.models, version_table=loaded.version_table,
-                          migrations_dir=cfg.migrations_dir, files=loaded.files)
+                          migrations_dir=cfg.migrations_dir, files=loaded.files,
+                          checksums=loaded.checksums)
     path = manifest.baked_path(cfg.migrations_dir)
     manifest.write(path, data, required=True)
     summary = report.Summary(command="manifest", database=cfg.database.safe)

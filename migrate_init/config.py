@@ -56,7 +56,7 @@ _FIELDS = (
     "db_wait_timeout", "lock_timeout", "ddl_lock_timeout", "ddl_lock_retries", "sqlite_allow_network_fs",
     "log_level", "log_format", "report_file", "extra_pip_packages", "pip_requirements", "deps_target",
     "pip_find_links", "pip_no_index", "allow_destructive", "backup_dir", "backup_keep", "seed_dir",
-    "repair_missing_columns", "fast_path", "secrets",
+    "repair_missing_columns", "fast_path", "on_edited_revision", "image_revision", "secrets",
 )
 
 
@@ -106,6 +106,10 @@ class Config:
     repair_missing_columns: bool
     #: FAST_PATH=false always runs the full sequence (run.expected_for, issue 7).
     fast_path: bool
+    #: ON_EDITED_REVISION: "warn" or "fail" when an applied revision's script changed (:mod:`history`).
+    on_edited_revision: str
+    #: IMAGE_REVISION (the image's org.opencontainers.image.revision), written into each history row.
+    image_revision: str | None
     #: Raw secret values, so that the log filter can mask them wherever they appear.
     secrets: tuple[str, ...]
 
@@ -120,7 +124,8 @@ class Config:
         pip_requirements: str | None = None, deps_target: str | None = None,
         pip_find_links: str | None = None, pip_no_index: bool = False, allow_destructive: bool = False,
         backup_dir: str | None = None, backup_keep: int = 3, seed_dir: str = "/docker-entrypoint-initdb.d",
-        repair_missing_columns: bool = False, fast_path: bool = True, secrets: tuple[str, ...] = (),
+        repair_missing_columns: bool = False, fast_path: bool = True, on_edited_revision: str = "warn",
+        image_revision: str | None = None, secrets: tuple[str, ...] = (),
     ) -> None:
         values = locals()
         for name in _FIELDS:
@@ -180,6 +185,10 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
             f"LOG_LEVEL={log_level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL."
         )
 
+    on_edited_revision = (env.get("ON_EDITED_REVISION") or "warn").lower()
+    if on_edited_revision not in ("warn", "fail"):
+        raise ConfigError(f"ON_EDITED_REVISION={on_edited_revision!r} is not 'warn' or 'fail'.")
+
     target = env.get("MIGRATION_TARGET")
     backup_dir = env.get("BACKUP_DIR")
     deps_target = env.get("DEPS_TARGET")
@@ -220,6 +229,8 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         seed_dir=env.get("SEED_DIR") or "/docker-entrypoint-initdb.d",
         repair_missing_columns=env.boolean("REPAIR_MISSING_COLUMNS", False),
         fast_path=env.boolean("FAST_PATH", True),
+        on_edited_revision=on_edited_revision,
+        image_revision=env.get("IMAGE_REVISION") or None,
         secrets=tuple(env.secret_values),
     )
 

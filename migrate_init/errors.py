@@ -157,6 +157,17 @@ class DependencyInstallFailed(MigrateInitError):
     outcome = "dependency_install_failed"
 
 
+class EditedRevision(MigrateInitError):
+    """An applied revision's script changed since it ran, or is gone from the scripts (exit 12).
+
+    Its own code, not verification's 7: nothing is missing from the schema, and
+    the remedy differs (review the change, then ``migrate.py accept REV``).
+    """
+
+    exit_code = 12
+    outcome = "edited_revision"
+
+
 class MigrationTimeout(MigrateInitError):
     """MIGRATION_TIMEOUT (or another deadline) ran out (exit 10).
 

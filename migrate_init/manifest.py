@@ -6,6 +6,7 @@ the scripts' heads and the models' tables and columns are kept in a manifest:
 - the scripts' heads and every revision id, from Alembic's revision graph;
 - the version table env.py asked for;
 - the models' tables and columns and the tables whose rows are counted;
+- each revision's checksum (:mod:`checksum`), compared with the history's;
 - the list of every file that loading the scripts and MODELS read from
   outside site-packages and the standard library (a ``models.py`` that
   imports a sibling, or MODELS as a package), and a SHA-256 of their content
@@ -63,7 +64,7 @@ else:
 
 FILENAME = ".manifest.marshal"
 #: Bump when the manifest's fields, its encoding or the hash's recipe change; an older manifest is then ignored.
-FORMAT = 3
+FORMAT = 4
 CACHE_FOLDER = ".migrate-init"
 
 
@@ -197,7 +198,7 @@ def _library_roots() -> tuple[str, ...]:
 
 
 def build(script: ScriptDirectory, metadata: MetaData | None, *, models: str | None, version_table: str,
-          migrations_dir: str | os.PathLike[str], files: list[str]) -> dict[str, Any]:
+          migrations_dir: str | os.PathLike[str], files: list[str], checksums: dict[str, str]) -> dict[str, Any]:
     """The manifest for what was loaded.  No I/O but the hash.
 
     Every name is made a plain ``str``: marshal writes no subclass (SQLAlchemy's ``quoted_name``).
@@ -216,6 +217,8 @@ def build(script: ScriptDirectory, metadata: MetaData | None, *, models: str | N
         "schema": {str(table): sorted(str(column) for column in columns) for table, columns in
                    (expected_schema(metadata).items() if metadata is not None else ())},
         "counted_tables": [str(table) for table in counted_tables(metadata)] if metadata is not None else [],
+        # What each revision does (:mod:`checksum`): an unchanged folder is compared with the history for free.
+        "checksums": checksums,
     }
 
 

@@ -57,6 +57,16 @@ PROGRESS_TABLE = "migrate_init_progress"
 #: A run with nothing to do counts a table's rows only below this estimate; above, it reports the
 #: engine's estimate ("about 1.0M"): a COUNT(*) grows with the table (issue 27).
 ESTIMATE_ABOVE = 10_000
+#: One row per revision applied, stamped, refused... with its checksum (:mod:`history`).
+HISTORY_TABLE = "migrate_init_history"
+#: The checksum ``accept`` records for a revision whose script is gone: none can match it, and none is owed.
+REMOVED_CHECKSUM = "removed"
+#: The checksum each revision was last recorded with: folded into the version rows' query, so the
+#: fast path learns of an edited revision without a query of its own (issue 26).
+RECORDED_CHECKSUMS = (
+    f"SELECT 'h', revision, checksum FROM {HISTORY_TABLE} WHERE id IN (SELECT MAX(id) FROM {HISTORY_TABLE} "
+    "WHERE checksum IS NOT NULL AND kind IN ('applied', 'stamped', 'baseline', 'accepted') GROUP BY revision)"
+)
 #: How long one row count may wait for a table lock before it is reported unknown.
 _COUNT_LOCK_WAIT = 1.0
 
@@ -68,10 +78,11 @@ def _quote(identifier: str) -> str:
 class Snapshot:
     """What one read transaction saw."""
 
-    __slots__ = ("columns", "in_progress", "seeded", "versions")
+    __slots__ = ("checksums", "columns", "in_progress", "seeded", "versions")
 
     def __init__(self, versions: tuple[str, ...] | None, columns: dict[str, set[str]],
-                 seeded: frozenset[str] | None = None, in_progress: tuple[str, ...] | None = None) -> None:
+                 seeded: frozenset[str] | None = None, in_progress: tuple[str, ...] | None = None,
+                 checksums: dict[str, str] | None = None) -> None:
         #: The version table's rows, sorted; None when there is no version table.
         self.versions = versions
         #: ``{table: {column, ...}}`` of every table in the default schema.
@@ -80,6 +91,8 @@ class Snapshot:
         self.seeded = seeded
         #: Revisions recorded as started and never finished (MySQL, :mod:`progress`); None without the table.
         self.in_progress = in_progress
+        #: ``{revision: checksum}`` as the history recorded them (:mod:`history`); None without the table.
+        self.checksums = checksums
 
     @property
     def empty(self) -> bool:
@@ -114,6 +127,9 @@ class Reader:
         A table left out (small, unknown, not a plain table) is counted exactly by the caller.
         """
         return {}
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of one SELECT of migrate-init's own tables, in a read-only transaction (:mod:`history`)."""
+        raise NotImplementedError
 
     def versions(self, version_table: str) -> tuple[str, ...] | None:
         """The version table's rows alone, sorted (None without the table): a cheap "anything new?"."""
@@ -250,14 +266,13 @@ class SqliteReader(Reader):
             live: dict[str, set[str]] = {}
             for table, column in rows:
                 live.setdefault(table, set()).add(column)
-            versions = None
-            if version_table in live:
-                versions = tuple(sorted(r[0] for r in connection.execute(
-                    f"SELECT version_num FROM {_quote(version_table)}")))
+            versions, checksums = _versions_and_checksums(
+                lambda sql: connection.execute(sql).fetchall(), live, _quote(version_table) if version_table in live
+                else None)
             seeded = None
             if SEED_TABLE in live:
                 seeded = frozenset(r[0] for r in connection.execute(f"SELECT name FROM {SEED_TABLE}"))
-            return Snapshot(versions, live, seeded)
+            return Snapshot(versions, live, seeded, checksums=checksums)
 
         result: Snapshot = self._retrying(read)
         return result
@@ -295,6 +310,12 @@ class SqliteReader(Reader):
             return found
 
         result: dict[str, int] = self._retrying(read)
+        return result
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        if not self._open():
+            return []
+        result: list[tuple[Any, ...]] = self._retrying(lambda c: c.execute(sql).fetchall())
         return result
 
     def quick_check(self) -> str | None:
@@ -381,15 +402,21 @@ class PostgresqlReader(Reader):
             live: dict[str, set[str]] = {}
             for table, column in cursor.fetchall():
                 live.setdefault(table, set()).add(column)
-            versions = None
-            if version_table in live:
-                cursor.execute(f"SELECT version_num FROM {_quote(version_table)}")
-                versions = tuple(sorted(row[0] for row in cursor.fetchall()))
+            versions, checksums = _versions_and_checksums(
+                lambda sql: (cursor.execute(sql), cursor.fetchall())[1], live,
+                _quote(version_table) if version_table in live else None)
             seeded = None
             if SEED_TABLE in live:
                 cursor.execute(f"SELECT name FROM {SEED_TABLE}")
                 seeded = frozenset(row[0] for row in cursor.fetchall())
-            return Snapshot(versions, live, seeded)
+            return Snapshot(versions, live, seeded, checksums=checksums)
+        finally:
+            self._end(end)
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        end = self._begin(sql)  # a savepoint while the lock's transaction is open in this session
+        try:
+            return list(self.cursor.fetchall())
         finally:
             self._end(end)
 
@@ -447,11 +474,14 @@ class PostgresqlReader(Reader):
         if not wanted:
             return {}
         # ANALYZE's reltuples, or the statistics' live tuples when no ANALYZE ran yet: no table is read.
-        self.cursor.execute(
+        end = self._begin(
             "SELECT c.relname, greatest(c.reltuples::bigint, coalesce(pg_stat_get_live_tuples(c.oid), 0)) "
             "FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
             "WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname = ANY(%s)", (wanted,))
-        return {row[0]: int(row[1]) for row in self.cursor.fetchall() if int(row[1]) >= ESTIMATE_ABOVE}
+        try:
+            return {row[0]: int(row[1]) for row in self.cursor.fetchall() if int(row[1]) >= ESTIMATE_ABOVE}
+        finally:
+            self._end(end)
 
     def close(self) -> None:
         if not self.connection.closed:
@@ -508,10 +538,9 @@ class MysqlReader(Reader):
             live: dict[str, set[str]] = {}
             for table, column in cursor.fetchall():
                 live.setdefault(_text(table), set()).add(_text(column))
-            versions = None
-            if version_table in live:
-                cursor.execute(f"SELECT version_num FROM {mysql_quote(version_table)}")
-                versions = tuple(sorted(_text(row[0]) for row in cursor.fetchall()))
+            versions, checksums = _versions_and_checksums(
+                lambda sql: (cursor.execute(sql), cursor.fetchall())[1], live,
+                mysql_quote(version_table) if version_table in live else None)
             seeded = None
             if SEED_TABLE in live:
                 cursor.execute(f"SELECT name FROM {SEED_TABLE}")
@@ -520,9 +549,13 @@ class MysqlReader(Reader):
             if PROGRESS_TABLE in live:
                 cursor.execute(f"SELECT revision FROM {PROGRESS_TABLE}")
                 progress = tuple(sorted(_text(row[0]) for row in cursor.fetchall()))
-            return Snapshot(versions, live, seeded, progress)
+            return Snapshot(versions, live, seeded, progress, checksums)
 
         result: Snapshot = self._read(read)
+        return result
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        result: list[tuple[Any, ...]] = self._read(lambda cursor: (cursor.execute(sql), list(cursor.fetchall()))[1])
         return result
 
     def versions(self, version_table: str) -> tuple[str, ...] | None:
@@ -585,6 +618,23 @@ class MysqlReader(Reader):
     def close(self) -> None:
         if self.connection.open:
             self.connection.close()
+
+
+def _versions_and_checksums(fetch: Callable[[str], Any], live: Mapping[str, object], version_table: str | None
+                            ) -> tuple[tuple[str, ...] | None, dict[str, str] | None]:
+    """The version rows and the recorded checksums, in one statement: one round trip, as before (issue 26).
+
+    ``version_table`` is quoted, or None when the database has none.
+    """
+    parts = [f"SELECT 'v', version_num, NULL FROM {version_table}"] if version_table is not None else []
+    if HISTORY_TABLE in live:
+        parts.append(RECORDED_CHECKSUMS)
+    if not parts:
+        return None, None
+    rows = fetch(" UNION ALL ".join(parts))
+    versions = tuple(sorted(_text(r[1]) for r in rows if _text(r[0]) == "v")) if version_table is not None else None
+    checksums = {_text(r[1]): _text(r[2]) for r in rows if _text(r[0]) == "h"} if HISTORY_TABLE in live else None
+    return versions, checksums
 
 
 def mysql_quote(identifier: str) -> str:

@@ -20,7 +20,7 @@ import time
 
 from . import manifest, report, wait
 from .errors import ConfigError, MigrateInitError, UnknownRevision, VerificationFailed
-from .probe import Reader, Snapshot, describe_missing, format_counts
+from .probe import REMOVED_CHECKSUM, Reader, Snapshot, describe_missing, format_counts
 
 TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ VERSION_TABLE = "alembic_version"
 class Expected:
     """What the scripts and MODELS expect: from a fresh manifest, or from loading them."""
 
-    __slots__ = ("counted", "heads", "loaded", "revisions", "schema", "seeds", "version_table")
+    __slots__ = ("checksums", "counted", "heads", "loaded", "revisions", "schema", "seeds", "version_table")
 
     def __init__(self, heads: list[str], revisions: set[str], schema: dict[str, list[str]],
                  counted: list[str], version_table: str, loaded: Loaded | None = None) -> None:
@@ -48,11 +48,15 @@ class Expected:
         self.loaded = loaded
         #: The files in SEED_DIR, by name.
         self.seeds: tuple[str, ...] = ()
+        #: ``{revision: checksum}`` of the scripts as they are now (:mod:`checksum`).
+        self.checksums: dict[str, str] = {}
 
     @classmethod
     def from_manifest(cls, data: dict[str, Any]) -> Expected:
-        return cls(data["heads"], set(data["revisions"]), data["schema"], data["counted_tables"],
-                   data.get("version_table") or VERSION_TABLE)
+        expected = cls(data["heads"], set(data["revisions"]), data["schema"], data["counted_tables"],
+                       data.get("version_table") or VERSION_TABLE)
+        expected.checksums = data["checksums"]
+        return expected
 
 
 class Loaded:
@@ -76,6 +80,7 @@ class Loaded:
         self.files = manifest.local_files(cfg.migrations_dir, before)
         self.version_table = VERSION_TABLE
         self.seeds = _seed_names(cfg)
+        self._checksums: dict[str, str] | None = None
         # What the imports made (modules, classes, the models: about half a million objects)
         # lives until the process ends.  The collector need not walk it again in every full
         # collection of the run, nor in the three of the interpreter's teardown: 0.1 s of a
@@ -96,7 +101,16 @@ class Loaded:
             self.version_table, loaded=self,
         )
         expected.seeds = self.seeds
+        expected.checksums = self.checksums
         return expected
+
+    @property
+    def checksums(self) -> dict[str, str]:
+        if self._checksums is None:
+            from . import checksum
+
+            self._checksums = checksum.of_script(self.script)
+        return self._checksums
 
 
 # -- the one check ----------------------------------------------------------------
@@ -104,8 +118,8 @@ class Loaded:
 class Standing:
     """Where the database stands: the answer every path gives from the same reads."""
 
-    __slots__ = ("at_heads", "current", "interrupted", "missing_columns", "missing_tables", "owed", "snapshot",
-                 "unknown")
+    __slots__ = ("at_heads", "current", "edited", "interrupted", "missing_columns", "missing_tables", "owed",
+                 "snapshot", "unknown", "unrecorded", "vanished")
 
     def __init__(self, snapshot: Snapshot, expected: Expected) -> None:
         self.snapshot = snapshot
@@ -120,15 +134,29 @@ class Standing:
         #: these scripts do not know belongs to a newer image: like "schema ahead of code", it is
         #: left to that image, and does not keep this one from answering.
         self.interrupted = tuple(r for r in snapshot.in_progress or () if r in expected.revisions)
+        #: Applied revisions whose script changed since (:mod:`history`), and ones whose script is gone
+        #: (a run lets the latter pass while the database is ahead of these scripts: a newer image's).
+        recorded = snapshot.checksums or {}
+        self.edited = tuple(sorted(r for r, c in recorded.items() if r in expected.checksums
+                                   and expected.checksums[r] != c))
+        self.vanished = tuple(sorted(r for r, c in recorded.items() if r not in expected.revisions and c != REMOVED_CHECKSUM))
+        #: A migrated database without the history table: the first run records what it has (a baseline).
+        self.unrecorded = snapshot.versions is not None and snapshot.checksums is None
 
     @property
     def complete(self) -> bool:
         return not self.missing_tables and not self.missing_columns
 
     @property
-    def done(self) -> bool:
+    def reached(self) -> bool:
+        """At the target: what ``wait`` waits for."""
         # A revision recorded as interrupted (MySQL) is never "nothing to do": the full path decides.
         return self.at_heads and self.complete and not self.owed and not self.interrupted
+
+    @property
+    def done(self) -> bool:
+        """Nothing left for a run: at the target, and the history kept (a first run records its baseline)."""
+        return self.reached and not self.unrecorded
 
 
 def standing_of(reader: Reader, expected: Expected) -> Standing:
@@ -176,6 +204,8 @@ def why_loaded(standing: Standing, expected: Expected) -> str:
         return f"the database is at {revs(standing.current)}, not the heads of the manifest ({revs(expected.heads)})"
     if standing.owed:
         return f"the database owes the seed file(s) {', '.join(standing.owed)}"
+    if standing.unrecorded:
+        return "the database has no migrate_init_history yet (this run records what it has)"
     return "REPAIR_MISSING_COLUMNS=true and the database lacks columns of MODELS"
 
 
@@ -206,7 +236,8 @@ def cache_manifest(cfg: Config, loaded: Loaded) -> None:
     if not cfg.fast_path:
         return
     data = manifest.build(loaded.script, loaded.metadata, models=cfg.models, version_table=loaded.version_table,
-                          migrations_dir=cfg.migrations_dir, files=loaded.files)
+                          migrations_dir=cfg.migrations_dir, files=loaded.files,
+                          checksums=loaded.checksums)
     for path in _manifest_places(cfg)[1:]:
         if manifest.write(path, data, required=False):
             report.event("manifest_cached", f"Cached the manifest in {path} for the fast path.",
@@ -290,8 +321,12 @@ def _run(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reade
     standing = Standing(reader.first_snapshot(expected.version_table), expected)
     summary.from_revisions = list(standing.current)
     summary.timed("check", started)
+    if standing.edited or (standing.vanished and not standing.unknown):
+        from . import history
+
+        history.edited_revisions(cfg, summary, standing)  # a warning, or refused before anything runs
     if revision is None and standing.at_heads and not standing.owed and not standing.interrupted and \
-            (standing.complete or not cfg.repair_missing_columns):
+            not standing.unrecorded and (standing.complete or not cfg.repair_missing_columns):
         fast_path_taken(expected, standing)
         at_target(summary, reader, expected, standing, after="the check")
         if expected.loaded is not None:

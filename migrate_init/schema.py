@@ -23,7 +23,7 @@ from sqlalchemy import MetaData
 
 from . import report
 from .errors import ConfigError
-from .probe import PROGRESS_TABLE, SEED_TABLE
+from .probe import HISTORY_TABLE, PROGRESS_TABLE, SEED_TABLE
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -81,8 +81,8 @@ def counted_tables(metadata: MetaData) -> list[str]:
 def drift(connection: Any, metadata: MetaData) -> list[str]:
     """Alembic's compare_metadata, in words: what differs between the database and the models.  Read-only."""
     def ours(name: str | None, type_: str, _parent: Any) -> bool:
-        # migrate-init's own bookkeeping: seeds done, revisions in progress (MySQL/MariaDB)
-        return not (type_ == "table" and name in (SEED_TABLE, PROGRESS_TABLE))
+        # migrate-init's own bookkeeping: seeds done, revisions in progress (MySQL/MariaDB), the history
+        return not (type_ == "table" and name in (SEED_TABLE, PROGRESS_TABLE, HISTORY_TABLE))
 
     context = MigrationContext.configure(connection, opts={"compare_type": True, "include_name": ours})
     with report.quiet():  # Alembic logs each difference too; we print them once, in words

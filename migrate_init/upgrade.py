@@ -20,6 +20,7 @@ from .errors import (
     AccessDenied,
     ConfigError,
     DatabaseUnreachable,
+    DestructiveOperation,
     DiskFull,
     Interrupted,
     MigrateInitError,
@@ -198,8 +199,10 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
             from . import seed
 
             seed.owe(engine)  # committed first: a run stopped after the migrations still owes the seeds
+        recorder = _history(cfg, engine, loaded, state.current)
         progress = glue.Progress(script, total, guard=_effect_guard(cfg, expected.version_table),
-                                 checkpoint=watchdog.checkpoint, in_step=watchdog.set_interruptible)
+                                 checkpoint=watchdog.checkpoint, in_step=watchdog.set_interruptible,
+                                 history=recorder)
         watchdog.phase = "migrating"
         try:
             try:
@@ -215,6 +218,8 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
             running = progress.failed_revision
             summary.failed_revision = running
             _record_where_left(summary, reader, expected, script, state)
+            if isinstance(exc, DestructiveOperation):
+                recorder.best_effort(engine, running, "refused", outcome=_left(cfg), detail=first_line(exc))
             if isinstance(exc, (Interrupted, MigrationTimeout)):
                 raise _stopped(exc, running, summary, total, cfg.database.backend) from None
             if isinstance(exc, ScriptError) and summary.applied:
@@ -278,10 +283,18 @@ def _interrupted_earlier(cfg: Config, loaded: Loaded, standing: Standing) -> Non
                      "table already has it.", revision=revision)
 
     engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout)
+    recorder = _history(cfg, engine, loaded, standing.current)
+
+    def rerun_recorded(revision: str) -> None:
+        rerun(revision)
+        recorder.best_effort(engine, revision, "interrupted", outcome="partial",
+                             detail="Interrupted on an earlier run (recorded in migrate_init_progress); its "
+                                    "module declares idempotent = True, so this run applies it again.")
+
     try:
         with engine.connect() as connection:
             progress.decide(connection, loaded.script, standing.interrupted, standing.current,
-                            on_rerun=rerun, on_stale=stale)
+                            on_rerun=rerun_recorded, on_stale=stale)
     finally:
         engine.dispose()
 
@@ -439,6 +452,12 @@ def _failed(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Re
             revision=failure.revision,
         ) from failure
     report.error("migration_failed", str(failure), revision=failure.revision)
+    from .history import Recorder
+
+    fallback = cfg.enable_fallback_create and loaded.metadata is not None
+    Recorder(cfg, loaded.checksums).best_effort(
+        engine, failure.revision, "fallback" if fallback else "failed", outcome=_left(cfg),
+        detail=first_line(failure) + (" The create_all fallback ran." if fallback else ""))
     if not cfg.enable_fallback_create:
         raise MigrationFailed(f"{failure} The fallback is off (ENABLE_FALLBACK_CREATE=false).",
                               revision=failure.revision)
@@ -479,6 +498,7 @@ def _at_heads(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: 
     """At the heads, with work left: missing columns (REPAIR_MISSING_COLUMNS=true) or seeds owed."""
     engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint)
     try:
+        _history(cfg, engine, loaded, standing_of(reader, expected).current)  # a baseline, if none was recorded
         repaired: list[str] = []
         if cfg.repair_missing_columns and not standing_of(reader, expected).complete:
             watchdog.phase = "adding missing columns"
@@ -501,6 +521,20 @@ def _repair(engine: Any, loaded: Loaded) -> list[str]:
     from . import schema
 
     return schema.add_missing_columns(engine, loaded.metadata) if loaded.metadata is not None else []
+
+
+def _history(cfg: Config, engine: Any, loaded: Loaded, current: tuple[str, ...]) -> Any:
+    """The history table, created (and a migrated database's baseline recorded) before anything runs."""
+    from .history import Recorder
+
+    recorder = Recorder(cfg, loaded.checksums)
+    recorder.ensure(engine, loaded.script, current)
+    return recorder
+
+
+def _left(cfg: Config) -> str:
+    """What a failed migration left: nothing where DDL is transactional, maybe part of it on MySQL/MariaDB."""
+    return "partial" if cfg.database.backend == "mysql" else "rolled_back"
 
 
 def _effect_guard(cfg: Config, version_table: str) -> Any:

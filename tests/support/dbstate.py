@@ -159,16 +159,18 @@ def tables(url: str) -> set[str]:
 #: bookkeeping like alembic_version, left out of schema() (tests/integration/test_mysql_engine.py
 #: asserts on it).
 PROGRESS_TABLE = "migrate_init_progress"
+#: migrate-init's history of what it applied (migrate_init/history.py): bookkeeping too, left out of schema().
+HISTORY_TABLE = "migrate_init_history"
 
 
 def schema(url: str) -> dict[str, set[str]]:
-    """``{table: {column, ...}}`` of the live database, without alembic_version (and PROGRESS_TABLE)."""
+    """``{table: {column, ...}}`` of the live database, without alembic_version (and PROGRESS_TABLE, HISTORY_TABLE)."""
     with connect(url) as connection:
         inspector = sa.inspect(connection)
         return {
             table: {c["name"] for c in inspector.get_columns(table)}
             for table in inspector.get_table_names()
-            if table not in ("alembic_version", PROGRESS_TABLE)
+            if table not in ("alembic_version", PROGRESS_TABLE, HISTORY_TABLE)
         }
 
 

@@ -393,3 +393,11 @@ def test_config_is_frozen_and_load_reads_only_the_mapping_it_is_given(tmp_path, 
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.migration_timeout = 1.0  # type: ignore[misc]
     assert os.environ["MIGRATION_TIMEOUT"] == "soon"
+
+
+def test_on_edited_revision_is_warn_or_fail_and_anything_else_is_refused_naming_it(tmp_path):
+    environ = {"DATA_DIR": str(tmp_path)}
+    assert config.load(environ).on_edited_revision == "warn"
+    assert config.load({**environ, "ON_EDITED_REVISION": "FAIL"}).on_edited_revision == "fail"
+    with pytest.raises(ConfigError, match="ON_EDITED_REVISION='ignore' is not 'warn' or 'fail'"):
+        config.load({**environ, "ON_EDITED_REVISION": "ignore"})
