@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 from . import guard, lock, manifest, report, retry, wait
 from . import lint as lint_module
 from .catalog import EffectGuard
-from .errors import ConfigError, LockTimeout, MigrationTimeout, UnknownRevision, VerificationFailed
+from .errors import (
+    ConfigError,
+    LockTimeout,
+    MigrateInitError,
+    MigrationTimeout,
+    UnknownRevision,
+    VerificationFailed,
+    first_line,
+)
 from .probe import connect_mysql, connect_postgresql, describe_missing
 from .run import Loaded, at_target, expected_for, fast_path_taken, revs, standing_of, verified
 from .upgrade import migration_lock
@@ -388,6 +396,35 @@ def alembic(cfg: Config, watchdog: Watchdog, arguments: list[str]) -> Listing:
     ``sqlalchemy.url``, without migrate-init's lock, guard or verification.
     For upgrades, use ``run`` or ``upgrade REV``.
     """
+    from alembic.config import CommandLine
+    from alembic.util import CommandError
+
+    line = CommandLine(prog="migrate.py alembic")
+    try:
+        options = line.parser.parse_args(arguments)
+    except SystemExit as exc:  # --help, --version (0), or arguments Alembic refused (2; its usage is above)
+        if not exc.code:
+            return Listing([])
+        raise ConfigError(f"migrate.py alembic {' '.join(arguments)}: Alembic's command line refused these "
+                          "arguments (its message is above). Run `migrate.py alembic --help`.") from None
+    if not hasattr(options, "cmd"):
+        raise ConfigError("migrate.py alembic: name an Alembic command, e.g. `migrate.py alembic current` "
+                          "(`migrate.py alembic --help` lists them).")
+    if options.config or options.name != "alembic":
+        raise ConfigError("migrate.py alembic: -c/--config and -n/--name are not taken: migrate-init gives Alembic "
+                          "the alembic.ini of MIGRATIONS_DIR (or one level up) and DATABASE_URL. Set "
+                          "MIGRATIONS_DIR instead, or run the plain `alembic` CLI.")
     loaded = Loaded(cfg)
-    loaded.glue.alembic_cli(loaded.config, arguments, prog="migrate.py alembic")
+    config = loaded.config
+    # Alembic's own Config carries the parsed options: -x for context.get_x_argument(), -q for its messages.
+    config.cmd_opts = options
+    raise_error, options.raiseerr = options.raiseerr, True
+    try:
+        line.run_cmd(config, options)
+    except CommandError as exc:
+        if raise_error:  # --raiseerr: the whole traceback, through our handler (masked)
+            import logging
+
+            logging.getLogger(report.LOGGER).error("Alembic raised", exc_info=exc)
+        raise MigrateInitError(f"migrate.py alembic {' '.join(arguments)}: {first_line(exc)}.") from exc
     return Listing([])

@@ -136,7 +136,7 @@ def timestamp(created: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
-_TEXT_FORMAT = "%(asctime)s %(levelname)-5.5s [%(name)s] %(message)s"
+_TEXT_FORMAT = "%(asctime)s %(levelname)-5s [%(name)s] %(message)s"
 
 
 def _text(record: Any, formatted: Callable[[Any], str]) -> str:
@@ -145,12 +145,12 @@ def _text(record: Any, formatted: Callable[[Any], str]) -> str:
         # The whole line again: a traceback (LOG_LEVEL=DEBUG) was not masked by the filter.
         return mask(formatted(record))
     except Exception:  # one line, whatever went wrong
-        return f"{timestamp(record.created)} {record.levelname:<5.5} [{record.name}] {_WITHHELD}"
+        return f"{timestamp(record.created)} {record.levelname:<5} [{record.name}] {_WITHHELD}"
 
 
 def _plain_text(record: Any) -> str:
     """``_TEXT_FORMAT`` as logging's Formatter fills it in for a record without a traceback (a :class:`_Line`)."""
-    return f"{timestamp(record.created)} {record.levelname:<5.5} [{record.name}] {record.getMessage()}"
+    return f"{timestamp(record.created)} {record.levelname:<5} [{record.name}] {record.getMessage()}"
 
 
 def _json(record: Any, exception: Callable[[Any], str]) -> str:
@@ -423,7 +423,12 @@ def _emit(level: int, message: str, name: str, fields: dict[str, Any]) -> None:
     if not _light:
         import logging
 
-        logging.getLogger(LOGGER).log(level, message, extra={"event": name, "fields": fields})
+        logger = logging.getLogger(LOGGER)
+        if logger.disabled or logger.handlers != [_handler]:
+            # A user's env.py called logging.config.fileConfig() (a stock one does), which disables
+            # every logger it does not name: our lines, the summary included, would vanish (issue 24).
+            reclaim()
+        logger.log(level, message, extra={"event": name, "fields": fields})
         return
     # The handler's level decides (reclaim): our logger lets everything from INFO, or DEBUG, through.
     if level < _LEVELS.get(_level, INFO):

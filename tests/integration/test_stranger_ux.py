@@ -151,3 +151,99 @@ def test_a_database_made_by_create_all_is_not_rescued_but_told_to_stamp(db_url, 
     assert stamped.code == 0, stamped.out
     again = run_migrate(env=env)
     assert again.code == 0 and "nothing to do" in summary_line(again.out), again.out
+
+
+# -- 2. migrate-init's lines are written whatever env.py does to logging ----------------------------
+
+
+def _wrong_password(url: str) -> str:
+    """``url`` with its password changed (the PostgreSQL test server checks passwords over TCP)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed.set(password=f"{parsed.password}Wrong").render_as_string(hide_password=False)
+
+
+def test_alembic_passthrough_with_a_wrong_password_is_exit_4_with_a_failed_line_despite_fileconfig(
+        pg_url, tmp_path):
+    folder = stock_project(tmp_path / "project")
+    wrong = _wrong_password(pg_url)
+    report = tmp_path / "report.json"
+
+    for args in (("alembic", "current"), ("current",), ()):
+        result = run_migrate(*args, env=project_env(wrong, tmp_path, folder, REPORT_FILE=report))
+
+        assert result.code == 4, (args, result.out)
+        summary = summary_line(result.out)
+        assert summary.startswith(summary.split(" ")[0]) and "FAILED (exit 4)" in summary, summary
+        assert "password authentication failed" in summary, summary
+        assert "Wrong" not in result.out  # never the password
+        assert report_of(report)["exit_code"] == 4
+    assert versions(pg_url) == []
+
+
+def test_an_env_py_that_calls_sys_exit_gives_a_failed_line_with_its_code_and_a_report(sqlite_url, tmp_path):
+    folder = stock_project(tmp_path / "project")
+    env_py = folder / "env.py"
+    env_py.write_text(env_py.read_text().replace(
+        "config = context.config\n",
+        "config = context.config\nimport sys\nsys.exit('Required environment variable not found: WEBUI_SECRET_KEY')\n", 1))
+    report = tmp_path / "report.json"
+
+    result = run_migrate(env=project_env(sqlite_url, tmp_path, folder, REPORT_FILE=report))
+
+    assert result.code == 1, result.out
+    summary = summary_line(result.out)
+    assert "FAILED (exit 1)" in summary and "SystemExit" in summary, summary
+    assert "WEBUI_SECRET_KEY" in summary and str(env_py) in summary, summary
+    data = report_of(report)
+    assert (data["exit_code"], data["outcome"]) == (1, "script_error"), data
+    assert versions(sqlite_url) == []
+
+
+def test_models_with_a_foreign_key_to_a_table_they_do_not_hold_is_exit_2_naming_it(sqlite_url, tmp_path):
+    folder = stock_project(tmp_path / "project", models=_MODELS + '''
+
+class Comment(Base):
+    __tablename__ = "comment"
+    id = sa.Column(sa.Integer, primary_key=True)
+    author_id = sa.Column(sa.Integer, sa.ForeignKey("author.id"))
+''')
+
+    result = run_migrate(env=project_env(sqlite_url, tmp_path, folder))
+
+    assert result.code == 2, result.out
+    summary = summary_line(result.out)
+    assert "MODELS='models:Base'" in summary and "comment.author_id" in summary, summary
+    assert "'author'" in summary and "Unexpected" not in summary, summary
+    assert not sqlite_path(sqlite_url).exists() or versions(sqlite_url) == []
+
+
+# -- N29: Alembic's global options pass through ------------------------------------------------------
+
+
+def test_alembic_passthrough_takes_alembics_global_options(sqlite_url, tmp_path):
+    folder = stock_project(tmp_path / "project")
+    seen = tmp_path / "x-arguments.txt"
+    env_py = folder / "env.py"
+    env_py.write_text(env_py.read_text() + textwrap.dedent(f"""
+        with open({str(seen)!r}, "w") as out:
+            out.write(repr(sorted(context.get_x_argument(as_dictionary=True).items())))
+    """))
+    env = project_env(sqlite_url, tmp_path, folder)
+    assert run_migrate(env=env).code == 0
+
+    heads = run_migrate("alembic", "-x", "tenant=acme", "heads", env=env)
+    current = run_migrate("alembic", "-x", "tenant=acme", "-x", "dry=1", "current", env=env)
+    raiseerr = run_migrate("alembic", "--raiseerr", "heads", env=env)
+    quiet = run_migrate("alembic", "-q", "heads", env=env)
+    unknown = run_migrate("alembic", "--raiseerr", "show", "nosuchrev", env=env)
+
+    for result in (heads, current, raiseerr, quiet):
+        assert result.code == 0, result.out
+    assert "a1000000001 (head)" in heads.out and "a1000000001 (head)" in raiseerr.out, heads.out
+    assert "a1000000001 (head)" in current.out, current.out
+    assert seen.read_text() == "[('dry', '1'), ('tenant', 'acme')]"
+    assert "a1000000001" in quiet.out, quiet.out
+    assert unknown.code == 1, unknown.out
+    assert "nosuchrev" in summary_line(unknown.out), unknown.out
