@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 PROG = "migrate.py"
 
 #: Listing outcomes -> exit codes (Summary outcomes are 0; failures are exceptions).
-_LISTING_CODES = {"ok": 0, "pending": 1, "drift": 1, "findings": 1, "unknown_revision": 6}
+_LISTING_CODES = {"ok": 0, "pending": 1, "drift": 1, "findings": 1, "unknown_revision": 6, "destructive": 8}
 
 #: verb -> (help, takes REV, prints a summary line)
 VERBS: dict[str, tuple[str, bool, bool]] = {
@@ -41,7 +41,8 @@ VERBS: dict[str, tuple[str, bool, bool]] = {
     "wait": ("wait until another migrator brought the database to its target; never migrates", False, True),
     "verify": ("the integrity check alone, with row counts", False, True),
     "check": ("compare the database with the models, in words; exit 1 on drift", False, False),
-    "plan": ("pending migrations and the SQL they run, rolled back; changes nothing", False, False),
+    "plan": ("pending migrations and the SQL they run, rolled back; changes nothing; exits as run would "
+             "(8: run would refuse)", False, False),
     "lint": ("find destructive or non-idempotent migrations; exit 1 on findings", False, False),
     "stamp": ("adopt an existing database: verify it against MODELS, then record REV", True, True),
     "resolve": ("MySQL/MariaDB: forget that REV was interrupted, once its partial changes are undone", True, True),
@@ -71,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
         verb = sub.add_parser(name, help=text, description=text)
         if takes_rev:
             verb.add_argument("revision", metavar="REV")
+        if name == "plan":
+            verb.add_argument("--sql", metavar="FILE", help="also write the plan to FILE: SQL that sqlite3 or "
+                              "psql can run, every other line a comment")
         if name == "alembic":
             verb.add_argument("arguments", nargs=argparse.REMAINDER, metavar="ARGS")
     sub.add_parser("help", help="show this help")
@@ -107,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         _exit(_honour(watchdog, exc.exit_code))
     report.setup(log_format=cfg.log_format, level=cfg.log_level, secrets=cfg.secrets)
     report.stop_writing = lambda: watchdog.stopped  # a stalled stderr never holds a stop back
+    watchdog.heartbeat(cfg.heartbeat_interval)
     if command in ("plan", "stamp", "resolve"):
         bound_run(cfg, watchdog)
     summary: report.Summary | None = None
@@ -191,7 +196,7 @@ def _dispatch(command: str, args: Any, cfg: Config, watchdog: Watchdog) -> Any:
         "wait": lambda: commands.wait_for_target(cfg, watchdog),
         "verify": lambda: commands.verify(cfg, watchdog),
         "check": lambda: commands.check(cfg, watchdog),
-        "plan": lambda: commands.plan(cfg, watchdog),
+        "plan": lambda: commands.plan(cfg, watchdog, getattr(args, "sql", None)),
         "lint": lambda: commands.lint(cfg, watchdog),
         "stamp": lambda: commands.stamp(cfg, watchdog, str(revision)),
         "resolve": lambda: commands.resolve(cfg, watchdog, str(revision)),

@@ -189,6 +189,8 @@ def _put(text: str) -> None:
     dropped after a short grace: the stop is honoured, never stuck behind a
     log line (issue 12).  Never raises.
     """
+    global _last_line
+    _last_line = time.monotonic()
     stream = sys.stderr
     try:
         fd = stream.fileno()
@@ -201,6 +203,38 @@ def _put(text: str) -> None:
             pass
         return
     _write(fd, text.encode("utf-8", "replace"))
+
+
+_last_line = time.monotonic()
+
+
+def last_line() -> float:
+    """When the last line was written (``time.monotonic()``; the start, before any)."""
+    return _last_line
+
+
+def heartbeat(message: str, /, **fields: Any) -> None:
+    """A heartbeat line, from the watchdog's thread: never through logging, never blocking.
+
+    That thread cancels statements when the run must stop, so it must never
+    wait: not for logging's locks (the main thread may hold them, stuck on a
+    stalled reader) and not for stderr.  The line is written only when fd 2
+    takes it at once (a pipe that select() calls writable takes a line of this
+    size whole), else dropped.  Never raises.
+    """
+    try:
+        if INFO < _LEVELS.get(_level, INFO):
+            return
+        record = _Line(INFO, message, "heartbeat", fields)
+        _MaskSecrets().filter(record)
+        text = (_json(record, str) if _format == "json" else _text(record, _plain_text)) + "\n"
+        import select
+
+        fd = sys.stderr.fileno()
+        if select.select([], [fd], [], 0)[1]:
+            os.write(fd, text.encode("utf-8", "replace")[:4096])
+    except Exception:  # a heartbeat that cannot be written is only a heartbeat
+        pass
 
 
 class _Line:

@@ -126,6 +126,7 @@ def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog,
     else:
         raise ConfigError(f"DATABASE_URL={database.safe}: no migration lock for '{database.backend}'.")
     try:
+        watchdog.limit_phase(cfg.lock_timeout, "LOCK_TIMEOUT")  # for the heartbeat while it waits
         if not held.acquire(until):
             yield False
             return
@@ -184,6 +185,7 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
         progress = glue.Progress(script, total, guard=_effect_guard(cfg, expected.version_table),
                                  checkpoint=watchdog.checkpoint, in_step=watchdog.set_interruptible)
         watchdog.phase = "migrating"
+        watchdog.detail = lambda: f"applying {progress.running.revision}" if progress.running is not None else None
         try:
             try:
                 _upgrade(cfg, watchdog, loaded, engine, progress, destinations, summary)
