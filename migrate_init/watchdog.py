@@ -230,7 +230,10 @@ class Watchdog:
             if self.stopped:
                 continue
             if self._heartbeat > 0:
-                self._beat(now)
+                try:
+                    self._beat(now)
+                except Exception:  # this thread cancels statements: a heartbeat must never end it
+                    pass
             if self._deadline is not None and now >= self._deadline:
                 self._timed_out_what = f"{self._variable}={self._timeout_seconds:g}s"
             elif self._total_deadline is not None and now >= self._total_deadline:
