@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 PROG = "migrate.py"
 
 #: Listing outcomes -> exit codes (Summary outcomes are 0; failures are exceptions).
-_LISTING_CODES = {"ok": 0, "pending": 1, "drift": 1, "findings": 1, "unknown_revision": 6}
+_LISTING_CODES = {"ok": 0, "pending": 1, "drift": 1, "findings": 1, "unknown_revision": 6, "destructive": 8}
 
 #: verb -> (help, takes REV, prints a summary line)
 VERBS: dict[str, tuple[str, bool, bool]] = {
@@ -43,7 +43,8 @@ VERBS: dict[str, tuple[str, bool, bool]] = {
     "wait": ("wait until another migrator brought the database to its target; never migrates", False, True),
     "verify": ("the integrity check alone, with row counts", False, True),
     "check": ("compare the database with the models, in words; exit 1 on drift", False, False),
-    "plan": ("pending migrations and the SQL they run, rolled back; changes nothing", False, False),
+    "plan": ("pending migrations and the SQL they run, rolled back; changes nothing; exits as run would "
+             "(8: run would refuse)", False, False),
     "lint": ("find destructive or non-idempotent migrations; exit 1 on findings", False, False),
     "stamp": ("adopt an existing database: verify it against MODELS, then record REV", True, True),
     "accept": ("record REV's edited (or removed) script as reviewed, so verify and runs stop naming it", True, True),
@@ -75,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
         verb = sub.add_parser(name, help=text, description=text)
         if takes_rev:
             verb.add_argument("revision", metavar="REV")
+        if name == "plan":
+            verb.add_argument("--sql", metavar="FILE", help="also write the plan to FILE: SQL that sqlite3 or "
+                              "psql can run, every other line a comment")
         if name == "alembic":
             verb.add_argument("arguments", nargs=argparse.REMAINDER, metavar="ARGS")
         if name == "history":
@@ -89,7 +93,14 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     # No arguments is the init container's every start: no argparse import (issue 7).
     argv = sys.argv[1:] if argv is None else argv
-    args = _parser().parse_args(argv) if argv else None
+    if argv[:1] == ["alembic"]:
+        # Everything after `alembic` is Alembic's, its global options too (-x k=v, --raiseerr, -q):
+        # argparse's REMAINDER would take them for ours and refuse them (issue 25, N29).
+        import argparse
+
+        args: Any = argparse.Namespace(command="alembic", arguments=argv[1:])
+    else:
+        args = _parser().parse_args(argv) if argv else None
     command = getattr(args, "command", None) or "run"
     if command == "help":
         _parser().print_help()
@@ -109,13 +120,19 @@ def main(argv: list[str] | None = None) -> None:
         _exit(_honour(watchdog, exc.exit_code))
     report.setup(log_format=cfg.log_format, level=cfg.log_level, secrets=cfg.secrets)
     report.stop_writing = lambda: watchdog.stopped  # a stalled stderr never holds a stop back
+    watchdog.heartbeat(cfg.heartbeat_interval)
     if command in ("plan", "stamp", "resolve", "accept"):
         bound_run(cfg, watchdog)
     summary: report.Summary | None = None
     try:
         if command != "current":  # the one verb that needs no scripts
             config_module.check_migrations_dir(cfg.migrations_dir)
-        result = _dispatch(command, args, cfg, watchdog)
+        try:
+            result = _dispatch(command, args, cfg, watchdog)
+        except SystemExit as exc:
+            # Only ours may end the process: an env.py, a migration or MODELS that calls sys.exit()
+            # (open-webui's env.py without WEBUI_SECRET_KEY) is a failure to report (issue 24).
+            raise _exited(exc, watchdog) from exc
         # A stop recorded meanwhile still wins: honoured below, with what the verb did kept.
         if isinstance(result, report.Summary):
             summary = result
@@ -191,7 +208,7 @@ def _dispatch(command: str, args: Any, cfg: Config, watchdog: Watchdog) -> Any:
         "wait": lambda: commands.wait_for_target(cfg, watchdog),
         "verify": lambda: commands.verify(cfg, watchdog),
         "check": lambda: commands.check(cfg, watchdog),
-        "plan": lambda: commands.plan(cfg, watchdog),
+        "plan": lambda: commands.plan(cfg, watchdog, getattr(args, "sql", None)),
         "lint": lambda: commands.lint(cfg, watchdog),
         "stamp": lambda: commands.stamp(cfg, watchdog, str(revision)),
         "resolve": lambda: commands.resolve(cfg, watchdog, str(revision)),
@@ -226,19 +243,65 @@ def _unexpected(exc: BaseException, watchdog: Watchdog, cfg: Config) -> MigrateI
     """Name a database error in words; keep the traceback for LOG_LEVEL=DEBUG."""
     import logging
 
-    from .errors import CorruptDatabase, classify, first_line
+    from .errors import AccessDenied, CorruptDatabase, DatabaseMissing, DatabaseUnreachable, classify, first_line
 
     stop = watchdog.reason
     if stop is not None:
         return stop
     report.use_logging()
     logging.getLogger(report.LOGGER).debug("Traceback of the unexpected error", exc_info=exc)
-    if classify(exc) == "corrupt":
+    kind = classify(exc)
+    if kind == "corrupt":
         where = cfg.database.sqlite_path or cfg.database.safe
         return CorruptDatabase(f"The database {where} is damaged ({first_line(exc)}); it was left as it is. "
                                "Restore it from a backup (BACKUP_DIR), or check it with PRAGMA integrity_check.")
+    # A connection that code we do not own opened (`migrate.py alembic`, a user's env.py) is read
+    # like ours: a refused password is exit 4 there too, a server that is not there exit 3 (issue 24).
+    if kind == "access":
+        return AccessDenied(f"The database at {cfg.database.safe} refused access: {first_line(exc)}. Check the user "
+                            "and password in DATABASE_URL (or DATABASE_PASSWORD / their _FILE variants) and the "
+                            "database's grants.")
+    if kind in ("unreachable", "missing_database"):
+        error = DatabaseMissing if kind == "missing_database" else DatabaseUnreachable
+        return error(f"The database at {cfg.database.safe} did not answer: {first_line(exc)}. Check the host, "
+                     "port and database name in DATABASE_URL, and that the server is up.")
     return MigrateInitError(f"Unexpected {type(exc).__name__}: {first_line(exc)}. Nothing more was attempted; run "
                             "with LOG_LEVEL=DEBUG for the traceback and report it if it looks like a bug.")
+
+
+def _exited(exc: SystemExit, watchdog: Watchdog) -> MigrateInitError:
+    """A ``sys.exit()`` in code migrate-init runs (env.py, a migration, MODELS), as a ScriptError with its code."""
+    from .errors import ScriptError, first_line
+
+    stop = watchdog.reason
+    if stop is not None:
+        return stop
+    code = exc.code
+    said = f"SystemExit({code!r})" if not isinstance(code, str) else f"SystemExit: {first_line(exc)}"
+    where = _caller_of(exc)
+    error = ScriptError(
+        f"{where or 'env.py, a migration script or MODELS'} called sys.exit() while {watchdog.phase}: {said}. "
+        "migrate-init stopped there; fix what it asks for (often an environment variable the app's env.py "
+        "needs) and run again.")
+    summary = getattr(exc, "summary", None)
+    if summary is not None:
+        error.summary = summary  # type: ignore[attr-defined]  # what the run did before it
+    return error
+
+
+def _caller_of(exc: BaseException) -> str | None:
+    """``file:line`` of the last frame outside Python's own and installed libraries that raised ``exc``."""
+    import os
+
+    tb, found = exc.__traceback__, None
+    package = os.path.dirname(os.path.abspath(__file__))
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not filename.startswith(("<", package, os.path.dirname(os.__file__))) and \
+                "site-packages" not in filename:
+            found = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
 
 
 __all__ = ["COMMANDS", "VERBS", "main"]

@@ -24,9 +24,11 @@ from .errors import (
     DatabaseMissing,
     EditedRevision,
     LockTimeout,
+    MigrateInitError,
     MigrationTimeout,
     UnknownRevision,
     VerificationFailed,
+    first_line,
 )
 from .probe import connect_mysql, connect_postgresql, describe_missing
 from .run import Loaded, at_target, expected_for, fast_path_taken, revs, standing_of, verified
@@ -126,6 +128,7 @@ def wait_for_target(cfg: Config, watchdog: Watchdog) -> report.Summary:
     with _reader(cfg, watchdog, missing_is_transient=True) as reader:
         deadline = time.monotonic() + budget
         watchdog.phase = "waiting for another migrator"
+        watchdog.limit_phase(budget, "LOCK_TIMEOUT + MIGRATION_TIMEOUT")
         announced: list[bool] = []
 
         def attempt() -> Any:
@@ -204,7 +207,7 @@ def check(cfg: Config, watchdog: Watchdog) -> Listing:
     return Listing(lines, "drift")
 
 
-def plan(cfg: Config, watchdog: Watchdog) -> Listing:
+def plan(cfg: Config, watchdog: Watchdog, sql_file: str | None = None) -> Listing:
     """The pending migrations and the SQL they run, in a transaction that is rolled back.
 
     It takes the migration lock, and while it runs it takes the locks the
@@ -219,12 +222,14 @@ def plan(cfg: Config, watchdog: Watchdog) -> Listing:
         if state.unknown:
             raise UnknownRevision(f"The database is at revision {revs(state.unknown)}, unknown to these "
                                   "scripts; there is nothing to plan.")
-        lines = [f"database: {cfg.database.safe}", f"current:  {revs(state.current)}"]
+        # Every line that is not SQL is an SQL comment: `plan > plan.sql` and `plan --sql FILE` give a
+        # file that sqlite3 or psql can run (issue 24).
+        lines = [f"-- database: {cfg.database.safe}", f"-- current:  {revs(state.current)}"]
         if not state.pending:
-            lines.append("Nothing to apply: the database is at its target.")
-            return Listing(lines)
+            lines.append("-- Nothing to apply: the database is at its target.")
+            return _planned(lines, sql_file)
         if cfg.database.backend == "mysql":
-            return _plan_without_running(lines, loaded.script, state)
+            return _planned(_plan_without_running(lines, loaded.script, state).lines, sql_file)
         destinations = [cfg.migration_target, "heads"] if state.target_exists else ["heads"]
         effects = EffectGuard(False, record=True, version_table=expected.version_table)
         progress = glue.Progress(loaded.script, len(state.pending), guard=effects, dry_run=True,
@@ -240,7 +245,14 @@ def plan(cfg: Config, watchdog: Watchdog) -> Listing:
             finally:
                 engine.dispose()
     steps = progress.begun
-    lines.append(f"pending:  {len(steps)} migration(s); the SQL below ran in a transaction that was rolled back.")
+    lines.append(f"-- pending:  {len(steps)} migration(s); the SQL below ran in a transaction that was rolled back.")
+    lines.append("BEGIN;")
+    if not state.current:
+        # Alembic creates its version table before the first migration, outside any step.
+        table = expected.version_table
+        lines.append(f"CREATE TABLE IF NOT EXISTS {table} (version_num VARCHAR(32) NOT NULL, "
+                     f"CONSTRAINT {table}_pkc PRIMARY KEY (version_num));")
+    refused: list[str] = []
     for index, step in enumerate(steps, 1):
         lines.append(f"\n-- [{index}/{len(steps)}] {step.revision} ({step.doc or ''})  {step.path}")
         losses = [loss for f in effects.findings if f.revision == step.revision for loss in f.losses]
@@ -251,15 +263,75 @@ def plan(cfg: Config, watchdog: Watchdog) -> Listing:
             # The catalog's verdict is what `run` acts on; the text rules only point at a
             # statement when the catalog saw nothing (a DELETE or TRUNCATE of rows).
             hint = not losses and guard.classify(statement)
-            lines.append(f"{statement};" + ("  -- DESTRUCTIVE? (a text rule; `run` judges the effect)" if hint else ""))
+            lines.append(_runnable(statement) + ("  -- DESTRUCTIVE? (a text rule; `run` judges the effect)" if hint else ""))
         lines.extend(f"-- DESTRUCTIVE: {loss.describe()}; refused unless ALLOW_DESTRUCTIVE=true" for loss in losses)
-    return Listing(lines)
+        if losses and not cfg.allow_destructive:
+            refused.append(step.revision)
+    lines.append("COMMIT;")
+    if refused:
+        # plan exits with the code run would exit with (issue 24): a gate, like terraform plan.
+        lines.append(f"-- run would refuse {', '.join(refused)} with exit 8 (see the losses above).")
+        return _planned(lines, sql_file, "destructive")
+    return _planned(lines, sql_file)
+
+
+def _planned(lines: list[str], sql_file: str | None, outcome: str = "ok") -> Listing:
+    """The plan's listing; with ``--sql FILE``, the same text written to FILE too."""
+    if sql_file:
+        try:
+            with open(sql_file, "w", encoding="utf-8") as out:
+                out.write("\n".join(lines) + "\n")
+        except OSError as exc:
+            raise ConfigError(f"plan --sql {sql_file}: cannot write it ({exc.strerror}). Name a file in a "
+                              "writable folder.") from None
+    return Listing(lines, outcome)
+
+
+def _runnable(statement: str) -> str:
+    """A captured statement as SQL a database's own CLI runs: its bound parameters written in as literals.
+
+    The dry run records ``SQL  -- parameters: (...)``; what cannot be written as a literal stays
+    a comment, and the line says so.
+    """
+    import ast
+
+    sql, marker, shown = statement.partition("  -- parameters: ")
+    if not marker:
+        return f"{sql};"
+    try:
+        parameters = ast.literal_eval(shown)
+        if isinstance(parameters, dict):
+            names = {f"%({name})s": _literal(value) for name, value in parameters.items()}
+            names.update({f":{name}": _literal(value) for name, value in parameters.items()})
+            for placeholder in sorted(names, key=len, reverse=True):
+                sql = sql.replace(placeholder, names[placeholder])
+        else:
+            for value in parameters:
+                mark = "?" if "?" in sql else "%s"
+                if mark not in sql:
+                    raise ValueError("more parameters than placeholders")
+                sql = sql.replace(mark, _literal(value), 1)
+        return f"{sql};"
+    except (ValueError, SyntaxError, TypeError):
+        return f"-- NOT WRITTEN AS SQL (parameters that are not plain literals): {statement}"
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(type(value).__name__)
 
 
 def _plan_without_running(lines: list[str], script: Any, state: Any) -> Listing:
     """MySQL/MariaDB: the pending migrations, not run: DDL there commits at once, so no dry run can be undone."""
     pending = list(state.pending)
-    lines.append(f"pending:  {len(pending)} migration(s), not run: MySQL/MariaDB commit each DDL statement at "
+    lines.append(f"-- pending:  {len(pending)} migration(s), not run: MySQL/MariaDB commit each DDL statement at "
                  "once, so plan cannot run them in a transaction and roll it back. `run` judges each "
                  "statement before it runs (the destructive guard); `migrate.py lint` shows the SQL of the "
                  "chain as it runs on a throw-away SQLite file.")
@@ -290,12 +362,17 @@ def lint(cfg: Config, watchdog: Watchdog) -> Listing:
         if advice is None:
             lines.append("squawk: not installed; its PostgreSQL rules were skipped.")
         lines.extend(f"squawk (advice): {line}" for line in advice or [])
-    lines.extend(str(finding) for finding in findings)
-    if findings:
-        lines.append(f"{len(findings)} finding(s) in {cfg.migrations_dir}.")
-        return Listing(lines, "findings")
-    lines.append(f"No findings in {cfg.migrations_dir}: every migration is additive and idempotent.")
-    return Listing(lines)
+    order = {severity: rank for rank, severity in enumerate(lint_module.SEVERITIES)}
+    lines.extend(str(finding) for finding in sorted(findings, key=lambda f: order[f.severity]))
+    if not findings:
+        lines.append(f"No findings in {cfg.migrations_dir}: every migration is additive and idempotent.")
+        return Listing(lines)
+    counted = ", ".join(f"{sum(f.severity == s for f in findings)} {s}(s)" for s in lint_module.SEVERITIES)
+    errors = any(f.severity == "error" for f in findings)
+    # Only errors fail lint (exit 1): what run would refuse or fail on (issue 24).
+    lines.append(f"{len(findings)} finding(s) in {cfg.migrations_dir}: {counted}"
+                 + ("." if errors else "; no error, so lint passes."))
+    return Listing(lines, "findings" if errors else "ok")
 
 
 def stamp(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
@@ -502,6 +579,35 @@ def alembic(cfg: Config, watchdog: Watchdog, arguments: list[str]) -> Listing:
     ``sqlalchemy.url``, without migrate-init's lock, guard or verification.
     For upgrades, use ``run`` or ``upgrade REV``.
     """
+    from alembic.config import CommandLine
+    from alembic.util import CommandError
+
+    line = CommandLine(prog="migrate.py alembic")
+    try:
+        options = line.parser.parse_args(arguments)
+    except SystemExit as exc:  # --help, --version (0), or arguments Alembic refused (2; its usage is above)
+        if not exc.code:
+            return Listing([])
+        raise ConfigError(f"migrate.py alembic {' '.join(arguments)}: Alembic's command line refused these "
+                          "arguments (its message is above). Run `migrate.py alembic --help`.") from None
+    if not hasattr(options, "cmd"):
+        raise ConfigError("migrate.py alembic: name an Alembic command, e.g. `migrate.py alembic current` "
+                          "(`migrate.py alembic --help` lists them).")
+    if options.config or options.name != "alembic":
+        raise ConfigError("migrate.py alembic: -c/--config and -n/--name are not taken: migrate-init gives Alembic "
+                          "the alembic.ini of MIGRATIONS_DIR (or one level up) and DATABASE_URL. Set "
+                          "MIGRATIONS_DIR instead, or run the plain `alembic` CLI.")
     loaded = Loaded(cfg)
-    loaded.glue.alembic_cli(loaded.config, arguments, prog="migrate.py alembic")
+    config = loaded.config
+    # Alembic's own Config carries the parsed options: -x for context.get_x_argument(), -q for its messages.
+    config.cmd_opts = options
+    raise_error, options.raiseerr = options.raiseerr, True
+    try:
+        line.run_cmd(config, options)
+    except CommandError as exc:
+        if raise_error:  # --raiseerr: the whole traceback, through our handler (masked)
+            import logging
+
+            logging.getLogger(report.LOGGER).error("Alembic raised", exc_info=exc)
+        raise MigrateInitError(f"migrate.py alembic {' '.join(arguments)}: {first_line(exc)}.") from exc
     return Listing([])

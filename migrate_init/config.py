@@ -56,7 +56,7 @@ _FIELDS = (
     "db_wait_timeout", "lock_timeout", "ddl_lock_timeout", "ddl_lock_retries", "sqlite_allow_network_fs",
     "log_level", "log_format", "report_file", "extra_pip_packages", "pip_requirements", "deps_target",
     "pip_find_links", "pip_no_index", "allow_destructive", "backup_dir", "backup_keep", "seed_dir",
-    "repair_missing_columns", "fast_path", "on_edited_revision", "image_revision", "secrets",
+    "repair_missing_columns", "fast_path", "on_edited_revision", "image_revision", "secrets", "heartbeat_interval",
 )
 
 
@@ -112,20 +112,22 @@ class Config:
     image_revision: str | None
     #: Raw secret values, so that the log filter can mask them wherever they appear.
     secrets: tuple[str, ...]
+    #: Seconds without a line after which a long wait or migration says what it is doing (0: never).
+    heartbeat_interval: float
 
     def __init__(
         self, database_url: str, database: Url, data_dir: str, enable_auto_migration: bool = True,
-        migration_timeout: float = 30.0, enable_fallback_create: bool = True,
+        migration_timeout: float = 600.0, enable_fallback_create: bool = True,
         migration_target: str = DEFAULT_TARGET, migration_target_set: bool = False,
         migrations_dir: str = SHIPPED_MIGRATIONS, models: str | None = SHIPPED_MODELS,
-        db_wait_timeout: float = 60.0, lock_timeout: float = 120.0, ddl_lock_timeout: float = 5.0,
+        db_wait_timeout: float = 60.0, lock_timeout: float = 660.0, ddl_lock_timeout: float = 5.0,
         ddl_lock_retries: int = 5, sqlite_allow_network_fs: bool = False, log_level: str = "INFO",
         log_format: str = "text", report_file: str | None = None, extra_pip_packages: tuple[str, ...] = (),
         pip_requirements: str | None = None, deps_target: str | None = None,
         pip_find_links: str | None = None, pip_no_index: bool = False, allow_destructive: bool = False,
         backup_dir: str | None = None, backup_keep: int = 3, seed_dir: str = "/docker-entrypoint-initdb.d",
         repair_missing_columns: bool = False, fast_path: bool = True, on_edited_revision: str = "warn",
-        image_revision: str | None = None, secrets: tuple[str, ...] = (),
+        image_revision: str | None = None, secrets: tuple[str, ...] = (), heartbeat_interval: float = 5.0,
     ) -> None:
         values = locals()
         for name in _FIELDS:
@@ -203,14 +205,14 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         database=database,
         data_dir=data_dir,
         enable_auto_migration=env.boolean("ENABLE_AUTO_MIGRATION", True),
-        migration_timeout=env.seconds("MIGRATION_TIMEOUT", 30.0, zero="no limit"),
+        migration_timeout=env.seconds("MIGRATION_TIMEOUT", 600.0, zero="no limit"),
         enable_fallback_create=env.boolean("ENABLE_FALLBACK_CREATE", True),
         migration_target=target or DEFAULT_TARGET,
         migration_target_set=target is not None,
         migrations_dir=migrations_dir,
         models=models,
         db_wait_timeout=env.seconds("DB_WAIT_TIMEOUT", 60.0),
-        lock_timeout=env.seconds("LOCK_TIMEOUT", 120.0),
+        lock_timeout=env.seconds("LOCK_TIMEOUT", 660.0),
         ddl_lock_timeout=env.seconds("DDL_LOCK_TIMEOUT", 5.0, zero="no limit",
                                      minimum=_MIN_DDL_LOCK_TIMEOUT),
         ddl_lock_retries=env.count("DDL_LOCK_RETRIES", 5),
@@ -231,6 +233,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         fast_path=env.boolean("FAST_PATH", True),
         on_edited_revision=on_edited_revision,
         image_revision=env.get("IMAGE_REVISION") or None,
+        heartbeat_interval=env.seconds("HEARTBEAT_INTERVAL", 5.0, zero="no heartbeat"),
         secrets=tuple(env.secret_values),
     )
 

@@ -31,15 +31,23 @@ _GUARDS = ("inspect", "has_table", "get_table_names", "get_columns", "get_indexe
            "_if_missing", "table_exists", "column_exists", "if_not_exists")
 
 
+#: How much a finding weighs: errors fail ``lint`` (exit 1); warnings and notes do not (issue 24).
+#: An error is what ``run`` would refuse or fail on: a loss seen in the catalog, a chain that does not
+#: run, a file that does not parse.  A warning is a text rule's hint (the effect decides).  A note is
+#: advice that matters only somewhere (a re-run on MySQL/MariaDB).
+SEVERITIES = ("error", "warning", "note")
+
+
 @dataclass(frozen=True)
 class Finding:
     path: str
     line: int
-    kind: str  # "destructive" or "non-idempotent"
+    kind: str  # "destructive", "non-idempotent" or "error"
     message: str
+    severity: str = "error"
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.kind}: {self.message}"
+        return f"{self.path}:{self.line}: {self.kind}: {self.message} [{self.severity}]"
 
 
 def scan_sources(versions: Path) -> list[Finding]:
@@ -67,41 +75,45 @@ def _scan_upgrade(path: Path, function: ast.FunctionDef) -> list[Finding]:
         keywords = {k.arg: k.value for k in node.keywords if k.arg}
         where = (str(path), node.lineno)
         if name in _DESTRUCTIVE_CALLS:
-            findings.append(Finding(*where, "destructive", f"{name}(): {_DESTRUCTIVE_CALLS[name]}"))
+            findings.append(Finding(*where, "destructive", f"{name}(): {_DESTRUCTIVE_CALLS[name]}", _HINT))
         elif name == "alter_column":
             if "type_" in keywords:
-                findings.append(Finding(*where, "destructive", "alter_column(type_=...): changes a column's type"))
+                findings.append(Finding(*where, "destructive", "alter_column(type_=...): changes a column's type", _HINT))
             if "new_column_name" in keywords:
-                findings.append(Finding(*where, "destructive", "alter_column(new_column_name=...): renames a column"))
+                findings.append(Finding(*where, "destructive", "alter_column(new_column_name=...): renames a column",
+                                        _HINT))
             if _is_false(keywords.get("nullable")) and "server_default" not in keywords:
-                findings.append(Finding(*where, "destructive", "alter_column(nullable=False) without a server_default"))
+                findings.append(Finding(*where, "destructive", "alter_column(nullable=False) without a server_default",
+                                        _HINT))
         elif name == "execute" and node.args and isinstance(node.args[0], ast.Constant) \
                 and isinstance(node.args[0].value, str):
             found = guard.classify(node.args[0].value)
             if found:
-                findings.append(Finding(*where, "destructive", f"execute(): {found[0]} {found[1]}"))
+                findings.append(Finding(*where, "destructive", f"execute(): {found[0]} {found[1]}", _HINT))
         elif name == "add_column":
             column = next((a for a in node.args if isinstance(a, ast.Call)), None)
             if column is not None:
                 kw = {k.arg: k.value for k in column.keywords if k.arg}
                 if _is_false(kw.get("nullable")) and "server_default" not in kw:
                     findings.append(Finding(*where, "destructive",
-                                            "add_column(): NOT NULL column without a server_default"))
+                                            "add_column(): NOT NULL column without a server_default", _HINT))
         if name in _CREATING_CALLS and not guarded and _is_op_call(node):
+            # What `alembic revision --autogenerate` writes: fine where a failed migration rolls back
+            # whole (SQLite, PostgreSQL), so only a note (issue 24).
             findings.append(Finding(*where, "non-idempotent",
-                                    f"op.{name}() without an existence check; use "
-                                    f"migrate_init.ops.{_helper(name)} or inspect first"))
+                                    f"op.{name}() without an existence check; on MySQL/MariaDB, whose DDL "
+                                    "commits at once, a run interrupted after it cannot simply run again "
+                                    "(inspect first, e.g. sa.inspect(op.get_bind()).has_table(...))", "note"))
     return findings
+
+
+#: The source pass's destructive rules read text: hints, the SQL pass's catalog verdict decides.
+_HINT = "warning"
 
 
 def _is_op_call(node: ast.Call) -> bool:
     value = getattr(node.func, "value", None)
     return isinstance(value, ast.Name) and value.id in ("op", "batch_op")
-
-
-def _helper(name: str) -> str:
-    return {"create_table": "create_table_if_missing", "add_column": "add_column_if_missing",
-            "create_index": "create_index_if_missing"}[name]
 
 
 def _is_false(node: ast.AST | None) -> bool:
@@ -178,7 +190,7 @@ def _scan_on(database: Any, loaded: Any, prepare: Any = None) -> tuple[list[Find
             found = guard.classify(text)
             if found:
                 findings.append(Finding(step.path, 1, "destructive",
-                                        f"SQL of {step.revision}: {found[0]} {found[1]}: {text[:120]}"))
+                                        f"SQL of {step.revision}: {found[0]} {found[1]}: {text[:120]}", _HINT))
     return findings, _steps(progress)
 
 

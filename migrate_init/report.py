@@ -136,7 +136,7 @@ def timestamp(created: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
-_TEXT_FORMAT = "%(asctime)s %(levelname)-5.5s [%(name)s] %(message)s"
+_TEXT_FORMAT = "%(asctime)s %(levelname)-5s [%(name)s] %(message)s"
 
 
 def _text(record: Any, formatted: Callable[[Any], str]) -> str:
@@ -145,12 +145,12 @@ def _text(record: Any, formatted: Callable[[Any], str]) -> str:
         # The whole line again: a traceback (LOG_LEVEL=DEBUG) was not masked by the filter.
         return mask(formatted(record))
     except Exception:  # one line, whatever went wrong
-        return f"{timestamp(record.created)} {record.levelname:<5.5} [{record.name}] {_WITHHELD}"
+        return f"{timestamp(record.created)} {record.levelname:<5} [{record.name}] {_WITHHELD}"
 
 
 def _plain_text(record: Any) -> str:
     """``_TEXT_FORMAT`` as logging's Formatter fills it in for a record without a traceback (a :class:`_Line`)."""
-    return f"{timestamp(record.created)} {record.levelname:<5.5} [{record.name}] {record.getMessage()}"
+    return f"{timestamp(record.created)} {record.levelname:<5} [{record.name}] {record.getMessage()}"
 
 
 def _json(record: Any, exception: Callable[[Any], str]) -> str:
@@ -189,6 +189,8 @@ def _put(text: str) -> None:
     dropped after a short grace: the stop is honoured, never stuck behind a
     log line (issue 12).  Never raises.
     """
+    global _last_line
+    _last_line = time.monotonic()
     stream = sys.stderr
     try:
         fd = stream.fileno()
@@ -201,6 +203,38 @@ def _put(text: str) -> None:
             pass
         return
     _write(fd, text.encode("utf-8", "replace"))
+
+
+_last_line = time.monotonic()
+
+
+def last_line() -> float:
+    """When the last line was written (``time.monotonic()``; the start, before any)."""
+    return _last_line
+
+
+def heartbeat(message: str, /, **fields: Any) -> None:
+    """A heartbeat line, from the watchdog's thread: never through logging, never blocking.
+
+    That thread cancels statements when the run must stop, so it must never
+    wait: not for logging's locks (the main thread may hold them, stuck on a
+    stalled reader) and not for stderr.  The line is written only when fd 2
+    takes it at once (a pipe that select() calls writable takes a line of this
+    size whole), else dropped.  Never raises.
+    """
+    try:
+        if INFO < _LEVELS.get(_level, INFO):
+            return
+        record = _Line(INFO, message, "heartbeat", fields)
+        _MaskSecrets().filter(record)
+        text = (_json(record, str) if _format == "json" else _text(record, _plain_text)) + "\n"
+        import select
+
+        fd = sys.stderr.fileno()
+        if select.select([], [fd], [], 0)[1]:
+            os.write(fd, text.encode("utf-8", "replace")[:4096])
+    except Exception:  # a heartbeat that cannot be written is only a heartbeat
+        pass
 
 
 class _Line:
@@ -423,7 +457,12 @@ def _emit(level: int, message: str, name: str, fields: dict[str, Any]) -> None:
     if not _light:
         import logging
 
-        logging.getLogger(LOGGER).log(level, message, extra={"event": name, "fields": fields})
+        logger = logging.getLogger(LOGGER)
+        if logger.disabled or logger.handlers != [_handler]:
+            # A user's env.py called logging.config.fileConfig() (a stock one does), which disables
+            # every logger it does not name: our lines, the summary included, would vanish (issue 24).
+            reclaim()
+        logger.log(level, message, extra={"event": name, "fields": fields})
         return
     # The handler's level decides (reclaim): our logger lets everything from INFO, or DEBUG, through.
     if level < _LEVELS.get(_level, INFO):

@@ -294,8 +294,8 @@ def run(cfg: Config, watchdog: Watchdog, *, revision: str | None = None) -> repo
     summary.timed("wait", started)
     try:
         return _run(cfg, watchdog, summary, reader, revision)
-    except MigrateInitError as exc:
-        exc.summary = summary  # type: ignore[attr-defined]  # the CLI reports what was done before it
+    except (MigrateInitError, SystemExit) as exc:  # SystemExit: a user's env.py called sys.exit()
+        exc.summary = summary  # type: ignore[union-attr]  # the CLI reports what was done before it
         raise
     finally:
         reader.close()

@@ -61,7 +61,33 @@ def load(spec: str, search_path: list[Path]) -> MetaData:
         raise ConfigError(
             f"MODELS={spec!r} is neither a MetaData nor a declarative Base."
         )
+    _check_references(spec, metadata)
     return metadata
+
+
+def _check_references(spec: str, metadata: MetaData) -> None:
+    """Every foreign key of ``metadata`` names a table and column it holds; else exit 2 (issue 24).
+
+    Otherwise the first thing that sorts the tables (verification, create_all)
+    fails with SQLAlchemy's NoReferencedTableError, far from its cause: a
+    models module that does not import the module defining the other table.
+    """
+    for table in metadata.tables.values():
+        for key in table.foreign_keys:
+            try:
+                key.column  # noqa: B018 - resolving it is the check
+            except sa.exc.NoReferencedTableError as exc:
+                raise ConfigError(
+                    f"MODELS={spec!r} is incomplete: {table.name}.{key.parent.name} has a foreign key to the "
+                    f"table '{exc.table_name}', which its metadata does not hold. Import the module that "
+                    f"defines '{exc.table_name}' in the module MODELS names (or fix the foreign key)."
+                ) from None
+            except sa.exc.NoReferencedColumnError as exc:
+                raise ConfigError(
+                    f"MODELS={spec!r} is incomplete: {table.name}.{key.parent.name} has a foreign key to "
+                    f"'{exc.table_name}.{exc.column_name}', a column that table does not have. Fix the "
+                    "foreign key or the model."
+                ) from None
 
 
 def expected_schema(metadata: MetaData) -> dict[str, set[str]]:

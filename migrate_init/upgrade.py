@@ -129,6 +129,7 @@ def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog,
     else:
         raise ConfigError(f"DATABASE_URL={database.safe}: no migration lock for '{database.backend}'.")
     try:
+        watchdog.limit_phase(cfg.lock_timeout, "LOCK_TIMEOUT")  # for the heartbeat while it waits
         if not held.acquire(until):
             yield False
             return
@@ -183,7 +184,8 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
 
     destinations = _destinations(glue, script, cfg, state, revision)
     total = len(glue.pending_revisions(script, state.current, destinations[-1:] if revision else list(state.heads)))
-    report.event("pending", f"Database at {revs(state.current)}; {total} migration(s) to apply.",
+    report.event("pending", f"Database at {_found(state.current, standing.snapshot, expected)}; {total} "
+                 "migration(s) to apply.",
                  current=list(state.current), pending=list(state.pending))
     watchdog.phase = "checking the SQLite file"
     check = check or QuickCheck.start(cfg, watchdog)
@@ -204,6 +206,7 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
                                  checkpoint=watchdog.checkpoint, in_step=watchdog.set_interruptible,
                                  history=recorder)
         watchdog.phase = "migrating"
+        watchdog.detail = lambda: f"applying {progress.running.revision}" if progress.running is not None else None
         try:
             try:
                 _upgrade(cfg, watchdog, loaded, engine, progress, destinations, summary)
@@ -261,7 +264,8 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
         cache_manifest(cfg, loaded)
         _seed(cfg, watchdog, engine, loaded, summary, after.owed)
         summary.outcome = "upgraded" if summary.applied else "at_target"
-        summary.message = (f"Upgraded {revs(summary.from_revisions)} -> {revs(after.current)}: "
+        summary.message = (f"Upgraded {_found(summary.from_revisions, standing.snapshot, expected)} -> "
+                           f"{revs(after.current)}: "
                            f"{len(summary.applied)} migration(s) applied ({summary.layers_tried[-1]}); "
                            "verification passed.")
         return summary
@@ -464,6 +468,13 @@ def _failed(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Re
     if loaded.metadata is None:
         raise MigrationFailed(f"{failure} The fallback is unavailable: MODELS is not set.",
                               revision=failure.revision)
+    now = standing_of(reader, expected)
+    if now.complete:
+        # create_all would create nothing, so it would rescue nothing: a data migration that
+        # failed, or tables that were there before any version row (issue 24).  Exit 1, the
+        # revision still pending, never "FALLBACK USED".
+        raise MigrationFailed(f"{failure} {_nothing_to_rescue(failure.revision, now, expected, loaded)}",
+                              revision=failure.revision)
     from . import schema
 
     report.warning("fallback", "Alembic could not bring the database to its target; running the create_all "
@@ -471,7 +482,7 @@ def _failed(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Re
     watchdog.phase = "running the create_all fallback"
     started = time.monotonic()
     try:
-        schema.create_missing_tables(engine, loaded.metadata)
+        created = schema.create_missing_tables(engine, loaded.metadata)
     except Exception as exc:
         watchdog.checkpoint()
         raise MigrationFailed(f"{failure} The create_all fallback failed too: {type(exc).__name__}: "
@@ -487,10 +498,43 @@ def _failed(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Re
     verified(summary, reader, expected, after, after="the create_all fallback")
     _seed(cfg, watchdog, engine, loaded, summary, after.owed)
     summary.outcome = "fallback"
-    summary.message = (f"FALLBACK USED: migration {failure.revision} failed, and create_all created the missing "
-                       f"tables; verification passed. The version table stays at {revs(summary.to_revisions)}: "
-                       "fix the migration and run again.")
+    made = f"created {len(created)} missing table(s) ({', '.join(created)})" if created else "created no table"
+    summary.message = (f"FALLBACK USED: migration {failure.revision} failed, and create_all {made}; verification "
+                       f"passed. The version table stays at {revs(summary.to_revisions)}, so {failure.revision} "
+                       "is still pending: fix the migration and run again.")
     return summary
+
+
+def _tables_of(snapshot: Any, expected: Expected) -> list[str]:
+    """The tables a snapshot holds, without the version table and migrate-init's bookkeeping."""
+    from .probe import PROGRESS_TABLE, SEED_TABLE
+
+    ours = {expected.version_table, PROGRESS_TABLE, SEED_TABLE}
+    return sorted(t for t in snapshot.columns if t not in ours)
+
+
+def _found(current: Any, snapshot: Any, expected: Expected) -> str:
+    """Where the database stands, in words: never "base (empty)" for tables without a version row."""
+    held = _tables_of(snapshot, expected)
+    if current or not held:
+        return revs(current)
+    shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+    return f"base (no version row, but {len(held)} table(s): {shown})"
+
+
+def _nothing_to_rescue(revision: str | None, now: Standing, expected: Expected, loaded: Loaded) -> str:
+    """Why the create_all fallback was not run, and what to do instead."""
+    if not now.current and _tables_of(now.snapshot, expected):
+        heads = list(loaded.script.get_heads())
+        target = heads[0] if len(heads) == 1 else "heads"
+        return (f"The database is at {_found(now.current, now.snapshot, expected)}: it was made by create_all or "
+                "another tool, so the first migration meets tables that already exist. The create_all fallback "
+                "was not run, since every table and column of MODELS exists: it would rescue nothing. Adopt the "
+                f"database instead: `migrate.py stamp {target}` checks it against MODELS and records that "
+                "revision (`migrate.py check` shows how it differs); the next run then has nothing to do.")
+    return (f"Every table and column of MODELS exists, so the schema is complete and the create_all fallback "
+            f"would create nothing: it was not run. The version table stays at {revs(now.current)}, so "
+            f"{revision} is still pending: fix it and run again.")
 
 
 def _at_heads(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected,

@@ -49,6 +49,9 @@ def connect(database: Url, *, timeout: float, read_only: bool, watchdog: Watchdo
     deadline = time.monotonic() + timeout
     last: dict[str, str] = {}
     attempts = [0]
+    # The heartbeat says how long this wait has lasted, against which bound, and why (issue 24).
+    watchdog.limit_phase(timeout, "DB_WAIT_TIMEOUT")
+    watchdog.detail = lambda: f"{database.safe}, last error: {last['reason']}" if last else database.safe
 
     def attempt() -> Reader | None:
         attempts[0] += 1

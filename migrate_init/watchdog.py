@@ -25,6 +25,7 @@ from .errors import Interrupted, MigrateInitError, MigrationTimeout
 TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
 if TYPE_CHECKING:
     import signal
+    from collections.abc import Callable
     from types import FrameType
     from typing import Any
 else:
@@ -58,8 +59,9 @@ class Watchdog:
         self._deadline: float | None = None
         self._timeout_seconds = 0.0
         self._variable = "MIGRATION_TIMEOUT"
-        #: What the run is doing now, for messages ("waiting for the lock", ...).
-        self.phase = "starting"
+        #: What the run is doing now, for messages ("waiting for the lock", ...): see the property.
+        self._phase = "starting"
+        self._phase_since = time.monotonic()
         self._signum: int | None = None
         self._timed_out_in: str | None = None
         # A pipe, not a socketpair: the same wake-up fd without importing socket (issue 14).
@@ -79,6 +81,31 @@ class Watchdog:
         _thread.start_new_thread(self._watch, ())
 
     # -- what the rest of the package calls ---------------------------------
+    @property
+    def phase(self) -> str:
+        """What the run is doing now ("waiting for the database", "migrating"...), for messages and heartbeats."""
+        return self._phase
+
+    @phase.setter
+    def phase(self, value: str) -> None:
+        if value != self._phase:
+            self._phase, self._phase_since = value, time.monotonic()
+            self._phase_limit = None
+            self.detail = None
+
+    def limit_phase(self, seconds: float, variable: str) -> None:
+        """The current phase ends by ``variable`` (``seconds``): the heartbeat names that bound."""
+        self._phase_limit = (seconds, variable)
+
+    def heartbeat(self, seconds: float) -> None:
+        """Say what the run is doing after ``seconds`` without a line (0: never).
+
+        The helper thread writes it, never through logging and never blocking
+        (:func:`report.heartbeat`): it must stay free to cancel statements.
+        """
+        self._heartbeat = seconds
+        self._wake()
+
     def checkpoint(self) -> None:
         """Raise the recorded stop, if any.  Called at known points by the main thread."""
         reason = self.reason
@@ -187,6 +214,8 @@ class Watchdog:
         block_stop_signals()  # they reach this thread through the wakeup fd, recorded by the main thread
         while not self._closed:
             deadlines = [d for d in (self._deadline, self._total_deadline) if d is not None]
+            if self._heartbeat > 0:
+                deadlines.append(time.monotonic() + min(self._heartbeat, 1.0))
             wait = max(min(deadlines) - time.monotonic(), 0.0) if deadlines else None
             readable, _, _ = select.select([self._reader], [], [], wait)
             if readable:
@@ -200,6 +229,11 @@ class Watchdog:
             now = time.monotonic()
             if self.stopped:
                 continue
+            if self._heartbeat > 0:
+                try:
+                    self._beat(now)
+                except Exception:  # this thread cancels statements: a heartbeat must never end it
+                    pass
             if self._deadline is not None and now >= self._deadline:
                 self._timed_out_what = f"{self._variable}={self._timeout_seconds:g}s"
             elif self._total_deadline is not None and now >= self._total_deadline:
@@ -212,6 +246,31 @@ class Watchdog:
             self._cancel_all()
             if self.interruptible and self._main is not None:
                 signal.pthread_kill(self._main, signal.SIGALRM)
+
+    def _beat(self, now: float) -> None:
+        """One heartbeat line when nothing was written for ``_heartbeat`` seconds: what, for how long, the bound."""
+        from . import report
+
+        if now - max(report.last_line(), self._last_beat) < self._heartbeat:
+            return
+        self._last_beat = now
+        phase, since, limit, detail = self._phase, self._phase_since, self._phase_limit, self.detail
+        try:
+            what = detail() if detail is not None else None
+        except Exception:  # a description that fails must not stop the thread that cancels
+            what = None
+        if limit is not None:
+            bound = f"{limit[1]}={limit[0]:g}s" if limit[0] > 0 else f"{limit[1]}=0 (no limit)"
+        elif self._deadline is not None:
+            bound = (f"{self._variable}={self._timeout_seconds:g}s, "
+                     f"{max(self._deadline - now, 0):.0f}s left")
+        elif self._total_deadline is not None:
+            bound = f"the run's bound, {self._total_seconds:g}s, {max(self._total_deadline - now, 0):.0f}s left"
+        else:
+            bound = "no limit set"
+        elapsed = now - since
+        report.heartbeat(f"Still {phase}{f' ({what})' if what else ''}: {elapsed:.0f}s so far; {bound}.",
+                         phase=phase, elapsed=round(elapsed, 1), detail=what, bound=bound)
 
     def _cancel_all(self) -> None:
         with self._cancelling:
@@ -250,6 +309,11 @@ class Watchdog:
                     pass
 
     _signal_phase = "starting"
+    _phase_limit: tuple[float, str] | None = None
+    #: What the current phase is at, asked by the heartbeat (the migration in progress, the last error).
+    detail: Callable[[], str | None] | None = None
+    _heartbeat = 0.0
+    _last_beat = 0.0
     #: True while a migration step runs (alembic_glue.Progress): see _on_signal.
     interruptible = False
     _raised = False

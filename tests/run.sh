@@ -86,6 +86,11 @@ _missing_apt_packages() {
 	if ! command -v shellcheck >/dev/null; then
 		echo shellcheck
 	fi
+	# tests/integration/test_stranger_ux.py runs `plan --sql`'s file with the sqlite3 CLI
+	# (psql comes with postgresql)
+	if ! command -v sqlite3 >/dev/null; then
+		echo sqlite3
+	fi
 }
 
 # usage: _install_apt_packages SCOPE

@@ -383,7 +383,7 @@ def record(url: str, revision: str) -> None:
 
 
 def warnings_in(out: str) -> list[str]:
-    return [line for line in out.splitlines() if " WARNI " in line and "MODELS is not set" not in line]
+    return [line for line in out.splitlines() if " WARNING " in line and "MODELS is not set" not in line]
 
 
 def test_a_stale_record_is_cleared_silently_and_the_pending_revision_applied(mysql_url, tmp_path):

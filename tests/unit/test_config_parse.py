@@ -389,7 +389,7 @@ def test_config_is_frozen_and_load_reads_only_the_mapping_it_is_given(tmp_path, 
 
     cfg = load(DATA_DIR=tmp_path)
 
-    assert cfg.migration_timeout == 30.0
+    assert (cfg.migration_timeout, cfg.lock_timeout, cfg.heartbeat_interval) == (600.0, 660.0, 5.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.migration_timeout = 1.0  # type: ignore[misc]
     assert os.environ["MIGRATION_TIMEOUT"] == "soon"

@@ -61,7 +61,7 @@ def test_every_text_line_starts_with_an_iso_utc_time_with_milliseconds(capsys):
         assert before - 0.001 <= parse_time(match["time"]) <= after + 0.001
     assert [TEXT_LINE.match(line)["logger"] for line in lines] == [
         "migrate_init", "alembic.runtime.migration", "migrate_init"]
-    assert lines[2].split(" ", 1)[1] == "WARNI [migrate_init] Second event."  # levels keep five columns
+    assert lines[2].split(" ", 1)[1] == "WARNING [migrate_init] Second event."  # full level names: grep WARNING finds it
 
 
 def test_every_json_line_carries_the_time_as_an_iso_utc_string(capsys):
@@ -160,8 +160,9 @@ def test_reclaim_takes_the_loggers_back_from_an_env_py_file_config(capsys, tmp_p
         "[formatter_generic]\nformat = PLAIN %(message)s\n")
     report.setup(secrets=["hunter2secret"])
     logging.config.fileConfig(ini, disable_existing_loggers=True)
-    report.event("lost", "Said while disabled.")
-    assert "Said while disabled." not in capsys.readouterr().err
+    report.event("kept", "Said while disabled.")
+    # Our own lines take the logger back by themselves (issue 24): never silenced, and once.
+    assert capsys.readouterr().err.count("Said while disabled.") == 1
 
     report.reclaim()
     report.event("back", "Said after reclaim hunter2secret.")
