@@ -22,6 +22,7 @@ import inspect
 import io
 import os
 import sqlite3
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -52,6 +53,7 @@ from .errors import (
     missing_driver_error,
     undone,
 )
+from .url import ASYNC_DRIVERS
 
 if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationInfo, RevisionStep
@@ -68,18 +70,33 @@ DEFAULT_INI = Path(__file__).with_name("alembic-default.ini")
 
 # -- the engine -----------------------------------------------------------------
 
-def sqlalchemy_url(database: Url) -> sqlalchemy.engine.URL:
-    """The one parsed DATABASE_URL (:mod:`migrate_init.url`) as SQLAlchemy's URL; SQLAlchemy never parses the text."""
+def is_async(database: Url) -> bool:
+    """Whether DATABASE_URL names an async driver migrate-init knows (:data:`url.ASYNC_DRIVERS`)."""
+    return database.driver.lower() in ASYNC_DRIVERS
+
+
+def sqlalchemy_url(database: Url, *, as_given: bool = False) -> sqlalchemy.engine.URL:
+    """The one parsed DATABASE_URL (:mod:`migrate_init.url`) as SQLAlchemy's URL; SQLAlchemy never parses the text.
+
+    The driver is the one migrate-init's own engine uses: an async driver
+    becomes the sync driver of the same server (:data:`url.ASYNC_DRIVERS`).  ``as_given`` keeps the URL's own
+    driver, for an env.py that builds its own engine from ``sqlalchemy.url``.
+    """
     drivername = database.drivername
-    if database.backend == "postgresql":
-        driver = database.driver
+    if is_async(database) and not as_given:
+        sync = ASYNC_DRIVERS[database.driver.lower()][1]
+        drivername = database.drivername.partition("+")[0] + (f"+{sync}" if sync else "")
+    if as_given and is_async(database):
+        pass  # the app's own async driver, as its env.py expects
+    elif database.backend == "postgresql":
+        driver = drivername.partition("+")[2]
         if not driver and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
             # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; the image ships psycopg2.
             driver = "psycopg2"
         drivername = "postgresql" + (f"+{driver}" if driver else "")
-    elif database.backend == "mysql" and not database.driver and importlib.util.find_spec("MySQLdb") is None:
+    elif database.backend == "mysql" and "+" not in drivername and importlib.util.find_spec("MySQLdb") is None:
         # SQLAlchemy maps plain mysql:// and mariadb:// to mysqlclient; the image ships PyMySQL.
-        drivername = database.drivername.partition("+")[0].lower() + "+pymysql"
+        drivername = drivername.lower() + "+pymysql"
     query: dict[str, Any] = {}
     for key, value in database.query:
         query.setdefault(key, []).append(value)
@@ -137,6 +154,14 @@ def create_engine(database: Url, *, busy_timeout: float, connect_timeout: float 
             "SQLAlchemy does not know. Check the scheme, or add the dialect's package to "
             "EXTRA_PIP_PACKAGES."
         ) from None
+    if engine.dialect.is_async:
+        engine.dispose()
+        raise ConfigError(
+            f"DATABASE_URL={database.safe} names the async driver '{database.driver}', whose sync "
+            "twin migrate-init does not know (it runs its own connections, the lock and the guard on "
+            f"a sync driver). Use one of {', '.join(sorted(ASYNC_DRIVERS))}, or the sync driver of "
+            "the same server in DATABASE_URL."
+        )
     if checkpoint is not None:
         # Before every statement: a stop recorded meanwhile ends a migration that sends many
         # short statements, which no single cancel() would.
@@ -249,8 +274,9 @@ def alembic_config(migrations_dir: Path, database: Url, *, models: str | None) -
     config = AlembicConfig(str(find_ini(migrations_dir) or DEFAULT_INI))
     config.set_main_option("script_location", str(migrations_dir))
     config.set_main_option("prepend_sys_path", str(migrations_dir))
-    # The driver resolved as migrate-init's own engine resolves it (postgresql:// -> psycopg2).
-    resolved = sqlalchemy_url(database).render_as_string(hide_password=False)
+    # The driver resolved as migrate-init's own engine resolves it (postgresql:// -> psycopg2),
+    # except an async one: an async env.py builds an async engine from it.
+    resolved = sqlalchemy_url(database, as_given=True).render_as_string(hide_password=False)
     config.set_main_option("sqlalchemy.url", resolved.replace("%", "%%"))
     config.attributes["models"] = models
     return config
@@ -273,10 +299,14 @@ def load_script(config: AlembicConfig) -> ScriptDirectory:
         raise ScriptError(f"Alembic could not load the migration scripts in {folder}: "
                           f"{where(exc, folder)}. Fix the script it names.") from exc
     if not heads:
+        from .manifest import version_dirs
+
+        searched = ", ".join(version_dirs(script))
         raise ConfigError(
-            f"MIGRATIONS_DIR={folder} holds no migration scripts (versions/ is empty or "
-            "missing). Alembic alone would do nothing and succeed; add your revisions, or "
-            "point MIGRATIONS_DIR at the right folder."
+            f"MIGRATIONS_DIR={folder} holds no migration scripts: Alembic found none in {searched}. "
+            "Alembic alone would do nothing and succeed. Add your revisions, or point MIGRATIONS_DIR "
+            "at the right folder; revisions kept in subfolders (versions/sqlite, versions/postgresql) "
+            "are found when alembic.ini's version_locations names them (%(here)s is the ini's folder)."
         )
     return script
 
@@ -490,6 +520,92 @@ _CONFIGURE = EnvironmentContext.configure
 _CONFIGURE_SIGNATURE = inspect.signature(_CONFIGURE)
 
 
+class Lent:
+    """The migrations' connection, lent to code that asked for a connection of its own (issue 22).
+
+    Inside a migration, ``engine.connect()`` or ``engine.begin()`` on the
+    migrations' engine (``sa.inspect(op.get_bind().engine)``, as jupyterhub's
+    651f5419b74d does) would open a second connection.  On SQLite that one
+    waits for the write lock the migration itself holds, until
+    MIGRATION_TIMEOUT; on PostgreSQL it cannot see the migration's
+    uncommitted changes, so ``plan`` (every migration in one transaction)
+    failed where ``run`` passed.  Lent instead, it sees what the migration
+    did, and what it writes is the migration's: one transaction, judged by
+    the guard.  Its owner decides how that transaction ends: closing it
+    leaves the connection open, ``commit()`` and ``rollback()`` do nothing,
+    and ``begin()`` is a SAVEPOINT.  Everything else is the connection's.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    def __enter__(self) -> Lent:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def connect(self) -> Lent:
+        return self
+
+    def close(self) -> None:
+        return None
+
+    def commit(self) -> None:
+        return None
+
+    def rollback(self) -> None:
+        return None
+
+    def begin(self) -> Any:
+        if self._connection.in_transaction():
+            return self._connection.begin_nested()
+        return self._connection.begin()
+
+    def execution_options(self, **options: Any) -> Lent:
+        if "isolation_level" in options:
+            # Raised inside the migration: the run names its revision, file and line.
+            raise sqlalchemy.exc.InvalidRequestError(
+                "A migration asked its engine for a connection with isolation_level="
+                f"{options['isolation_level']}; inside a migration that is the migration's own connection, "
+                "in its transaction. Use `with op.get_context().autocommit_block():` for statements that "
+                "must run outside a transaction."
+            )
+        self._connection.execution_options(**options)
+        return self
+
+
+@contextlib.contextmanager
+def lending(connection: Connection) -> Iterator[None]:
+    """While env.py and its migrations run: every connection taken from ``connection``'s engine, or
+    from ``connection`` itself with ``.connect()``, is ``connection``, :class:`Lent`.
+
+    ``.connect()`` on ``config.attributes["connection"]``: many env.py files
+    (jupyterhub's, the cookbook's older recipe) expect an Engine there.
+    Only the thread that runs env.py borrows (an async env.py runs its
+    migrations in a greenlet of that same thread); the watchdog's
+    connections stay their own.
+    """
+    engine = connection.engine
+    owner = threading.get_ident()
+
+    def connection_class(of: Engine) -> Any:
+        if threading.get_ident() == owner and not connection.closed:
+            return Lent(connection)
+        return sqlalchemy.engine.Connection(of)
+
+    vars(engine)["_connection_cls"] = connection_class
+    vars(connection)["connect"] = lambda: Lent(connection)
+    try:
+        yield
+    finally:
+        vars(engine).pop("_connection_cls", None)
+        vars(connection).pop("connect", None)
+
+
 @contextlib.contextmanager
 def owned_context(connection: Connection, progress: Progress) -> Iterator[dict[str, Any]]:
     """While the body runs a user's env.py: every migration runs on ``connection``.
@@ -567,17 +683,26 @@ def _same_database(theirs: sqlalchemy.engine.URL, ours: sqlalchemy.engine.URL) -
 
 
 def _read_only(conn: Connection) -> None:
-    """A connection env.py opened itself may read, never write: every change goes through ours."""
-    dbapi: Any = conn.connection.driver_connection
-    if conn.dialect.name == "sqlite":
-        dbapi.execute("PRAGMA query_only = ON")
-    elif conn.dialect.name == "postgresql":
-        with dbapi.cursor() as cursor:
-            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-        if not getattr(dbapi, "autocommit", True):
-            dbapi.commit()
-    elif conn.dialect.name in ("mysql", "mariadb"):
-        _mysql_read_only(dbapi, None)
+    """A connection env.py opened itself may read, never write: every change goes through ours.
+
+    Through the DB-API connection SQLAlchemy holds, which for an async
+    driver (an async env.py's own engine) is SQLAlchemy's sync adapter: the
+    same three statements work for every driver.
+    """
+    statement = {"sqlite": "PRAGMA query_only = ON",
+                 "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+                 "mysql": "SET SESSION TRANSACTION READ ONLY",
+                 "mariadb": "SET SESSION TRANSACTION READ ONLY"}.get(conn.dialect.name)
+    if statement is None:
+        return
+    dbapi: Any = conn.connection.dbapi_connection
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+    if conn.dialect.name == "postgresql" and not getattr(dbapi, "autocommit", True):
+        dbapi.commit()
 
 
 def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connection, destination: str,
@@ -599,7 +724,7 @@ def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connecti
     config.attributes["connection"] = connection
     asked: dict[str, Any] = {}
     try:
-        with owned_context(connection, progress) as asked, EnvironmentContext(
+        with lending(connection), owned_context(connection, progress) as asked, EnvironmentContext(
             config, script, fn=upgrade, as_sql=False, starting_rev=None,
             destination_rev=destination, tag=None,
         ):
@@ -683,7 +808,7 @@ def stamp(config: AlembicConfig, script: ScriptDirectory, engine: Engine, revisi
     with engine.connect() as connection:
         config.attributes["connection"] = connection
         try:
-            with owned_context(connection, Progress(script, 0)), EnvironmentContext(
+            with lending(connection), owned_context(connection, Progress(script, 0)), EnvironmentContext(
                 config, script, fn=fn, as_sql=False, starting_rev=None, destination_rev=revision, tag=None,
             ):
                 script.run_env()
