@@ -606,6 +606,56 @@ def lending(connection: Connection) -> Iterator[None]:
         vars(connection).pop("connect", None)
 
 
+def _options(env: EnvironmentContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What a ``context.configure(...)`` call asked for, by keyword."""
+    bound = _CONFIGURE_SIGNATURE.bind(env, *args, **kwargs)
+    opts = {k: v for k, v in bound.arguments.items() if k not in ("self", "kw")}
+    opts.update(bound.arguments.get("kw", {}))
+    return opts
+
+
+class _Configured(Exception):
+    """env.py called configure(): all that :func:`asked_version_table` wanted to know."""
+
+
+def asked_version_table(config: AlembicConfig, script: ScriptDirectory) -> str | None:
+    """The ``version_table`` env.py passes to configure(), learned before any database is read (issue 25 N14).
+
+    The probe, the fast path's manifest (``migrate.py manifest`` runs with no
+    database) and the lock need the table's name before the first migration;
+    learning it from the run itself came too late.  So env.py runs in offline
+    mode, the way ``alembic upgrade --sql`` runs it, and stops at its
+    configure() call: nothing connects (a connection attempt is refused) and
+    nothing runs.  None when env.py never gets there offline (an env.py with
+    no offline branch): the run then learns the table from its configure().
+    """
+    found: dict[str, Any] = {}
+
+    def configure(env: EnvironmentContext, *args: Any, **kwargs: Any) -> None:
+        found.update(_options(env, args, kwargs))
+        raise _Configured
+
+    def no_connection(*_args: Any) -> None:
+        raise _Configured
+
+    EnvironmentContext.configure = configure  # type: ignore[method-assign,assignment]
+    event.listen(Engine, "do_connect", no_connection)
+    try:
+        with EnvironmentContext(config, script, fn=lambda _rev, _context: [], as_sql=True, starting_rev=None,
+                                destination_rev="heads", tag=None):
+            script.run_env()
+    except _Configured:
+        pass
+    except Exception:  # an env.py that cannot run offline; the online run says what is wrong with it
+        return None
+    finally:
+        event.remove(Engine, "do_connect", no_connection)
+        EnvironmentContext.configure = _CONFIGURE  # type: ignore[method-assign]
+        report.reclaim()
+    table = found.get("version_table")
+    return str(table) if table else None
+
+
 @contextlib.contextmanager
 def owned_context(connection: Connection, progress: Progress) -> Iterator[dict[str, Any]]:
     """While the body runs a user's env.py: every migration runs on ``connection``.
@@ -618,16 +668,18 @@ def owned_context(connection: Connection, progress: Progress) -> Iterator[dict[s
     own_url = own_engine.url
 
     def configure(env: EnvironmentContext, *args: Any, **kwargs: Any) -> None:
-        bound = _CONFIGURE_SIGNATURE.bind(env, *args, **kwargs)
-        opts = {k: v for k, v in bound.arguments.items() if k not in ("self", "kw")}
-        opts.update(bound.arguments.get("kw", {}))
+        opts = _options(env, args, kwargs)
         asked["calls"] += 1
         if asked["calls"] > 1 or opts.get("upgrade_token", "upgrades") != "upgrades":
+            # A second configure() comes after the first one's migrations committed: say so (issue 25 N16).
+            done = (f"The first configure() had applied {', '.join(progress.applied)}, which stay committed; "
+                    "nothing more was applied" if progress.applied and not progress.dry_run
+                    else "Nothing was applied")
             raise ConfigError(
                 "This env.py configures Alembic for several databases (a multidb env.py: more than "
                 "one context.configure() call, or upgrade_token). migrate-init migrates the one "
-                "database of DATABASE_URL and refuses before anything is applied; run one "
-                "migrate-init per database, with an env.py that configures one."
+                f"database of DATABASE_URL and refused the second. {done}. Run one migrate-init per "
+                "database, with an env.py that configures one."
             )
         for key in ("url", "dialect_name", "dialect_opts"):
             opts.pop(key, None)

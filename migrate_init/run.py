@@ -76,7 +76,7 @@ class Loaded:
         self.metadata = schema.load(cfg.models, [Path(cfg.migrations_dir)]) if cfg.models else None
         self.files = manifest.local_files(cfg.migrations_dir, before, manifest.version_dirs(self.script),
                                           self.config.config_file_name)
-        self.version_table = VERSION_TABLE
+        self.version_table = glue.asked_version_table(self.config, self.script) or VERSION_TABLE
         self.seeds = _seed_names(cfg)
         # What the imports made (modules, classes, the models: about half a million objects)
         # lives until the process ends.  The collector need not walk it again in every full

@@ -317,3 +317,55 @@ def test_an_async_driver_migrate_init_does_not_know_is_exit_2_naming_it(sqlite_u
     assert result.code == 2, result.out
     assert "async driver 'fakeasync'" in summary_line(result.out), result.out
     assert not sqlite_path(sqlite_url).exists() or versions(sqlite_url) == []
+
+
+# -- what env.py asks Alembic for -------------------------------------------------------------
+
+
+def test_a_version_table_of_its_own_is_what_every_command_and_the_manifest_read(db_url, tmp_path):
+    """Issue 25 N14: env.py passes version_table="app_versions" (both branches, as users write it)."""
+    folder = generic_project(tmp_path)
+    env_py = folder / "env.py"
+    text = env_py.read_text()
+    text = text.replace("target_metadata=target_metadata,\n        literal_binds=True,",
+                        "target_metadata=target_metadata,\n        version_table='app_versions',\n        literal_binds=True,")
+    text = text.replace("connection=connection, target_metadata=target_metadata\n",
+                        "connection=connection, target_metadata=target_metadata, version_table='app_versions'\n")
+    assert text.count("app_versions") == 2
+    env_py.write_text(text)
+    env = operator_env(db_url, tmp_path, MIGRATIONS_DIR=folder, MIGRATION_TIMEOUT=30)
+
+    first = run_migrate(env=env)
+    status = run_migrate("status", env=env)
+    verify = run_migrate("verify", env=env)
+    manifest = run_migrate("manifest", env=env)
+    again = run_migrate(env=env)
+
+    assert first.code == 0, first.out
+    assert "Upgraded base (empty) -> h2" in summary_line(first.out), first.out
+    assert query(db_url, "SELECT version_num FROM app_versions") == [("h2",)]
+    assert versions(db_url) == []  # no alembic_version beside it
+    assert status.code == 0, status.out
+    assert "current:  h2" in status.out and "pending:  none" in status.out, status.out
+    assert verify.code == 0, verify.out
+    assert manifest.code == 0, manifest.out
+    assert again.code == 0, again.out
+    assert "nothing to do" in summary_line(again.out), again.out
+    assert query(db_url, "SELECT version_num FROM app_versions") == [("h2",)]
+
+
+def test_a_second_configure_after_migrations_committed_says_what_was_applied(sqlite_url, tmp_path):
+    """Issue 25 N16: the refusal comes after the first configure's migrations committed."""
+    folder = generic_project(tmp_path)
+    env_py = folder / "env.py"
+    env_py.write_text(env_py.read_text() + "\nif not context.is_offline_mode():\n    run_migrations_online()\n")
+    env = operator_env(sqlite_url, tmp_path, MIGRATIONS_DIR=folder, MIGRATION_TIMEOUT=30)
+
+    result = run_migrate(env=env)
+
+    assert result.code == 2, result.out
+    summary = summary_line(result.out)
+    assert "several databases" in summary, summary
+    assert "had applied h1, h2, which stay committed" in summary, summary
+    assert "Nothing was applied" not in summary
+    assert versions(sqlite_url) == ["h2"]
