@@ -36,7 +36,7 @@ from alembic.config import CommandLine
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event
+from sqlalchemy import event, inspection
 from sqlalchemy.engine import Engine
 
 from . import progress as progress_record
@@ -576,6 +576,10 @@ class Lent:
             )
         self._connection.execution_options(**options)
         return self
+
+
+# sa.inspect() of a lent connection is the connection's Inspector (SQLAlchemy's own registry).
+inspection._inspects(Lent)(lambda lent: sqlalchemy.inspect(lent._connection))
 
 
 @contextlib.contextmanager

@@ -163,6 +163,9 @@ def test_a_migration_writing_through_its_engine_writes_in_its_own_transaction(sq
     write_revision(folder / "versions", "h3", "h2", '''
         with op.get_bind().engine.begin() as connection:
             connection.execute(sa.text("INSERT INTO item (id, name) VALUES (2, 'through the engine')"))
+            assert "item" in sa.inspect(connection).get_table_names()
+        with op.get_bind().engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT count(*) FROM item")).scalar() == 2
         raise RuntimeError("h3 fails after writing")
     ''')
     env = operator_env(sqlite_url, tmp_path, MIGRATIONS_DIR=folder, MIGRATION_TIMEOUT=30)
@@ -170,7 +173,7 @@ def test_a_migration_writing_through_its_engine_writes_in_its_own_transaction(sq
     result = run_migrate(env=env)
 
     assert result.code == 1, result.out
-    assert "h3" in summary_line(result.out), result.out
+    assert "h3.py" in summary_line(result.out) and "h3 fails after writing" in summary_line(result.out), result.out
     assert versions(sqlite_url) == ["h2"]
     assert count(sqlite_url, "item") == 1
 
