@@ -92,6 +92,13 @@ with op.batch_alter_table("item") as batch:
 '''
 
 
+def empty_database(url: str) -> None:
+    """A SQLite file with nothing in it (plan opens an existing database read-only); a server's is there."""
+    if is_sqlite(url):
+        sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
+        sqlite3.connect(sqlite_path(url)).close()
+
+
 def items_chain(versions: Path, first: str, second: str) -> None:
     """``first`` creates item with a row; ``second`` inspects through the engine and adds a column."""
     write_revision(versions, first, None, _ITEMS)
@@ -137,9 +144,7 @@ def test_a_migration_inspecting_through_its_engine_runs_and_plan_agrees(db_url, 
     """SQLite: no wait on its own write lock.  PostgreSQL: plan sees what h1 made in the same transaction."""
     folder = generic_project(tmp_path)
     env = operator_env(db_url, tmp_path, MIGRATIONS_DIR=folder, MIGRATION_TIMEOUT=30)
-    if is_sqlite(db_url):
-        sqlite_path(db_url).parent.mkdir(parents=True, exist_ok=True)
-        sqlite3.connect(sqlite_path(db_url)).close()  # an empty database, to compare with after the plan
+    empty_database(db_url)
     before = snapshot(db_url)
 
     plan = run_migrate("plan", env=env)
@@ -208,10 +213,14 @@ def test_the_async_template_runs_unmodified_with_the_apps_async_url(async_url, t
     folder = async_project(tmp_path)
     env = operator_env(async_url, tmp_path, MIGRATIONS_DIR=folder, MIGRATION_TIMEOUT=30)
     db = plain_url(async_url)
+    empty_database(db)
 
+    plan = run_migrate("plan", env=env)
     first = run_migrate(env=env)
     again = run_migrate(env=env)
 
+    assert plan.code == 0, plan.out
+    assert "a2" in plan.out and "added" in plan.out, plan.out
     assert first.code == 0, first.out
     assert versions(db) == ["a2"]
     assert columns(db, "item") == {"id", "name", "note", "added"}
