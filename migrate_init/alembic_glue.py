@@ -79,24 +79,25 @@ def sqlalchemy_url(database: Url, *, as_given: bool = False) -> sqlalchemy.engin
     """The one parsed DATABASE_URL (:mod:`migrate_init.url`) as SQLAlchemy's URL; SQLAlchemy never parses the text.
 
     The driver is the one migrate-init's own engine uses: an async driver
-    becomes the sync driver of the same server (:data:`url.ASYNC_DRIVERS`).  ``as_given`` keeps the URL's own
-    driver, for an env.py that builds its own engine from ``sqlalchemy.url``.
+    becomes the sync driver of the same server (:data:`url.ASYNC_DRIVERS`).
+    ``as_given`` keeps an async driver, for the async env.py that builds its
+    own engine from ``sqlalchemy.url``.
     """
     drivername = database.drivername
-    if is_async(database) and not as_given:
+    if is_async(database):
         sync = ASYNC_DRIVERS[database.driver.lower()][1]
-        drivername = database.drivername.partition("+")[0] + (f"+{sync}" if sync else "")
-    if as_given and is_async(database):
-        pass  # the app's own async driver, as its env.py expects
+        # postgres+asyncpg:// too: SQLAlchemy knows the scheme only as postgresql.
+        scheme = "postgresql" if database.backend == "postgresql" else database.drivername.partition("+")[0].lower()
+        drivername = f"{scheme}+{database.driver}" if as_given else scheme + (f"+{sync}" if sync else "")
     elif database.backend == "postgresql":
-        driver = drivername.partition("+")[2]
+        driver = database.driver
         if not driver and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
             # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; the image ships psycopg2.
             driver = "psycopg2"
         drivername = "postgresql" + (f"+{driver}" if driver else "")
-    elif database.backend == "mysql" and "+" not in drivername and importlib.util.find_spec("MySQLdb") is None:
+    elif database.backend == "mysql" and not database.driver and importlib.util.find_spec("MySQLdb") is None:
         # SQLAlchemy maps plain mysql:// and mariadb:// to mysqlclient; the image ships PyMySQL.
-        drivername = drivername.lower() + "+pymysql"
+        drivername = database.drivername.partition("+")[0].lower() + "+pymysql"
     query: dict[str, Any] = {}
     for key, value in database.query:
         query.setdefault(key, []).append(value)
@@ -157,9 +158,9 @@ def create_engine(database: Url, *, busy_timeout: float, connect_timeout: float 
     if engine.dialect.is_async:
         engine.dispose()
         raise ConfigError(
-            f"DATABASE_URL={database.safe} names the async driver '{database.driver}', whose sync "
-            "twin migrate-init does not know (it runs its own connections, the lock and the guard on "
-            f"a sync driver). Use one of {', '.join(sorted(ASYNC_DRIVERS))}, or the sync driver of "
+            f"DATABASE_URL={database.safe} names the async driver '{database.driver}', and migrate-init "
+            "does not know the sync driver of the same server (it runs its own connections, the lock and "
+            f"the guard on a sync driver). Use one of {', '.join(sorted(ASYNC_DRIVERS))}, or the sync driver of "
             "the same server in DATABASE_URL."
         )
     if checkpoint is not None:

@@ -143,7 +143,7 @@ def local_files(migrations_dir: str | os.PathLike[str], before: set[str], versio
     the ini (whose ``version_locations`` say where the revisions are) and the scripts of every version location."""
     excluded = _library_roots()
     files = {os.path.abspath(os.path.join(migrations_dir, "env.py"))}
-    if ini:
+    if ini and not os.path.abspath(ini).startswith(excluded):  # not the image's own default ini
         files.add(os.path.abspath(ini))
     files.update(os.path.abspath(path) for path in
                  _walk(versions or [os.path.join(os.fspath(migrations_dir), "versions")]) if path.endswith(".py"))
