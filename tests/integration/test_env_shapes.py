@@ -229,6 +229,23 @@ def test_the_async_template_runs_unmodified_with_the_apps_async_url(async_url, t
     assert "nothing to do" in summary_line(again.out), again.out
 
 
+def test_the_async_template_runs_with_aiomysql_on_mariadb(mysql_url, tmp_path):
+    """MySQL/MariaDB commit DDL at once, so only the run itself is compared here; the guard and stops
+    there are the sync driver's (test_mysql_safety.py), which is what migrate-init's own connection uses."""
+    folder = async_project(tmp_path)
+    url = "mysql+aiomysql" + mysql_url[mysql_url.index("://"):]
+    env = operator_env(url, tmp_path, MIGRATIONS_DIR=folder, MIGRATION_TIMEOUT=30)
+
+    first = run_migrate(env=env)
+    again = run_migrate(env=env)
+
+    assert first.code == 0, first.out
+    assert versions(mysql_url) == ["a2"]
+    assert columns(mysql_url, "item") == {"id", "name", "note", "added"}
+    assert again.code == 0, again.out
+    assert "nothing to do" in summary_line(again.out), again.out
+
+
 def test_the_guard_refuses_a_data_losing_drop_in_the_async_template(async_url, tmp_path):
     folder = async_project(tmp_path)
     write_revision(folder / "versions", "a3", "a2", _DROPS_NOTE)
