@@ -9,8 +9,9 @@ the scripts' heads and the models' tables and columns are kept in a manifest:
 - each revision's checksum (:mod:`checksum`), compared with the history's;
 - the list of every file that loading the scripts and MODELS read from
   outside site-packages and the standard library (a ``models.py`` that
-  imports a sibling, or MODELS as a package), and a SHA-256 of their content
-  together with the names under ``versions/``.
+  imports a sibling, or MODELS as a package) and the folder's alembic.ini,
+  and a SHA-256 of their content together with the names under every
+  version location (``versions/``, or the ini's ``version_locations``).
 
 A manifest is used only when that hash, computed again now, matches: an
 edited, added or removed migration, or an edited model file anywhere it was
@@ -77,21 +78,39 @@ def cache_path(data_dir: str | os.PathLike[str], migrations_dir: str | os.PathLi
     return os.path.join(data_dir, CACHE_FOLDER, f"manifest-{key}.marshal")
 
 
-def _named(what: str, root: str) -> Any:
-    """A SHA-256 begun with ``what``, the format and the file names under ``versions/`` (sorted)."""
-    names: list[str] = []
-    for folder, subfolders, filenames in os.walk(os.path.join(root, "versions")):
-        # Bytecode is written next to the scripts whenever Python imports them.
-        subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
-        names.extend(os.path.relpath(os.path.join(folder, n), root) for n in filenames)
+def version_dirs(script: ScriptDirectory) -> list[str]:
+    """Every folder Alembic reads revisions from: ``version_locations`` of the ini (``%(here)s`` resolved), else versions/."""
+    from alembic.util import coerce_resource_to_filename  # ``package:path`` locations, as Alembic reads them
+
+    return sorted({os.path.abspath(coerce_resource_to_filename(p)) for p in script.version_locations}
+                  if script.version_locations else {os.path.abspath(script.versions)})
+
+
+def _walk(folders: list[str]) -> list[str]:
+    """Every file under ``folders``, but bytecode, which Python writes next to the scripts whenever it imports them."""
+    found: list[str] = []
+    for top in folders:
+        for folder, subfolders, filenames in os.walk(top):
+            subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+            found.extend(os.path.join(folder, n) for n in filenames)
+    return found
+
+
+def _named(what: str, root: str, versions: list[str] | None) -> Any:
+    """A SHA-256 begun with ``what``, the format and the file names under every version location (sorted).
+
+    ``versions``: the folders of :func:`version_dirs`; by default ``versions/``.
+    """
+    names = {os.path.relpath(path, root) for path in _walk(versions or [os.path.join(root, "versions")])}
     digest = sha256(f"migrate-init {what} {FORMAT}\0".encode())
     for name in sorted(names):
         digest.update(f"name\0{name}\0".encode())
     return digest
 
 
-def stat_key(migrations_dir: str | os.PathLike[str], files: list[str]) -> str | None:
-    """A digest of ``versions/``'s file names and of every listed file's size, mtime, ctime and inode.
+def stat_key(migrations_dir: str | os.PathLike[str], files: list[str],
+             versions: list[str] | None = None) -> str | None:
+    """A digest of the file names under every version location and of every listed file's size, mtime, ctime and inode.
 
     What is cheap to read (one ``stat`` a file, no content): it vouches for files whose content
     hash was checked once on this filesystem.  The ctime cannot be set back by a tool (unlike the
@@ -99,7 +118,7 @@ def stat_key(migrations_dir: str | os.PathLike[str], files: list[str]) -> str | 
     the key; a copy, a new image layer or a new container filesystem changes it too, and the
     content is hashed again, once (issue 27).  None when a file is missing.
     """
-    digest = _named("stat", os.fspath(migrations_dir))
+    digest = _named("stat", os.fspath(migrations_dir), versions)
     for path in sorted(set(files)):
         try:
             st = os.stat(path)
@@ -111,9 +130,10 @@ def stat_key(migrations_dir: str | os.PathLike[str], files: list[str]) -> str | 
     return hexdigest
 
 
-def content_hash(migrations_dir: str | os.PathLike[str], files: list[str]) -> str | None:
-    """SHA-256 of ``versions/``'s file names and of every file listed; None when one is missing."""
-    digest = _named("manifest", os.fspath(migrations_dir))
+def content_hash(migrations_dir: str | os.PathLike[str], files: list[str],
+                 versions: list[str] | None = None) -> str | None:
+    """SHA-256 of the file names under every version location and of every file listed; None when one is missing."""
+    digest = _named("manifest", os.fspath(migrations_dir), versions)
     for path in sorted(set(files)):
         try:
             with open(path, "rb") as handle:
@@ -153,13 +173,13 @@ def load_fresh(candidates: list[str], migrations_dir: str | os.PathLike[str], mo
             usable.append((path, data))
     if not usable:
         return None, why
-    key = stat_key(migrations_dir, usable[0][1].get("files", []))
+    key = stat_key(migrations_dir, usable[0][1].get("files", []), usable[0][1].get("version_dirs"))
     for _path, data in usable:
-        if key is not None and data.get("stat_key") == key and data.get("files") == usable[0][1].get("files"):
+        if key is not None and data.get("stat_key") == key and _same_files(data, usable[0][1]):
             return data, ""
     for path, data in usable:
-        if content_hash(migrations_dir, data.get("files", [])) == data.get("content_hash"):
-            if key is not None and data.get("files") == usable[0][1].get("files"):
+        if content_hash(migrations_dir, data.get("files", []), data.get("version_dirs")) == data.get("content_hash"):
+            if key is not None and _same_files(data, usable[0][1]):
                 for cache in candidates[1:]:
                     if write(cache, {**data, "stat_key": key}, required=False):
                         break
@@ -168,13 +188,21 @@ def load_fresh(candidates: list[str], migrations_dir: str | os.PathLike[str], mo
     return None, why
 
 
-def local_files(migrations_dir: str | os.PathLike[str], before: set[str]) -> list[str]:
-    """Source files of modules imported since ``before`` (module names) that are the user's, plus env.py and versions/*."""
+def _same_files(one: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether two manifests list the same files and version folders, so one stat key vouches for both."""
+    return one.get("files") == other.get("files") and one.get("version_dirs") == other.get("version_dirs")
+
+
+def local_files(migrations_dir: str | os.PathLike[str], before: set[str], versions: list[str] | None = None,
+                ini: str | None = None) -> list[str]:
+    """Source files of modules imported since ``before`` (module names) that are the user's, plus env.py,
+    the ini (whose ``version_locations`` say where the revisions are) and the scripts of every version location."""
     excluded = _library_roots()
     files = {os.path.abspath(os.path.join(migrations_dir, "env.py"))}
-    for folder, subfolders, filenames in os.walk(os.path.join(os.fspath(migrations_dir), "versions")):
-        subfolders[:] = [d for d in subfolders if d != "__pycache__"]
-        files.update(os.path.abspath(os.path.join(folder, n)) for n in filenames if n.endswith(".py"))
+    if ini and not os.path.abspath(ini).startswith(excluded):  # not the image's own default ini
+        files.add(os.path.abspath(ini))
+    files.update(os.path.abspath(path) for path in
+                 _walk(versions or [os.path.join(os.fspath(migrations_dir), "versions")]) if path.endswith(".py"))
     for name, module in list(sys.modules.items()):
         if name in before:
             continue
@@ -205,12 +233,14 @@ def build(script: ScriptDirectory, metadata: MetaData | None, *, models: str | N
     """
     from .schema import counted_tables, expected_schema
 
+    versions = version_dirs(script)
     return {
         "format": FORMAT,
         "models": None if models is None else str(models),
         "files": [str(f) for f in files],
-        "content_hash": content_hash(migrations_dir, files),
-        "stat_key": stat_key(migrations_dir, files),
+        "version_dirs": versions,
+        "content_hash": content_hash(migrations_dir, files, versions),
+        "stat_key": stat_key(migrations_dir, files, versions),
         "heads": sorted(str(head) for head in script.get_heads()),
         "revisions": sorted(str(rev.revision) for rev in script.walk_revisions()),
         "version_table": str(version_table),
