@@ -398,7 +398,7 @@ def resolve_destination(script: ScriptDirectory, revision: str) -> str:
         found = ()
     if not found and revision not in ("heads", "head"):
         raise ConfigError(f"upgrade {revision}: no such revision in {script.dir}. "
-                          "Run `migrate.py history` to list them.")
+                          "Run `migrate.py history --graph` to list them.")
     return revision
 
 

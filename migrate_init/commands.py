@@ -392,7 +392,7 @@ def stamp(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
     found = glue.lookup(loaded.script, revision)
     if (found is None or revision in ("head", "heads")) and revision not in ("head", "heads"):
         raise ConfigError(f"stamp {revision}: no such revision in {cfg.migrations_dir}. Run "
-                          "`migrate.py history` to list them.")
+                          "`migrate.py history --graph` to list them.")
     expected = loaded.expected()
     with _reader(cfg, watchdog) as reader, migration_lock(cfg, expected, watchdog, reader=reader):
         standing = standing_of(reader, expected)

@@ -406,7 +406,7 @@ def refuse_odd_revision(revision: str) -> None:
             or any(c.isspace() for c in revision) or not revision):
         raise ConfigError(
             f"upgrade {revision}: relative revisions and ranges are not accepted; name a revision id, "
-            "'heads', or a branch head such as 'mybranch@head'. Run `migrate.py history`."
+            "'heads', or a branch head such as 'mybranch@head'. Run `migrate.py history --graph`."
         )
 
 

@@ -492,12 +492,13 @@ def test_status_is_read_only(sqlite_url):
     assert versions(sqlite_url) == ["70c7b727736e"]
 
 
-def test_history_and_heads_work_without_a_database(tmp_path):
-    # Nothing listens on this URL; the commands must not even try.
+def test_heads_and_history_graph_work_without_a_database(tmp_path):
+    # Nothing listens on this URL; the commands must not even try.  (Plain `history` reads the
+    # database's migrate_init_history: tests/integration/test_history.py.)
     env = {"DATABASE_URL": "postgresql://nobody:secret@127.0.0.1:1/none", "DB_WAIT_TIMEOUT": "30"}
 
     heads = run_migrate("heads", env=env, timeout=20)
-    history = run_migrate("history", env=env, timeout=20)
+    history = run_migrate("history", "--graph", env=env, timeout=20)
 
     assert heads.code == 0, heads.out
     assert heads.out.strip().splitlines()[-1] == f"{TARGET} (head)"
@@ -511,7 +512,8 @@ def test_history_and_heads_create_no_sqlite_file(sqlite_url):
     env = env_for(sqlite_url)
 
     assert run_migrate("heads", env=env).code == 0
-    assert run_migrate("history", env=env).code == 0
+    assert run_migrate("history", "--graph", env=env).code == 0
+    assert run_migrate("history", env=env).code == 3  # read-only: a file that is not there is not made
 
     assert not sqlite_path(sqlite_url).parent.exists()
 
