@@ -74,3 +74,18 @@ def fill_disk(folder: Path) -> None:
                 continue
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def bind(source: Path, path: Path):
+    """Mount ``source`` (a folder) again at ``path`` (root only): the same files under a second name."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        _mount_unavailable("a bind mount needs root")
+    result = subprocess.run(["mount", "--bind", str(source), str(path)], capture_output=True, text=True)
+    if result.returncode != 0:
+        _mount_unavailable(f"mount --bind failed: {result.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
