@@ -10,6 +10,7 @@ checked as "< 4 s"), the REPORT_FILE and what the database holds afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.support.chains import TARGET, Chain, build_chain, marker_says
 from tests.support.dbstate import (
@@ -42,6 +44,7 @@ from tests.support.faults import (
     file_digest,
     fill_pipe,
     migrate_argv,
+    paused,
     pg_table_locks,
     run_with_termination_log,
     silent_server,
@@ -330,6 +333,37 @@ def test_server_that_accepts_and_never_answers_ends_at_db_wait_timeout_not_doubl
             # "About DB_WAIT_TIMEOUT": it did wait, and did not wait twice (the probe saw 6.6 s for 3 s).
             assert wait_timeout - 0.5 <= took < 2 * wait_timeout - 0.5, f"{case}: {took:.1f}s\n{out}"
             assert "secret" not in out
+
+
+@pytest.mark.parametrize("shape", ["MariaDB stopped (SIGSTOP)", "a MySQL URL at a PostgreSQL port"])
+def test_a_mysql_server_that_never_answers_ends_status_verify_and_wait_at_db_wait_timeout(
+        mysql_server, mysql_url, pg_server, tmp_path, shape):
+    """PyMySQL reads without a timeout by default: these verbs hung past 100 s with DB_WAIT_TIMEOUT=3 (issue 25,
+    N24).  Each must end with exit 3 (unreachable), well before 30 s, and leave the database as it was."""
+    at_target(mysql_url, tmp_path)
+    url = mysql_url
+    if shape.startswith("a MySQL URL"):
+        pg_port = make_url(pg_server.superuser_url).port
+        url = str(make_url(mysql_url).set(port=pg_port).render_as_string(hide_password=False))
+    pid = mysql_server.pid
+    if shape.startswith("MariaDB") and pid is None:
+        pytest.fail("TEST_MYSQL_URL's server cannot be stopped by this test; run it with the local MariaDB")
+    stopped = paused(pid) if shape.startswith("MariaDB") else contextlib.nullcontext()
+    results = {}
+    with stopped:
+        procs = [(verb, start_migrate(verb, env=stranger_env(url, tmp_path, DB_WAIT_TIMEOUT=3)))
+                 for verb in ("status", "verify", "wait")]
+        for verb, proc in procs:
+            try:
+                out, _ = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                out, _ = proc.communicate()
+            results[verb] = (proc.returncode, out)
+    for verb, (code, out) in results.items():
+        assert code == 3, f"{verb}: exit {code} (-9: still blocked after 30 s with DB_WAIT_TIMEOUT=3)\n{out}"
+        assert "DB_WAIT_TIMEOUT=3" in summary_line(out), out
+    assert versions(mysql_url) == [TARGET]
 
 
 @pytest.mark.parametrize("what", ["a server that accepts and never answers", "a SQLite file locked against readers"])
