@@ -11,6 +11,16 @@ every tracked connection (psycopg2 ``cancel()``, sqlite3 ``interrupt()``,
 MySQL ``KILL QUERY`` from a second connection).
 The main thread raises at known checkpoints (:meth:`Watchdog.checkpoint`),
 and the CLI honours the recorded reason last, whatever else happened.
+
+A cancel needs a server that answers.  One that stopped (SIGSTOP, a network
+partition) never replies to the statement nor, when its postmaster is gone
+too, to the cancel request, and the main thread stays in a socket read.  So
+the cancels run in threads of their own, and when the main thread has not
+finished :data:`HARD_EXIT_GRACE` seconds after a stop, the helper thread ends
+the process itself with the stop's exit code, after a last summary line
+(issue 25, N25).  That is as safe as a kill -9, which migrate-init is built
+to survive: the server rolls back the open transaction when it sees the
+connection gone, and SQLite rolls back its journal on the next open.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from .errors import Interrupted, MigrateInitError, MigrationTimeout
 TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
 if TYPE_CHECKING:
     import signal
+    from collections.abc import Callable
     from types import FrameType
     from typing import Any
 else:
@@ -33,6 +44,10 @@ else:
     import _signal as signal
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Seconds the main thread has, after a stop is recorded, to finish before the process ends itself.
+HARD_EXIT_GRACE = 5.0
+#: Seconds the last words (:attr:`Watchdog.on_hard_exit`) may take before the hard exit goes ahead.
+_LAST_WORDS = 2.0
 
 
 def block_stop_signals() -> None:
@@ -175,7 +190,8 @@ class Watchdog:
         if self._signum is None:
             self._signal_phase = self.phase
             self._signum = signum
-            self._cancel_all()
+            self._stopped_at = self._stopped_at or time.monotonic()
+            self._cancel_all_soon()
 
     def _watch(self) -> None:
         try:
@@ -186,7 +202,8 @@ class Watchdog:
     def _watch_until_closed(self) -> None:
         block_stop_signals()  # they reach this thread through the wakeup fd, recorded by the main thread
         while not self._closed:
-            deadlines = [d for d in (self._deadline, self._total_deadline) if d is not None]
+            hard_exit = self._stopped_at + HARD_EXIT_GRACE if self._stopped_at else None
+            deadlines = [d for d in (self._deadline, self._total_deadline, hard_exit) if d is not None]
             wait = max(min(deadlines) - time.monotonic(), 0.0) if deadlines else None
             readable, _, _ = select.select([self._reader], [], [], wait)
             if readable:
@@ -199,6 +216,8 @@ class Watchdog:
                         self._record_signal(signum)
             now = time.monotonic()
             if self.stopped:
+                if hard_exit is not None and now >= hard_exit and not self._closed:
+                    self._hard_exit()
                 continue
             if self._deadline is not None and now >= self._deadline:
                 self._timed_out_what = f"{self._variable}={self._timeout_seconds:g}s"
@@ -208,10 +227,44 @@ class Watchdog:
             else:
                 continue
             self._timed_out_in = self.phase
+            self._stopped_at = self._stopped_at or now
             self._deadline = self._total_deadline = None
-            self._cancel_all()
+            self._cancel_all_soon()
             if self.interruptible and self._main is not None:
                 signal.pthread_kill(self._main, signal.SIGALRM)
+
+    def _cancel_all_soon(self) -> None:
+        """Cancel in a thread of its own: a cancel request to a server that stopped answering
+        may never return, and neither this thread nor the main one may wait for it."""
+        def cancel() -> None:
+            block_stop_signals()
+            self._cancel_all()
+
+        _thread.start_new_thread(cancel, ())
+
+    def _hard_exit(self) -> None:
+        """End the process with the stop's exit code: the main thread did not come back in time."""
+        reason = self.reason
+        if reason is None:
+            return
+        code = reason.exit_code
+        last_words = self.on_hard_exit
+        if last_words is not None:
+            done = _thread.allocate_lock()
+            done.acquire()
+
+            def speak() -> None:
+                try:
+                    block_stop_signals()
+                    last_words(reason, HARD_EXIT_GRACE)
+                except BaseException:  # the exit goes ahead whatever the last words do
+                    pass
+                finally:
+                    done.release()
+
+            _thread.start_new_thread(speak, ())
+            done.acquire(timeout=_LAST_WORDS)  # a stalled stderr or REPORT_FILE does not hold the exit
+        os._exit(code)
 
     def _cancel_all(self) -> None:
         with self._cancelling:
@@ -250,6 +303,10 @@ class Watchdog:
                     pass
 
     _signal_phase = "starting"
+    #: When the first stop was recorded (monotonic), 0.0 while none was.
+    _stopped_at = 0.0
+    #: Called with the stop and the grace period just before a hard exit: the CLI's last summary.
+    on_hard_exit: Callable[[MigrateInitError, float], None] | None = None
     #: True while a migration step runs (alembic_glue.Progress): see _on_signal.
     interruptible = False
     _raised = False

@@ -55,6 +55,7 @@ from tests.support.faults import (
     wait_blocked,
     wait_exit,
 )
+from tests.support.pgserver import execute as pg_execute
 from tests.support.process import Runner, report_of, run_migrate, run_split, start_migrate, summary_line, wait_until
 
 #: SIGTERM must be honoured within 2 s in every phase (issue 12); checked as "< 4 s" for a loaded machine.
@@ -366,6 +367,49 @@ def test_a_mysql_server_that_never_answers_ends_status_verify_and_wait_at_db_wai
     assert versions(mysql_url) == [TARGET]
 
 
+def _ended(runner: Runner, timeout: float, what: str) -> int:
+    """The run's exit code; the test fails, the run killed, when ``what`` did not end it within ``timeout``."""
+    try:
+        return runner.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        runner.kill()
+        pytest.fail(f"{what} did not end the run within {timeout} s:\n{runner.out}")
+
+
+def _backend_running(url: str, fragment: str) -> int | None:
+    """The pid of the PostgreSQL backend whose statement holds ``fragment``, if one runs it now."""
+    rows = pg_execute(url, "SELECT pid FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
+                      (f"%{fragment}%",))
+    return rows[0][0] if rows else None
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "MIGRATION_TIMEOUT"])
+def test_a_postgresql_backend_that_stops_answering_mid_migration_still_ends_the_run(pg_url, tmp_path, stop):
+    """The backend running a migration's statement is stopped (SIGSTOP): the cancel request reaches the
+    postmaster, but the statement never replies.  The stop must still end the run with its own exit code
+    and summary (REPORT_FILE); the migration is not applied (issue 25, N25)."""
+    at_target(pg_url, tmp_path)
+    chain = Chain(tmp_path / "chain")
+    chain.add("n25_stuck", "op.execute('SELECT pg_sleep(600) /* n25_stuck */')")
+    report = tmp_path / "report.json"
+    limits = {"MIGRATION_TIMEOUT": 8} if stop == "MIGRATION_TIMEOUT" else {"MIGRATION_TIMEOUT": 600}
+    runner = Runner(stranger_env(pg_url, tmp_path, **chain.env(), REPORT_FILE=report, **limits), tmp_path / "run.log")
+    backend = wait_until(lambda: _backend_running(pg_url, "n25_stuck */"), 60, "the stuck statement", runner)
+    try:
+        with paused(backend):
+            if stop == "SIGTERM":
+                runner.signal(signal.SIGTERM)
+            code = _ended(runner, 60, f"{stop} with the backend stopped")
+    finally:
+        runner.kill()
+    expected = 143 if stop == "SIGTERM" else 10
+    assert code == expected, runner.out
+    summary = report_of(report)
+    assert summary["exit_code"] == expected, summary
+    wait_until(lambda: _backend_running(pg_url, "n25_stuck */") is None, 60, "the stopped backend to end")
+    assert versions(pg_url) == [TARGET]
+
+
 @pytest.mark.parametrize("what", ["a server that accepts and never answers", "a SQLite file locked against readers"])
 def test_sigterm_while_waiting_for_the_database_is_honoured_within_2_s(sqlite_url, tmp_path, what):
     if what.startswith("a server"):
@@ -383,11 +427,7 @@ def test_sigterm_while_waiting_for_the_database_is_honoured_within_2_s(sqlite_ur
         assert runner.alive(), runner.out
         started = time.monotonic()
         runner.signal(signal.SIGTERM)
-        try:
-            code = runner.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            runner.kill()
-            pytest.fail(f"SIGTERM while waiting for {what} was not honoured within 15 s:\n{runner.out}")
+        code = _ended(runner, 15, f"SIGTERM while waiting for {what}")
         took = time.monotonic() - started
     finally:
         server.__exit__(None, None, None)
