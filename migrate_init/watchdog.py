@@ -45,7 +45,7 @@ else:
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: Seconds the main thread has, after a stop is recorded, to finish before the process ends itself.
-HARD_EXIT_GRACE = 5.0
+HARD_EXIT_GRACE = 10.0
 #: Seconds the last words (:attr:`Watchdog.on_hard_exit`) may take before the hard exit goes ahead.
 _LAST_WORDS = 2.0
 
@@ -333,6 +333,8 @@ def _cancel(dbapi_connection: Any) -> None:
     if any(klass.__module__.startswith("pymysql") for klass in type(inner).__mro__):
         _kill_query(inner)
         return
+    if getattr(inner, "pgconn_ptr", None) and _pq_cancel(inner.pgconn_ptr):
+        return
     for method in ("cancel", "interrupt"):
         fn = getattr(dbapi_connection, method, None)
         if fn is None:
@@ -345,6 +347,59 @@ def _cancel(dbapi_connection: Any) -> None:
             except Exception:  # the connection may already be gone; nothing to cancel
                 pass
             return
+
+
+def _pq_cancel(pgconn: int) -> bool:
+    """psycopg2's cancel(), by libpq's own functions called through ctypes; False when libpq is not found.
+
+    psycopg2's cancel() holds the GIL while libpq waits for the server to take
+    the request, so a server whose postmaster stopped answering froze every
+    thread, the one that would end the process too (issue 25, N25).  ctypes
+    lets the GIL go during the call: only this cancel's thread waits.
+    """
+    try:
+        libpq = _libpq()
+        if libpq is None:
+            return False
+        import ctypes
+
+        request = libpq.PQgetCancel(ctypes.c_void_p(pgconn))
+        if not request:
+            return False
+        try:
+            libpq.PQcancel(request, ctypes.create_string_buffer(256), 256)
+        finally:
+            libpq.PQfreeCancel(request)
+        return True
+    except Exception:  # whatever went wrong, psycopg2's own cancel() is still there
+        return False
+
+
+_LIBPQ: list[Any] = []
+
+
+def _libpq() -> Any:
+    """The libpq that psycopg2 loaded (found in this process's memory map), or None."""
+    if not _LIBPQ:
+        import ctypes
+
+        path = None
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                name = line.rsplit(None, 1)[-1]
+                if os.path.basename(name).startswith("libpq"):
+                    path = name
+                    break
+        library = None
+        if path is not None:
+            library = ctypes.CDLL(path)
+            library.PQgetCancel.restype = ctypes.c_void_p
+            library.PQgetCancel.argtypes = [ctypes.c_void_p]
+            library.PQcancel.restype = ctypes.c_int
+            library.PQcancel.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+            library.PQfreeCancel.argtypes = [ctypes.c_void_p]
+        _LIBPQ.append(library)
+    return _LIBPQ[0]
 
 
 def _over_tls(connection: Any) -> bool:
