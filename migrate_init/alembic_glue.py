@@ -142,6 +142,15 @@ def create_engine(database: Url, *, busy_timeout: float, connect_timeout: float 
     elif database.backend == "mysql":
         kwargs["connect_args"] = {"connect_timeout": max(int(connect_timeout), 1),
                                   "program_name": "migrate-init"}
+        # No socket wait without a bound (issue 25, N24): a read-only session waits for a lock at
+        # most busy_timeout; a migration's statement may run long (the watchdog bounds it), so
+        # only its writes are bounded, and its reads are left to the watchdog's hard exit.
+        from .probe import mysql_io_timeout
+
+        io = mysql_io_timeout(max(connect_timeout, busy_timeout))
+        kwargs["connect_args"]["write_timeout"] = io
+        if read_only:
+            kwargs["connect_args"]["read_timeout"] = io
         if database.password:
             # PyMySQL sends a str password as latin-1; the server hashed the UTF-8 bytes.
             kwargs["connect_args"]["passwd"] = database.password.encode("utf-8")

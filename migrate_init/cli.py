@@ -120,6 +120,11 @@ def main(argv: list[str] | None = None) -> None:
         _exit(_honour(watchdog, exc.exit_code))
     report.setup(log_format=cfg.log_format, level=cfg.log_level, secrets=cfg.secrets)
     report.stop_writing = lambda: watchdog.stopped  # a stalled stderr never holds a stop back
+    watchdog.on_hard_exit = lambda stop, grace: report.finish(report.Summary(
+        command=command, database=cfg.database.safe, outcome=stop.outcome, exit_code=stop.exit_code,
+        message=f"{stop} The run did not end within {grace:g}s of it (a database server that no longer "
+                "answers cannot be cancelled), so the process ended itself. The server rolls back what "
+                "was not committed when it sees the connection gone; run again once it answers."), cfg.report_file)
     watchdog.heartbeat(cfg.heartbeat_interval)
     if command in ("plan", "stamp", "resolve", "accept"):
         bound_run(cfg, watchdog)

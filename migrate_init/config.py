@@ -311,9 +311,25 @@ def _dotted(name: str) -> bool:
 def _report_file_conflict(report_file: str, sqlite_path: str | None,
                           backup_dir: str | None) -> str | None:
     """Why REPORT_FILE must not be written where it points, or None when it may."""
-    if report_file.lower() in _REPORT_OFF or sqlite_path is None:
+    if report_file.lower() in _REPORT_OFF:
         return None
     target = os.path.realpath(report_file)
+    what = _sqlite_conflict(target, sqlite_path, backup_dir) if sqlite_path is not None else None
+    if what is None:
+        from .report import overwrite_refusal
+
+        what = overwrite_refusal(report_file)
+    if what is None:
+        return None
+    return (
+        f"REPORT_FILE={report_file} is {what} ({target}); writing the report there would "
+        "destroy it. Point REPORT_FILE at a file of its own, such as /tmp/migrate-report.json, "
+        "or unset it."
+    )
+
+
+def _sqlite_conflict(target: str, sqlite_path: str, backup_dir: str | None) -> str | None:
+    """What of the SQLite database's ``target`` is: by name, or by device and inode (a hard link, a bind mount)."""
     database = os.path.realpath(sqlite_path)
     files = (
         ("", "the SQLite database itself"),
@@ -324,16 +340,28 @@ def _report_file_conflict(report_file: str, sqlite_path: str | None,
     )
     what = next((what for suffix, what in files if target == database + suffix), None)
     if what is None:
+        what = _same_file(target, database, files)
+    if what is None:
         folder = os.path.realpath(backup_dir or os.path.join(os.path.dirname(database), "backups"))
         if target == folder or target.startswith(folder + os.sep):
             what = f"inside the backup folder {folder} (BACKUP_DIR)"
-    if what is None:
+    return what
+
+
+def _same_file(target: str, database: str, files: tuple[tuple[str, str], ...]) -> str | None:
+    """Which of the database's ``files`` ``target`` is under another name (same device and inode), if any."""
+    try:
+        seen = os.stat(target)
+    except OSError:  # nothing there yet: a new file is no other file
         return None
-    return (
-        f"REPORT_FILE={report_file} is {what} ({target}); writing the report there would "
-        "destroy it. Point REPORT_FILE at a file of its own, such as /tmp/migrate-report.json, "
-        "or unset it."
-    )
+    for suffix, name in files:
+        try:
+            other = os.stat(database + suffix)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (seen.st_dev, seen.st_ino):
+            return f"{name} under another name (a hard link or a bind mount of {database + suffix})"
+    return None
 
 
 def _lenient_sqlite_path(env: Mapping[str, str]) -> str | None:

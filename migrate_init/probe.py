@@ -502,7 +502,8 @@ class MysqlReader(Reader):
                  track: Callable[[Any], None] | None, checkpoint: Callable[[], None] | None = None) -> None:
         self.checkpoint = checkpoint
         self.safe_url = database.safe
-        self.connection = connect_mysql(database, connect_timeout, checkpoint)
+        # The handshake and every read: bounded by the same statement bound the server enforces.
+        self.connection = connect_mysql(database, connect_timeout, checkpoint, io_timeout=statement_timeout)
         if track is not None:
             track(self.connection)
         self.cursor = self.connection.cursor()
@@ -679,8 +680,29 @@ def connect_postgresql(database: Url, connect_timeout: float, checkpoint: Callab
     return _in_thread(lambda: psycopg2.connect(**arguments), checkpoint)
 
 
-def connect_mysql(database: Url, connect_timeout: float, checkpoint: Callable[[], None] | None) -> Any:
-    """``pymysql.connect`` (autocommit) that a stop can interrupt (see :func:`_in_thread`)."""
+#: Seconds a MySQL socket read or write may take beyond the statement bound the server enforces.
+MYSQL_IO_MARGIN = 2
+
+
+def mysql_io_timeout(seconds: float) -> int:
+    """PyMySQL's ``read_timeout``/``write_timeout`` for a session whose waits are bounded by ``seconds``.
+
+    A server that stops answering (SIGSTOP, a partition) or a port that is not
+    MySQL's (PostgreSQL never greets first) blocks PyMySQL's socket read for
+    ever: its default is no timeout (issue 25, N24).  The server ends a
+    statement at ``seconds`` (max_statement_time); the margin is for the reply.
+    """
+    return max(1, int(seconds + 0.999)) + MYSQL_IO_MARGIN
+
+
+def connect_mysql(database: Url, connect_timeout: float, checkpoint: Callable[[], None] | None,
+                  *, io_timeout: float | None = None) -> Any:
+    """``pymysql.connect`` (autocommit) that a stop can interrupt (see :func:`_in_thread`).
+
+    Every socket read and write is bounded: by :func:`mysql_io_timeout` of
+    ``io_timeout`` (the session's statement bound), or of ``connect_timeout``;
+    a URL's own ``read_timeout``/``write_timeout`` win.
+    """
     from .errors import ConfigError, missing_driver_error
 
     try:
@@ -689,6 +711,9 @@ def connect_mysql(database: Url, connect_timeout: float, checkpoint: Callable[[]
         raise missing_driver_error(database, exc) from None
     arguments = database.connect_kwargs_pymysql()
     arguments.setdefault("connect_timeout", max(1, int(connect_timeout + 0.999)))
+    io = mysql_io_timeout(connect_timeout if io_timeout is None else io_timeout)
+    arguments.setdefault("read_timeout", io)
+    arguments.setdefault("write_timeout", io)
     arguments["autocommit"] = True
     arguments.setdefault("program_name", "migrate-init")
 

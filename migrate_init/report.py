@@ -577,6 +577,11 @@ def finish(summary: Summary, report_file: str | None) -> None:
         return
     # The trailing newline counts too: the kubelet reads at most 4096 bytes.
     text = _fit(data, _TERMINATION_LOG_LIMIT - 1 if path == _TERMINATION_LOG else None)
+    # Checked again here: what REPORT_FILE names may have changed since the configuration was read.
+    refusal = overwrite_refusal(path) if report_file else None
+    if refusal is not None:
+        warning("report_unwritable", f"REPORT_FILE={path} was not written: it is {refusal}.")
+        return
     try:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
@@ -672,6 +677,56 @@ def _shorten(data: dict[str, Any], limit: int, *, floor: int) -> str | None:
         else:
             high = middle - 1
     return render(low)
+
+
+#: How every report this module writes begins (``_SUMMARY_FIELDS`` starts with "command").
+_REPORT_START = b'{"command": '
+#: A report is a few kilobytes; a longer file is not one.
+_REPORT_MAX = 1 << 20
+
+
+def overwrite_refusal(path: str) -> str | None:
+    """What the existing file at ``path`` is, when REPORT_FILE must not overwrite it; None when it may.
+
+    May: no file yet, an empty file, a previous report, a character device or a
+    pipe (/dev/stdout).  Anything else would be destroyed by the report: a
+    user's env.py, a data file, a hard link of the database (issue 25, N12).
+    """
+    import stat
+
+    try:
+        info = os.stat(path)
+    except OSError:  # nothing there (or nothing readable): writing it says why it cannot
+        return None
+    if stat.S_ISCHR(info.st_mode) or stat.S_ISFIFO(info.st_mode) or stat.S_ISDIR(info.st_mode):
+        return None  # nothing to destroy (a folder cannot be opened for writing: the warning says so)
+    if not stat.S_ISREG(info.st_mode):
+        return "an existing file that is not a regular file"
+    if info.st_size == 0:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_REPORT_MAX + 1)
+    except OSError:
+        return None
+    if _is_report(head):
+        return None
+    return "an existing file that is not a previous migrate-init report (delete it first if it may go)"
+
+
+def _is_report(data: bytes) -> bool:
+    """Whether ``data`` is a report this module wrote (even one cut short), or any summary with an exit code."""
+    if len(data) > _REPORT_MAX:
+        return False
+    if data.startswith(_REPORT_START):
+        return True
+    import json
+
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and "exit_code" in parsed and "outcome" in parsed
 
 
 def _report_path(report_file: str | None) -> str | None:

@@ -666,7 +666,7 @@ def _backup(cfg: Config, state: Any, watchdog: Watchdog) -> str | None:
     watchdog.phase = "backing up the database"
     folder = Path(cfg.backup_dir) if cfg.backup_dir else backup.default_folder(Path(path))
     label = "-".join(state.current) or "base"
-    taken = backup.take(Path(path), folder, keep=cfg.backup_keep, label=label[:60])
+    taken = backup.take(Path(path), folder, keep=cfg.backup_keep, label=label[:60], watchdog=watchdog)
     return str(taken) if taken else None
 
 

@@ -145,6 +145,13 @@ _TEXT_KEYED_SECRET = (
     r"(?P<value>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')"
 )
 
+#: scheme://userinfo@ of any URL in free text.  Outside a database URL the user info is a
+#: credential as a whole: ``git+https://TOKEN@host/...`` or ``https://TOKEN:x-oauth-basic@host``
+#: in a requirement (issue 25, N27).  Masked up to the first '@': the host stays in view.
+_TEXT_OTHER_USERINFO = r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-_]*)://(?P<userinfo>[^\s/?#@'\"]+)@"
+#: Schemes (before any "+driver") whose user name is shown: the database's, as SQLAlchemy names them.
+_DATABASE_SCHEMES = frozenset({"postgresql", "postgres", "mysql", "mariadb", "sqlite"})
+
 _MASK = "***"
 
 
@@ -592,7 +599,8 @@ def _check_sqlite(url: Url, raw: str, variable: str) -> None:
 def redact(text: str) -> str:
     """``text`` with every password in it masked: in URLs (valid or not) and in password= options.
 
-    Hosts, ports, paths (SQLite files too) and user names stay visible.
+    Hosts, ports, paths (SQLite files too) and a database URL's user name stay visible; any
+    other URL's user info is masked whole (a token in a requirement, issue 25 N27).
     Never raises; idempotent.
     """
     if "://" not in text and "=" not in text and ":" not in text:
@@ -600,6 +608,7 @@ def redact(text: str) -> str:
     if "://" in text and "@" in text:  # a password in a URL runs to an '@': without one, nothing to mask
         import re
 
+        text = re.sub(_TEXT_OTHER_USERINFO, _mask_other_userinfo, text)
         text = "".join(_mask_userinfo(line) for line in re.split(r"(\r\n|\r|\n)", text))
     if ("=" in text or ":" in text) and _may_hold_secret_key(text):
         import re
@@ -620,6 +629,13 @@ def _may_hold_secret_key(text: str) -> bool:
     """
     folded = text.casefold()
     return "pass" in folded or "pwd" in folded
+
+
+def _mask_other_userinfo(match: re.Match[str]) -> str:
+    """A URL's whole user info masked, unless it is a database URL's (whose user name stays in view)."""
+    if match["scheme"].lower().partition("+")[0] in _DATABASE_SCHEMES:
+        return match[0]
+    return f"{match['scheme']}://{_MASK}@"
 
 
 def _mask_userinfo(line: str) -> str:

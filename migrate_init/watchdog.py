@@ -11,6 +11,16 @@ every tracked connection (psycopg2 ``cancel()``, sqlite3 ``interrupt()``,
 MySQL ``KILL QUERY`` from a second connection).
 The main thread raises at known checkpoints (:meth:`Watchdog.checkpoint`),
 and the CLI honours the recorded reason last, whatever else happened.
+
+A cancel needs a server that answers.  One that stopped (SIGSTOP, a network
+partition) never replies to the statement nor, when its postmaster is gone
+too, to the cancel request, and the main thread stays in a socket read.  So
+the cancels run in threads of their own, and when the main thread has not
+finished :data:`HARD_EXIT_GRACE` seconds after a stop, the helper thread ends
+the process itself with the stop's exit code, after a last summary line
+(issue 25, N25).  That is as safe as a kill -9, which migrate-init is built
+to survive: the server rolls back the open transaction when it sees the
+connection gone, and SQLite rolls back its journal on the next open.
 """
 
 from __future__ import annotations
@@ -34,6 +44,10 @@ else:
     import _signal as signal
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Seconds the main thread has, after a stop is recorded, to finish before the process ends itself.
+HARD_EXIT_GRACE = 10.0
+#: Seconds the last words (:attr:`Watchdog.on_hard_exit`) may take before the hard exit goes ahead.
+_LAST_WORDS = 2.0
 
 
 def block_stop_signals() -> None:
@@ -202,7 +216,8 @@ class Watchdog:
         if self._signum is None:
             self._signal_phase = self.phase
             self._signum = signum
-            self._cancel_all()
+            self._stopped_at = self._stopped_at or time.monotonic()
+            self._cancel_all_soon()
 
     def _watch(self) -> None:
         try:
@@ -213,7 +228,8 @@ class Watchdog:
     def _watch_until_closed(self) -> None:
         block_stop_signals()  # they reach this thread through the wakeup fd, recorded by the main thread
         while not self._closed:
-            deadlines = [d for d in (self._deadline, self._total_deadline) if d is not None]
+            hard_exit = self._stopped_at + HARD_EXIT_GRACE if self._stopped_at else None
+            deadlines = [d for d in (self._deadline, self._total_deadline, hard_exit) if d is not None]
             if self._heartbeat > 0:
                 deadlines.append(time.monotonic() + min(self._heartbeat, 1.0))
             wait = max(min(deadlines) - time.monotonic(), 0.0) if deadlines else None
@@ -228,6 +244,8 @@ class Watchdog:
                         self._record_signal(signum)
             now = time.monotonic()
             if self.stopped:
+                if hard_exit is not None and now >= hard_exit and not self._closed:
+                    self._hard_exit()
                 continue
             if self._heartbeat > 0:
                 try:
@@ -242,8 +260,9 @@ class Watchdog:
             else:
                 continue
             self._timed_out_in = self.phase
+            self._stopped_at = self._stopped_at or now
             self._deadline = self._total_deadline = None
-            self._cancel_all()
+            self._cancel_all_soon()
             if self.interruptible and self._main is not None:
                 signal.pthread_kill(self._main, signal.SIGALRM)
 
@@ -271,6 +290,39 @@ class Watchdog:
         elapsed = now - since
         report.heartbeat(f"Still {phase}{f' ({what})' if what else ''}: {elapsed:.0f}s so far; {bound}.",
                          phase=phase, elapsed=round(elapsed, 1), detail=what, bound=bound)
+
+    def _cancel_all_soon(self) -> None:
+        """Cancel in a thread of its own: a cancel request to a server that stopped answering
+        may never return, and neither this thread nor the main one may wait for it."""
+        def cancel() -> None:
+            block_stop_signals()
+            self._cancel_all()
+
+        _thread.start_new_thread(cancel, ())
+
+    def _hard_exit(self) -> None:
+        """End the process with the stop's exit code: the main thread did not come back in time."""
+        reason = self.reason
+        if reason is None:
+            return
+        code = reason.exit_code
+        last_words = self.on_hard_exit
+        if last_words is not None:
+            done = _thread.allocate_lock()
+            done.acquire()
+
+            def speak() -> None:
+                try:
+                    block_stop_signals()
+                    last_words(reason, HARD_EXIT_GRACE)
+                except BaseException:  # the exit goes ahead whatever the last words do
+                    pass
+                finally:
+                    done.release()
+
+            _thread.start_new_thread(speak, ())
+            done.acquire(timeout=_LAST_WORDS)  # a stalled stderr or REPORT_FILE does not hold the exit
+        os._exit(code)
 
     def _cancel_all(self) -> None:
         with self._cancelling:
@@ -314,6 +366,10 @@ class Watchdog:
     detail: Callable[[], str | None] | None = None
     _heartbeat = 0.0
     _last_beat = 0.0
+    #: When the first stop was recorded (monotonic), 0.0 while none was.
+    _stopped_at = 0.0
+    #: Called with the stop and the grace period just before a hard exit: the CLI's last summary.
+    on_hard_exit: Callable[[MigrateInitError, float], None] | None = None
     #: True while a migration step runs (alembic_glue.Progress): see _on_signal.
     interruptible = False
     _raised = False
@@ -340,6 +396,8 @@ def _cancel(dbapi_connection: Any) -> None:
     if any(klass.__module__.startswith("pymysql") for klass in type(inner).__mro__):
         _kill_query(inner)
         return
+    if getattr(inner, "pgconn_ptr", None) and _pq_cancel(inner.pgconn_ptr):
+        return
     for method in ("cancel", "interrupt"):
         fn = getattr(dbapi_connection, method, None)
         if fn is None:
@@ -352,6 +410,59 @@ def _cancel(dbapi_connection: Any) -> None:
             except Exception:  # the connection may already be gone; nothing to cancel
                 pass
             return
+
+
+def _pq_cancel(pgconn: int) -> bool:
+    """psycopg2's cancel(), by libpq's own functions called through ctypes; False when libpq is not found.
+
+    psycopg2's cancel() holds the GIL while libpq waits for the server to take
+    the request, so a server whose postmaster stopped answering froze every
+    thread, the one that would end the process too (issue 25, N25).  ctypes
+    lets the GIL go during the call: only this cancel's thread waits.
+    """
+    try:
+        libpq = _libpq()
+        if libpq is None:
+            return False
+        import ctypes
+
+        request = libpq.PQgetCancel(ctypes.c_void_p(pgconn))
+        if not request:
+            return False
+        try:
+            libpq.PQcancel(request, ctypes.create_string_buffer(256), 256)
+        finally:
+            libpq.PQfreeCancel(request)
+        return True
+    except Exception:  # whatever went wrong, psycopg2's own cancel() is still there
+        return False
+
+
+_LIBPQ: list[Any] = []
+
+
+def _libpq() -> Any:
+    """The libpq that psycopg2 loaded (found in this process's memory map), or None."""
+    if not _LIBPQ:
+        import ctypes
+
+        path = None
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                name = line.rsplit(None, 1)[-1]
+                if os.path.basename(name).startswith("libpq"):
+                    path = name
+                    break
+        library = None
+        if path is not None:
+            library = ctypes.CDLL(path)
+            library.PQgetCancel.restype = ctypes.c_void_p
+            library.PQgetCancel.argtypes = [ctypes.c_void_p]
+            library.PQcancel.restype = ctypes.c_int
+            library.PQcancel.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+            library.PQfreeCancel.argtypes = [ctypes.c_void_p]
+        _LIBPQ.append(library)
+    return _LIBPQ[0]
 
 
 def _over_tls(connection: Any) -> bool:

@@ -7,6 +7,7 @@ and hold the rows the database held before the run.
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.chains import TARGET
-from tests.support.dbstate import add_users, count, query, snapshot, sqlite_path, versions
-from tests.support.process import operator_env, report_of, run_migrate, summary_line
+from tests.support.dbstate import add_blobs, add_users, count, query, snapshot, sqlite_path, versions
+from tests.support.process import Runner, operator_env, report_of, run_migrate, summary_line, wait_until
 
 
 def _backups(folder: Path) -> list[Path]:
@@ -132,3 +133,79 @@ def test_short_free_space_fails_before_any_ddl_and_says_how_much_is_needed(sqlit
     assert list(tiny_tmpfs.iterdir()) == []
     summary = report_of(report)
     assert (summary["outcome"], summary["exit_code"], summary["backup"]) == ("backup_failed", 1, None)
+
+
+# --- backup names say which database, fit the filesystem, and stop on SIGTERM (issue 25) ---------------------
+
+def _upgrade_in_steps(url: str, tmp_path: Path, env: dict[str, str], steps: list[str]) -> list[str]:
+    """Upgrade to each of ``steps`` in turn (rows added after the first); the backup each run named."""
+    named = []
+    for index, step in enumerate(steps):
+        report = tmp_path / "report.json"
+        result = run_migrate("upgrade", step, env={**env, "REPORT_FILE": str(report)})
+        assert result.code == 0, result.out
+        named.append(report_of(report)["backup"])
+        if index == 0:
+            add_users(url, "u1")
+    return named
+
+
+def test_two_databases_of_the_same_name_sharing_a_backup_dir_keep_their_own_backups(tmp_path):
+    """/t1/webui.db and /t2/webui.db, one BACKUP_DIR, BACKUP_KEEP=1: t2's runs never prune t1's backup (N13)."""
+    shared = tmp_path / "shared-backups"
+    urls = [f"sqlite:///{tmp_path / name / 'webui.db'}" for name in ("t1", "t2")]
+    steps = ["7e5b5dc7342b", "ca81bd47c050", "9b4c5d8e2f10", "5c8d3e1f4a27"]
+    kept = {}
+    for url in urls:
+        env = operator_env(url, tmp_path, BACKUP_DIR=shared, BACKUP_KEEP=1)
+        named = _upgrade_in_steps(url, tmp_path, env, steps if url == urls[1] else steps[:2])
+        kept[url] = named[-1]
+
+    assert Path(kept[urls[0]]).exists(), f"t2's runs pruned t1's backup: {sorted(p.name for p in shared.iterdir())}"
+    assert Path(kept[urls[1]]).exists()
+    assert sorted(_backups(shared)) == sorted(Path(p) for p in kept.values())
+    connection = _open_backup(Path(kept[urls[0]]))
+    try:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("7e5b5dc7342b",)]
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("name", ["d" * 200 + ".db", "ö" * 100 + ".db"])
+def test_a_database_with_a_long_file_name_is_backed_up_and_pruned(tmp_path, name):
+    """A database file name of 203 bytes (ASCII, or two bytes a character): the backup's name, which adds
+    its time, revision and suffixes, still fits in 255 bytes (N34)."""
+    url = f"sqlite:///{tmp_path / 'data' / name}"
+    env = operator_env(url, tmp_path, BACKUP_KEEP=1)
+
+    named = _upgrade_in_steps(url, tmp_path, env, ["7e5b5dc7342b", "ca81bd47c050", "9b4c5d8e2f10"])
+
+    assert named[0] is None and all(named[1:]), named
+    folder = sqlite_path(url).parent / "backups"
+    assert _backups(folder) == [Path(named[-1])], "BACKUP_KEEP=1 keeps the newest backup only"
+    assert len(os.fsencode(Path(named[-1]).name)) <= 255
+    assert versions(url) == ["9b4c5d8e2f10"]
+
+
+def test_sigterm_during_a_large_backup_stops_it_and_leaves_no_backup_file(sqlite_url, tmp_path):
+    """A backup of some 300 MB is under way when SIGTERM comes: exit 143, the copy ends at its next step, no file
+    of it is left (neither complete nor partial), and the database is as it was (N26)."""
+    _at_70c7_with_rows(sqlite_url, tmp_path)
+    add_blobs(sqlite_url, 300)
+    before = snapshot(sqlite_url)
+    backups = tmp_path / "backups"
+    runner = Runner(operator_env(sqlite_url, tmp_path, BACKUP_DIR=backups, MIGRATION_TIMEOUT=600),
+                    tmp_path / "run.log")
+    try:
+        wait_until(lambda: backups.is_dir() and any(".partial" in p.name for p in backups.iterdir()), 120,
+                   "the backup to start", runner, interval=0.002)
+        runner.signal(signal.SIGTERM)
+
+        assert runner.wait(120) == 143, runner.out
+    finally:
+        runner.kill()
+    assert list(backups.iterdir()) == [], "a stopped backup leaves nothing behind"
+    assert "Backed up" not in runner.out, runner.out
+    assert versions(sqlite_url) == ["70c7b727736e"]
+    assert snapshot(sqlite_url) == before
+    assert count(sqlite_url, "user") == 3

@@ -17,7 +17,7 @@ import pytest
 from migrate_init import deps
 from migrate_init.errors import DependencyInstallFailed
 from tests.support import REPO
-from tests.support.process import child_env
+from tests.support.process import child_env, operator_env, run_split
 from tests.support.wheelhouse import build_wheel, ensure, sha256, snapshot, tiny_wheelhouse
 
 
@@ -201,3 +201,37 @@ def test_venv_without_pip_installs_with_the_base_interpreters_pip(wheelhouse, tm
 def _base_python_has_pip() -> bool:
     base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
     return subprocess.run([str(base), "-c", "import pip"], capture_output=True).returncode == 0
+
+
+# --- credentials in requirement URLs (issue 25, N27) ------------------------------------------
+
+_TOKENS = ("ghpTOKENone4711", "glpatTOKENtwo4712", "userTOKENthree4713", "fileTOKENfour4714")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_token_in_a_requirement_url_is_never_printed_nor_written_to_the_report(wheelhouse, tmp_path,
+                                                                               sqlite_url, log_format):
+    """``pkg @ git+https://TOKEN@host/...`` and ``https://user:TOKEN@host/...``: pip fails to fetch them
+    (nothing answers on 127.0.0.1:9), and neither stderr, stdout nor REPORT_FILE holds a token."""
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(
+        f"tinyapp @ https://{_TOKENS[2]}:{_TOKENS[2]}x@127.0.0.1:9/tinyapp-1.0-py3-none-any.whl\n"
+        f"file://{_TOKENS[3]}@localhost{wheelhouse}/tinydep-1.0-py3-none-any.whl\n"
+    )
+    report = tmp_path / "report.json"
+    env = operator_env(
+        sqlite_url, tmp_path, REPORT_FILE=report, LOG_LEVEL="DEBUG", LOG_FORMAT=log_format,
+        EXTRA_PIP_PACKAGES=(f"tinydep@git+https://{_TOKENS[0]}@127.0.0.1:9/org/tinydep.git "
+                            f"tinyother@https://oauth2:{_TOKENS[1]}@127.0.0.1:9/tinyother-1.0.tar.gz"),
+        PIP_REQUIREMENTS=requirements, PIP_FIND_LINKS=wheelhouse, PIP_NO_INDEX="true",
+        DEPS_TARGET=tmp_path / "deps", PIP_RETRIES="0", PIP_TIMEOUT="2",
+    )
+    code, stdout, stderr = run_split(env=env, timeout=180)
+
+    assert code == 9, stderr  # pip could not fetch them: DependencyInstallFailed
+    assert "127.0.0.1:9" in stderr  # the host stays readable
+    written = report.read_text(encoding="utf-8")
+    for token in _TOKENS:
+        assert token not in stderr
+        assert token not in stdout
+        assert token not in written

@@ -7,14 +7,17 @@ success and for each kind of failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import socket
 
 import pytest
 
 from tests.support.chains import REVISIONS, TARGET, Chain
-from tests.support.dbstate import add_users, is_sqlite, versions
+from tests.support.dbstate import add_users, is_sqlite, sqlite_path, versions
+from tests.support.mounts import bind
 from tests.support.process import operator_env, report_of, run_migrate, run_split, summary_line
 
 # Every text line starts with the time, ISO 8601 UTC with milliseconds (issue 12).
@@ -200,3 +203,70 @@ def test_several_heads_show_the_branches_and_the_merge_command(shape, sqlite_url
     assert any(command in warning for warning in summary["warnings"])
     assert f"Join the branches with: {command}" in result.out
     assert versions(sqlite_url) == heads
+
+
+# --- REPORT_FILE never overwrites what is not a report (issue 25, N12) -------------------------------
+
+def _migrated(url: str, tmp_path) -> bytes:
+    """The database migrated, with a row; its bytes."""
+    result = run_migrate(env=operator_env(url, tmp_path))
+    assert result.code == 0, result.out
+    add_users(url, "kept")
+    return sqlite_path(url).read_bytes()
+
+
+@pytest.mark.parametrize("alias", ["hard link", "bind mount"])
+def test_report_file_that_is_the_database_under_another_name_is_exit_2_and_the_database_is_unchanged(
+        sqlite_url, tmp_path, alias):
+    before = _migrated(sqlite_url, tmp_path)
+    database = sqlite_path(sqlite_url)
+    if alias == "hard link":
+        report = tmp_path / "report.json"
+        os.link(database, report)
+        mounted = contextlib.nullcontext()
+    else:
+        mounted = bind(database.parent, tmp_path / "alias")
+        report = tmp_path / "alias" / database.name
+    with mounted:
+        result = run_migrate(env=operator_env(sqlite_url, tmp_path, REPORT_FILE=report))
+
+        assert result.code == 2, result.out
+        assert f"REPORT_FILE={report}" in summary_line(result.out)
+        assert database.read_bytes() == before
+
+
+@pytest.mark.parametrize("content", ["env.py", "text", "binary"])
+def test_report_file_naming_an_existing_file_that_is_not_a_report_is_exit_2_and_the_file_is_unchanged(
+        db_url, tmp_path, content):
+    existing = {"env.py": b"from alembic import context\ncontext.configure()\n",
+                "text": b"keep me\n", "binary": bytes(range(256))}[content]
+    report = tmp_path / ("env.py" if content == "env.py" else "notes")
+    report.write_bytes(existing)
+
+    result = run_migrate(env=operator_env(db_url, tmp_path, REPORT_FILE=report))
+
+    assert result.code == 2, result.out
+    assert f"REPORT_FILE={report}" in summary_line(result.out)
+    assert report.read_bytes() == existing
+    if is_sqlite(db_url):
+        assert not sqlite_path(db_url).exists()
+    else:
+        assert versions(db_url) == []
+
+
+@pytest.mark.parametrize("previous", ["a report", "an empty file"])
+def test_report_file_overwrites_a_previous_report_or_an_empty_file(sqlite_url, tmp_path, previous):
+    report = tmp_path / "report.json"
+    if previous == "a report":
+        first = run_migrate(env=operator_env(sqlite_url, tmp_path, REPORT_FILE=report))
+        assert first.code == 0, first.out
+        assert report_of(report)["outcome"] != "at_target"
+    else:
+        report.write_bytes(b"")
+
+    result = run_migrate(env=operator_env(sqlite_url, tmp_path, REPORT_FILE=report))
+
+    assert result.code == 0, result.out
+    expected = "at_target" if previous == "a report" else report_of(report)["outcome"]
+    assert report_of(report)["outcome"] == expected
+    assert report_of(report)["exit_code"] == 0

@@ -10,6 +10,7 @@ checked as "< 4 s"), the REPORT_FILE and what the database holds afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.support.chains import TARGET, Chain, build_chain, marker_says
 from tests.support.dbstate import (
@@ -42,6 +44,7 @@ from tests.support.faults import (
     file_digest,
     fill_pipe,
     migrate_argv,
+    paused,
     pg_table_locks,
     run_with_termination_log,
     silent_server,
@@ -52,6 +55,7 @@ from tests.support.faults import (
     wait_blocked,
     wait_exit,
 )
+from tests.support.pgserver import execute as pg_execute
 from tests.support.process import Runner, report_of, run_migrate, run_split, start_migrate, summary_line, wait_until
 
 #: SIGTERM must be honoured within 2 s in every phase (issue 12); checked as "< 4 s" for a loaded machine.
@@ -332,6 +336,85 @@ def test_server_that_accepts_and_never_answers_ends_at_db_wait_timeout_not_doubl
             assert "secret" not in out
 
 
+@pytest.mark.parametrize("shape", ["MariaDB stopped (SIGSTOP)", "a MySQL URL at a PostgreSQL port"])
+def test_a_mysql_server_that_never_answers_ends_status_verify_and_wait_at_db_wait_timeout(
+        mysql_server, mysql_url, pg_server, tmp_path, shape):
+    """PyMySQL reads without a timeout by default: these verbs hung past 100 s with DB_WAIT_TIMEOUT=3 (issue 25,
+    N24).  Each must end with exit 3 (unreachable), well before 30 s, and leave the database as it was."""
+    at_target(mysql_url, tmp_path)
+    url = mysql_url
+    if shape.startswith("a MySQL URL"):
+        pg_port = make_url(pg_server.superuser_url).port
+        url = str(make_url(mysql_url).set(port=pg_port).render_as_string(hide_password=False))
+    pid = mysql_server.pid
+    if shape.startswith("MariaDB") and pid is None:
+        pytest.fail("TEST_MYSQL_URL's server cannot be stopped by this test; run it with the local MariaDB")
+    stopped = paused(pid) if shape.startswith("MariaDB") else contextlib.nullcontext()
+    results = {}
+    with stopped:
+        procs = [(verb, start_migrate(verb, env=stranger_env(url, tmp_path, DB_WAIT_TIMEOUT=3)))
+                 for verb in ("status", "verify", "wait")]
+        for verb, proc in procs:
+            try:
+                out, _ = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                out, _ = proc.communicate()
+            results[verb] = (proc.returncode, out)
+    for verb, (code, out) in results.items():
+        assert code == 3, f"{verb}: exit {code} (-9: still blocked after 30 s with DB_WAIT_TIMEOUT=3)\n{out}"
+        assert "DB_WAIT_TIMEOUT=3" in summary_line(out), out
+    assert versions(mysql_url) == [TARGET]
+
+
+def _ended(runner: Runner, timeout: float, what: str) -> int:
+    """The run's exit code; the test fails, the run killed, when ``what`` did not end it within ``timeout``."""
+    try:
+        return runner.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        runner.kill()
+        pytest.fail(f"{what} did not end the run within {timeout} s:\n{runner.out}")
+
+
+def _backend_running(url: str, fragment: str) -> int | None:
+    """The pid of the PostgreSQL backend whose statement holds ``fragment``, if one runs it now."""
+    rows = pg_execute(url, "SELECT pid FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
+                      (f"%{fragment}%",))
+    return rows[0][0] if rows else None
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "MIGRATION_TIMEOUT", "SIGTERM, the postmaster stopped too"])
+def test_a_postgresql_backend_that_stops_answering_mid_migration_still_ends_the_run(pg_server, pg_url, tmp_path,
+                                                                                     stop):
+    """The backend running a migration's statement is stopped (SIGSTOP): the cancel request reaches the
+    postmaster, but the statement never replies; with the postmaster stopped too, the cancel request itself
+    never returns.  The stop must still end the run with its own exit code and summary (REPORT_FILE); the
+    migration is not applied (issue 25, N25)."""
+    at_target(pg_url, tmp_path)
+    chain = Chain(tmp_path / "chain")
+    chain.add("n25_stuck", "op.execute('SELECT pg_sleep(600) /* n25_stuck */')")
+    report = tmp_path / "report.json"
+    limits = {"MIGRATION_TIMEOUT": 8} if stop == "MIGRATION_TIMEOUT" else {"MIGRATION_TIMEOUT": 600}
+    runner = Runner(stranger_env(pg_url, tmp_path, **chain.env(), REPORT_FILE=report, **limits), tmp_path / "run.log")
+    backend = wait_until(lambda: _backend_running(pg_url, "n25_stuck */"), 60, "the stuck statement", runner)
+    postmaster = pg_server.pid if "postmaster" in stop else None
+    if "postmaster" in stop and postmaster is None:
+        pytest.fail("TEST_DATABASE_URL's server cannot be stopped by this test; run it with the local PostgreSQL")
+    try:
+        with paused(backend), paused(postmaster) if postmaster else contextlib.nullcontext():
+            if stop.startswith("SIGTERM"):
+                runner.signal(signal.SIGTERM)
+            code = _ended(runner, 60, f"{stop} with the backend stopped")
+    finally:
+        runner.kill()
+    expected = 143 if stop.startswith("SIGTERM") else 10
+    assert code == expected, runner.out
+    summary = report_of(report)
+    assert summary["exit_code"] == expected, summary
+    wait_until(lambda: _backend_running(pg_url, "n25_stuck */") is None, 60, "the stopped backend to end")
+    assert versions(pg_url) == [TARGET]
+
+
 @pytest.mark.parametrize("what", ["a server that accepts and never answers", "a SQLite file locked against readers"])
 def test_sigterm_while_waiting_for_the_database_is_honoured_within_2_s(sqlite_url, tmp_path, what):
     if what.startswith("a server"):
@@ -349,11 +432,7 @@ def test_sigterm_while_waiting_for_the_database_is_honoured_within_2_s(sqlite_ur
         assert runner.alive(), runner.out
         started = time.monotonic()
         runner.signal(signal.SIGTERM)
-        try:
-            code = runner.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            runner.kill()
-            pytest.fail(f"SIGTERM while waiting for {what} was not honoured within 15 s:\n{runner.out}")
+        code = _ended(runner, 15, f"SIGTERM while waiting for {what}")
         took = time.monotonic() - started
     finally:
         server.__exit__(None, None, None)

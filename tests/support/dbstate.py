@@ -306,3 +306,15 @@ def upgrade_count(out: str, revision: str, name: str) -> int:
     """How often ``Running upgrade ... -> revision, name`` was logged."""
     pattern = re.compile(rf"Running upgrade .*-> {re.escape(revision)}, {re.escape(name)}$")
     return sum(1 for line in running_upgrade_lines(out) if pattern.search(line))
+
+
+def add_blobs(url_or_path: str | Path, megabytes: int, table: str = "stranger_blob") -> None:
+    """Grow a SQLite database by ``megabytes`` (10 MB zero blobs, quick to write): a backup long enough to interrupt."""
+    connection = sqlite3.connect(sqlite_path(url_or_path))
+    try:
+        connection.execute(f"CREATE TABLE {table} (b BLOB)")
+        for _ in range(megabytes // 10):
+            connection.execute(f"INSERT INTO {table} VALUES (zeroblob(10000000))")
+        connection.commit()
+    finally:
+        connection.close()

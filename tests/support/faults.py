@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -179,6 +180,17 @@ def silent_server() -> Iterator[int]:
             with contextlib.suppress(OSError):
                 sock.close()
         thread.join(5)
+
+
+@contextlib.contextmanager
+def paused(pid: int) -> Iterator[int]:
+    """SIGSTOP ``pid`` (a database server process): it keeps its sockets and answers nothing, as
+    across a network partition; SIGCONT afterwards, whatever happened."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 # --- locks held by someone else ----------------------------------------------------------

@@ -22,19 +22,23 @@ def _mount_unavailable(reason: str) -> None:
 
 
 @contextlib.contextmanager
-def tmpfs(path: Path, size: str):
-    """Mount a tmpfs of ``size`` at ``path`` (root only)."""
+def _mounted(path: Path, what: str, *mount_args: str):
+    """Run ``mount *mount_args <path>`` (root only); unmount afterwards."""
     path.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
-        _mount_unavailable("mounting a tmpfs needs root")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
-                            capture_output=True, text=True)
+        _mount_unavailable(f"{what} needs root")
+    result = subprocess.run(["mount", *mount_args, str(path)], capture_output=True, text=True)
     if result.returncode != 0:
-        _mount_unavailable(f"mount -t tmpfs failed: {result.stderr.strip()}")
+        _mount_unavailable(f"{what} failed: {result.stderr.strip()}")
     try:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def tmpfs(path: Path, size: str):
+    """Mount a tmpfs of ``size`` at ``path`` (root only)."""
+    return _mounted(path, "mounting a tmpfs", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs")
 
 
 @contextlib.contextmanager
@@ -74,3 +78,8 @@ def fill_disk(folder: Path) -> None:
                 continue
     finally:
         os.close(fd)
+
+
+def bind(source: Path, path: Path):
+    """Mount ``source`` (a folder) again at ``path`` (root only): the same files under a second name."""
+    return _mounted(path, "a bind mount", "--bind", str(source))

@@ -353,6 +353,11 @@ class MyServer:
     # --- administration ------------------------------------------------------
 
     @property
+    def pid(self) -> int | None:
+        """The mariadbd process this object started (None for TEST_MYSQL_URL's server)."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def superuser_url(self) -> str:
         """``mysql://root:PW@127.0.0.1:PORT`` (password included, no database)."""
         return self.url()

@@ -152,6 +152,13 @@ class PgServer:
             raise
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The postmaster this object started (None for TEST_DATABASE_URL's server)."""
+        if self._tmp is None:
+            return None
+        return int((self._tmp / "data" / "postmaster.pid").read_text().split()[0])
+
     def stop(self) -> None:
         """Stop a server this object started and delete its files; idempotent."""
         tmp, self._tmp = self._tmp, None

@@ -434,7 +434,8 @@ def test_redact_masks_query_and_keyword_passwords(text, expected):
     ("://app:hunter2secret@db/app", "://app:***@db/app"),
     ("postgresql://app:hunter2secret@db:port/app", "postgresql://app:***@db:port/app"),
     ("postgresql://:hunter2secret@db/app", "postgresql://:***@db/app"),
-    ("weird+scheme.x://app:hunter2secret@db", "weird+scheme.x://app:***@db"),
+    # Not a database's scheme: its whole user info may be the credential (issue 25, N27).
+    ("weird+scheme.x://app:hunter2secret@db", "weird+scheme.x://***@db"),
     ("'postgresql://app:hunter2secret@db/app'", "'postgresql://app:***@db/app'"),
 ])
 def test_redact_masks_passwords_in_urls_that_do_not_parse(text, expected):
@@ -452,6 +453,21 @@ def test_redact_masks_passwords_in_urls_that_do_not_parse(text, expected):
 ])
 def test_redact_leaves_text_without_passwords_alone_and_sqlite_paths_visible(text):
     assert url.redact(text) == text
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("tinydep@git+https://ghp_token4711@github.com/org/tinydep.git",
+     "tinydep@git+https://***@github.com/org/tinydep.git"),
+    ("https://ghp_token4711:x-oauth-basic@github.com/org/a.git", "https://***@github.com/org/a.git"),
+    ("a @ https://user:token4711@127.0.0.1:9/a.whl, b @ https://127.0.0.1:9/b.whl",
+     "a @ https://***@127.0.0.1:9/a.whl, b @ https://127.0.0.1:9/b.whl"),
+    ("file://token4711@localhost/wheels/a.whl", "file://***@localhost/wheels/a.whl"),
+    ("mysql+pymysql://app@db/app, postgres://app:token4711@db/app", "mysql+pymysql://app@db/app, postgres://app:***@db/app"),
+])
+def test_redact_masks_the_whole_user_info_of_a_url_that_is_not_a_databases(text, expected):
+    """A token alone in a requirement's URL is a credential; a database's user name stays in view (N27)."""
+    assert url.redact(text) == expected
+    assert url.redact(expected) == expected
 
 
 def test_redact_is_idempotent_and_masks_each_url_on_a_line_keeping_each_host():
