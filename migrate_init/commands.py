@@ -233,10 +233,12 @@ def plan(cfg: Config, watchdog: Watchdog) -> Listing:
             if statement.startswith("--"):
                 lines.append(statement)
                 continue
-            # The catalog's verdict is what `run` acts on; the text rules only point at a
-            # statement when the catalog saw nothing (a DELETE or TRUNCATE of rows).
-            hint = not losses and guard.classify(statement)
-            lines.append(f"{statement};" + ("  -- DESTRUCTIVE? (a text rule; `run` judges the effect)" if hint else ""))
+            # The guard's verdict is what `run` acts on; a text rule only points at what
+            # the guard does not judge (a TRUNCATE of rows), never at a drop it judged.
+            found = guard.classify(statement)
+            hint = not losses and found and found[0] == "truncate"
+            lines.append(f"{statement};" + ("  -- ROWS DELETED? (a text rule; the guard judges the schema)"
+                                            if hint else ""))
         allowed = effects.allowed(step.revision, glue.reviewed(step))
         lines.extend(f"-- DESTRUCTIVE: {loss.describe()}; "
                      + ("allowed by ALLOW_DESTRUCTIVE or its module" if allowed
