@@ -3,21 +3,25 @@
 A migration's SQL can take many shapes (an ``ALTER`` with two subcommands, a
 ``DO`` block, several statements in one string, a batch rebuild); its effect on
 the catalog has one.  :class:`EffectGuard` takes a :func:`snapshot` when a
-migration starts and another inside the migration's own transaction, just
-before it commits (Alembic's ``on_version_apply`` callbacks run there, after the
-migration function and the version-table update).  :func:`losses` compares the
-two; a loss without ALLOW_DESTRUCTIVE raises
+migration starts and another inside the migration's own transaction, right
+after its ``upgrade()``.  :func:`losses` compares the two and gives the
+*candidates*; :mod:`values` then reads what exactly those tables and columns
+held before and after (the guard rolls back to a savepoint to read the
+"before", and runs the migration again when nothing would be lost).  A loss of
+values without ALLOW_DESTRUCTIVE raises
 :class:`~migrate_init.errors.DestructiveOperation` (exit 8), which rolls the
-migration back with its version row.
+migration back with its version row (issue 22).
 
 A snapshot reads only the catalog (``sqlite_master`` + ``pragma_table_xinfo``,
-``pg_catalog``, ``information_schema``), never a table's rows, so its cost does
-not grow with the data.  Read-only.
+``pg_catalog`` for every user schema, ``information_schema``), never a table's
+rows, so its cost does not grow with the data.  Read-only.
 
-What it cannot see: changes to rows (``DELETE``, ``UPDATE``, ``TRUNCATE``), and
-on SQLite and MySQL a table dropped and created again with the same columns
-(PostgreSQL notices that one through the table's oid).  What it cannot undo: a
-migration that commits behind Alembic's back (``COMMIT`` in raw SQL,
+Identity: PostgreSQL's ``pg_class`` oid and ``attnum``, SQLite's root page
+(a rebuilt table) and column order; MySQL has none, and its statement guard
+(:mod:`statements`) sees a drop and re-add in the statement itself.  What it
+cannot see: changes to rows alone (``DELETE``, ``UPDATE``, ``TRUNCATE``).
+What it cannot undo: a migration that commits behind Alembic's back
+(``COMMIT`` in raw SQL, ``autocommit_block()``,
 ``sqlite3.Connection.executescript``), and any DDL on MySQL/MariaDB, which
 commits implicitly; there the loss is still reported, but it has happened.
 
