@@ -584,6 +584,24 @@ def test_dropping_what_holds_no_value_passes(engine: sa.Engine, tmp_path: Path, 
     assert "account" not in tables or "email" not in tables["account"]
 
 
+def test_sqlite_rebuild_of_a_table_with_binary_values_keeps_them_and_passes(
+    sqlite_db: sa.Engine, tmp_path: Path
+) -> None:
+    """A rebuilt table's columns are compared by their values; bytes that are not UTF-8 read as hex."""
+    create = """
+    op.create_table("blobs", sa.Column("id", sa.Integer, primary_key=True), sa.Column("data", sa.LargeBinary))
+    op.execute("INSERT INTO blobs (id, data) VALUES (1, X'FF00FE')")
+    """
+    rebuild = """
+    with op.batch_alter_table("blobs", recreate="always") as batch:
+        batch.add_column(sa.Column("note", sa.Text))
+    """
+    guard = upgrade(sqlite_db, write_project(tmp_path / "project", create, rebuild))
+    assert version(sqlite_db) == ["r2"] and guard.findings == []
+    with sqlite_db.connect() as connection:
+        assert connection.exec_driver_sql("SELECT data FROM blobs").scalar() == b"\xff\x00\xfe"
+
+
 def test_a_table_created_earlier_in_the_run_is_no_loss_while_empty(engine: sa.Engine, tmp_path: Path) -> None:
     """open-webui's shape: chat.chat TEXT -> JSON four revisions after chat was created, still empty."""
     config = write_project(
