@@ -547,8 +547,11 @@ def _column_losses(
     for name, column in old.items():
         now = new_by_key.get(_column_key(family, name))
         if now is None:
-            same_type = [c.name for c in added if _same_type(family, column.type, c.type)]
-            renamed = same_type[0] if len(same_type) == 1 else None
+            if column.ident is not None:  # PostgreSQL: a rename keeps the column's attnum
+                renamed = next((c.name for c in added if c.ident == column.ident), None)
+            else:
+                same_type = [c.name for c in added if _same_type(family, column.type, c.type)]
+                renamed = same_type[0] if len(same_type) == 1 else None
             found.append(Loss("drop column", table, name, column.type or "no type", renamed))
             continue
         if (column.ident is not None and now.ident is not None and column.ident != now.ident) or (
@@ -1056,7 +1059,7 @@ def judge(found: list[Loss], pre: dict[str, Any], post: dict[str, Any], family: 
         if loss.kind == "drop column":
             now_table = post.get(loss.table)
             filled = [f"{loss.table}.{c} with {v[0]}" for c, v in now_table.columns.items()
-                      if v[0] >= count and c != loss.renamed_to and c not in held.columns
+                      if v[0] >= count and c not in held.columns
                       ] if now_table is not None else []
             text = f"{count} non-NULL value(s)"
             if filled:

@@ -555,6 +555,21 @@ def test_autocommit_block_drop_is_refused_saying_the_change_stayed(engine: sa.En
 # --------------------------------------------------------------------------- judged by the values
 
 
+def test_a_revision_that_copies_values_then_drops_their_source_is_refused_saying_so(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    """open-webui f1e2d3c4b5a6's shape: the operator decides, by name, whether the copy is complete."""
+    body = """
+    op.add_column("account", sa.Column("display_name", sa.Text))
+    op.execute("UPDATE account SET display_name = name")
+    with op.batch_alter_table("account") as batch:
+        batch.drop_column("name")
+    """
+    error = assert_refused(engine, tmp_path, body, "column account.name (", "holding 2 non-NULL value(s)",
+                           "(this revision filled account.display_name with 2 before dropping it)")
+    assert "It copies values and then drops their source" in str(error)
+
+
 def test_deleting_the_rows_and_dropping_the_table_in_one_revision_is_a_loss(
     engine: sa.Engine, tmp_path: Path
 ) -> None:
