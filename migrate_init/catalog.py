@@ -850,7 +850,7 @@ class EffectGuard:
         if committed:
             what = "; ".join(loss.describe(done=True) for loss in found)
             raise DestructiveOperation(
-                f"Migration {revision} ({path}) lost data: {what}. It committed by itself (an "
+                f"Migration {revision} ({path}) may have lost data: {what}. It committed by itself (an "
                 "autocommit_block, a COMMIT in its SQL, or an engine that commits DDL at once), so the "
                 "change stayed in the database and could not be rolled back; the guard could not read what "
                 "those tables held before it. Restore the backup taken before this run if that data "
