@@ -494,7 +494,8 @@ def losses(before: Snapshot, after: Snapshot) -> list[Loss]:
         if renamed is not None and table in before.table_ids:
             # The same table (its oid or root page) under a new name: every value is still
             # there, so only what happened to its columns counts (issue 22).
-            found.extend(_column_losses(family, renamed, old_columns, after.tables[renamed]))
+            # (Named by the table's old name: the values before are read there.)
+            found.extend(_column_losses(family, table, old_columns, after.tables[renamed]))
             continue
         if new_name is None or recreated:
             found.append(

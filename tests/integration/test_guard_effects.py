@@ -576,6 +576,11 @@ def test_a_table_renamed_keeps_every_value_and_passes(engine: sa.Engine, tmp_pat
     assert rows == ROWS
 
 
+def test_a_column_dropped_from_a_renamed_table_is_judged_by_its_values(engine: sa.Engine, tmp_path: Path) -> None:
+    body = 'op.rename_table("account", "member")\nop.drop_column("member", "name")'
+    assert_refused(engine, tmp_path, body, "column account.name (", "would be dropped, holding 2 non-NULL value(s)")
+
+
 def test_deleting_the_rows_and_dropping_the_table_in_one_revision_is_a_loss(
     engine: sa.Engine, tmp_path: Path
 ) -> None:
