@@ -170,6 +170,7 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
              check: QuickCheck | None = None) -> report.Summary:
     glue = loaded.glue
     script = loaded.script
+    allowed_revisions_known(cfg, script)
     state = glue.state(script, standing.current, cfg.migration_target, expected.version_table)
     summary.from_revisions = list(state.current)
     if revision is not None:
@@ -202,7 +203,7 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
 
             seed.owe(engine)  # committed first: a run stopped after the migrations still owes the seeds
         recorder = _history(cfg, engine, loaded, state.current)
-        progress = glue.Progress(script, total, guard=_effect_guard(cfg, expected.version_table),
+        progress = glue.Progress(script, total, guard=effect_guard(cfg, expected.version_table, script),
                                  checkpoint=watchdog.checkpoint, in_step=watchdog.set_interruptible,
                                  history=recorder)
         watchdog.phase = "migrating"
@@ -581,10 +582,25 @@ def _left(cfg: Config) -> str:
     return "partial" if cfg.database.backend == "mysql" else "rolled_back"
 
 
-def _effect_guard(cfg: Config, version_table: str) -> Any:
+def allowed_revisions_known(cfg: Config, script: Any) -> None:
+    """Exit 2 when ALLOW_DESTRUCTIVE names a revision these scripts do not have (a typo allows nothing)."""
+    if not cfg.allow_destructive_revisions:
+        return
+    known = {found.revision for found in script.walk_revisions()}
+    for name in cfg.allow_destructive_revisions:
+        if name not in known:
+            raise ConfigError(f"ALLOW_DESTRUCTIVE names {name}, which is not a revision of the scripts in "
+                              f"{cfg.migrations_dir}. Use the exact revision ids `migrate.py history` lists "
+                              "(comma-separated), true, or false.")
+
+
+def effect_guard(cfg: Config, version_table: str, script: Any, *, record: bool = False) -> Any:
+    """The destructive guard, with the revisions ALLOW_DESTRUCTIVE names checked against ``script``."""
     from .catalog import EffectGuard
 
-    return EffectGuard(cfg.allow_destructive, version_table=version_table)
+    allowed_revisions_known(cfg, script)
+    return EffectGuard(cfg.allow_destructive, record=record, version_table=version_table,
+                       allow_revisions=cfg.allow_destructive_revisions)
 
 
 class QuickCheck:
