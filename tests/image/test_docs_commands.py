@@ -91,8 +91,14 @@ OFFLINE_PACKAGE = documented(
     'docker run --rm -e EXTRA_PIP_PACKAGES="cos-python-sdk-v5==1.9.30" \\\n'
     '  -e PIP_FIND_LINKS=/wheels -e PIP_NO_INDEX=true -v "$PWD/wheels:/wheels:ro" \\\n'
     f"  -v {VOLUME}:/app/backend/data {LOCAL_TAG}")
-# docs/troubleshooting.md
+# docs/troubleshooting.md (and each example's README)
 LOGS = documented("docker-compose logs migrate")
+# examples/*/README.md: each example from the repository's root, on migrate-init:local
+EXAMPLE_UP = documented("docker-compose up --build --detach")
+EXAMPLE_DOWN = documented("docker-compose down --volumes")
+EXAMPLES = {name: (documented(f"cd examples/{name}"),
+                   documented(f"curl --retry 30 --retry-connrefused --retry-delay 1 -fsS http://localhost:{port}/notes"))
+            for name, port in (("fastapi", 8000), ("flask", 5000))}
 EXIT_CODE = documented("docker inspect --format '{{.State.ExitCode}}' \"$(docker-compose ps -a -q migrate)\"")
 
 
@@ -447,3 +453,37 @@ def test_commands_md_status_transcript(tmp_path):
     shown = re.sub(r"^database: .*$", f"database: {url}", shown, flags=re.MULTILINE)
     result = sh(*TRANSCRIPT, cwd=repo, env=env, errexit=False, separate_stderr=True)
     assert result.out.rstrip("\n") == shown, f"{result.out}\n--- the document shows:\n{shown}\n{result.err}"
+
+
+# --- the examples ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example_runs_as_its_readme_says(release_image, docker_env, name):
+    # release_image tagged migrate-init:local, the image the example's README says to build first
+    cd, curl = EXAMPLES[name]
+    env = {**docker_env, "COMPOSE_PROJECT_NAME": f"midocs{uuid.uuid4().hex[:10]}"}
+    folder = REPO / "examples" / name
+    try:
+        started = time.monotonic()
+        result = sh(cd, EXAMPLE_UP, curl, LOGS, cwd=REPO, env=env, timeout=900)
+        print(f"\nexamples/{name}: {time.monotonic() - started:.1f}s")
+        assert result.code == 0, result
+        assert '[{"id":1,"title":"written by the first migration"}]' in result.out, result
+        assert ("OK (exit 0): Upgraded base (empty) -> 0001: 1 migration(s) applied (every head); "
+                "verification passed.") in result.out, result
+        states = {}
+        for service in ("migrate", "app"):
+            ids = docker("ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={env['COMPOSE_PROJECT_NAME']}",
+                         "--filter", f"label=com.docker.compose.service={service}").out.split()
+            assert len(ids) == 1, (service, ids)
+            states[service] = json.loads(docker("inspect", "--format", "{{json .State}}", ids[0]).out)
+        assert states["migrate"]["ExitCode"] == 0 and states["app"]["Running"], states
+        assert states["migrate"]["FinishedAt"][:19] <= states["app"]["StartedAt"][:19], states
+        down = sh(cd, EXAMPLE_DOWN, cwd=REPO, env=env)
+        assert down.code == 0, down
+        assert docker("volume", "inspect", f"{env['COMPOSE_PROJECT_NAME']}_data").code != 0, "down --volumes left the data"
+    finally:
+        subprocess.run(["docker-compose", "down", "--volumes", "--remove-orphans"], cwd=folder, env=env,
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=180)
+        docker("rmi", f"{name}-example:local", f"{name}-example-migrate:local")
