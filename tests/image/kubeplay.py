@@ -12,19 +12,21 @@ what this module supplies (docs/kubernetes.md lists the same):
   Always (every Deployment's), so the pod never gets past Init. A run that should succeed is played
   with ``restartPolicy: OnFailure``, one that should fail with ``Never``.
 - **Jobs.** kube play ignores a Job: its pod template is played as a Pod.
-- **Secrets.** kube play stores a Secret as YAML and reads it back as YAML for a volume, but as JSON
-  for ``env.valueFrom.secretKeyRef`` ("not valid JSON"): the app's URL, which only the stand-in app
-  reads, is given as a plain value instead. migrate-init's own mounted Secret file is played as is.
+- **Secrets.** podman 4.3 mounts a Secret's ``data`` without base64-decoding it and drops its
+  ``stringData``, and reads it as JSON for ``env.valueFrom.secretKeyRef``: the Secret is made with
+  ``podman secret create``, its ``data`` in plain text, and the app's URL, which only the stand-in
+  app reads, is given as a plain value. migrate-init's mounted Secret file is played as is.
 - **Termination messages.** The kubelet mounts a file of its own at ``terminationMessagePath``;
   podman mounts nothing there, so the played manifest mounts a host file there (hostPath), which
   the test reads as ``kubectl describe`` would show it.
-- **One replica.** kube play makes one pod (``NAME-pod-0``) of a Deployment whatever ``replicas``
-  says, and ``kube down`` then looks for the others: clean-up removes the pod by name as well.
+- **One replica.** kube play publishes every ``containerPort`` on the host, so a Deployment's second
+  pod cannot bind it: Deployments are played with one replica (``NAME-pod-0``). Many migrators at
+  once are tested by tests/image/test_image.py. Clean-up removes the pod by name too, in case
+  ``kube down`` stopped early.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import os
@@ -81,11 +83,16 @@ class Podman:
                                 timeout=600)
         save.stdout.close()
         assert save.wait(timeout=60) == 0 and loaded.returncode == 0, loaded.stderr.decode(errors="replace")
+        # "Loaded image: NAME" or "Loaded image(s): NAME,NAME": podman puts a name with no
+        # registry under localhost/ (or docker.io/library/ for what Docker pulled)
+        out = loaded.stdout.decode(errors="replace")
+        given = [name.strip() for line in out.splitlines() if line.startswith("Loaded image")
+                 for name in line.split(":", 1)[1].split(",")]
         names = {}
         for image in images:
-            # podman keeps a short name under localhost/
-            names[image] = image if "/" in image.split(":", 1)[0] else f"localhost/{image}"
-            assert self("image", "exists", names[image]).code == 0, f"podman load did not give {names[image]}"
+            found = [name for name in given if name == image or name.endswith("/" + image)]
+            assert found, f"podman load gave {given}, not {image}"
+            names[image] = found[0]
         return names
 
 
@@ -161,10 +168,16 @@ def termination_log(spec: dict, container_name: str, host_file: Path) -> None:
     spec["volumes"].append({"name": "termination-log", "hostPath": {"path": str(host_file), "type": "File"}})
 
 
-def secret(name: str, key: str, value: str) -> dict:
-    """The Secret a user makes with ``kubectl create secret generic NAME --from-file=KEY=...``."""
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque",
-            "data": {key: base64.b64encode(value.encode()).decode()}}
+def create_secret(podman: Podman, folder: Path, name: str, key: str, value: str) -> None:
+    """The Secret the user creates (``kubectl create secret generic NAME --from-file=KEY=...``), made
+    the way podman 4.3 reads it back for a volume: ``podman secret create`` with ``data`` in plain
+    text (it mounts ``data`` without base64-decoding it, and a Secret in the played YAML has only
+    base64 ``data`` by then). ``Play.down`` removes it."""
+    path = folder / f"secret-{name}.json"
+    path.write_text(json.dumps({"data": {key: value}}))  # JSON is YAML
+    created = podman("secret", "create", name, str(path))
+    path.unlink()
+    assert created.code == 0, created.out
 
 
 @dataclass
@@ -174,6 +187,7 @@ class Play:
     podman: Podman
     path: Path
     docs: list[dict]
+    secrets: tuple[str, ...] = ()  # made with create_secret
 
     def pods(self) -> list[str]:
         names = []
@@ -188,28 +202,44 @@ class Play:
         self.podman("kube", "down", str(self.path))
         for pod in self.pods():  # see the module's docstring: one replica
             self.podman("pod", "rm", "--force", "--ignore", pod)
+        # kube play keeps an emptyDir as a volume of its name: one a stopped play left must go
         for doc in self.docs:
-            if doc["kind"] == "Secret":
-                self.podman("secret", "rm", doc["metadata"]["name"])
+            spec = doc.get("spec", {})
+            for volume in (spec if doc["kind"] == "Pod" else spec.get("template", {}).get("spec", {})).get("volumes", []):
+                if "emptyDir" in volume:
+                    self.podman("volume", "rm", "--force", volume["name"])
+        for name in self.secrets:  # kube play keeps a Secret's files in a volume of its name, and reuses it
+            self.podman("volume", "rm", "--force", name)
+            self.podman("secret", "rm", name)
 
 
-def write_play(podman: Podman, path: Path, docs: list[dict], restart_policy: str | None = None) -> Play:
+def write_play(podman: Podman, path: Path, docs: list[dict], restart_policy: str | None = None,
+               secrets: tuple[str, ...] = ()) -> Play:
     docs = copy.deepcopy(docs)
     for doc in docs:
         if restart_policy and doc["kind"] in ("Deployment", "Pod"):
             (doc["spec"] if doc["kind"] == "Pod" else pod_spec(doc))["restartPolicy"] = restart_policy
+        if doc["kind"] == "Deployment":
+            doc["spec"]["replicas"] = 1  # see the module's docstring: ports
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-    return Play(podman, path, docs)
+    return Play(podman, path, docs, secrets)
+
+
+def _anonymous_volumes(podman: Podman) -> set[str]:
+    listed = podman("volume", "ls", "--quiet").out.split()
+    return {name for name in listed if len(name) == 64 and all(c in "0123456789abcdef" for c in name)}
 
 
 @contextmanager
 def played(play: Play, volumes: tuple[str, ...] = ()) -> Iterator[Play]:
-    """Clean up after ``play``: ``kube down``, the pods by name, then ``volumes``."""
+    """Clean up after ``play``: ``kube down``, the pods by name, then ``volumes`` and the anonymous
+    volumes its images' VOLUME lines made (kube down leaves those)."""
+    before = _anonymous_volumes(play.podman)
     try:
         yield play
     finally:
         play.down()
-        for volume in volumes:
+        for volume in (*volumes, *(_anonymous_volumes(play.podman) - before)):
             play.podman("volume", "rm", "--force", volume)
 
 

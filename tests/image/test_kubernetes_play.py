@@ -24,13 +24,13 @@ from tests.image.kubeplay import (
     KUBERNETES_DIR,
     Podman,
     app_url_as_value,
+    create_secret,
     job_as_pod,
     kube_play,
     played,
     pod_spec,
     podman,
     render,
-    secret,
     termination_log,
     wait_for,
     with_images,
@@ -43,6 +43,8 @@ from tests.support.chains import TARGET, Chain
 __all__ = ["docker_env", "engine", "image", "podman"]  # fixtures, imported for their use here
 
 APP_IMAGE = "migrate-init-demo-app:test"
+#: The Secret the PostgreSQL variants read the URL from (deploy/kubernetes/README.md).
+SECRET = "your-app-database"
 REFUSING_IMAGE = "migrate-init-refusing:test"
 #: The stand-in app: the compose demo's app.py, serving /healthz and /readyz on port 8080.
 APP_DOCKERFILE = """\
@@ -173,15 +175,14 @@ class Postgres:
 
     def versions(self, podman: Podman) -> list[str] | None:
         """The version rows, read with psql inside the server's pod; None while there is no table."""
-        query = ("SELECT CASE WHEN to_regclass('alembic_version') IS NULL THEN 'absent' ELSE "
-                 "(SELECT coalesce(string_agg(version_num, ',' ORDER BY version_num), '') FROM alembic_version) END")
-        asked = podman("exec", self.container, "psql", "-h", "127.0.0.1", "-U", "webui", "-d", "webui", "-tAc", query,
-                       timeout=30)
-        assert asked.code == 0, asked.out
-        if "absent" in asked.out:
+        def psql(query: str) -> str:
+            asked = podman("exec", self.container, "psql", "-U", "webui", "-d", "webui", "-tAc", query, timeout=30)
+            assert asked.code == 0, asked.out
+            return asked.out.strip()
+
+        if psql("SELECT to_regclass('alembic_version') IS NULL") == "t":
             return None
-        # a plain query on a table that may not exist yet would fail the psql call instead
-        return [row for row in asked.out.strip().splitlines()[-1].split(",") if row]
+        return sorted(psql("SELECT version_num FROM alembic_version").split())
 
 
 @pytest.fixture
@@ -210,22 +211,25 @@ def postgres(podman: Podman, images, tmp_path) -> Iterator[Postgres]:
         yield Postgres(container, f"postgresql://webui:{password}@{address}:5432/webui")
 
 
-def _server_docs(variant: str, images: dict[str, str], url: str) -> list[dict]:
-    """A variant rendered for the PostgreSQL pod: its images, the Secret the user creates, the app's URL."""
+def _server_docs(podman: Podman, folder: Path, variant: str, images: dict[str, str], url: str) -> list[dict]:
+    """A variant rendered for the PostgreSQL pod: its images and the app's URL; and the Secret the
+    user creates, with the URL in a file that ends with a newline, as an editor leaves it."""
     docs = with_images(render(KUBERNETES_DIR / variant), images)
     for doc in docs:
         if doc["kind"] == "Deployment":
             app_url_as_value(doc, url)
-    return [secret("your-app-database", "database-url", url + "\n"), *docs]
+    create_secret(podman, folder, SECRET, "database-url", url + "\n")
+    return docs
 
 
 def test_postgres_initcontainer_variant_migrates_from_the_secret_file_then_starts_the_app(
         podman, images, postgres, tmp_path):
-    docs = _server_docs("postgres-initcontainer", images, postgres.url)
-    play = write_play(podman, tmp_path / "postgres-initcontainer.yaml", docs, restart_policy="OnFailure")
+    docs = _server_docs(podman, tmp_path, "postgres-initcontainer", images, postgres.url)
+    play = write_play(podman, tmp_path / "postgres-initcontainer.yaml", docs, restart_policy="OnFailure",
+                      secrets=(SECRET,))
     with played(play):
         result = kube_play(play)
-        assert result.code == 0, result.out
+        assert result.code == 0, result.out + podman.logs("your-app-pod-0-migrate")
         logs = _app_says(podman, "your-app-pod-0-app", "serving /healthz")
         assert f"postgresql+psycopg2://webui:***@{postgres.url.split('@')[1]} is at revision {TARGET}" in logs, logs
         assert _probe(podman, "your-app-pod-0-app", "/readyz") == 200
@@ -233,10 +237,11 @@ def test_postgres_initcontainer_variant_migrates_from_the_secret_file_then_start
 
 
 def test_postgres_job_variant_wait_holds_the_app_until_the_job_pod_has_migrated(podman, images, postgres, tmp_path):
-    docs = _server_docs("postgres-job", images, postgres.url)
+    docs = _server_docs(podman, tmp_path, "postgres-job", images, postgres.url)
     (job,) = [doc for doc in docs if doc["kind"] == "Job"]
     app_docs = [doc for doc in docs if doc["kind"] != "Job"]
-    app_play = write_play(podman, tmp_path / "postgres-job-app.yaml", app_docs, restart_policy="OnFailure")
+    app_play = write_play(podman, tmp_path / "postgres-job-app.yaml", app_docs, restart_policy="OnFailure",
+                          secrets=(SECRET,))
     job_play = write_play(podman, tmp_path / "postgres-job-migrate.yaml", [job_as_pod(job)])
     waiter = "your-app-pod-0-wait-for-migration"
     with played(app_play), played(job_play):
