@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -86,6 +87,9 @@ def serve(engine) -> None:
         def log_message(self, format: str, *args: object) -> None:
             pass  # a probe every few seconds is not news
 
+    # As PID 1 a process gets no default action for SIGTERM: without a handler every stop
+    # would wait out the runtime's grace period and end in SIGKILL.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     port = int(os.environ.get("PORT", "8080"))
     print(f"app: serving /healthz and /readyz on port {port}", flush=True)
     ThreadingHTTPServer(("", port), Probes).serve_forever()

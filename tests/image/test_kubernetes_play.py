@@ -172,22 +172,23 @@ def test_sqlite_variant_refused_migration_exits_8_never_starts_the_app_and_says_
 class Postgres:
     container: str
     url: str
+    database: str
+
+    def psql(self, podman: Podman, query: str) -> str:
+        asked = podman("exec", self.container, "psql", "-U", "webui", "-d", self.database, "-tAc", query, timeout=30)
+        assert asked.code == 0, asked.out
+        return asked.out.strip()
 
     def versions(self, podman: Podman) -> list[str] | None:
         """The version rows, read with psql inside the server's pod; None while there is no table."""
-        def psql(query: str) -> str:
-            asked = podman("exec", self.container, "psql", "-U", "webui", "-d", "webui", "-tAc", query, timeout=30)
-            assert asked.code == 0, asked.out
-            return asked.out.strip()
-
-        if psql("SELECT to_regclass('alembic_version') IS NULL") == "t":
+        if self.psql(podman, "SELECT to_regclass('alembic_version') IS NULL") == "t":
             return None
-        return sorted(psql("SELECT version_num FROM alembic_version").split())
+        return sorted(self.psql(podman, "SELECT version_num FROM alembic_version").split())
 
 
-@pytest.fixture
-def postgres(podman: Podman, images, tmp_path) -> Iterator[Postgres]:
-    """A PostgreSQL pod on kube play's network, with a database of its own."""
+@pytest.fixture(scope="module")
+def postgres_server(podman: Podman, images, tmp_path_factory) -> Iterator[Postgres]:
+    """A PostgreSQL pod on kube play's network, shared by the module's tests."""
     name = f"pg-{uuid.uuid4().hex[:8]}"
     password = f"pw{uuid.uuid4().hex[:12]}"
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {
@@ -196,7 +197,7 @@ def postgres(podman: Podman, images, tmp_path) -> Iterator[Postgres]:
                         "env": [{"name": "POSTGRES_USER", "value": "webui"},
                                 {"name": "POSTGRES_PASSWORD", "value": password},
                                 {"name": "POSTGRES_DB", "value": "webui"}]}]}}
-    play = write_play(podman, tmp_path / "postgres.yaml", [pod])
+    play = write_play(podman, tmp_path_factory.mktemp("postgres") / "postgres.yaml", [pod])
     with played(play):
         started = kube_play(play)
         assert started.code == 0, started.out
@@ -208,7 +209,15 @@ def postgres(podman: Podman, images, tmp_path) -> Iterator[Postgres]:
         address = podman("inspect", "--type", "container", "--format",
                          "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container).out.strip()
         assert address, podman("inspect", container).out
-        yield Postgres(container, f"postgresql://webui:{password}@{address}:5432/webui")
+        yield Postgres(container, f"postgresql://webui:{password}@{address}:5432/webui", "webui")
+
+
+@pytest.fixture
+def postgres(podman: Podman, postgres_server: Postgres) -> Postgres:
+    """A new, empty database of its own on the shared server."""
+    database = f"db_{uuid.uuid4().hex[:10]}"
+    postgres_server.psql(podman, f"CREATE DATABASE {database}")
+    return Postgres(postgres_server.container, postgres_server.url.rsplit("/", 1)[0] + f"/{database}", database)
 
 
 def _server_docs(podman: Podman, folder: Path, variant: str, images: dict[str, str], url: str) -> list[dict]:
