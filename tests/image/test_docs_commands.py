@@ -97,7 +97,7 @@ LOGS = documented("docker-compose logs migrate")
 EXAMPLE_UP = documented("docker-compose up --build --detach")
 EXAMPLE_DOWN = documented("docker-compose down --volumes")
 EXAMPLES = {name: (documented(f"cd examples/{name}"),
-                   documented(f"curl --retry 30 --retry-connrefused --retry-delay 1 -fsS http://localhost:{port}/notes"))
+                   documented(f"curl --retry 30 --retry-all-errors --retry-delay 1 -fsS http://localhost:{port}/notes"))
             for name, port in (("fastapi", 8000), ("flask", 5000))}
 EXIT_CODE = documented("docker inspect --format '{{.State.ExitCode}}' \"$(docker-compose ps -a -q migrate)\"")
 
