@@ -75,7 +75,7 @@ def _build(tag: str, dockerfile: str, context: Path, base: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def images(image, podman: Podman, docker_env, tmp_path_factory) -> dict[str, str]:
+def images(image, podman: Podman, docker_env, tmp_path_factory) -> Iterator[dict[str, str]]:
     """The image under test, the stand-in app, a derived image that is refused, and PostgreSQL,
     in podman's store; by the repository name the manifests give each."""
     app = tmp_path_factory.mktemp("app-image")
@@ -93,8 +93,12 @@ def images(image, podman: Podman, docker_env, tmp_path_factory) -> dict[str, str
     _build(REFUSING_IMAGE, DERIVED_DOCKERFILE, derived, image.tag)
     postgres = docker_env.get("POSTGRES_IMAGE") or "postgres:16"
     names = podman.load(image.tag, APP_IMAGE, REFUSING_IMAGE, postgres)
-    return {"migrate-init": names[image.tag], "your-app": names[APP_IMAGE], "refusing": names[REFUSING_IMAGE],
-            "postgres": names[postgres]}
+    try:
+        yield {"migrate-init": names[image.tag], "your-app": names[APP_IMAGE], "refusing": names[REFUSING_IMAGE],
+               "postgres": names[postgres]}
+    finally:
+        podman("rmi", "--force", *names.values())
+        docker("rmi", APP_IMAGE, REFUSING_IMAGE)
 
 
 def _app_says(podman: Podman, container: str, text: str) -> str:
