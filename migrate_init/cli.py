@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from .config import Config
     from .watchdog import Watchdog
 
-PROG = "migrate.py"
+#: The name usage text gives: the script's, or the command's when pip installed it as migrate-init.
+PROG = "migrate-init" if sys.argv and sys.argv[0].rsplit("/", 1)[-1] == "migrate-init" else "migrate.py"
 
 #: Listing outcomes -> exit codes (Summary outcomes are 0; failures are exceptions).
 _LISTING_CODES = {"ok": 0, "pending": 1, "drift": 1, "findings": 1, "unknown_revision": 6, "destructive": 8}

@@ -63,8 +63,9 @@ def status(cfg: Config, watchdog: Watchdog) -> Listing:
         f"database: {cfg.database.safe}",
         f"current:  {revs(state.current)}",
         f"heads:    {revs(state.heads)}",
-        f"target:   {cfg.migration_target}"
-        + ("" if state.target_exists else " (not in these scripts; every head is the goal)"),
+        f"target:   {cfg.migration_target}" if state.target_exists else
+        f"target:   every head (MIGRATION_TARGET={cfg.migration_target} is not in these scripts)"
+        if cfg.migration_target_set else "target:   every head",
     ]
     if standing.interrupted:
         lines.append(f"interrupted: {', '.join(standing.interrupted)} (began on an earlier run and "

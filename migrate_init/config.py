@@ -32,6 +32,14 @@ if TYPE_CHECKING:
 #: The repository (or, in the image, /app): migrations/ and data/ live here.
 HOME = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 SHIPPED_MIGRATIONS = os.path.join(HOME, "migrations")
+#: A pip-installed package has no migrate.py, migrations/ or data/ beside it (HOME is
+#: site-packages): its `migrate-init` command takes both folders from where it is run (issue 24).
+INSTALLED = not os.path.isfile(os.path.join(HOME, "migrate.py"))
+
+
+def _home() -> str:
+    """Where the default migrations/ and data/ folders are: HOME, or the current folder when installed."""
+    return os.getcwd() if INSTALLED else HOME
 SHIPPED_MODELS = "models:Base"
 DEFAULT_TARGET = "merge_heads_final"
 
@@ -172,10 +180,10 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
     """Build the configuration from ``environ`` (default: ``os.environ``).  Reads nothing else but secret files."""
     env = _Env(os.environ if environ is None else environ)
 
-    data_dir = env.get("DATA_DIR") or os.path.join(HOME, "data")
+    data_dir = env.get("DATA_DIR") or os.path.join(_home(), "data")
     database, database_url = _database(env, data_dir)
 
-    migrations_dir = env.get("MIGRATIONS_DIR") or SHIPPED_MIGRATIONS
+    migrations_dir = env.get("MIGRATIONS_DIR") or os.path.join(_home(), "migrations")
     models = env.get("MODELS")
     if models is None and os.path.realpath(migrations_dir) == os.path.realpath(SHIPPED_MIGRATIONS):
         models = SHIPPED_MODELS
@@ -402,7 +410,7 @@ def _lenient_sqlite_path(env: Mapping[str, str]) -> str | None:
         except (OSError, UnicodeDecodeError):
             return None  # the database is unknown, so is any conflict: keep the report the user asked for
     if raw is None:
-        return os.path.abspath(os.path.join(env.get("DATA_DIR") or os.path.join(HOME, "data"), "webui.db"))
+        return os.path.abspath(os.path.join(env.get("DATA_DIR") or os.path.join(_home(), "data"), "webui.db"))
     try:
         return parse(raw).sqlite_path
     except ConfigError:
@@ -556,6 +564,12 @@ def check_migrations_dir(migrations_dir: str) -> None:
     Not part of :func:`load`, which stays a pure reading of the environment;
     the CLI calls it for every verb that reads the scripts.
     """
+    if not os.path.isdir(migrations_dir) and INSTALLED:
+        raise ConfigError(
+            f"MIGRATIONS_DIR={migrations_dir} does not exist or is not a folder. Set MIGRATIONS_DIR to your "
+            "Alembic migrations folder (the one that holds env.py), or run migrate-init from the folder "
+            "that holds it as migrations/: unset, MIGRATIONS_DIR is migrations/ in the current folder."
+        )
     if not os.path.isdir(migrations_dir):
         raise ConfigError(
             f"MIGRATIONS_DIR={migrations_dir} does not exist or is not a folder. Mount your Alembic "

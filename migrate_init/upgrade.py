@@ -332,10 +332,14 @@ def _destinations(glue: Any, script: Any, cfg: Config, state: Any, revision: str
     return [cfg.migration_target, "heads"] if state.target_exists else ["heads"]
 
 
-def _layer_name(destinations: list[str], revision: str | None) -> str:
+def _layer_name(cfg: Config, destinations: list[str], revision: str | None) -> str:
     if revision is not None:
         return f"upgrade {revision}"
-    return "layer 1" if len(destinations) == 2 else "layer 2"
+    if len(destinations) == 2:
+        return "layer 1"
+    # A project with no merge_heads_final of its own never asked for layers: "layer 2"
+    # would read as a fallback (issue 24).  It stays for a MIGRATION_TARGET that was set.
+    return "layer 2" if cfg.migration_target_set else "every head"
 
 
 def _upgrade(cfg: Config, watchdog: Watchdog, loaded: Loaded, engine: Any, progress: Any,
@@ -344,10 +348,11 @@ def _upgrade(cfg: Config, watchdog: Watchdog, loaded: Loaded, engine: Any, progr
     from . import retry
 
     glue = loaded.glue
-    name = _layer_name(destinations, None if summary.command == "run" else destinations[0])
+    name = _layer_name(cfg, destinations, None if summary.command == "run" else destinations[0])
     summary.layers_tried.append(name)
-    report.event("layer", f"{name}: upgrading to {' then '.join(destinations)}.", layer=name,
-                 destinations=destinations)
+    text = (f"{name}: upgrading to {' then '.join(destinations)}." if name != "every head"
+            else "Upgrading to every head of the scripts.")
+    report.event("layer", text, layer=name, destinations=destinations)
     delays = retry.Backoff(initial=0.5, maximum=5.0).delays()
     retries = 0
     with engine.connect() as connection:
@@ -714,7 +719,8 @@ def _explain_branches(cfg: Config, state: Any, summary: report.Summary) -> None:
     summary.merge_command = command
     how = (f"after MIGRATION_TARGET={cfg.migration_target}, every head is applied (layer 1)"
            if state.target_exists else
-           f"MIGRATION_TARGET={cfg.migration_target} is not among the revisions; every head is applied (layer 2)")
+           f"MIGRATION_TARGET={cfg.migration_target} is not among the revisions; every head is applied (layer 2)"
+           if cfg.migration_target_set else "every head is applied")
     text = (f"The scripts have {len(state.heads)} heads ({', '.join(state.heads)}) and no merge: {how}. "
             f"Join the branches with: {command}")
     summary.warnings.append(text)

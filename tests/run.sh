@@ -6,8 +6,8 @@
 #                              kubectl (Debian's kubernetes-client) and checkov
 #                              (its own venv, build/checkov-venv) for test_kubernetes.py;
 #   tests/integration as well  PostgreSQL, MariaDB and shellcheck from apt;
-#   anything else, or no path  the Docker engine too (tests/image/setup.sh),
-#                              and ruff and mypy --strict first.
+#   anything else, or no path  the Docker engine too (tests/image/setup.sh), podman
+#                              and catatonit, and ruff and mypy --strict first.
 # Without path arguments every test runs (pytest's testpaths); with paths, only those.
 set -Eeuo pipefail
 
@@ -90,6 +90,16 @@ _missing_apt_packages() {
 	# (psql comes with postgresql)
 	if ! command -v sqlite3 >/dev/null; then
 		echo sqlite3
+	fi
+	if [ "$scope" != all ]; then
+		return 0
+	fi
+	# tests/image/test_kubernetes_play.py plays the Kubernetes manifests with podman kube play
+	if ! command -v podman >/dev/null; then
+		echo podman
+	fi
+	if ! command -v catatonit >/dev/null && [ ! -x /usr/libexec/podman/catatonit ]; then
+		echo catatonit
 	fi
 }
 

@@ -6,13 +6,20 @@ It prints the database's Alembic revision and the row counts of `user` and
 migrate-init image itself (docker-compose.yaml overrides the entrypoint), so
 the demo needs no second image; a real application would be its own image
 with the same `depends_on`.
+
+`app.py serve` does the same check, then serves HTTP on PORT (8080) the way the
+Kubernetes manifests probe an app: /healthz while the process runs, /readyz
+while the database answers (503 when it does not).  The image tests play the
+manifests with it (tests/image/test_kubernetes_play.py).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
@@ -27,7 +34,7 @@ def database_url() -> str:
     return os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir}/webui.db"
 
 
-def main() -> int:
+def engine_url():
     url = make_url(database_url())
     if url.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None:
         # SQLAlchemy 2.1 reads plain postgresql:// as psycopg 3; the image ships psycopg2
@@ -35,8 +42,11 @@ def main() -> int:
     elif url.drivername in ("mysql", "mariadb") and importlib.util.find_spec("MySQLdb") is None:
         # plain mysql:// and mariadb:// mean mysqlclient to SQLAlchemy; the image ships PyMySQL
         url = url.set(drivername=f"{url.drivername}+pymysql")
-    safe = url.render_as_string(hide_password=True)
-    engine = create_engine(url)
+    return url
+
+
+def report(engine, safe: str) -> int:
+    """Print what migrate-init left: 0, or 1 when the schema is not there."""
     try:
         with engine.connect() as connection:
             tables = set(inspect(connection).get_table_names())
@@ -57,5 +67,42 @@ def main() -> int:
     return 0
 
 
+def serve(engine) -> None:
+    class Probes(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/healthz":
+                code = 200
+            elif self.path == "/readyz":
+                try:
+                    with engine.connect() as connection:
+                        connection.execute(text("SELECT 1"))
+                    code = 200
+                except Exception:
+                    code = 503
+            else:
+                code = 404
+            self.send_response(code)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # a probe every few seconds is not news
+
+    # As PID 1 a process gets no default action for SIGTERM: without a handler every stop
+    # would wait out the runtime's grace period and end in SIGKILL.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    port = int(os.environ.get("PORT", "8080"))
+    print(f"app: serving /healthz and /readyz on port {port}", flush=True)
+    ThreadingHTTPServer(("", port), Probes).serve_forever()
+
+
+def main(argv: list[str]) -> int:
+    url = engine_url()
+    engine = create_engine(url)
+    code = report(engine, url.render_as_string(hide_password=True))
+    if code == 0 and argv[1:] == ["serve"]:
+        serve(engine)
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))

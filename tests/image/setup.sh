@@ -11,7 +11,8 @@
 #     postgresql-15 and mariadb-server 10.11, with entrypoints that honour the official
 #     images' variables);
 #   - downloads wheels for requirements.lock (hash-checked) on the host into wheels/, for the
-#     base image's Python, so the image builds with no index;
+#     base image's Python, so the image builds with no index; the same for each example's
+#     requirements.txt, into examples/*/wheels/;
 #   - writes build/docker.env (KEY=VALUE lines) for tests/run.sh to source.
 # Idempotent: a second run finds everything in place and takes a few seconds.
 set -Eeuo pipefail
@@ -331,22 +332,28 @@ _host_python() {
 	fi
 }
 
-# usage: setup_wheels BASE_IMAGE
-#   fills wheels/ with binary wheels of requirements.lock for the base image's Python; the
-#   lock's hashes are checked here and again by the Dockerfile's pip install --require-hashes
-setup_wheels() {
-	local base="$1" pyver arch stamp_want
-	pyver="$(docker run --rm --network none --entrypoint python3 "$base" \
-		-c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
-		|| setup_die "cannot run python3 in $base"
+# usage: _base_python BASE_IMAGE
+#   prints the base image's Python version, X.Y
+_base_python() {
+	docker run --rm --network none --entrypoint python3 "$1" \
+		-c 'import sys; print("%d.%d" % sys.version_info[:2])' \
+		|| setup_die "cannot run python3 in $1"
+}
+
+# usage: _download_wheels PYVER DEST REQUIREMENTS [PIP-OPTION...]
+#   binary wheels of REQUIREMENTS for Python PYVER on this machine's architecture into DEST,
+#   once per content of REQUIREMENTS (a stamp in DEST says which)
+_download_wheels() {
+	local pyver="$1" dest="$2" requirements="$3" arch stamp_want
+	shift 3
 	arch="$(uname -m)"
-	stamp_want="$(cat "$ROOT/requirements.lock" - <<<"$pyver $arch" | sha256sum | cut -c1-16)"
-	if [ "$(cat "$WHEELS_DIR/.stamp" 2>/dev/null || true)" = "$stamp_want" ]; then
+	stamp_want="$(cat "$requirements" - <<<"$pyver $arch $*" | sha256sum | cut -c1-16)"
+	if [ "$(cat "$dest/.stamp" 2>/dev/null || true)" = "$stamp_want" ]; then
 		return 0
 	fi
-	setup_log "downloading wheels for Python $pyver ($arch) into $WHEELS_DIR"
-	rm -rf "$WHEELS_DIR"
-	mkdir -p "$WHEELS_DIR"
+	setup_log "downloading wheels of ${requirements#"$ROOT"/} for Python $pyver ($arch) into ${dest#"$ROOT"/}"
+	rm -rf "$dest"
+	mkdir -p "$dest"
 	local platforms=(--platform "manylinux2014_$arch") minor
 	# glibc 2.17 (manylinux2014) up to bookworm's 2.36: every tag a wheel of ours may carry
 	for minor in $(seq 17 36); do
@@ -354,9 +361,23 @@ setup_wheels() {
 	done
 	"$(_host_python)" -m pip download --disable-pip-version-check \
 		--only-binary=:all: --implementation cp --python-version "$pyver" "${platforms[@]}" \
-		--dest "$WHEELS_DIR" --require-hashes --requirement "$ROOT/requirements.lock" >"$BUILD_DIR/pip-download.log" 2>&1 \
+		--dest "$dest" "$@" --requirement "$requirements" >"$BUILD_DIR/pip-download.log" 2>&1 \
 		|| setup_die "pip download failed for Python $pyver; see $BUILD_DIR/pip-download.log"
-	printf '%s\n' "$stamp_want" >"$WHEELS_DIR/.stamp"
+	printf '%s\n' "$stamp_want" >"$dest/.stamp"
+}
+
+# usage: setup_wheels BASE_IMAGE
+#   fills wheels/ with binary wheels of requirements.lock for the base image's Python; the
+#   lock's hashes are checked here and again by the Dockerfile's pip install --require-hashes.
+#   Each example's wheels/ gets its requirements.txt the same way (examples/*/Dockerfile, target app).
+setup_wheels() {
+	local pyver example
+	pyver="$(_base_python "$1")"
+	_download_wheels "$pyver" "$WHEELS_DIR" "$ROOT/requirements.lock" --require-hashes
+	for example in "$ROOT"/examples/*/requirements.txt; do
+		[ -e "$example" ] || continue
+		_download_wheels "$pyver" "$(dirname "$example")/wheels" "$example"
+	done
 }
 
 # usage: setup_write_env KEY=VALUE...

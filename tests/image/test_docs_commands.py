@@ -12,8 +12,8 @@ describes: build/docker.env's variables, as the README says to source them. What
 and take away again:
 
 - ``migrate-init:0.3.0`` is built by docs/image.md's own build command (the layer cache of the image
-  tests' build makes that seconds) and also tagged ``migrate-init``, the README's
-  ``docker build -t migrate-init .``. Tags that existed before are put back afterwards.
+  tests' build makes that seconds) and also tagged ``migrate-init:local``, the one name the README
+  and docs run it by (the tag Compose builds). Tags that existed before are put back afterwards.
 - Compose runs under a throw-away COMPOSE_PROJECT_NAME and MIGRATE_INIT_IMAGE (the README names that
   variable), and ``down --volumes`` ends each project. An ``up`` that keeps a database service
   running is ended once ``app`` has exited.
@@ -56,8 +56,12 @@ def documented(command: str) -> str:
 
 
 VERSION_TAG = f"migrate-init:{__version__}"
+#: The one name the README and docs run the image by: the tag Compose builds.
+LOCAL_TAG = "migrate-init:local"
 TARGET = "merge_heads_final"
 VOLUME = "open-webui_data"
+#: The README's named volume for "your own migrations".
+OWN_VOLUME = "my-app-data"
 
 # README.md
 DEMO = documented("docker-compose up --build")
@@ -65,7 +69,8 @@ POSTGRES_DEMO = documented(
     "POSTGRES_PASSWORD=change-me docker-compose -f docker-compose.yaml -f docker-compose.postgres.yaml up --build")
 OWN_MIGRATIONS = documented(
     'docker run --rm -e DATABASE_URL_FILE=/run/secrets/db_url -v "$PWD/db_url:/run/secrets/db_url:ro" \\\n'
-    '  -e MIGRATIONS_DIR=/migrations -e MODELS=models:Base -v "$PWD/migrations:/migrations:ro" migrate-init')
+    '  -e MIGRATIONS_DIR=/migrations -e MODELS=models:Base -v "$PWD/migrations:/migrations:ro" \\\n'
+    f"  -v {OWN_VOLUME}:/app/backend/data {LOCAL_TAG}")
 # docs/image.md
 SOURCE_DOCKER_ENV = documented("set -a; . build/docker.env; set +a")
 RELEASE_BUILD = documented(
@@ -76,18 +81,24 @@ LABELS = documented(f"docker image inspect --format '{{{{json .Config.Labels}}}}
 MARIADB_DEMO = documented("MARIADB_PASSWORD=change-me docker-compose -f docker-compose.mariadb.yaml up --build")
 # docs/commands.md: the console transcript, and the entrypoint's examples on a named volume
 TRANSCRIPT = [documented("python migrate.py status"), documented("echo $?"), documented("python migrate.py current")]
-STATUS = documented(f"docker run --rm -v {VOLUME}:/app/backend/data migrate-init status")
-UPGRADE = documented(f"docker run --rm -v {VOLUME}:/app/backend/data migrate-init upgrade ef6fab585ac1")
+STATUS = documented(f"docker run --rm -v {VOLUME}:/app/backend/data {LOCAL_TAG} status")
+UPGRADE = documented(f"docker run --rm -v {VOLUME}:/app/backend/data {LOCAL_TAG} upgrade ef6fab585ac1")
 HARDENED = documented("docker run --rm --user 1000650000:0 --read-only --tmpfs /tmp --cap-drop ALL \\\n"
-                      f"  -v {VOLUME}:/app/backend/data migrate-init")
-WRAPPER = documented(f"docker run --rm -v {VOLUME}:/app/backend/data migrate-init run -- python -m myapp")
+                      f"  -v {VOLUME}:/app/backend/data {LOCAL_TAG}")
+WRAPPER = documented(f"docker run --rm -v {VOLUME}:/app/backend/data {LOCAL_TAG} run -- python -m myapp")
 # docs/air-gapped.md
 OFFLINE_PACKAGE = documented(
     'docker run --rm -e EXTRA_PIP_PACKAGES="cos-python-sdk-v5==1.9.30" \\\n'
     '  -e PIP_FIND_LINKS=/wheels -e PIP_NO_INDEX=true -v "$PWD/wheels:/wheels:ro" \\\n'
-    f"  -v {VOLUME}:/app/backend/data migrate-init")
-# docs/troubleshooting.md
+    f"  -v {VOLUME}:/app/backend/data {LOCAL_TAG}")
+# docs/troubleshooting.md (and each example's README)
 LOGS = documented("docker-compose logs migrate")
+# examples/*/README.md: each example from the repository's root, on migrate-init:local
+EXAMPLE_UP = documented("docker-compose up --build --detach")
+EXAMPLE_DOWN = documented("docker-compose down --volumes")
+EXAMPLES = {name: (documented(f"cd examples/{name}"),
+                   documented(f"curl --retry 30 --retry-all-errors --retry-delay 1 -fsS http://localhost:{port}/notes"))
+            for name, port in (("fastapi", 8000), ("flask", 5000))}
 EXIT_CODE = documented("docker inspect --format '{{.State.ExitCode}}' \"$(docker-compose ps -a -q migrate)\"")
 
 
@@ -157,14 +168,14 @@ def _image_id(tag: str) -> str | None:
 @pytest.fixture(scope="module")
 def release_image(docker_env) -> Iterator[str]:
     """docs/image.md's release build, run as written from the repository root; also tagged
-    ``migrate-init``, which the README builds with ``docker build -t migrate-init .``."""
-    saved = {tag: _image_id(tag) for tag in (VERSION_TAG, "migrate-init:latest")}
+    ``migrate-init:local``, the name the README and docs run it by (Compose builds it)."""
+    saved = {tag: _image_id(tag) for tag in (VERSION_TAG, LOCAL_TAG)}
     try:
         started = time.monotonic()
         build = sh(SOURCE_DOCKER_ENV, RELEASE_BUILD, cwd=REPO, env=docker_env, timeout=900)
         assert build.code == 0, f"{RELEASE_BUILD}\n{build}"
         print(f"\n{RELEASE_BUILD}: {time.monotonic() - started:.1f}s")
-        assert docker("tag", VERSION_TAG, "migrate-init:latest").code == 0
+        assert docker("tag", VERSION_TAG, LOCAL_TAG).code == 0
         yield VERSION_TAG
     finally:
         for tag, previous in saved.items():
@@ -223,7 +234,8 @@ class Compose:
         """Run the documented ``up`` until it ends by itself (``ends``: every service exits) or else
         until ``app`` has exited (or ``migrate`` failed): with a database service running, an
         attached ``up`` would go on; ``down`` ends it."""
-        assert runnable(command), f"no document shows this command as written:\n{command}"
+        for line in command.split("\n"):  # the README's lines, one after the other
+            assert runnable(line), f"no document shows this command as written:\n{line}"
         with log.open("w") as out:
             self.up_process = subprocess.Popen(["bash", "-c", command], cwd=REPO, env=self.env,
                                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -281,7 +293,8 @@ def _assert_app_ran_after_migrate(compose: Compose) -> str:
 
 def test_readme_demo_and_troubleshooting_commands(docker_env, compose_image, tmp_path):
     with compose_project(docker_env, image=compose_image) as compose:
-        first = compose.up(DEMO, tmp_path / "up.log", ends=True)
+        # the README's first lines, as a machine with no registry needs them
+        first = compose.up(f"{SOURCE_DOCKER_ENV}\n{DEMO}", tmp_path / "up.log", ends=True)
         assert first.code == 0, f"{DEMO}\n{first}"
         logs = _assert_app_ran_after_migrate(compose)
         assert f"OK (exit 0): Upgraded base (empty) -> {TARGET}: 10 migration(s) applied" in logs, logs
@@ -347,16 +360,32 @@ def _readable_copy(source: Path, target: Path) -> Path:
     return target
 
 
-def test_readme_own_migrations_from_a_url_file(release_image, docker_env, tmp_path):
-    # "$PWD/db_url" and "$PWD/migrations": the reader's folder; the database lands in the image's
-    # data volume (an anonymous one, which --rm removes)
+@pytest.fixture
+def my_app_data(docker_env) -> Iterator[str]:
+    """The README's named volume for your own migrations, made by the command itself; never someone else's."""
+    if docker("volume", "inspect", OWN_VOLUME).code == 0:
+        pytest.fail(f"A Docker volume named {OWN_VOLUME} already exists: the README's command would migrate "
+                    f"what it holds. Remove it ('docker volume rm {OWN_VOLUME}') or run these tests on another engine.")
+    try:
+        yield OWN_VOLUME
+    finally:
+        docker("volume", "rm", OWN_VOLUME)
+
+
+def test_readme_own_migrations_from_a_url_file_into_a_named_volume(release_image, docker_env, my_app_data, tmp_path):
+    # "$PWD/db_url" and "$PWD/migrations": the reader's folder; db_url holds the README's example URL
     _readable_copy(REPO / "migrations", tmp_path / "migrations")
-    (tmp_path / "db_url").write_text("sqlite:////app/backend/data/webui.db\n")
+    (tmp_path / "db_url").write_text("sqlite:////app/backend/data/app.db\n")
     (tmp_path / "db_url").chmod(0o644)
     result = sh(OWN_MIGRATIONS, cwd=tmp_path, env=docker_env)
     assert result.code == 0, result
     assert f"OK (exit 0): Upgraded base (empty) -> {TARGET}" in result.out, result
     assert "Verified 11 tables and their columns against MODELS." in result.out, result
+    # the database outlived the --rm container, in the named volume the app mounts too
+    kept = docker("run", "--rm", "-v", f"{my_app_data}:/data", "--entrypoint", "python", LOCAL_TAG, "-c",
+                  "import sqlite3; print(sqlite3.connect('file:/data/app.db?mode=ro', uri=True)"
+                  ".execute('SELECT version_num FROM alembic_version').fetchall())")
+    assert kept.code == 0 and kept.out.strip() == f"[('{TARGET}',)]", kept
 
 
 def test_commands_md_entrypoint_examples_on_a_named_volume(release_image, docker_env, open_webui_data, tmp_path):
@@ -424,3 +453,37 @@ def test_commands_md_status_transcript(tmp_path):
     shown = re.sub(r"^database: .*$", f"database: {url}", shown, flags=re.MULTILINE)
     result = sh(*TRANSCRIPT, cwd=repo, env=env, errexit=False, separate_stderr=True)
     assert result.out.rstrip("\n") == shown, f"{result.out}\n--- the document shows:\n{shown}\n{result.err}"
+
+
+# --- the examples ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example_runs_as_its_readme_says(release_image, docker_env, name):
+    # release_image tagged migrate-init:local, the image the example's README says to build first
+    cd, curl = EXAMPLES[name]
+    env = {**docker_env, "COMPOSE_PROJECT_NAME": f"midocs{uuid.uuid4().hex[:10]}"}
+    folder = REPO / "examples" / name
+    try:
+        started = time.monotonic()
+        result = sh(cd, EXAMPLE_UP, curl, LOGS, cwd=REPO, env=env, timeout=900)
+        print(f"\nexamples/{name}: {time.monotonic() - started:.1f}s")
+        assert result.code == 0, result
+        assert '[{"id":1,"title":"written by the first migration"}]' in result.out, result
+        assert ("OK (exit 0): Upgraded base (empty) -> 0001: 1 migration(s) applied (every head); "
+                "verification passed.") in result.out, result
+        states = {}
+        for service in ("migrate", "app"):
+            ids = docker("ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={env['COMPOSE_PROJECT_NAME']}",
+                         "--filter", f"label=com.docker.compose.service={service}").out.split()
+            assert len(ids) == 1, (service, ids)
+            states[service] = json.loads(docker("inspect", "--format", "{{json .State}}", ids[0]).out)
+        assert states["migrate"]["ExitCode"] == 0 and states["app"]["Running"], states
+        assert states["migrate"]["FinishedAt"][:19] <= states["app"]["StartedAt"][:19], states
+        down = sh(cd, EXAMPLE_DOWN, cwd=REPO, env=env)
+        assert down.code == 0, down
+        assert docker("volume", "inspect", f"{env['COMPOSE_PROJECT_NAME']}_data").code != 0, "down --volumes left the data"
+    finally:
+        subprocess.run(["docker-compose", "down", "--volumes", "--remove-orphans"], cwd=folder, env=env,
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=180)
+        docker("rmi", f"{name}-example:local", f"{name}-example-migrate:local")

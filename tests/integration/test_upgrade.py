@@ -244,7 +244,7 @@ def test_added_migration_without_models_checks_the_revision_only(sqlite_url, mig
 
 # -- several heads and no merge ----------------------------------------------------
 
-def test_two_heads_without_a_merge_are_both_upgraded_by_layer_2(any_url, migrations_copy):
+def test_two_heads_without_a_merge_are_both_upgraded_in_neutral_words(any_url, migrations_copy):
     migrations_copy.remove(TARGET)
     env = env_for(any_url, MIGRATIONS_DIR=migrations_copy.path, MODELS="models:Base")
     if any_url.startswith("sqlite"):
@@ -260,8 +260,10 @@ def test_two_heads_without_a_merge_are_both_upgraded_by_layer_2(any_url, migrati
     assert pending.code == 1, pending.out
     assert re.search(r"^heads:\s+24e8f9a7b1c2, abc123def456$", pending.out, re.M), pending.out
     assert re.search(r"^pending:\s+9$", pending.out, re.M), pending.out
+    # no merge_heads_final: neutral wording, not the shipped chain's layers (issue 24)
+    assert re.search(r"^target:\s+every head$", pending.out, re.M), pending.out
     assert result.code == 0, result.out
-    assert "layer 2" in result.out and "layer 1" not in result.out, result.out
+    assert "Upgrading to every head of the scripts." in result.out and "layer" not in result.out, result.out
     assert len(running_upgrade_lines(result.out)) == len(REVISIONS) - 1
     assert versions(any_url) == ["24e8f9a7b1c2", "abc123def456"]
     assert schema(any_url) == models_schema()

@@ -1,7 +1,7 @@
 """The documented commands, the release facts and the Kubernetes validation commands, as written.
 
 - Every command of the ``sh``, ``bash`` and ``console`` blocks of README.md, CONTRIBUTING.md,
-  deploy/kubernetes/README.md and docs/*.md is either run by a test exactly as written, or marked
+  deploy/kubernetes/README.md, docs/*.md and examples/**/README.md is either run by a test exactly as written, or marked
   in the document as an example that no test runs: a comment line ``# example: REASON`` above it
   covers the commands below it up to the next blank line or the end of the block (CONTRIBUTING.md,
   "Commands in the documents"). tests/image/test_docs_commands.py runs those that need Docker or a
@@ -38,7 +38,8 @@ TAG = re.compile(r"\bmigrate-init:(\d+\.\d+\.\d+)\b")
 # --- the documented commands ---------------------------------------------------------------
 
 #: The documents whose commands must be run or marked.
-DOCUMENTS = [REPO / "README.md", REPO / "CONTRIBUTING.md", KUBERNETES_README, *sorted((REPO / "docs").glob("*.md"))]
+DOCUMENTS = [REPO / "README.md", REPO / "CONTRIBUTING.md", KUBERNETES_README, *sorted((REPO / "docs").glob("*.md")),
+             *sorted((REPO / "examples").glob("**/README.md"))]
 #: The blocks that hold commands: shell scripts, and console transcripts (``$ `` prompts).
 SHELL_LANGUAGES = {"sh", "bash", "console"}
 #: The module that runs the documented commands that need Docker or a database.
@@ -193,7 +194,8 @@ def test_the_extraction_finds_the_commands_of_every_document():
     assert len(COMMANDS) >= MIN_COMMANDS, [str(c) for c in COMMANDS]
     by_document = {command.document for command in COMMANDS}
     for name in ("README.md", "CONTRIBUTING.md", "deploy/kubernetes/README.md", "docs/commands.md",
-                 "docs/image.md", "docs/air-gapped.md", "docs/troubleshooting.md", "docs/performance.md"):
+                 "docs/image.md", "docs/air-gapped.md", "docs/troubleshooting.md", "docs/performance.md",
+                 "examples/fastapi/README.md", "examples/flask/README.md"):
         assert name in by_document, f"no command found in {name}"
     # a block inside a list item, a continued line, a console transcript, a trailing comment
     texts = {command.text for command in COMMANDS}

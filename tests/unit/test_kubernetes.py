@@ -532,3 +532,78 @@ def test_checkov_reads_every_kubernetes_resource():
     resources = {f"{doc['kind']}.default.{doc['metadata']['name']}"
                  for path in _manifest_files() for doc in _load_all(path) if doc["kind"] in ("Deployment", "Job")}
     assert resources <= checked, resources - checked
+
+
+# --- overlays: your own app with kubectl alone (issue 24) ------------------------------
+
+#: Every overlay: the one to copy, and each example's (examples/*/kubernetes).
+OVERLAYS = sorted(path.parent for path in [*(KUBERNETES_DIR / "overlays").glob("*/kustomization.yaml"),
+                                           *(REPO / "examples").glob("*/kubernetes/kustomization.yaml")])
+PLACEHOLDER_PROBES = {"/healthz", "/readyz"}
+
+
+@functools.cache
+def _rendered_folder(folder: Path) -> tuple[dict, ...]:
+    result = subprocess.run([_kubectl(), "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"kubectl kustomize {folder} failed:\n{result.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def _overlay_base(overlay: Path) -> str:
+    (base,) = _load_all(overlay / "kustomization.yaml")[0]["resources"]
+    variant = (overlay / base).resolve()
+    assert variant.parent == KUBERNETES_DIR and variant.name in VARIANTS, f"{overlay}: {base} is not a variant folder"
+    return variant.name
+
+
+def _workload_pods(docs) -> dict[str, dict]:
+    return {f"{doc['kind']}/{doc['metadata']['name']}": doc["spec"]["template"]["spec"]
+            for doc in docs if doc["kind"] in ("Deployment", "Job")}
+
+
+def test_the_overlay_to_copy_and_every_example_overlay_are_tested():
+    assert KUBERNETES_DIR / "overlays" / "your-app" in OVERLAYS, OVERLAYS
+    # the README says how, with kubectl alone
+    readme = KUBERNETES_README.read_text()
+    assert "kustomize edit" not in readme and "kubectl kustomize deploy/kubernetes/overlays/your-app" in readme
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_overlay_renders_with_kubectl_alone_into_strictly_valid_manifests(overlay, version):
+    rendered = _rendered_folder(overlay)
+    assert len(rendered) == len(_resources(_overlay_base(overlay)))
+    for doc in rendered:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: str(p.relative_to(REPO)))
+def test_an_overlay_swaps_in_its_images_and_probes_and_keeps_the_hardening(overlay):
+    kustomization = _load_all(overlay / "kustomization.yaml")[0]
+    images = {image["name"]: image for image in kustomization["images"]}
+    ours = images[MIGRATE_IMAGE]
+    derived = f"{ours.get('newName', MIGRATE_IMAGE)}:{ours['newTag']}"
+    base = _workload_pods(_rendered(_overlay_base(overlay)))
+    pods = _workload_pods(_rendered_folder(overlay))
+    assert pods.keys() == base.keys()
+    for name, pod in pods.items():
+        # what the variant promises (the hardening tests above) stays as it is
+        assert pod["securityContext"] == base[name]["securityContext"], name
+        assert pod["volumes"] == base[name]["volumes"], name
+        for container, shipped in zip(pod.get("initContainers", []) + pod["containers"],
+                                      base[name].get("initContainers", []) + base[name]["containers"], strict=True):
+            assert container["securityContext"] == shipped["securityContext"], (name, container["name"])
+            assert "replace-me" not in container["image"], (name, container["name"])
+            if _image_repository(shipped["image"]) == MIGRATE_IMAGE:
+                assert container["image"] == derived, (name, container["name"])
+            if name.startswith("Deployment/") and container in pod["containers"]:
+                ports = {port["name"] for port in container["ports"]}
+                paths = {}
+                for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    probe = container[kind]
+                    # replaced whole: one handler, on a declared port, not the placeholder's path
+                    assert [key for key in probe if key in ("httpGet", "tcpSocket", "exec", "grpc")] == ["httpGet"]
+                    assert probe["httpGet"]["port"] in ports
+                    paths[kind] = probe["httpGet"]["path"]
+                assert not set(paths.values()) & PLACEHOLDER_PROBES, paths
+                assert paths["livenessProbe"] != paths["readinessProbe"], paths
