@@ -463,6 +463,22 @@ def _sqlite_file(url: Url) -> tuple[str | None, bool]:
     return os.path.abspath(path), False
 
 
+def _not_a_url_hint(raw: str) -> str:
+    """What a value with no scheme most likely is, said without showing it."""
+    if raw.startswith(("/", "./", "../")) or raw.lower().endswith((".db", ".sqlite", ".sqlite3")):
+        return " It looks like a file path: a SQLite URL is sqlite:/// and the path (four slashes for an absolute one)."
+    import binascii
+
+    try:
+        decoded = binascii.a2b_base64(raw.strip()).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    if scan_scheme(decoded) is not None:
+        return (" It is base64 text of a URL: decode it (`base64 -d`), or in a Kubernetes Secret put the URL "
+                "under stringData, not data.")
+    return ""
+
+
 def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
     """Parse a database URL; every mistake is a ConfigError (exit 2) that names ``variable``.
 
@@ -479,11 +495,12 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
         )
     scheme = scan_scheme(raw)
     if scheme is None:
-        shown = f" ({redact(raw)!r})" if "@" not in raw else " (not shown: it may hold a password)"
+        # Not shown, whatever it holds: a value that is not a URL may be a bare password, or a
+        # Kubernetes Secret's base64 text mounted as it is (issue 25: never print a password).
         raise ConfigError(
-            f"{variable}{shown} is not a database URL: it does not start with a scheme such as "
-            "postgresql:// or sqlite:///. Use a form such as sqlite:////data/app.db or "
-            "postgresql://user:password@host:5432/dbname."
+            f"{variable} ({len(raw)} characters, not shown: it may be a secret) is not a database URL: it "
+            f"does not start with a scheme such as postgresql:// or sqlite:///.{_not_a_url_hint(raw)} Use a "
+            "form such as sqlite:////data/app.db or postgresql://user:password@host:5432/dbname."
         )
     rest = raw[len(scheme) + 3:]
     username = password = None
