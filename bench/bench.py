@@ -599,14 +599,14 @@ class Bench:
         try:
             run = ["docker", "run", "--rm", "--network", "none", "-v", f"{volume}:/app/backend/data"]
             env = dict(os.environ)
-            self.check(run + [image], env)
-            out = self.check(run + ["-e", "LOG_LEVEL=DEBUG", image], env)
+            self.check([*run, image], env)
+            out = self.check([*run, "-e", "LOG_LEVEL=DEBUG", image], env)
             if "Fast path: the database is at" not in out:
                 self.note("the image's run at target did not take the fast path:\n" + out)
-            ours = lambda _c: self.timed(run + [image], env)  # noqa: E731
+            ours = lambda _c: self.timed([*run, image], env)  # noqa: E731
             # `true` as the entrypoint: the container's own cost (as a command, our
             # entrypoint would run the init sequence first: wrapper mode).
-            base = lambda _c: self.timed(run + ["--entrypoint", "true", image], env)  # noqa: E731
+            base = lambda _c: self.timed([*run, "--entrypoint", "true", image], env)  # noqa: E731
             times = self.alternate({"ours": ours, "true": base}, self.rounds)
             self.add(Row(5, "docker run at target vs true", Side("docker run IMAGE, at target", times["ours"]),
                          Side("docker run --entrypoint true IMAGE", times["true"]), "<= 1.3x", 1.3,
@@ -626,7 +626,7 @@ class Bench:
                                           stderr=subprocess.STDOUT, text=True) for _ in range(count)]
                 outs = [proc.communicate()[0] for proc in procs]
                 elapsed = time.perf_counter() - started
-                for proc, out in zip(procs, outs):
+                for proc, out in zip(procs, outs, strict=True):
                     if proc.returncode != 0:
                         raise SystemExit(f"bench: a runner exited {proc.returncode}:\n{out}")
                 upgraded = sum("Upgraded base (empty)" in out for out in outs)
@@ -832,11 +832,11 @@ class Bench:
                           r.baseline.spread(r.unit) if r.baseline else "-",
                           "-" if r.ratio is None else f"{r.ratio:.2f}x", r.goal or "-", r.verdict))
         widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
-        render = lambda row: "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()  # noqa: E731
+        render = lambda row: "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()  # noqa: E731
         out = [render(header), render(tuple("-" * w for w in widths))]
         out += [render(row) for row in lines]
         notes = list(dict.fromkeys(f"  {r.number}: {r.note}" for r in self.rows if r.note))
-        return "\n".join(out + ([""] + notes if notes else []))
+        return "\n".join(out + (["", *notes] if notes else []))
 
     def close(self):
         if self.pg is not None:

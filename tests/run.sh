@@ -169,10 +169,10 @@ _setup_docker() {
 }
 
 # usage: _run_static_checks
-#   ruff (rules in pyproject.toml) on the package and the tests, mypy --strict on the package
+#   ruff (rules in pyproject.toml) on the whole repository, mypy --strict on the package
 _run_static_checks() {
-	_log "ruff check migrate_init tests"
-	"$VENV/bin/ruff" check migrate_init tests
+	_log "ruff check . (the whole repository)"
+	"$VENV/bin/ruff" check .
 	_log "mypy --strict migrate_init"
 	"$VENV/bin/mypy" --strict migrate_init
 }
