@@ -56,7 +56,7 @@ _FIELDS = (
     "db_wait_timeout", "lock_timeout", "ddl_lock_timeout", "ddl_lock_retries", "sqlite_allow_network_fs",
     "log_level", "log_format", "report_file", "extra_pip_packages", "pip_requirements", "deps_target",
     "pip_find_links", "pip_no_index", "allow_destructive", "backup_dir", "backup_keep", "seed_dir",
-    "repair_missing_columns", "fast_path", "secrets",
+    "repair_missing_columns", "fast_path", "empty_database", "baseline_on_migrate", "secrets",
 )
 
 
@@ -106,6 +106,10 @@ class Config:
     repair_missing_columns: bool
     #: FAST_PATH=false always runs the full sequence (run.expected_for, issue 7).
     fast_path: bool
+    #: How an empty database is built (:mod:`empty`): "replay", "models", or "initial:module:attribute".
+    empty_database: str
+    #: BASELINE_ON_MIGRATE: the revision a database with tables and no version row is stamped at first.
+    baseline_on_migrate: str | None
     #: Raw secret values, so that the log filter can mask them wherever they appear.
     secrets: tuple[str, ...]
 
@@ -120,7 +124,8 @@ class Config:
         pip_requirements: str | None = None, deps_target: str | None = None,
         pip_find_links: str | None = None, pip_no_index: bool = False, allow_destructive: bool = False,
         backup_dir: str | None = None, backup_keep: int = 3, seed_dir: str = "/docker-entrypoint-initdb.d",
-        repair_missing_columns: bool = False, fast_path: bool = True, secrets: tuple[str, ...] = (),
+        repair_missing_columns: bool = False, fast_path: bool = True, empty_database: str = "replay",
+        baseline_on_migrate: str | None = None, secrets: tuple[str, ...] = (),
     ) -> None:
         values = locals()
         for name in _FIELDS:
@@ -220,6 +225,8 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         seed_dir=env.get("SEED_DIR") or "/docker-entrypoint-initdb.d",
         repair_missing_columns=env.boolean("REPAIR_MISSING_COLUMNS", False),
         fast_path=env.boolean("FAST_PATH", True),
+        empty_database=_empty_database(env.get("EMPTY_DATABASE"), models),
+        baseline_on_migrate=env.get("BASELINE_ON_MIGRATE"),
         secrets=tuple(env.secret_values),
     )
 
@@ -288,6 +295,29 @@ def _check_models(models: str) -> None:
             f"MODELS={models!r} is not of the form 'module:attribute' (for example "
             "'myapp.models:Base'): both parts must be dotted Python names."
         )
+
+
+def _empty_database(value: str | None, models: str | None) -> str:
+    """EMPTY_DATABASE: ``replay`` (the default), ``models``, or ``initial:module:attribute``."""
+    if value is None or value.strip().lower() == "replay":
+        return "replay"
+    value = value.strip()
+    if value.lower() == "models":
+        if models is None:
+            raise ConfigError("EMPTY_DATABASE=models builds an empty database from MODELS, and MODELS is not "
+                              "set: set MODELS (module:attribute of your MetaData or Base), or unset "
+                              "EMPTY_DATABASE to replay the migrations.")
+        return "models"
+    kind, colon, spec = value.partition(":")
+    if kind.lower() == "initial" and colon:
+        module, colon, attribute = spec.partition(":")
+        if colon and _dotted(module) and _dotted(attribute):
+            return f"initial:{spec}"
+    raise ConfigError(
+        f"EMPTY_DATABASE={value!r} is not 'replay' (run every migration), 'models' (create_all from MODELS, "
+        "then stamp the heads) or 'initial:module:attribute' (create_all from that MetaData or Base, then "
+        "run every migration; e.g. 'initial:myapp.initial_models:Base')."
+    )
 
 
 def _dotted(name: str) -> bool:

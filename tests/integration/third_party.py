@@ -98,6 +98,11 @@ class Project:
     overrides: Mapping[str, str] = field(default_factory=dict)
     #: Columns stamped with the time of the migration: not compared between runs.
     volatile: frozenset[tuple[str, str]] = frozenset()
+    #: Install the project itself with --no-deps, after the rest: its own dependency set
+    #: is too heavy for a test venv, so `extras` holds what its env.py and migrations import.
+    no_deps: bool = False
+    #: More requirements installed with the project (with their dependencies).
+    extras: tuple[str, ...] = ()
 
     def venv(self) -> Venv:
         return Venv.ensure(self)
@@ -281,7 +286,7 @@ def requirements_for(project: Project) -> list[str]:
         if not line:
             continue
         lines.append(project.overrides.get(_requirement_name(line), line))
-    return [*lines, project.requirement]
+    return [*lines, *([] if project.no_deps else [project.requirement]), *project.extras]
 
 
 @dataclass(frozen=True)
@@ -296,14 +301,20 @@ class Venv:
     @classmethod
     def ensure(cls, project: Project) -> Venv:
         """The project's cached venv, built on first use (under a file lock)."""
-        requirements = requirements_for(project)
-        key = hashlib.sha256("\n".join([sys.version, *requirements]).encode()).hexdigest()[:12]
-        path = VENV_ROOT / f"{project.name}-{key}"
+        return cls.cached(project.name, requirements_for(project),
+                          (project.requirement,) if project.no_deps else ())
+
+    @classmethod
+    def cached(cls, name: str, requirements: list[str], without_deps: tuple[str, ...] = ()) -> Venv:
+        """A venv with ``requirements`` (and ``without_deps`` installed with --no-deps), cached."""
+        key = hashlib.sha256("\n".join([sys.version, *requirements, "--no-deps", *without_deps])
+                             .encode()).hexdigest()[:12]
+        path = VENV_ROOT / f"{name}-{key}"
         VENV_ROOT.mkdir(parents=True, exist_ok=True)
-        with open(VENV_ROOT / f"{project.name}-{key}.lock", "w") as lock:
+        with open(VENV_ROOT / f"{name}-{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not (path / ".complete").is_file():
-                _build_venv(path, requirements)
+                _build_venv(path, requirements, without_deps)
         purelib = subprocess.run(
             [str(path / "bin" / "python"), "-c",
              "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -317,22 +328,26 @@ class Venv:
         return folder
 
 
-def _build_venv(path: Path, requirements: list[str]) -> None:
+def _build_venv(path: Path, requirements: list[str], without_deps: tuple[str, ...]) -> None:
     shutil.rmtree(path, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True,
                    capture_output=True, text=True)
-    # pip reads the index from the machine's own configuration, so it keeps
-    # the caller's environment (PIP_* variables, proxies).
-    result = subprocess.run(
-        [str(path / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-         "--no-input", "-q", *requirements],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=INSTALL_TIMEOUT,
-    )
-    if result.returncode != 0:
-        shutil.rmtree(path, ignore_errors=True)
-        raise RuntimeError(f"pip install {' '.join(requirements)} failed "
-                           f"(exit {result.returncode}):\n{result.stdout[-4000:]}")
-    (path / ".complete").write_text("\n".join(requirements) + "\n", encoding="utf-8")
+    for args in (requirements, ["--no-deps", *without_deps] if without_deps else []):
+        if not args:
+            continue
+        # pip reads the index from the machine's own configuration, so it keeps
+        # the caller's environment (PIP_* variables, proxies).
+        result = subprocess.run(
+            [str(path / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
+             "--no-input", "-q", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=INSTALL_TIMEOUT,
+        )
+        if result.returncode != 0:
+            shutil.rmtree(path, ignore_errors=True)
+            raise RuntimeError(f"pip install {' '.join(args)} failed "
+                               f"(exit {result.returncode}):\n{result.stdout[-4000:]}")
+    (path / ".complete").write_text("\n".join([*requirements, *without_deps]) + "\n",
+                                    encoding="utf-8")
 
 
 # --- running things in a project's venv ------------------------------------------
