@@ -394,6 +394,7 @@ class Progress:
         self.checkpoint = checkpoint
         self.count = 0
         self._guard_begun = False
+        self._capture_off = False
         self.running: Script | None = None
         self.started = 0.0
         self.applied: list[str] = []
@@ -419,6 +420,7 @@ class Progress:
             progress_record.begin(connection, script.revision)
         self.count += 1
         self.running = script
+        self._capture_off = False
         self.started = time.monotonic()
         source = ", ".join(step.from_revisions_no_deps) or "base"
         name = script.doc or script.revision
@@ -437,14 +439,7 @@ class Progress:
         if self.in_step is not None:
             self.in_step(False)
         if self.guard is not None and self._guard_begun:
-            before = len(self.guard.findings)
-            self.guard.check(ctx.connection, ctx.connection.dialect.name, running.revision, running.path)
-            if self.guard.allow and not self.dry_run:
-                for finding in self.guard.findings[before:]:
-                    for loss in finding.losses:
-                        report.warning("destructive_allowed",
-                                       f"ALLOW_DESTRUCTIVE=true let {running.revision} through: "
-                                       f"{loss.describe(done=True)}.", revision=running.revision)
+            self._judged(ctx.connection, running)
         if not self.dry_run and progress_record.needed(ctx.connection):
             progress_record.finish(ctx.connection, running.revision)  # commits with the version row
         elapsed = time.monotonic() - self.started
@@ -453,6 +448,34 @@ class Progress:
         word = "Ran (dry run, rolled back at the end)" if self.dry_run else "Applied"
         report.event("applied", f"{word} {running.revision} in {elapsed * 1000:.0f}ms",
                      revision=running.revision, elapsed=round(elapsed, 4))
+
+    def guarded(self, step: RevisionStep, context: Any) -> Any:
+        """``step``, with its migration function run under the destructive guard (:meth:`EffectGuard.step`)."""
+        if self.guard is None:
+            return step
+        return _GuardedStep(step, self, context)
+
+    def _judged(self, connection: Any, running: Script) -> None:
+        """The guard's word on the migration that just ran, inside its transaction; warnings for what passed."""
+        assert self.guard is not None
+        findings, hints = len(self.guard.findings), len(self.guard.hints)
+        self.guard.check(connection, connection.dialect.name, running.revision, running.path,
+                         reviewed=reviewed(running))
+        if self.dry_run:
+            return
+        if self.guard.allowed(running.revision, reviewed(running)):
+            why = ("ALLOW_DESTRUCTIVE=true" if self.guard.allow else
+                   f"ALLOW_DESTRUCTIVE={running.revision}" if running.revision in self.guard.allow_revisions
+                   else "allow_destructive = True in its module")
+            for finding in self.guard.findings[findings:]:
+                for loss in finding.losses:
+                    report.warning("destructive_allowed", f"{why} let {running.revision} through: "
+                                   f"{loss.describe(done=True)}.", revision=running.revision)
+        for finding in self.guard.hints[hints:]:
+            for loss in finding.losses:
+                report.warning("not_null_added", f"{running.revision}: {loss.describe(done=True)}. No value was "
+                               "lost (the engine refuses NOT NULL while NULLs are there), but code still running "
+                               "that inserts without it now fails.", revision=running.revision)
 
     @property
     def failed_revision(self) -> str | None:
@@ -468,12 +491,16 @@ class Progress:
         if self.running is None or self.guard is None:
             return
         self.guard.before_statement(conn.connection.driver_connection, conn.dialect.name, statement,
-                                    self.running.revision, self.running.path)
+                                    self.running.revision, self.running.path, reviewed=reviewed(self.running))
+
+    def capture_paused(self) -> None:
+        """The guard runs a migration a second time: its SQL is already in the plan."""
+        self._capture_off = True
 
     def capture(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
                 executemany: bool) -> None:
         """``before_cursor_execute`` for the dry run: the SQL of the step in progress."""
-        if self.running is None:
+        if self.running is None or self._capture_off:
             return
         text = " ".join(statement.split())
         if text.upper().startswith(_NOT_SHOWN):
@@ -481,6 +508,41 @@ class Progress:
         if parameters and not executemany:
             text = f"{text}  -- parameters: {parameters!r}"
         self.statements[self.running.revision].append(text)
+
+
+def reviewed(script: Script) -> bool:
+    """Whether the revision's module declares ``allow_destructive = True`` (reviewed: its losses are meant)."""
+    return getattr(script.module, "allow_destructive", False) is True
+
+
+class _GuardedStep:
+    """A RevisionStep whose ``migration_fn`` runs through the destructive guard; the rest is the step's."""
+
+    def __init__(self, step: RevisionStep, progress: Progress, context: Any) -> None:
+        self._step = step
+        self._progress = progress
+        self._context = context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._step, name)
+
+    def __str__(self) -> str:
+        return str(self._step)
+
+    @property
+    def migration_fn(self) -> Callable[..., None]:
+        inner = self._step.migration_fn
+        progress, script = self._progress, self._step.revision
+
+        def run(**kw: Any) -> None:
+            connection = self._context.connection
+            if progress.guard is None or not progress._guard_begun or connection is None:
+                inner(**kw)
+                return
+            progress.guard.step(connection, connection.dialect.name, script.revision, script.path,
+                                lambda: inner(**kw), reviewed=reviewed(script),
+                                rerun=progress.capture_paused)
+        return run
 
 
 # Introspection and bookkeeping a reader does not need to see in a plan.
@@ -594,7 +656,7 @@ def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connecti
     def upgrade(rev: Any, context: Any) -> Iterator[RevisionStep]:
         for step in script._upgrade_revs(destination, rev):
             progress.starting(step, context.connection)
-            yield step
+            yield progress.guarded(step, context)
 
     config.attributes["connection"] = connection
     asked: dict[str, Any] = {}

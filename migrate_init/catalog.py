@@ -3,21 +3,25 @@
 A migration's SQL can take many shapes (an ``ALTER`` with two subcommands, a
 ``DO`` block, several statements in one string, a batch rebuild); its effect on
 the catalog has one.  :class:`EffectGuard` takes a :func:`snapshot` when a
-migration starts and another inside the migration's own transaction, just
-before it commits (Alembic's ``on_version_apply`` callbacks run there, after the
-migration function and the version-table update).  :func:`losses` compares the
-two; a loss without ALLOW_DESTRUCTIVE raises
+migration starts and another inside the migration's own transaction, right
+after its ``upgrade()``.  :func:`losses` compares the two and gives the
+*candidates*; :mod:`values` then reads what exactly those tables and columns
+held before and after (the guard rolls back to a savepoint to read the
+"before", and runs the migration again when nothing would be lost).  A loss of
+values without ALLOW_DESTRUCTIVE raises
 :class:`~migrate_init.errors.DestructiveOperation` (exit 8), which rolls the
-migration back with its version row.
+migration back with its version row (issue 22).
 
 A snapshot reads only the catalog (``sqlite_master`` + ``pragma_table_xinfo``,
-``pg_catalog``, ``information_schema``), never a table's rows, so its cost does
-not grow with the data.  Read-only.
+``pg_catalog`` for every user schema, ``information_schema``), never a table's
+rows, so its cost does not grow with the data.  Read-only.
 
-What it cannot see: changes to rows (``DELETE``, ``UPDATE``, ``TRUNCATE``), and
-on SQLite and MySQL a table dropped and created again with the same columns
-(PostgreSQL notices that one through the table's oid).  What it cannot undo: a
-migration that commits behind Alembic's back (``COMMIT`` in raw SQL,
+Identity: PostgreSQL's ``pg_class`` oid and ``attnum``, SQLite's root page
+(a rebuilt table) and column order; MySQL has none, and its statement guard
+(:mod:`statements`) sees a drop and re-add in the statement itself.  What it
+cannot see: changes to rows alone (``DELETE``, ``UPDATE``, ``TRUNCATE``).
+What it cannot undo: a migration that commits behind Alembic's back
+(``COMMIT`` in raw SQL, ``autocommit_block()``,
 ``sqlite3.Connection.executescript``), and any DDL on MySQL/MariaDB, which
 commits implicitly; there the loss is still reported, but it has happened.
 
@@ -29,6 +33,7 @@ The module imports neither SQLAlchemy nor Alembic: it works on a SQLAlchemy
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +43,7 @@ VERSION_TABLE = "alembic_version"
 # Alembic's SQLite batch mode rebuilds ``x`` as ``_alembic_tmp_x`` and renames it back.
 BATCH_TMP_PREFIX = "_alembic_tmp_"
 
-LOSS_KINDS = ("drop table", "drop column", "change type", "set not null")
+LOSS_KINDS = ("drop table", "drop column", "replace column", "change type", "set not null")
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class Column:
     nullable: bool
     default_present: bool
     generated: bool
+    #: PostgreSQL's ``attnum``: a column dropped and added again under its name gets a new one.
+    ident: int | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,8 @@ class Snapshot:
     tables: dict[str, dict[str, Column]]
     schema: str | None = None
     table_ids: dict[str, int] = field(default_factory=dict)
+    #: ``(schema, table)`` of a table named ``schema.table`` here (PostgreSQL, outside the current schema).
+    locations: dict[str, tuple[str | None, str]] = field(default_factory=dict)
 
     def table(self, name: str) -> Table | None:
         columns = self.tables.get(name)
@@ -104,6 +113,10 @@ class Loss:
     detail: str
     renamed_to: str | None = None
     added: bool = False
+    #: ``drop table``: a table of that name is still there, but it is a new one (its values are compared).
+    recreated: bool = False
+    #: What the values judgement found (``2 rows``, ``3 non-NULL values``); empty before it ran.
+    held: str = ""
 
     def describe(self, done: bool = False) -> str:
         """One phrase, e.g. ``column account.name (TEXT) would be dropped``.
@@ -118,6 +131,10 @@ class Loss:
             text = f"table {self.table} ({self.detail}) {be} dropped"
         elif self.kind == "drop column":
             text = f"column {where} ({self.detail}) {be} dropped"
+        elif self.kind == "replace column" and self.recreated:
+            text = f"column {where} ({self.detail}) {change} its values in the table's rebuild"
+        elif self.kind == "replace column":
+            text = f"column {where} ({self.detail}) {be} dropped and added again under its name"
         elif self.kind == "change type":
             text = f"column {where} {change} type ({self.detail})"
         elif self.kind == "set not null" and self.added:
@@ -128,7 +145,13 @@ class Loss:
             text = f"{self.kind} {where}"
         if self.renamed_to:
             text += f" (renamed to {self.renamed_to}?)"
+        if self.held:
+            text += f", holding {self.held}"
         return text
+
+    @property
+    def key(self) -> tuple[str, str, str | None]:
+        return (self.kind, self.table, self.column)
 
 
 @dataclass(frozen=True)
@@ -179,17 +202,18 @@ def snapshot(
     """
     family = engine_family(dialect)
     ids: dict[str, int] = {}
+    locations: dict[str, tuple[str | None, str]] = {}
     if family == "sqlite":
-        tables = _sqlite(connection, schema or "main")
+        tables, ids = _sqlite(connection, schema or "main")
     elif family == "postgresql":
-        tables, ids = _postgresql(connection, schema)
+        tables, ids, locations = _postgresql(connection, schema)
     else:
         tables = _mysql(connection, schema)
     skip = _name_key(family, version_table)
     kept = {
         name: columns
         for name, columns in tables.items()
-        if _name_key(family, name) != skip
+        if _name_key(family, locations.get(name, (None, name))[1]) != skip
         and not name.startswith(BATCH_TMP_PREFIX)
         and not (family == "sqlite" and name.lower().startswith("sqlite_"))
     }
@@ -198,6 +222,7 @@ def snapshot(
         tables=kept,
         schema=schema,
         table_ids={name: ids[name] for name in kept if name in ids},
+        locations={name: locations[name] for name in kept if name in locations},
     )
 
 
@@ -220,7 +245,7 @@ def _rows(connection: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple
 
 
 _SQLITE_COLUMNS = """
-SELECT m.name, p.name, p.type, p."notnull", p.dflt_value IS NOT NULL, p.pk, p.hidden
+SELECT m.name, m.rootpage, p.name, p.type, p."notnull", p.dflt_value IS NOT NULL, p.pk, p.hidden
 FROM {master} AS m JOIN pragma_table_xinfo(m.name, ?) AS p
 WHERE m.type = 'table' AND m.sql NOT LIKE 'CREATE VIRTUAL TABLE %'
 ORDER BY m.name, p.cid
@@ -230,11 +255,15 @@ _SQLITE_VIRTUAL = (
 )
 
 
-def _sqlite(connection: Any, schema: str) -> dict[str, dict[str, Column]]:
+def _sqlite(connection: Any, schema: str) -> tuple[dict[str, dict[str, Column]], dict[str, int]]:
     master = f"{_quote(schema)}.sqlite_master"
     tables: dict[str, dict[str, Column]] = {}
+    # The root page is the table's identity: a batch rebuild (or a DROP and
+    # CREATE) gives the table a new one, ALTER TABLE ... RENAME keeps it.
+    ids: dict[str, int] = {}
     for row in _rows(connection, _SQLITE_COLUMNS.format(master=master), (schema,)):
-        _sqlite_column(tables.setdefault(row[0], {}), row[1:])
+        ids[row[0]] = int(row[1] or 0)
+        _sqlite_column(tables.setdefault(row[0], {}), row[2:])
     # SQLite normalises the stored text to start "CREATE VIRTUAL TABLE ".  A
     # virtual table is read on its own: when its module is not loaded, its
     # pragma fails, and that must not blind the guard to the other tables.
@@ -253,7 +282,7 @@ def _sqlite(connection: Any, schema: str) -> dict[str, dict[str, Column]]:
             continue  # its columns cannot be read; it is still watched as a table
         for info in infos:
             _sqlite_column(columns, info)
-    return tables
+    return tables, ids
 
 
 def _sqlite_column(columns: dict[str, Column], info: tuple[Any, ...]) -> None:
@@ -274,36 +303,44 @@ def _sqlite_column(columns: dict[str, Column], info: tuple[Any, ...]) -> None:
 
 # attidentity (PostgreSQL 10) counts as a default; attgenerated exists from 12 on,
 # and a generated column's expression sits in pg_attrdef too (atthasdef).
+# Every schema a migration may touch (issue 25, N4: op.drop_column(..., schema="app")),
+# not only current_schema(); the current schema's tables keep their bare names.
 _PG_COLUMNS = """
 SELECT c.relname, c.oid::bigint, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
-       NOT a.attnotnull, (a.atthasdef AND NOT {generated}) OR {identity}, {generated}
+       NOT a.attnotnull, (a.atthasdef AND NOT {generated}) OR {identity}, {generated},
+       a.attnum, n.nspname, n.nspname = current_schema()
 FROM pg_catalog.pg_class AS c
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_attribute AS a
        ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-WHERE c.relkind IN ('r', 'p') AND n.nspname = {schema}
-ORDER BY c.relname, a.attnum
+WHERE c.relkind IN ('r', 'p') AND {schema}
+ORDER BY n.nspname, c.relname, a.attnum
 """
+_PG_USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND left(n.nspname, 3) <> 'pg_'"
 
 
 def _postgresql(
     connection: Any, schema: str | None
-) -> tuple[dict[str, dict[str, Column]], dict[str, int]]:
+) -> tuple[dict[str, dict[str, Column]], dict[str, int], dict[str, tuple[str | None, str]]]:
     version = _pg_server_version(connection)
     sql = _PG_COLUMNS.format(
         identity="a.attidentity <> ''" if version >= 100000 else "false",
         generated="a.attgenerated <> ''" if version >= 120000 else "false",
-        schema="current_schema()" if schema is None else "%s",
+        schema=_PG_USER_SCHEMAS if schema is None else "n.nspname = %s",
     )
     rows = _rows(connection, sql, () if schema is None else (schema,))
     tables: dict[str, dict[str, Column]] = {}
     ids: dict[str, int] = {}
-    for table, oid, name, type_, nullable, has_default, generated in rows:
-        columns = tables.setdefault(table, {})
-        ids[table] = int(oid)
+    locations: dict[str, tuple[str | None, str]] = {}
+    for table, oid, name, type_, nullable, has_default, generated, attnum, nspname, current in rows:
+        key = table if current or schema is not None else f"{nspname}.{table}"
+        columns = tables.setdefault(key, {})
+        ids[key] = int(oid)
+        locations[key] = (nspname, table)
         if name is not None:  # a table with no columns still counts
-            columns[name] = Column(name, type_, bool(nullable), bool(has_default), bool(generated))
-    return tables, ids
+            columns[name] = Column(name, type_, bool(nullable), bool(has_default), bool(generated),
+                                   int(attnum))
+    return tables, ids, locations
 
 
 def _pg_server_version(connection: Any) -> int:
@@ -440,6 +477,19 @@ def losses(before: Snapshot, after: Snapshot) -> list[Loss]:
             and new_name in after.table_ids
             and before.table_ids[table] != after.table_ids[new_name]
         )
+        if recreated and family == "sqlite" and new_name is not None:
+            # A rebuild (batch mode, or SQLite's own ALTER TABLE ... DROP COLUMN): the same
+            # table in a new b-tree.  Each column that stayed is judged by its values.
+            column_found = _column_losses(family, table, old_columns, after.tables[new_name])
+            named = {loss.column for loss in column_found}
+            found.extend(column_found)
+            new_keys = {_column_key(family, name) for name in after.tables[new_name]}
+            found.extend(
+                Loss("replace column", table, name, column.type or "no type", recreated=True)
+                for name, column in old_columns.items()
+                if name not in named and _column_key(family, name) in new_keys
+            )
+            continue
         if new_name is None or recreated:
             found.append(
                 Loss(
@@ -448,6 +498,7 @@ def losses(before: Snapshot, after: Snapshot) -> list[Loss]:
                     None,
                     _table_detail(old_columns, recreated),
                     _renamed_table(family, before, after, table, before_keys),
+                    recreated=recreated,
                 )
             )
             continue
@@ -492,12 +543,19 @@ def _column_losses(
     new_by_key = {_column_key(family, name): column for name, column in new.items()}
     old_keys = {_column_key(family, name) for name in old}
     added = [column for key, column in new_by_key.items() if key not in old_keys]
+    moved = _moved(family, old, new)
     for name, column in old.items():
         now = new_by_key.get(_column_key(family, name))
         if now is None:
             same_type = [c.name for c in added if _same_type(family, column.type, c.type)]
             renamed = same_type[0] if len(same_type) == 1 else None
             found.append(Loss("drop column", table, name, column.type or "no type", renamed))
+            continue
+        if (column.ident is not None and now.ident is not None and column.ident != now.ident) or (
+            _column_key(family, name) in moved
+        ):
+            # Same name, another column (issue 25, N2): judged by the values it holds.
+            found.append(Loss("replace column", table, name, f"{column.type} -> {now.type}"))
             continue
         if not _same_or_widened(family, column.type, now.type):
             found.append(Loss("change type", table, name, f"{column.type} -> {now.type}"))
@@ -511,6 +569,24 @@ def _column_losses(
                 Loss("set not null", table, column.name, column.type or "no type", added=True)
             )
     return found
+
+
+def _moved(family: str, old: dict[str, Column], new: dict[str, Column]) -> set[str]:
+    """SQLite: columns that kept their name but not their place among the columns that stayed.
+
+    SQLite cannot reorder columns: a column that moved was dropped and added
+    again (ALTER TABLE ... ADD COLUMN appends).  Which of two swapped columns
+    moved cannot be told, so both are named; their values decide.  A column
+    dropped and added back as the last column keeps its place and is not
+    seen (a documented limit; a batch rebuild is seen through the table's
+    root page).
+    """
+    if family != "sqlite":
+        return set()
+    kept = {_column_key(family, name) for name in new}
+    was = [k for k in (_column_key(family, name) for name in old) if k in kept]
+    now = [k for k in (_column_key(family, name) for name in new) if k in set(was)]
+    return {a for a, b in zip(was, now, strict=True) if a != b}
 
 
 # SQLAlchemy's reading of SQLite declared types (sqlalchemy/dialects/sqlite/base.py,
@@ -596,16 +672,29 @@ def _same_or_widened(family: str, old: str, new: str) -> bool:
 
 
 class EffectGuard:
-    """Refuse a migration whose effect on the catalog loses data.
+    """Refuse a migration that loses values: judged by its effect on the catalog, then by the data.
 
     Call :meth:`begin` once the migration context is configured and before the
-    first migration runs, then :meth:`check` from an ``on_version_apply``
-    callback: Alembic calls it inside each migration's transaction, so raising
-    there rolls the migration back together with its version row.  Each check
-    becomes the starting point of the next migration.
+    first migration runs.  On SQLite and PostgreSQL, run each migration's
+    function through :meth:`step` (inside the migration's transaction): it
+    sets a savepoint, runs the function, compares the catalog with the one
+    before, and when that finds candidate losses it rolls back to the
+    savepoint, reads what exactly those tables and columns held, and runs the
+    function a second time if nothing would be lost (:mod:`values`).  Then
+    call :meth:`check` from an ``on_version_apply`` callback (also inside the
+    transaction): it takes the judged state as the start of the next
+    migration, or, for a migration not run through :meth:`step`, judges the
+    catalog alone.  On MySQL/MariaDB, :meth:`before_statement` judges each
+    statement before it runs.
 
-    With ``allow`` (ALLOW_DESTRUCTIVE) or ``record`` (a dry run such as
-    ``plan``), losses are appended to :attr:`findings` instead of raised.
+    A revision is allowed when ``allow`` (ALLOW_DESTRUCTIVE=true), when it is
+    in ``allow_revisions`` (ALLOW_DESTRUCTIVE=rev1,rev2) or when its module
+    declares ``allow_destructive = True`` (``reviewed``).  Its losses, and
+    with ``record`` (a dry run such as ``plan``) every loss, are appended to
+    :attr:`findings` instead of raised.  A column made NOT NULL loses no value
+    (SQLite and PostgreSQL refuse it while the column holds NULLs): it is
+    appended to :attr:`hints`, never refused, except on MySQL/MariaDB, where a
+    non-strict sql_mode turns those NULLs into zeros and empty strings.
     """
 
     def __init__(
@@ -615,14 +704,27 @@ class EffectGuard:
         record: bool = False,
         version_table: str = VERSION_TABLE,
         schema: str | None = None,
+        allow_revisions: tuple[str, ...] = (),
+        judge_values: bool = True,
     ) -> None:
         self.allow = allow
+        #: False (lint): every catalog candidate is recorded, without reading any values.
+        self.judge_values = judge_values
+        self.allow_revisions = allow_revisions
         self.record = record
         self.version_table = version_table
         self.schema = schema
         self.findings: list[Finding] = []
+        self.hints: list[Finding] = []
         self._before: Snapshot | None = None
+        self._judged: tuple[str, Snapshot] | None = None
+        #: MySQL/MariaDB: candidates :meth:`before_statement` found lossless, for :meth:`check`.
+        self._accepted: set[tuple[str, str, str | None]] = set()
         self._off = False
+
+    def allowed(self, revision: str, reviewed: bool = False) -> bool:
+        """Whether ``revision``'s losses are let through (ALLOW_DESTRUCTIVE or its module)."""
+        return self.allow or reviewed or revision in self.allow_revisions
 
     def begin(self, connection: Any, dialect: str) -> None:
         """Take the snapshot the first migration is judged against."""
@@ -636,74 +738,182 @@ class EffectGuard:
         self._off = False
         self._before = self._snapshot(connection, dialect)
 
-    def check(self, connection: Any, dialect: str, revision: str, path: str) -> None:
-        """Judge the migration that just ran, before its transaction commits."""
+    def step(self, connection: Any, dialect: str, revision: str, path: str, run: Callable[[], None], *,
+             reviewed: bool = False, rerun: Callable[[], None] | None = None) -> None:
+        """Run one migration's function under the guard (SQLite, PostgreSQL); see the class.
+
+        ``rerun`` is called before the function runs a second time (a dry run
+        stops capturing its SQL).  Raises DestructiveOperation when values
+        would be lost; the caller's transaction then rolls the migration back.
+        """
+        before = self._before
+        family = None if self._off or before is None else engine_family(dialect)
+        if (before is None or family is None or family == "mysql" or self.allowed(revision, reviewed)
+                or not self.judge_values):
+            run()
+            return
+        watch = _CommitWatch(connection, family)
+        _exec(connection, f"SAVEPOINT {_SAVEPOINT}")
+        try:
+            run()
+        finally:
+            watch.stop()
+        after = self._snapshot(connection, dialect)
+        found = losses(before, after)
+        # SQLite and PostgreSQL refuse NOT NULL while NULLs are there: never a loss of values.
+        hints = [f for f in found if f.kind == "set not null"]
+        found = [f for f in found if f.kind != "set not null"]
+        self._judged = (revision, after)
+        if watch.committed():
+            # The savepoint went with the commit: there is nothing to go back to and read.
+            self._refuse(revision, path, found, committed=True)
+            self._hint(revision, path, hints)
+            return
+        if not found:
+            _exec(connection, f"RELEASE SAVEPOINT {_SAVEPOINT}")
+            self._hint(revision, path, hints)
+            return
+        from . import values
+
+        post = values.read(connection, after, _wanted_after(found, before, after))
+        _exec(connection, f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+        pre = values.read(connection, before, _wanted_before(found, before))
+        lost, _ = judge(found, pre, post, family)
+        self._refuse(revision, path, lost)
+        # Nothing would be lost (or, in a dry run, it is recorded): the same function again, for real.
+        if rerun is not None:
+            rerun()
+        run()
+        again = self._snapshot(connection, dialect)
+        found_again = [f for f in losses(before, again) if f.kind != "set not null"]
+        if {f.key for f in found_again} != {f.key for f in found} or values.read(
+            connection, again, _wanted_after(found_again, before, again)
+        ) != post:
+            raise DestructiveOperation(
+                f"Migration {revision} ({path}) changed the schema differently when the destructive guard ran "
+                "it a second time (the guard reads what the tables held before a change it cannot judge from "
+                "the catalog alone, and then runs the migration again). It was rolled back and the database "
+                f"stays at the revision before it. Make it deterministic, or {_allow_text(revision)}."
+            )
+        _exec(connection, f"RELEASE SAVEPOINT {_SAVEPOINT}")
+        self._hint(revision, path, hints)
+        self._judged = (revision, again)
+
+    def check(self, connection: Any, dialect: str, revision: str, path: str, *, reviewed: bool = False) -> None:
+        """Inside the migration's transaction, before it commits: the state the next migration starts from.
+
+        A migration that ran through :meth:`step` was judged there.  Any
+        other is judged by the catalog alone (every candidate counts, since
+        the values before it are gone), and an allowed one is recorded.
+        """
         if self._off:
             return
         if self._before is None:
             raise RuntimeError("EffectGuard.check() was called before begin()")
+        if self._judged is not None and self._judged[0] == revision:
+            self._before, self._judged = self._judged[1], None
+            return
         after = self._snapshot(connection, dialect)
-        found = losses(self._before, after)
-        if found and not (self.allow or self.record):
-            advice = (
-                "Make the change additive (add a new column or table and copy the data "
-                "over), or set ALLOW_DESTRUCTIVE=true if you mean it (back up first)."
-            )
-            if engine_family(dialect) == "mysql" or open_transaction(connection) is False:
-                # Nothing left to roll back: the change is in the database.
-                self._before = after
-                what = "; ".join(loss.describe(done=True) for loss in found)
-                raise DestructiveOperation(
-                    f"Migration {revision} ({path}) lost data: {what}. It could not be "
-                    "rolled back, because its changes were already committed (by the "
-                    "migration itself, or by an engine that commits DDL at once). Restore "
-                    f"the backup taken before this run. {advice}"
-                )
-            # The caller rolls this migration back, so the database returns to
-            # self._before, which stays the starting point of any retry.
-            what = "; ".join(loss.describe() for loss in found)
-            raise DestructiveOperation(
-                f"Migration {revision} ({path}) would lose data: {what}. It was rolled "
-                f"back and the database stays at the revision before it. {advice}"
-            )
-        if found:
-            self.findings.append(Finding(revision, path, tuple(found)))
+        # A column copied through a table rebuild is judged by its values, which only step() reads.
+        found = [f for f in losses(self._before, after) if not (f.kind == "replace column" and f.recreated)]
+        family = engine_family(dialect)
+        hints = [f for f in found if f.kind == "set not null" and family != "mysql"]
+        found = [f for f in found if f not in hints]
+        if family == "mysql":  # each statement was judged before it ran, by the values it touched
+            found = [f for f in found if f.key not in self._accepted]
+        self._accepted = set()
+        if not found:
+            pass
+        elif self.allowed(revision, reviewed):
+            if family != "mysql":  # there, before_statement recorded them as they ran
+                self.findings.append(Finding(revision, path, tuple(found)))
+        elif family == "mysql" or open_transaction(connection) is False:
+            self._before = after  # nothing left to roll back: the change is in the database
+            self._refuse(revision, path, found, committed=True)
+        else:
+            self._refuse(revision, path, found)
+        self._hint(revision, path, hints)
         self._before = after
 
+    def _refuse(self, revision: str, path: str, found: list[Loss], *, committed: bool = False) -> None:
+        """Raise DestructiveOperation for ``found`` (or record it, in a dry run)."""
+        if not found:
+            return
+        if self.record:
+            self.findings.append(Finding(revision, path, tuple(found)))
+            return
+        advice = (f"Make the change additive (add a new column or table and copy the data over), or, "
+                  f"after a backup, {_allow_text(revision)}.")
+        if committed:
+            what = "; ".join(loss.describe(done=True) for loss in found)
+            raise DestructiveOperation(
+                f"Migration {revision} ({path}) lost data: {what}. It committed by itself (an "
+                "autocommit_block, a COMMIT in its SQL, or an engine that commits DDL at once), so the "
+                "change stayed in the database and could not be rolled back; the guard could not read what "
+                "those tables held before it. Restore the backup taken before this run if that data "
+                f"mattered. {advice}"
+            )
+        what = "; ".join(loss.describe() for loss in found)
+        moved = any("filled" in loss.held for loss in found)
+        raise DestructiveOperation(
+            f"Migration {revision} ({path}) would lose data: {what}."
+            + (" It copies values and then drops their source: if that copy is complete, the values "
+               "live on and the revision can be allowed." if moved else "")
+            + f" It was rolled back and the database stays at the revision before it. {advice}"
+        )
+
+    def _hint(self, revision: str, path: str, found: list[Loss]) -> None:
+        if found:
+            self.hints.append(Finding(revision, path, tuple(found)))
+
     def before_statement(self, connection: Any, dialect: str, statement: str, revision: str,
-                         path: str) -> None:
+                         path: str, *, reviewed: bool = False) -> None:
         """MySQL/MariaDB: refuse a statement that would lose data, before it runs.
 
         Those engines commit DDL at once, so :meth:`check` comes too late to
         roll anything back.  ``connection`` is the DBAPI connection (the
         catalog is read on a cursor of its own, outside SQLAlchemy's
-        statement in progress).  See :mod:`migrate_init.statements`.
+        statement in progress).  A candidate is judged by what the live
+        tables hold: a table without rows or a column holding only NULLs
+        loses nothing.  See :mod:`migrate_init.statements`.
         """
-        from . import statements
+        from . import statements, values
 
         if self._off or self._before is None or engine_family(dialect) != "mysql":
             return
         if not statements.worth_judging(statement) or statements.only_adds(statement):
             return
+        allowed = self.allowed(revision, reviewed)
         shown = " ".join(statement.split())
         shown = shown if len(shown) <= 160 else shown[:157] + "..."
         live = self._snapshot(connection, dialect)
         try:
             predicted, extra = statements.predict(live, statement)
         except statements.Unjudged as exc:
-            if self.allow or self.record:
+            if allowed or self.record:
                 return
             raise DestructiveOperation(
                 f"Migration {revision} ({path}) runs a statement the destructive guard cannot judge: "
                 f"{exc}. MySQL/MariaDB commit DDL at once, so the guard decides before a statement "
                 f"runs, and it does not guess. The statement: {shown}. It was not run; statements "
                 "before it in this migration are applied. Rewrite it in a form the guard reads "
-                "(one ALTER TABLE per change), or set ALLOW_DESTRUCTIVE=true once you have checked it."
+                f"(one ALTER TABLE per change), or, once you have checked it, {_allow_text(revision)}."
             ) from None
-        found = extra + losses(self._before, predicted)
+        # Judged against the migration's start; what an earlier statement was let through for stays so.
+        found = [f for f in extra + losses(self._before, predicted) if f.key not in self._accepted]
         if not found:
             return
-        if self.allow or self.record:
+        if allowed:
+            self.findings.append(Finding(revision, path, tuple(found)))
+            return
+        # Judged on the live tables: the values are there until the statement runs.
+        pre = values.read(connection, live, _wanted_before(found, live))
+        lost, _ = judge(found, pre, {}, "mysql")
+        self._accepted.update(f.key for f in found if f.key not in {g.key for g in lost})
+        found = lost
+        if not found:
+            return
+        if self.record:
             self.findings.append(Finding(revision, path, tuple(found)))
             return
         what = "; ".join(loss.describe() for loss in found)
@@ -711,8 +921,153 @@ class EffectGuard:
             f"Migration {revision} ({path}) would lose data: {what}. The statement was refused "
             f"before it ran ({shown}); MySQL/MariaDB commit DDL at once, so statements before it "
             "in this migration are applied. Make the change additive (add a new column or table "
-            "and copy the data over), or set ALLOW_DESTRUCTIVE=true if you mean it (back up first)."
+            f"and copy the data over), or, after a backup, {_allow_text(revision)}."
         )
 
     def _snapshot(self, connection: Any, dialect: str) -> Snapshot:
         return snapshot(connection, dialect, self.schema, version_table=self.version_table)
+
+
+def _allow_text(revision: str) -> str:
+    """The exact setting that lets ``revision`` through, and nothing more."""
+    return (f"allow this revision alone: set ALLOW_DESTRUCTIVE={revision} (add it to the list if you "
+            "have one), or declare allow_destructive = True in its module once reviewed")
+
+
+_SAVEPOINT = "migrate_init_guard"
+
+
+def _exec(connection: Any, sql: str) -> None:
+    exec_driver_sql = getattr(connection, "exec_driver_sql", None)
+    if exec_driver_sql is not None:
+        exec_driver_sql(sql)
+        return
+    cursor = connection.cursor()
+    try:
+        cursor.execute(sql)
+    finally:
+        cursor.close()
+
+
+class _CommitWatch:
+    """Whether a migration committed by itself: through SQLAlchemy (autocommit_block) or in its SQL."""
+
+    def __init__(self, connection: Any, family: str) -> None:
+        self.connection = connection
+        self.family = family
+        self.seen = False
+        self._listening = False
+        self._xid = self._transaction_id()
+        if hasattr(connection, "exec_driver_sql"):
+            from sqlalchemy import event
+
+            event.listen(connection, "commit", self._commit)
+            self._listening = True
+
+    def _commit(self, _connection: Any) -> None:
+        self.seen = True
+
+    def _transaction_id(self) -> object:
+        if self.family != "postgresql":
+            return None
+        return _rows(self.connection, "SELECT txid_current()")[0][0]
+
+    def stop(self) -> None:
+        if self._listening:
+            from sqlalchemy import event
+
+            event.remove(self.connection, "commit", self._commit)
+            self._listening = False
+
+    def committed(self) -> bool:
+        if self.seen or open_transaction(self.connection) is False:
+            return True
+        return self.family == "postgresql" and self._transaction_id() != self._xid
+
+
+def _wanted_before(found: list[Loss], before: Snapshot) -> dict[str, dict[str, bool]]:
+    """What to read of the state before the migration: ``table -> column -> digest?``."""
+    wanted: dict[str, dict[str, bool]] = {}
+    for loss in found:
+        columns = wanted.setdefault(loss.table, {})
+        if loss.kind == "drop table" and loss.recreated:
+            columns.update({name: True for name in before.tables.get(loss.table, {})})
+        elif loss.kind == "drop column" or (loss.kind == "set not null" and not loss.added):
+            columns.setdefault(loss.column or "", False)
+        elif loss.kind in ("replace column", "change type"):
+            columns[loss.column or ""] = True
+    return wanted
+
+
+def _wanted_after(found: list[Loss], before: Snapshot, after: Snapshot) -> dict[str, dict[str, bool]]:
+    """What to read of the state the migration left: the new values, and where dropped ones may have gone."""
+    wanted: dict[str, dict[str, bool]] = {}
+    for loss in found:
+        if loss.kind == "drop table" and loss.recreated:
+            wanted.setdefault(loss.table, {}).update({name: True for name in before.tables.get(loss.table, {})})
+        elif loss.kind in ("replace column", "change type"):
+            wanted.setdefault(loss.table, {})[loss.column or ""] = True
+        elif loss.kind == "drop column" and loss.table in after.tables:
+            old = before.tables.get(loss.table, {})
+            columns = wanted.setdefault(loss.table, {})
+            columns.update({name: False for name in after.tables[loss.table] if name not in old})
+    return wanted
+
+
+def judge(found: list[Loss], pre: dict[str, Any], post: dict[str, Any], family: str) -> tuple[list[Loss], list[Loss]]:
+    """``(losses, hints)``: the candidates of ``found`` that lose values, and the NOT NULL ones to mention.
+
+    ``pre`` and ``post`` are :func:`values.read` answers for the states
+    before and after.  A candidate loses nothing when what it held is empty
+    (no rows, only NULLs) or reads the same afterwards.
+    """
+    from dataclasses import replace
+
+    lost: list[Loss] = []
+    hints: list[Loss] = []
+    for loss in found:
+        held = pre.get(loss.table)
+        if loss.kind == "set not null":
+            nulls = held.rows - held.count(loss.column or "") if held is not None and not loss.added else 0
+            if family == "mysql" and nulls:
+                lost.append(replace(loss, held=f"{nulls} NULL value(s) a non-strict sql_mode would overwrite"))
+            else:
+                hints.append(loss)
+            continue
+        if held is None:  # nothing was read: judged by the catalog alone
+            lost.append(loss)
+            continue
+        if loss.kind == "drop table" and not loss.recreated:
+            if held.rows:
+                lost.append(replace(loss, held=f"{held.rows} row(s)"))
+            continue
+        if loss.kind == "drop table":
+            now = post.get(loss.table)
+            gone = [c for c, v in held.columns.items() if v[0] and (now is None or now.columns.get(c) != v)]
+            fewer = held.rows - (now.rows if now is not None else 0)
+            if gone or fewer > 0:
+                parts = [f"{held.rows} row(s)"] + ([f"{fewer} of them not in the new table"] if fewer > 0 else [])
+                parts += [f"the values of {', '.join(gone)} not kept"] if gone else []
+                lost.append(replace(loss, held="; ".join(parts)))
+            continue
+        count = held.count(loss.column or "")
+        if not count:
+            continue
+        if loss.kind == "drop column":
+            now_table = post.get(loss.table)
+            filled = [f"{loss.table}.{c} with {v[0]}" for c, v in now_table.columns.items()
+                      if v[0] >= count and c != loss.renamed_to and c not in held.columns
+                      ] if now_table is not None else []
+            text = f"{count} non-NULL value(s)"
+            if filled:
+                text += f" (this revision filled {', '.join(filled)} before dropping it)"
+            lost.append(replace(loss, held=text))
+            continue
+        now_held = post.get(loss.table)
+        after = now_held.columns.get(loss.column or "") if now_held is not None else None
+        if after != held.columns.get(loss.column or ""):
+            left = after[0] if after is not None else 0
+            how = "a different set of values" if left == count else f"{left} after"
+            lost.append(replace(loss, held=f"{count} non-NULL value(s) before, {how}"))
+    return lost, hints
+

@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import guard, lock, manifest, report, retry, wait
 from . import lint as lint_module
-from .catalog import EffectGuard
 from .errors import ConfigError, LockTimeout, MigrationTimeout, UnknownRevision, VerificationFailed
 from .probe import connect_mysql, connect_postgresql, describe_missing
 from .run import Loaded, at_target, expected_for, fast_path_taken, revs, standing_of, verified
-from .upgrade import migration_lock
+from .upgrade import effect_guard, migration_lock
 
 if TYPE_CHECKING:
     from .config import Config
@@ -212,7 +211,7 @@ def plan(cfg: Config, watchdog: Watchdog) -> Listing:
         if cfg.database.backend == "mysql":
             return _plan_without_running(lines, loaded.script, state)
         destinations = [cfg.migration_target, "heads"] if state.target_exists else ["heads"]
-        effects = EffectGuard(False, record=True, version_table=expected.version_table)
+        effects = effect_guard(cfg, expected.version_table, loaded.script, record=True)
         progress = glue.Progress(loaded.script, len(state.pending), guard=effects, dry_run=True,
                                  checkpoint=watchdog.checkpoint)
         watchdog.phase = "waiting for the migration lock"
@@ -234,11 +233,18 @@ def plan(cfg: Config, watchdog: Watchdog) -> Listing:
             if statement.startswith("--"):
                 lines.append(statement)
                 continue
-            # The catalog's verdict is what `run` acts on; the text rules only point at a
-            # statement when the catalog saw nothing (a DELETE or TRUNCATE of rows).
-            hint = not losses and guard.classify(statement)
-            lines.append(f"{statement};" + ("  -- DESTRUCTIVE? (a text rule; `run` judges the effect)" if hint else ""))
-        lines.extend(f"-- DESTRUCTIVE: {loss.describe()}; refused unless ALLOW_DESTRUCTIVE=true" for loss in losses)
+            # The guard's verdict is what `run` acts on; a text rule only points at what
+            # the guard does not judge (a TRUNCATE of rows), never at a drop it judged.
+            found = guard.classify(statement)
+            hint = not losses and found and found[0] == "truncate"
+            lines.append(f"{statement};" + ("  -- ROWS DELETED? (a text rule; the guard judges the schema)"
+                                            if hint else ""))
+        allowed = effects.allowed(step.revision, glue.reviewed(step))
+        lines.extend(f"-- DESTRUCTIVE: {loss.describe()}; "
+                     + ("allowed by ALLOW_DESTRUCTIVE or its module" if allowed
+                        else f"refused unless ALLOW_DESTRUCTIVE={step.revision}") for loss in losses)
+        lines.extend(f"-- NOTE: {loss.describe()} (no value lost; code still running may break)"
+                     for f in effects.hints if f.revision == step.revision for loss in f.losses)
     return Listing(lines)
 
 
@@ -277,6 +283,7 @@ def lint(cfg: Config, watchdog: Watchdog) -> Listing:
             lines.append("squawk: not installed; its PostgreSQL rules were skipped.")
         lines.extend(f"squawk (advice): {line}" for line in advice or [])
     lines.extend(str(finding) for finding in findings)
+    findings = [finding for finding in findings if finding.kind != "hint"]  # a text rule's hint is no verdict
     if findings:
         lines.append(f"{len(findings)} finding(s) in {cfg.migrations_dir}.")
         return Listing(lines, "findings")

@@ -55,7 +55,7 @@ _FIELDS = (
     "enable_fallback_create", "migration_target", "migration_target_set", "migrations_dir", "models",
     "db_wait_timeout", "lock_timeout", "ddl_lock_timeout", "ddl_lock_retries", "sqlite_allow_network_fs",
     "log_level", "log_format", "report_file", "extra_pip_packages", "pip_requirements", "deps_target",
-    "pip_find_links", "pip_no_index", "allow_destructive", "backup_dir", "backup_keep", "seed_dir",
+    "pip_find_links", "pip_no_index", "allow_destructive", "allow_destructive_revisions", "backup_dir", "backup_keep", "seed_dir",
     "repair_missing_columns", "fast_path", "empty_database", "baseline_on_migrate", "secrets",
 )
 
@@ -100,6 +100,8 @@ class Config:
     pip_find_links: str | None
     pip_no_index: bool
     allow_destructive: bool
+    #: ALLOW_DESTRUCTIVE=rev1,rev2: the revisions allowed to lose data (checked against the scripts once loaded).
+    allow_destructive_revisions: tuple[str, ...]
     backup_dir: str | None
     backup_keep: int
     seed_dir: str
@@ -123,6 +125,7 @@ class Config:
         log_format: str = "text", report_file: str | None = None, extra_pip_packages: tuple[str, ...] = (),
         pip_requirements: str | None = None, deps_target: str | None = None,
         pip_find_links: str | None = None, pip_no_index: bool = False, allow_destructive: bool = False,
+        allow_destructive_revisions: tuple[str, ...] = (),
         backup_dir: str | None = None, backup_keep: int = 3, seed_dir: str = "/docker-entrypoint-initdb.d",
         repair_missing_columns: bool = False, fast_path: bool = True, empty_database: str = "replay",
         baseline_on_migrate: str | None = None, secrets: tuple[str, ...] = (),
@@ -185,6 +188,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
             f"LOG_LEVEL={log_level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL."
         )
 
+    allow_destructive = _allow_destructive(env)
     target = env.get("MIGRATION_TARGET")
     backup_dir = env.get("BACKUP_DIR")
     deps_target = env.get("DEPS_TARGET")
@@ -219,7 +223,8 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         deps_target=deps_target or os.path.join(data_dir, "python-deps"),
         pip_find_links=env.get("PIP_FIND_LINKS"),
         pip_no_index=env.boolean("PIP_NO_INDEX", False),
-        allow_destructive=env.boolean("ALLOW_DESTRUCTIVE", False),
+        allow_destructive=allow_destructive is True,
+        allow_destructive_revisions=() if isinstance(allow_destructive, bool) else allow_destructive,
         backup_dir=backup_dir or None,
         backup_keep=env.count("BACKUP_KEEP", 3),
         seed_dir=env.get("SEED_DIR") or "/docker-entrypoint-initdb.d",
@@ -229,6 +234,28 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         baseline_on_migrate=env.get("BASELINE_ON_MIGRATE"),
         secrets=tuple(env.secret_values),
     )
+
+
+#: The characters of an Alembic revision id (e.g. f1e2d3c4b5a6, v2.4.0.a); not `re`, which a no-op run skips.
+_REVISION_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def _allow_destructive(env: _Env) -> bool | tuple[str, ...]:
+    """ALLOW_DESTRUCTIVE: true, false, or the comma-separated revisions allowed to lose data."""
+    raw = env.get("ALLOW_DESTRUCTIVE")
+    if raw is None or raw.strip().lower() in _FALSE:
+        return False
+    if raw.strip().lower() in _TRUE:
+        return True
+    names = [part.strip() for part in raw.split(",")]
+    bad = [name for name in names if not name or name[0] in ".-" or not _REVISION_CHARS.issuperset(name)]
+    if bad:
+        raise ConfigError(
+            f"ALLOW_DESTRUCTIVE={raw!r} is neither true/false nor a comma-separated list of revision ids "
+            f"({', '.join(repr(name) for name in bad)} is not one). Use true, false, or e.g. "
+            "ALLOW_DESTRUCTIVE=f1e2d3c4b5a6,v2.4.0.a to allow exactly those revisions to lose data."
+        )
+    return tuple(dict.fromkeys(names))
 
 
 def reporting(environ: Mapping[str, str] | None = None) -> tuple[str, str | None]:

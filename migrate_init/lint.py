@@ -158,7 +158,9 @@ def _scan_on(database: Any, loaded: Any, prepare: Any = None) -> tuple[list[Find
                                  models=loaded.config.attributes.get("models"))
     from .catalog import EffectGuard
 
-    effects = EffectGuard(False, record=True)
+    # From an empty database every table is empty, so judging by values would
+    # find nothing: lint reports the candidates, what `run` judges by the data.
+    effects = EffectGuard(False, record=True, judge_values=False)
     progress = glue.Progress(loaded.script, 0, guard=effects, dry_run=True)
     try:
         with report.quiet():
@@ -171,13 +173,17 @@ def _scan_on(database: Any, loaded: Any, prepare: Any = None) -> tuple[list[Find
                         f"{type(exc).__name__}: {first_line(exc)}")], _steps(progress)
     finally:
         engine.dispose()
-    findings = [Finding(f.path, 1, "destructive", f"effect of {f.revision}: {loss.describe()}")
+    findings = [Finding(f.path, 1, "destructive",
+                        f"effect of {f.revision}: {loss.describe()}; `run` refuses it only if values would "
+                        f"be lost (allow it by name: ALLOW_DESTRUCTIVE={f.revision})")
                 for f in effects.findings for loss in f.losses]
+    judged = {f.revision for f in effects.findings}
     for step in _steps(progress):
         for text in step.statements:
             found = guard.classify(text)
-            if found:
-                findings.append(Finding(step.path, 1, "destructive",
+            if found and step.revision not in judged:
+                # A text rule is a hint: the catalog's verdict above is the one `run` and `plan` act on.
+                findings.append(Finding(step.path, 1, "hint",
                                         f"SQL of {step.revision}: {found[0]} {found[1]}: {text[:120]}"))
     return findings, _steps(progress)
 

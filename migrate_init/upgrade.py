@@ -150,6 +150,7 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
              check: QuickCheck | None = None) -> report.Summary:
     glue = loaded.glue
     script = loaded.script
+    allowed_revisions_known(cfg, script)
     state = glue.state(script, standing.current, cfg.migration_target, expected.version_table)
     summary.from_revisions = list(state.current)
     if revision is not None:
@@ -197,7 +198,7 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
             from . import empty
 
             built = empty.build_initial(cfg, watchdog, engine)
-        progress = glue.Progress(script, total, guard=_effect_guard(cfg, expected.version_table),
+        progress = glue.Progress(script, total, guard=effect_guard(cfg, expected.version_table, script),
                                  checkpoint=watchdog.checkpoint, in_step=watchdog.set_interruptible)
         watchdog.phase = "migrating"
         try:
@@ -501,10 +502,25 @@ def _repair(engine: Any, loaded: Loaded) -> list[str]:
     return schema.add_missing_columns(engine, loaded.metadata) if loaded.metadata is not None else []
 
 
-def _effect_guard(cfg: Config, version_table: str) -> Any:
+def allowed_revisions_known(cfg: Config, script: Any) -> None:
+    """Exit 2 when ALLOW_DESTRUCTIVE names a revision these scripts do not have (a typo allows nothing)."""
+    if not cfg.allow_destructive_revisions:
+        return
+    known = {found.revision for found in script.walk_revisions()}
+    for name in cfg.allow_destructive_revisions:
+        if name not in known:
+            raise ConfigError(f"ALLOW_DESTRUCTIVE names {name}, which is not a revision of the scripts in "
+                              f"{cfg.migrations_dir}. Use the exact revision ids `migrate.py history` lists "
+                              "(comma-separated), true, or false.")
+
+
+def effect_guard(cfg: Config, version_table: str, script: Any, *, record: bool = False) -> Any:
+    """The destructive guard, with the revisions ALLOW_DESTRUCTIVE names checked against ``script``."""
     from .catalog import EffectGuard
 
-    return EffectGuard(cfg.allow_destructive, version_table=version_table)
+    allowed_revisions_known(cfg, script)
+    return EffectGuard(cfg.allow_destructive, record=record, version_table=version_table,
+                       allow_revisions=cfg.allow_destructive_revisions)
 
 
 class QuickCheck:

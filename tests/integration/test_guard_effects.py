@@ -50,6 +50,29 @@ context.configure(
 # After configure(): a transaction open at configure time would make Alembic
 # treat it as the caller's and skip the per-migration commits.
 guard.begin(connection, connection.dialect.name)
+
+
+class Guarded:
+    # The step, with its migration function run through EffectGuard.step (as migrate-init's glue does).
+
+    def __init__(self, step):
+        self._step = step
+
+    def __getattr__(self, name):
+        return getattr(self._step, name)
+
+    @property
+    def migration_fn(self):
+        inner, script = self._step.migration_fn, self._step.revision
+
+        def run(**kw):
+            guard.step(connection, connection.dialect.name, script.revision, script.path, lambda: inner(**kw))
+        return run
+
+
+migration_context = context.get_context()
+steps_of = migration_context._migrations_fn
+migration_context._migrations_fn = lambda heads, ctx: (Guarded(step) for step in steps_of(heads, ctx))
 with context.begin_transaction():
     context.run_migrations()
 """
@@ -171,7 +194,8 @@ def assert_refused(
     message = str(caught.value)
     assert caught.value.exit_code == 8
     assert "Migration r2 (" in message and "r2_step.py" in message, message
-    assert "ALLOW_DESTRUCTIVE=true" in message
+    # The exact setting that lets r2 through, and nothing more.
+    assert "ALLOW_DESTRUCTIVE=r2 " in message and "ALLOW_DESTRUCTIVE=true" not in message, message
     for phrase in phrases:
         assert phrase in message, message
     assert version(engine) == ["r1"]
@@ -219,16 +243,25 @@ def assert_refused(
         ),
         ("ALTER TABLE account RENAME TO member", "would be dropped (renamed to member?)"),
         (
-            "ALTER TABLE account ALTER COLUMN name SET NOT NULL",
-            "column account.name (text) would become NOT NULL",
+            # An explicit cast truncates silently: judged by the values, 'alice@example.com' changed.
+            "ALTER TABLE account ALTER COLUMN email TYPE varchar(5) USING email::varchar(5)",
+            "(character varying(50) -> character varying(5)), holding 1 non-NULL value(s) before, "
+            "a different set of values",
         ),
         (
-            "ALTER TABLE account ALTER COLUMN email TYPE varchar(20)",
-            "(character varying(50) -> character varying(20))",
+            # Issue 25, N3: the type is kept in name, the values are NULLed.
+            "ALTER TABLE account ALTER COLUMN name TYPE varchar(50) USING NULL",
+            "(text -> character varying(50)), holding 2 non-NULL value(s) before, 0 after",
         ),
         (
-            "ALTER TABLE account ADD COLUMN credits integer NOT NULL",
-            "column account.credits (integer) would be added NOT NULL without a default",
+            # Issue 25, N2: same name, another column (attnum).
+            "ALTER TABLE account DROP COLUMN name; ALTER TABLE account ADD COLUMN name text",
+            "column account.name (text -> text) would be dropped and added again under its name, "
+            "holding 2 non-NULL value(s) before, 0 after",
+        ),
+        (
+            "ALTER TABLE account RENAME COLUMN name TO old_name; ALTER TABLE account ADD COLUMN name text",
+            "column account.name (text -> text) would be dropped and added again under its name",
         ),
         (
             "ALTER TABLE account RENAME TO account_old; "
@@ -241,16 +274,6 @@ def assert_refused(
 def test_postgresql_raw_sql_that_loses_data_is_refused(
     pg_engine: sa.Engine, tmp_path: Path, sql: str, phrase: str
 ) -> None:
-    if sql.startswith("ALTER TABLE account ADD COLUMN credits"):
-        # PostgreSQL itself refuses a NOT NULL column without a default on a
-        # table with rows; the guard's own refusal shows on an empty table.
-        body = f'op.execute("DELETE FROM account")\nop.execute({sql!r})'
-        config = write_project(tmp_path / "project", CREATE_ACCOUNT, body)
-        upgrade(pg_engine, config, "r1")
-        with pytest.raises(DestructiveOperation, match="without a default"):
-            upgrade(pg_engine, config)
-        assert version(pg_engine) == ["r1"] and accounts(pg_engine) == ROWS
-        return
     assert_refused(pg_engine, tmp_path, f"op.execute({sql!r})", phrase)
 
 
@@ -276,9 +299,15 @@ def test_postgresql_table_dropped_and_recreated_identically_is_refused(
         "ALTER TABLE account ALTER COLUMN email TYPE varchar",
         "CREATE TABLE note (id integer PRIMARY KEY, body text NOT NULL)",
         "CREATE INDEX ix_account_email ON account (email)",
+        # Narrower, but every value fits: PostgreSQL would refuse one that does not.
+        "ALTER TABLE account ALTER COLUMN email TYPE varchar(20)",
+        "ALTER TABLE account ALTER COLUMN id TYPE bigint",
+        # Copied to a new column of the same name and type, values and all.
+        "ALTER TABLE account RENAME COLUMN name TO name_old; ALTER TABLE account ADD COLUMN name text; "
+        "UPDATE account SET name = name_old; ALTER TABLE account DROP COLUMN name_old",
     ],
 )
-def test_postgresql_additive_changes_pass(pg_engine: sa.Engine, tmp_path: Path, sql: str) -> None:
+def test_postgresql_changes_that_keep_every_value_pass(pg_engine: sa.Engine, tmp_path: Path, sql: str) -> None:
     config = write_project(tmp_path / "project", CREATE_ACCOUNT, f"op.execute({sql!r})")
     guard = upgrade(pg_engine, config)
     assert version(pg_engine) == ["r2"]
@@ -371,11 +400,23 @@ def test_sqlite_batch_rebuild_of_a_raw_sql_table_is_not_a_type_change(
             "column account.name would change type (TEXT -> INTEGER)",
         ),
         (
+            # Issue 25, N2 in batch mode: the rebuilt table has an empty column of that name.
             """
             with op.batch_alter_table("account") as batch:
-                batch.alter_column("email", type_=sa.String(20))
+                batch.drop_column("name")
+            with op.batch_alter_table("account") as batch:
+                batch.add_column(sa.Column("name", sa.Text))
             """,
-            "(VARCHAR(50) -> VARCHAR(20))",
+            "column account.name (TEXT -> TEXT) would be dropped and added again under its name, "
+            "holding 2 non-NULL value(s) before, 0 after",
+        ),
+        (
+            # Issue 25, N2 with SQLite's own ALTER TABLE: name moves behind email.
+            """
+            op.execute("ALTER TABLE account DROP COLUMN name")
+            op.execute("ALTER TABLE account ADD COLUMN name TEXT")
+            """,
+            "column account.name (TEXT -> TEXT) would be dropped and added again under its name",
         ),
     ],
 )
@@ -388,15 +429,38 @@ def test_sqlite_batch_rebuild_that_loses_data_is_refused(
 # --------------------------------------------------------------------------- both engines
 
 
-def test_making_a_column_not_null_without_a_default_is_refused(
+def test_making_a_column_not_null_loses_no_value_and_passes_as_a_hint(
     engine: sa.Engine, tmp_path: Path
 ) -> None:
     # batch mode on SQLite (a table rebuild), ALTER COLUMN ... SET NOT NULL on PostgreSQL.
+    # Both engines refuse it while NULLs are there, so no value can be lost; code that
+    # still inserts without the column breaks, which is a hint, not a refusal.
     body = """
     with op.batch_alter_table("account") as batch:
         batch.alter_column("name", existing_type=sa.Text, nullable=False)
     """
-    assert_refused(engine, tmp_path, body, "column account.name", "would become NOT NULL")
+    config = write_project(tmp_path / "project", CREATE_ACCOUNT, body)
+    guard = upgrade(engine, config)
+    assert version(engine) == ["r2"] and accounts(engine) == ROWS
+    assert guard.findings == []
+    (hint,) = guard.hints
+    assert [loss.describe() for loss in hint.losses] == [
+        f"column account.name ({'TEXT' if engine.dialect.name == 'sqlite' else 'text'}) would become NOT NULL"
+    ]
+
+
+def test_making_a_column_holding_nulls_not_null_is_refused_by_the_engine(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    body = """
+    with op.batch_alter_table("account") as batch:
+        batch.alter_column("email", existing_type=sa.String(50), nullable=False)
+    """
+    config = write_project(tmp_path / "project", CREATE_ACCOUNT, body)
+    upgrade(engine, config, "r1")
+    with pytest.raises(Exception, match=r"(?i)null"):
+        upgrade(engine, config)
+    assert version(engine) == ["r1"] and accounts(engine) == ROWS
 
 
 def test_alembic_drop_column_and_drop_table_are_refused(engine: sa.Engine, tmp_path: Path) -> None:
@@ -416,11 +480,12 @@ def test_each_migration_is_judged_against_the_one_before(engine: sa.Engine, tmp_
     op.create_table(
         "note", sa.Column("id", sa.Integer, primary_key=True), sa.Column("body", sa.Text)
     )
+    op.execute("INSERT INTO note (id, body) VALUES (1, 'kept')")
     """
     drop = 'op.drop_table("note")'
     config = write_project(tmp_path / "project", CREATE_ACCOUNT, add, drop)
     with pytest.raises(
-        DestructiveOperation, match=r"Migration r3 \(.*table note \(2 columns: id, body\)"
+        DestructiveOperation, match=r"Migration r3 \(.*table note \(2 columns: id, body\) would be dropped, holding 1 row"
     ):
         upgrade(engine, config)
     assert version(engine) == ["r2"]
@@ -468,6 +533,105 @@ def test_loss_the_migration_committed_itself_is_reported_as_not_undone(
     assert "stays at the revision before it" not in message
     with engine.connect() as connection:
         assert "name" not in snapshot(connection, engine.dialect.name).tables["account"]
+
+
+def test_autocommit_block_drop_is_refused_saying_the_change_stayed(engine: sa.Engine, tmp_path: Path) -> None:
+    """Issue 25, N6: a migration that commits by itself is named as such; nothing was rolled back."""
+    body = """
+    with op.get_context().autocommit_block():
+        op.drop_column("account", "name")
+    """
+    config = write_project(tmp_path / "project", CREATE_ACCOUNT, body)
+    upgrade(engine, config, "r1")
+    with pytest.raises(DestructiveOperation) as caught:
+        upgrade(engine, config)
+    message = str(caught.value)
+    assert "committed by itself" in message and "the change stayed in the database" in message, message
+    assert "rolled back and" not in message and "stays at the revision before it" not in message, message
+    with engine.connect() as connection:
+        assert "name" not in snapshot(connection, engine.dialect.name).tables["account"]
+
+
+# --------------------------------------------------------------------------- judged by the values
+
+
+def test_deleting_the_rows_and_dropping_the_table_in_one_revision_is_a_loss(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    """Values that existed before the revision and exist nowhere after it: the revision's own DELETE counts."""
+    assert_refused(engine, tmp_path, 'op.execute("DELETE FROM account")\nop.drop_table("account")',
+                   "table account (3 columns: id, name, email) would be dropped, holding 2 row(s)")
+
+
+@pytest.mark.parametrize(
+    ("emptied", "body"),
+    [
+        ('op.execute("DELETE FROM account")', 'op.drop_table("account")'),
+        ('op.execute("UPDATE account SET email = NULL")', 'op.drop_column("account", "email")'),
+        (
+            'op.execute("UPDATE account SET email = NULL")',
+            'with op.batch_alter_table("account") as batch:\n    batch.drop_column("email")',
+        ),
+    ],
+    ids=["empty table", "all-NULL column", "all-NULL column, batch"],
+)
+def test_dropping_what_holds_no_value_passes(engine: sa.Engine, tmp_path: Path, emptied: str, body: str) -> None:
+    config = write_project(tmp_path / "project", CREATE_ACCOUNT, emptied, body)
+    guard = upgrade(engine, config)
+    assert version(engine) == ["r3"] and guard.findings == []
+    with engine.connect() as connection:
+        tables = snapshot(connection, engine.dialect.name).tables
+    assert "account" not in tables or "email" not in tables["account"]
+
+
+def test_a_table_created_earlier_in_the_run_is_no_loss_while_empty(engine: sa.Engine, tmp_path: Path) -> None:
+    """open-webui's shape: chat.chat TEXT -> JSON four revisions after chat was created, still empty."""
+    config = write_project(
+        tmp_path / "project",
+        CREATE_ACCOUNT,
+        'op.create_table("chat", sa.Column("id", sa.Integer, primary_key=True), sa.Column("chat", sa.Text),'
+        ' sa.Column("status", sa.String(20)), sa.Column("old", sa.Text))',
+        'op.add_column("account", sa.Column("phone", sa.Text))',
+        'with op.batch_alter_table("chat") as batch:\n'
+        '    batch.alter_column("chat", type_=sa.JSON, existing_type=sa.Text,'
+        ' postgresql_using="chat::json")\n'
+        '    batch.alter_column("status", type_=sa.String(9), existing_type=sa.String(20))\n'
+        '    batch.drop_column("old")',
+    )
+    guard = upgrade(engine, config)
+    assert version(engine) == ["r4"] and guard.findings == [] and accounts(engine) == ROWS
+
+
+def test_postgresql_drop_column_in_another_schema_is_judged(pg_engine: sa.Engine, tmp_path: Path) -> None:
+    """Issue 25, N4: every schema a migration touches is watched, not only current_schema()."""
+    create = """
+    op.execute("CREATE SCHEMA app")
+    op.execute("CREATE TABLE app.account (id integer PRIMARY KEY, name text)")
+    op.execute("INSERT INTO app.account VALUES (1, 'alice')")
+    """
+    config = write_project(tmp_path / "project", create, 'op.drop_column("account", "name", schema="app")')
+    upgrade(pg_engine, config, "r1")
+    with pytest.raises(DestructiveOperation, match=r"column app\.account\.name \(text\) would be dropped, "
+                       r"holding 1 non-NULL value"):
+        upgrade(pg_engine, config)
+    assert version(pg_engine) == ["r1"]
+    with pg_engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT name FROM app.account").scalar() == "alice"
+
+
+def test_a_revision_with_candidates_runs_twice_and_its_sql_is_applied_once(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    """The guard rolls back to its savepoint to read the values, then runs the migration again."""
+    body = """
+    op.execute("INSERT INTO account (id, name) VALUES (3, 'carol')")
+    op.drop_column("account", "email")
+    """
+    config = write_project(tmp_path / "project", CREATE_ACCOUNT, 'op.execute("UPDATE account SET email = NULL")', body)
+    upgrade(engine, config)
+    with engine.connect() as connection:
+        names = [row[0] for row in connection.exec_driver_sql("SELECT name FROM account ORDER BY id")]
+    assert names == ["alice", "bob", "carol"]
 
 
 # --------------------------------------------------------------------------- snapshots
@@ -533,12 +697,12 @@ def test_postgresql_snapshot_reads_defaults_identity_and_generated(pg_engine: sa
         connection.exec_driver_sql("CREATE VIEW w AS SELECT id FROM t")
         taken = snapshot(connection, "postgresql")
     assert taken.tables["t"] == {
-        "id": Column("id", "integer", False, True, False),
-        "n": Column("n", "integer", False, True, False),
-        "a": Column("a", "numeric(10,2)", False, True, False),
-        "g": Column("g", "integer", True, False, True),
-        "v": Column("v", "character varying(40)", True, False, False),
-        "z": Column("z", "timestamp(3) with time zone", True, False, False),
+        "id": Column("id", "integer", False, True, False, 1),
+        "n": Column("n", "integer", False, True, False, 2),
+        "a": Column("a", "numeric(10,2)", False, True, False, 3),
+        "g": Column("g", "integer", True, False, True, 4),
+        "v": Column("v", "character varying(40)", True, False, False, 5),
+        "z": Column("z", "timestamp(3) with time zone", True, False, False, 6),
     }
     assert taken.tables["nothing"] == {} and "w" not in taken.tables
     assert set(taken.table_ids) == {"t", "nothing"}

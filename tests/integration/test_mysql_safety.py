@@ -197,8 +197,6 @@ SHAPES = [
     ("narrowing", "ALTER TABLE account MODIFY email VARCHAR(20)",
      "column account.email would change type (varchar(50) -> varchar(20))",
      [("id", "int(11)"), ("name", "varchar(50)"), ("email", "varchar(20)")], ""),
-    ("not-null", "ALTER TABLE account MODIFY name VARCHAR(50) NOT NULL",
-     "column account.name (varchar(50)) would become NOT NULL", ACCOUNT_COLUMNS, ""),
     ("rename-column", "ALTER TABLE `account` CHANGE `email` `contact` VARCHAR(50)",
      "column account.email (varchar(50)) would be dropped (renamed to contact?)",
      [("id", "int(11)"), ("name", "varchar(50)"), ("contact", "varchar(50)")], ""),
@@ -235,7 +233,9 @@ def test_a_destructive_statement_is_refused_before_it_runs_and_runs_with_allow_d
     assert versions_of(mysql_url) == ["r1"]
     assert lock_is_free(mysql_url), "exit 8 must release the migration lock"
 
-    result, _ = migrate(url, project, tmp_path, ALLOW_DESTRUCTIVE="true")
+    # The refusal names the setting that allows r2 alone; with it, r2 runs.
+    assert "ALLOW_DESTRUCTIVE=r2 " in summary and "ALLOW_DESTRUCTIVE=true" not in summary, summary
+    result, _ = migrate(url, project, tmp_path, ALLOW_DESTRUCTIVE="r2")
     assert result.code == 0, result.out
     assert versions_of(mysql_url) == ["r2"]
     assert recorded(mysql_url) == []
@@ -246,6 +246,27 @@ def test_a_destructive_statement_is_refused_before_it_runs_and_runs_with_allow_d
     if statement.startswith("ALTER TABLE account CONVERT"):
         assert rows(mysql_url, "SELECT TABLE_COLLATION FROM information_schema.TABLES WHERE "
                                "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'account'")[0][0].startswith("latin1")
+
+
+def test_a_drop_of_nothing_passes_and_not_null_is_judged_by_the_nulls_there(mysql_url, tmp_path):
+    """Judged on the live tables before each statement: an empty table or an all-NULL column loses nothing,
+    and NOT NULL over NULLs (which a non-strict sql_mode would turn into '') is refused."""
+    project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False), ("""
+        op.create_table("scratch", sa.Column("id", sa.Integer, primary_key=True), sa.Column("note", sa.Text))
+        op.execute("INSERT INTO scratch (id) VALUES (1)")
+    """, False), ("""
+        op.drop_column("scratch", "note")
+        op.execute("DELETE FROM scratch")
+        op.drop_table("scratch")
+        op.execute("ALTER TABLE account MODIFY name VARCHAR(50) NOT NULL")
+    """, False), ('op.execute("ALTER TABLE account MODIFY email VARCHAR(50) NOT NULL")', False))
+    result, _ = migrate(mysql_url, project, tmp_path)
+    assert result.code == 8, result.out
+    summary = summary_line(result.out)
+    assert "Migration r4 (" in summary, summary
+    assert "column account.email (varchar(50)) would become NOT NULL, holding 1 NULL" in summary, summary
+    assert versions_of(mysql_url) == ["r3"] and "scratch" not in tables_of(mysql_url)
+    assert account_rows(mysql_url) == ACCOUNT_ROWS
 
 
 def test_statements_that_change_rows_only_pass_the_guard(mysql_url, tmp_path):

@@ -277,7 +277,26 @@ def test_booleans_accept_the_usual_words(tmp_path, value, expected):
 
 def test_an_empty_boolean_counts_as_unset_and_a_bad_one_is_refused(tmp_path):
     assert load(DATA_DIR=tmp_path, ALLOW_DESTRUCTIVE="").allow_destructive is False
-    assert "ALLOW_DESTRUCTIVE='maybe' is not a boolean" in refused(DATA_DIR=tmp_path, ALLOW_DESTRUCTIVE="maybe")
+    assert "LOG_FORMAT='xml' is not 'text' or 'json'" in refused(DATA_DIR=tmp_path, LOG_FORMAT="xml")
+    assert "SQLITE_ALLOW_NETWORK_FS='maybe' is not a boolean" in refused(
+        DATA_DIR=tmp_path, SQLITE_ALLOW_NETWORK_FS="maybe")
+
+
+@pytest.mark.parametrize(("value", "everything", "revisions"), [
+    ("true", True, ()), ("false", False, ()), ("", False, ()),
+    ("f1e2d3c4b5a6", False, ("f1e2d3c4b5a6",)),
+    (" f1e2d3c4b5a6 , v2.4.0.a,f1e2d3c4b5a6", False, ("f1e2d3c4b5a6", "v2.4.0.a")),
+])
+def test_allow_destructive_takes_true_false_or_a_list_of_revisions(tmp_path, value, everything, revisions):
+    loaded = load(DATA_DIR=tmp_path, ALLOW_DESTRUCTIVE=value)
+    assert (loaded.allow_destructive, loaded.allow_destructive_revisions) == (everything, revisions)
+
+
+@pytest.mark.parametrize("value", ["a1,,b2", "a1 b2", "a1;b2", ",", "'a1'"])
+def test_a_malformed_allow_destructive_list_is_refused_naming_the_bad_part(tmp_path, value):
+    message = refused(DATA_DIR=tmp_path, ALLOW_DESTRUCTIVE=value)
+    assert f"ALLOW_DESTRUCTIVE={value!r} is neither true/false nor a comma-separated list of revision ids" in message
+    assert "ALLOW_DESTRUCTIVE=f1e2d3c4b5a6,v2.4.0.a" in message
 
 
 def test_log_format_and_level_are_checked(tmp_path):
