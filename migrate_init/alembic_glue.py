@@ -22,6 +22,7 @@ import inspect
 import io
 import os
 import sqlite3
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -35,7 +36,7 @@ from alembic.config import CommandLine
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event
+from sqlalchemy import event, inspection
 from sqlalchemy.engine import Engine
 
 from . import progress as progress_record
@@ -52,6 +53,7 @@ from .errors import (
     missing_driver_error,
     undone,
 )
+from .url import ASYNC_DRIVERS
 
 if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationInfo, RevisionStep
@@ -68,10 +70,26 @@ DEFAULT_INI = Path(__file__).with_name("alembic-default.ini")
 
 # -- the engine -----------------------------------------------------------------
 
-def sqlalchemy_url(database: Url) -> sqlalchemy.engine.URL:
-    """The one parsed DATABASE_URL (:mod:`migrate_init.url`) as SQLAlchemy's URL; SQLAlchemy never parses the text."""
+def is_async(database: Url) -> bool:
+    """Whether DATABASE_URL names an async driver migrate-init knows (:data:`url.ASYNC_DRIVERS`)."""
+    return database.driver.lower() in ASYNC_DRIVERS
+
+
+def sqlalchemy_url(database: Url, *, as_given: bool = False) -> sqlalchemy.engine.URL:
+    """The one parsed DATABASE_URL (:mod:`migrate_init.url`) as SQLAlchemy's URL; SQLAlchemy never parses the text.
+
+    The driver is the one migrate-init's own engine uses: an async driver
+    becomes the sync driver of the same server (:data:`url.ASYNC_DRIVERS`).
+    ``as_given`` keeps an async driver, for the async env.py that builds its
+    own engine from ``sqlalchemy.url``.
+    """
     drivername = database.drivername
-    if database.backend == "postgresql":
+    if is_async(database):
+        sync = ASYNC_DRIVERS[database.driver.lower()][1]
+        # postgres+asyncpg:// too: SQLAlchemy knows the scheme only as postgresql.
+        scheme = "postgresql" if database.backend == "postgresql" else database.drivername.partition("+")[0].lower()
+        drivername = f"{scheme}+{database.driver}" if as_given else scheme + (f"+{sync}" if sync else "")
+    elif database.backend == "postgresql":
         driver = database.driver
         if not driver and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
             # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; the image ships psycopg2.
@@ -137,6 +155,14 @@ def create_engine(database: Url, *, busy_timeout: float, connect_timeout: float 
             "SQLAlchemy does not know. Check the scheme, or add the dialect's package to "
             "EXTRA_PIP_PACKAGES."
         ) from None
+    if engine.dialect.is_async:
+        engine.dispose()
+        raise ConfigError(
+            f"DATABASE_URL={database.safe} names the async driver '{database.driver}', and migrate-init "
+            "does not know the sync driver of the same server (it runs its own connections, the lock and "
+            f"the guard on a sync driver). Use one of {', '.join(sorted(ASYNC_DRIVERS))}, or the sync driver of "
+            "the same server in DATABASE_URL."
+        )
     if checkpoint is not None:
         # Before every statement: a stop recorded meanwhile ends a migration that sends many
         # short statements, which no single cancel() would.
@@ -249,8 +275,9 @@ def alembic_config(migrations_dir: Path, database: Url, *, models: str | None) -
     config = AlembicConfig(str(find_ini(migrations_dir) or DEFAULT_INI))
     config.set_main_option("script_location", str(migrations_dir))
     config.set_main_option("prepend_sys_path", str(migrations_dir))
-    # The driver resolved as migrate-init's own engine resolves it (postgresql:// -> psycopg2).
-    resolved = sqlalchemy_url(database).render_as_string(hide_password=False)
+    # The driver resolved as migrate-init's own engine resolves it (postgresql:// -> psycopg2),
+    # except an async one: an async env.py builds an async engine from it.
+    resolved = sqlalchemy_url(database, as_given=True).render_as_string(hide_password=False)
     config.set_main_option("sqlalchemy.url", resolved.replace("%", "%%"))
     config.attributes["models"] = models
     return config
@@ -273,10 +300,14 @@ def load_script(config: AlembicConfig) -> ScriptDirectory:
         raise ScriptError(f"Alembic could not load the migration scripts in {folder}: "
                           f"{where(exc, folder)}. Fix the script it names.") from exc
     if not heads:
+        from .manifest import version_dirs
+
+        searched = ", ".join(version_dirs(script))
         raise ConfigError(
-            f"MIGRATIONS_DIR={folder} holds no migration scripts (versions/ is empty or "
-            "missing). Alembic alone would do nothing and succeed; add your revisions, or "
-            "point MIGRATIONS_DIR at the right folder."
+            f"MIGRATIONS_DIR={folder} holds no migration scripts: Alembic found none in {searched}. "
+            "Alembic alone would do nothing and succeed. Add your revisions, or point MIGRATIONS_DIR "
+            "at the right folder; revisions kept in subfolders (versions/sqlite, versions/postgresql) "
+            "are found when alembic.ini's version_locations names them (%(here)s is the ini's folder)."
         )
     return script
 
@@ -552,6 +583,146 @@ _CONFIGURE = EnvironmentContext.configure
 _CONFIGURE_SIGNATURE = inspect.signature(_CONFIGURE)
 
 
+class Lent:
+    """The migrations' connection, lent to code that asked for a connection of its own (issue 22).
+
+    Inside a migration, ``engine.connect()`` or ``engine.begin()`` on the
+    migrations' engine (``sa.inspect(op.get_bind().engine)``, as jupyterhub's
+    651f5419b74d does) would open a second connection.  On SQLite that one
+    waits for the write lock the migration itself holds, until
+    MIGRATION_TIMEOUT; on PostgreSQL it cannot see the migration's
+    uncommitted changes, so ``plan`` (every migration in one transaction)
+    failed where ``run`` passed.  Lent instead, it sees what the migration
+    did, and what it writes is the migration's: one transaction, judged by
+    the guard.  Its owner decides how that transaction ends: closing it
+    leaves the connection open, ``commit()`` and ``rollback()`` do nothing,
+    and ``begin()`` is a SAVEPOINT.  Everything else is the connection's.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    def __enter__(self) -> Lent:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def connect(self) -> Lent:
+        return self
+
+    def close(self) -> None:
+        return None
+
+    def commit(self) -> None:
+        return None
+
+    def rollback(self) -> None:
+        return None
+
+    def begin(self) -> Any:
+        if self._connection.in_transaction():
+            return self._connection.begin_nested()
+        return self._connection.begin()
+
+    def execution_options(self, **options: Any) -> Lent:
+        if "isolation_level" in options:
+            # Raised inside the migration: the run names its revision, file and line.
+            raise sqlalchemy.exc.InvalidRequestError(
+                "A migration asked its engine for a connection with isolation_level="
+                f"{options['isolation_level']}; inside a migration that is the migration's own connection, "
+                "in its transaction. Use `with op.get_context().autocommit_block():` for statements that "
+                "must run outside a transaction."
+            )
+        self._connection.execution_options(**options)
+        return self
+
+
+# sa.inspect() of a lent connection is the connection's Inspector (SQLAlchemy's own registry).
+inspection._inspects(Lent)(lambda lent: sqlalchemy.inspect(lent._connection))
+
+
+@contextlib.contextmanager
+def lending(connection: Connection) -> Iterator[None]:
+    """While env.py and its migrations run: every connection taken from ``connection``'s engine, or
+    from ``connection`` itself with ``.connect()``, is ``connection``, :class:`Lent`.
+
+    ``.connect()`` on ``config.attributes["connection"]``: many env.py files
+    (jupyterhub's, the cookbook's older recipe) expect an Engine there.
+    Only the thread that runs env.py borrows (an async env.py runs its
+    migrations in a greenlet of that same thread); the watchdog's
+    connections stay their own.
+    """
+    engine = connection.engine
+    owner = threading.get_ident()
+
+    def connection_class(of: Engine) -> Any:
+        if threading.get_ident() == owner and not connection.closed:
+            return Lent(connection)
+        return sqlalchemy.engine.Connection(of)
+
+    vars(engine)["_connection_cls"] = connection_class
+    vars(connection)["connect"] = lambda: Lent(connection)
+    try:
+        yield
+    finally:
+        vars(engine).pop("_connection_cls", None)
+        vars(connection).pop("connect", None)
+
+
+def _options(env: EnvironmentContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What a ``context.configure(...)`` call asked for, by keyword."""
+    bound = _CONFIGURE_SIGNATURE.bind(env, *args, **kwargs)
+    opts = {k: v for k, v in bound.arguments.items() if k not in ("self", "kw")}
+    opts.update(bound.arguments.get("kw", {}))
+    return opts
+
+
+class _Configured(Exception):
+    """env.py called configure(): all that :func:`asked_version_table` wanted to know."""
+
+
+def asked_version_table(config: AlembicConfig, script: ScriptDirectory) -> str | None:
+    """The ``version_table`` env.py passes to configure(), learned before any database is read (issue 25 N14).
+
+    The probe, the fast path's manifest (``migrate.py manifest`` runs with no
+    database) and the lock need the table's name before the first migration;
+    learning it from the run itself came too late.  So env.py runs in offline
+    mode, the way ``alembic upgrade --sql`` runs it, and stops at its
+    configure() call: nothing connects (a connection attempt is refused) and
+    nothing runs.  None when env.py never gets there offline (an env.py with
+    no offline branch): the run then learns the table from its configure().
+    """
+    found: dict[str, Any] = {}
+
+    def configure(env: EnvironmentContext, *args: Any, **kwargs: Any) -> None:
+        found.update(_options(env, args, kwargs))
+        raise _Configured
+
+    def no_connection(*_args: Any) -> None:
+        raise _Configured
+
+    EnvironmentContext.configure = configure  # type: ignore[method-assign,assignment]
+    event.listen(Engine, "do_connect", no_connection)
+    try:
+        with EnvironmentContext(config, script, fn=lambda _rev, _context: [], as_sql=True, starting_rev=None,
+                                destination_rev="heads", tag=None):
+            script.run_env()
+    except _Configured:
+        pass
+    except Exception:  # an env.py that cannot run offline; the online run says what is wrong with it
+        return None
+    finally:
+        event.remove(Engine, "do_connect", no_connection)
+        EnvironmentContext.configure = _CONFIGURE  # type: ignore[method-assign]
+        report.reclaim()
+    table = found.get("version_table")
+    return str(table) if table else None
+
+
 @contextlib.contextmanager
 def owned_context(connection: Connection, progress: Progress) -> Iterator[dict[str, Any]]:
     """While the body runs a user's env.py: every migration runs on ``connection``.
@@ -564,16 +735,18 @@ def owned_context(connection: Connection, progress: Progress) -> Iterator[dict[s
     own_url = own_engine.url
 
     def configure(env: EnvironmentContext, *args: Any, **kwargs: Any) -> None:
-        bound = _CONFIGURE_SIGNATURE.bind(env, *args, **kwargs)
-        opts = {k: v for k, v in bound.arguments.items() if k not in ("self", "kw")}
-        opts.update(bound.arguments.get("kw", {}))
+        opts = _options(env, args, kwargs)
         asked["calls"] += 1
         if asked["calls"] > 1 or opts.get("upgrade_token", "upgrades") != "upgrades":
+            # A second configure() comes after the first one's migrations committed: say so (issue 25 N16).
+            done = (f"The first configure() had applied {', '.join(progress.applied)}, which stay committed; "
+                    "nothing more was applied" if progress.applied and not progress.dry_run
+                    else "Nothing was applied")
             raise ConfigError(
                 "This env.py configures Alembic for several databases (a multidb env.py: more than "
                 "one context.configure() call, or upgrade_token). migrate-init migrates the one "
-                "database of DATABASE_URL and refuses before anything is applied; run one "
-                "migrate-init per database, with an env.py that configures one."
+                f"database of DATABASE_URL and refused the second. {done}. Run one migrate-init per "
+                "database, with an env.py that configures one."
             )
         for key in ("url", "dialect_name", "dialect_opts"):
             opts.pop(key, None)
@@ -629,17 +802,26 @@ def _same_database(theirs: sqlalchemy.engine.URL, ours: sqlalchemy.engine.URL) -
 
 
 def _read_only(conn: Connection) -> None:
-    """A connection env.py opened itself may read, never write: every change goes through ours."""
-    dbapi: Any = conn.connection.driver_connection
-    if conn.dialect.name == "sqlite":
-        dbapi.execute("PRAGMA query_only = ON")
-    elif conn.dialect.name == "postgresql":
-        with dbapi.cursor() as cursor:
-            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-        if not getattr(dbapi, "autocommit", True):
-            dbapi.commit()
-    elif conn.dialect.name in ("mysql", "mariadb"):
-        _mysql_read_only(dbapi, None)
+    """A connection env.py opened itself may read, never write: every change goes through ours.
+
+    Through the DB-API connection SQLAlchemy holds, which for an async
+    driver (an async env.py's own engine) is SQLAlchemy's sync adapter: the
+    same three statements work for every driver.
+    """
+    statement = {"sqlite": "PRAGMA query_only = ON",
+                 "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+                 "mysql": "SET SESSION TRANSACTION READ ONLY",
+                 "mariadb": "SET SESSION TRANSACTION READ ONLY"}.get(conn.dialect.name)
+    if statement is None:
+        return
+    dbapi: Any = conn.connection.dbapi_connection
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+    if conn.dialect.name == "postgresql" and not getattr(dbapi, "autocommit", True):
+        dbapi.commit()
 
 
 def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connection, destination: str,
@@ -661,7 +843,7 @@ def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connecti
     config.attributes["connection"] = connection
     asked: dict[str, Any] = {}
     try:
-        with owned_context(connection, progress) as asked, EnvironmentContext(
+        with lending(connection), owned_context(connection, progress) as asked, EnvironmentContext(
             config, script, fn=upgrade, as_sql=False, starting_rev=None,
             destination_rev=destination, tag=None,
         ):
@@ -745,7 +927,7 @@ def stamp(config: AlembicConfig, script: ScriptDirectory, engine: Engine, revisi
     with engine.connect() as connection:
         config.attributes["connection"] = connection
         try:
-            with owned_context(connection, Progress(script, 0)), EnvironmentContext(
+            with lending(connection), owned_context(connection, Progress(script, 0)), EnvironmentContext(
                 config, script, fn=fn, as_sql=False, starting_rev=None, destination_rev=revision, tag=None,
             ):
                 script.run_env()

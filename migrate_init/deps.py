@@ -143,6 +143,27 @@ def ensure(
     return installing
 
 
+def async_driver_requirements(driver: str, target: str) -> list[str]:
+    """What an async DATABASE_URL needs and is missing: the driver's package and greenlet (issue 22).
+
+    An async env.py (``alembic init -t async``) builds its engine from the
+    app's async URL; the image ships neither the async drivers nor greenlet,
+    so the dependency step installs them, like EXTRA_PIP_PACKAGES, when
+    neither the image nor ``target`` has them.  A cheap look-up by module
+    name (each package here is imported under its own name), nothing imported.
+    """
+    from importlib.machinery import PathFinder
+
+    from .url import ASYNC_DRIVERS
+
+    known = ASYNC_DRIVERS.get(driver.lower())
+    if known is None:
+        return []
+    search = [*sys.path, target]
+    importlib.invalidate_caches()  # a target that did not exist when last looked at may hold them now
+    return [name for name in (known[0], "greenlet") if PathFinder.find_spec(name, search) is None]
+
+
 # --- what is wanted ----------------------------------------------------------
 
 

@@ -8,8 +8,9 @@ the scripts' heads and the models' tables and columns are kept in a manifest:
 - the models' tables and columns and the tables whose rows are counted;
 - the list of every file that loading the scripts and MODELS read from
   outside site-packages and the standard library (a ``models.py`` that
-  imports a sibling, or MODELS as a package), and a SHA-256 of their content
-  together with the names under ``versions/``.
+  imports a sibling, or MODELS as a package) and the folder's alembic.ini,
+  and a SHA-256 of their content together with the names under every
+  version location (``versions/``, or the ini's ``version_locations``).
 
 A manifest is used only when that hash, computed again now, matches: an
 edited, added or removed migration, or an edited model file anywhere it was
@@ -59,7 +60,7 @@ else:
 
 FILENAME = ".manifest.marshal"
 #: Bump when the manifest's fields, its encoding or the hash's recipe change; an older manifest is then ignored.
-FORMAT = 3
+FORMAT = 4
 CACHE_FOLDER = ".migrate-init"
 
 
@@ -72,14 +73,32 @@ def cache_path(data_dir: str | os.PathLike[str], migrations_dir: str | os.PathLi
     return os.path.join(data_dir, CACHE_FOLDER, f"manifest-{key}.marshal")
 
 
-def content_hash(migrations_dir: str | os.PathLike[str], files: list[str]) -> str | None:
-    """SHA-256 of ``versions/``'s file names and of every file listed; None when one is missing."""
+def version_dirs(script: ScriptDirectory) -> list[str]:
+    """Every folder Alembic reads revisions from: ``version_locations`` of the ini (``%(here)s`` resolved), else versions/."""
+    from alembic.util import coerce_resource_to_filename  # ``package:path`` locations, as Alembic reads them
+
+    return sorted({os.path.abspath(coerce_resource_to_filename(p)) for p in script.version_locations}
+                  if script.version_locations else {os.path.abspath(script.versions)})
+
+
+def _walk(folders: list[str]) -> list[str]:
+    """Every file under ``folders``, but bytecode, which Python writes next to the scripts whenever it imports them."""
+    found: list[str] = []
+    for top in folders:
+        for folder, subfolders, filenames in os.walk(top):
+            subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+            found.extend(os.path.join(folder, n) for n in filenames)
+    return found
+
+
+def content_hash(migrations_dir: str | os.PathLike[str], files: list[str],
+                 versions: list[str] | None = None) -> str | None:
+    """SHA-256 of the file names under every version location and of every file listed; None when one is missing.
+
+    ``versions``: the folders of :func:`version_dirs`; by default ``versions/``.
+    """
     root = os.fspath(migrations_dir)
-    names: list[str] = []
-    for folder, subfolders, filenames in os.walk(os.path.join(root, "versions")):
-        # Bytecode is written next to the scripts whenever Python imports them.
-        subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
-        names.extend(os.path.relpath(os.path.join(folder, n), root) for n in filenames)
+    names = {os.path.relpath(path, root) for path in _walk(versions or [os.path.join(root, "versions")])}
     digest = sha256(f"migrate-init manifest {FORMAT}\0".encode())
     for name in sorted(names):
         digest.update(f"name\0{name}\0".encode())
@@ -111,20 +130,23 @@ def load_fresh(candidates: list[str], migrations_dir: str | os.PathLike[str], mo
             why = f"the manifest {path} is of another format"
         elif data.get("models") != models:
             why = f"the manifest {path} is for MODELS={data.get('models')}, not {models}"
-        elif content_hash(migrations_dir, data.get("files", [])) != data.get("content_hash"):
+        elif content_hash(migrations_dir, data.get("files", []), data.get("version_dirs")) != data.get("content_hash"):
             why = f"the manifest {path} is stale: the migration scripts or the models changed since it was written"
         else:
             return data, ""
     return None, why
 
 
-def local_files(migrations_dir: str | os.PathLike[str], before: set[str]) -> list[str]:
-    """Source files of modules imported since ``before`` (module names) that are the user's, plus env.py and versions/*."""
+def local_files(migrations_dir: str | os.PathLike[str], before: set[str], versions: list[str] | None = None,
+                ini: str | None = None) -> list[str]:
+    """Source files of modules imported since ``before`` (module names) that are the user's, plus env.py,
+    the ini (whose ``version_locations`` say where the revisions are) and the scripts of every version location."""
     excluded = _library_roots()
     files = {os.path.abspath(os.path.join(migrations_dir, "env.py"))}
-    for folder, subfolders, filenames in os.walk(os.path.join(os.fspath(migrations_dir), "versions")):
-        subfolders[:] = [d for d in subfolders if d != "__pycache__"]
-        files.update(os.path.abspath(os.path.join(folder, n)) for n in filenames if n.endswith(".py"))
+    if ini and not os.path.abspath(ini).startswith(excluded):  # not the image's own default ini
+        files.add(os.path.abspath(ini))
+    files.update(os.path.abspath(path) for path in
+                 _walk(versions or [os.path.join(os.fspath(migrations_dir), "versions")]) if path.endswith(".py"))
     for name, module in list(sys.modules.items()):
         if name in before:
             continue
@@ -155,11 +177,13 @@ def build(script: ScriptDirectory, metadata: MetaData | None, *, models: str | N
     """
     from .schema import counted_tables, expected_schema
 
+    versions = version_dirs(script)
     return {
         "format": FORMAT,
         "models": None if models is None else str(models),
         "files": [str(f) for f in files],
-        "content_hash": content_hash(migrations_dir, files),
+        "version_dirs": versions,
+        "content_hash": content_hash(migrations_dir, files, versions),
         "heads": sorted(str(head) for head in script.get_heads()),
         "revisions": sorted(str(rev.revision) for rev in script.walk_revisions()),
         "version_table": str(version_table),

@@ -21,6 +21,7 @@ import time
 from . import manifest, report, wait
 from .errors import ConfigError, MigrateInitError, UnknownRevision, VerificationFailed
 from .probe import Reader, Snapshot, describe_missing, format_counts
+from .url import ASYNC_DRIVERS
 
 TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
 if TYPE_CHECKING:
@@ -73,8 +74,9 @@ class Loaded:
         self.config = glue.alembic_config(Path(cfg.migrations_dir), cfg.database, models=cfg.models)
         self.script = glue.load_script(self.config)
         self.metadata = schema.load(cfg.models, [Path(cfg.migrations_dir)]) if cfg.models else None
-        self.files = manifest.local_files(cfg.migrations_dir, before)
-        self.version_table = VERSION_TABLE
+        self.files = manifest.local_files(cfg.migrations_dir, before, manifest.version_dirs(self.script),
+                                          self.config.config_file_name)
+        self.version_table = glue.asked_version_table(self.config, self.script) or VERSION_TABLE
         self.seeds = _seed_names(cfg)
         # What the imports made (modules, classes, the models: about half a million objects)
         # lives until the process ends.  The collector need not walk it again in every full
@@ -367,15 +369,22 @@ def refuse_odd_revision(revision: str) -> None:
 
 
 def _install_dependencies(cfg: Config, summary: report.Summary) -> None:
-    if not cfg.extra_pip_packages and not cfg.pip_requirements:
+    async_driver = cfg.database.driver.lower() in ASYNC_DRIVERS  # checked without importing deps (packaging)
+    if not cfg.extra_pip_packages and not cfg.pip_requirements and not async_driver:
         return
-    report.use_logging()  # deps logs through logging
     from . import deps
 
-    started = time.monotonic()
-    installed = deps.ensure(list(cfg.extra_pip_packages), cfg.pip_requirements, str(cfg.deps_target),
-                            find_links=cfg.pip_find_links, no_index=cfg.pip_no_index)
-    summary.timed("dependencies", started)
+    wanted = list(cfg.extra_pip_packages)
+    if async_driver:
+        # An async env.py needs the app's async driver and greenlet, which the image does not ship.
+        wanted += deps.async_driver_requirements(cfg.database.driver, str(cfg.deps_target))
+    installed: list[str] = []
+    if wanted or cfg.pip_requirements:
+        report.use_logging()  # deps logs through logging
+        started = time.monotonic()
+        installed = deps.ensure(wanted, cfg.pip_requirements, str(cfg.deps_target),
+                                find_links=cfg.pip_find_links, no_index=cfg.pip_no_index)
+        summary.timed("dependencies", started)
     if str(cfg.deps_target) not in sys.path:
         sys.path.insert(0, str(cfg.deps_target))
     if installed:

@@ -109,6 +109,17 @@ def _run_until(text: str, start: int, stops: str) -> int:
 #: Scheme names that are another name for the same backend.
 _BACKENDS = {"postgres": "postgresql", "mariadb": "mysql"}
 
+#: The async drivers of SQLAlchemy's dialects (``alembic init -t async``): the package an async
+#: env.py needs (with greenlet), and the sync driver of the same server that migrate-init's own
+#: connections use instead ("" is the dialect's default, pysqlite).  Issue 22.
+ASYNC_DRIVERS: dict[str, tuple[str, str]] = {
+    "aiosqlite": ("aiosqlite", ""),
+    "asyncpg": ("asyncpg", "psycopg2"),
+    "psycopg_async": ("psycopg", "psycopg"),
+    "aiomysql": ("aiomysql", "pymysql"),
+    "asyncmy": ("asyncmy", "pymysql"),
+}
+
 #: Query keys whose value is a password (libpq, PyMySQL, ODBC spellings).
 #: Query options SQLAlchemy's MySQL dialects turn into numbers and switches.
 _MYSQL_INT_OPTIONS = frozenset({"connect_timeout", "read_timeout", "write_timeout", "client_flag", "port"})

@@ -64,3 +64,15 @@ def test_unwritable_target_fails_before_pip_runs(wheelhouse, tmp_path):
 
     with pytest.raises(DependencyInstallFailed, match="DEPS_TARGET="):
         ensure(["tinydep"], blocker / "deps", wheelhouse)
+
+
+def test_an_async_url_asks_for_its_driver_and_greenlet_only_where_neither_the_image_nor_the_target_has_them(target):
+    # asyncmy is in no test venv; greenlet and aiosqlite are (requirements-dev.txt).
+    from migrate_init.deps import async_driver_requirements
+
+    assert async_driver_requirements("asyncmy", str(target)) == ["asyncmy"]
+    (target / "asyncmy").mkdir(parents=True)
+    (target / "asyncmy" / "__init__.py").write_text("")
+    assert async_driver_requirements("asyncmy", str(target)) == []
+    assert async_driver_requirements("aiosqlite", str(target)) == []
+    assert async_driver_requirements("psycopg2", str(target)) == []  # a sync driver needs nothing more
