@@ -171,6 +171,10 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
             built = empty.baseline(cfg, watchdog, standing, expected, loaded)
             if built:
                 standing = standing_of(reader, expected)
+                if standing.at_heads:
+                    summary = _at_heads(cfg, watchdog, summary, reader, expected, loaded)
+                    summary.message = built + summary.message
+                    return summary
                 state = glue.state(script, standing.current, cfg.migration_target, expected.version_table)
                 summary.from_revisions = list(state.current)
         elif cfg.empty_database == "models":

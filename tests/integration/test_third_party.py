@@ -43,7 +43,9 @@ import pytest
 from tests.integration.third_party import (
     OPTUNA,
     PROJECTS,
+    SHIPPED,
     Project,
+    Shipped,
     Venv,
     alembic_drift,
     data_dump,
@@ -357,3 +359,80 @@ def test_generic_env_fixture_is_what_alembic_init_writes(tmp_path):
     assert result.code == 0, result.out
     assert (GENERIC / "alembic" / "env.py").read_bytes() == (tmp_path / "alembic" / "env.py").read_bytes()
     assert (GENERIC / "alembic.ini").read_bytes() == (tmp_path / "alembic.ini").read_bytes()
+
+
+# -- each project as shipped, with the defaults: no ALLOW_DESTRUCTIVE=true (issue 22) -----------
+
+
+@pytest.fixture(scope="session", params=SHIPPED, ids=[s.name for s in SHIPPED])
+def shipped(request) -> Shipped:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def shipped_venv(shipped: Shipped) -> Venv:
+    return shipped.venv()
+
+
+def shipped_env(shipped: Shipped, venv: Venv, url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """What a deployment of ``shipped`` sets: never ALLOW_DESTRUCTIVE unless ``extra`` names revisions."""
+    return {
+        "DATABASE_URL": shipped.app_url(url),
+        "MIGRATIONS_DIR": str(shipped.folder(venv)),
+        "DATA_DIR": str(tmp_path / "data"),
+        "DB_WAIT_TIMEOUT": "10",
+        # mlflow's 67 revisions and open-webui's imports, on a loaded 2-core machine.
+        "MIGRATION_TIMEOUT": "300",
+        "REPORT_FILE": str(tmp_path / "report.json"),
+        **shipped.settings,
+        **shipped.app_env,
+        **extra,
+    }
+
+
+def test_a_fresh_install_is_built_the_way_the_project_builds_it(
+        shipped, shipped_venv, db_url, second_url, workdir, tmp_path):
+    venv = shipped_venv
+    shipped.fresh(venv, second_url, tmp_path / "own")
+
+    result = migrate(venv, env=shipped_env(shipped, venv, db_url, tmp_path), cwd=workdir)
+
+    assert result.code == 0, result.out
+    assert "FALLBACK USED" not in result.out, result.out
+    assert versions_in(db_url) == [shipped.head], result.out
+    assert schema_dump(db_url) == schema_dump(second_url)
+    theirs = data_dump(second_url, shipped.volatile)
+    assert data_dump(db_url, shipped.volatile) == {
+        table: ([] if table in shipped.started else rows) for table, rows in theirs.items()}
+    assert_workdir_empty(workdir)
+
+
+def test_an_update_of_a_seeded_older_database_keeps_its_rows_or_names_the_revision_that_destroys_them(
+        shipped, shipped_venv, db_url, second_url, workdir, tmp_path):
+    venv = shipped_venv
+    if engine_of(db_url) not in shipped.update_engines:
+        pytest.skip(f"{shipped.name}'s own chain cannot update on {engine_of(db_url)} (see above)")
+    for url in (db_url, second_url):
+        shipped.old(venv, url, tmp_path / "own")
+        shipped.seed(url)
+    assert versions_in(db_url) == [shipped.old_revision]
+    shipped.upgrade(venv, second_url, tmp_path / "own")
+    env = shipped_env(shipped, venv, db_url, tmp_path)
+
+    result = migrate(venv, env=env, cwd=workdir)
+
+    if shipped.destroys:
+        # Refused, rolled back, and the message gives the setting that allows that one revision.
+        assert result.code == 8, result.out
+        summary = [line for line in result.out.splitlines() if "(exit 8)" in line][-1]
+        assert shipped.destroys[0] in summary and f"ALLOW_DESTRUCTIVE={shipped.destroys[0]}" in summary, summary
+        assert shipped.head not in versions_in(db_url), result.out
+        env["ALLOW_DESTRUCTIVE"] = ",".join(shipped.destroys)
+        result = migrate(venv, env=env, cwd=workdir)
+    assert result.code == 0, result.out
+    assert "FALLBACK USED" not in result.out, result.out
+    assert versions_in(db_url) == [shipped.head], result.out
+    shipped.assert_kept(db_url)
+    assert schema_dump(db_url) == schema_dump(second_url)
+    assert data_dump(db_url, shipped.volatile) == data_dump(second_url, shipped.volatile)
+    assert_workdir_empty(workdir)
