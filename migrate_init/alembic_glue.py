@@ -426,6 +426,7 @@ class Progress:
         self.count = 0
         self._guard_begun = False
         self._capture_off = False
+        self._marks = (0, 0)
         self.running: Script | None = None
         self.started = 0.0
         self.applied: list[str] = []
@@ -452,6 +453,8 @@ class Progress:
         self.count += 1
         self.running = script
         self._capture_off = False
+        # Findings from here on are this step's (on MySQL/MariaDB, recorded statement by statement).
+        self._marks = (len(self.guard.findings), len(self.guard.hints)) if self.guard is not None else (0, 0)
         self.started = time.monotonic()
         source = ", ".join(step.from_revisions_no_deps) or "base"
         name = script.doc or script.revision
@@ -489,7 +492,7 @@ class Progress:
     def _judged(self, connection: Any, running: Script) -> None:
         """The guard's word on the migration that just ran, inside its transaction; warnings for what passed."""
         assert self.guard is not None
-        findings, hints = len(self.guard.findings), len(self.guard.hints)
+        findings, hints = self._marks
         self.guard.check(connection, connection.dialect.name, running.revision, running.path,
                          reviewed=reviewed(running))
         if self.dry_run:

@@ -547,8 +547,11 @@ def _column_losses(
     for name, column in old.items():
         now = new_by_key.get(_column_key(family, name))
         if now is None:
-            same_type = [c.name for c in added if _same_type(family, column.type, c.type)]
-            renamed = same_type[0] if len(same_type) == 1 else None
+            if column.ident is not None:  # PostgreSQL: a rename keeps the column's attnum
+                renamed = next((c.name for c in added if c.ident == column.ident), None)
+            else:
+                same_type = [c.name for c in added if _same_type(family, column.type, c.type)]
+                renamed = same_type[0] if len(same_type) == 1 else None
             found.append(Loss("drop column", table, name, column.type or "no type", renamed))
             continue
         if (column.ident is not None and now.ident is not None and column.ident != now.ident) or (
@@ -847,7 +850,7 @@ class EffectGuard:
         if committed:
             what = "; ".join(loss.describe(done=True) for loss in found)
             raise DestructiveOperation(
-                f"Migration {revision} ({path}) lost data: {what}. It committed by itself (an "
+                f"Migration {revision} ({path}) may have lost data: {what}. It committed by itself (an "
                 "autocommit_block, a COMMIT in its SQL, or an engine that commits DDL at once), so the "
                 "change stayed in the database and could not be rolled back; the guard could not read what "
                 "those tables held before it. Restore the backup taken before this run if that data "
@@ -1056,7 +1059,7 @@ def judge(found: list[Loss], pre: dict[str, Any], post: dict[str, Any], family: 
         if loss.kind == "drop column":
             now_table = post.get(loss.table)
             filled = [f"{loss.table}.{c} with {v[0]}" for c, v in now_table.columns.items()
-                      if v[0] >= count and c != loss.renamed_to and c not in held.columns
+                      if v[0] >= count and c not in held.columns
                       ] if now_table is not None else []
             text = f"{count} non-NULL value(s)"
             if filled:

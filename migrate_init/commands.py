@@ -271,7 +271,8 @@ def _ddl_lock_timeout(cfg: Config) -> Any:
 def lint(cfg: Config, watchdog: Watchdog) -> Listing:
     """Destructive and non-idempotent patterns in the scripts and the SQL they send.  Changes nothing."""
     loaded = Loaded(cfg)
-    findings = lint_module.scan_sources(Path(cfg.migrations_dir) / "versions")
+    findings = [finding for folder in manifest.version_dirs(loaded.script)  # every version location
+                for finding in lint_module.scan_sources(Path(folder))]
     sql_findings, steps, where = lint_module.scan_sql(loaded, cfg)
     findings += sql_findings
     lines = [f"SQL pass: the whole chain from an empty database on {where}."]

@@ -60,7 +60,8 @@ def _table(connection: Any, snapshot: Snapshot, table: str, columns: dict[str, b
         c: (int(n), None) for c, n in zip(columns, row[1:], strict=True)
     }
     for column, digest in columns.items():
-        if digest and found[column][0]:
+        # MySQL/MariaDB: judged before a statement runs, so there is no "after" to compare a digest with.
+        if digest and found[column][0] and family != "mysql":
             found[column] = (found[column][0], _digest(connection, family, name, _q(family, column)))
     return Held(rows, found)
 
@@ -71,8 +72,9 @@ def _digest(connection: Any, family: str, table: str, column: str) -> str:
         sql = (f"SELECT md5(string_agg({column}::text, chr(31) ORDER BY {column}::text)) "
                f"FROM {table} WHERE {column} IS NOT NULL")
         return str(_rows(connection, sql)[0][0])
-    cast = f"CAST({column} AS CHAR)" if family == "mysql" else f"CAST({column} AS TEXT)"
-    values = sorted(str(v) for (v,) in _rows(connection, f"SELECT {cast} FROM {table} WHERE {column} IS NOT NULL"))
+    # A BLOB as hex: its bytes need not be UTF-8 text.
+    text = f"CASE WHEN typeof({column}) = 'blob' THEN hex({column}) ELSE CAST({column} AS TEXT) END"
+    values = sorted(str(v) for (v,) in _rows(connection, f"SELECT {text} FROM {table} WHERE {column} IS NOT NULL"))
     digest = hashlib.blake2b(digest_size=16)
     for value in values:
         digest.update(value.encode("utf-8", "surrogatepass") + b"\x1f")

@@ -791,6 +791,10 @@ def test_docker_run_refuses_a_column_drop_on_mariadb_before_it_runs(image, maria
     chain.add("d1", 'op.drop_column("user", "phone")', name="drop_phone")
     for path in [chain.path, *chain.path.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
+    # The guard refuses a drop of values (issue 22): a phone number the drop would lose.
+    assert _run_on_mariadb(image, mariadb, mariadb_database).code == 0
+    mariadb.sql("INSERT INTO `user` (id, name, email, role, phone) VALUES ('u1', 'u1', 'u1@example.com', 'user', '555')",
+                mariadb_database)
 
     result = _run_on_mariadb(image, mariadb, mariadb_database, env={"MIGRATIONS_DIR": "/migrations",
                                                                     "MODELS": "models:Base"},

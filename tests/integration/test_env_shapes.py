@@ -18,6 +18,7 @@ so that a self-deadlock would fail the run, not slow it.
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import sqlite3
@@ -228,6 +229,23 @@ def test_the_async_template_runs_unmodified_with_the_apps_async_url(async_url, t
     assert "nothing to do" in summary_line(again.out), again.out
 
 
+def test_the_async_template_runs_with_aiomysql_on_mariadb(mysql_url, tmp_path):
+    """MySQL/MariaDB commit DDL at once, so only the run itself is compared here; the guard and stops
+    there are the sync driver's (test_mysql_safety.py), which is what migrate-init's own connection uses."""
+    folder = async_project(tmp_path)
+    url = "mysql+aiomysql" + mysql_url[mysql_url.index("://"):]
+    env = operator_env(url, tmp_path, MIGRATIONS_DIR=folder, MIGRATION_TIMEOUT=30)
+
+    first = run_migrate(env=env)
+    again = run_migrate(env=env)
+
+    assert first.code == 0, first.out
+    assert versions(mysql_url) == ["a2"]
+    assert columns(mysql_url, "item") == {"id", "name", "note", "added"}
+    assert again.code == 0, again.out
+    assert "nothing to do" in summary_line(again.out), again.out
+
+
 def test_the_guard_refuses_a_data_losing_drop_in_the_async_template(async_url, tmp_path):
     folder = async_project(tmp_path)
     write_revision(folder / "versions", "a3", "a2", _DROPS_NOTE)
@@ -292,6 +310,23 @@ def test_version_locations_with_here_are_honoured_and_a_revision_added_to_the_se
     assert "v3" in summary_line(after.out), after.out
     assert versions(sqlite_url) == ["v3"]
     assert "later" in columns(sqlite_url, "item")
+
+
+def test_lint_reads_the_scripts_of_every_version_location(tmp_path):
+    folder = tmp_path / "app"
+    shutil.copytree(CONNECT_ENV, folder)
+    (folder / "more_versions").mkdir()
+    (folder / "alembic.ini").write_text((CONNECT_ENV / "alembic.ini").read_text().replace(
+        "[alembic]\n", "[alembic]\nversion_locations = %(here)s/versions %(here)s/more_versions\n", 1))
+    write_revision(folder / "versions", "v1", None, _ITEMS)
+    dropping = write_revision(folder / "more_versions", "v2", "v1", _DROPS_NOTE)
+
+    result = run_migrate("lint", env=operator_env(f"sqlite:///{tmp_path}/unused.db", tmp_path, MIGRATIONS_DIR=folder))
+
+    assert result.code == 1, result.out
+    # The source pass (the SQL pass reads the chain whatever the folders) names the line in more_versions/.
+    assert re.search(rf"^{re.escape(str(dropping))}:\d+: destructive: drop_column\(\)", result.out, re.M), result.out
+    assert not (tmp_path / "unused.db").exists()
 
 
 def test_an_empty_version_location_names_version_locations(sqlite_url, tmp_path):

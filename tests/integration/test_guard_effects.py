@@ -555,6 +555,21 @@ def test_autocommit_block_drop_is_refused_saying_the_change_stayed(engine: sa.En
 # --------------------------------------------------------------------------- judged by the values
 
 
+def test_a_revision_that_copies_values_then_drops_their_source_is_refused_saying_so(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    """open-webui f1e2d3c4b5a6's shape: the operator decides, by name, whether the copy is complete."""
+    body = """
+    op.add_column("account", sa.Column("display_name", sa.Text))
+    op.execute("UPDATE account SET display_name = name")
+    with op.batch_alter_table("account") as batch:
+        batch.drop_column("name")
+    """
+    error = assert_refused(engine, tmp_path, body, "column account.name (", "holding 2 non-NULL value(s)",
+                           "(this revision filled account.display_name with 2 before dropping it)")
+    assert "It copies values and then drops their source" in str(error)
+
+
 def test_deleting_the_rows_and_dropping_the_table_in_one_revision_is_a_loss(
     engine: sa.Engine, tmp_path: Path
 ) -> None:
@@ -582,6 +597,24 @@ def test_dropping_what_holds_no_value_passes(engine: sa.Engine, tmp_path: Path, 
     with engine.connect() as connection:
         tables = snapshot(connection, engine.dialect.name).tables
     assert "account" not in tables or "email" not in tables["account"]
+
+
+def test_sqlite_rebuild_of_a_table_with_binary_values_keeps_them_and_passes(
+    sqlite_db: sa.Engine, tmp_path: Path
+) -> None:
+    """A rebuilt table's columns are compared by their values; bytes that are not UTF-8 read as hex."""
+    create = """
+    op.create_table("blobs", sa.Column("id", sa.Integer, primary_key=True), sa.Column("data", sa.LargeBinary))
+    op.execute("INSERT INTO blobs (id, data) VALUES (1, X'FF00FE')")
+    """
+    rebuild = """
+    with op.batch_alter_table("blobs", recreate="always") as batch:
+        batch.add_column(sa.Column("note", sa.Text))
+    """
+    guard = upgrade(sqlite_db, write_project(tmp_path / "project", create, rebuild))
+    assert version(sqlite_db) == ["r2"] and guard.findings == []
+    with sqlite_db.connect() as connection:
+        assert connection.exec_driver_sql("SELECT data FROM blobs").scalar() == b"\xff\x00\xfe"
 
 
 def test_a_table_created_earlier_in_the_run_is_no_loss_while_empty(engine: sa.Engine, tmp_path: Path) -> None:

@@ -82,8 +82,11 @@ POSTGRESQL_LOSSES = {
     "DO block with dynamic SQL": _sql("DO $$ BEGIN EXECUTE 'ALTER TABLE account DROP ' || 'COLUMN name'; END $$"),
     "rename a column": _sql("ALTER TABLE account RENAME COLUMN name TO full_name"),
     "rename the table": _sql("ALTER TABLE account RENAME TO account_old"),
-    "NOT NULL without a default": _sql("ALTER TABLE account ALTER COLUMN name SET NOT NULL"),
-    "narrower type": _sql("ALTER TABLE account ALTER COLUMN email TYPE varchar(20)"),
+    # NOT NULL loses no value (PostgreSQL refuses it over NULLs) and a narrower type every value fits
+    # in keeps them all: both pass since issue 22. A cast that truncates does not.
+    "narrower type, truncating": _sql("ALTER TABLE account ALTER COLUMN email TYPE varchar(5) USING email::varchar(5)"),
+    "type kept, values NULLed": _sql("ALTER TABLE account ALTER COLUMN name TYPE varchar(50) USING NULL"),
+    "drop and add back": _sql("ALTER TABLE account DROP COLUMN name; ALTER TABLE account ADD COLUMN name text"),
     "copy, drop, rename": _sql("CREATE TABLE account_new AS SELECT id, email FROM account; "
                                "DROP TABLE account; ALTER TABLE account_new RENAME TO account"),
 }
@@ -99,9 +102,11 @@ SQLITE_LOSSES = {
         "INSERT INTO account_new (id, email) SELECT id, email FROM account",
         "DROP TABLE account",
         "ALTER TABLE account_new RENAME TO account"),
-    "batch: NOT NULL without a default": textwrap.dedent("""
+    "batch: drop and add back": textwrap.dedent("""
         with op.batch_alter_table("account") as batch:
-            batch.alter_column("name", existing_type=sa.Text, nullable=False)
+            batch.drop_column("name")
+        with op.batch_alter_table("account") as batch:
+            batch.add_column(sa.Column("name", sa.Text))
         """),
     "batch: type change": textwrap.dedent("""
         with op.batch_alter_table("account") as batch:

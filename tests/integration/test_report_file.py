@@ -14,7 +14,7 @@ import socket
 import pytest
 
 from tests.support.chains import REVISIONS, TARGET, Chain
-from tests.support.dbstate import add_users, is_sqlite, versions
+from tests.support.dbstate import add_users, is_sqlite, query, versions
 from tests.support.process import operator_env, report_of, run_migrate, run_split, summary_line
 
 # Every text line starts with the time, ISO 8601 UTC with milliseconds (issue 12).
@@ -131,6 +131,10 @@ def test_report_file_summarises_a_refused_destructive_migration(db_url, tmp_path
         op.drop_column("user", "legacy_note")
     """, name="drop_legacy_note")
     assert run_migrate(env=operator_env(db_url, tmp_path)).code == 0
+    # The guard refuses only a drop of values (issue 22): the column made in this run holds none.
+    add_users(db_url, "u1")
+    query(db_url, 'ALTER TABLE "user" ADD COLUMN legacy_note TEXT')
+    query(db_url, 'UPDATE "user" SET legacy_note = \'keep me\'')
     report = tmp_path / "report.json"
 
     result = run_migrate(env=operator_env(db_url, tmp_path, REPORT_FILE=report, **variant.env()))
