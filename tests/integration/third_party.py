@@ -260,9 +260,9 @@ MELTANO = Project(
     pending=("13e8639c6d2b", "5b43800443d1", "f4c225a9492f", "6828cc5b1a4f", "c0efb3c314eb"),
     # 5b43800443d1 renames job to runs and job_id to job_name.
     lint_finding="5b43800443d1",
-    # On SQLite the rename is a table rebuild, and the guard cannot tell it from a drop
-    # ("would be dropped (renamed to runs?)"): refused, then allowed by name.
-    destroys={"sqlite": ("5b43800443d1",)},
+    # The guard does not tell this table rename from a drop yet ("would be dropped (renamed
+    # to runs?)", on SQLite and on PostgreSQL alike): refused, then allowed by name.
+    destroys={"sqlite": ("5b43800443d1",), "postgresql": ("5b43800443d1",)},
     overrides={"sqlalchemy": "sqlalchemy==2.0.58"},
     volatile=frozenset({("state", "updated_at")}),
     write_ini=_meltano_ini,
@@ -524,7 +524,9 @@ def own_path(venv: Venv, code: str, url: str, cwd: Path,
     cwd.mkdir(parents=True, exist_ok=True)
     if is_sqlite(url):
         sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
-    result = run_in(venv, "-c", f"URL = {driver_url(url)!r}\n{code}", cwd=cwd, env=env)
+    # The venv's bin/ first, as an activated venv has it: jupyterhub's dbutil.upgrade runs `alembic`.
+    path = f"{venv.path / 'bin'}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    result = run_in(venv, "-c", f"URL = {driver_url(url)!r}\n{code}", cwd=cwd, env={"PATH": path, **(env or {})})
     assert result.code == 0, f"the project's own path failed:\n{code}\n{result.out}"
 
 
@@ -724,9 +726,11 @@ def _open_webui_venv() -> Venv:
 def _open_webui_alembic(revision: str) -> Callable[[Venv, str, Path], None]:
     def upgrade(venv: Venv, url: str, cwd: Path) -> None:
         package = venv.site_packages / "open_webui"
+        cwd.mkdir(parents=True, exist_ok=True)
+        if is_sqlite(url):
+            sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
         ini = cwd / "open-webui-alembic.ini"
         rewrite_ini(package / "alembic.ini", ini, {"script_location": str(package / "migrations")})
-        cwd.mkdir(parents=True, exist_ok=True)
         result = run_in(venv, "-m", "alembic", "-c", ini, "upgrade", revision, cwd=cwd,
                         env={**OPEN_WEBUI_ENV, "DATABASE_URL": driver_url(url),
                              "DATA_DIR": str(cwd / "data")})
