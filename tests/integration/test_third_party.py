@@ -420,8 +420,10 @@ def test_a_fresh_install_is_built_the_way_the_project_builds_it(
 
 
 def test_an_update_of_a_seeded_older_database_keeps_its_rows_or_names_the_revision_that_destroys_them(
-        shipped, shipped_venv, db_url, second_url, workdir, tmp_path):
+        shipped, shipped_venv, db_url, second_url, workdir, tmp_path, request):
     venv = shipped_venv
+    if shipped.update_missing:
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason=shipped.update_missing))
     if engine_of(db_url) not in shipped.update_engines:
         pytest.skip(f"{shipped.name}'s own chain cannot update on {engine_of(db_url)} (see above)")
     for url in (db_url, second_url):

@@ -561,6 +561,8 @@ class Shipped:
     started: frozenset[str] = frozenset()
     #: Engines whose update the project's own chain can make (see _upstream_breaks_the_update).
     update_engines: tuple[str, ...] = ("sqlite", "postgresql")
+    #: Why the update cannot pass yet (a strict xfail: it fails loudly once that is fixed).
+    update_missing: str | None = None
 
 
 # mlflow: mlflow.store.db.utils._initialize_tables makes the initial tables from
@@ -700,6 +702,11 @@ JUPYTERHUB_SHIPPED = Shipped(
     upgrade=lambda venv, url, cwd: own_path(venv, _JUPYTERHUB_UPGRADE, url, cwd),
     assert_kept=_jupyterhub_kept,
     destroys=("833da8570507",),
+    update_missing=(
+        "jupyterhub's chain leaves api_tokens, roles, shares and their maps to the hub's own "
+        "create_all at start-up (orm.new_session_factory after upgrade-db); migrate-init verifies "
+        "against MODELS after the upgrade and exits 7, and nothing creates missing tables when no "
+        "migration failed (REPAIR_MISSING_COLUMNS adds columns only)"),
 )
 
 
@@ -752,7 +759,10 @@ def _open_webui_seed(url: str) -> None:
         query(url, "INSERT INTO chat (id, user_id, title, chat, created_at, updated_at, archived, pinned, meta) "
                    "VALUES (:id, 'u1', :id, :body, 1, 1, :no, :no, '{}')",
               {"id": chat, "no": False,
-               "body": json.dumps({"history": {"messages": {"m1": {"role": "user", "content": "hi"}}}})})
+               "body": json.dumps({"history": {"messages": {"m1": {
+                   # 8452d01d26d7 copies history into chat_message; without a timestamp
+                   # it stamps the time of the copy, which two runs cannot share.
+                   "role": "user", "content": "hi", "timestamp": 1700000000}}}})})
 
 
 def _open_webui_kept(url: str) -> None:
