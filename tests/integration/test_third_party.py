@@ -31,6 +31,13 @@ revision only (README), and so must ``verify`` and the fast path; ``check``,
 which compares with models by nature, gets MODELS=BaseModel and must agree
 with Alembic's own compare_metadata.
 
+Each ``Shipped`` project (third_party.py) runs as a deployment would: its env.py
+as shipped, its EMPTY_DATABASE, no ALLOW_DESTRUCTIVE.  A fresh install must equal
+the project's own way of building its database (schema and rows), and an update
+of an older database with rows must equal the project's own upgrade, or be
+refused with exit 8 at the revision that really destroys rows, and then pass with
+that one revision allowed.
+
 ``migrate.py manifest`` writes its .manifest.marshal into the project's folder
 in the cached venv, as the image build writes it into the image.
 """

@@ -29,12 +29,15 @@ has to cope with without editing them):
   It needs SQLAlchemy < 2.1, so its venv has SQLAlchemy 2.0.
 
 Why these two: each has >= 10 revisions whose chain builds an empty database
-on SQLite and PostgreSQL with plain Alembic.  Others were looked at and do
-not: jupyterhub's chain alters tables that only old JupyterHubs created (it
-uses create_all + stamp on a new database); mlflow's first revision needs
-tables made by create_all; trulens' revisions need a ``trulens.table_prefix``
-ini option its own ini lacks; conda-store-server's models import ``conda``,
-which pip cannot install; grader-service's SQLite listener needs Python 3.12.
+on SQLite and PostgreSQL with plain Alembic.  Projects that build an empty
+database otherwise are compared with their own Python API instead (``Shipped``,
+below, issue 22): jupyterhub and optuna (create_all + stamp: EMPTY_DATABASE=
+models), mlflow (an initial metadata, then the chain: EMPTY_DATABASE=initial:),
+open-webui (installed --no-deps: its declared dependencies are several GB) and
+the stock ``alembic init -t async`` project.  Not used: trulens' revisions need
+a ``trulens.table_prefix`` ini option its own ini lacks; conda-store-server's
+models import ``conda``, which pip cannot install; grader-service's SQLite
+listener needs Python 3.12; prefect's env.py cannot run (docs/how-it-works.md).
 """
 
 from __future__ import annotations
