@@ -889,6 +889,10 @@ OPTUNA_SHIPPED = Shipped(
     destroys=("v2.4.0.a",),
     started=frozenset({"version_info"}),
     update_engines=("sqlite",),
+    update_missing=(
+        "optuna's RDBStorage runs create_all at every start, which makes trial_heartbeats (no "
+        "migration does); migrate-init verifies the updated database against MODELS and exits 7, "
+        "and nothing creates missing tables when no migration failed"),
 )
 
 SHIPPED = (OPTUNA_SHIPPED, MLFLOW_SHIPPED, JUPYTERHUB_SHIPPED, OPEN_WEBUI_SHIPPED, ASYNC_SHIPPED)
