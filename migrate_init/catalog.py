@@ -490,6 +490,13 @@ def losses(before: Snapshot, after: Snapshot) -> list[Loss]:
                 if name not in named and _column_key(family, name) in new_keys
             )
             continue
+        renamed = _renamed_table(family, before, after, table, before_keys) if new_name is None else None
+        if renamed is not None and table in before.table_ids:
+            # The same table (its oid or root page) under a new name: every value is still
+            # there, so only what happened to its columns counts (issue 22).
+            # (Named by the table's old name: the values before are read there.)
+            found.extend(_column_losses(family, table, old_columns, after.tables[renamed]))
+            continue
         if new_name is None or recreated:
             found.append(
                 Loss(
@@ -548,7 +555,12 @@ def _column_losses(
         now = new_by_key.get(_column_key(family, name))
         if now is None:
             if column.ident is not None:  # PostgreSQL: a rename keeps the column's attnum
-                renamed = next((c.name for c in added if c.ident == column.ident), None)
+                same = next((c for c in added if c.ident == column.ident), None)
+                if same is not None:  # the same column under a new name: its values are all there
+                    if not _same_or_widened(family, column.type, same.type):
+                        found.append(Loss("change type", table, same.name, f"{column.type} -> {same.type}"))
+                    continue
+                renamed = None
             else:
                 same_type = [c.name for c in added if _same_type(family, column.type, c.type)]
                 renamed = same_type[0] if len(same_type) == 1 else None

@@ -153,6 +153,7 @@ def env_for(project: Project, venv: Venv, url: str, tmp_path: Path, models: str 
         "DB_WAIT_TIMEOUT": "10",
         # Cold imports of the projects (numpy, pandas) count against it on slow machines.
         "MIGRATION_TIMEOUT": "120",
+        # No ALLOW_DESTRUCTIVE: the defaults are what users get (issue 22).
         "REPORT_FILE": str(tmp_path / "report.json"),
         "LOG_LEVEL": "DEBUG",
         **extra,
