@@ -64,8 +64,8 @@ _FIELDS = (
     "db_wait_timeout", "lock_timeout", "ddl_lock_timeout", "ddl_lock_retries", "sqlite_allow_network_fs",
     "log_level", "log_format", "report_file", "extra_pip_packages", "pip_requirements", "deps_target",
     "pip_find_links", "pip_no_index", "allow_destructive", "allow_destructive_revisions", "backup_dir", "backup_keep",
-    "seed_dir", "repair_missing_columns", "fast_path", "on_edited_revision", "image_revision", "secrets",
-    "heartbeat_interval",
+    "seed_dir", "repair_missing_columns", "fast_path", "empty_database", "baseline_on_migrate", "on_edited_revision",
+    "image_revision", "secrets", "heartbeat_interval",
 )
 
 
@@ -121,6 +121,10 @@ class Config:
     on_edited_revision: str
     #: IMAGE_REVISION (the image's org.opencontainers.image.revision), written into each history row.
     image_revision: str | None
+    #: How an empty database is built (:mod:`empty`): "replay", "models", or "initial:module:attribute".
+    empty_database: str
+    #: BASELINE_ON_MIGRATE: the revision a database with tables and no version row is stamped at first.
+    baseline_on_migrate: str | None
     #: Raw secret values, so that the log filter can mask them wherever they appear.
     secrets: tuple[str, ...]
     #: Seconds without a line after which a long wait or migration says what it is doing (0: never).
@@ -138,7 +142,8 @@ class Config:
         pip_find_links: str | None = None, pip_no_index: bool = False, allow_destructive: bool = False,
         allow_destructive_revisions: tuple[str, ...] = (),
         backup_dir: str | None = None, backup_keep: int = 3, seed_dir: str = "/docker-entrypoint-initdb.d",
-        repair_missing_columns: bool = False, fast_path: bool = True, on_edited_revision: str = "warn",
+        repair_missing_columns: bool = False, fast_path: bool = True, empty_database: str = "replay",
+        baseline_on_migrate: str | None = None, on_edited_revision: str = "warn",
         image_revision: str | None = None, secrets: tuple[str, ...] = (), heartbeat_interval: float = 5.0,
     ) -> None:
         values = locals()
@@ -248,6 +253,8 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         on_edited_revision=on_edited_revision,
         image_revision=env.get("IMAGE_REVISION") or None,
         heartbeat_interval=env.seconds("HEARTBEAT_INTERVAL", 5.0, zero="no heartbeat"),
+        empty_database=_empty_database(env.get("EMPTY_DATABASE"), models),
+        baseline_on_migrate=env.get("BASELINE_ON_MIGRATE"),
         secrets=tuple(env.secret_values),
     )
 
@@ -338,6 +345,29 @@ def _check_models(models: str) -> None:
             f"MODELS={models!r} is not of the form 'module:attribute' (for example "
             "'myapp.models:Base'): both parts must be dotted Python names."
         )
+
+
+def _empty_database(value: str | None, models: str | None) -> str:
+    """EMPTY_DATABASE: ``replay`` (the default), ``models``, or ``initial:module:attribute``."""
+    if value is None or value.strip().lower() == "replay":
+        return "replay"
+    value = value.strip()
+    if value.lower() == "models":
+        if models is None:
+            raise ConfigError("EMPTY_DATABASE=models builds an empty database from MODELS, and MODELS is not "
+                              "set: set MODELS (module:attribute of your MetaData or Base), or unset "
+                              "EMPTY_DATABASE to replay the migrations.")
+        return "models"
+    kind, colon, spec = value.partition(":")
+    if kind.lower() == "initial" and colon:
+        module, colon, attribute = spec.partition(":")
+        if colon and _dotted(module) and _dotted(attribute):
+            return f"initial:{spec}"
+    raise ConfigError(
+        f"EMPTY_DATABASE={value!r} is not 'replay' (run every migration), 'models' (create_all from MODELS, "
+        "then stamp the heads) or 'initial:module:attribute' (create_all from that MetaData or Base, then "
+        "run every migration; e.g. 'initial:myapp.initial_models:Base')."
+    )
 
 
 def _dotted(name: str) -> bool:

@@ -182,6 +182,23 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
         _interrupted_earlier(cfg, loaded, standing)
     if revision is None and standing.at_heads:
         return _at_heads(cfg, watchdog, summary, reader, expected, loaded)
+    built = ""  # what was done before the first migration, for the summary
+    if revision is None and not state.current:
+        # No version row: build an empty database the project's way, or adopt one with tables (issue 22).
+        from . import empty
+
+        if empty.tables_held(standing, expected):
+            built = empty.baseline(cfg, watchdog, standing, expected, loaded)
+            if built:
+                standing = standing_of(reader, expected)
+                if standing.at_heads:
+                    summary = _at_heads(cfg, watchdog, summary, reader, expected, loaded)
+                    summary.message = built + summary.message
+                    return summary
+                state = glue.state(script, standing.current, cfg.migration_target, expected.version_table)
+                summary.from_revisions = list(state.current)
+        elif cfg.empty_database == "models":
+            return empty.build_models(cfg, watchdog, summary, reader, expected, loaded)
 
     destinations = _destinations(glue, script, cfg, state, revision)
     total = len(glue.pending_revisions(script, state.current, destinations[-1:] if revision else list(state.heads)))
@@ -202,6 +219,10 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
             from . import seed
 
             seed.owe(engine)  # committed first: a run stopped after the migrations still owes the seeds
+        if was_empty and revision is None and cfg.empty_database.startswith("initial:"):
+            from . import empty
+
+            built = empty.build_initial(cfg, watchdog, engine)
         recorder = _history(cfg, engine, loaded, state.current)
         progress = glue.Progress(script, total, guard=effect_guard(cfg, expected.version_table, script),
                                  checkpoint=watchdog.checkpoint, in_step=watchdog.set_interruptible,
@@ -269,6 +290,7 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
                            f"{revs(after.current)}: "
                            f"{len(summary.applied)} migration(s) applied ({summary.layers_tried[-1]}); "
                            "verification passed.")
+        summary.message = built + summary.message
         return summary
     finally:
         engine.dispose()

@@ -16,10 +16,10 @@ both engines:
 - status, plan, check, verify and lint answer, and leave the database byte
   for byte as it was (the SQLite file's SHA-256, pg_dump's output).
 
-Runs use the defaults (no ALLOW_DESTRUCTIVE): a fresh deploy drops only empty
-tables' columns, which loses nothing.  An update of seeded data through a
-revision that moves data and then drops its source is refused with exit 8
-naming the revision, then allowed by name (MOVES_DATA).  The guard itself is
+Both upstream chains drop, rename or retype columns on purpose (after moving
+the data).  No run sets ALLOW_DESTRUCTIVE=true: a fresh deploy loses nothing, and
+an update whose revision really destroys rows is refused (exit 8, naming it) and
+then allowed by name (``Project.destroys``).  The guard itself is
 proved on a generic ``alembic init`` project (tests/fixtures/generic_env/):
 a migration that drops a column with data in it is refused with exit 8, the
 data stays, and ``plan`` changes nothing.
@@ -30,6 +30,13 @@ deploy verified against it could never pass.  Without MODELS a run checks the
 revision only (README), and so must ``verify`` and the fast path; ``check``,
 which compares with models by nature, gets MODELS=BaseModel and must agree
 with Alembic's own compare_metadata.
+
+Each ``Shipped`` project (third_party.py) runs as a deployment would: its env.py
+as shipped, its EMPTY_DATABASE, no ALLOW_DESTRUCTIVE.  A fresh install must equal
+the project's own way of building its database (schema and rows), and an update
+of an older database with rows must equal the project's own upgrade, or be
+refused with exit 8 at the revision that really destroys rows, and then pass with
+that one revision allowed.
 
 ``migrate.py manifest`` writes its .manifest.marshal into the project's folder
 in the cached venv, as the image build writes it into the image.
@@ -45,7 +52,9 @@ import pytest
 from tests.integration.third_party import (
     OPTUNA,
     PROJECTS,
+    SHIPPED,
     Project,
+    Shipped,
     Venv,
     alembic_drift,
     data_dump,
@@ -136,13 +145,6 @@ def workdir(tmp_path) -> Path:
     return path
 
 
-#: Revisions that move data and then drop its source, refused with the defaults on a seeded
-#: database (issue 22) and allowed by name, keyed by (project, on SQLite): optuna v2.4.0.a moves
-#: studies.direction to study_directions; meltano 5b43800443d1 renames job_id to job_name, which
-#: SQLite cannot tell from a drop and an add (PostgreSQL can, by attnum).
-MOVES_DATA = {("optuna", True): "v2.4.0.a", ("meltano", True): "5b43800443d1"}
-
-
 def env_for(project: Project, venv: Venv, url: str, tmp_path: Path, models: str | None = None,
             **extra: str) -> dict[str, str]:
     env = {
@@ -160,6 +162,18 @@ def env_for(project: Project, venv: Venv, url: str, tmp_path: Path, models: str 
     if models:
         env["MODELS"] = models
     return env
+
+
+def refused_then_allowed(venv: Venv, env: dict[str, str], workdir: Path, destroys: tuple[str, ...]):
+    """A run with the defaults; where a revision destroys rows: exit 8 naming it, then that one allowed."""
+    result = migrate(venv, env=env, cwd=workdir)
+    if not destroys:
+        return result
+    # Refused, rolled back, and the message gives the setting that allows that one revision.
+    assert result.code == 8, result.out
+    summary = [line for line in result.out.splitlines() if "(exit 8)" in line][-1]
+    assert destroys[0] in summary and f"ALLOW_DESTRUCTIVE={destroys[0]}" in summary, summary
+    return migrate(venv, env={**env, "ALLOW_DESTRUCTIVE": ",".join(destroys)}, cwd=workdir)
 
 
 def assert_migrated(result, url: str, project: Project) -> None:
@@ -235,15 +249,8 @@ def test_update_from_an_old_revision_keeps_the_rows_as_plain_alembic_does(
     assert not missing, (missing, plan.out)
     assert fingerprint(db_url) == before, plan.out
     assert versions_in(db_url) == [project.old_revision]
-    if (project.name, is_sqlite(db_url)) in MOVES_DATA:
-        # Run once with the defaults: refused, naming the one setting that allows the revision.
-        refused = migrate(venv, env=env, cwd=workdir)
-        assert refused.code == 8, refused.out
-        assert f"ALLOW_DESTRUCTIVE={MOVES_DATA[project.name, is_sqlite(db_url)]} " in refused.out, refused.out
-        assert versions_in(db_url) != [project.head]
-        env["ALLOW_DESTRUCTIVE"] = MOVES_DATA[project.name, is_sqlite(db_url)]
 
-    result = migrate(venv, env=env, cwd=workdir)
+    result = refused_then_allowed(venv, env, workdir, project.destroys.get(engine_of(db_url), ()))
 
     assert_migrated(result, db_url, project)
     project.assert_kept(db_url)
@@ -372,3 +379,74 @@ def test_generic_env_fixture_is_what_alembic_init_writes(tmp_path):
     assert result.code == 0, result.out
     assert (GENERIC / "alembic" / "env.py").read_bytes() == (tmp_path / "alembic" / "env.py").read_bytes()
     assert (GENERIC / "alembic.ini").read_bytes() == (tmp_path / "alembic.ini").read_bytes()
+
+
+# -- each project as shipped, with the defaults: no ALLOW_DESTRUCTIVE=true (issue 22) -----------
+
+
+@pytest.fixture(scope="session", params=SHIPPED, ids=[s.name for s in SHIPPED])
+def shipped(request) -> Shipped:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def shipped_venv(shipped: Shipped) -> Venv:
+    return shipped.venv()
+
+
+def shipped_env(shipped: Shipped, venv: Venv, url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """What a deployment of ``shipped`` sets: never ALLOW_DESTRUCTIVE unless ``extra`` names revisions."""
+    return {
+        "DATABASE_URL": shipped.app_url(url),
+        "MIGRATIONS_DIR": str(shipped.folder(venv)),
+        "DATA_DIR": str(tmp_path / "data"),
+        "DB_WAIT_TIMEOUT": "10",
+        # mlflow's 67 revisions and open-webui's imports, on a loaded 2-core machine.
+        "MIGRATION_TIMEOUT": "300",
+        "REPORT_FILE": str(tmp_path / "report.json"),
+        **shipped.settings,
+        **shipped.app_env,
+        **extra,
+    }
+
+
+def test_a_fresh_install_is_built_the_way_the_project_builds_it(
+        shipped, shipped_venv, db_url, second_url, workdir, tmp_path):
+    venv = shipped_venv
+    shipped.fresh(venv, second_url, tmp_path / "own")
+
+    result = migrate(venv, env=shipped_env(shipped, venv, db_url, tmp_path), cwd=workdir)
+
+    assert result.code == 0, result.out
+    assert "FALLBACK USED" not in result.out, result.out
+    assert versions_in(db_url) == [shipped.head], result.out
+    assert schema_dump(db_url) == schema_dump(second_url)
+    theirs = data_dump(second_url, shipped.volatile)
+    assert data_dump(db_url, shipped.volatile) == {
+        table: ([] if table in shipped.started else rows) for table, rows in theirs.items()}
+    assert_workdir_empty(workdir)
+
+
+def test_an_update_of_a_seeded_older_database_keeps_its_rows_or_names_the_revision_that_destroys_them(
+        shipped, shipped_venv, db_url, second_url, workdir, tmp_path, request):
+    venv = shipped_venv
+    if shipped.update_missing:
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason=shipped.update_missing))
+    if engine_of(db_url) not in shipped.update_engines:
+        pytest.skip(f"{shipped.name}'s own chain cannot update on {engine_of(db_url)} (see above)")
+    for url in (db_url, second_url):
+        shipped.old(venv, url, tmp_path / "own")
+        shipped.seed(url)
+    assert versions_in(db_url) == [shipped.old_revision]
+    shipped.upgrade(venv, second_url, tmp_path / "own")
+    env = shipped_env(shipped, venv, db_url, tmp_path)
+
+    result = refused_then_allowed(venv, env, workdir, shipped.destroys)
+
+    assert result.code == 0, result.out
+    assert "FALLBACK USED" not in result.out, result.out
+    assert versions_in(db_url) == [shipped.head], result.out
+    shipped.assert_kept(db_url)
+    assert schema_dump(db_url) == schema_dump(second_url)
+    assert data_dump(db_url, shipped.volatile) == data_dump(second_url, shipped.volatile)
+    assert_workdir_empty(workdir)
