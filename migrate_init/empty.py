@@ -14,6 +14,12 @@ builds a fresh database by replaying its chain (issue 22):
   every migration from the base, as mlflow does with
   ``mlflow.store.tracking.dbmodels.initial_models``.
 
+With ``EMPTY_DATABASE=models`` the models are the schema's source, so a
+table they define and no migration makes is created after every upgrade, as
+the project's own start-up does (jupyterhub and optuna call ``create_all`` on
+every start): :func:`complete_from_models`.  Only whole tables, never a
+change to an existing one.
+
 A database with tables but no version row is not empty, whatever the
 setting: it was made by ``create_all`` or another tool.  With
 ``BASELINE_ON_MIGRATE=REV`` (Flyway's ``baselineOnMigrate``) the run stamps
@@ -109,6 +115,17 @@ def build_initial(cfg: Config, watchdog: Watchdog, engine: Any) -> str:
     created = _create_all(engine, metadata, f"EMPTY_DATABASE=initial:{spec}")
     watchdog.checkpoint()
     return f"Built the initial schema from {spec} ({len(created)} table(s), EMPTY_DATABASE=initial), then: "
+
+
+def complete_from_models(cfg: Config, engine: Any, loaded: Loaded, standing: Standing) -> list[str]:
+    """EMPTY_DATABASE=models: the tables MODELS defines that the database lacks, made by create_all.
+
+    Nothing for another setting, or when no table is missing: a missing column stays
+    verification's (or REPAIR_MISSING_COLUMNS') business.
+    """
+    if cfg.empty_database != "models" or loaded.metadata is None or not standing.missing_tables:
+        return []
+    return _create_all(engine, loaded.metadata, f"MODELS={cfg.models} (EMPTY_DATABASE=models: tables no migration makes)")
 
 
 def _create_all(engine: Any, metadata: Any, source: str) -> list[str]:

@@ -208,7 +208,7 @@ def why_loaded(standing: Standing, expected: Expected) -> str:
         return f"the database owes the seed file(s) {', '.join(standing.owed)}"
     if standing.unrecorded:
         return "the database has no migrate_init_history yet (this run records what it has)"
-    return "REPAIR_MISSING_COLUMNS=true and the database lacks columns of MODELS"
+    return "the database lacks tables or columns of MODELS, and REPAIR_MISSING_COLUMNS or EMPTY_DATABASE=models adds them"
 
 
 def _seed_names(cfg: Config) -> tuple[str, ...]:
@@ -328,7 +328,7 @@ def _run(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reade
 
         history.edited_revisions(cfg, summary, standing)  # a warning, or refused before anything runs
     if revision is None and standing.at_heads and not standing.owed and not standing.interrupted and \
-            not standing.unrecorded and (standing.complete or not cfg.repair_missing_columns):
+            not standing.unrecorded and (standing.complete or not (cfg.repair_missing_columns or cfg.empty_database == "models")):
         fast_path_taken(expected, standing)
         at_target(summary, reader, expected, standing, after="the check")
         if expected.loaded is not None:

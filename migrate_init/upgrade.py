@@ -272,6 +272,11 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
                 f"says {', '.join(summary.applied) or 'nothing'}; the version table is what counts."
             )
             report.warning("applied_mismatch", summary.warnings[-1])
+        if revision is None and after.at_heads:
+            from . import empty
+
+            if empty.complete_from_models(cfg, engine, loaded, after):
+                after = standing_of(reader, expected)
         if cfg.repair_missing_columns and loaded.metadata is not None and not after.complete:
             _repair(engine, loaded)
             after = standing_of(reader, expected)
@@ -571,6 +576,9 @@ def _at_heads(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: 
     engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint)
     try:
         _history(cfg, engine, loaded, standing_of(reader, expected).current)  # a baseline, if none was recorded
+        from . import empty
+
+        created = empty.complete_from_models(cfg, engine, loaded, standing_of(reader, expected))
         repaired: list[str] = []
         if cfg.repair_missing_columns and not standing_of(reader, expected).complete:
             watchdog.phase = "adding missing columns"
@@ -580,7 +588,10 @@ def _at_heads(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: 
         _seed(cfg, watchdog, engine, loaded, summary, after.owed)
     finally:
         engine.dispose()
-    if repaired:
+    if created:
+        summary.message = (f"Database is at its target {revs(after.current)}; created {len(created)} table(s) "
+                           f"MODELS defines and no migration makes (EMPTY_DATABASE=models): {', '.join(created)}.")
+    elif repaired:
         summary.message = (f"Database is at its target {revs(after.current)}; added {len(repaired)} missing "
                            f"column(s) as nullable (REPAIR_MISSING_COLUMNS=true): {', '.join(repaired)}.")
     elif summary.seeded:

@@ -420,7 +420,8 @@ def schema_dump(url: str) -> dict:
         inspector = sa.inspect(connection)
         dialect = connection.dialect
         dump: dict = {}
-        for table in sorted(inspector.get_table_names()):
+        # migrate-init's own bookkeeping (migrate_init_history, _seed, _progress) is not the project's schema.
+        for table in sorted(t for t in inspector.get_table_names() if not t.startswith("migrate_init_")):
             columns = [
                 {"name": c["name"], "type": _type(c["type"], dialect),
                  "nullable": c["nullable"], "default": c.get("default")}
@@ -454,7 +455,7 @@ def data_dump(url: str, volatile: frozenset[tuple[str, str]] = frozenset()) -> d
     """Every row of every table, as sorted lists of strings (volatile columns left out)."""
     with connect(url) as connection:
         dump = {}
-        for name in sorted(sa.inspect(connection).get_table_names()):
+        for name in sorted(t for t in sa.inspect(connection).get_table_names() if not t.startswith("migrate_init_")):
             table = sa.Table(name, sa.MetaData(), autoload_with=connection)
             columns = [c for c in table.columns if (name, c.name) not in volatile]
             rows = connection.execute(sa.select(*columns)).all()
@@ -674,9 +675,15 @@ from jupyterhub.orm import new_session_factory
 new_session_factory(URL)
 """
 
+# What the hub does: `jupyterhub upgrade-db`, then at start-up orm.new_session_factory, whose
+# create_all makes the tables no migration makes (api_tokens, roles, shares and their maps).
 _JUPYTERHUB_UPGRADE = """
-from jupyterhub import dbutil
+import sqlalchemy
+from jupyterhub import dbutil, orm
 dbutil.upgrade(URL)
+engine = sqlalchemy.create_engine(URL)
+orm.Base.metadata.create_all(engine)
+engine.dispose()
 """
 
 
@@ -705,11 +712,6 @@ JUPYTERHUB_SHIPPED = Shipped(
     upgrade=lambda venv, url, cwd: own_path(venv, _JUPYTERHUB_UPGRADE, url, cwd),
     assert_kept=_jupyterhub_kept,
     destroys=("833da8570507",),
-    update_missing=(
-        "jupyterhub's chain leaves api_tokens, roles, shares and their maps to the hub's own "
-        "create_all at start-up (orm.new_session_factory after upgrade-db); migrate-init verifies "
-        "against MODELS after the upgrade and exits 7, and nothing creates missing tables when no "
-        "migration failed (REPAIR_MISSING_COLUMNS adds columns only)"),
 )
 
 
@@ -872,6 +874,14 @@ import optuna
 optuna.storages.RDBStorage(URL)
 """
 
+_OPTUNA_START = """
+import sqlalchemy
+from optuna.storages._rdb.models import BaseModel
+engine = sqlalchemy.create_engine(URL)
+BaseModel.metadata.create_all(engine)
+engine.dispose()
+"""
+
 OPTUNA_SHIPPED = Shipped(
     name="optuna",
     venv=OPTUNA.venv,
@@ -883,16 +893,14 @@ OPTUNA_SHIPPED = Shipped(
     old=lambda venv, url, cwd: plain_alembic(OPTUNA, venv, url, OPTUNA.old_revision, cwd),
     old_revision=OPTUNA.old_revision,
     seed=OPTUNA.seed,
-    upgrade=lambda venv, url, cwd: plain_alembic(OPTUNA, venv, url, "head", cwd),
+    # `optuna storage upgrade`, then RDBStorage's start-up create_all (trial_heartbeats).
+    upgrade=lambda venv, url, cwd: (plain_alembic(OPTUNA, venv, url, "head", cwd),
+                                    own_path(venv, _OPTUNA_START, url, cwd)),
     assert_kept=OPTUNA.assert_kept,
     # v2.4.0.a copies studies.direction, trials.value and trial_values.step into new tables, then drops them.
     destroys=("v2.4.0.a",),
     started=frozenset({"version_info"}),
     update_engines=("sqlite",),
-    update_missing=(
-        "optuna's RDBStorage runs create_all at every start, which makes trial_heartbeats (no "
-        "migration does); migrate-init verifies the updated database against MODELS and exits 7, "
-        "and nothing creates missing tables when no migration failed"),
 )
 
 SHIPPED = (OPTUNA_SHIPPED, MLFLOW_SHIPPED, JUPYTERHUB_SHIPPED, OPEN_WEBUI_SHIPPED, ASYNC_SHIPPED)
