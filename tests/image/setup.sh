@@ -10,6 +10,9 @@
 #     mariadb image used by docker-compose.mariadb.yaml (stand-ins from Debian's
 #     postgresql-15 and mariadb-server 10.11, with entrypoints that honour the official
 #     images' variables);
+#   - for docker-compose.pgbouncer.yaml, whose build runs apt-get in a container: when
+#     debian:bookworm-slim cannot be pulled, a stand-in with Debian's pgbouncer and the
+#     compose file's own entrypoint (PGBOUNCER_IMAGE, which Compose then uses, not builds);
 #   - downloads wheels for requirements.lock (hash-checked) on the host into wheels/, for the
 #     base image's Python, so the image builds with no index; the same for each example's
 #     requirements.txt, into examples/*/wheels/;
@@ -25,6 +28,9 @@ readonly WHEELS_DIR="$ROOT/wheels"
 readonly DEFAULT_BASE_IMAGE='python:3.12-slim'
 readonly DEFAULT_POSTGRES_IMAGE='postgres:16'
 readonly DEFAULT_MARIADB_IMAGE='mariadb:11'
+# docker-compose.pgbouncer.yaml builds its image on this (deploy/compose/pgbouncer/Dockerfile)
+readonly PGBOUNCER_BUILD_BASE='debian:bookworm-slim'
+readonly DEFAULT_PGBOUNCER_IMAGE='migrate-init-pgbouncer:local'
 readonly SUITE='bookworm'
 readonly PULL_TIMEOUT="${DOCKER_PULL_TIMEOUT:-60}"
 # bump to rebuild the stand-in images (their tags also hash their package lists and scripts)
@@ -266,6 +272,26 @@ setup_base_image() {
 	printf '%s\n' "$tag"
 }
 
+# usage: _postgresql_common_rootfs NAME PACKAGE WANTED-IMAGE
+#   prints the tag of a debootstrapped rootfs with PACKAGE (which pulls in postgresql-common),
+#   imported once when it is missing because WANTED-IMAGE cannot be pulled
+_postgresql_common_rootfs() {
+	local name="$1" package="$2" wanted="$3" rootfs
+	rootfs="$(_content_tag "migrate-init-standin/$name-rootfs" <(printf '%s %s %s' "$STANDIN_RECIPE" "$SUITE" "$package"))"
+	if ! _image_exists "$rootfs"; then
+		setup_log "$wanted cannot be pulled; building the stand-in $rootfs"
+		local dir="$BUILD_DIR/rootfs-$name"
+		_bootstrap_rootfs "$dir" 'ca-certificates'
+		# the package's own cluster would need /dev/shm in the chroot; the entrypoint runs initdb instead
+		mkdir -p "$dir/etc/postgresql-common/createcluster.d"
+		printf 'create_main_cluster = false\n' >"$dir/etc/postgresql-common/createcluster.d/no-main.conf"
+		_chroot_install "$dir" "$package"
+		_trim_rootfs "$dir"
+		_import_rootfs "$dir" "$rootfs"
+	fi
+	printf '%s\n' "$rootfs"
+}
+
 # usage: setup_postgres_image
 #   prints the image for the postgres service: postgres:16 when it can be pulled, else a
 #   stand-in with Debian's PostgreSQL and an entrypoint that honours the same variables
@@ -279,18 +305,7 @@ setup_postgres_image() {
 		return 0
 	fi
 	local rootfs
-	rootfs="$(_content_tag migrate-init-standin/postgres-rootfs <(printf '%s %s postgresql-15' "$STANDIN_RECIPE" "$SUITE"))"
-	if ! _image_exists "$rootfs"; then
-		setup_log "$DEFAULT_POSTGRES_IMAGE cannot be pulled; building the stand-in $rootfs"
-		local dir="$BUILD_DIR/rootfs-postgres"
-		_bootstrap_rootfs "$dir" 'ca-certificates'
-		# the package's own cluster would need /dev/shm in the chroot; the entrypoint runs initdb instead
-		mkdir -p "$dir/etc/postgresql-common/createcluster.d"
-		printf 'create_main_cluster = false\n' >"$dir/etc/postgresql-common/createcluster.d/no-main.conf"
-		_chroot_install "$dir" postgresql-15
-		_trim_rootfs "$dir"
-		_import_rootfs "$dir" "$rootfs"
-	fi
+	rootfs="$(_postgresql_common_rootfs postgres postgresql-15 "$DEFAULT_POSTGRES_IMAGE")"
 	_build_standin postgres "$rootfs" Dockerfile docker-entrypoint.sh
 }
 
@@ -320,6 +335,27 @@ setup_mariadb_image() {
 		_import_rootfs "$dir" "$rootfs"
 	fi
 	_build_standin mariadb "$rootfs" Dockerfile docker-entrypoint.sh 90-standin.cnf
+}
+
+# usage: setup_pgbouncer_image
+#   prints the image for the pgbouncer service: the tag the compose file builds when its base
+#   can be pulled (that build then runs there), else a stand-in from Debian's pgbouncer with
+#   deploy/compose/pgbouncer/'s entrypoint, which Compose runs instead of building
+setup_pgbouncer_image() {
+	if [ -n "${PGBOUNCER_IMAGE:-}" ]; then
+		printf '%s\n' "$PGBOUNCER_IMAGE"
+		return 0
+	fi
+	if _try_pull "$PGBOUNCER_BUILD_BASE"; then
+		printf '%s\n' "$DEFAULT_PGBOUNCER_IMAGE"
+		return 0
+	fi
+	local rootfs
+	rootfs="$(_postgresql_common_rootfs pgbouncer pgbouncer "$PGBOUNCER_BUILD_BASE")"
+	# the entrypoint is the compose file's own (deploy/compose/pgbouncer/), copied into the
+	# stand-in's context so that the stand-in runs exactly what the real build would
+	cp "$ROOT/deploy/compose/pgbouncer/pgbouncer-entrypoint.sh" "$ROOT/tests/image/pgbouncer-standin/"
+	_build_standin pgbouncer "$rootfs" Dockerfile pgbouncer-entrypoint.sh
 }
 
 # usage: _host_python
@@ -390,13 +426,16 @@ _main() {
 	mkdir -p "$BUILD_DIR"
 	setup_install_engine
 	setup_start_engine
-	local base postgres mariadb
+	local base postgres mariadb pgbouncer
 	base="$(setup_base_image)"
 	postgres="$(setup_postgres_image)"
 	mariadb="$(setup_mariadb_image)"
+	pgbouncer="$(setup_pgbouncer_image)"
 	setup_wheels "$base"
-	setup_write_env "BASE_IMAGE=$base" "POSTGRES_IMAGE=$postgres" "MARIADB_IMAGE=$mariadb"
-	setup_log "ready: BASE_IMAGE=$base POSTGRES_IMAGE=$postgres MARIADB_IMAGE=$mariadb ($BUILD_DIR/docker.env)"
+	setup_write_env "BASE_IMAGE=$base" "POSTGRES_IMAGE=$postgres" "MARIADB_IMAGE=$mariadb" \
+		"PGBOUNCER_IMAGE=$pgbouncer"
+	setup_log "ready: BASE_IMAGE=$base POSTGRES_IMAGE=$postgres MARIADB_IMAGE=$mariadb" \
+		"PGBOUNCER_IMAGE=$pgbouncer ($BUILD_DIR/docker.env)"
 }
 
 _main "$@"

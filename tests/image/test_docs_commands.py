@@ -67,6 +67,9 @@ OWN_VOLUME = "my-app-data"
 DEMO = documented("docker-compose up --build")
 POSTGRES_DEMO = documented(
     "POSTGRES_PASSWORD=change-me docker-compose -f docker-compose.yaml -f docker-compose.postgres.yaml up --build")
+PGBOUNCER_DEMO = documented(
+    "POSTGRES_PASSWORD=change-me docker-compose -f docker-compose.yaml -f docker-compose.postgres.yaml "
+    "-f docker-compose.pgbouncer.yaml up")
 OWN_MIGRATIONS = documented(
     'docker run --rm -e DATABASE_URL_FILE=/run/secrets/db_url -v "$PWD/db_url:/run/secrets/db_url:ro" \\\n'
     '  -e MIGRATIONS_DIR=/migrations -e MODELS=models:Base -v "$PWD/migrations:/migrations:ro" \\\n'
@@ -326,6 +329,13 @@ def _server_demo(docker_env, compose_image, tmp_path, files, command, server, ur
 def test_readme_postgres_demo(docker_env, compose_image, tmp_path):
     _server_demo(docker_env, compose_image, tmp_path, ("docker-compose.yaml", "docker-compose.postgres.yaml"),
                  POSTGRES_DEMO, "postgres", "postgresql+psycopg2://webui:***@postgres:5432/webui")
+
+
+def test_readme_pgbouncer_demo(docker_env, compose_image, tmp_path):
+    # no --build: PGBOUNCER_IMAGE (build/docker.env) is used as it is, the migrate image is built
+    _server_demo(docker_env, compose_image, tmp_path,
+                 ("docker-compose.yaml", "docker-compose.postgres.yaml", "docker-compose.pgbouncer.yaml"),
+                 PGBOUNCER_DEMO, "pgbouncer", "postgresql+psycopg2://webui:***@pgbouncer:6432/webui")
 
 
 def test_image_md_mariadb_demo(docker_env, compose_image, tmp_path):

@@ -4,7 +4,8 @@ Never skipped: without a Docker engine these tests fail and say how to get one
 (`bash tests/run.sh` runs tests/image/setup.sh, which installs and starts it,
 and writes build/docker.env with the BASE_IMAGE and POSTGRES_IMAGE to use).
 The image is built once per session; every docker run uses it. The MariaDB tests use
-MARIADB_IMAGE (mariadb:11, or setup.sh's stand-in built from Debian's mariadb-server).
+MARIADB_IMAGE (mariadb:11, or setup.sh's stand-in built from Debian's mariadb-server), the
+PgBouncer tests PGBOUNCER_IMAGE (the compose file's build, or setup.sh's stand-in).
 MIGRATE_INIT_TEST_IMAGE=<tag> tests an image built beforehand instead (built on BASE_IMAGE).
 """
 
@@ -486,6 +487,32 @@ def test_compose_postgres_waits_for_health_then_migrates_then_starts_app(compose
         postgres = compose.state("postgres")
         assert postgres["Health"]["Status"] == "healthy"
         assert _instant(postgres["StartedAt"]) <= _instant(compose.state("migrate")["StartedAt"])
+    finally:
+        compose.down()
+
+
+PGBOUNCER_COMPOSE = REPO / "docker-compose.pgbouncer.yaml"
+
+
+@pytest.mark.parametrize("pool_mode", ["transaction", "session"])
+def test_compose_pgbouncer_migrates_through_pgbouncer_then_starts_app(compose_env, pool_mode):
+    # PGBOUNCER_IMAGE (build/docker.env) is setup.sh's stand-in where the compose file's build
+    # cannot run; `up` without --build uses it as it is
+    compose = Compose({**compose_env, "PGBOUNCER_POOL_MODE": pool_mode},
+                      REPO / "docker-compose.postgres.yaml", PGBOUNCER_COMPOSE)
+    try:
+        app_logs = _up_until_the_app_exits_0(compose)
+        assert f"postgresql+psycopg2://webui:***@pgbouncer:6432/webui is at revision {TARGET}" in app_logs
+        pgbouncer = compose.state("pgbouncer")
+        assert pgbouncer["Health"]["Status"] == "healthy"
+        assert _instant(pgbouncer["StartedAt"]) <= _instant(compose.state("migrate")["StartedAt"])
+        config = docker("exec", compose.container("pgbouncer"), "cat", "/tmp/pgbouncer/pgbouncer.ini",
+                        check=True, timeout=30).out
+        assert f"pool_mode = {pool_mode}" in config, config
+        # the database itself, read on the server and not through PgBouncer
+        version = docker("exec", compose.container("postgres"), "psql", "-U", "webui", "-d", "webui",
+                         "-tAc", "SELECT version_num FROM alembic_version", check=True, timeout=30)
+        assert version.out.split() == [TARGET], version.out
     finally:
         compose.down()
 

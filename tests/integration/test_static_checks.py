@@ -22,7 +22,8 @@ def _tool(name: str) -> str:
 
 def test_hadolint_passes_on_the_dockerfiles():
     dockerfiles = [REPO / "Dockerfile", REPO / "tests" / "image" / "postgres-standin" / "Dockerfile",
-                   REPO / "tests" / "image" / "mariadb-standin" / "Dockerfile"]
+                   REPO / "tests" / "image" / "mariadb-standin" / "Dockerfile",
+                   REPO / "tests" / "image" / "pgbouncer-standin" / "Dockerfile"]
     result = subprocess.run([_tool("hadolint"), *map(str, dockerfiles)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
