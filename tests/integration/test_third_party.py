@@ -244,7 +244,10 @@ def test_update_from_an_old_revision_keeps_the_rows_as_plain_alembic_does(
     assert status.code == 1, status.out
     before = fingerprint(db_url)
     plan = migrate(venv, "plan", env=env, cwd=workdir)
-    assert plan.code == 0, plan.out
+    # plan exits as run would (issue 24): 8 where a revision moves values and drops their source.
+    refused = project.destroys.get(engine_of(db_url), ())
+    assert plan.code == (8 if refused else 0), plan.out
+    assert all(f"ALLOW_DESTRUCTIVE={rev}" in plan.out for rev in refused), plan.out
     missing = [rev for rev in project.pending if rev not in plan.out]
     assert not missing, (missing, plan.out)
     assert fingerprint(db_url) == before, plan.out
@@ -325,8 +328,9 @@ def test_status_plan_check_verify_and_lint_at_head_leave_the_database_unchanged(
     assert fingerprint(db_url) == before, f"plan changed the database:\n{plan.out}"
 
     lint = migrate(venv, "lint", env=env, cwd=workdir)
-    assert lint.code == 1, lint.out
-    assert project.lint_finding in lint.out, lint.out
+    # Candidate losses seen from an empty database are warnings (run judges the values): lint passes.
+    assert lint.code == 0, lint.out
+    assert project.lint_finding in lint.out and "[warning]" in lint.out and "[error]" not in lint.out, lint.out
     assert fingerprint(db_url) == before, f"lint changed the database:\n{lint.out}"
     assert versions_in(db_url) == [project.head]
     assert_workdir_empty(workdir)
