@@ -323,7 +323,7 @@ def test_lint_reads_the_scripts_of_every_version_location(tmp_path):
 
     result = run_migrate("lint", env=operator_env(f"sqlite:///{tmp_path}/unused.db", tmp_path, MIGRATIONS_DIR=folder))
 
-    assert result.code == 1, result.out
+    assert result.code == 0 and "[warning]" in result.out, result.out  # a candidate loss is a warning
     # The source pass (the SQL pass reads the chain whatever the folders) names the line in more_versions/.
     assert re.search(rf"^{re.escape(str(dropping))}:\d+: destructive: drop_column\(\)", result.out, re.M), result.out
     assert not (tmp_path / "unused.db").exists()

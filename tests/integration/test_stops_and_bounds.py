@@ -275,7 +275,8 @@ def test_sqlite_write_locked_by_another_process_sigterm_is_honoured_within_2_s(s
     db = _sqlite_at_70c(sqlite_url, tmp_path)
     with sqlite_write_lock(db, "IMMEDIATE"):
         runner = Runner(stranger_env(sqlite_url, tmp_path, MIGRATION_TIMEOUT=60), tmp_path / "run.log")
-        wait_until(lambda: "layer 1" in runner.out, 30, "the run to start upgrading", runner)
+        # Its first write (the history table, then the first migration) waits behind the lock.
+        wait_until(lambda: "migration(s) to apply" in runner.out, 30, "the run to start upgrading", runner)
         time.sleep(1.0)  # inside SQLite's busy wait, behind the other process's write lock
         started = time.monotonic()
         runner.signal(signal.SIGTERM)

@@ -331,8 +331,15 @@ def test_broken_new_migration_is_rescued_by_the_create_all_fallback(any_url, mig
     result = run_migrate(env=env_for(any_url, MIGRATIONS_DIR=migrations_copy.path,
                                      MODELS="models:Base"))
 
-    assert result.code == 0, result.out
     summary = summary_line(result.out)
+    if is_mysql(any_url):
+        # MySQL/MariaDB committed the CREATE TABLE before the failing statement: create_all would
+        # create nothing, and a fallback that creates nothing rescues nothing (issue 24).
+        assert result.code == 1, result.out
+        assert "the create_all fallback would create nothing" in summary and BROKEN_REVISION in summary, summary
+        assert versions(any_url) == [TARGET]
+        return
+    assert result.code == 0, result.out
     assert "FALLBACK USED" in summary and BROKEN_REVISION in summary, summary
     assert "verification passed" in summary
     assert "core_no_such_table" in result.out  # the error is named
