@@ -17,8 +17,10 @@ and take away again:
 - Compose runs under a throw-away COMPOSE_PROJECT_NAME and MIGRATE_INIT_IMAGE (the README names that
   variable), and ``down --volumes`` ends each project. An ``up`` that keeps a database service
   running is ended once ``app`` has exited.
-- docs/commands.md's named volume ``open-webui_data`` is refused when it already exists (it may hold
-  a real Open WebUI database), and removed afterwards.
+- docs/commands.md's named volume ``open-webui_data`` (and the README's ``my-app-data``) is created
+  by the tests with a label before the commands use it, and removed afterwards with any container
+  still using it. One that already exists without the label is refused (it may hold a real Open
+  WebUI database); one with it is a leftover of an interrupted run and is replaced.
 """
 
 from __future__ import annotations
@@ -188,17 +190,46 @@ def release_image(docker_env) -> Iterator[str]:
                 docker("rmi", tag)
 
 
+#: The label these tests put on a named volume they create before the documented commands use it:
+#: a volume with it is a leftover of an interrupted run of these tests, one without it someone's data.
+VOLUME_LABEL = "io.migrate-init.tests=docs-commands"
+
+
+@contextmanager
+def labelled_volume(name: str, what: str) -> Iterator[str]:
+    """Create the documented named volume ``name``, labelled as these tests', and remove it afterwards
+    with every container still using it. An unlabelled volume of that name is refused (it may hold
+    real data the documented command would migrate); a labelled one is a leftover of an interrupted
+    run and is removed first."""
+    found = docker("volume", "inspect", "--format", "{{json .Labels}}", name)
+    if found.code == 0:
+        if "io.migrate-init.tests" not in found.out:
+            pytest.fail(f"A Docker volume named {name} already exists, maybe {what}: the documented commands "
+                        f"would migrate it. Remove it ('docker volume rm {name}') or run these tests on another "
+                        "engine.")
+        _remove_volume(name)
+    created = docker("volume", "create", "--label", VOLUME_LABEL, name)
+    assert created.code == 0, created
+    try:
+        yield name
+    finally:
+        _remove_volume(name)
+
+
+def _remove_volume(name: str) -> None:
+    users = docker("ps", "--all", "--quiet", "--filter", f"volume={name}").out.split()
+    if users:
+        docker("rm", "--force", "--volumes", *users)
+    removed = docker("volume", "rm", name)
+    assert removed.code == 0 or docker("volume", "inspect", name).code != 0, \
+        f"could not remove the tests' volume {name}: {removed.out}"
+
+
 @pytest.fixture
 def open_webui_data(docker_env) -> Iterator[str]:
-    """docs/commands.md's volume, created by the commands themselves; never someone else's."""
-    if docker("volume", "inspect", VOLUME).code == 0:
-        pytest.fail(f"A Docker volume named {VOLUME} already exists, maybe an Open WebUI's real data: the "
-                    f"documented commands would migrate it. Remove it ('docker volume rm {VOLUME}') or run "
-                    "these tests on another engine.")
-    try:
-        yield VOLUME
-    finally:
-        docker("volume", "rm", VOLUME)
+    """docs/commands.md's volume, made by these tests for the commands; never someone else's."""
+    with labelled_volume(VOLUME, "an Open WebUI's real data") as name:
+        yield name
 
 
 # --- Compose ------------------------------------------------------------------------------
@@ -372,14 +403,9 @@ def _readable_copy(source: Path, target: Path) -> Path:
 
 @pytest.fixture
 def my_app_data(docker_env) -> Iterator[str]:
-    """The README's named volume for your own migrations, made by the command itself; never someone else's."""
-    if docker("volume", "inspect", OWN_VOLUME).code == 0:
-        pytest.fail(f"A Docker volume named {OWN_VOLUME} already exists: the README's command would migrate "
-                    f"what it holds. Remove it ('docker volume rm {OWN_VOLUME}') or run these tests on another engine.")
-    try:
-        yield OWN_VOLUME
-    finally:
-        docker("volume", "rm", OWN_VOLUME)
+    """The README's named volume for your own migrations, made by these tests; never someone else's."""
+    with labelled_volume(OWN_VOLUME, "your own application's data") as name:
+        yield name
 
 
 def test_readme_own_migrations_from_a_url_file_into_a_named_volume(release_image, docker_env, my_app_data, tmp_path):
