@@ -28,7 +28,6 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import sqlalchemy
 from alembic import command as alembic_command
@@ -53,6 +52,7 @@ from .errors import (
     missing_driver_error,
     undone,
 )
+from .probe import sqlite_uri
 from .url import ASYNC_DRIVERS
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def create_engine(database: Url, *, busy_timeout: float, connect_timeout: float 
         kwargs["connect_args"] = {"timeout": _SQLITE_SLICE, "check_same_thread": False}
         if read_only:
             # Read-only means opened read-only: nothing is created, and a read-only mount works.
-            uri = "file:" + quote(os.path.abspath(database.sqlite_path or ""), safe="/") + "?mode=ro"
+            uri = sqlite_uri(database.sqlite_path or "", "ro")
             kwargs["creator"] = lambda: sqlite3.connect(uri, uri=True, timeout=_SQLITE_SLICE,
                                                         check_same_thread=False)
     elif database.backend == "postgresql":

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from . import report
 from .errors import BackupFailed
+from .probe import sqlite_uri
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def take(database: Path, folder: Path, *, keep: int, label: str, watchdog: Watch
 
 def _copy(database: Path, partial: Path, watchdog: Watchdog | None) -> str:
     """Copy ``database`` to ``partial`` step by step; return what ``PRAGMA quick_check`` says of the copy."""
-    source = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    source = sqlite3.connect(sqlite_uri(str(database), "ro"), uri=True)
     try:
         target = sqlite3.connect(partial)
         try:

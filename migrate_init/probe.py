@@ -218,8 +218,7 @@ class SqliteReader(Reader):
             return True
         if not os.path.exists(self.path):
             return False  # reads as empty; nothing is created here
-        mode = "ro" if self.read_only else "rw"
-        uri = "file:" + _uri_path(self.path) + f"?mode={mode}"
+        uri = sqlite_uri(self.path, "ro" if self.read_only else "rw")
         self.connection = sqlite_driver().connect(uri, uri=True, timeout=_SQLITE_SLICE, isolation_level=None,
                                           check_same_thread=False)
         if self.track is not None:
@@ -332,10 +331,13 @@ class SqliteReader(Reader):
             self.connection = None
 
 
-def _uri_path(path: str) -> str:
+def sqlite_uri(path: str, mode: str) -> str:
+    """SQLite's URI for the file ``path`` opened with ``mode`` (ro, rw, rwc): the one way every module
+    builds it. The path is percent-quoted, so a folder named ``odd#dir`` or ``a?b`` stays a path and is
+    not read as the URI's fragment or query (issue 21: an unquoted backup copied an empty ``/srv/odd``)."""
     from .url import quote  # urllib.parse's quote, imported only when it would change the path (issue 14)
 
-    return quote(path, safe="/")
+    return "file:" + quote(os.path.abspath(path), safe="/") + "?mode=" + mode
 
 
 class PostgresqlReader(Reader):

@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -25,7 +26,7 @@ def _backups(folder: Path) -> list[Path]:
 
 
 def _open_backup(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    connection = sqlite3.connect(f"file:{quote(str(path), safe='/')}?mode=ro", uri=True)
     assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     return connection
 
@@ -209,3 +210,27 @@ def test_sigterm_during_a_large_backup_stops_it_and_leaves_no_backup_file(sqlite
     assert versions(sqlite_url) == ["70c7b727736e"]
     assert snapshot(sqlite_url) == before
     assert count(sqlite_url, "user") == 3
+
+
+@pytest.mark.parametrize("folder", ["odd#dir", "odd?dir", "odd%dir"])
+def test_backup_of_a_database_in_a_folder_whose_name_holds_uri_characters_holds_its_rows(tmp_path, folder):
+    # issue 21: the backup opened "file:/srv/odd#dir/app.db?mode=ro" unquoted, so SQLite read the
+    # path as /srv/odd, created an empty file there, and the "backup" held no table at all.
+    home = tmp_path / folder
+    home.mkdir()
+    url = "sqlite:///" + quote(str(home / "app.db"), safe="/")
+    _at_70c7_with_rows(url, tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    result = run_migrate(env=operator_env(url, tmp_path))
+
+    assert result.code == 0, result.out
+    assert versions(url) == [TARGET]
+    [backup] = _backups(home / "backups")
+    connection = _open_backup(backup)
+    try:
+        assert connection.execute('SELECT COUNT(*) FROM "user"').fetchone() == (3,)
+        assert connection.execute("SELECT COUNT(*) FROM chat").fetchone() == (2,)
+    finally:
+        connection.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before, "a file appeared beside the folder"
