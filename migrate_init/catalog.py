@@ -43,7 +43,7 @@ VERSION_TABLE = "alembic_version"
 # Alembic's SQLite batch mode rebuilds ``x`` as ``_alembic_tmp_x`` and renames it back.
 BATCH_TMP_PREFIX = "_alembic_tmp_"
 
-LOSS_KINDS = ("drop table", "drop column", "replace column", "change type", "set not null")
+LOSS_KINDS = ("drop table", "drop column", "replace column", "change type", "set not null", "change engine")
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,8 @@ class Column:
     generated: bool
     #: PostgreSQL's ``attnum``: a column dropped and added again under its name gets a new one.
     ident: int | None = None
+    #: MySQL's ``CHARACTER_SET_NAME`` (string columns only): a narrower one loses characters (N10).
+    charset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,9 @@ class Snapshot:
     table_ids: dict[str, int] = field(default_factory=dict)
     #: ``(schema, table)`` of a table named ``schema.table`` here (PostgreSQL, outside the current schema).
     locations: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+    #: MySQL: each table's ENGINE, and its default character set (what a column defined without one gets).
+    engines: dict[str, str] = field(default_factory=dict)
+    charsets: dict[str, str] = field(default_factory=dict)
 
     def table(self, name: str) -> Table | None:
         columns = self.tables.get(name)
@@ -117,6 +122,8 @@ class Loss:
     recreated: bool = False
     #: What the values judgement found (``2 rows``, ``3 non-NULL values``); empty before it ran.
     held: str = ""
+    #: MySQL ``drop table`` (recreated): the table renamed onto this one's name, whose rows now stand for it.
+    replaced_by: str | None = None
 
     def describe(self, done: bool = False) -> str:
         """One phrase, e.g. ``column account.name (TEXT) would be dropped``.
@@ -141,6 +148,9 @@ class Loss:
             text = f"column {where} ({self.detail}) {be} added NOT NULL without a default"
         elif self.kind == "set not null":
             text = f"column {where} ({self.detail}) {become} NOT NULL"
+        elif self.kind == "change engine":
+            text = (f"table {self.table} {change} engine ({self.detail}), one that does not keep its rows "
+                    "on disk")
         else:  # pragma: no cover - LOSS_KINDS is closed
             text = f"{self.kind} {where}"
         if self.renamed_to:
@@ -203,12 +213,13 @@ def snapshot(
     family = engine_family(dialect)
     ids: dict[str, int] = {}
     locations: dict[str, tuple[str | None, str]] = {}
+    options: dict[str, tuple[str, str]] = {}
     if family == "sqlite":
         tables, ids = _sqlite(connection, schema or "main")
     elif family == "postgresql":
         tables, ids, locations = _postgresql(connection, schema)
     else:
-        tables = _mysql(connection, schema)
+        tables, options = _mysql(connection, schema)
     skip = _name_key(family, version_table)
     kept = {
         name: columns
@@ -223,6 +234,8 @@ def snapshot(
         schema=schema,
         table_ids={name: ids[name] for name in kept if name in ids},
         locations={name: locations[name] for name in kept if name in locations},
+        engines={name: options[name][0] for name in kept if name in options},
+        charsets={name: options[name][1] for name in kept if name in options},
     )
 
 
@@ -359,7 +372,8 @@ def _pg_server_version(connection: Any) -> int:
 
 
 _MYSQL_COLUMNS = """
-SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE, c.COLUMN_DEFAULT, c.EXTRA
+SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE, c.COLUMN_DEFAULT, c.EXTRA,
+  c.CHARACTER_SET_NAME, t.ENGINE, t.TABLE_COLLATION
 FROM information_schema.COLUMNS AS c
 JOIN information_schema.TABLES AS t
   ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
@@ -368,13 +382,17 @@ ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION
 """
 
 
-def _mysql(connection: Any, schema: str | None) -> dict[str, dict[str, Column]]:
-    """MySQL and MariaDB; written to their documentation, not yet run against a server."""
+def _mysql(
+    connection: Any, schema: str | None
+) -> tuple[dict[str, dict[str, Column]], dict[str, tuple[str, str]]]:
+    """MySQL and MariaDB: the columns, and each table's ``(engine, default character set)``."""
     sql = _MYSQL_COLUMNS.format(schema="DATABASE()" if schema is None else "%s")
     tables: dict[str, dict[str, Column]] = {}
-    for table, name, type_, is_nullable, default, extra in _rows(
+    options: dict[str, tuple[str, str]] = {}
+    for table, name, type_, is_nullable, default, extra, charset, engine, collation in _rows(
         connection, sql, () if schema is None else (schema,)
     ):
+        options[_text(table)] = (_text(engine or ""), charset_of_collation(_text(collation or "")))
         extra_text = _text(extra).upper()
         default_text = None if default is None else _text(default)
         tables.setdefault(_text(table), {})[_text(name)] = Column(
@@ -388,8 +406,33 @@ def _mysql(connection: Any, schema: str | None) -> dict[str, dict[str, Column]]:
             generated="VIRTUAL GENERATED" in extra_text
             or "STORED GENERATED" in extra_text
             or "PERSISTENT GENERATED" in extra_text,
+            charset=_charset_name(_text(charset)) if charset is not None else None,
         )
-    return tables
+    return tables, options
+
+
+def charset_of_collation(collation: str) -> str:
+    """MySQL: the character set of a collation (``latin1_swedish_ci`` -> ``latin1``, ``binary``)."""
+    return _charset_name(collation.lower().split("_", 1)[0])
+
+
+def _charset_name(charset: str) -> str:
+    # utf8 is utf8mb3 (MySQL 8 and MariaDB 10.6 report it so); one spelling for comparisons.
+    charset = charset.lower()
+    return "utf8mb3" if charset == "utf8" else charset
+
+
+#: MySQL character sets and those that hold every character they hold (a change between them loses none).
+_WIDER_CHARSETS = {
+    "ascii": {"latin1", "utf8mb3", "utf8mb4"},
+    "latin1": {"utf8mb3", "utf8mb4"},
+    "utf8mb3": {"utf8mb4"},
+}
+
+
+def _charset_kept(old: str | None, new: str | None) -> bool:
+    """Whether every character of a column in ``old`` exists in ``new`` (N10); unknown: yes."""
+    return old is None or new is None or old == new or new in _WIDER_CHARSETS.get(old, set())
 
 
 def open_transaction(connection: Any) -> bool | None:
@@ -572,7 +615,10 @@ def _column_losses(
             # Same name, another column (issue 25, N2): judged by the values it holds.
             found.append(Loss("replace column", table, name, f"{column.type} -> {now.type}"))
             continue
-        if not _same_or_widened(family, column.type, now.type):
+        if not _charset_kept(column.charset, now.charset):
+            found.append(Loss("change type", table, name,
+                              f"{column.type} {column.charset} -> {now.type} {now.charset}"))
+        elif not _same_or_widened(family, column.type, now.type):
             found.append(Loss("change type", table, name, f"{column.type} -> {now.type}"))
         elif now.generated and not column.generated:
             found.append(Loss("change type", table, name, f"{column.type} -> {now.type} GENERATED"))
@@ -896,14 +942,18 @@ class EffectGuard:
 
         if self._off or self._before is None or engine_family(dialect) != "mysql":
             return
-        if not statements.worth_judging(statement) or statements.only_adds(statement):
+        if not statements.worth_judging(statement):
+            return
+        # Read as the server will read it: quoting depends on the session's sql_mode (N8).
+        sql_mode = _text(_rows(connection, "SELECT @@SESSION.sql_mode")[0][0])
+        if statements.only_adds(statement, sql_mode):
             return
         allowed = self.allowed(revision, reviewed)
         shown = " ".join(statement.split())
         shown = shown if len(shown) <= 160 else shown[:157] + "..."
         live = self._snapshot(connection, dialect)
         try:
-            predicted, extra = statements.predict(live, statement)
+            predicted, extra = statements.predict(live, statement, sql_mode)
         except statements.Unjudged as exc:
             if allowed or self.record:
                 return
@@ -923,7 +973,7 @@ class EffectGuard:
             return
         # Judged on the live tables: the values are there until the statement runs.
         pre = values.read(connection, live, _wanted_before(found, live))
-        lost, _ = judge(found, pre, {}, "mysql")
+        lost, _ = judge(found, pre, _replacements(connection, live, found), "mysql")
         self._accepted.update(f.key for f in found if f.key not in {g.key for g in lost})
         found = lost
         if not found:
@@ -1000,6 +1050,26 @@ class _CommitWatch:
         return self.family == "postgresql" and self._transaction_id() != self._xid
 
 
+def _replacements(connection: Any, live: Snapshot, found: list[Loss]) -> dict[str, Any]:
+    """MySQL: what a table renamed onto another's name holds, under the name it takes (N9).
+
+    ``RENAME TABLE account TO account_old, account_new TO account`` keeps
+    ``account``'s values only if ``account_new`` already holds them (the
+    online schema change idiom: copy, then swap); both are read before the
+    statement runs.
+    """
+    from . import values
+
+    post: dict[str, Any] = {}
+    for loss in found:
+        if loss.replaced_by is not None:
+            columns = {name: True for name in live.tables.get(loss.table, {})}
+            held = values.read(connection, live, {loss.replaced_by: columns})
+            if loss.replaced_by in held:
+                post[loss.table] = held[loss.replaced_by]
+    return post
+
+
 def _wanted_before(found: list[Loss], before: Snapshot) -> dict[str, dict[str, bool]]:
     """What to read of the state before the migration: ``table -> column -> digest?``."""
     wanted: dict[str, dict[str, bool]] = {}
@@ -1052,7 +1122,7 @@ def judge(found: list[Loss], pre: dict[str, Any], post: dict[str, Any], family: 
         if held is None:  # nothing was read: judged by the catalog alone
             lost.append(loss)
             continue
-        if loss.kind == "drop table" and not loss.recreated:
+        if loss.kind == "change engine" or (loss.kind == "drop table" and not loss.recreated):
             if held.rows:
                 lost.append(replace(loss, held=f"{held.rows} row(s)"))
             continue
