@@ -406,18 +406,18 @@ def _mysql(
             generated="VIRTUAL GENERATED" in extra_text
             or "STORED GENERATED" in extra_text
             or "PERSISTENT GENERATED" in extra_text,
-            charset=_charset_name(_text(charset)) if charset is not None else None,
+            charset=charset_name(_text(charset)) if charset is not None else None,
         )
     return tables, options
 
 
 def charset_of_collation(collation: str) -> str:
     """MySQL: the character set of a collation (``latin1_swedish_ci`` -> ``latin1``, ``binary``)."""
-    return _charset_name(collation.lower().split("_", 1)[0])
+    return charset_name(collation.lower().split("_", 1)[0])
 
 
-def _charset_name(charset: str) -> str:
-    # utf8 is utf8mb3 (MySQL 8 and MariaDB 10.6 report it so); one spelling for comparisons.
+def charset_name(charset: str) -> str:
+    """One spelling of a MySQL character set: ``utf8`` is ``utf8mb3`` (MySQL 8 and MariaDB 10.6 say so)."""
     charset = charset.lower()
     return "utf8mb3" if charset == "utf8" else charset
 
@@ -664,7 +664,11 @@ _SQLITE_NAMES = {
     "VARCHAR": "VARCHAR", "NVARCHAR": "NVARCHAR", "NCHAR": "NCHAR",
 }  # fmt: skip
 _SQLITE_TYPE = re.compile(r"([\w ]+)(\(.*?\))?")
-_MYSQL_INT_WIDTH = re.compile(r"\b(tinyint|smallint|mediumint|int|integer|bigint)\(\d+\)")
+_MYSQL_INT_WIDTH = re.compile(r"\b(tinyint|smallint|mediumint|int|integer|bigint|year)\(\d+\)")
+#: What MySQL stores for a type written another way (as COLUMN_TYPE shows it, display widths aside):
+#: the statement guard predicts from the statement's spelling, and must agree with the catalog (N31).
+_MYSQL_SYNONYMS = {"boolean": "tinyint", "bool": "tinyint", "decimal": "decimal(10,0)",
+                   "numeric": "decimal(10,0)", "real": "double", "serial": "bigint unsigned"}
 _PG_VARCHAR = re.compile(r"character varying(?:\((\d+)\))?")
 
 
@@ -689,7 +693,10 @@ def _canonical(family: str, declared: str) -> object:
             name = "NUMERIC"
         return (name, tuple(int(n) for n in re.findall(r"\d+", args or "")))
     if family == "mysql":
-        return _MYSQL_INT_WIDTH.sub(r"\1", text.lower())
+        # (10, 2) is (10,2); ENUM('a', 'b') is ENUM('a','b'): spaces between the values, not in them.
+        text = re.sub(r"(\d),\s+(\d)", r"\1,\2", re.sub(r"',\s+'", "','", text.lower()))
+        text = re.sub(r"^numeric\b", "decimal", _MYSQL_INT_WIDTH.sub(r"\1", text))
+        return _MYSQL_SYNONYMS.get(text, text)
     return text
 
 

@@ -45,7 +45,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from .catalog import Column, Loss, Snapshot, _table_detail, charset_of_collation
+from .catalog import Column, Loss, Snapshot, _table_detail, charset_name, charset_of_collation
 
 #: Statements worth parsing: anything else (SELECT, INSERT, UPDATE, SET...) changes no column.
 _MAYBE_DDL = re.compile(r"\b(ALTER|DROP|RENAME|REPLACE|CREATE)\b", re.IGNORECASE)
@@ -439,7 +439,7 @@ def _column(definition: Any, old: Column | None = None, table_charset: str | Non
     for constraint in definition.args.get("constraints") or ():
         kind = constraint.args.get("kind")
         if isinstance(kind, exp.CharacterSetColumnConstraint):
-            charset = kind.this.name.lower()
+            charset = charset_name(kind.this.name)
         elif isinstance(kind, exp.CollateColumnConstraint) and charset is None:
             charset = charset_of_collation(kind.this.name)
         elif isinstance(kind, exp.ZeroFillColumnConstraint):
@@ -483,7 +483,7 @@ def _alter(effects: _Effects, tree: Any) -> None:
         if isinstance(option, exp.EngineProperty):
             effects.change_engine(key, option.this.name)
         elif isinstance(option, exp.CharacterSetProperty):
-            effects.charsets[key] = option.this.name.lower()  # the default of columns defined later
+            effects.charsets[key] = charset_name(option.this.name)  # the default of columns defined later
     for action in actions:
         columns = effects.tables[key]
         if isinstance(action, exp.ColumnDef):
