@@ -981,6 +981,7 @@ class EffectGuard:
         # Judged on the live tables: the values are there until the statement runs.
         pre = values.read(connection, live, _wanted_before(found, live))
         lost, _ = judge(found, pre, _replacements(connection, live, found), "mysql")
+        lost = [loss for loss in lost if not _charset_fits(connection, live, predicted, loss)]
         self._accepted.update(f.key for f in found if f.key not in {g.key for g in lost})
         found = lost
         if not found:
@@ -1075,6 +1076,31 @@ def _replacements(connection: Any, live: Snapshot, found: list[Loss]) -> dict[st
             if loss.replaced_by in held:
                 post[loss.table] = held[loss.replaced_by]
     return post
+
+
+def _charset_fits(connection: Any, live: Snapshot, predicted: Snapshot, loss: Loss) -> bool:
+    """MySQL: whether a change of character set alone keeps every value the column holds (N10).
+
+    Each value is converted to the new character set and back, before the
+    statement runs; a character the new set lacks comes back as ``?``.  Only
+    a change of the character set is proven so: any other change of the
+    type stays judged as one.
+    """
+    from .values import qualified
+
+    if loss.kind != "change type" or loss.column is None:
+        return False
+    old = live.tables.get(loss.table, {}).get(loss.column)
+    new = predicted.tables.get(loss.table, {}).get(loss.column)
+    if old is None or new is None or old.charset is None or new.charset is None:
+        return False
+    if not _same_or_widened("mysql", old.type, new.type) or not re.fullmatch(r"\w+", old.charset + new.charset):
+        return False
+    column = "`" + loss.column.replace("`", "``") + "`"
+    changed = _rows(connection, f"SELECT COUNT(*) FROM {qualified(live, loss.table)} WHERE {column} IS NOT NULL AND "
+                                f"BINARY CONVERT(CONVERT({column} USING {new.charset}) USING {old.charset}) "
+                                f"<> BINARY {column}")[0][0]
+    return int(changed) == 0
 
 
 def _wanted_before(found: list[Loss], before: Snapshot) -> dict[str, dict[str, bool]]:

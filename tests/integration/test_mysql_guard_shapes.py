@@ -13,7 +13,7 @@ helpers of test_mysql_safety.py) and reads what the server holds afterwards:
   ``RENAME TABLE``) is a table dropped and created again: its rows are no
   longer under its name (N9);
 - a character set change that a non-strict ``sql_mode`` would turn into
-  ``?`` is refused; a widening one passes (N10);
+  ``?`` is refused; a widening one, or one every value fits, passes (N10);
 - ``ZEROFILL`` (which implies ``UNSIGNED``) is predicted as the type the
   server will show, so the refusal comes before the statement, never after
   it (N31);
@@ -193,6 +193,19 @@ def test_a_character_set_change_that_would_lose_characters_is_refused_in_a_non_s
     assert rows(mysql_url, "SELECT CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE "
                            "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'account' AND COLUMN_NAME = 'name'"
                 ) == [("utf8mb4",)]
+
+
+def test_a_character_set_change_whose_every_value_fits_passes(mysql_url, tmp_path):
+    """Judged by the values: each one converted to the new set and back, before the statement runs."""
+    applies(mysql_url, tmp_path, """
+        op.execute("UPDATE account SET email = 'zoë@example.com' WHERE id = 2")
+        op.execute("ALTER TABLE account MODIFY name VARCHAR(50) CHARACTER SET ascii")
+        op.execute("ALTER TABLE account MODIFY email VARCHAR(50) CHARACTER SET latin1")
+    """)
+    assert account_rows(mysql_url) == [(1, "alice", "alice@example.com"), (2, "bob", "zoë@example.com")]
+    assert rows(mysql_url, "SELECT COLUMN_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE "
+                           "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'account' AND COLUMN_NAME <> 'id' "
+                           "ORDER BY COLUMN_NAME") == [("email", "latin1"), ("name", "ascii")]
 
 
 def test_a_character_set_widening_keeps_every_value_and_passes(mysql_url, tmp_path):
