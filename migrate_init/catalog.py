@@ -43,6 +43,11 @@ VERSION_TABLE = "alembic_version"
 # Alembic's SQLite batch mode rebuilds ``x`` as ``_alembic_tmp_x`` and renames it back.
 BATCH_TMP_PREFIX = "_alembic_tmp_"
 
+#: MySQL engines that keep every row on disk: moving a table between them keeps its values (N7).
+#: Any other (BLACKHOLE keeps nothing, MEMORY loses the rows on restart, FEDERATED/CONNECT point
+#: elsewhere...) is judged by the rows the table holds.
+DURABLE_ENGINES = frozenset({"innodb", "myisam", "aria"})
+
 LOSS_KINDS = ("drop table", "drop column", "replace column", "change type", "set not null", "change engine")
 
 
@@ -486,6 +491,8 @@ def losses(before: Snapshot, after: Snapshot) -> list[Loss]:
     - ``drop column``: a column is gone; a rename counts, since code that reads
       the old name breaks (``renamed_to`` guesses the new name);
     - ``change type``: a column's type changed, or the column became generated;
+    - ``change engine`` (MySQL): a table moved to an engine that does not
+      keep its rows on disk;
     - ``set not null``: an existing nullable column became NOT NULL, or a NOT
       NULL column without a default (and not generated) was added to a table
       that already existed, which breaks the inserts of the code still running.
@@ -553,7 +560,18 @@ def losses(before: Snapshot, after: Snapshot) -> list[Loss]:
             )
             continue
         found.extend(_column_losses(family, table, old_columns, after.tables[new_name]))
+        engine_change = engine_loss(table, before.engines.get(table), after.engines.get(new_name))
+        if engine_change is not None:
+            found.append(engine_change)
     return found
+
+
+def engine_loss(table: str, old: str | None, new: str | None) -> Loss | None:
+    """MySQL: ``table`` moved from engine ``old`` to ``new`` (N7), as a candidate loss; None if neither
+    is known, nothing changed, or ``new`` keeps every row on disk (:data:`DURABLE_ENGINES`)."""
+    if old is None or new is None or old.lower() == new.lower() or new.lower() in DURABLE_ENGINES:
+        return None
+    return Loss("change engine", table, None, f"{old} -> {new}")
 
 
 def _table_detail(columns: dict[str, Column], recreated: bool) -> str:

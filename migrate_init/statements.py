@@ -34,7 +34,7 @@ second quote and ``ANSI_QUOTES`` makes ``"x"`` a name, not a string.  A table
 keeps its identity through renames (N9): a table renamed onto the name of one
 that held rows is a new table there, and the one it replaced counts as
 dropped.  ``ENGINE=`` on a table holding rows (N7) is a candidate loss unless
-the engine is a durable one (:data:`DURABLE_ENGINES`).
+the engine is a durable one (:data:`catalog.DURABLE_ENGINES`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from .catalog import Column, Loss, Snapshot, _table_detail, charset_name, charset_of_collation
+from .catalog import Column, Loss, Snapshot, _table_detail, charset_name, charset_of_collation, engine_loss
 
 #: Statements worth parsing: anything else (SELECT, INSERT, UPDATE, SET...) changes no column.
 _MAYBE_DDL = re.compile(r"\b(ALTER|DROP|RENAME|REPLACE|CREATE)\b", re.IGNORECASE)
@@ -60,10 +60,6 @@ _LAST_PART = re.compile(r"(?:`((?:[^`]|``)+)`|([\w$]+))\s*\Z")
 _EXECUTABLE_COMMENT = re.compile(r"/\*M?!(\d{5,6})?")
 #: The mysql client's own command that changes the statement delimiter (seed files, not migrations).
 _DELIMITER_COMMAND = re.compile(r"delimiter[ \t]+(\S+)[^\n]*(?:\n|\Z)", re.IGNORECASE)
-#: Engines that keep every row on disk: moving a table between them keeps its values (N7).
-#: Any other (BLACKHOLE keeps nothing, MEMORY loses the rows on restart, FEDERATED/CONNECT point
-#: elsewhere...) is judged by the rows the table holds.
-DURABLE_ENGINES = frozenset({"innodb", "myisam", "aria"})
 #: The character set MySQL gives NCHAR/NVARCHAR ("national" types).
 _NATIONAL_CHARSET = "utf8mb3"
 #: Column types with a character set (the others have none: numbers, dates, BINARY, BLOB).
@@ -343,12 +339,12 @@ class _Effects:
 
     def change_engine(self, key: str, engine: str) -> None:
         """``ENGINE=``: a candidate loss when the table's rows may not survive it (N7)."""
-        old = self.engines.get(key, "")
+        old = self.engines.get(key, "unknown")
         self.engines[key] = engine
         live_name = self.origin.get(key)
-        if engine.lower() == old.lower() or engine.lower() in DURABLE_ENGINES or live_name is None:
-            return  # a rebuild, a durable engine, or a table this statement created (empty)
-        self.extra.append(Loss("change engine", live_name, None, f"{old or 'unknown'} -> {engine}"))
+        loss = engine_loss(live_name, old, engine) if live_name is not None else None
+        if loss is not None:  # (not for a table this statement created: it is empty)
+            self.extra.append(loss)
 
     def predicted(self, live: Snapshot) -> Snapshot:
         """The catalog after the statement, without the tables and columns it created again empty.

@@ -102,6 +102,21 @@ def test_an_engine_change_that_keeps_the_rows_or_of_an_empty_table_passes(mysql_
     assert_account_intact(mysql_url)
 
 
+def test_an_engine_change_sent_around_sqlalchemy_is_reported_after_it_ran(mysql_url, tmp_path):
+    """A raw DBAPI cursor bypasses the statement guard; the catalog check after the migration sees the engine."""
+    project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False), ("""
+        cursor = op.get_bind().connection.driver_connection.cursor()
+        cursor.execute("ALTER TABLE account ENGINE=MEMORY")
+    """, True))
+    result, _ = migrate(mysql_url, project, tmp_path)
+    assert result.code == 8, result.out
+    summary = summary_line(result.out)
+    assert "table account changed engine (InnoDB -> MEMORY)" in summary, summary
+    assert "could not be rolled back" in summary, summary
+    assert engine_of(mysql_url, "account") == "MEMORY"  # what the message says: it stayed
+    assert versions_of(mysql_url) == ["r1"]
+
+
 # --- N8: sql_mode ----------------------------------------------------------------------------
 
 def test_no_backslash_escapes_is_honoured_when_a_statement_is_read(mysql_url, tmp_path):
