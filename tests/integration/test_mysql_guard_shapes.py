@@ -54,10 +54,15 @@ def applies(url: str, tmp_path, body: str) -> None:
     assert result.code == 0, result.out
 
 
+def refusal(result) -> str:
+    """The summary of a run that must have ended with exit 8."""
+    assert result.code == 8, result.out
+    return summary_line(result.out)
+
+
 def assert_refused_before(result, *named: str) -> str:
     """Exit 8, refused before the statement ran (never "could not be rolled back"), naming ``named``."""
-    assert result.code == 8, result.out
-    summary = summary_line(result.out)
+    summary = refusal(result)
     assert "The statement was refused before it ran" in summary, summary
     assert "could not be rolled back" not in summary, summary
     assert "ALLOW_DESTRUCTIVE=r2 " in summary, summary
@@ -108,9 +113,7 @@ def test_an_engine_change_sent_around_sqlalchemy_is_reported_after_it_ran(mysql_
         cursor = op.get_bind().connection.driver_connection.cursor()
         cursor.execute("ALTER TABLE account ENGINE=MEMORY")
     """, True))
-    result, _ = migrate(mysql_url, project, tmp_path)
-    assert result.code == 8, result.out
-    summary = summary_line(result.out)
+    summary = refusal(migrate(mysql_url, project, tmp_path)[0])
     assert "table account changed engine (InnoDB -> MEMORY)" in summary, summary
     assert "could not be rolled back" in summary, summary
     assert engine_of(mysql_url, "account") == "MEMORY"  # what the message says: it stayed
@@ -163,9 +166,7 @@ def test_a_table_swapped_for_an_empty_copy_is_refused_and_its_rows_stay_under_it
     assert versions_of(mysql_url) == ["r1"] and recorded(mysql_url) == ["r2"]
 
     # Allowed, the swap runs: the rows are in account_old, and dropping that is a loss of its own.
-    result, _ = migrate(mysql_url, project, tmp_path, ALLOW_DESTRUCTIVE="r2")
-    assert result.code == 8, result.out
-    summary = summary_line(result.out)
+    summary = refusal(migrate(mysql_url, project, tmp_path, ALLOW_DESTRUCTIVE="r2")[0])
     assert "Migration r3 (" in summary and "table account_old (3 columns: id, name, email) would be dropped" \
         in summary, summary
     assert versions_of(mysql_url) == ["r2"]
