@@ -31,10 +31,14 @@ this migration created loses nothing):
 A statement is read the way the server will read it: under the session's
 ``sql_mode`` (issue 25, N8), so ``NO_BACKSLASH_ESCAPES`` ends ``'a\\'`` at its
 second quote and ``ANSI_QUOTES`` makes ``"x"`` a name, not a string.  A table
-keeps its identity through renames (N9): a table renamed onto the name of one
-that held rows is a new table there, and the one it replaced counts as
-dropped.  ``ENGINE=`` on a table holding rows (N7) is a candidate loss unless
-the engine is a durable one (:data:`catalog.DURABLE_ENGINES`).
+keeps its identity through renames (N9): another table renamed onto a table's
+name (``RENAME TABLE t TO t_old, t_new TO t``) stands for it only if it holds
+its rows (read before the statement runs), and an empty one created under its
+name makes it count as dropped.  ``ENGINE=`` on a table holding rows (N7) is a
+candidate loss unless the engine is a durable one
+(:data:`catalog.DURABLE_ENGINES`).  A column's type is spelled as the catalog
+will show it (``ZEROFILL`` is ``unsigned zerofill``, N31), with its character
+set (N10), so that the check after the statement agrees with the prediction.
 """
 
 from __future__ import annotations
