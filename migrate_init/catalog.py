@@ -43,7 +43,12 @@ VERSION_TABLE = "alembic_version"
 # Alembic's SQLite batch mode rebuilds ``x`` as ``_alembic_tmp_x`` and renames it back.
 BATCH_TMP_PREFIX = "_alembic_tmp_"
 
-LOSS_KINDS = ("drop table", "drop column", "replace column", "change type", "set not null")
+#: MySQL engines that keep every row on disk: moving a table between them keeps its values (N7).
+#: Any other (BLACKHOLE keeps nothing, MEMORY loses the rows on restart, FEDERATED/CONNECT point
+#: elsewhere...) is judged by the rows the table holds.
+DURABLE_ENGINES = frozenset({"innodb", "myisam", "aria"})
+
+LOSS_KINDS = ("drop table", "drop column", "replace column", "change type", "set not null", "change engine")
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class Column:
     generated: bool
     #: PostgreSQL's ``attnum``: a column dropped and added again under its name gets a new one.
     ident: int | None = None
+    #: MySQL's ``CHARACTER_SET_NAME`` (string columns only): a narrower one loses characters (N10).
+    charset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,9 @@ class Snapshot:
     table_ids: dict[str, int] = field(default_factory=dict)
     #: ``(schema, table)`` of a table named ``schema.table`` here (PostgreSQL, outside the current schema).
     locations: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+    #: MySQL: each table's ENGINE, and its default character set (what a column defined without one gets).
+    engines: dict[str, str] = field(default_factory=dict)
+    charsets: dict[str, str] = field(default_factory=dict)
 
     def table(self, name: str) -> Table | None:
         columns = self.tables.get(name)
@@ -117,6 +127,8 @@ class Loss:
     recreated: bool = False
     #: What the values judgement found (``2 rows``, ``3 non-NULL values``); empty before it ran.
     held: str = ""
+    #: MySQL ``drop table`` (recreated): the table renamed onto this one's name, whose rows now stand for it.
+    replaced_by: str | None = None
 
     def describe(self, done: bool = False) -> str:
         """One phrase, e.g. ``column account.name (TEXT) would be dropped``.
@@ -141,6 +153,9 @@ class Loss:
             text = f"column {where} ({self.detail}) {be} added NOT NULL without a default"
         elif self.kind == "set not null":
             text = f"column {where} ({self.detail}) {become} NOT NULL"
+        elif self.kind == "change engine":
+            text = (f"table {self.table} {change} engine ({self.detail}), one that does not keep its rows "
+                    "on disk")
         else:  # pragma: no cover - LOSS_KINDS is closed
             text = f"{self.kind} {where}"
         if self.renamed_to:
@@ -203,12 +218,13 @@ def snapshot(
     family = engine_family(dialect)
     ids: dict[str, int] = {}
     locations: dict[str, tuple[str | None, str]] = {}
+    options: dict[str, tuple[str, str]] = {}
     if family == "sqlite":
         tables, ids = _sqlite(connection, schema or "main")
     elif family == "postgresql":
         tables, ids, locations = _postgresql(connection, schema)
     else:
-        tables = _mysql(connection, schema)
+        tables, options = _mysql(connection, schema)
     skip = _name_key(family, version_table)
     kept = {
         name: columns
@@ -223,6 +239,8 @@ def snapshot(
         schema=schema,
         table_ids={name: ids[name] for name in kept if name in ids},
         locations={name: locations[name] for name in kept if name in locations},
+        engines={name: options[name][0] for name in kept if name in options},
+        charsets={name: options[name][1] for name in kept if name in options},
     )
 
 
@@ -359,7 +377,8 @@ def _pg_server_version(connection: Any) -> int:
 
 
 _MYSQL_COLUMNS = """
-SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE, c.COLUMN_DEFAULT, c.EXTRA
+SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE, c.COLUMN_DEFAULT, c.EXTRA,
+  c.CHARACTER_SET_NAME, t.ENGINE, t.TABLE_COLLATION
 FROM information_schema.COLUMNS AS c
 JOIN information_schema.TABLES AS t
   ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
@@ -368,13 +387,17 @@ ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION
 """
 
 
-def _mysql(connection: Any, schema: str | None) -> dict[str, dict[str, Column]]:
-    """MySQL and MariaDB; written to their documentation, not yet run against a server."""
+def _mysql(
+    connection: Any, schema: str | None
+) -> tuple[dict[str, dict[str, Column]], dict[str, tuple[str, str]]]:
+    """MySQL and MariaDB: the columns, and each table's ``(engine, default character set)``."""
     sql = _MYSQL_COLUMNS.format(schema="DATABASE()" if schema is None else "%s")
     tables: dict[str, dict[str, Column]] = {}
-    for table, name, type_, is_nullable, default, extra in _rows(
+    options: dict[str, tuple[str, str]] = {}
+    for table, name, type_, is_nullable, default, extra, charset, engine, collation in _rows(
         connection, sql, () if schema is None else (schema,)
     ):
+        options[_text(table)] = (_text(engine or ""), charset_of_collation(_text(collation or "")))
         extra_text = _text(extra).upper()
         default_text = None if default is None else _text(default)
         tables.setdefault(_text(table), {})[_text(name)] = Column(
@@ -388,8 +411,33 @@ def _mysql(connection: Any, schema: str | None) -> dict[str, dict[str, Column]]:
             generated="VIRTUAL GENERATED" in extra_text
             or "STORED GENERATED" in extra_text
             or "PERSISTENT GENERATED" in extra_text,
+            charset=charset_name(_text(charset)) if charset is not None else None,
         )
-    return tables
+    return tables, options
+
+
+def charset_of_collation(collation: str) -> str:
+    """MySQL: the character set of a collation (``latin1_swedish_ci`` -> ``latin1``, ``binary``)."""
+    return charset_name(collation.lower().split("_", 1)[0])
+
+
+def charset_name(charset: str) -> str:
+    """One spelling of a MySQL character set: ``utf8`` is ``utf8mb3`` (MySQL 8 and MariaDB 10.6 say so)."""
+    charset = charset.lower()
+    return "utf8mb3" if charset == "utf8" else charset
+
+
+#: MySQL character sets and those that hold every character they hold (a change between them loses none).
+_WIDER_CHARSETS = {
+    "ascii": {"latin1", "utf8mb3", "utf8mb4"},
+    "latin1": {"utf8mb3", "utf8mb4"},
+    "utf8mb3": {"utf8mb4"},
+}
+
+
+def _charset_kept(old: str | None, new: str | None) -> bool:
+    """Whether every character of a column in ``old`` exists in ``new`` (N10); unknown: yes."""
+    return old is None or new is None or old == new or new in _WIDER_CHARSETS.get(old, set())
 
 
 def open_transaction(connection: Any) -> bool | None:
@@ -443,6 +491,8 @@ def losses(before: Snapshot, after: Snapshot) -> list[Loss]:
     - ``drop column``: a column is gone; a rename counts, since code that reads
       the old name breaks (``renamed_to`` guesses the new name);
     - ``change type``: a column's type changed, or the column became generated;
+    - ``change engine`` (MySQL): a table moved to an engine that does not
+      keep its rows on disk;
     - ``set not null``: an existing nullable column became NOT NULL, or a NOT
       NULL column without a default (and not generated) was added to a table
       that already existed, which breaks the inserts of the code still running.
@@ -510,7 +560,18 @@ def losses(before: Snapshot, after: Snapshot) -> list[Loss]:
             )
             continue
         found.extend(_column_losses(family, table, old_columns, after.tables[new_name]))
+        engine_change = engine_loss(table, before.engines.get(table), after.engines.get(new_name))
+        if engine_change is not None:
+            found.append(engine_change)
     return found
+
+
+def engine_loss(table: str, old: str | None, new: str | None) -> Loss | None:
+    """MySQL: ``table`` moved from engine ``old`` to ``new`` (N7), as a candidate loss; None if neither
+    is known, nothing changed, or ``new`` keeps every row on disk (:data:`DURABLE_ENGINES`)."""
+    if old is None or new is None or old.lower() == new.lower() or new.lower() in DURABLE_ENGINES:
+        return None
+    return Loss("change engine", table, None, f"{old} -> {new}")
 
 
 def _table_detail(columns: dict[str, Column], recreated: bool) -> str:
@@ -572,7 +633,10 @@ def _column_losses(
             # Same name, another column (issue 25, N2): judged by the values it holds.
             found.append(Loss("replace column", table, name, f"{column.type} -> {now.type}"))
             continue
-        if not _same_or_widened(family, column.type, now.type):
+        if not _charset_kept(column.charset, now.charset):
+            found.append(Loss("change type", table, name,
+                              f"{column.type} {column.charset} -> {now.type} {now.charset}"))
+        elif not _same_or_widened(family, column.type, now.type):
             found.append(Loss("change type", table, name, f"{column.type} -> {now.type}"))
         elif now.generated and not column.generated:
             found.append(Loss("change type", table, name, f"{column.type} -> {now.type} GENERATED"))
@@ -618,7 +682,11 @@ _SQLITE_NAMES = {
     "VARCHAR": "VARCHAR", "NVARCHAR": "NVARCHAR", "NCHAR": "NCHAR",
 }  # fmt: skip
 _SQLITE_TYPE = re.compile(r"([\w ]+)(\(.*?\))?")
-_MYSQL_INT_WIDTH = re.compile(r"\b(tinyint|smallint|mediumint|int|integer|bigint)\(\d+\)")
+_MYSQL_INT_WIDTH = re.compile(r"\b(tinyint|smallint|mediumint|int|integer|bigint|year)\(\d+\)")
+#: What MySQL stores for a type written another way (as COLUMN_TYPE shows it, display widths aside):
+#: the statement guard predicts from the statement's spelling, and must agree with the catalog (N31).
+_MYSQL_SYNONYMS = {"boolean": "tinyint", "bool": "tinyint", "decimal": "decimal(10,0)",
+                   "numeric": "decimal(10,0)", "real": "double", "serial": "bigint unsigned"}
 _PG_VARCHAR = re.compile(r"character varying(?:\((\d+)\))?")
 
 
@@ -643,7 +711,10 @@ def _canonical(family: str, declared: str) -> object:
             name = "NUMERIC"
         return (name, tuple(int(n) for n in re.findall(r"\d+", args or "")))
     if family == "mysql":
-        return _MYSQL_INT_WIDTH.sub(r"\1", text.lower())
+        # (10, 2) is (10,2); ENUM('a', 'b') is ENUM('a','b'): spaces between the values, not in them.
+        text = re.sub(r"(\d),\s+(\d)", r"\1,\2", re.sub(r"',\s+'", "','", text.lower()))
+        text = re.sub(r"^numeric\b", "decimal", _MYSQL_INT_WIDTH.sub(r"\1", text))
+        return _MYSQL_SYNONYMS.get(text, text)
     return text
 
 
@@ -896,14 +967,18 @@ class EffectGuard:
 
         if self._off or self._before is None or engine_family(dialect) != "mysql":
             return
-        if not statements.worth_judging(statement) or statements.only_adds(statement):
+        if not statements.worth_judging(statement):
+            return
+        # Read as the server will read it: quoting depends on the session's sql_mode (N8).
+        sql_mode = _text(_rows(connection, "SELECT @@SESSION.sql_mode")[0][0])
+        if statements.only_adds(statement, sql_mode):
             return
         allowed = self.allowed(revision, reviewed)
         shown = " ".join(statement.split())
         shown = shown if len(shown) <= 160 else shown[:157] + "..."
         live = self._snapshot(connection, dialect)
         try:
-            predicted, extra = statements.predict(live, statement)
+            predicted, extra = statements.predict(live, statement, sql_mode)
         except statements.Unjudged as exc:
             if allowed or self.record:
                 return
@@ -923,7 +998,8 @@ class EffectGuard:
             return
         # Judged on the live tables: the values are there until the statement runs.
         pre = values.read(connection, live, _wanted_before(found, live))
-        lost, _ = judge(found, pre, {}, "mysql")
+        lost, _ = judge(found, pre, _replacements(connection, live, found), "mysql")
+        lost = [loss for loss in lost if not _charset_fits(connection, live, predicted, loss)]
         self._accepted.update(f.key for f in found if f.key not in {g.key for g in lost})
         found = lost
         if not found:
@@ -1000,6 +1076,51 @@ class _CommitWatch:
         return self.family == "postgresql" and self._transaction_id() != self._xid
 
 
+def _replacements(connection: Any, live: Snapshot, found: list[Loss]) -> dict[str, Any]:
+    """MySQL: what a table renamed onto another's name holds, under the name it takes (N9).
+
+    ``RENAME TABLE account TO account_old, account_new TO account`` keeps
+    ``account``'s values only if ``account_new`` already holds them (the
+    online schema change idiom: copy, then swap); both are read before the
+    statement runs.
+    """
+    from . import values
+
+    post: dict[str, Any] = {}
+    for loss in found:
+        if loss.replaced_by is not None:
+            columns = {name: True for name in live.tables.get(loss.table, {})}
+            held = values.read(connection, live, {loss.replaced_by: columns})
+            if loss.replaced_by in held:
+                post[loss.table] = held[loss.replaced_by]
+    return post
+
+
+def _charset_fits(connection: Any, live: Snapshot, predicted: Snapshot, loss: Loss) -> bool:
+    """MySQL: whether a change of character set alone keeps every value the column holds (N10).
+
+    Each value is converted to the new character set and back, before the
+    statement runs; a character the new set lacks comes back as ``?``.  Only
+    a change of the character set is proven so: any other change of the
+    type stays judged as one.
+    """
+    from .values import qualified
+
+    if loss.kind != "change type" or loss.column is None:
+        return False
+    old = live.tables.get(loss.table, {}).get(loss.column)
+    new = predicted.tables.get(loss.table, {}).get(loss.column)
+    if old is None or new is None or old.charset is None or new.charset is None:
+        return False
+    if not _same_or_widened("mysql", old.type, new.type) or not re.fullmatch(r"\w+", old.charset + new.charset):
+        return False
+    column = "`" + loss.column.replace("`", "``") + "`"
+    changed = _rows(connection, f"SELECT COUNT(*) FROM {qualified(live, loss.table)} WHERE {column} IS NOT NULL AND "
+                                f"BINARY CONVERT(CONVERT({column} USING {new.charset}) USING {old.charset}) "
+                                f"<> BINARY {column}")[0][0]
+    return int(changed) == 0
+
+
 def _wanted_before(found: list[Loss], before: Snapshot) -> dict[str, dict[str, bool]]:
     """What to read of the state before the migration: ``table -> column -> digest?``."""
     wanted: dict[str, dict[str, bool]] = {}
@@ -1052,7 +1173,7 @@ def judge(found: list[Loss], pre: dict[str, Any], post: dict[str, Any], family: 
         if held is None:  # nothing was read: judged by the catalog alone
             lost.append(loss)
             continue
-        if loss.kind == "drop table" and not loss.recreated:
+        if loss.kind == "change engine" or (loss.kind == "drop table" and not loss.recreated):
             if held.rows:
                 lost.append(replace(loss, held=f"{held.rows} row(s)"))
             continue

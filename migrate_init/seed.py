@@ -12,8 +12,9 @@ create) is never seeded.
 
 All files run in one transaction, in name order: a failing file rolls every
 seed back, and they are all owed again.  ``*.sql`` files go to the driver
-as they are, statement by statement, with no parameter interpolation (a
-``%`` is a ``%``); ``*.py`` files run with ``connection`` (a SQLAlchemy
+as they are, statement by statement (on MySQL/MariaDB cut at their
+delimiters like the mysql client does, ``DELIMITER`` lines included), with
+no parameter interpolation (a ``%`` is a ``%``); ``*.py`` files run with ``connection`` (a SQLAlchemy
 Connection in that transaction) and ``metadata`` (the models' MetaData, or
 None) in their globals.
 """
@@ -102,6 +103,33 @@ def _run_sql(connection: Connection, script: str) -> None:
     # The driver's own cursor with no parameters: nothing interpolates a '%'.
     cursor = dbapi.cursor()
     try:
-        cursor.execute(script)
+        if connection.dialect.name in ("mysql", "mariadb"):
+            _run_mysql(cursor, script)
+        else:
+            cursor.execute(script)  # psycopg2 sends several statements in one string
     finally:
         cursor.close()
+
+
+def _run_mysql(cursor: Any, script: str) -> None:
+    """MySQL/MariaDB take one statement per call (issue 25, N30): the script is cut as the mysql client does.
+
+    Quoting follows the session's ``sql_mode``, read again after a statement
+    that may change it, and ``DELIMITER`` lines work as in the client.
+    """
+    from .statements import scan
+
+    def sql_mode() -> str:
+        cursor.execute("SELECT @@SESSION.sql_mode")
+        value = cursor.fetchone()[0]
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    position, delimiter, mode = 0, ";", sql_mode()
+    while True:
+        found = next(scan(script, mode, client=True, start=position, delimiter=delimiter), None)
+        if found is None:
+            return
+        statement, position, delimiter = found
+        cursor.execute(statement)
+        if "sql_mode" in statement.lower():
+            mode = sql_mode()

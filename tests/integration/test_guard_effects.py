@@ -576,6 +576,20 @@ def test_a_table_renamed_keeps_every_value_and_passes(engine: sa.Engine, tmp_pat
     assert rows == ROWS
 
 
+def test_a_table_swapped_for_an_empty_copy_is_refused(engine: sa.Engine, tmp_path: Path) -> None:
+    # Issue 25, N9 (as the MariaDB test has it): the rows live on in account_old, but account, the
+    # name the application reads, now holds another table without them.
+    body = (
+        'op.execute("CREATE TABLE account_new AS SELECT * FROM account WHERE 1 = 0")\n'
+        'op.execute("ALTER TABLE account RENAME TO account_old")\n'
+        'op.execute("ALTER TABLE account_new RENAME TO account")'
+    )
+    phrase = ("table account (3 columns: id, name, email; dropped and created again)"
+              if engine.dialect.name == "postgresql"  # another oid; SQLite: another root page, a rebuild
+              else "column account.name (TEXT) would change its values in the table's rebuild, holding 2")
+    assert_refused(engine, tmp_path, body, phrase)
+
+
 def test_a_column_dropped_from_a_renamed_table_is_judged_by_its_values(engine: sa.Engine, tmp_path: Path) -> None:
     body = 'op.rename_table("account", "member")\nop.drop_column("member", "name")'
     assert_refused(engine, tmp_path, body, "column account.name (", "would be dropped, holding 2 non-NULL value(s)")

@@ -185,10 +185,19 @@ def test_renaming_a_table_away_and_back_loses_nothing():
     assert judge("RENAME TABLE account TO tmp, tmp TO account") == []
 
 
-def test_the_online_schema_change_swap_loses_nothing_when_the_new_table_keeps_every_column():
-    # pt-online-schema-change's idiom: build account_new, copy, swap the names in one RENAME.
+def test_the_online_schema_change_swap_is_judged_by_the_rows_of_the_table_swapped_in():
+    # pt-online-schema-change's idiom: build account_new, copy, swap the names in one RENAME.  Whether
+    # the copy happened is a question for the rows (issue 25, N9), read before the RENAME runs.
     live = with_table("account_new", id="int(11)", name="varchar(50)", email="varchar(50)", extra="int(11)")
-    assert judge("RENAME TABLE account TO account_old, account_new TO account", live=live) == []
+    [loss] = judge("RENAME TABLE account TO account_old, account_new TO account", live=live)
+    assert (loss.kind, loss.table, loss.recreated, loss.replaced_by, loss.renamed_to) == (
+        "drop table", "account", True, "account_new", "account_old")
+
+
+def test_a_table_created_empty_and_swapped_in_is_a_table_loss():
+    found = judge("CREATE TABLE account_new LIKE account; RENAME TABLE account TO account_old, account_new TO account")
+    assert [(loss.kind, loss.table, loss.recreated, loss.renamed_to) for loss in found] == [
+        ("drop table", "account", False, "account_old")]
 
 
 # --- CREATE ---------------------------------------------------------------------------------------
@@ -403,3 +412,107 @@ def test_only_adds_skips_the_catalog_read_only_for_statements_that_cannot_lose_a
                                     "note": Column("note", "text", True, False, False)}})
     predicted, extra = statements.predict(live, statement)
     assert not extra and not losses(live, predicted)
+
+
+# --- issue 25: sql_mode, engines, character sets, ZEROFILL, splitting ------------------------------
+
+NO_BACKSLASH = "STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES"
+
+
+def test_no_backslash_escapes_ends_a_string_at_its_backslash_so_the_drop_after_it_counts():
+    statement = r"ALTER TABLE account ADD COLUMN x VARCHAR(40) DEFAULT 'a\', DROP COLUMN name -- '"
+    assert statements.only_adds(statement)  # read with backslash escapes, it is one ADD COLUMN
+    assert not statements.only_adds(statement, NO_BACKSLASH)
+    predicted, extra = predict(START, statement, NO_BACKSLASH)
+    assert [(loss.kind, loss.column) for loss in extra + losses(START, predicted)] == [("drop column", "name")]
+
+
+def test_ansi_quotes_reads_double_quotes_as_names():
+    statement = 'ALTER TABLE account ADD COLUMN "x\\" INT DEFAULT 1, DROP COLUMN name -- " INT'
+    assert not statements.only_adds(statement, "ANSI_QUOTES")
+    predicted, _ = predict(START, statement, "ANSI_QUOTES")
+    assert "x\\" in predicted.tables["account"] and "name" not in predicted.tables["account"]
+
+
+@pytest.mark.parametrize(("text", "mode", "parts"), [
+    ("SELECT 'a;b'; SELECT `c;d`", "", ["SELECT 'a;b'", "SELECT `c;d`"]),
+    ("SELECT 'a\\';'; SELECT 2", "", ["SELECT 'a\\';'", "SELECT 2"]),
+    ("SELECT 'a\\'; SELECT 2", NO_BACKSLASH, ["SELECT 'a\\'", "SELECT 2"]),
+    ("SELECT 1 -- x; y\n; /* ; */ # ;\nSELECT 2;", "", ["SELECT 1 -- x; y", "/* ; */ # ;\nSELECT 2"]),
+    ("-- only a comment;\n", "", []),
+    ("/*!40101 SET NAMES utf8 */;", "", ["/*!40101 SET NAMES utf8 */"]),
+    ("SELECT 1--1; SELECT 2", "", ["SELECT 1--1", "SELECT 2"]),
+])
+def test_split_cuts_at_semicolons_outside_strings_names_and_comments(text, mode, parts):
+    assert statements.split(text, mode) == parts
+
+
+def test_split_for_a_client_script_follows_delimiter_lines():
+    script = "DELIMITER $$\nCREATE TRIGGER t BEFORE INSERT ON a FOR EACH ROW BEGIN SET NEW.x = 1; END$$\n" \
+             "DELIMITER ;\nSELECT 1;"
+    assert statements.split(script, client=True) == [
+        "CREATE TRIGGER t BEFORE INSERT ON a FOR EACH ROW BEGIN SET NEW.x = 1; END", "SELECT 1"]
+
+
+def mysql_start() -> Snapshot:
+    """START as catalog._mysql reads it: engines, default character sets, the columns' character sets."""
+    tables = {table: {name: Column(c.name, c.type, c.nullable, c.default_present, c.generated,
+                                   charset="utf8mb4" if c.type.startswith("varchar") else None)
+                      for name, c in columns.items()} for table, columns in START.tables.items()}
+    return Snapshot("mysql", tables, engines={"account": "InnoDB", "other": "InnoDB"},
+                    charsets={"account": "utf8mb4", "other": "utf8mb4"})
+
+
+@pytest.mark.parametrize(("statement", "candidate"), [
+    ("ALTER TABLE account ENGINE=BLACKHOLE", True),
+    ("ALTER TABLE account ENGINE = MEMORY, ADD COLUMN z INT", True),
+    ("ALTER TABLE account ENGINE=InnoDB", False),
+    ("ALTER TABLE account ENGINE=Aria", False),
+])
+def test_an_engine_change_is_a_candidate_unless_the_engine_keeps_the_rows(statement, candidate):
+    assert not statements.only_adds(statement)
+    _predicted, extra = predict(mysql_start(), statement)
+    assert [(loss.kind, loss.table) for loss in extra] == ([("change engine", "account")] if candidate else [])
+
+
+@pytest.mark.parametrize(("definition", "lossy"), [
+    ("VARCHAR(50) CHARACTER SET ascii", True),
+    ("VARCHAR(50) CHARSET latin1", True),
+    ("NVARCHAR(50)", True),
+    ("VARCHAR(50) COLLATE latin1_swedish_ci", True),
+    ("VARCHAR(50)", False),
+    ("VARCHAR(60) CHARACTER SET utf8mb4", False),
+    ("TEXT", False),
+])
+def test_a_character_set_change_that_may_lose_characters_is_a_type_change(definition, lossy):
+    start = mysql_start()
+    predicted, _ = predict(start, f"ALTER TABLE account MODIFY name {definition}")
+    found = [(loss.kind, loss.column) for loss in losses(start, predicted)]
+    assert found == ([("change type", "name")] if lossy else [])
+
+
+def test_zerofill_is_predicted_unsigned_as_the_server_shows_it():
+    predicted, _ = predict(START, "ALTER TABLE account MODIFY id INT ZEROFILL")
+    assert predicted.tables["account"]["id"].type == "int unsigned zerofill"
+    assert [loss.describe() for loss in losses(START, predicted)] == [
+        "column account.id would change type (int(11) -> int unsigned zerofill)"]
+
+
+@pytest.mark.parametrize(("stored", "written"), [
+    ("decimal(10,2)", "DECIMAL(10,2)"), ("decimal(10,2)", "NUMERIC(10, 2)"), ("decimal(10,0)", "DECIMAL"),
+    ("tinyint(1)", "BOOLEAN"), ("tinyint(1)", "BOOL"), ("year(4)", "YEAR"), ("float(10,2)", "FLOAT(10,2)"),
+    ("enum('a','b')", "ENUM('a','b')"), ("set('a','b')", "SET('a', 'b')"), ("bigint(20) unsigned", "SERIAL"),
+    ("int(10) unsigned zerofill", "INT ZEROFILL"),
+])
+def test_a_type_written_as_the_server_stores_it_is_no_change(stored, written):
+    # Each pair as MariaDB 10.11 reports COLUMN_TYPE after `MODIFY c <written>` (issue 25, N31): the
+    # prediction and the check after the statement must agree.
+    live = with_table("p", c=stored)
+    predicted, _ = predict(live, f"ALTER TABLE p MODIFY c {written}")
+    assert losses(live, predicted) == []
+
+
+def test_an_enum_value_with_a_comma_and_a_space_is_still_its_own_value():
+    live = with_table("p", c="enum('a, b')")
+    predicted, _ = predict(live, "ALTER TABLE p MODIFY c ENUM('a,b')")
+    assert [loss.kind for loss in losses(live, predicted)] == ["change type"]
