@@ -41,6 +41,15 @@ IMAGE_TIMEOUT = 1800
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept = []
+    for item in items:
+        rule = getattr(getattr(item, "function", None), "not_a_case", None)  # tests.support.not_a_case
+        callspec = getattr(item, "callspec", None)
+        if rule is not None and callspec is not None and rule(callspec.params):
+            config.hook.pytest_deselected(items=[item])
+        else:
+            kept.append(item)
+    items[:] = kept
     for item in items:
         folder = Path(str(item.path)).resolve().relative_to(TESTS).parts[0]
         marker = FOLDER_MARKERS.get(folder)

@@ -39,8 +39,9 @@ from tests.support.process import Result, Runner, operator_env, run_migrate, sum
 
 #: SIGTERM must end a run within 2 s (issue 12); checked as "< 4 s" for a loaded machine.
 SIGNAL_BOUND = 4.0
-#: What a stop may add to the limit that caused it.
-MARGIN = 4.0
+#: What a stop may add to the limit that caused it: generous, as in test_stops_and_bounds (a loaded
+#: two-core CI machine took 5.6 s for a 1 s DDL_LOCK_TIMEOUT, start-up included).
+MARGIN = 7.0
 #: The env.py `alembic init` writes (generic template).
 ENV_PY = (FIXTURES / "generic_env" / "alembic" / "env.py").read_text()
 PROGRESS_TABLE = "migrate_init_progress"

@@ -60,8 +60,10 @@ from tests.support.process import Runner, report_of, run_migrate, run_split, sta
 
 #: SIGTERM must be honoured within 2 s in every phase (issue 12); checked as "< 4 s" for a loaded machine.
 SIGNAL_BOUND = 4.0
-#: What a stop may add to the limit that caused it (start-up, the last lines); generous on purpose.
-MARGIN = 4.0
+#: What a stop may add to the limit that caused it (start-up, the last lines); generous on purpose: a
+#: CI machine running servers on two cores took 6.6 s for a 2 s MIGRATION_TIMEOUT (start-up alone
+#: took seconds), while the failures these bounds catch are a hang or the 10 s hard exit.
+MARGIN = 7.0
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)\b")
 
 

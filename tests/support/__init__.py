@@ -16,7 +16,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 #: The repository root.
 REPO = Path(__file__).resolve().parents[2]
@@ -24,3 +26,15 @@ REPO = Path(__file__).resolve().parents[2]
 MIGRATE = REPO / "migrate.py"
 #: Data files the tests mount or read (seed files, migration folders for the image).
 FIXTURES = REPO / "tests" / "fixtures"
+
+
+def not_a_case(rule: Callable[[dict[str, Any]], bool]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a parametrized test whose combinations ``rule(callspec.params)`` names do not exist (an
+    upstream chain that cannot run on that engine, proved by a test of its own): they are deselected
+    at collection, never collected and skipped, and never passed by an early ``return``."""
+
+    def mark(function: Callable[..., Any]) -> Callable[..., Any]:
+        function.not_a_case = rule  # type: ignore[attr-defined]
+        return function
+
+    return mark
