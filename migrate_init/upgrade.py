@@ -242,7 +242,7 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
         except BaseException as exc:
             running = progress.failed_revision
             summary.failed_revision = running
-            _record_where_left(summary, reader, expected, script, state)
+            _record_where_left(summary, reader, expected, script, state, cfg)
             if isinstance(exc, DestructiveOperation):
                 recorder.best_effort(engine, running, "refused", outcome=_left(cfg), detail=first_line(exc))
             if isinstance(exc, (Interrupted, MigrationTimeout)):
@@ -336,7 +336,10 @@ def _stopped(exc: Interrupted | MigrationTimeout, running: str | None, summary: 
     """The stop, saying only what happened: which migration ran, and where the version table says we are."""
     what = (f"Migration {running} was cancelled. {undone(backend)}" if running is not None
             else "No migration was running")
-    where = f"the database is at {revs(summary.to_revisions)} ({len(summary.applied)} of {total} applied)"
+    where = (f"the database is at {revs(summary.to_revisions)} ({len(summary.applied)} of {total} applied)"
+             if summary.to_revisions is not None else
+             "where the database stands is unknown: its version table could not be read back (run "
+             "'migrate.py status' to see)")
     if isinstance(exc, Interrupted):
         return Interrupted(exc.signum, message=f"Stopped by {exc.signal_name} while {exc.phase}. {what}; "
                                                f"{where}. Run again to finish the job.")
@@ -438,12 +441,27 @@ def _applied(glue: Any, script: Any, before: tuple[str, ...], after: tuple[str, 
 
 
 def _record_where_left(summary: report.Summary, reader: Reader, expected: Expected, script: Any,
-                       state: Any) -> None:
-    """A failed run's summary says where it left the database, read back.  Best effort, bounded."""
+                       state: Any, cfg: Config) -> None:
+    """A failed run's summary says where it left the database, read back.  Best effort, bounded.
+
+    A stop cancels the run's connections, the reader's too: on MySQL/MariaDB
+    the watchdog's KILL QUERY can land on this very read (1317), and the
+    summary then said "at base" over a committed a1 (issue 25 N19).  So a
+    failed read is tried once more on a new connection the watchdog does not
+    track, bounded by a few seconds; failing that, the summary says the
+    revision is unknown (``to_revisions`` None) rather than a wrong one.
+    """
     try:
         after = standing_of(reader, expected)
     except Exception:  # the failure itself is what the summary must report
-        return
+        from .probe import open_reader
+
+        try:
+            with open_reader(cfg.database, read_only=True, connect_timeout=2, statement_timeout=2) as fresh:
+                after = standing_of(fresh, expected)
+        except Exception:
+            summary.to_revisions = None
+            return
     summary.to_revisions = list(after.current)
     from . import alembic_glue as glue
 
