@@ -754,13 +754,23 @@ def _seed(cfg: Config, watchdog: Watchdog, engine: Any, loaded: Loaded, summary:
         from pathlib import Path
 
         seeded = seed.run(engine, Path(cfg.seed_dir), owed, loaded.metadata)
-    except SeedFailed:
+    except SeedFailed as exc:
+        summary.seeded = exc.seeded  # the files that committed before it (MySQL/MariaDB: issue 25 N20)
         watchdog.checkpoint()  # a statement cancelled by the stop is the stop, not a seed to fix
         raise
-    watchdog.checkpoint()
     if seeded:
+        # Before the checkpoint: a stop that came while they ran finds them committed (issue 25 N21).
         summary.seeded = seeded
         report.event("seeded", f"Seeded the database from {cfg.seed_dir}: {', '.join(seeded)}.", files=seeded)
+    try:
+        watchdog.checkpoint()
+    except Interrupted as exc:
+        if not seeded:
+            raise
+        raise Interrupted(exc.signum, message=(
+            f"Stopped by {exc.signal_name} while seeding, after the seed file(s) {', '.join(seeded)} had "
+            f"committed; they are recorded in {seed.TABLE} and will not run again. Run again to finish the "
+            "job.")) from None
 
 
 def _explain_branches(cfg: Config, state: Any, summary: report.Summary) -> None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import shutil
 import signal
+import textwrap
 from pathlib import Path
 
 from tests.integration.test_env_shapes import write_revision
 from tests.support import FIXTURES, myserver
-from tests.support.dbstate import versions
-from tests.support.process import Runner, operator_env, report_of, summary_line, wait_until
+from tests.support.dbstate import count, query, versions
+from tests.support.process import Runner, operator_env, report_of, run_migrate, summary_line, wait_until
 
 
 def project(tmp_path: Path, *revisions: tuple[str, str]) -> Path:
@@ -84,3 +85,63 @@ def test_sigterm_when_the_version_table_cannot_be_read_back_says_unknown_not_bas
     summary = summary_line(runner.out)
     assert "unknown" in summary and "at base" not in summary, summary
     assert report_of(report)["to_revisions"] is None
+
+
+# -- N20, N21: what the seeds did ----------------------------------------------------------------
+
+
+def test_a_failed_seed_after_one_whose_table_committed_on_mariadb_says_so_and_the_next_run_proceeds(
+        mysql_url, tmp_path):
+    """Issue 25 N20: "every seed was rolled back" while seed 01's table stayed; every later run failed."""
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "01-table.sql").write_text("CREATE TABLE seeded_extra (id INT PRIMARY KEY);\n")
+    (seeds / "02-broken.sql").write_text("INSERT INTO no_such_table (id) VALUES (1);\n")
+    env = operator_env(mysql_url, tmp_path, SEED_DIR=seeds)
+
+    failed = run_migrate(env=env)
+    (seeds / "02-broken.sql").write_text("INSERT INTO seeded_extra (id) VALUES (1);\n")
+    fixed = run_migrate(env=env)
+
+    assert failed.code == 1, failed.out
+    summary = summary_line(failed.out)
+    assert "02-broken.sql" in summary and "Every seed was rolled back" not in summary, summary
+    assert "01-table.sql" in summary, summary
+    assert fixed.code == 0, fixed.out
+    assert query(mysql_url, "SELECT id FROM seeded_extra") == [(1,)]
+    assert sorted(r[0] for r in query(mysql_url, "SELECT name FROM migrate_init_seed")) == [
+        "01-table.sql", "02-broken.sql"]
+
+
+def test_sigterm_during_a_py_seed_that_then_commits_names_the_seed_in_the_summary(any_url, tmp_path):
+    """Issue 25 N21: the seed was committed and recorded, yet the summary said seeded []."""
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    started = tmp_path / "seed-started"
+    (seeds / "01-slow.py").write_text(textwrap.dedent(f'''
+        import time
+        from pathlib import Path
+
+        from sqlalchemy import text
+
+        connection.execute(text("INSERT INTO config (data, version, created_at, updated_at) VALUES ('{{}}', 1, 0, 0)"))
+        Path({str(started)!r}).write_text("started")
+        time.sleep(3)
+    '''))
+    report = tmp_path / "report.json"
+    runner = Runner(operator_env(any_url, tmp_path, SEED_DIR=seeds, REPORT_FILE=report), tmp_path / "run.log")
+    wait_until(started.exists, 120, "the seed started", runner)
+
+    runner.signal(signal.SIGTERM)
+    code = runner.wait(60)
+
+    assert code == 143, runner.out
+    recorded = query(any_url, "SELECT name FROM migrate_init_seed")
+    rows = count(any_url, "config")
+    data = report_of(report)
+    if recorded:  # the seed ran to its end and committed: the summary says so
+        assert (recorded, rows) == ([("01-slow.py",)], 1)
+        assert data["seeded"] == ["01-slow.py"], data
+        assert "01-slow.py" in summary_line(runner.out), runner.out
+    else:
+        assert rows == 0 and data["seeded"] == [], data
