@@ -895,6 +895,14 @@ def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connecti
                 f"{undone(connection.dialect.name)}; fix it and run again.",
                 revision=revision,
             ) from exc
+        if progress.applied and classify(exc) == "disk_full":
+            # A step's COMMIT found the disk full, after Alembic had reported the step applied:
+            # that step was rolled back (issue 25 N22).  The caller reads back what stayed.
+            raise MigrationFailed(
+                f"Committing migration {progress.applied[-1]} failed: {first_line(exc)}. "
+                f"{undone(connection.dialect.name)}.",
+                revision=progress.applied[-1],
+            ) from exc
         if progress.applied:
             # Say only what happened: the version table, read back by the caller, has the rest.
             raise ScriptError(

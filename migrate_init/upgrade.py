@@ -468,6 +468,13 @@ def _record_where_left(summary: report.Summary, reader: Reader, expected: Expect
     summary.applied = _applied(glue, script, state.current, after.current)
 
 
+def _disk_full_left(summary: report.Summary) -> str:
+    """Where a full disk left the database, read back: "nothing was applied" when nothing was (issue 25 N22)."""
+    if not summary.applied:
+        return f"nothing was applied: the database is at {revs(summary.to_revisions)}"
+    return f"the database is at {revs(summary.to_revisions)} ({len(summary.applied)} applied by this run)"
+
+
 def _failed(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected,
             loaded: Loaded, engine: Any, failure: MigrationFailed) -> report.Summary:
     """A named revision failed and was rolled back: stop, or run the create_all fallback."""
@@ -480,8 +487,8 @@ def _failed(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Re
                 f"or its journal{where}" if path else
                 f"The database server at {cfg.database.safe} ran out of disk space{where}")
         raise DiskFull(
-            f"{disk} ({first_line(failure.__cause__ or failure)}). {undone(cfg.database.backend, 'The migration')}; the database "
-            f"is at {revs(summary.to_revisions)}; the create_all fallback was not tried. Free space on that "
+            f"{disk} ({first_line(failure.__cause__ or failure)}). {undone(cfg.database.backend, 'The migration')}; "
+            f"{_disk_full_left(summary)}; the create_all fallback was not tried. Free space on that "
             "volume (or grow it) and run again."
         ) from failure
     if kind == "access":

@@ -15,8 +15,10 @@ import signal
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.integration.test_env_shapes import write_revision
-from tests.support import FIXTURES, myserver
+from tests.support import FIXTURES, mounts, myserver
 from tests.support.dbstate import count, query, versions
 from tests.support.process import Runner, operator_env, report_of, run_migrate, summary_line, wait_until
 
@@ -145,3 +147,35 @@ def test_sigterm_during_a_py_seed_that_then_commits_names_the_seed_in_the_summar
         assert "01-slow.py" in summary_line(runner.out), runner.out
     else:
         assert rows == 0 and data["seeded"] == [], data
+
+
+# -- N22: a full disk ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", ["24k", "48k", "96k"])
+def test_a_full_disk_during_the_first_migrations_is_reported_as_a_full_disk_with_what_was_applied(
+        tmp_path, size):
+    """Issue 25 N22: a commit that found the disk full read "env.py failed after Alembic had applied 7e5b..."
+
+    The sizes put the full disk in a migration's statements (24k) and in a
+    migration's commit, once with nothing committed before it (48k) and once
+    with some (96k); where it falls depends on the pages SQLite writes, so each
+    run is judged by what its database holds.
+    """
+    with mounts.tmpfs(tmp_path / "small", size) as volume:
+        db = volume / "webui.db"
+        url = f"sqlite:///{db}"
+        report = tmp_path / "report.json"
+
+        result = run_migrate(env=operator_env(url, tmp_path, BACKUP_KEEP=0, REPORT_FILE=report))
+
+        assert result.code == 1, result.out
+        summary = summary_line(result.out)
+        assert f"The disk that holds the SQLite database {db} is full" in summary, summary
+        assert "env.py" not in summary, summary
+        held = versions(url)
+        if held:
+            assert f"the database is at {held[0]}" in summary, summary
+        else:
+            assert "nothing was applied" in summary, summary
+        assert report_of(report)["outcome"] == "disk_full"
