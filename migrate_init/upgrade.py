@@ -237,6 +237,7 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
         except MigrationFailed as exc:
             watchdog.checkpoint()  # a cancelled statement is the stop, not a failed migration
             if cfg.database.backend != "sqlite" and classify(exc) == "unreachable":
+                summary.failed_revision = exc.revision
                 raise _connection_lost(exc, cfg.database.backend) from exc
             failure = exc
         except BaseException as exc:
@@ -257,7 +258,12 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
             wait.share_with_group(cfg.database.sqlite_path)
         watchdog.phase = "reading back the version table"
         watchdog.checkpoint()
-        after = standing_of(reader, expected)
+        try:
+            after = standing_of(reader, expected)
+        except Exception as exc:
+            if classify(exc) != "unreachable":
+                raise
+            raise _reader_lost(exc, summary, reader, expected, script, state, cfg, progress.applied) from exc
         summary.to_revisions = list(after.current)
         summary.applied = _applied(glue, script, state.current, after.current)
         if failure is not None:
@@ -329,6 +335,25 @@ def _interrupted_earlier(cfg: Config, loaded: Loaded, standing: Standing) -> Non
                             on_rerun=rerun_recorded, on_stale=stale)
     finally:
         engine.dispose()
+
+
+def _reader_lost(exc: Exception, summary: report.Summary, reader: Reader, expected: Expected, script: Any,
+                 state: Any, cfg: Config, applied: list[str]) -> DatabaseUnreachable:
+    """The session that held the lock and reads was ended under the run (a restart, pg_terminate_backend).
+
+    The migrations ran on their own connection, so they may all have
+    committed: say which, and where a new connection finds the database
+    (issue 25 N35), not "check the host and port" of a server that answers.
+    """
+    _record_where_left(summary, reader, expected, script, state, cfg)
+    where = (f"the database is at {revs(summary.to_revisions)}" if summary.to_revisions is not None
+             else "where the database stands could not be read back (run 'migrate.py status' to see)")
+    return DatabaseUnreachable(
+        f"The session that held the migration lock was ended by the server while the migrations ran (a "
+        f"restart, a failover or pg_terminate_backend): {first_line(exc)}. Alembic had applied "
+        f"{', '.join(applied) or 'nothing'} on its own connection; {where}. Nothing more was done "
+        "(verification, seeds). Run again: it verifies and applies what is left under a new lock."
+    )
 
 
 def _stopped(exc: Interrupted | MigrationTimeout, running: str | None, summary: report.Summary,

@@ -18,8 +18,11 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_env_shapes import write_revision
+from tests.integration.test_stops_and_bounds import _backend_running
 from tests.support import FIXTURES, mounts, myserver
+from tests.support.chains import TARGET
 from tests.support.dbstate import count, query, versions
+from tests.support.pgserver import execute as pg_execute
 from tests.support.process import Runner, operator_env, report_of, run_migrate, summary_line, wait_until
 
 
@@ -179,3 +182,59 @@ def test_a_full_disk_during_the_first_migrations_is_reported_as_a_full_disk_with
         else:
             assert "nothing was applied" in summary, summary
         assert report_of(report)["outcome"] == "disk_full"
+
+
+# -- N35: errors that had no name ----------------------------------------------------------------
+
+
+def test_stamp_over_a_version_row_these_scripts_do_not_know_names_it_and_changes_nothing(db_url, tmp_path):
+    """Issue 25 N35: ``stamp`` over an unknown version row was "Unexpected CommandError"."""
+    env = operator_env(db_url, tmp_path)
+    assert run_migrate(env=env).code == 0
+    query(db_url, "UPDATE alembic_version SET version_num = 'feedface0001'")
+
+    result = run_migrate("stamp", TARGET, env=env)
+
+    assert result.code == 6, result.out
+    summary = summary_line(result.out)
+    assert "Unexpected" not in summary, summary
+    assert "feedface0001" in summary and TARGET in summary and "--purge" in summary, summary
+    assert versions(db_url) == ["feedface0001"]
+
+
+def test_a_migration_session_the_server_ends_is_named_with_its_revision(pg_url, tmp_path):
+    """Issue 25 N35: pg_terminate_backend of the migration's session names b2, in REPORT_FILE too."""
+    folder = project(tmp_path, ("a1", _A1), ("b2", 'op.execute("SELECT pg_sleep(60)")'), ("c3", _C3))
+    report = tmp_path / "report.json"
+    runner = Runner(operator_env(pg_url, tmp_path, MIGRATIONS_DIR=folder, REPORT_FILE=report), tmp_path / "run.log")
+    pid = wait_until(lambda: _backend_running(pg_url, "pg_sleep(60)"), 60, "b2's statement", runner)
+
+    pg_execute(pg_url, "SELECT pg_terminate_backend(%s)", (pid,))
+    code = runner.wait(60)
+
+    assert code == 3, runner.out
+    summary = summary_line(runner.out)
+    assert "Unexpected" not in summary and "lost during revision b2" in summary, summary
+    assert versions(pg_url) == ["a1"]
+    assert report_of(report)["failed_revision"] == "b2"
+
+
+def test_the_lock_session_ended_by_the_server_mid_migration_says_what_was_applied(pg_url, tmp_path):
+    """Issue 25 N35: the session holding the lock ended mid-run: "check the host and port", nothing named."""
+    started = tmp_path / "b2-started"
+    b2 = f'from pathlib import Path\nPath({str(started)!r}).write_text("x")\ntime.sleep(3)\n' \
+         'op.add_column("item", sa.Column("b", sa.Integer))'
+    folder = project(tmp_path, ("a1", _A1), ("b2", b2), ("c3", _C3))
+    runner = Runner(operator_env(pg_url, tmp_path, MIGRATIONS_DIR=folder), tmp_path / "run.log")
+    wait_until(started.exists, 60, "b2 started", runner)
+
+    ended = pg_execute(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'")
+    code = runner.wait(60)
+
+    assert ended == [(True,)]
+    assert code == 3, runner.out
+    summary = summary_line(runner.out)
+    held = versions(pg_url)
+    assert "Check the host" not in summary and "Unexpected" not in summary, summary
+    assert "session that held the migration lock" in summary, summary
+    assert f"the database is at {', '.join(held)}" in summary, summary
