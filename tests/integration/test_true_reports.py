@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -19,11 +21,20 @@ import pytest
 
 from tests.integration.test_env_shapes import write_revision
 from tests.integration.test_stops_and_bounds import _backend_running
-from tests.support import FIXTURES, mounts, myserver
+from tests.support import FIXTURES, MIGRATE, mounts, myserver
 from tests.support.chains import TARGET
-from tests.support.dbstate import count, query, versions
+from tests.support.dbstate import count, query, sqlite_path, versions
 from tests.support.pgserver import execute as pg_execute
-from tests.support.process import Runner, operator_env, report_of, run_migrate, summary_line, wait_until
+from tests.support.process import (
+    Runner,
+    child_env,
+    kill_group,
+    operator_env,
+    report_of,
+    run_migrate,
+    summary_line,
+    wait_until,
+)
 
 
 def project(tmp_path: Path, *revisions: tuple[str, str]) -> Path:
@@ -238,3 +249,39 @@ def test_the_lock_session_ended_by_the_server_mid_migration_says_what_was_applie
     assert "Check the host" not in summary and "Unexpected" not in summary, summary
     assert "session that held the migration lock" in summary, summary
     assert f"the database is at {', '.join(held)}" in summary, summary
+
+
+# -- N32: a stop before the watchdog ---------------------------------------------------------------
+
+
+def _held_sigterm() -> None:
+    """In the child before exec: SIGTERM blocked, as PID 1 without a handler would drop it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def test_a_sigterm_before_migrate_py_runs_its_first_line_ends_the_run_with_143_and_nothing_applied(
+        sqlite_url, tmp_path):
+    """Issue 25 N32: an early SIGTERM was lost (PID 1) or ended the process with no summary.
+
+    The SIGTERM is sent before migrate.py runs a line, while the launcher keeps
+    it blocked (the one way a signal that early is not lost): it must be taken
+    by migrate.py's first lines and honoured, not left pending while the run
+    migrates to exit 0.
+    """
+    report = tmp_path / "report.json"
+    env = child_env(operator_env(sqlite_url, tmp_path, REPORT_FILE=report))
+    with open(tmp_path / "run.log", "w", encoding="utf-8") as log:
+        proc = subprocess.Popen([sys.executable, str(MIGRATE)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, preexec_fn=_held_sigterm, start_new_session=True)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
+    out = (tmp_path / "run.log").read_text()
+
+    assert code == 143, out
+    assert "SIGTERM" in summary_line(out), out
+    assert report_of(report)["exit_code"] == 143
+    assert not sqlite_path(sqlite_url).parent.exists()  # honoured before anything was touched
