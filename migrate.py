@@ -5,7 +5,11 @@ Usage: python migrate.py [run | upgrade REV | status | history | heads | current
 See README.md for the environment variables and exit codes.
 """
 
-from migrate_init.cli import main
+from migrate_init import early
+
+early.install()  # before any other import: a SIGTERM from here on is recorded (issue 25 N32)
+
+from migrate_init.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

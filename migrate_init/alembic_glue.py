@@ -735,8 +735,15 @@ def asked_version_table(config: AlembicConfig, script: ScriptDirectory) -> str |
         event.remove(Engine, "do_connect", no_connection)
         EnvironmentContext.configure = _CONFIGURE  # type: ignore[method-assign]
         report.reclaim()
-    table = found.get("version_table")
-    return str(table) if table else None
+    return _version_table(found)
+
+
+def _version_table(opts: dict[str, Any]) -> str | None:
+    """configure()'s version table, as ``schema.table`` when it names version_table_schema (issue 25 N15)."""
+    table, schema = opts.get("version_table"), opts.get("version_table_schema")
+    if not table and not schema:
+        return None
+    return f"{schema}.{table or 'alembic_version'}" if schema else str(table)
 
 
 @contextlib.contextmanager
@@ -774,7 +781,7 @@ def owned_context(connection: Connection, progress: Progress) -> Iterator[dict[s
         if callable(user_callbacks):
             user_callbacks = (user_callbacks,)
         opts["on_version_apply"] = (*tuple(user_callbacks), progress.on_version_apply)
-        asked["version_table"] = opts.get("version_table") or "alembic_version"
+        asked["version_table"] = _version_table(opts) or "alembic_version"
         asked["version_table_schema"] = opts.get("version_table_schema")
         # fileConfig() in env.py may have disabled our logger or replaced its handlers.
         report.reclaim()
@@ -887,6 +894,14 @@ def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connecti
                 f"Migration {revision} ({path}) failed: {where(exc, folder)}. "
                 f"{undone(connection.dialect.name)}; fix it and run again.",
                 revision=revision,
+            ) from exc
+        if progress.applied and classify(exc) == "disk_full":
+            # A step's COMMIT found the disk full, after Alembic had reported the step applied:
+            # that step was rolled back (issue 25 N22).  The caller reads back what stayed.
+            raise MigrationFailed(
+                f"Committing migration {progress.applied[-1]} failed: {first_line(exc)}. "
+                f"{undone(connection.dialect.name)}.",
+                revision=progress.applied[-1],
             ) from exc
         if progress.applied:
             # Say only what happened: the version table, read back by the caller, has the rest.

@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         bound_run(cfg, watchdog)
     summary: report.Summary | None = None
     try:
+        watchdog.checkpoint()  # a stop that came before the watchdog (issue 25 N32): nothing is touched
         if command != "current":  # the one verb that needs no scripts
             config_module.check_migrations_dir(cfg.migrations_dir)
         try:

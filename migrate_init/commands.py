@@ -409,6 +409,15 @@ def stamp(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
                 "stamp: the database does not match MODELS, so no revision was recorded: "
                 f"{_missing(standing)}. Bring the schema level first (`migrate.py check` shows how it differs)."
             )
+        if standing.unknown:
+            # Alembic's stamp starts from the row it finds, and cannot place this one (issue 25 N35).
+            raise UnknownRevision(
+                f"stamp {revision}: the version table holds {revs(standing.unknown)}, which is not a revision "
+                f"of {cfg.migrations_dir}, so it cannot be moved to {revision}; nothing was recorded. The "
+                f"database matches MODELS: if it really is at {revision}, replace that row with `migrate.py "
+                f"alembic stamp --purge {revision}`; if {revs(standing.unknown)} comes from newer scripts, "
+                "deploy those scripts instead."
+            )
         engine = glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint)
         try:
             from .history import Recorder, applied_revisions

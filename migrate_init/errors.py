@@ -57,10 +57,17 @@ class BackupFailed(MigrateInitError):
 
 
 class SeedFailed(MigrateInitError):
-    """A file in SEED_DIR failed; the seeding was rolled back (exit 1)."""
+    """A file in SEED_DIR failed; its seeding was rolled back (exit 1).
+
+    ``seeded``: the files that committed before it (MySQL/MariaDB seed file by file).
+    """
 
     exit_code = 1
     outcome = "seed_failed"
+
+    def __init__(self, message: str, seeded: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.seeded = seeded or []
 
 
 class DiskFull(MigrateInitError):

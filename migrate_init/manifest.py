@@ -65,7 +65,7 @@ else:
 
 FILENAME = ".manifest.marshal"
 #: Bump when the manifest's fields, its encoding or the hash's recipe change; an older manifest is then ignored.
-FORMAT = 4
+FORMAT = 5
 CACHE_FOLDER = ".migrate-init"
 
 
@@ -86,6 +86,22 @@ def version_dirs(script: ScriptDirectory) -> list[str]:
                   if script.version_locations else {os.path.abspath(script.versions)})
 
 
+def _portable(path: str, root: str) -> str:
+    """``path`` relative to the migrations folder when it is inside it, else absolute.
+
+    A baked folder copied elsewhere (another image path, a volume) then checks
+    its own files, not the original's, which may still be there unchanged
+    (issue 25 N18).
+    """
+    path, root = os.path.abspath(path), os.path.abspath(root)
+    return os.path.relpath(path, root) if path.startswith(root + os.sep) else path
+
+
+def _resolved(name: str, root: str) -> str:
+    """The file a manifest's name means for the migrations folder at ``root`` now."""
+    return name if os.path.isabs(name) else os.path.join(root, name)
+
+
 def _walk(folders: list[str]) -> list[str]:
     """Every file under ``folders``, but bytecode, which Python writes next to the scripts whenever it imports them."""
     found: list[str] = []
@@ -101,7 +117,8 @@ def _named(what: str, root: str, versions: list[str] | None) -> Any:
 
     ``versions``: the folders of :func:`version_dirs`; by default ``versions/``.
     """
-    names = {os.path.relpath(path, root) for path in _walk(versions or [os.path.join(root, "versions")])}
+    folders = [_resolved(v, root) for v in versions] if versions else [os.path.join(root, "versions")]
+    names = {os.path.relpath(path, root) for path in _walk(folders)}
     digest = sha256(f"migrate-init {what} {FORMAT}\0".encode())
     for name in sorted(names):
         digest.update(f"name\0{name}\0".encode())
@@ -118,10 +135,11 @@ def stat_key(migrations_dir: str | os.PathLike[str], files: list[str],
     the key; a copy, a new image layer or a new container filesystem changes it too, and the
     content is hashed again, once (issue 27).  None when a file is missing.
     """
-    digest = _named("stat", os.fspath(migrations_dir), versions)
+    root = os.fspath(migrations_dir)
+    digest = _named("stat", root, versions)
     for path in sorted(set(files)):
         try:
-            st = os.stat(path)
+            st = os.stat(_resolved(path, root))
         except OSError:
             return None
         digest.update(f"file\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0"
@@ -133,10 +151,11 @@ def stat_key(migrations_dir: str | os.PathLike[str], files: list[str],
 def content_hash(migrations_dir: str | os.PathLike[str], files: list[str],
                  versions: list[str] | None = None) -> str | None:
     """SHA-256 of the file names under every version location and of every file listed; None when one is missing."""
-    digest = _named("manifest", os.fspath(migrations_dir), versions)
+    root = os.fspath(migrations_dir)
+    digest = _named("manifest", root, versions)
     for path in sorted(set(files)):
         try:
-            with open(path, "rb") as handle:
+            with open(_resolved(path, root), "rb") as handle:
                 data = handle.read()
         except OSError:
             return None
@@ -194,10 +213,16 @@ def _same_files(one: dict[str, Any], other: dict[str, Any]) -> bool:
 
 
 def local_files(migrations_dir: str | os.PathLike[str], before: set[str], versions: list[str] | None = None,
-                ini: str | None = None) -> list[str]:
+                ini: str | None = None, models: str | None = None) -> list[str]:
     """Source files of modules imported since ``before`` (module names) that are the user's, plus env.py,
-    the ini (whose ``version_locations`` say where the revisions are) and the scripts of every version location."""
+    the ini (whose ``version_locations`` say where the revisions are) and the scripts of every version location.
+
+    The user's: outside site-packages and the standard library, and every module of the
+    package MODELS names wherever it is installed: an app installed with pip keeps its models
+    in site-packages, and upgrading it changes them (issue 25 N18).
+    """
     excluded = _library_roots()
+    package = models.partition(":")[0].partition(".")[0] if models else None
     files = {os.path.abspath(os.path.join(migrations_dir, "env.py"))}
     if ini and not os.path.abspath(ini).startswith(excluded):  # not the image's own default ini
         files.add(os.path.abspath(ini))
@@ -210,7 +235,7 @@ def local_files(migrations_dir: str | os.PathLike[str], before: set[str], versio
         if not filename or not filename.endswith(".py"):
             continue
         path = os.path.abspath(filename)
-        if not any(path.startswith(root) for root in excluded):
+        if name.partition(".")[0] == package or not any(path.startswith(root) for root in excluded):
             files.add(path)
     return sorted(files)
 
@@ -233,11 +258,13 @@ def build(script: ScriptDirectory, metadata: MetaData | None, *, models: str | N
     """
     from .schema import counted_tables, expected_schema
 
-    versions = version_dirs(script)
+    root = os.fspath(migrations_dir)
+    versions = [_portable(v, root) for v in version_dirs(script)]
+    files = [_portable(str(f), root) for f in files]
     return {
         "format": FORMAT,
         "models": None if models is None else str(models),
-        "files": [str(f) for f in files],
+        "files": files,
         "version_dirs": versions,
         "content_hash": content_hash(migrations_dir, files, versions),
         "stat_key": stat_key(migrations_dir, files, versions),

@@ -75,6 +75,25 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _version_source(version_table: str, live: Mapping[str, object], quote: Callable[[str], str],
+                    exists: Callable[[str, str], bool]) -> str | None:
+    """The quoted version table to read, or None when the database has none.
+
+    ``version_table`` is ``schema.table`` when env.py passes version_table_schema
+    (issue 25 N15): that table is not among the default schema's ``live`` ones,
+    so ``exists(schema, table)`` asks the engine.
+    """
+    schema, dot, table = version_table.partition(".")
+    if not dot:
+        return quote(version_table) if version_table in live else None
+    return _qualified(version_table, quote) if exists(schema, table) else None
+
+
+def _qualified(version_table: str, quote: Callable[[str], str]) -> str:
+    """``version_table`` quoted, with its schema when it has one (``schema.table``)."""
+    return ".".join(quote(part) for part in version_table.split(".", 1))
+
+
 class Snapshot:
     """What one read transaction saw."""
 
@@ -266,8 +285,10 @@ class SqliteReader(Reader):
             for table, column in rows:
                 live.setdefault(table, set()).add(column)
             versions, checksums = _versions_and_checksums(
-                lambda sql: connection.execute(sql).fetchall(), live, _quote(version_table) if version_table in live
-                else None)
+                lambda sql: connection.execute(sql).fetchall(), live,
+                _version_source(version_table, live, _quote, lambda schema, table: bool(connection.execute(
+                    f"SELECT 1 FROM {_quote(schema)}.sqlite_master WHERE type = 'table' AND name = ?",
+                    (table,)).fetchall())))
             seeded = None
             if SEED_TABLE in live:
                 seeded = frozenset(r[0] for r in connection.execute(f"SELECT name FROM {SEED_TABLE}"))
@@ -406,7 +427,7 @@ class PostgresqlReader(Reader):
                 live.setdefault(table, set()).add(column)
             versions, checksums = _versions_and_checksums(
                 lambda sql: (cursor.execute(sql), cursor.fetchall())[1], live,
-                _quote(version_table) if version_table in live else None)
+                _version_source(version_table, live, _quote, self._exists))
             seeded = None
             if SEED_TABLE in live:
                 cursor.execute(f"SELECT name FROM {SEED_TABLE}")
@@ -422,13 +443,18 @@ class PostgresqlReader(Reader):
         finally:
             self._end(end)
 
+    def _exists(self, schema: str, table: str) -> bool:
+        self.cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (_qualified(f"{schema}.{table}", _quote),))
+        return bool(self.cursor.fetchone()[0])
+
     def versions(self, version_table: str) -> tuple[str, ...] | None:
         cursor = self.cursor
-        end = self._begin("SELECT to_regclass(%s) IS NOT NULL", (_quote(version_table),))
+        quoted = _qualified(version_table, _quote)
+        end = self._begin("SELECT to_regclass(%s) IS NOT NULL", (quoted,))
         try:
             if not cursor.fetchone()[0]:
                 return None
-            cursor.execute(f"SELECT version_num FROM {_quote(version_table)}")
+            cursor.execute(f"SELECT version_num FROM {quoted}")
             return tuple(sorted(row[0] for row in cursor.fetchall()))
         finally:
             self._end(end)
@@ -543,7 +569,9 @@ class MysqlReader(Reader):
                 live.setdefault(_text(table), set()).add(_text(column))
             versions, checksums = _versions_and_checksums(
                 lambda sql: (cursor.execute(sql), cursor.fetchall())[1], live,
-                mysql_quote(version_table) if version_table in live else None)
+                _version_source(version_table, live, mysql_quote, lambda schema, table: bool(
+                    cursor.execute("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                                   "AND TABLE_NAME = %s", (schema, table)))))
             seeded = None
             if SEED_TABLE in live:
                 cursor.execute(f"SELECT name FROM {SEED_TABLE}")
@@ -565,7 +593,7 @@ class MysqlReader(Reader):
         import pymysql
 
         try:
-            self.cursor.execute(f"SELECT version_num FROM {mysql_quote(version_table)}")
+            self.cursor.execute(f"SELECT version_num FROM {_qualified(version_table, mysql_quote)}")
         except pymysql.err.ProgrammingError as exc:
             if exc.args and exc.args[0] == 1146:  # no such table
                 return None

@@ -518,7 +518,7 @@ class Summary:
         self.message = message
         self.database = database
         self.from_revisions: list[str] = [] if from_revisions is None else from_revisions
-        self.to_revisions: list[str] = [] if to_revisions is None else to_revisions
+        self.to_revisions: list[str] | None = [] if to_revisions is None else to_revisions
         self.applied: list[str] = [] if applied is None else applied
         self.layers_tried: list[str] = [] if layers_tried is None else layers_tried
         self.fallback_used = fallback_used

@@ -79,7 +79,7 @@ class Loaded:
         self.script = glue.load_script(self.config)
         self.metadata = schema.load(cfg.models, [Path(cfg.migrations_dir)]) if cfg.models else None
         self.files = manifest.local_files(cfg.migrations_dir, before, manifest.version_dirs(self.script),
-                                          self.config.config_file_name)
+                                          self.config.config_file_name, cfg.models)
         self.version_table = glue.asked_version_table(self.config, self.script) or VERSION_TABLE
         self.seeds = _seed_names(cfg)
         self._checksums: dict[str, str] | None = None

@@ -11,7 +11,12 @@ that already had tables and no bookkeeping table (one migrate-init did not
 create) is never seeded.
 
 All files run in one transaction, in name order: a failing file rolls every
-seed back, and they are all owed again.  ``*.sql`` files go to the driver
+seed back, and they are all owed again.  Not on MySQL/MariaDB: there a
+CREATE, ALTER or DROP commits at once, with everything before it, so "every
+seed rolled back" would be false and the next run would fail on what stayed
+(issue 25 N20).  There each file runs in its own transaction with its record:
+a failing file rolls back its own statements (not its DDL), and the files
+before it stay applied and recorded.  ``*.sql`` files go to the driver
 as they are, statement by statement (on MySQL/MariaDB cut at their
 delimiters like the mysql client does, ``DELIMITER`` lines included), with
 no parameter interpolation (a ``%`` is a ``%``); ``*.py`` files run with ``connection`` (a SQLAlchemy
@@ -57,22 +62,40 @@ def run(engine: Engine, folder: Path, owed: list[str], metadata: Any = None) -> 
     if not seeds:
         return []
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    with engine.begin() as connection:
-        for path in seeds:
-            report.event("seeding", f"Seeding from {path}.", file=str(path))
-            try:
-                if path.suffix == ".sql":
-                    _run_sql(connection, path.read_text(encoding="utf-8"))
-                else:
-                    runpy.run_path(str(path), init_globals={"connection": connection, "metadata": metadata})
-                _record(connection, path.name, now)
-            except Exception as exc:
-                raise SeedFailed(
-                    f"The seed file {path} failed: {type(exc).__name__}: {first_line(exc)}. Every seed was "
-                    "rolled back and stays owed: the next run seeds again. The migrations stay applied; "
-                    "fix the file and run again."
-                ) from exc
-    return [p.name for p in seeds]
+    # MySQL/MariaDB commit DDL at once: one file, one transaction, one record.
+    units = [[path] for path in seeds] if engine.dialect.name in ("mysql", "mariadb") else [seeds]
+    done: list[str] = []
+    for unit in units:
+        with engine.begin() as connection:
+            for path in unit:
+                _run_one(connection, path, metadata, now, done, per_file=len(units) > 1)
+        done.extend(p.name for p in unit)
+    return done
+
+
+def _run_one(connection: Connection, path: Path, metadata: Any, now: str, done: list[str], *,
+             per_file: bool) -> None:
+    """One seed file and its record, in the caller's transaction; a failure says what stayed."""
+    report.event("seeding", f"Seeding from {path}.", file=str(path))
+    try:
+        if path.suffix == ".sql":
+            _run_sql(connection, path.read_text(encoding="utf-8"))
+        else:
+            runpy.run_path(str(path), init_globals={"connection": connection, "metadata": metadata})
+        _record(connection, path.name, now)
+    except Exception as exc:
+        if not per_file:
+            stayed = ("Every seed was rolled back and stays owed: the next run seeds again. The migrations "
+                      "stay applied; fix the file and run again.")
+        else:
+            before = (f"The seed file(s) before it ({', '.join(done)}) committed and are recorded in {TABLE}; "
+                      if done else "")
+            stayed = (f"{before}{'its' if done else 'Its'} own statements were rolled back, except what a CREATE, ALTER or DROP in it "
+                      "committed (MySQL/MariaDB commit DDL at once), and it stays owed. Fix the file (make "
+                      "its DDL safe to run again, e.g. CREATE TABLE IF NOT EXISTS) and run again: the next "
+                      "run runs only the seed files still owed.")
+        raise SeedFailed(f"The seed file {path} failed: {type(exc).__name__}: {first_line(exc)}. {stayed}",
+                         seeded=list(done)) from exc
 
 
 def _record(connection: Connection, name: str, when: str) -> None:

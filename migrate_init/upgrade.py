@@ -237,12 +237,13 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
         except MigrationFailed as exc:
             watchdog.checkpoint()  # a cancelled statement is the stop, not a failed migration
             if cfg.database.backend != "sqlite" and classify(exc) == "unreachable":
+                summary.failed_revision = exc.revision
                 raise _connection_lost(exc, cfg.database.backend) from exc
             failure = exc
         except BaseException as exc:
             running = progress.failed_revision
             summary.failed_revision = running
-            _record_where_left(summary, reader, expected, script, state)
+            _record_where_left(summary, reader, expected, script, state, cfg)
             if isinstance(exc, DestructiveOperation):
                 recorder.best_effort(engine, running, "refused", outcome=_left(cfg), detail=first_line(exc))
             if isinstance(exc, (Interrupted, MigrationTimeout)):
@@ -257,7 +258,12 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
             wait.share_with_group(cfg.database.sqlite_path)
         watchdog.phase = "reading back the version table"
         watchdog.checkpoint()
-        after = standing_of(reader, expected)
+        try:
+            after = standing_of(reader, expected)
+        except Exception as exc:
+            if classify(exc) != "unreachable":
+                raise
+            raise _reader_lost(exc, summary, reader, expected, script, state, cfg, progress.applied) from exc
         summary.to_revisions = list(after.current)
         summary.applied = _applied(glue, script, state.current, after.current)
         if failure is not None:
@@ -331,12 +337,34 @@ def _interrupted_earlier(cfg: Config, loaded: Loaded, standing: Standing) -> Non
         engine.dispose()
 
 
+def _reader_lost(exc: Exception, summary: report.Summary, reader: Reader, expected: Expected, script: Any,
+                 state: Any, cfg: Config, applied: list[str]) -> DatabaseUnreachable:
+    """The session that held the lock and reads was ended under the run (a restart, pg_terminate_backend).
+
+    The migrations ran on their own connection, so they may all have
+    committed: say which, and where a new connection finds the database
+    (issue 25 N35), not "check the host and port" of a server that answers.
+    """
+    _record_where_left(summary, reader, expected, script, state, cfg)
+    where = (f"the database is at {revs(summary.to_revisions)}" if summary.to_revisions is not None
+             else "where the database stands could not be read back (run 'migrate.py status' to see)")
+    return DatabaseUnreachable(
+        f"The session that held the migration lock was ended by the server while the migrations ran (a "
+        f"restart, a failover or pg_terminate_backend): {first_line(exc)}. Alembic had applied "
+        f"{', '.join(applied) or 'nothing'} on its own connection; {where}. Nothing more was done "
+        "(verification, seeds). Run again: it verifies and applies what is left under a new lock."
+    )
+
+
 def _stopped(exc: Interrupted | MigrationTimeout, running: str | None, summary: report.Summary,
              total: int, backend: str) -> MigrateInitError:
     """The stop, saying only what happened: which migration ran, and where the version table says we are."""
     what = (f"Migration {running} was cancelled. {undone(backend)}" if running is not None
             else "No migration was running")
-    where = f"the database is at {revs(summary.to_revisions)} ({len(summary.applied)} of {total} applied)"
+    where = (f"the database is at {revs(summary.to_revisions)} ({len(summary.applied)} of {total} applied)"
+             if summary.to_revisions is not None else
+             "where the database stands is unknown: its version table could not be read back (run "
+             "'migrate.py status' to see)")
     if isinstance(exc, Interrupted):
         return Interrupted(exc.signum, message=f"Stopped by {exc.signal_name} while {exc.phase}. {what}; "
                                                f"{where}. Run again to finish the job.")
@@ -438,16 +466,38 @@ def _applied(glue: Any, script: Any, before: tuple[str, ...], after: tuple[str, 
 
 
 def _record_where_left(summary: report.Summary, reader: Reader, expected: Expected, script: Any,
-                       state: Any) -> None:
-    """A failed run's summary says where it left the database, read back.  Best effort, bounded."""
+                       state: Any, cfg: Config) -> None:
+    """A failed run's summary says where it left the database, read back.  Best effort, bounded.
+
+    A stop cancels the run's connections, the reader's too: on MySQL/MariaDB
+    the watchdog's KILL QUERY can land on this very read (1317), and the
+    summary then said "at base" over a committed a1 (issue 25 N19).  So a
+    failed read is tried once more on a new connection the watchdog does not
+    track, bounded by a few seconds; failing that, the summary says the
+    revision is unknown (``to_revisions`` None) rather than a wrong one.
+    """
     try:
         after = standing_of(reader, expected)
     except Exception:  # the failure itself is what the summary must report
-        return
+        from .probe import open_reader
+
+        try:
+            with open_reader(cfg.database, read_only=True, connect_timeout=2, statement_timeout=2) as fresh:
+                after = standing_of(fresh, expected)
+        except Exception:
+            summary.to_revisions = None
+            return
     summary.to_revisions = list(after.current)
     from . import alembic_glue as glue
 
     summary.applied = _applied(glue, script, state.current, after.current)
+
+
+def _disk_full_left(summary: report.Summary) -> str:
+    """Where a full disk left the database, read back: "nothing was applied" when nothing was (issue 25 N22)."""
+    if not summary.applied:
+        return f"nothing was applied: the database is at {revs(summary.to_revisions)}"
+    return f"the database is at {revs(summary.to_revisions)} ({len(summary.applied)} applied by this run)"
 
 
 def _failed(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected,
@@ -462,8 +512,8 @@ def _failed(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Re
                 f"or its journal{where}" if path else
                 f"The database server at {cfg.database.safe} ran out of disk space{where}")
         raise DiskFull(
-            f"{disk} ({first_line(failure.__cause__ or failure)}). {undone(cfg.database.backend, 'The migration')}; the database "
-            f"is at {revs(summary.to_revisions)}; the create_all fallback was not tried. Free space on that "
+            f"{disk} ({first_line(failure.__cause__ or failure)}). {undone(cfg.database.backend, 'The migration')}; "
+            f"{_disk_full_left(summary)}; the create_all fallback was not tried. Free space on that "
             "volume (or grow it) and run again."
         ) from failure
     if kind == "access":
@@ -736,13 +786,23 @@ def _seed(cfg: Config, watchdog: Watchdog, engine: Any, loaded: Loaded, summary:
         from pathlib import Path
 
         seeded = seed.run(engine, Path(cfg.seed_dir), owed, loaded.metadata)
-    except SeedFailed:
+    except SeedFailed as exc:
+        summary.seeded = exc.seeded  # the files that committed before it (MySQL/MariaDB: issue 25 N20)
         watchdog.checkpoint()  # a statement cancelled by the stop is the stop, not a seed to fix
         raise
-    watchdog.checkpoint()
     if seeded:
+        # Before the checkpoint: a stop that came while they ran finds them committed (issue 25 N21).
         summary.seeded = seeded
         report.event("seeded", f"Seeded the database from {cfg.seed_dir}: {', '.join(seeded)}.", files=seeded)
+    try:
+        watchdog.checkpoint()
+    except Interrupted as exc:
+        if not seeded:
+            raise
+        raise Interrupted(exc.signum, message=(
+            f"Stopped by {exc.signal_name} while seeding, after the seed file(s) {', '.join(seeded)} had "
+            f"committed; they are recorded in {seed.TABLE} and will not run again. Run again to finish the "
+            "job.")) from None
 
 
 def _explain_branches(cfg: Config, state: Any, summary: report.Summary) -> None:

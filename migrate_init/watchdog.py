@@ -93,6 +93,10 @@ class Watchdog:
         self._running = _thread.allocate_lock()
         self._running.acquire()
         _thread.start_new_thread(self._watch, ())
+        from . import early
+
+        for signum in early.received[:1]:  # a stop that came before this handler (issue 25 N32)
+            self._record_signal(signum)
 
     # -- what the rest of the package calls ---------------------------------
     @property

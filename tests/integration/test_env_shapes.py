@@ -29,7 +29,17 @@ import pytest
 
 from tests.support import FIXTURES
 from tests.support.chains import BODIES
-from tests.support.dbstate import columns, count, is_sqlite, query, snapshot, sqlite_path, table_count, versions
+from tests.support.dbstate import (
+    columns,
+    count,
+    is_mysql,
+    is_sqlite,
+    query,
+    snapshot,
+    sqlite_path,
+    table_count,
+    versions,
+)
 from tests.support.process import (
     Runner,
     migrate_env,
@@ -369,19 +379,20 @@ def test_an_async_driver_migrate_init_does_not_know_is_exit_2_naming_it(sqlite_u
 # -- what env.py asks Alembic for -------------------------------------------------------------
 
 
-def test_a_version_table_of_its_own_is_what_every_command_and_the_manifest_read(db_url, tmp_path):
-    """Issue 25 N14: env.py passes version_table="app_versions" (both branches, as users write it)."""
-    folder = generic_project(tmp_path)
+def configure_with(folder: Path, option: str) -> None:
+    """env.py passes ``option`` to both configure() calls, offline and online, as users write it."""
     env_py = folder / "env.py"
     text = env_py.read_text()
     text = text.replace("target_metadata=target_metadata,\n        literal_binds=True,",
-                        "target_metadata=target_metadata,\n        version_table='app_versions',\n        literal_binds=True,")
+                        f"target_metadata=target_metadata,\n        {option},\n        literal_binds=True,")
     text = text.replace("connection=connection, target_metadata=target_metadata\n",
-                        "connection=connection, target_metadata=target_metadata, version_table='app_versions'\n")
-    assert text.count("app_versions") == 2
+                        f"connection=connection, target_metadata=target_metadata, {option}\n")
+    assert text.count(option) == 2
     env_py.write_text(text)
-    env = operator_env(db_url, tmp_path, MIGRATIONS_DIR=folder, MIGRATION_TIMEOUT=30)
 
+
+def assert_every_command_reads(url: str, env: dict[str, str], version_rows: str) -> None:
+    """A run, status, verify, manifest and a run again all read the version table ``version_rows`` selects."""
     first = run_migrate(env=env)
     status = run_migrate("status", env=env)
     verify = run_migrate("verify", env=env)
@@ -390,15 +401,24 @@ def test_a_version_table_of_its_own_is_what_every_command_and_the_manifest_read(
 
     assert first.code == 0, first.out
     assert "Upgraded base (empty) -> h2" in summary_line(first.out), first.out
-    assert query(db_url, "SELECT version_num FROM app_versions") == [("h2",)]
-    assert versions(db_url) == []  # no alembic_version beside it
+    assert query(url, version_rows) == [("h2",)]
+    assert versions(url) == []  # no alembic_version beside it
     assert status.code == 0, status.out
     assert "current:  h2" in status.out and "pending:  none" in status.out, status.out
     assert verify.code == 0, verify.out
     assert manifest.code == 0, manifest.out
     assert again.code == 0, again.out
     assert "nothing to do" in summary_line(again.out), again.out
-    assert query(db_url, "SELECT version_num FROM app_versions") == [("h2",)]
+    assert query(url, version_rows) == [("h2",)]
+
+
+def test_a_version_table_of_its_own_is_what_every_command_and_the_manifest_read(db_url, tmp_path):
+    """Issue 25 N14: env.py passes version_table="app_versions" (both branches, as users write it)."""
+    folder = generic_project(tmp_path)
+    configure_with(folder, "version_table='app_versions'")
+    env = operator_env(db_url, tmp_path, MIGRATIONS_DIR=folder, MIGRATION_TIMEOUT=30)
+
+    assert_every_command_reads(db_url, env, "SELECT version_num FROM app_versions")
 
 
 def test_a_second_configure_after_migrations_committed_says_what_was_applied(sqlite_url, tmp_path):
@@ -416,3 +436,25 @@ def test_a_second_configure_after_migrations_committed_says_what_was_applied(sql
     assert "had applied h1, h2, which stay committed" in summary, summary
     assert "Nothing was applied" not in summary
     assert versions(sqlite_url) == ["h2"]
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def server_url(request: pytest.FixtureRequest) -> str:
+    """A schema of its own is a server's notion (SQLite would need an attached file)."""
+    return request.getfixturevalue({"postgresql": "pg_url", "mysql": "mysql_url"}[request.param])
+
+
+def test_a_version_table_in_a_schema_of_its_own_is_what_every_run_reads(server_url, tmp_path, request):
+    """Issue 25 N15: env.py passes version_table_schema (both branches); every run said "Upgraded base -> base"."""
+    if is_mysql(server_url):  # a MySQL schema is a database: one of its own per test
+        schema_name = "meta_" + re.sub(r"[^a-z0-9_]", "_", tmp_path.name.lower())[-24:]
+        query(server_url, f"CREATE DATABASE {schema_name}")
+        request.addfinalizer(lambda: query(server_url, f"DROP DATABASE IF EXISTS {schema_name}"))
+    else:
+        schema_name = "meta"
+        query(server_url, f"CREATE SCHEMA {schema_name}")
+    folder = generic_project(tmp_path)
+    configure_with(folder, f"version_table_schema={schema_name!r}")
+    env = operator_env(server_url, tmp_path, MIGRATIONS_DIR=folder, MIGRATION_TIMEOUT=30)
+
+    assert_every_command_reads(server_url, env, f"SELECT version_num FROM {schema_name}.alembic_version")

@@ -562,7 +562,7 @@ def test_a_column_added_in_a_module_the_models_import_makes_the_manifest_stale(
     copy = Chain(tmp_path / "split_models")
     imported_file = layout(copy)
     data = build_manifest(copy, models)
-    assert os.path.realpath(imported_file) in {os.path.realpath(f) for f in data["files"]}, data["files"]
+    assert os.path.realpath(imported_file) in {os.path.realpath(copy.path / f) for f in data["files"]}, data["files"]
     result = run_migrate(env=env_for(db_url, copy, MODELS=models))
     assert result.code == 0, result.out
     light = traced_run(db_url, copy, MODELS=models)
@@ -1059,7 +1059,7 @@ def test_the_manifest_records_the_heads_schema_the_files_read_and_a_content_hash
     assert data["heads"] == [TARGET]
     assert len(data["revisions"]) == 10
     assert data["models"] == "models:Base"
-    files = {os.path.realpath(f) for f in data["files"]}
+    files = {os.path.realpath(migrations.path / f) for f in data["files"]}
     wanted = {migrations.path / "env.py", migrations.path / "models.py", *migrations.versions.glob("*.py")}
     assert {os.path.realpath(f) for f in wanted} <= files, sorted(files)
     assert not any("site-packages" in f or "/migrate_init/" in f for f in files), sorted(files)
