@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import guard, report
-from .errors import first_line
+from .errors import PreviewRefused, first_line
 
 _DESTRUCTIVE_CALLS = {
     "drop_table": "drop table",
@@ -174,9 +174,16 @@ def _scan_on(database: Any, loaded: Any, prepare: Any = None) -> tuple[list[Find
     # find nothing: lint reports the candidates, what `run` judges by the data.
     effects = EffectGuard(False, record=True, judge_values=False)
     progress = glue.Progress(loaded.script, 0, guard=effects, dry_run=True)
+    unpreviewed: list[Finding] = []
     try:
         with report.quiet():
             glue.dry_run(config, loaded.script, engine, ["heads"], progress, prepare=prepare)
+    except PreviewRefused as exc:
+        # `run` applies such a revision in a transaction of its own: a warning that the SQL pass stopped there.
+        unpreviewed.append(Finding(progress.failed_path or str(loaded.script.dir), 1, "unpreviewed",
+                                   f"the SQL pass stopped at {exc.revision or 'env.py'} and did not run what "
+                                   f"follows it: {exc.revision or 'env.py'} {exc.why} (a dry run cannot run "
+                                   "that); `run` applies it in a transaction of its own", _HINT))
     except Exception as exc:
         if not progress.begun and prepare is not None:
             raise  # the scratch schema itself failed: the caller falls back to SQLite
@@ -187,10 +194,10 @@ def _scan_on(database: Any, loaded: Any, prepare: Any = None) -> tuple[list[Find
         engine.dispose()
     # A warning, not an error: from an empty database lint sees what a revision may lose, and `run`
     # (and `plan`, on the real database) refuse it only where values would be lost (issues 22, 24).
-    findings = [Finding(f.path, 1, "destructive",
-                        f"effect of {f.revision}: {loss.describe()}; `run` refuses it only if values would "
-                        f"be lost (allow it by name: ALLOW_DESTRUCTIVE={f.revision})", _HINT)
-                for f in effects.findings for loss in f.losses]
+    findings = unpreviewed + [Finding(f.path, 1, "destructive",
+                                      f"effect of {f.revision}: {loss.describe()}; `run` refuses it only if values "
+                                      f"would be lost (allow it by name: ALLOW_DESTRUCTIVE={f.revision})", _HINT)
+                              for f in effects.findings for loss in f.losses]
     judged = {f.revision for f in effects.findings}
     for step in _steps(progress):
         for text in step.statements:
