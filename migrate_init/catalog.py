@@ -825,8 +825,16 @@ class EffectGuard:
             return
         if self._before is None:
             raise RuntimeError("EffectGuard.check() was called before begin()")
-        if self._judged is not None and self._judged[0] == revision:
-            self._before, self._judged = self._judged[1], None
+        judged = self._judged[1] if self._judged is not None and self._judged[0] == revision else None
+        if engine_family(dialect) == "postgresql" and _deferred_triggers(connection):
+            # A deferred trigger (on the version table, say) would change the schema at COMMIT, after
+            # this look (issue 25 N5): run the deferred ones now, inside the transaction, and judge that.
+            if judged is not None:
+                judged = self._fire_deferred(connection, dialect, revision, path, reviewed, judged)
+            else:
+                _exec(connection, "SET CONSTRAINTS ALL IMMEDIATE")
+        if judged is not None:
+            self._before, self._judged = judged, None
             return
         after = self._snapshot(connection, dialect)
         # A column copied through a table rebuild is judged by its values, which only step() reads.
@@ -850,7 +858,31 @@ class EffectGuard:
         self._hint(revision, path, hints)
         self._before = after
 
-    def _refuse(self, revision: str, path: str, found: list[Loss], *, committed: bool = False) -> None:
+    def _fire_deferred(self, connection: Any, dialect: str, revision: str, path: str, reviewed: bool,
+                       base: Snapshot) -> Snapshot:
+        """PostgreSQL: run the deferred triggers now and judge what they did against ``base``; the state after."""
+        from . import values
+
+        _exec(connection, f"SAVEPOINT {_DEFERRED}")
+        _exec(connection, "SET CONSTRAINTS ALL IMMEDIATE")
+        fired = self._snapshot(connection, dialect)
+        found = [f for f in losses(base, fired) if f.kind != "set not null"]
+        if found and self.allowed(revision, reviewed):
+            self.findings.append(Finding(revision, path, tuple(found)))
+        elif found:
+            post = values.read(connection, fired, _wanted_after(found, base, fired))
+            # Rolled back to the savepoint, the triggers are pending again and the values are as they were.
+            _exec(connection, f"ROLLBACK TO SAVEPOINT {_DEFERRED}")
+            pre = values.read(connection, base, _wanted_before(found, base))
+            lost, _ = judge(found, pre, post, "postgresql")
+            self._refuse(revision, path, lost, late=True)
+            _exec(connection, "SET CONSTRAINTS ALL IMMEDIATE")
+            fired = self._snapshot(connection, dialect)
+        _exec(connection, f"RELEASE SAVEPOINT {_DEFERRED}")
+        return fired
+
+    def _refuse(self, revision: str, path: str, found: list[Loss], *, committed: bool = False,
+                late: bool = False) -> None:
         """Raise DestructiveOperation for ``found`` (or record it, in a dry run)."""
         if not found:
             return
@@ -869,6 +901,9 @@ class EffectGuard:
                 f"mattered. {advice}"
             )
         what = "; ".join(loss.describe() for loss in found)
+        if late:
+            what += (" (by a deferred trigger that runs at COMMIT, after the migration: the guard ran the deferred "
+                     "triggers first, with SET CONSTRAINTS ALL IMMEDIATE, to see what they do)")
         moved = any("filled" in loss.held for loss in found)
         raise DestructiveOperation(
             f"Migration {revision} ({path}) would lose data: {what}."
@@ -950,6 +985,13 @@ def _allow_text(revision: str) -> str:
 
 
 _SAVEPOINT = "migrate_init_guard"
+_DEFERRED = "migrate_init_deferred"
+
+
+def _deferred_triggers(connection: Any) -> bool:
+    """PostgreSQL: whether any user constraint trigger can be deferred (foreign keys' own triggers are internal)."""
+    return bool(_rows(connection, "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgdeferrable AND NOT tgisinternal)")
+                [0][0])
 
 
 def _exec(connection: Any, sql: str) -> None:

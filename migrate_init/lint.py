@@ -156,6 +156,16 @@ def _scratch_schema(connection: Any) -> None:
     connection.exec_driver_sql(f"SET LOCAL search_path TO {_LINT_SCHEMA}")
 
 
+def _no_scratch_schema_left(engine: Any) -> None:
+    """The scratch schema lives and dies with the dry run's transaction; should anything have committed
+    it (a commit through the bare driver, which the dry run finds but cannot stop), it goes (issue 25 N1)."""
+    with engine.connect() as connection:
+        if connection.exec_driver_sql("SELECT to_regnamespace(%(name)s) IS NOT NULL",
+                                      {"name": _LINT_SCHEMA}).scalar():
+            connection.exec_driver_sql(f"DROP SCHEMA {_LINT_SCHEMA} CASCADE")
+            connection.commit()
+
+
 class Step:
     def __init__(self, revision: str, path: str, statements: list[str]) -> None:
         self.revision = revision
@@ -191,6 +201,8 @@ def _scan_on(database: Any, loaded: Any, prepare: Any = None) -> tuple[list[Find
                         f"the chain does not run on an empty {database.backend} database: "
                         f"{type(exc).__name__}: {first_line(exc)}")], _steps(progress)
     finally:
+        if prepare is not None and progress.begun:
+            _no_scratch_schema_left(engine)
         engine.dispose()
     # A warning, not an error: from an empty database lint sees what a revision may lose, and `run`
     # (and `plan`, on the real database) refuse it only where values would be lost (issues 22, 24).

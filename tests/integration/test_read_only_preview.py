@@ -224,6 +224,21 @@ def test_lint_names_a_migration_that_commits_and_leaves_no_schema_behind(db_url,
 
 
 
+def test_lint_removes_its_scratch_schema_even_after_a_commit_through_the_bare_driver(pg_url, tmp_path):
+    """psycopg2's own commit() cannot be intercepted: the dry run finds it at the next statement, says so,
+    and the scratch schema that commit made permanent is dropped."""
+    body = "op.get_bind().connection.driver_connection.commit()"
+    folder = project(tmp_path, ("a1", CREATE_ACCOUNT), ("b2", body), ("c3", ADD_EXTRA))
+    env = at_a1(pg_url, tmp_path, folder)
+    before = state(pg_url)
+
+    lint = run_migrate("lint", env=env)
+
+    assert "the SQL pass stopped at b2" in lint.out and "database driver itself" in lint.out, lint.out
+    assert pg_query(pg_url, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'migrate_init_lint%'") == [(0,)]
+    assert state(pg_url) == before
+
+
 def test_plan_of_a_clean_chain_still_passes_and_changes_no_byte(db_url, tmp_path):
     folder = project(tmp_path, ("a1", CREATE_ACCOUNT), ("b2", DROP_EMPTY_NOTE), ("c3", ADD_EXTRA))
     env = at_a1(db_url, tmp_path, folder)
@@ -313,3 +328,59 @@ def test_plan_gives_run_s_verdict_on_env_py_s_statement_and_changes_nothing(db_u
     assert plan.code == 8, plan.out
     assert "env.py" in plan.out and "table account" in plan.out, plan.out
     assert state(db_url) == before
+
+
+# -- N5: a deferred trigger that changes the schema at COMMIT is judged before the commit -----------
+
+#: b2 arms a constraint trigger on the version table that drops account.name at COMMIT, after b2 itself.
+LATE_DROP = '''
+op.execute("""
+CREATE FUNCTION drop_account_name() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'account'::regclass AND attname = 'name'
+               AND NOT attisdropped) THEN
+        ALTER TABLE account DROP COLUMN name;
+    END IF;
+    RETURN NULL;
+END $$
+""")
+op.execute("CREATE CONSTRAINT TRIGGER late_drop AFTER UPDATE ON alembic_version "
+           "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION drop_account_name()")
+'''
+
+
+def test_a_deferred_trigger_that_drops_a_column_at_commit_is_refused_and_the_values_stay(pg_url, tmp_path):
+    folder = project(tmp_path, ("a1", CREATE_ACCOUNT), ("b2", LATE_DROP))
+    env = at_a1(pg_url, tmp_path, folder)
+
+    result = run_migrate(env=env)
+
+    assert result.code == 8, result.out
+    assert "b2" in result.out and "column account.name" in result.out and "deferred trigger" in result.out, result.out
+    assert versions(pg_url) == ["a1"]
+    assert columns(pg_url, "account") == {"id", "name", "note"}
+    assert query(pg_url, "SELECT name FROM account ORDER BY id") == [("alice",), ("bob",)]
+
+
+def test_plan_shows_what_a_deferred_trigger_would_drop_and_changes_nothing(pg_url, tmp_path):
+    folder = project(tmp_path, ("a1", CREATE_ACCOUNT), ("b2", LATE_DROP))
+    env = at_a1(pg_url, tmp_path, folder)
+    before = state(pg_url)
+
+    plan = run_migrate("plan", env=env)
+
+    assert plan.code == 8, plan.out
+    assert "-- DESTRUCTIVE: column account.name" in plan.out, plan.out
+    assert state(pg_url) == before
+
+
+def test_a_deferred_trigger_that_loses_nothing_passes(pg_url, tmp_path):
+    drops_note = LATE_DROP.replace("'name'", "'note'").replace("COLUMN name", "COLUMN note")
+    folder = project(tmp_path, ("a1", CREATE_ACCOUNT), ("b2", drops_note))
+    env = at_a1(pg_url, tmp_path, folder)
+
+    result = run_migrate(env=env)
+
+    assert result.code == 0, result.out
+    assert versions(pg_url) == ["b2"]
+    assert columns(pg_url, "account") == {"id", "name"}
