@@ -933,7 +933,7 @@ def dry_run(config: AlembicConfig, script: ScriptDirectory, engine: Engine, dest
     nothing: not the schema, not the version table.
     """
     from .errors import PreviewRefused
-    from .preview import ReadOnlyGuard, refusal
+    from .preview import ReadOnlyGuard, poisoned, refusal
 
     report.set_dry_run(True)
     try:
@@ -953,6 +953,9 @@ def dry_run(config: AlembicConfig, script: ScriptDirectory, engine: Engine, dest
                 # The SQLite authorizer's refusal reaches here as the driver's "not authorized", wrapped.
                 if read_only.denied is not None and not isinstance(exc, PreviewRefused):
                     raise refusal(progress.running, read_only.denied) from exc
+                if read_only.armed and not isinstance(exc, PreviewRefused) and poisoned(exc):
+                    raise refusal(progress.running, "commits the transaction through the database driver itself "
+                                  "(its commit()), or runs SET CONSTRAINTS ALL IMMEDIATE", by_server=True) from exc
                 raise
             finally:
                 read_only.finish()

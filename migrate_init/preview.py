@@ -19,10 +19,12 @@ dry run runs, :class:`ReadOnlyGuard` stands on its connection:
 - on SQLite, an authorizer refuses every transaction statement the engine
   itself is asked to prepare, which covers what bypasses SQLAlchemy
   (``executescript``, the driver's ``commit()``);
+- on PostgreSQL, a deferred constraint trigger armed in ``pg_temp`` makes
+  the server itself fail any COMMIT of the dry run's transaction, which
+  covers the bare driver's ``commit()`` (libpq sends it with no hook);
 - before each statement, the guard checks that the transaction it began is
   still the one open (psycopg2's transaction status, sqlite3's
-  ``in_transaction``): a commit through the bare driver on PostgreSQL, which
-  nothing can intercept, is found at the next statement, and said as such.
+  ``in_transaction``), and says so when it is not.
 
 A refusal is :class:`~migrate_init.errors.PreviewRefused`, naming the
 revision (or env.py) and why; the dry run rolls everything back.
@@ -52,6 +54,8 @@ _ENDING = {
     "VACUUM": "cannot run inside a transaction",
 }
 _WORD = re.compile(r"[A-Za-z_]+")
+#: The name of the PostgreSQL trigger (and its table and function, in pg_temp) that fails a dry run's COMMIT.
+POISON = "migrate_init_no_commit"
 _COMMENTS = re.compile(r"(/\*.*?\*/|--[^\n]*(\n|$)|\s)+", re.S)
 
 
@@ -119,6 +123,8 @@ class ReadOnlyGuard:
         self._finishing = False
         #: What the SQLite authorizer refused, for the error a driver raises without saying why.
         self.denied: str | None = None
+        #: PostgreSQL: the server itself fails any COMMIT of this transaction (:meth:`_arm`).
+        self.armed = False
 
     def install(self) -> None:
         from sqlalchemy import event
@@ -130,11 +136,35 @@ class ReadOnlyGuard:
                 "a throw-away SQLite file.")
         if self.dialect == "postgresql":
             self._xid = self.connection.exec_driver_sql("SELECT txid_current()").scalar()
+            self.armed = self._arm()
         event.listen(self.connection, "before_cursor_execute", self.before_statement)
         event.listen(self.connection, "commit", self._commit)
         event.listen(self.connection, "rollback", self._rollback)
         if isinstance(self._raw, sqlite3.Connection):
             self._raw.set_authorizer(self._authorize)
+
+    def _arm(self) -> bool:
+        """PostgreSQL: a deferred constraint trigger in ``pg_temp`` that fails any COMMIT of this transaction.
+
+        libpq sends the driver's own ``commit()`` with no hook on the way; this
+        makes the server refuse it (the transaction is rolled back instead).
+        It lives in the dry run's transaction and goes with its rollback. A
+        role without TEMP on the database cannot arm it: the other measures stay.
+        """
+        run = self.connection.exec_driver_sql
+        run("SAVEPOINT migrate_init_arm")
+        try:
+            run(f"CREATE FUNCTION pg_temp.{POISON}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"RAISE EXCEPTION '{POISON}: a dry run of migrate-init must not commit'; END $$")
+            run(f"CREATE TEMP TABLE {POISON} (armed boolean)")
+            run(f"CREATE CONSTRAINT TRIGGER {POISON} AFTER INSERT ON pg_temp.{POISON} DEFERRABLE INITIALLY DEFERRED "
+                f"FOR EACH ROW EXECUTE PROCEDURE pg_temp.{POISON}()")
+            run(f"INSERT INTO pg_temp.{POISON} VALUES (true)")
+        except Exception:
+            run("ROLLBACK TO SAVEPOINT migrate_init_arm")
+            return False
+        run("RELEASE SAVEPOINT migrate_init_arm")
+        return True
 
     def finish(self) -> None:
         """The dry run's own rollback comes next: let it through, and stand down."""
@@ -157,9 +187,14 @@ class ReadOnlyGuard:
 
     def check_open(self) -> None:
         """Raise when something ended the dry run's transaction behind SQLAlchemy's back."""
-        if self.ended():
-            self.refuse("ended the dry run's transaction through the database driver itself (its commit() or "
-                        "rollback(), or a statement sent around SQLAlchemy)", ended=True)
+        if not self.ended():
+            return
+        why = ("ended the dry run's transaction through the database driver itself (its commit() or rollback(), "
+               "or a statement sent around SQLAlchemy)")
+        if self.armed:  # the server failed any commit of it: it was rolled back
+            self.refuse(why + "; the server refused to commit it (a dry run arms a trigger that fails any "
+                              "commit), so it was rolled back", by_server=True)
+        self.refuse(why, ended=True)
 
     def before_statement(self, _conn: Any, _cursor: Any, statement: str, _parameters: Any, _context: Any,
                          _executemany: bool) -> None:
@@ -182,11 +217,21 @@ class ReadOnlyGuard:
             return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
 
-    def refuse(self, why: str, *, ended: bool = False) -> None:
-        raise refusal(self.running(), why, ended=ended)
+    def refuse(self, why: str, *, ended: bool = False, by_server: bool = False) -> None:
+        raise refusal(self.running(), why, ended=ended, by_server=by_server)
 
 
-def refusal(running: Any, why: str, *, ended: bool = False) -> PreviewRefused:
+def poisoned(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is the server refusing a commit of a dry run (:meth:`ReadOnlyGuard._arm`)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if POISON in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def refusal(running: Any, why: str, *, ended: bool = False, by_server: bool = False) -> PreviewRefused:
     """The error that stops a dry run at ``running`` (a Script, or None for env.py), saying why."""
     if running is not None:
         who, name = f"revision {running.revision} ({running.path})", running.revision
@@ -199,10 +244,11 @@ def refusal(running: Any, why: str, *, ended: bool = False) -> PreviewRefused:
             "committed: check where the database stands with `migrate.py status` and `migrate.py check` before "
             "anything else. A dry run needs every statement to go through the connection migrate-init hands "
             "env.py; `run` applies such a revision in a transaction of its own.", revision, why)
+    stopped = ("the server refused that commit" if by_server else "it was refused before it reached the database")
     return PreviewRefused(
         f"The dry run could not preview {name}: {who} {why}. A dry run runs every pending migration in one "
         "transaction and rolls it back; this would have ended that transaction and committed what ran before it, "
-        "so it was refused before it reached the database, and everything was rolled back: the database is as it "
+        f"so {stopped}, and everything was rolled back: the database is as it "
         f"was. `run` applies {name} in a transaction of its own, without a preview: read it before you run it.",
         revision, why)
 

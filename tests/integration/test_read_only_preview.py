@@ -224,19 +224,26 @@ def test_lint_names_a_migration_that_commits_and_leaves_no_schema_behind(db_url,
 
 
 
-def test_lint_removes_its_scratch_schema_even_after_a_commit_through_the_bare_driver(pg_url, tmp_path):
-    """psycopg2's own commit() cannot be intercepted: the dry run finds it at the next statement, says so,
-    and the scratch schema that commit made permanent is dropped."""
-    body = "op.get_bind().connection.driver_connection.commit()"
-    folder = project(tmp_path, ("a1", CREATE_ACCOUNT), ("b2", body), ("c3", ADD_EXTRA))
+BARE_COMMIT = "op.get_bind().connection.driver_connection.commit()"
+
+
+@pytest.mark.parametrize("verb", ["plan", "lint"])
+def test_a_commit_through_the_bare_postgresql_driver_is_refused_by_the_server(pg_url, tmp_path, verb):
+    """libpq sends psycopg2's own commit() with no hook: the dry run's armed trigger makes the server fail it."""
+    folder = project(tmp_path, ("a1", CREATE_ACCOUNT), ("b2", DROP_EMPTY_NOTE), ("c3", BARE_COMMIT),
+                     ("d4", ADD_EXTRA))
     env = at_a1(pg_url, tmp_path, folder)
     before = state(pg_url)
 
-    lint = run_migrate("lint", env=env)
+    result = run_migrate(verb, env=env)
 
-    assert "the SQL pass stopped at b2" in lint.out and "database driver itself" in lint.out, lint.out
+    assert result.code == (1 if verb == "plan" else 0), result.out
+    assert "could not preview c3" in result.out or "the SQL pass stopped at c3" in result.out, result.out
+    assert "the server refused" in result.out or "database driver itself" in result.out, result.out
     assert pg_query(pg_url, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'migrate_init_lint%'") == [(0,)]
     assert state(pg_url) == before
+    assert versions(pg_url) == ["a1"]
+    assert columns(pg_url, "account") == {"id", "name", "note"}
 
 
 def test_plan_of_a_clean_chain_still_passes_and_changes_no_byte(db_url, tmp_path):
