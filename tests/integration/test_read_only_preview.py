@@ -33,9 +33,11 @@ from tests.support import FIXTURES
 from tests.support.dbstate import (
     columns,
     count,
+    is_mysql,
     is_sqlite,
     pg_query,
     query,
+    snapshot,
     sqlite_path,
     tables,
     versions,
@@ -76,6 +78,8 @@ def state(url: str) -> object:
     """Everything a read-only verb must leave as it found: the file's bytes, or every schema and row."""
     if is_sqlite(url):
         return hashlib.sha256(sqlite_path(url).read_bytes()).hexdigest()
+    if is_mysql(url):
+        return snapshot(url), {table: query(url, f'SELECT * FROM "{table}" ORDER BY 1') for table in tables(url)}
     schema = pg_query(url, """
         SELECT n.nspname, c.relname, c.relkind, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod)
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -391,3 +395,36 @@ def test_a_deferred_trigger_that_loses_nothing_passes(pg_url, tmp_path):
     assert result.code == 0, result.out
     assert versions(pg_url) == ["b2"]
     assert columns(pg_url, "account") == {"id", "name"}
+
+
+# -- MariaDB: DDL commits at once there, so no dry run runs; env.py's statement is judged before it runs --
+
+
+def test_mariadb_plan_and_lint_run_nothing_on_the_database_whatever_a_revision_commits(mysql_url, tmp_path):
+    folder = project(tmp_path, ("a1", CREATE_ACCOUNT), ("b2", DROP_NAME), ("c3", 'op.execute("COMMIT")'))
+    env = at_a1(mysql_url, tmp_path, folder)
+    before = state(mysql_url)
+
+    plan = run_migrate("plan", env=env)
+    lint = run_migrate("lint", env=env)
+
+    assert plan.code == 0, plan.out
+    assert "not run: MySQL/MariaDB commit each DDL statement at once" in plan.out, plan.out
+    assert lint.code == 0, lint.out
+    assert "the SQL pass stopped at c3" in lint.out, lint.out
+    assert state(mysql_url) == before
+    assert versions(mysql_url) == ["a1"]
+
+
+def test_mariadb_env_py_dropping_a_table_with_rows_after_the_migrations_is_refused_before_it_runs(
+        mysql_url, tmp_path):
+    folder = project(tmp_path, ("a1", CREATE_ACCOUNT), ("b2", ADD_EXTRA), env_py=handed_env())
+    env = at_a1(mysql_url, tmp_path, folder, then_env_py=handed_env(after=DROP_ACCOUNT))
+
+    result = run_migrate(env=env)
+
+    assert result.code == 8, result.out
+    assert "outside any migration" in result.out and "table account" in result.out, result.out
+    assert "It was not run" in result.out, result.out
+    assert versions(mysql_url) == ["b2"]
+    assert count(mysql_url, "account") == 2
