@@ -42,7 +42,7 @@ SEVERITIES = ("error", "warning", "note")
 class Finding:
     path: str
     line: int
-    kind: str  # "destructive", "non-idempotent" or "error"
+    kind: str  # "destructive", "non-idempotent", "unpreviewed" or "error"
     message: str
     severity: str = "error"
 

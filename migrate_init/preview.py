@@ -94,16 +94,27 @@ def _heads(statement: str, dialect: str) -> list[list[str]]:
         return [[w.upper() for w in _WORD.findall(_COMMENTS.sub(" ", statement))[:4]]]
     heads: list[list[str]] = [[]]
     depth = 0
+    atomic = 0  # inside a PostgreSQL 14+ function body, BEGIN ATOMIC ... END, whose statements end in ';'
+    previous = ""
     for token in tokens:
-        kind = token.token_type.name
-        if kind == "SEMICOLON" and depth == 0:
+        kind, word = token.token_type.name, token.text.upper()
+        if kind == "SEMICOLON" and depth == 0 and atomic == 0:
             if dialect == "sqlite":
                 break
             heads.append([])
+            previous = ""
             continue
         depth += {"L_PAREN": 1, "R_PAREN": -1}.get(kind, 0)
-        if len(heads[-1]) < 4:
-            heads[-1].append("" if kind in ("STRING", "NATIONAL_STRING", "HEREDOC_STRING") else token.text.upper())
+        if (word == "ATOMIC" and previous == "BEGIN" and len(heads[-1]) > 1) or (atomic and word == "CASE"):
+            atomic += 1
+        elif atomic and word == "END":
+            atomic -= 1
+        if previous == "PREPARE" and heads[-1] == ["PREPARE"]:
+            # sqlglot keeps the rest of a command it does not parse as one string: PREPARE TRANSACTION 'x'.
+            heads[-1].extend(w.upper() for w in _WORD.findall(token.text)[:1])
+        elif len(heads[-1]) < 4:
+            heads[-1].append("" if kind in ("STRING", "NATIONAL_STRING", "HEREDOC_STRING") else word)
+        previous = word
     return heads
 
 
