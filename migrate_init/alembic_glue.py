@@ -929,8 +929,10 @@ def dry_run(config: AlembicConfig, script: ScriptDirectory, engine: Engine, dest
     mode cannot render them.  A connection handed to Alembic inside a
     transaction makes it run every migration in that transaction, which is
     rolled back here whatever happens; a connection env.py opens itself is
-    read-only (:func:`owned_context`).  So ``plan`` and ``lint`` change
-    nothing: not the schema, not the version table.
+    read-only (:func:`owned_context`), and :class:`preview.ReadOnlyGuard`
+    refuses whatever would end the one transaction before it reaches the
+    database (issue 25 N1).  So ``plan`` and ``lint`` change nothing: not the
+    schema, not the version table.
     """
     from .errors import PreviewRefused
     from .preview import ReadOnlyGuard, poisoned, refusal
