@@ -786,6 +786,10 @@ def owned_context(connection: Connection, progress: Progress) -> Iterator[dict[s
         # fileConfig() in env.py may have disabled our logger or replaced its handlers.
         report.reclaim()
         _CONFIGURE(env, **opts)
+        if progress.dry_run:
+            from .preview import refuse_autocommit_block
+
+            refuse_autocommit_block(env.get_context(), lambda: progress.running)
 
     def foreign(conn: Connection) -> None:
         if conn.engine is own_engine:
@@ -865,6 +869,13 @@ def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connecti
 
     config.attributes["connection"] = connection
     asked: dict[str, Any] = {}
+    outside = None
+    if progress.guard is not None and connection.dialect.name in ("sqlite", "postgresql", "mysql", "mariadb"):
+        from .outside import OutsideJudge
+
+        # What env.py runs on this connection outside a migration is judged too (issue 25 N11).
+        outside = OutsideJudge(connection, progress, progress.guard, str(folder / "env.py"))
+        outside.install()
     try:
         with lending(connection), owned_context(connection, progress) as asked, EnvironmentContext(
             config, script, fn=upgrade, as_sql=False, starting_rev=None,
@@ -915,6 +926,8 @@ def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connecti
         ) from exc
     finally:
         config.attributes["connection"] = None
+        if outside is not None:
+            outside.remove()
     if asked["calls"] == 0:
         raise ScriptError(
             f"{folder / 'env.py'} never called context.configure(), so no migration could run. "
@@ -931,21 +944,42 @@ def dry_run(config: AlembicConfig, script: ScriptDirectory, engine: Engine, dest
     mode cannot render them.  A connection handed to Alembic inside a
     transaction makes it run every migration in that transaction, which is
     rolled back here whatever happens; a connection env.py opens itself is
-    read-only (:func:`owned_context`).  So ``plan`` and ``lint`` change
-    nothing: not the schema, not the version table.
+    read-only (:func:`owned_context`), and :class:`preview.ReadOnlyGuard`
+    refuses whatever would end the one transaction before it reaches the
+    database (issue 25 N1).  So ``plan`` and ``lint`` change nothing: not the
+    schema, not the version table.
     """
+    from .errors import PreviewRefused
+    from .preview import ReadOnlyGuard, poisoned, refusal
+
     report.set_dry_run(True)
     try:
         with engine.connect() as connection:
             event.listen(connection, "before_cursor_execute", progress.capture)
             transaction = connection.begin()
+            # It proves nothing is committed: what would end this transaction is refused (issue 25 N1).
+            read_only = ReadOnlyGuard(connection, lambda: progress.running)
             try:
+                read_only.install()
                 if prepare is not None:
                     prepare(connection)
                 for destination in destinations:
                     run_env(config, script, connection, destination, progress)
+                read_only.check_open()
+            except Exception as exc:
+                # The SQLite authorizer's refusal reaches here as the driver's "not authorized", wrapped.
+                if read_only.denied is not None and not isinstance(exc, PreviewRefused):
+                    raise refusal(progress.running, read_only.denied) from exc
+                if read_only.armed and not isinstance(exc, PreviewRefused) and poisoned(exc):
+                    raise refusal(progress.running, "commits the transaction through the database driver itself "
+                                  "(its commit()), or runs SET CONSTRAINTS ALL IMMEDIATE", by_server=True) from exc
+                raise
             finally:
+                read_only.finish()
                 transaction.rollback()
+                if read_only.ended() is False and connection.connection.driver_connection is not None:
+                    # A commit() refused above leaves SQLAlchemy's transaction inactive: end the driver's here.
+                    connection.connection.driver_connection.rollback()
     finally:
         report.set_dry_run(False)
 

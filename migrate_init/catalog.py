@@ -896,8 +896,17 @@ class EffectGuard:
             return
         if self._before is None:
             raise RuntimeError("EffectGuard.check() was called before begin()")
-        if self._judged is not None and self._judged[0] == revision:
-            self._before, self._judged = self._judged[1], None
+        judged = self._judged[1] if self._judged is not None and self._judged[0] == revision else None
+        deferred = _deferred_triggers(connection) if engine_family(dialect) == "postgresql" else ""
+        if deferred:
+            # A deferred trigger (on the version table, say) would change the schema at COMMIT, after
+            # this look (issue 25 N5): run the deferred ones now, inside the transaction, and judge that.
+            if judged is not None:
+                judged = self._fire_deferred(connection, dialect, revision, path, reviewed, judged, deferred)
+            else:
+                _exec(connection, f"SET CONSTRAINTS {deferred} IMMEDIATE")
+        if judged is not None:
+            self._before, self._judged = judged, None
             return
         after = self._snapshot(connection, dialect)
         # A column copied through a table rebuild is judged by its values, which only step() reads.
@@ -921,7 +930,31 @@ class EffectGuard:
         self._hint(revision, path, hints)
         self._before = after
 
-    def _refuse(self, revision: str, path: str, found: list[Loss], *, committed: bool = False) -> None:
+    def _fire_deferred(self, connection: Any, dialect: str, revision: str, path: str, reviewed: bool,
+                       base: Snapshot, deferred: str) -> Snapshot:
+        """PostgreSQL: run the ``deferred`` triggers now and judge what they did against ``base``; the state after."""
+        from . import values
+
+        _exec(connection, f"SAVEPOINT {_DEFERRED}")
+        _exec(connection, f"SET CONSTRAINTS {deferred} IMMEDIATE")
+        fired = self._snapshot(connection, dialect)
+        found = [f for f in losses(base, fired) if f.kind != "set not null"]
+        if found and self.allowed(revision, reviewed):
+            self.findings.append(Finding(revision, path, tuple(found)))
+        elif found:
+            post = values.read(connection, fired, _wanted_after(found, base, fired))
+            # Rolled back to the savepoint, the triggers are pending again and the values are as they were.
+            _exec(connection, f"ROLLBACK TO SAVEPOINT {_DEFERRED}")
+            pre = values.read(connection, base, _wanted_before(found, base))
+            lost, _ = judge(found, pre, post, "postgresql")
+            self._refuse(revision, path, lost, late=True)
+            _exec(connection, f"SET CONSTRAINTS {deferred} IMMEDIATE")
+            fired = self._snapshot(connection, dialect)
+        _exec(connection, f"RELEASE SAVEPOINT {_DEFERRED}")
+        return fired
+
+    def _refuse(self, revision: str, path: str, found: list[Loss], *, committed: bool = False,
+                late: bool = False) -> None:
         """Raise DestructiveOperation for ``found`` (or record it, in a dry run)."""
         if not found:
             return
@@ -940,6 +973,9 @@ class EffectGuard:
                 f"mattered. {advice}"
             )
         what = "; ".join(loss.describe() for loss in found)
+        if late:
+            what += (" (by a deferred trigger that runs at COMMIT, after the migration: the guard ran the deferred "
+                     "triggers first, with SET CONSTRAINTS ... IMMEDIATE, to see what they do)")
         moved = any("filled" in loss.held for loss in found)
         raise DestructiveOperation(
             f"Migration {revision} ({path}) would lose data: {what}."
@@ -1026,6 +1062,19 @@ def _allow_text(revision: str) -> str:
 
 
 _SAVEPOINT = "migrate_init_guard"
+_DEFERRED = "migrate_init_deferred"
+
+
+def _deferred_triggers(connection: Any) -> str:
+    """PostgreSQL: the deferrable user constraint triggers, as a list for SET CONSTRAINTS; "" when none.
+
+    By name, not ``ALL``: foreign keys keep their own timing, and the trigger a
+    dry run arms in ``pg_temp`` against any commit (:mod:`preview`) stays deferred.
+    """
+    rows = _rows(connection, "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.conname) FROM pg_constraint c "
+                             "JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 't' "
+                             "AND c.condeferrable AND left(n.nspname, 7) <> 'pg_temp' ORDER BY 1")
+    return ", ".join(sorted({str(row[0]) for row in rows}))
 
 
 def _exec(connection: Any, sql: str) -> None:

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 PROG = "migrate-init" if sys.argv and sys.argv[0].rsplit("/", 1)[-1] == "migrate-init" else "migrate.py"
 
 #: Listing outcomes -> exit codes (Summary outcomes are 0; failures are exceptions).
-_LISTING_CODES = {"ok": 0, "pending": 1, "drift": 1, "findings": 1, "unknown_revision": 6, "destructive": 8}
+_LISTING_CODES = {"ok": 0, "pending": 1, "drift": 1, "findings": 1, "unknown_revision": 6, "destructive": 8,
+                  "preview_refused": 1}
 
 #: verb -> (help, takes REV, prints a summary line)
 VERBS: dict[str, tuple[str, bool, bool]] = {

@@ -25,6 +25,7 @@ from .errors import (
     LockTimeout,
     MigrateInitError,
     MigrationTimeout,
+    PreviewRefused,
     UnknownRevision,
     VerificationFailed,
     first_line,
@@ -239,9 +240,13 @@ def plan(cfg: Config, watchdog: Watchdog, sql_file: str | None = None) -> Listin
             engine = glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint)
             watchdog.track_sqlalchemy()
             watchdog.phase = "planning (a dry run, rolled back)"
+            unpreviewed: PreviewRefused | None = None
             try:
                 glue.dry_run(loaded.config, loaded.script, engine, destinations, progress,
                              prepare=_ddl_lock_timeout(cfg))
+            except PreviewRefused as exc:
+                # Stopped before it could commit (issue 25 N1): the plan up to there, and why.
+                unpreviewed = exc
             finally:
                 engine.dispose()
     steps = progress.begun
@@ -274,11 +279,25 @@ def plan(cfg: Config, watchdog: Watchdog, sql_file: str | None = None) -> Listin
                      for f in effects.hints if f.revision == step.revision for loss in f.losses)
         if losses and not allowed:
             refused.append(step.revision)
-    lines.append("COMMIT;")
+    # What env.py ran on the connection outside any migration is judged too (issue 25 N11).
+    outside = [loss for f in effects.findings if f.revision == "env.py" for loss in f.losses]
+    if outside:
+        lines.append("\n-- env.py, outside any migration")
+        lines.extend(f"-- DESTRUCTIVE: {loss.describe()}; refused: move it into a migration" for loss in outside)
+        refused.append("env.py's statement")
+    if unpreviewed is not None:
+        # An incomplete plan must not run as a whole: its SQL file ends in ROLLBACK.
+        lines.append(f"-- {str(unpreviewed).replace(chr(10), ' ')}")
+        lines.append("ROLLBACK;")
+    else:
+        lines.append("COMMIT;")
     if refused:
         # plan exits with the code run would exit with (issue 24): a gate, like terraform plan.
         lines.append(f"-- run would refuse {', '.join(refused)} with exit 8 (see the losses above).")
         return _planned(lines, sql_file, "destructive")
+    if unpreviewed is not None:
+        # run would get past what was previewed; what it would do next is unknown, so the gate stays shut.
+        return _planned(lines, sql_file, "preview_refused")
     return _planned(lines, sql_file)
 
 

@@ -49,6 +49,23 @@ class MigrationInterrupted(MigrateInitError):
         self.revision = revision
 
 
+class PreviewRefused(MigrateInitError):
+    """``plan`` or ``lint`` met a revision it cannot run without ending its transaction (exit 1).
+
+    A dry run proves it commits nothing by refusing, before it reaches the
+    database, whatever would end or reshape its one transaction (issue 25 N1, N23).
+    """
+
+    exit_code = 1
+    outcome = "preview_refused"
+
+    def __init__(self, message: str, revision: str | None = None, why: str = ""):
+        super().__init__(message)
+        self.revision = revision
+        #: What the revision does that a dry run cannot run, in a few words.
+        self.why = why
+
+
 class BackupFailed(MigrateInitError):
     """The SQLite backup could not be taken; no migration ran (exit 1)."""
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import guard, report
-from .errors import first_line
+from .errors import PreviewRefused, first_line
 
 _DESTRUCTIVE_CALLS = {
     "drop_table": "drop table",
@@ -42,7 +42,7 @@ SEVERITIES = ("error", "warning", "note")
 class Finding:
     path: str
     line: int
-    kind: str  # "destructive", "non-idempotent" or "error"
+    kind: str  # "destructive", "non-idempotent", "unpreviewed" or "error"
     message: str
     severity: str = "error"
 
@@ -156,6 +156,16 @@ def _scratch_schema(connection: Any) -> None:
     connection.exec_driver_sql(f"SET LOCAL search_path TO {_LINT_SCHEMA}")
 
 
+def _no_scratch_schema_left(engine: Any) -> None:
+    """The scratch schema lives and dies with the dry run's transaction; should anything have committed
+    it (a commit through the bare driver, which the dry run finds but cannot stop), it goes (issue 25 N1)."""
+    with engine.connect() as connection:
+        if connection.exec_driver_sql("SELECT to_regnamespace(%(name)s) IS NOT NULL",
+                                      {"name": _LINT_SCHEMA}).scalar():
+            connection.exec_driver_sql(f"DROP SCHEMA {_LINT_SCHEMA} CASCADE")
+            connection.commit()
+
+
 class Step:
     def __init__(self, revision: str, path: str, statements: list[str]) -> None:
         self.revision = revision
@@ -174,9 +184,16 @@ def _scan_on(database: Any, loaded: Any, prepare: Any = None) -> tuple[list[Find
     # find nothing: lint reports the candidates, what `run` judges by the data.
     effects = EffectGuard(False, record=True, judge_values=False)
     progress = glue.Progress(loaded.script, 0, guard=effects, dry_run=True)
+    unpreviewed: list[Finding] = []
     try:
         with report.quiet():
             glue.dry_run(config, loaded.script, engine, ["heads"], progress, prepare=prepare)
+    except PreviewRefused as exc:
+        # `run` applies such a revision in a transaction of its own: a warning that the SQL pass stopped there.
+        unpreviewed.append(Finding(progress.failed_path or str(loaded.script.dir), 1, "unpreviewed",
+                                   f"the SQL pass stopped at {exc.revision or 'env.py'} and did not run what "
+                                   f"follows it: {exc.revision or 'env.py'} {exc.why} (a dry run cannot run "
+                                   "that); `run` applies it in a transaction of its own", _HINT))
     except Exception as exc:
         if not progress.begun and prepare is not None:
             raise  # the scratch schema itself failed: the caller falls back to SQLite
@@ -184,13 +201,15 @@ def _scan_on(database: Any, loaded: Any, prepare: Any = None) -> tuple[list[Find
                         f"the chain does not run on an empty {database.backend} database: "
                         f"{type(exc).__name__}: {first_line(exc)}")], _steps(progress)
     finally:
+        if prepare is not None and progress.begun:
+            _no_scratch_schema_left(engine)
         engine.dispose()
     # A warning, not an error: from an empty database lint sees what a revision may lose, and `run`
     # (and `plan`, on the real database) refuse it only where values would be lost (issues 22, 24).
-    findings = [Finding(f.path, 1, "destructive",
-                        f"effect of {f.revision}: {loss.describe()}; `run` refuses it only if values would "
-                        f"be lost (allow it by name: ALLOW_DESTRUCTIVE={f.revision})", _HINT)
-                for f in effects.findings for loss in f.losses]
+    findings = unpreviewed + [Finding(f.path, 1, "destructive",
+                                      f"effect of {f.revision}: {loss.describe()}; `run` refuses it only if values "
+                                      f"would be lost (allow it by name: ALLOW_DESTRUCTIVE={f.revision})", _HINT)
+                              for f in effects.findings for loss in f.losses]
     judged = {f.revision for f in effects.findings}
     for step in _steps(progress):
         for text in step.statements:
