@@ -16,7 +16,7 @@ One concern per module, each a noun the README uses:
   ``catalog``: the destructive guard, judged by effect; ``guard`` and ``lint``: text rules for
   people; ``backup``, ``seed``, ``deps``; ``ops``: helpers for migration authors; ``history``: what
   was applied and when, ``checksum``: what a revision does, ``graph``: the revision graph as a picture;
-  ``alembic_env``: the shipped env.py's body.
+  ``alembic_env``: the shipped env.py's body; ``libraries``: the SQLAlchemy and Alembic it runs on.
 """
 
 __version__ = "0.3.0"

@@ -615,6 +615,9 @@ def alembic(cfg: Config, watchdog: Watchdog, arguments: list[str]) -> Listing:
     ``sqlalchemy.url``, without migrate-init's lock, guard or verification.
     For upgrades, use ``run`` or ``upgrade REV``.
     """
+    from . import libraries
+
+    libraries.check()  # as Loaded does, before Alembic is imported
     from alembic.config import CommandLine
     from alembic.util import CommandError
 

@@ -69,6 +69,11 @@ class Loaded:
         report.use_logging()
         from pathlib import Path
 
+        from . import libraries
+
+        # Before either is imported: a derived image's own pins outside the range migrate-init runs
+        # on are exit 2 naming both versions, not an odd failure halfway through a chain.
+        libraries.check()
         from . import alembic_glue as glue
         from . import schema
 
