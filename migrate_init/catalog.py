@@ -229,7 +229,7 @@ def snapshot(
     if family == "sqlite":
         tables, ids, marks = _sqlite(connection, schema or "main", watched, previous)
     elif family == "postgresql":
-        tables, ids, locations, marks = _postgresql(connection, schema, watched, previous)
+        tables, ids, locations, marks = _postgresql(connection, schema, previous)
     else:
         tables = _mysql(connection, schema)
     kept = {
@@ -247,11 +247,14 @@ def snapshot(
     )
 
 
-def _reused(previous: Snapshot | None, name: str, mark: object) -> dict[str, Column] | None:
-    """``previous``'s columns of ``name`` when the table's mark is the same, else None (read it)."""
-    if previous is None or previous.marks.get(name) != mark:
-        return None
-    return previous.tables.get(name)
+def _known(previous: Snapshot | None) -> dict[object, dict[str, Column]]:
+    """``previous``'s columns by mark: a table whose mark is among them has exactly those columns.
+
+    By mark, not by name: a table renamed on PostgreSQL keeps its oid and columns, hence its mark.
+    """
+    if previous is None:
+        return {}
+    return {mark: previous.tables[name] for name, mark in previous.marks.items() if name in previous.tables}
 
 
 def _rows(connection: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -298,6 +301,7 @@ def _sqlite(
     plain: list[str] = []
     virtual: list[str] = []
     watched_plain = 0
+    cached = _known(previous)
     for name, rootpage, sql in _rows(connection, _SQLITE_MASTER.format(master=master)):
         if sql is None or not watched(name, name):  # (the column query never read a table without sql)
             continue
@@ -307,7 +311,7 @@ def _sqlite(
             ids[name] = int(rootpage or 0)
             watched_plain += 1
         marks[name] = (rootpage, sql)
-        columns = _reused(previous, name, marks[name])
+        columns = cached.get(marks[name])
         if columns is not None:
             known[name] = columns
         else:
@@ -374,34 +378,50 @@ FROM pg_catalog.pg_class AS c
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_attribute AS a
        ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-WHERE c.relkind IN ('r', 'p') AND {schema}{only}
+WHERE c.relkind IN ('r', 'p') AND {schema}
 ORDER BY n.nspname, c.relname, a.attnum
 """
-# The incremental read's first query (issue 27): per table, its oid and a digest of
-# exactly the pg_attribute values the query above turns into its columns, computed
-# by the server (hashtextextended, PostgreSQL 11), so one row per table crosses the
-# wire.  Same oid, same count and same sum of 64-bit hashes: the same columns.
-# length(attname) keeps the name and the type text that follows it apart.
-_PG_MARKS = """
-SELECT c.relname, c.oid::bigint, n.nspname, n.nspname = current_schema(), h.n, h.s
-FROM pg_catalog.pg_class AS c
-JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-CROSS JOIN LATERAL (
-    SELECT count(*) AS n, sum(hashtextextended(
-               a.attnum || ':' || a.attnotnull || ':' || a.atthasdef || ':' || ({identity})::text || ':'
-               || ({generated})::text || ':' || length(a.attname) || ':' || a.attname
-               || pg_catalog.format_type(a.atttypid, a.atttypmod), 0)) AS s
-    FROM pg_catalog.pg_attribute AS a
-    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-) AS h
-WHERE c.relkind IN ('r', 'p') AND {schema}
-ORDER BY n.nspname, c.relname
+# The incremental read (issue 27), one round trip: every table with its mark (its
+# oid, and a digest of exactly the pg_attribute values the query above turns into
+# its columns: the count and the sum of 64-bit hashtextextended, PostgreSQL 11),
+# and the columns of only those tables whose mark is not among the previous
+# snapshot's (the three arrays).  length(attname) keeps the name and the type
+# text after it apart.  A table whose mark is known comes as one row with no column.
+_PG_INCREMENTAL = """
+SELECT t.relname, t.oid::bigint, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
+       NOT a.attnotnull, (a.atthasdef AND NOT {generated}) OR {identity}, {generated},
+       a.attnum, t.nspname, t.current, t.n, t.s
+FROM (
+    SELECT m.*, known.id IS NOT NULL AS same
+    FROM (
+        SELECT c.relname, c.oid, n.nspname, n.nspname = current_schema() AS current, h.n, h.s
+        FROM pg_catalog.pg_class AS c
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS n, coalesce(sum(hashtextextended(
+                       a.attnum || ':' || a.attnotnull || ':' || a.atthasdef || ':' || ({identity})::text || ':'
+                       || ({generated})::text || ':' || length(a.attname) || ':' || a.attname
+                       || pg_catalog.format_type(a.atttypid, a.atttypmod), 0)), 0) AS s
+            FROM pg_catalog.pg_attribute AS a
+            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        ) AS h
+        WHERE c.relkind IN ('r', 'p') AND {schema}
+    ) AS m
+    LEFT JOIN unnest(%s::bigint[], %s::bigint[], %s::numeric[]) AS known (id, n, s)
+           ON known.id = m.oid::bigint AND known.n = m.n AND known.s = m.s
+    OFFSET 0  -- each table's mark is computed once, not once per column row below
+) AS t
+LEFT JOIN LATERAL (
+    SELECT * FROM pg_catalog.pg_attribute AS a
+    WHERE NOT t.same AND a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+) AS a ON true
+ORDER BY t.nspname, t.relname, a.attnum
 """
 _PG_USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND left(n.nspname, 3) <> 'pg_'"
 
 
 def _postgresql(
-    connection: Any, schema: str | None, watched: Callable[[str, str], bool], previous: Snapshot | None
+    connection: Any, schema: str | None, previous: Snapshot | None
 ) -> tuple[dict[str, dict[str, Column]], dict[str, int], dict[str, tuple[str | None, str]], dict[str, object]]:
     version = _pg_server_version(connection)
     parts = {
@@ -410,42 +430,34 @@ def _postgresql(
         "schema": _PG_USER_SCHEMAS if schema is None else "n.nspname = %s",
     }
     params: tuple[Any, ...] = () if schema is None else (schema,)
+    incremental = version >= 110000  # before 11 (no hashtextextended): read in full, every time
+    cached = _known(previous) if incremental else {}
+    if incremental:
+        known = [mark for mark in cached if isinstance(mark, tuple) and len(mark) == 3]
+        params = (*params, [m[0] for m in known], [m[1] for m in known], [m[2] for m in known])
+    sql = (_PG_INCREMENTAL if incremental else _PG_COLUMNS).format(**parts)
+    tables: dict[str, dict[str, Column]] = {}
     ids: dict[str, int] = {}
     locations: dict[str, tuple[str | None, str]] = {}
     marks: dict[str, object] = {}
-    known: dict[str, dict[str, Column]] = {}
-    only = ""
-    if version >= 110000:
-        stale: list[int] = []
-        for table, oid, nspname, current, count, digest in _rows(connection, _PG_MARKS.format(**parts), params):
-            key = table if current or schema is not None else f"{nspname}.{table}"
-            if not watched(key, table):
-                continue
-            ids[key], locations[key], marks[key] = int(oid), (nspname, table), (int(oid), count, digest)
-            columns = _reused(previous, key, marks[key])
-            if columns is not None:
-                known[key] = columns
-            else:
-                stale.append(int(oid))
-        if not stale:
-            return known, ids, locations, marks
-        if len(stale) < len(marks):  # otherwise (the first snapshot) all of them, in one query
-            only, params = " AND c.oid::bigint = ANY(%s)", (*params, stale)
-    read: dict[str, dict[str, Column]] = {}
-    for table, oid, name, type_, nullable, has_default, generated, attnum, nspname, current in _rows(
-        connection, _PG_COLUMNS.format(**parts, only=only), params
+    for table, oid, name, type_, nullable, has_default, generated, attnum, nspname, current, *mark in _rows(
+        connection, sql, params
     ):
         key = table if current or schema is not None else f"{nspname}.{table}"
-        columns = read.setdefault(key, {})
-        ids[key] = int(oid)
-        locations[key] = (nspname, table)
+        if key not in tables:
+            ids[key] = int(oid)
+            locations[key] = (nspname, table)
+            if incremental:
+                marks[key] = (int(oid), int(mark[0]), mark[1])
+                reused = cached.get(marks[key])
+                tables[key] = reused if reused is not None else {}
+                if reused is not None:  # the server sent no column of it
+                    continue
+            else:
+                tables[key] = {}
         if name is not None:  # a table with no columns still counts
-            columns[name] = Column(name, type_, bool(nullable), bool(has_default), bool(generated),
-                                   int(attnum))
-    if not marks:  # before PostgreSQL 11: read in full, every time
-        return read, ids, locations, marks
-    # In the order of a full read (schema, then name).
-    tables = {key: known[key] if key in known else read[key] for key in marks if key in known or key in read}
+            tables[key][name] = Column(name, type_, bool(nullable), bool(has_default), bool(generated),
+                                       int(attnum))
     return tables, ids, locations, marks
 
 
