@@ -14,7 +14,9 @@ migration back with its version row (issue 22).
 
 A snapshot reads only the catalog (``sqlite_master`` + ``pragma_table_xinfo``,
 ``pg_catalog`` for every user schema, ``information_schema``), never a table's
-rows, so its cost does not grow with the data.  Read-only.
+rows, so its cost does not grow with the data.  Read-only.  Each snapshot after
+the first re-reads only the tables whose mark changed (issue 27), so a chain's
+cost does not grow with the schema times the chain either.
 
 Identity: PostgreSQL's ``pg_class`` oid and ``attnum``, SQLite's root page
 (a rebuilt table) and column order; MySQL has none, and its statement guard
