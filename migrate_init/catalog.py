@@ -92,7 +92,8 @@ class Snapshot:
     #: ``(schema, table)`` of a table named ``schema.table`` here (PostgreSQL, outside the current schema).
     locations: dict[str, tuple[str | None, str]] = field(default_factory=dict)
     #: What the reader saw of each table (SQLite: root page and CREATE text; PostgreSQL: oid and its
-    #: pg_attribute rows): the next :func:`snapshot` reuses the columns of a table whose mark is unchanged.
+    #: pg_attribute rows): the next :func:`snapshot` reuses the columns of a table whose mark is unchanged,
+    #: so two snapshots may share a table's column dict; nothing may change one in place (copy it first).
     marks: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def table(self, name: str) -> Table | None:
