@@ -417,6 +417,7 @@ FROM (
 LEFT JOIN LATERAL (
     SELECT * FROM pg_catalog.pg_attribute AS a
     WHERE NOT t.same AND a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+    OFFSET 0  -- an index lookup per changed table, not a scan of all of pg_attribute
 ) AS a ON true
 ORDER BY t.nspname, t.relname, a.attnum
 """
