@@ -14,7 +14,9 @@ migration back with its version row (issue 22).
 
 A snapshot reads only the catalog (``sqlite_master`` + ``pragma_table_xinfo``,
 ``pg_catalog`` for every user schema, ``information_schema``), never a table's
-rows, so its cost does not grow with the data.  Read-only.
+rows, so its cost does not grow with the data.  Read-only.  Each snapshot after
+the first re-reads only the tables whose mark changed (issue 27), so a chain's
+cost does not grow with the schema times the chain either.
 
 Identity: PostgreSQL's ``pg_class`` oid and ``attnum``, SQLite's root page
 (a rebuilt table) and column order; MySQL has none, and its statement guard
@@ -32,6 +34,7 @@ The module imports neither SQLAlchemy nor Alembic: it works on a SQLAlchemy
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,6 +101,10 @@ class Snapshot:
     #: MySQL: each table's ENGINE, and its default character set (what a column defined without one gets).
     engines: dict[str, str] = field(default_factory=dict)
     charsets: dict[str, str] = field(default_factory=dict)
+    #: What the reader saw of each table (SQLite: root page and CREATE text; PostgreSQL: oid and its
+    #: pg_attribute rows): the next :func:`snapshot` reuses the columns of a table whose mark is unchanged,
+    #: so two snapshots may share a table's column dict; nothing may change one in place (copy it first).
+    marks: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def table(self, name: str) -> Table | None:
         columns = self.tables.get(name)
@@ -206,6 +213,7 @@ def snapshot(
     schema: str | None = None,
     *,
     version_table: str = VERSION_TABLE,
+    previous: Snapshot | None = None,
 ) -> Snapshot:
     """Read the user tables of ``schema`` (default: the current one).  Read-only.
 
@@ -214,24 +222,39 @@ def snapshot(
     transaction's own uncommitted DDL.  Skipped: the version table,
     SQLite's ``sqlite_*`` tables and ``_alembic_tmp_*`` (a batch rebuild in
     flight).
+
+    ``previous``, an earlier snapshot of the same schema on the same
+    connection, makes the read incremental (issue 27): on SQLite and
+    PostgreSQL one cheap query lists every table with a mark that changes
+    whenever anything its columns are read from changes, and only the tables
+    whose mark differs from ``previous``'s are read in full; the others keep
+    ``previous``'s column objects, so :func:`losses` can pass over them by
+    identity.  The answer is the one a full read gives.  MySQL/MariaDB are
+    always read in full.
     """
     family = engine_family(dialect)
+    skip = _name_key(family, version_table)
+
+    def watched(name: str, relname: str) -> bool:
+        return (_name_key(family, relname) != skip and not name.startswith(BATCH_TMP_PREFIX)
+                and not (family == "sqlite" and name.lower().startswith("sqlite_")))
+
+    if previous is not None and (previous.dialect != family or previous.schema != schema):
+        previous = None
     ids: dict[str, int] = {}
     locations: dict[str, tuple[str | None, str]] = {}
     options: dict[str, tuple[str, str]] = {}
+    marks: dict[str, object] = {}
     if family == "sqlite":
-        tables, ids = _sqlite(connection, schema or "main")
+        tables, ids, marks = _sqlite(connection, schema or "main", watched, previous)
     elif family == "postgresql":
-        tables, ids, locations = _postgresql(connection, schema)
+        tables, ids, locations, marks = _postgresql(connection, schema, previous)
     else:
         tables, options = _mysql(connection, schema)
-    skip = _name_key(family, version_table)
     kept = {
         name: columns
         for name, columns in tables.items()
-        if _name_key(family, locations.get(name, (None, name))[1]) != skip
-        and not name.startswith(BATCH_TMP_PREFIX)
-        and not (family == "sqlite" and name.lower().startswith("sqlite_"))
+        if watched(name, locations.get(name, (None, name))[1])
     }
     return Snapshot(
         dialect=family,
@@ -241,7 +264,18 @@ def snapshot(
         locations={name: locations[name] for name in kept if name in locations},
         engines={name: options[name][0] for name in kept if name in options},
         charsets={name: options[name][1] for name in kept if name in options},
+        marks={name: marks[name] for name in kept if name in marks},
     )
+
+
+def _known(previous: Snapshot | None) -> dict[object, dict[str, Column]]:
+    """``previous``'s columns by mark: a table whose mark is among them has exactly those columns.
+
+    By mark, not by name: a table renamed on PostgreSQL keeps its oid and columns, hence its mark.
+    """
+    if previous is None:
+        return {}
+    return {mark: previous.tables[name] for name, mark in previous.marks.items() if name in previous.tables}
 
 
 def _rows(connection: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -262,31 +296,62 @@ def _rows(connection: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple
         cursor.close()
 
 
+# The columns of a table come from its CREATE text alone (SQLite parses it at
+# each schema load; ADD, DROP and RENAME COLUMN rewrite it), and its identity is
+# its root page: an unchanged (rootpage, sql) pair means unchanged columns.
+_SQLITE_MASTER = "SELECT name, rootpage, sql FROM {master} WHERE type = 'table' ORDER BY name"
 _SQLITE_COLUMNS = """
-SELECT m.name, m.rootpage, p.name, p.type, p."notnull", p.dflt_value IS NOT NULL, p.pk, p.hidden
+SELECT m.name, p.name, p.type, p."notnull", p.dflt_value IS NOT NULL, p.pk, p.hidden
 FROM {master} AS m JOIN pragma_table_xinfo(m.name, ?) AS p
-WHERE m.type = 'table' AND m.sql NOT LIKE 'CREATE VIRTUAL TABLE %'
+WHERE m.type = 'table' AND m.sql NOT LIKE 'CREATE VIRTUAL TABLE %'{only}
 ORDER BY m.name, p.cid
 """
-_SQLITE_VIRTUAL = (
-    "SELECT name FROM {master} WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE %'"
-)
+# Names per query when only some tables are read (SQLite's default limit on parameters is 999).
+_SQLITE_BATCH = 500
 
 
-def _sqlite(connection: Any, schema: str) -> tuple[dict[str, dict[str, Column]], dict[str, int]]:
+def _sqlite(
+    connection: Any, schema: str, watched: Callable[[str, str], bool], previous: Snapshot | None
+) -> tuple[dict[str, dict[str, Column]], dict[str, int], dict[str, object]]:
     master = f"{_quote(schema)}.sqlite_master"
-    tables: dict[str, dict[str, Column]] = {}
     # The root page is the table's identity: a batch rebuild (or a DROP and
     # CREATE) gives the table a new one, ALTER TABLE ... RENAME keeps it.
     ids: dict[str, int] = {}
-    for row in _rows(connection, _SQLITE_COLUMNS.format(master=master), (schema,)):
-        ids[row[0]] = int(row[1] or 0)
-        _sqlite_column(tables.setdefault(row[0], {}), row[2:])
-    # SQLite normalises the stored text to start "CREATE VIRTUAL TABLE ".  A
-    # virtual table is read on its own: when its module is not loaded, its
+    marks: dict[str, object] = {}
+    known: dict[str, dict[str, Column]] = {}
+    plain: list[str] = []
+    virtual: list[str] = []
+    watched_plain = 0
+    cached = _known(previous)
+    for name, rootpage, sql in _rows(connection, _SQLITE_MASTER.format(master=master)):
+        if sql is None or not watched(name, name):  # (the column query never read a table without sql)
+            continue
+        # SQLite normalises the stored text to start "CREATE VIRTUAL TABLE ".
+        is_virtual = sql[:21].upper() == "CREATE VIRTUAL TABLE "
+        if not is_virtual:  # a virtual table has no b-tree of its own (root page 0)
+            ids[name] = int(rootpage or 0)
+            watched_plain += 1
+        marks[name] = (rootpage, sql)
+        columns = cached.get(marks[name])
+        if columns is not None:
+            known[name] = columns
+        else:
+            (virtual if is_virtual else plain).append(name)
+    read: dict[str, dict[str, Column]] = {}
+    if plain:
+        # Everything (the first snapshot): one query; otherwise only the tables that changed.
+        batches: list[list[str]] = (
+            [[]] if len(plain) == watched_plain
+            else [plain[i:i + _SQLITE_BATCH] for i in range(0, len(plain), _SQLITE_BATCH)]
+        )
+        for batch in batches:
+            only = f" AND m.name IN ({', '.join('?' * len(batch))})" if batch else ""
+            for row in _rows(connection, _SQLITE_COLUMNS.format(master=master, only=only), (schema, *batch)):
+                _sqlite_column(read.setdefault(row[0], {}), row[1:])
+    # A virtual table is read on its own: when its module is not loaded, its
     # pragma fails, and that must not blind the guard to the other tables.
-    for (table,) in _rows(connection, _SQLITE_VIRTUAL.format(master=master)):
-        columns = tables.setdefault(table, {})
+    for table in virtual:
+        columns = read.setdefault(table, {})
         try:
             infos = _rows(
                 connection,
@@ -300,7 +365,10 @@ def _sqlite(connection: Any, schema: str) -> tuple[dict[str, dict[str, Column]],
             continue  # its columns cannot be read; it is still watched as a table
         for info in infos:
             _sqlite_column(columns, info)
-    return tables, ids
+    # In sqlite_master's order of names, as a full read gives them.
+    tables = {name: known[name] if name in known else read[name]
+              for name in marks if name in known or name in read}
+    return tables, ids, marks
 
 
 def _sqlite_column(columns: dict[str, Column], info: tuple[Any, ...]) -> None:
@@ -334,31 +402,85 @@ LEFT JOIN pg_catalog.pg_attribute AS a
 WHERE c.relkind IN ('r', 'p') AND {schema}
 ORDER BY n.nspname, c.relname, a.attnum
 """
+# The incremental read (issue 27), one round trip: every table with its mark (its
+# oid, and a digest of exactly the pg_attribute values the query above turns into
+# its columns: the count and the sum of 64-bit hashtextextended, PostgreSQL 11),
+# and the columns of only those tables whose mark is not among the previous
+# snapshot's (the three arrays).  length(attname) keeps the name and the type
+# text after it apart.  A table whose mark is known comes as one row with no column.
+_PG_INCREMENTAL = """
+SELECT t.relname, t.oid::bigint, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
+       NOT a.attnotnull, (a.atthasdef AND NOT {generated}) OR {identity}, {generated},
+       a.attnum, t.nspname, t.current, t.n, t.s
+FROM (
+    SELECT m.*, known.id IS NOT NULL AS same
+    FROM (
+        SELECT c.relname, c.oid, n.nspname, n.nspname = current_schema() AS current, h.n, h.s
+        FROM pg_catalog.pg_class AS c
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS n, coalesce(sum(hashtextextended(
+                       a.attnum || ':' || a.attnotnull || ':' || a.atthasdef || ':' || ({identity})::text || ':'
+                       || ({generated})::text || ':' || length(a.attname) || ':' || a.attname
+                       || pg_catalog.format_type(a.atttypid, a.atttypmod), 0)), 0) AS s
+            FROM pg_catalog.pg_attribute AS a
+            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        ) AS h
+        WHERE c.relkind IN ('r', 'p') AND {schema}
+    ) AS m
+    LEFT JOIN unnest(%s::bigint[], %s::bigint[], %s::numeric[]) AS known (id, n, s)
+           ON known.id = m.oid::bigint AND known.n = m.n AND known.s = m.s
+    OFFSET 0  -- each table's mark is computed once, not once per column row below
+) AS t
+LEFT JOIN LATERAL (
+    SELECT * FROM pg_catalog.pg_attribute AS a
+    WHERE NOT t.same AND a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+    OFFSET 0  -- an index lookup per changed table, not a scan of all of pg_attribute
+) AS a ON true
+ORDER BY t.nspname, t.relname, a.attnum
+"""
 _PG_USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND left(n.nspname, 3) <> 'pg_'"
 
 
 def _postgresql(
-    connection: Any, schema: str | None
-) -> tuple[dict[str, dict[str, Column]], dict[str, int], dict[str, tuple[str | None, str]]]:
+    connection: Any, schema: str | None, previous: Snapshot | None
+) -> tuple[dict[str, dict[str, Column]], dict[str, int], dict[str, tuple[str | None, str]], dict[str, object]]:
     version = _pg_server_version(connection)
-    sql = _PG_COLUMNS.format(
-        identity="a.attidentity <> ''" if version >= 100000 else "false",
-        generated="a.attgenerated <> ''" if version >= 120000 else "false",
-        schema=_PG_USER_SCHEMAS if schema is None else "n.nspname = %s",
-    )
-    rows = _rows(connection, sql, () if schema is None else (schema,))
+    parts = {
+        "identity": "a.attidentity <> ''" if version >= 100000 else "false",
+        "generated": "a.attgenerated <> ''" if version >= 120000 else "false",
+        "schema": _PG_USER_SCHEMAS if schema is None else "n.nspname = %s",
+    }
+    params: tuple[Any, ...] = () if schema is None else (schema,)
+    incremental = version >= 110000  # before 11 (no hashtextextended): read in full, every time
+    cached = _known(previous) if incremental else {}
+    if incremental:
+        known = [mark for mark in cached if isinstance(mark, tuple) and len(mark) == 3]
+        params = (*params, [m[0] for m in known], [m[1] for m in known], [m[2] for m in known])
+    sql = (_PG_INCREMENTAL if incremental else _PG_COLUMNS).format(**parts)
     tables: dict[str, dict[str, Column]] = {}
     ids: dict[str, int] = {}
     locations: dict[str, tuple[str | None, str]] = {}
-    for table, oid, name, type_, nullable, has_default, generated, attnum, nspname, current in rows:
+    marks: dict[str, object] = {}
+    for table, oid, name, type_, nullable, has_default, generated, attnum, nspname, current, *mark in _rows(
+        connection, sql, params
+    ):
         key = table if current or schema is not None else f"{nspname}.{table}"
-        columns = tables.setdefault(key, {})
-        ids[key] = int(oid)
-        locations[key] = (nspname, table)
+        if key not in tables:
+            ids[key] = int(oid)
+            locations[key] = (nspname, table)
+            if incremental:
+                marks[key] = (int(oid), int(mark[0]), mark[1])
+                reused = cached.get(marks[key])
+                tables[key] = reused if reused is not None else {}
+                if reused is not None:  # the server sent no column of it
+                    continue
+            else:
+                tables[key] = {}
         if name is not None:  # a table with no columns still counts
-            columns[name] = Column(name, type_, bool(nullable), bool(has_default), bool(generated),
-                                   int(attnum))
-    return tables, ids, locations
+            tables[key][name] = Column(name, type_, bool(nullable), bool(has_default), bool(generated),
+                                       int(attnum))
+    return tables, ids, locations, marks
 
 
 def _pg_server_version(connection: Any) -> int:
@@ -559,7 +681,12 @@ def losses(before: Snapshot, after: Snapshot) -> list[Loss]:
                 )
             )
             continue
-        found.extend(_column_losses(family, table, old_columns, after.tables[new_name]))
+        new_columns = after.tables[new_name]
+        # An incremental snapshot hands an unchanged table's columns over as the same object:
+        # equal columns in the same order lose nothing, so only the tables a migration touched
+        # are compared (issue 27).  (Not dict equality: it ignores order, which _moved reads.)
+        if new_columns is not old_columns and list(new_columns.values()) != list(old_columns.values()):
+            found.extend(_column_losses(family, table, old_columns, new_columns))
         engine_change = engine_loss(table, before.engines.get(table), after.engines.get(new_name))
         if engine_change is not None:
             found.append(engine_change)
@@ -690,8 +817,12 @@ _MYSQL_SYNONYMS = {"boolean": "tinyint", "bool": "tinyint", "decimal": "decimal(
 _PG_VARCHAR = re.compile(r"character varying(?:\((\d+)\))?")
 
 
+@functools.lru_cache(maxsize=4096)
 def _canonical(family: str, declared: str) -> object:
-    """A value equal for two spellings of the same type on ``family``."""
+    """A value equal for two spellings of the same type on ``family``.
+
+    Memoised: a schema spells few distinct types, and each is compared once per migration.
+    """
     text = " ".join(declared.split())
     if family == "sqlite":
         text = text.upper()
@@ -803,6 +934,8 @@ class EffectGuard:
         self.findings: list[Finding] = []
         self.hints: list[Finding] = []
         self._before: Snapshot | None = None
+        #: The last snapshot read, the cache of the next (:func:`snapshot`'s ``previous``).
+        self._latest: Snapshot | None = None
         self._judged: tuple[str, Snapshot] | None = None
         #: MySQL/MariaDB: candidates :meth:`before_statement` found lossless, for :meth:`check`.
         self._accepted: set[tuple[str, str, str | None]] = set()
@@ -822,6 +955,7 @@ class EffectGuard:
                 return
             raise
         self._off = False
+        self._latest = None
         self._before = self._snapshot(connection, dialect)
 
     def step(self, connection: Any, dialect: str, revision: str, path: str, run: Callable[[], None], *,
@@ -1052,7 +1186,10 @@ class EffectGuard:
         )
 
     def _snapshot(self, connection: Any, dialect: str) -> Snapshot:
-        return snapshot(connection, dialect, self.schema, version_table=self.version_table)
+        # Each read starts from the last one: only the tables whose mark changed are read again.
+        self._latest = snapshot(connection, dialect, self.schema, version_table=self.version_table,
+                                previous=self._latest)
+        return self._latest
 
 
 def _allow_text(revision: str) -> str:
