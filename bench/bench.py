@@ -154,16 +154,25 @@ class Bench:
         self.dbmate = os.environ.get("DBMATE") or shutil.which("dbmate")
         # Baked: a copy of migrations/ with its manifest, as a derived image has it.
         self.migrations = self.work / "migrations"
-        shutil.copytree(REPO / "migrations", self.migrations,
-                        ignore=shutil.ignore_patterns("__pycache__", ".manifest.marshal", ".manifest.json"))
+        shutil.copytree(
+            REPO / "migrations",
+            self.migrations,
+            ignore=shutil.ignore_patterns("__pycache__", ".manifest.marshal", ".manifest.json"),
+        )
         out = self.check([PYTHON, MIGRATE, "manifest"], self.ours_env("sqlite:///unused.db"))
         self.note(out.strip().splitlines()[-1])
         # Mounted: a copy with no manifest; the first full run caches one.
         self.mounted = self.work / "mounted" / "migrations"
-        shutil.copytree(REPO / "migrations", self.mounted,
-                        ignore=shutil.ignore_patterns("__pycache__", ".manifest.marshal", ".manifest.json"))
-        self.floors = {"SQLite": self.work / "floor_sqlite.py", "PostgreSQL": self.work / "floor_postgresql.py",
-                       "MariaDB": self.work / "floor_mariadb.py"}
+        shutil.copytree(
+            REPO / "migrations",
+            self.mounted,
+            ignore=shutil.ignore_patterns("__pycache__", ".manifest.marshal", ".manifest.json"),
+        )
+        self.floors = {
+            "SQLite": self.work / "floor_sqlite.py",
+            "PostgreSQL": self.work / "floor_postgresql.py",
+            "MariaDB": self.work / "floor_mariadb.py",
+        }
         self.floors["SQLite"].write_text(FLOOR_SQLITE)
         self.floors["PostgreSQL"].write_text(FLOOR_POSTGRESQL)
         self.floors["MariaDB"].write_text(FLOOR_MARIADB)
@@ -175,18 +184,27 @@ class Bench:
         print(f"  {text}", flush=True)
 
     def base_env(self, url: str) -> dict[str, str]:
-        return {"PATH": os.environ.get("PATH", os.defpath), "HOME": os.environ.get("HOME", "/"),
-                "LANG": "C.UTF-8", "DATABASE_URL": url}
+        return {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "HOME": os.environ.get("HOME", "/"),
+            "LANG": "C.UTF-8",
+            "DATABASE_URL": url,
+        }
 
     def ours_env(self, url: str, migrations: Path | None = None, **extra: str) -> dict[str, str]:
         folder = migrations or self.migrations
-        return {**self.base_env(url), "MIGRATIONS_DIR": str(folder), "MODELS": "models:Base",
-                "DATA_DIR": str(folder.parent / "data"), "REPORT_FILE": "off", "DB_WAIT_TIMEOUT": "30",
-                **extra}
+        return {
+            **self.base_env(url),
+            "MIGRATIONS_DIR": str(folder),
+            "MODELS": "models:Base",
+            "DATA_DIR": str(folder.parent / "data"),
+            "REPORT_FILE": "off",
+            "DB_WAIT_TIMEOUT": "30",
+            **extra,
+        }
 
     def check(self, argv, env, cwd=REPO) -> str:
-        result = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+        result = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if result.returncode != 0:
             raise SystemExit(f"bench: {' '.join(map(str, argv))} exited {result.returncode}:\n{result.stdout}")
         return result.stdout
@@ -255,7 +273,7 @@ class Bench:
 
     def drop(self, url: str, server) -> None:
         if server is None:
-            shutil.rmtree(Path(url[len("sqlite:///"):]).parent, ignore_errors=True)
+            shutil.rmtree(Path(url[len("sqlite:///") :]).parent, ignore_errors=True)
         else:
             server.drop_database(url.rsplit("/", 1)[1])
 
@@ -267,8 +285,10 @@ class Bench:
             if row.unit == "MB":
                 print(f"     {side.label:<62} {side.spread(row.unit)}", flush=True)
             else:
-                print(f"     {side.label:<62} n={len(side.values):<3} min / median / max: "
-                      f"{side.spread(row.unit)}", flush=True)
+                print(
+                    f"     {side.label:<62} n={len(side.values):<3} min / median / max: {side.spread(row.unit)}",
+                    flush=True,
+                )
         if row.ratio is not None:
             print(f"  -> {row.name}: {row.ratio:.2f}x (goal {row.goal}): {row.verdict}", flush=True)
 
@@ -286,15 +306,19 @@ class Bench:
             self.check([ALEMBIC, "init", "--template", "generic", "migrations"], self.base_env(""), cwd=folder)
             scripts = folder / "migrations"
             shutil.rmtree(scripts / "versions")
-            shutil.copytree(REPO / "migrations" / "versions", scripts / "versions",
-                            ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                REPO / "migrations" / "versions", scripts / "versions", ignore=shutil.ignore_patterns("__pycache__")
+            )
             shutil.copy(REPO / "migrations" / "models.py", scripts / "models.py")
             env_py = scripts / "env.py"
             text = env_py.read_text()
             if "\ntarget_metadata = None\n" not in text:
                 raise SystemExit("bench: alembic's generic env.py has no 'target_metadata = None' line to set")
-            env_py.write_text(text.replace("\ntarget_metadata = None\n",
-                                           "\nfrom models import Base\n\ntarget_metadata = Base.metadata\n"))
+            env_py.write_text(
+                text.replace(
+                    "\ntarget_metadata = None\n", "\nfrom models import Base\n\ntarget_metadata = Base.metadata\n"
+                )
+            )
             self._stock = folder
         return self._stock
 
@@ -308,7 +332,8 @@ class Bench:
                 # SQLAlchemy 2.1 reads postgresql:// as psycopg (3) and mysql:// as mysqlclient;
                 # the image ships psycopg2 and PyMySQL.
                 sqlalchemy_url = url.replace("postgresql://", "postgresql+psycopg2://", 1).replace(
-                    "mysql://", "mysql+pymysql://", 1)
+                    "mysql://", "mysql+pymysql://", 1
+                )
                 line = "sqlalchemy.url = " + sqlalchemy_url.replace("%", "%%")
             elif line.startswith("prepend_sys_path"):
                 # models.py beside env.py; the shipped versions import migrate_init.ops.
@@ -331,60 +356,87 @@ class Bench:
         url = self.fresh(engine, server)
         self.check([PYTHON, MIGRATE], self.ours_env(url))
         if server is None:
-            connection = sqlite3.connect(url[len("sqlite:///"):])
-            statements = [sql for (sql,) in connection.execute(
-                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
-                "AND name NOT IN ('alembic_version', 'migrate_init_seed') ORDER BY rowid")]
+            connection = sqlite3.connect(url[len("sqlite:///") :])
+            statements = [
+                sql
+                for (sql,) in connection.execute(
+                    "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
+                    "AND name NOT IN ('alembic_version', 'migrate_init_seed') ORDER BY rowid"
+                )
+            ]
             connection.close()
             schema = ";\n".join(statements) + ";\n"
         else:
             from tests.support.pgserver import newest_bin_dir
 
-            dump = subprocess.run([newest_bin_dir() / "pg_dump", "--schema-only", "--no-owner", "--no-privileges",
-                                   "--exclude-table=alembic_version", "--exclude-table=migrate_init_seed", url],
-                                  capture_output=True, text=True, check=True).stdout
-            schema = "\n".join(line for line in dump.splitlines()
-                               if not line.startswith(("SET ", "SELECT pg_catalog.", "--", "\\")))
+            dump = subprocess.run(
+                [
+                    newest_bin_dir() / "pg_dump",
+                    "--schema-only",
+                    "--no-owner",
+                    "--no-privileges",
+                    "--exclude-table=alembic_version",
+                    "--exclude-table=migrate_init_seed",
+                    url,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            schema = "\n".join(
+                line for line in dump.splitlines() if not line.startswith(("SET ", "SELECT pg_catalog.", "--", "\\"))
+            )
         self.drop(url, server)
         folder.mkdir()
         for index in range(10):
             body = schema if index == 0 else "SELECT 1;\n"
-            (folder / f"2026010100{index:04d}_step_{index}.sql").write_text(
-                f"-- migrate:up\n{body}\n-- migrate:down\n")
+            (folder / f"2026010100{index:04d}_step_{index}.sql").write_text(f"-- migrate:up\n{body}\n-- migrate:down\n")
         return folder
 
     def dbmate_argv(self, engine: str, server, url: str) -> list:
         if server is None:
-            target = "sqlite:" + url[len("sqlite://"):]
+            target = "sqlite:" + url[len("sqlite://") :]
         else:
             target = url.replace("postgresql://", "postgres://", 1) + "?sslmode=disable"
-        return [self.dbmate, "--url", target, "--migrations-dir", self.dbmate_folder(engine, server),
-                "--no-dump-schema", "up"]
+        return [
+            self.dbmate,
+            "--url",
+            target,
+            "--migrations-dir",
+            self.dbmate_folder(engine, server),
+            "--no-dump-schema",
+            "up",
+        ]
 
     # -- 1: a run with nothing to do ------------------------------------------------
 
     def m1(self):
         for engine, server in self.engines():
-            for where, folder in (("baked manifest", self.migrations), ("mounted folder, cached manifest",
-                                                                       self.mounted)):
+            for where, folder in (
+                ("baked manifest", self.migrations),
+                ("mounted folder, cached manifest", self.mounted),
+            ):
                 url = self.fresh(engine, server)
                 self.check([PYTHON, MIGRATE], self.ours_env(url, folder))
                 out = self.check([PYTHON, MIGRATE], self.ours_env(url, folder, LOG_LEVEL="DEBUG"))
                 if "Fast path: the database is at" not in out:
                     raise SystemExit(f"bench: the run at target did not take the fast path:\n{out}")
                 # The floor reads what ours reads: the version table, with the same driver.
-                floor_target = url[len("sqlite:///"):] if server is None else url
+                floor_target = url[len("sqlite:///") :] if server is None else url
                 sides = {
                     "ours": lambda _c, url=url, folder=folder: self.timed(
-                        [PYTHON, MIGRATE], self.ours_env(url, folder)),
+                        [PYTHON, MIGRATE], self.ours_env(url, folder)
+                    ),
                     "floor": lambda _c, url=floor_target: self.timed(
-                        [PYTHON, self.floors[engine], url], self.base_env("")),
+                        [PYTHON, self.floors[engine], url], self.base_env("")
+                    ),
                 }
                 if where == "baked manifest":
                     self.check(self.alembic_argv(url), self.base_env(url))
                     ini = self.stock_ini(url)
                     sides["alembic"] = lambda _c, ini=ini: self.timed(
-                        [ALEMBIC, "-c", ini, "upgrade", "head"], self.base_env(""))
+                        [ALEMBIC, "-c", ini, "upgrade", "head"], self.base_env("")
+                    )
                     if self.dbmate and engine != "MariaDB":
                         dbmate_url = self.fresh(engine, server)
                         argv = self.dbmate_argv(engine, server, dbmate_url)
@@ -393,17 +445,41 @@ class Bench:
                 times = self.alternate(sides, self.rounds * 2)
                 ours = Side(f"migrate.py at target ({where})", times["ours"])
                 name = f"no-op run, {engine}, {where}"
-                self.add(Row(1, f"{name}, vs the floor", ours,
-                             Side(f"floor: python + {FLOOR_DRIVERS[engine]} version query",
-                                  times["floor"]), "<= 1.25x", 1.25,
-                             note="floor: python + one version query with the same bare driver"))
+                self.add(
+                    Row(
+                        1,
+                        f"{name}, vs the floor",
+                        ours,
+                        Side(f"floor: python + {FLOOR_DRIVERS[engine]} version query", times["floor"]),
+                        "<= 1.25x",
+                        1.25,
+                        note="floor: python + one version query with the same bare driver",
+                    )
+                )
                 if "alembic" in times:
-                    self.add(Row(1, f"{name}, vs plain alembic", ours,
-                                 Side("alembic upgrade head, stock env.py", times["alembic"]), "info", None,
-                                 note="plain alembic: alembic init's generic env.py, the shipped models and versions/"))
+                    self.add(
+                        Row(
+                            1,
+                            f"{name}, vs plain alembic",
+                            ours,
+                            Side("alembic upgrade head, stock env.py", times["alembic"]),
+                            "info",
+                            None,
+                            note="plain alembic: alembic init's generic env.py, the shipped models and versions/",
+                        )
+                    )
                 if "dbmate" in times:
-                    self.add(Row(1, f"{name}, vs dbmate", ours, Side("dbmate up at target", times["dbmate"]),
-                                 "info", None, note="dbmate: 10 SQL migrations, the schema in the first"))
+                    self.add(
+                        Row(
+                            1,
+                            f"{name}, vs dbmate",
+                            ours,
+                            Side("dbmate up at target", times["dbmate"]),
+                            "info",
+                            None,
+                            note="dbmate: 10 SQL migrations, the schema in the first",
+                        )
+                    )
                 self.drop(url, server)
             if not self.dbmate:
                 self.note("dbmate reference skipped: no dbmate binary (set DBMATE, or npm install @dbmate/linux-x64)")
@@ -412,6 +488,7 @@ class Bench:
 
     def m2(self):
         for engine, server in self.engines():
+
             def run(argv_env):
                 def side(url):
                     argv, env = argv_env(url)
@@ -419,6 +496,7 @@ class Bench:
                         return self.timed(argv, env)
                     finally:
                         self.drop(url, server)
+
                 return side
 
             # The ini is written before the clock starts: one per database.
@@ -439,12 +517,20 @@ class Bench:
             # (sqlglot) and records the revision in progress: safety plain alembic does not have.
             # Issue 14's goal 2 names SQLite and PostgreSQL; MariaDB's row is information.
             graded = engine != "MariaDB"
-            self.add(Row(2, f"fresh full chain, {engine}", Side("migrate.py on an empty database", times["ours"]),
-                         Side("alembic upgrade head, stock env.py", times["alembic"]),
-                         "<= 1.0x" if graded else "info", 1.0 if graded else None,
-                         note="plain alembic: alembic init's generic env.py, the shipped models and versions/"
-                         if graded else "MariaDB: each DDL statement is judged before it runs (sqlglot), "
-                         "and the revision in progress is recorded; plain alembic does neither"))
+            self.add(
+                Row(
+                    2,
+                    f"fresh full chain, {engine}",
+                    Side("migrate.py on an empty database", times["ours"]),
+                    Side("alembic upgrade head, stock env.py", times["alembic"]),
+                    "<= 1.0x" if graded else "info",
+                    1.0 if graded else None,
+                    note="plain alembic: alembic init's generic env.py, the shipped models and versions/"
+                    if graded
+                    else "MariaDB: each DDL statement is judged before it runs (sqlglot), "
+                    "and the revision in progress is recorded; plain alembic does neither",
+                )
+            )
 
     # -- 3: an update deploy, big against small --------------------------------------
 
@@ -457,31 +543,43 @@ class Bench:
             for size in (big, small):
                 started = time.perf_counter()
                 templates[size] = self.template(engine, server, size)
-                self.note(f"{engine}: {size:,} users and {size:,} chats at {FROM_REVISION} "
-                          f"loaded in {time.perf_counter() - started:.1f}s")
+                self.note(
+                    f"{engine}: {size:,} users and {size:,} chats at {FROM_REVISION} "
+                    f"loaded in {time.perf_counter() - started:.1f}s"
+                )
             variants = [("", {})]
             if server is None:
                 # SQLite takes an online backup before it applies migrations (issue 5).
                 # That copy grows with the data by design; the goal is about the
                 # migrations, so it is graded without the backup and the default
                 # (BACKUP_KEEP=3: with the backup) is shown for information.
-                variants = [(" (BACKUP_KEEP=0)", {"BACKUP_KEEP": "0"}),
-                            (" (default BACKUP_KEEP=3, with the backup; info)", {})]
+                variants = [
+                    (" (BACKUP_KEEP=0)", {"BACKUP_KEEP": "0"}),
+                    (" (default BACKUP_KEEP=3, with the backup; info)", {}),
+                ]
             for label, extra in variants:
+
                 def side(url, extra=extra):
                     try:
                         return self.timed([PYTHON, MIGRATE], self.ours_env(url, **extra))
                     finally:
                         self.drop(url, server)
 
-                times = self.alternate({big: side, small: side}, rounds,
-                                       before=lambda size: self.copy(engine, server, templates[size]))
+                times = self.alternate(
+                    {big: side, small: side}, rounds, before=lambda size: self.copy(engine, server, templates[size])
+                )
                 graded = "info" not in label
-                self.add(Row(3, f"update deploy {big:,} vs {small:,} rows, {engine}{label}",
-                             Side(f"migrate.py from {FROM_REVISION}, {big:,} users and chats", times[big]),
-                             Side(f"the same, {small:,} users and chats", times[small]),
-                             "<= 1.5x" if graded else "info", 1.5 if graded else None,
-                             note=f"from {FROM_REVISION}; baseline: the same on {small:,} rows"))
+                self.add(
+                    Row(
+                        3,
+                        f"update deploy {big:,} vs {small:,} rows, {engine}{label}",
+                        Side(f"migrate.py from {FROM_REVISION}, {big:,} users and chats", times[big]),
+                        Side(f"the same, {small:,} users and chats", times[small]),
+                        "<= 1.5x" if graded else "info",
+                        1.5 if graded else None,
+                        note=f"from {FROM_REVISION}; baseline: the same on {small:,} rows",
+                    )
+                )
             for url in templates.values():
                 self.drop(url, server)
 
@@ -489,37 +587,53 @@ class Bench:
         url = self.fresh(engine, server)
         self.check([PYTHON, MIGRATE, "upgrade", FROM_REVISION], self.ours_env(url))
         if server is None:
-            connection = sqlite3.connect(url[len("sqlite:///"):])
+            connection = sqlite3.connect(url[len("sqlite:///") :])
             with connection:
                 connection.executemany(
                     'INSERT INTO "user" (id, name, email, role, created_at, updated_at, last_active_at) '
                     "VALUES (?, ?, ?, 'user', ?, ?, ?)",
-                    ((f"u{i}", f"User {i}", f"user{i}@example.com", 1_700_000_000 + i,
-                      1_700_000_000 + i, 1_700_000_000 + i) for i in range(rows)))
+                    (
+                        (
+                            f"u{i}",
+                            f"User {i}",
+                            f"user{i}@example.com",
+                            1_700_000_000 + i,
+                            1_700_000_000 + i,
+                            1_700_000_000 + i,
+                        )
+                        for i in range(rows)
+                    ),
+                )
                 connection.executemany(
                     "INSERT INTO chat (id, user_id, title, chat, created_at, updated_at, archived) "
                     "VALUES (?, ?, ?, '{\"messages\": []}', ?, ?, 0)",
-                    ((f"c{i}", f"u{i % rows}", f"Chat {i}", 1_700_000_000 + i, 1_700_000_000 + i)
-                     for i in range(rows)))
+                    ((f"c{i}", f"u{i % rows}", f"Chat {i}", 1_700_000_000 + i, 1_700_000_000 + i) for i in range(rows)),
+                )
             connection.close()
         else:
             from tests.support.pgserver import execute
 
-            execute(url, 'INSERT INTO "user" (id, name, email, role, created_at, updated_at, last_active_at) '
-                         "SELECT 'u' || g, 'User ' || g, 'user' || g || '@example.com', 'user', "
-                         "1700000000 + g, 1700000000 + g, 1700000000 + g FROM generate_series(1, %s) AS g",
-                    (rows,))
-            execute(url, "INSERT INTO chat (id, user_id, title, chat, created_at, updated_at, archived) "
-                         "SELECT 'c' || g, 'u' || (g %% %s + 1), 'Chat ' || g, '{\"messages\": []}', "
-                         "1700000000 + g, 1700000000 + g, false FROM generate_series(1, %s) AS g",
-                    (rows, rows))
+            execute(
+                url,
+                'INSERT INTO "user" (id, name, email, role, created_at, updated_at, last_active_at) '
+                "SELECT 'u' || g, 'User ' || g, 'user' || g || '@example.com', 'user', "
+                "1700000000 + g, 1700000000 + g, 1700000000 + g FROM generate_series(1, %s) AS g",
+                (rows,),
+            )
+            execute(
+                url,
+                "INSERT INTO chat (id, user_id, title, chat, created_at, updated_at, archived) "
+                "SELECT 'c' || g, 'u' || (g %% %s + 1), 'Chat ' || g, '{\"messages\": []}', "
+                "1700000000 + g, 1700000000 + g, false FROM generate_series(1, %s) AS g",
+                (rows, rows),
+            )
             execute(url, "VACUUM (FREEZE, ANALYZE)")
         return url
 
     def copy(self, engine, server, template: str) -> str:
         if server is None:
             url = self.fresh(engine, server)
-            shutil.copyfile(template[len("sqlite:///"):], url[len("sqlite:///"):])
+            shutil.copyfile(template[len("sqlite:///") :], url[len("sqlite:///") :])
             return url
         name = f"b_{uuid.uuid4().hex[:12]}"
         server.psql(f'CREATE DATABASE "{name}" TEMPLATE "{template.rsplit("/", 1)[1]}"')
@@ -543,23 +657,36 @@ class Bench:
         base, base_layers = None, []
         hint = os.environ.get("BASE_IMAGE")
         candidates = [hint] if hint else []
-        listed = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
-                                capture_output=True, text=True).stdout.split()
+        listed = subprocess.run(
+            ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True
+        ).stdout.split()
         candidates += [name for name in listed if "<none>" not in name]
         for name in candidates:
             theirs = self._layers(name)
-            if theirs and len(theirs) < len(layers) and layers[:len(theirs)] == theirs \
-                    and len(theirs) > len(base_layers):
+            if (
+                theirs
+                and len(theirs) < len(layers)
+                and layers[: len(theirs)] == theirs
+                and len(theirs) > len(base_layers)
+            ):
                 base, base_layers = name, theirs
         if base is None:
             self.skip(4, "image bytes above its base", "skipped: the base image is not present")
             return
         added = self._size(image) - self._size(base)
         naive = self.naive_venv_bytes()
-        self.add(Row(4, "image bytes above its base", Side(f"{image} above {base}", [added]),
-                     Side("naive venv: python -m venv + pip install -r requirements.txt", [naive]),
-                     "<= 40 MB", IMAGE_LIMIT / naive, unit="MB",
-                     note="baseline: a naive venv with pip and the same requirements, built and measured now"))
+        self.add(
+            Row(
+                4,
+                "image bytes above its base",
+                Side(f"{image} above {base}", [added]),
+                Side("naive venv: python -m venv + pip install -r requirements.txt", [naive]),
+                "<= 40 MB",
+                IMAGE_LIMIT / naive,
+                unit="MB",
+                note="baseline: a naive venv with pip and the same requirements, built and measured now",
+            )
+        )
 
     def naive_venv_bytes(self) -> int:
         """What a naive image copies: a venv with pip, and requirements.txt installed the ordinary way."""
@@ -567,8 +694,18 @@ class Bench:
         self.check([PYTHON, "-m", "venv", venv], dict(os.environ))
         wheels = REPO / "wheels"
         source = ["--no-index", "--find-links", wheels] if any(wheels.glob("*.whl")) else []
-        self.check([venv / "bin" / "pip", "install", "--disable-pip-version-check", "-q", *source,
-                    "-r", REPO / "requirements.txt"], dict(os.environ))
+        self.check(
+            [
+                venv / "bin" / "pip",
+                "install",
+                "--disable-pip-version-check",
+                "-q",
+                *source,
+                "-r",
+                REPO / "requirements.txt",
+            ],
+            dict(os.environ),
+        )
         total = 0
         for folder, _dirs, files in os.walk(venv):
             for name in files:
@@ -580,13 +717,15 @@ class Bench:
     def _layers(self, image: str) -> list[str]:
         import json
 
-        result = subprocess.run(["docker", "image", "inspect", "--format", "{{json .RootFS.Layers}}", image],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{json .RootFS.Layers}}", image], capture_output=True, text=True
+        )
         return json.loads(result.stdout) if result.returncode == 0 and result.stdout.strip() else []
 
     def _size(self, image: str) -> int:
-        result = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", image],
-                                capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Size}}", image], capture_output=True, text=True, check=True
+        )
         return int(result.stdout.strip())
 
     def m5(self):
@@ -608,9 +747,17 @@ class Bench:
             # entrypoint would run the init sequence first: wrapper mode).
             base = lambda _c: self.timed([*run, "--entrypoint", "true", image], env)  # noqa: E731
             times = self.alternate({"ours": ours, "true": base}, self.rounds)
-            self.add(Row(5, "docker run at target vs true", Side("docker run IMAGE, at target", times["ours"]),
-                         Side("docker run --entrypoint true IMAGE", times["true"]), "<= 1.3x", 1.3,
-                         note="SQLite volume; baseline: docker run --entrypoint true"))
+            self.add(
+                Row(
+                    5,
+                    "docker run at target vs true",
+                    Side("docker run IMAGE, at target", times["ours"]),
+                    Side("docker run --entrypoint true IMAGE", times["true"]),
+                    "<= 1.3x",
+                    1.3,
+                    note="SQLite volume; baseline: docker run --entrypoint true",
+                )
+            )
         finally:
             subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True)
 
@@ -618,12 +765,22 @@ class Bench:
 
     def runners(self, server, count: int, through=None):
         """A side: ``count`` runners at once on a fresh database (through ``through(url)``), wall time."""
+
         def run(url):
             env = self.ours_env(through(url) if through else url)
             try:
                 started = time.perf_counter()
-                procs = [subprocess.Popen([PYTHON, MIGRATE], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, text=True) for _ in range(count)]
+                procs = [
+                    subprocess.Popen(
+                        [PYTHON, MIGRATE],
+                        env=env,
+                        cwd=REPO,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT,
+                        text=True,
+                    )
+                    for _ in range(count)
+                ]
                 outs = [proc.communicate()[0] for proc in procs]
                 elapsed = time.perf_counter() - started
                 for proc, out in zip(procs, outs, strict=True):
@@ -635,16 +792,28 @@ class Bench:
                 return elapsed
             finally:
                 self.drop(url, server)
+
         return run
 
     def m6(self):
         rounds = max(2, self.rounds // 2)
         for engine, server in self.engines():
-            times = self.alternate({16: self.runners(server, 16), 1: self.runners(server, 1)}, rounds,
-                                   before=lambda _n, engine=engine, server=server: self.fresh(engine, server))
-            self.add(Row(6, f"16 runners at once vs 1, {engine}", Side("16 runners, until the last exits", times[16]),
-                         Side("1 runner", times[1]), "<= 2x", 2.0,
-                         note="fresh database, wall time until the last exits"))
+            times = self.alternate(
+                {16: self.runners(server, 16), 1: self.runners(server, 1)},
+                rounds,
+                before=lambda _n, engine=engine, server=server: self.fresh(engine, server),
+            )
+            self.add(
+                Row(
+                    6,
+                    f"16 runners at once vs 1, {engine}",
+                    Side("16 runners, until the last exits", times[16]),
+                    Side("1 runner", times[1]),
+                    "<= 2x",
+                    2.0,
+                    note="fresh database, wall time until the last exits",
+                )
+            )
 
     # -- 7: long chains -------------------------------------------------------------------
 
@@ -660,26 +829,34 @@ class Bench:
         for index in range(length):
             table = f"t{index // 10}"
             if index % 10 == 0:
-                body = (f"op.execute('CREATE TABLE {table} (id INTEGER PRIMARY KEY, name VARCHAR(40))')"
-                        if flavour == "sql" else
-                        f"op.create_table('{table}', sa.Column('id', sa.Integer, primary_key=True), "
-                        "sa.Column('name', sa.String(40)))")
+                body = (
+                    f"op.execute('CREATE TABLE {table} (id INTEGER PRIMARY KEY, name VARCHAR(40))')"
+                    if flavour == "sql"
+                    else f"op.create_table('{table}', sa.Column('id', sa.Integer, primary_key=True), "
+                    "sa.Column('name', sa.String(40)))"
+                )
             else:
-                body = (f"op.execute('ALTER TABLE {table} ADD COLUMN c{index} VARCHAR(40)')" if flavour == "sql"
-                        else f"op.add_column('{table}', sa.Column('c{index}', sa.String(40), nullable=True))")
+                body = (
+                    f"op.execute('ALTER TABLE {table} ADD COLUMN c{index} VARCHAR(40)')"
+                    if flavour == "sql"
+                    else f"op.add_column('{table}', sa.Column('c{index}', sa.String(40), nullable=True))"
+                )
             revision = f"r{index:05d}"
             (versions / f"{revision}.py").write_text(
                 f'"""step {index}"""\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
                 f"revision = {revision!r}\ndown_revision = {previous!r}\nbranch_labels = None\n"
-                f"depends_on = None\n\n\ndef upgrade():\n    {body}\n\n\ndef downgrade():\n    pass\n")
+                f"depends_on = None\n\n\ndef upgrade():\n    {body}\n\n\ndef downgrade():\n    pass\n"
+            )
             previous = revision
         return folder
 
     def chain_ini(self, folder: Path, url: str) -> Path:
         sqlalchemy_url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
         text = (folder / "alembic.ini").read_text()
-        lines = ["sqlalchemy.url = " + sqlalchemy_url.replace("%", "%%") if line.startswith("sqlalchemy.url")
-                 else line for line in text.splitlines()]
+        lines = [
+            "sqlalchemy.url = " + sqlalchemy_url.replace("%", "%%") if line.startswith("sqlalchemy.url") else line
+            for line in text.splitlines()
+        ]
         ini = folder / f"alembic-{uuid.uuid4().hex[:8]}.ini"
         ini.write_text("\n".join(lines) + "\n")
         return ini
@@ -712,6 +889,7 @@ class Bench:
                             return self.timed(argv, env)
                         finally:
                             self.drop(url, server)
+
                     return run
 
                 ours = side(lambda url, folder=folder: ([PYTHON, MIGRATE], self.chain_env(folder, url)))
@@ -720,28 +898,49 @@ class Bench:
                 self.alternate(sides, 1, before=fresh)
                 times = self.alternate(sides, rounds, before=fresh)
                 for kind in ("fresh", "+1"):
-                    self.add(Row(7, f"{kind} chain of {length}, {engine}", Side(f"migrate.py, {kind}",
-                                 times[f"{kind} ours"]), Side(f"alembic upgrade head, {kind}",
-                                 times[f"{kind} alembic"]), "<= 1.0x", 1.0,
-                                 note="generated chain, stock env.py; baseline: plain alembic on the same folder"))
+                    self.add(
+                        Row(
+                            7,
+                            f"{kind} chain of {length}, {engine}",
+                            Side(f"migrate.py, {kind}", times[f"{kind} ours"]),
+                            Side(f"alembic upgrade head, {kind}", times[f"{kind} alembic"]),
+                            "<= 1.0x",
+                            1.0,
+                            note="generated chain, stock env.py; baseline: plain alembic on the same folder",
+                        )
+                    )
                     for who in ("ours", "alembic"):
                         slopes.setdefault(f"{kind} {who}", []).append(
-                            (length, statistics.median(times[f"{kind} {who}"])))
+                            (length, statistics.median(times[f"{kind} {who}"]))
+                        )
                 # The no-op at this length, against the floor.
                 url = self.fresh(engine, server)
                 self.check([PYTHON, MIGRATE], self.chain_env(folder, url))
                 self.check([PYTHON, MIGRATE], self.chain_env(folder, url))
-                floor_target = url[len("sqlite:///"):] if server is None else url
-                noop = self.alternate({
-                    "ours": lambda _c, url=url, folder=folder: self.timed([PYTHON, MIGRATE],
-                                                                          self.chain_env(folder, url)),
-                    "floor": lambda _c, url=floor_target: self.timed([PYTHON, self.floors[engine], url],
-                                                                     self.base_env("")),
-                }, self.rounds)
+                floor_target = url[len("sqlite:///") :] if server is None else url
+                noop = self.alternate(
+                    {
+                        "ours": lambda _c, url=url, folder=folder: self.timed(
+                            [PYTHON, MIGRATE], self.chain_env(folder, url)
+                        ),
+                        "floor": lambda _c, url=floor_target: self.timed(
+                            [PYTHON, self.floors[engine], url], self.base_env("")
+                        ),
+                    },
+                    self.rounds,
+                )
                 self.drop(url, server)
-                self.add(Row(7, f"no-op at a chain of {length}, {engine}", Side("migrate.py at target", noop["ours"]),
-                             Side(f"floor: python + {FLOOR_DRIVERS[engine]} version query", noop["floor"]),
-                             "<= 1.25x", 1.25, note="floor: python + one version query with the same bare driver"))
+                self.add(
+                    Row(
+                        7,
+                        f"no-op at a chain of {length}, {engine}",
+                        Side("migrate.py at target", noop["ours"]),
+                        Side(f"floor: python + {FLOOR_DRIVERS[engine]} version query", noop["floor"]),
+                        "<= 1.25x",
+                        1.25,
+                        note="floor: python + one version query with the same bare driver",
+                    )
+                )
                 slopes.setdefault("no-op ours", []).append((length, statistics.median(noop["ours"])))
             # The harder baseline: the longest chain written as plain SQL, for alembic.
             longest = lengths[-1]
@@ -766,13 +965,23 @@ class Bench:
                     self.drop(url, server)
 
             times = self.alternate({"ours": sql_ours, "alembic": sql_alembic}, rounds, before=fresh_sql)
-            self.add(Row(7, f"fresh chain of {longest} as plain SQL, {engine}", Side("migrate.py", times["ours"]),
-                         Side("alembic upgrade head", times["alembic"]), "info", None,
-                         note="the chain written as op.execute(SQL): the harder baseline"))
+            self.add(
+                Row(
+                    7,
+                    f"fresh chain of {longest} as plain SQL, {engine}",
+                    Side("migrate.py", times["ours"]),
+                    Side("alembic upgrade head", times["alembic"]),
+                    "info",
+                    None,
+                    note="the chain written as op.execute(SQL): the harder baseline",
+                )
+            )
             for name, points in slopes.items():
                 (short, low), (long_, high) = points[0], points[-1]
-                self.note(f"{engine} slope, {name}: {(high - low) * 1000 / (long_ - short):.2f} ms per revision "
-                          f"({short} -> {long_})")
+                self.note(
+                    f"{engine} slope, {name}: {(high - low) * 1000 / (long_ - short):.2f} ms per revision "
+                    f"({short} -> {long_})"
+                )
 
     # -- 8: a no-op on a big table --------------------------------------------------------
 
@@ -782,16 +991,29 @@ class Bench:
             url = self.template(engine, server, big)
             self.check([PYTHON, MIGRATE], self.ours_env(url))
             self.check([PYTHON, MIGRATE], self.ours_env(url))
-            floor_target = url[len("sqlite:///"):] if server is None else url
-            times = self.alternate({
-                "ours": lambda _c, url=url: self.timed([PYTHON, MIGRATE], self.ours_env(url)),
-                "floor": lambda _c, url=floor_target: self.timed([PYTHON, self.floors[engine], url],
-                                                                 self.base_env("")),
-            }, self.rounds)
+            floor_target = url[len("sqlite:///") :] if server is None else url
+            times = self.alternate(
+                {
+                    "ours": lambda _c, url=url: self.timed([PYTHON, MIGRATE], self.ours_env(url)),
+                    "floor": lambda _c, url=floor_target: self.timed(
+                        [PYTHON, self.floors[engine], url], self.base_env("")
+                    ),
+                },
+                self.rounds,
+            )
             self.drop(url, server)
-            self.add(Row(8, f"no-op at {big:,} rows, {engine}", Side("migrate.py at target", times["ours"]),
-                         Side(f"floor: python + {FLOOR_DRIVERS[engine]} version query", times["floor"]),
-                         "<= 1.25x", 1.25, note="floor: python + one version query with the same bare driver"))
+            self.add(
+                Row(
+                    8,
+                    f"no-op at {big:,} rows, {engine}",
+                    Side("migrate.py at target", times["ours"]),
+                    Side(f"floor: python + {FLOOR_DRIVERS[engine]} version query", times["floor"]),
+                    "<= 1.25x",
+                    1.25,
+                    note="floor: python + one version query with the same bare driver",
+                )
+            )
+
     # -- 9: sixteen runners through PgBouncer -----------------------------------------------
 
     def m9(self):
@@ -811,15 +1033,24 @@ class Bench:
                 self.skip(9, f"16 runners through PgBouncer ({mode}) vs direct", f"skipped: {exc}")
                 return
             try:
-                times = self.alternate({"pgbouncer": self.runners(server, 16, bouncer.through),
-                                        "direct": self.runners(server, 16)}, max(2, self.rounds // 2),
-                                       before=lambda _n: self.fresh("PostgreSQL", server))
+                times = self.alternate(
+                    {"pgbouncer": self.runners(server, 16, bouncer.through), "direct": self.runners(server, 16)},
+                    max(2, self.rounds // 2),
+                    before=lambda _n: self.fresh("PostgreSQL", server),
+                )
             finally:
                 bouncer.stop()
-            self.add(Row(9, f"16 runners through PgBouncer ({mode}) vs direct",
-                         Side(f"16 runners through PgBouncer, pool_mode={mode}", times["pgbouncer"]),
-                         Side("16 runners, direct", times["direct"]), "info", None,
-                         note="fresh database, Debian's pgbouncer with its packaged pool sizes (issue 23)"))
+            self.add(
+                Row(
+                    9,
+                    f"16 runners through PgBouncer ({mode}) vs direct",
+                    Side(f"16 runners through PgBouncer, pool_mode={mode}", times["pgbouncer"]),
+                    Side("16 runners, direct", times["direct"]),
+                    "info",
+                    None,
+                    note="fresh database, Debian's pgbouncer with its packaged pool sizes (issue 23)",
+                )
+            )
 
     # -- the table ----------------------------------------------------------------------
 
@@ -828,9 +1059,18 @@ class Bench:
         lines = []
         for r in self.rows:
             n = "-" if r.ours is None or r.unit == "MB" else str(len(r.ours.values))
-            lines.append((str(r.number), r.name, n, r.ours.spread(r.unit) if r.ours else "-",
-                          r.baseline.spread(r.unit) if r.baseline else "-",
-                          "-" if r.ratio is None else f"{r.ratio:.2f}x", r.goal or "-", r.verdict))
+            lines.append(
+                (
+                    str(r.number),
+                    r.name,
+                    n,
+                    r.ours.spread(r.unit) if r.ours else "-",
+                    r.baseline.spread(r.unit) if r.baseline else "-",
+                    "-" if r.ratio is None else f"{r.ratio:.2f}x",
+                    r.goal or "-",
+                    r.verdict,
+                )
+            )
         widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
         render = lambda row: "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()  # noqa: E731
         out = [render(header), render(tuple("-" * w for w in widths))]
@@ -857,10 +1097,12 @@ def main(argv=None) -> int:
     wanted = {int(part) for part in args.only.split(",") if part.strip()}
     bench = Bench(args)
     try:
-        print(f"migrate-init benchmark, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC: "
-              f"python {platform.python_version()}, {os.cpu_count()} CPUs ({platform.machine()}), "
-              f"load {os.getloadavg()[0]:.2f}, {bench.rounds} rounds{' (quick)' if args.quick else ''}",
-              flush=True)
+        print(
+            f"migrate-init benchmark, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC: "
+            f"python {platform.python_version()}, {os.cpu_count()} CPUs ({platform.machine()}), "
+            f"load {os.getloadavg()[0]:.2f}, {bench.rounds} rounds{' (quick)' if args.quick else ''}",
+            flush=True,
+        )
         for number in sorted(wanted):
             print(f"[{number}]", flush=True)
             getattr(bench, f"m{number}")()

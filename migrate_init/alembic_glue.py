@@ -70,6 +70,7 @@ DEFAULT_INI = Path(__file__).with_name("alembic-default.ini")
 
 # -- the engine -----------------------------------------------------------------
 
+
 def is_async(database: Url) -> bool:
     """Whether DATABASE_URL names an async driver migrate-init knows (:data:`url.ASYNC_DRIVERS`)."""
     return database.driver.lower() in ASYNC_DRIVERS
@@ -112,8 +113,14 @@ def sqlalchemy_url(database: Url, *, as_given: bool = False) -> sqlalchemy.engin
     )
 
 
-def create_engine(database: Url, *, busy_timeout: float, connect_timeout: float = 10.0,
-                  read_only: bool = False, checkpoint: Callable[[], None] | None = None) -> Engine:
+def create_engine(
+    database: Url,
+    *,
+    busy_timeout: float,
+    connect_timeout: float = 10.0,
+    read_only: bool = False,
+    checkpoint: Callable[[], None] | None = None,
+) -> Engine:
     """An engine with the settings a migration needs.
 
     SQLite follows SQLAlchemy's documented pysqlite recipe for transactional
@@ -134,14 +141,11 @@ def create_engine(database: Url, *, busy_timeout: float, connect_timeout: float 
         if read_only:
             # Read-only means opened read-only: nothing is created, and a read-only mount works.
             uri = sqlite_uri(database.sqlite_path or "", "ro")
-            kwargs["creator"] = lambda: sqlite3.connect(uri, uri=True, timeout=_SQLITE_SLICE,
-                                                        check_same_thread=False)
+            kwargs["creator"] = lambda: sqlite3.connect(uri, uri=True, timeout=_SQLITE_SLICE, check_same_thread=False)
     elif database.backend == "postgresql":
-        kwargs["connect_args"] = {"connect_timeout": max(int(connect_timeout), 2),
-                                  "application_name": "migrate-init"}
+        kwargs["connect_args"] = {"connect_timeout": max(int(connect_timeout), 2), "application_name": "migrate-init"}
     elif database.backend == "mysql":
-        kwargs["connect_args"] = {"connect_timeout": max(int(connect_timeout), 1),
-                                  "program_name": "migrate-init"}
+        kwargs["connect_args"] = {"connect_timeout": max(int(connect_timeout), 1), "program_name": "migrate-init"}
         # No socket wait without a bound (issue 25, N24): a read-only session waits for a lock at
         # most busy_timeout; a migration's statement may run long (the watchdog bounds it), so
         # only its writes are bounded, and its reads are left to the watchdog's hard exit.
@@ -205,8 +209,7 @@ def _mysql_do_connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> A
 _SQLITE_SLICE = 0.2
 
 
-def _sqlite_events(engine: Engine, begin: str, busy_timeout: float,
-                   checkpoint: Callable[[], None] | None) -> None:
+def _sqlite_events(engine: Engine, begin: str, busy_timeout: float, checkpoint: Callable[[], None] | None) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         # Let the engine, not the driver, decide where transactions begin.
@@ -253,6 +256,7 @@ def _postgresql_read_only(dbapi_connection: Any, record: Any) -> None:
 
 
 # -- the folder ----------------------------------------------------------------
+
 
 def find_ini(migrations_dir: Path) -> Path | None:
     """The folder's own alembic.ini: inside it, or beside it with a script_location that names it."""
@@ -306,8 +310,9 @@ def load_script(config: AlembicConfig) -> ScriptDirectory:
     except ConfigError:
         raise
     except Exception as exc:
-        raise ScriptError(f"Alembic could not load the migration scripts in {folder}: "
-                          f"{where(exc, folder)}. Fix the script it names.") from exc
+        raise ScriptError(
+            f"Alembic could not load the migration scripts in {folder}: {where(exc, folder)}. Fix the script it names."
+        ) from exc
     if not heads:
         from .manifest import version_dirs
 
@@ -336,13 +341,20 @@ def where(exc: BaseException, folder: Path) -> str:
 
 # -- where the database stands ---------------------------------------------------
 
+
 class State:
     """Where the database stands against the scripts."""
 
     __slots__ = ("current", "heads", "pending", "target_exists", "unknown")
 
-    def __init__(self, current: tuple[str, ...], heads: tuple[str, ...], unknown: tuple[str, ...],
-                 pending: tuple[str, ...], target_exists: bool) -> None:
+    def __init__(
+        self,
+        current: tuple[str, ...],
+        heads: tuple[str, ...],
+        unknown: tuple[str, ...],
+        pending: tuple[str, ...],
+        target_exists: bool,
+    ) -> None:
         self.current = current
         self.heads = heads
         self.unknown = unknown
@@ -354,8 +366,9 @@ class State:
         return not self.unknown and set(self.current) == set(self.heads)
 
 
-def state(script: ScriptDirectory, current: tuple[str, ...], target_name: str,
-          version_table: str = "alembic_version") -> State:
+def state(
+    script: ScriptDirectory, current: tuple[str, ...], target_name: str, version_table: str = "alembic_version"
+) -> State:
     """Compare the version table's rows (read by :mod:`probe`) with the scripts.  No I/O."""
     heads = tuple(sorted(script.get_heads()))
     known = script.revision_map
@@ -375,11 +388,11 @@ def state(script: ScriptDirectory, current: tuple[str, ...], target_name: str,
     return State(current, heads, unknown, pending, lookup(script, target_name) is not None)
 
 
-def pending_revisions(script: ScriptDirectory, current: tuple[str, ...], destination: tuple[str, ...] | list[str]
-                      ) -> tuple[str, ...]:
+def pending_revisions(
+    script: ScriptDirectory, current: tuple[str, ...], destination: tuple[str, ...] | list[str]
+) -> tuple[str, ...]:
     """Revisions an upgrade from ``current`` to ``destination`` applies, oldest first."""
-    revisions = script.revision_map.iterate_revisions(tuple(destination), tuple(current) or None,
-                                                      implicit_base=True)
+    revisions = script.revision_map.iterate_revisions(tuple(destination), tuple(current) or None, implicit_base=True)
     return tuple(reversed([r.revision for r in revisions if r.revision not in current]))
 
 
@@ -406,12 +419,14 @@ def resolve_destination(script: ScriptDirectory, revision: str) -> str:
     except Exception:
         found = ()
     if not found and revision not in ("heads", "head"):
-        raise ConfigError(f"upgrade {revision}: no such revision in {script.dir}. "
-                          "Run `migrate.py history --graph` to list them.")
+        raise ConfigError(
+            f"upgrade {revision}: no such revision in {script.dir}. Run `migrate.py history --graph` to list them."
+        )
     return revision
 
 
 # -- running env.py on our connection --------------------------------------------
+
 
 class Progress:
     """What the run applied, known from the steps migrate-init hands Alembic and from its callback.
@@ -422,9 +437,17 @@ class Progress:
     table read back afterwards stays the final word (see :mod:`run`).
     """
 
-    def __init__(self, script: ScriptDirectory, total: int, *, guard: EffectGuard | None = None,
-                 dry_run: bool = False, checkpoint: Callable[[], None] | None = None,
-                 in_step: Callable[[bool], None] | None = None, history: Any = None) -> None:
+    def __init__(
+        self,
+        script: ScriptDirectory,
+        total: int,
+        *,
+        guard: EffectGuard | None = None,
+        dry_run: bool = False,
+        checkpoint: Callable[[], None] | None = None,
+        in_step: Callable[[bool], None] | None = None,
+        history: Any = None,
+    ) -> None:
         self.script = script
         #: Writes each applied revision's history row in its own transaction (:class:`history.Recorder`).
         self.history = history
@@ -471,9 +494,14 @@ class Progress:
         name = script.doc or script.revision
         self.statements.setdefault(script.revision, [])
         self.begun.append(script)
-        report.event("applying",
-                     f"[{self.count}/{max(self.total, self.count)}] Applying {source} -> {script.revision} ({name})",
-                     index=self.count, total=self.total, revision=script.revision, name=name)
+        report.event(
+            "applying",
+            f"[{self.count}/{max(self.total, self.count)}] Applying {source} -> {script.revision} ({name})",
+            index=self.count,
+            total=self.total,
+            revision=script.revision,
+            name=name,
+        )
         if self.in_step is not None:
             self.in_step(True)
 
@@ -493,8 +521,12 @@ class Progress:
         self.applied.append(running.revision)
         self.running = None
         word = "Ran (dry run, rolled back at the end)" if self.dry_run else "Applied"
-        report.event("applied", f"{word} {running.revision} in {elapsed * 1000:.0f}ms",
-                     revision=running.revision, elapsed=round(elapsed, 4))
+        report.event(
+            "applied",
+            f"{word} {running.revision} in {elapsed * 1000:.0f}ms",
+            revision=running.revision,
+            elapsed=round(elapsed, 4),
+        )
 
     def guarded(self, step: RevisionStep, context: Any) -> Any:
         """``step``, with its migration function run under the destructive guard (:meth:`EffectGuard.step`)."""
@@ -506,23 +538,35 @@ class Progress:
         """The guard's word on the migration that just ran, inside its transaction; warnings for what passed."""
         assert self.guard is not None
         findings, hints = self._marks
-        self.guard.check(connection, connection.dialect.name, running.revision, running.path,
-                         reviewed=reviewed(running))
+        self.guard.check(
+            connection, connection.dialect.name, running.revision, running.path, reviewed=reviewed(running)
+        )
         if self.dry_run:
             return
         if self.guard.allowed(running.revision, reviewed(running)):
-            why = ("ALLOW_DESTRUCTIVE=true" if self.guard.allow else
-                   f"ALLOW_DESTRUCTIVE={running.revision}" if running.revision in self.guard.allow_revisions
-                   else "allow_destructive = True in its module")
+            why = (
+                "ALLOW_DESTRUCTIVE=true"
+                if self.guard.allow
+                else f"ALLOW_DESTRUCTIVE={running.revision}"
+                if running.revision in self.guard.allow_revisions
+                else "allow_destructive = True in its module"
+            )
             for finding in self.guard.findings[findings:]:
                 for loss in finding.losses:
-                    report.warning("destructive_allowed", f"{why} let {running.revision} through: "
-                                   f"{loss.describe(done=True)}.", revision=running.revision)
+                    report.warning(
+                        "destructive_allowed",
+                        f"{why} let {running.revision} through: {loss.describe(done=True)}.",
+                        revision=running.revision,
+                    )
         for finding in self.guard.hints[hints:]:
             for loss in finding.losses:
-                report.warning("not_null_added", f"{running.revision}: {loss.describe(done=True)}. No value was "
-                               "lost (the engine refuses NOT NULL while NULLs are there), but code still running "
-                               "that inserts without it now fails.", revision=running.revision)
+                report.warning(
+                    "not_null_added",
+                    f"{running.revision}: {loss.describe(done=True)}. No value was "
+                    "lost (the engine refuses NOT NULL while NULLs are there), but code still running "
+                    "that inserts without it now fails.",
+                    revision=running.revision,
+                )
 
     @property
     def failed_revision(self) -> str | None:
@@ -532,20 +576,28 @@ class Progress:
     def failed_path(self) -> str | None:
         return self.running.path if self.running is not None else None
 
-    def before_statement(self, conn: Any, _cursor: Any, statement: str, _parameters: Any, _context: Any,
-                         _executemany: bool) -> None:
+    def before_statement(
+        self, conn: Any, _cursor: Any, statement: str, _parameters: Any, _context: Any, _executemany: bool
+    ) -> None:
         """``before_cursor_execute`` on MySQL/MariaDB: the destructive guard, before the statement runs."""
         if self.running is None or self.guard is None:
             return
-        self.guard.before_statement(conn.connection.driver_connection, conn.dialect.name, statement,
-                                    self.running.revision, self.running.path, reviewed=reviewed(self.running))
+        self.guard.before_statement(
+            conn.connection.driver_connection,
+            conn.dialect.name,
+            statement,
+            self.running.revision,
+            self.running.path,
+            reviewed=reviewed(self.running),
+        )
 
     def capture_paused(self) -> None:
         """The guard runs a migration a second time: its SQL is already in the plan."""
         self._capture_off = True
 
-    def capture(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
-                executemany: bool) -> None:
+    def capture(
+        self, _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool
+    ) -> None:
         """``before_cursor_execute`` for the dry run: the SQL of the step in progress."""
         if self.running is None or self._capture_off:
             return
@@ -586,9 +638,16 @@ class _GuardedStep:
             if progress.guard is None or not progress._guard_begun or connection is None:
                 inner(**kw)
                 return
-            progress.guard.step(connection, connection.dialect.name, script.revision, script.path,
-                                lambda: inner(**kw), reviewed=reviewed(script),
-                                rerun=progress.capture_paused)
+            progress.guard.step(
+                connection,
+                connection.dialect.name,
+                script.revision,
+                script.path,
+                lambda: inner(**kw),
+                reviewed=reviewed(script),
+                rerun=progress.capture_paused,
+            )
+
         return run
 
 
@@ -724,8 +783,15 @@ def asked_version_table(config: AlembicConfig, script: ScriptDirectory) -> str |
     EnvironmentContext.configure = configure  # type: ignore[method-assign,assignment]
     event.listen(Engine, "do_connect", no_connection)
     try:
-        with EnvironmentContext(config, script, fn=lambda _rev, _context: [], as_sql=True, starting_rev=None,
-                                destination_rev="heads", tag=None):
+        with EnvironmentContext(
+            config,
+            script,
+            fn=lambda _rev, _context: [],
+            as_sql=True,
+            starting_rev=None,
+            destination_rev="heads",
+            tag=None,
+        ):
             script.run_env()
     except _Configured:
         pass
@@ -762,9 +828,12 @@ def owned_context(connection: Connection, progress: Progress) -> Iterator[dict[s
         asked["calls"] += 1
         if asked["calls"] > 1 or opts.get("upgrade_token", "upgrades") != "upgrades":
             # A second configure() comes after the first one's migrations committed: say so (issue 25 N16).
-            done = (f"The first configure() had applied {', '.join(progress.applied)}, which stay committed; "
-                    "nothing more was applied" if progress.applied and not progress.dry_run
-                    else "Nothing was applied")
+            done = (
+                f"The first configure() had applied {', '.join(progress.applied)}, which stay committed; "
+                "nothing more was applied"
+                if progress.applied and not progress.dry_run
+                else "Nothing was applied"
+            )
             raise ConfigError(
                 "This env.py configures Alembic for several databases (a multidb env.py: more than "
                 "one context.configure() call, or upgrade_token). migrate-init migrates the one "
@@ -835,10 +904,12 @@ def _read_only(conn: Connection) -> None:
     driver (an async env.py's own engine) is SQLAlchemy's sync adapter: the
     same three statements work for every driver.
     """
-    statement = {"sqlite": "PRAGMA query_only = ON",
-                 "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
-                 "mysql": "SET SESSION TRANSACTION READ ONLY",
-                 "mariadb": "SET SESSION TRANSACTION READ ONLY"}.get(conn.dialect.name)
+    statement = {
+        "sqlite": "PRAGMA query_only = ON",
+        "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+        "mysql": "SET SESSION TRANSACTION READ ONLY",
+        "mariadb": "SET SESSION TRANSACTION READ ONLY",
+    }.get(conn.dialect.name)
     if statement is None:
         return
     dbapi: Any = conn.connection.dbapi_connection
@@ -851,8 +922,9 @@ def _read_only(conn: Connection) -> None:
         dbapi.commit()
 
 
-def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connection, destination: str,
-            progress: Progress) -> dict[str, Any]:
+def run_env(
+    config: AlembicConfig, script: ScriptDirectory, connection: Connection, destination: str, progress: Progress
+) -> dict[str, Any]:
     """Run the user's env.py once, upgrading to ``destination`` on ``connection``.
 
     Raises MigrationFailed naming the revision when a migration failed,
@@ -877,9 +949,18 @@ def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connecti
         outside = OutsideJudge(connection, progress, progress.guard, str(folder / "env.py"))
         outside.install()
     try:
-        with lending(connection), owned_context(connection, progress) as asked, EnvironmentContext(
-            config, script, fn=upgrade, as_sql=False, starting_rev=None,
-            destination_rev=destination, tag=None,
+        with (
+            lending(connection),
+            owned_context(connection, progress) as asked,
+            EnvironmentContext(
+                config,
+                script,
+                fn=upgrade,
+                as_sql=False,
+                starting_rev=None,
+                destination_rev=destination,
+                tag=None,
+            ),
         ):
             script.run_env()
     except MigrateInitError:
@@ -936,8 +1017,14 @@ def run_env(config: AlembicConfig, script: ScriptDirectory, connection: Connecti
     return asked
 
 
-def dry_run(config: AlembicConfig, script: ScriptDirectory, engine: Engine, destinations: list[str],
-            progress: Progress, prepare: Callable[[Connection], None] | None = None) -> None:
+def dry_run(
+    config: AlembicConfig,
+    script: ScriptDirectory,
+    engine: Engine,
+    destinations: list[str],
+    progress: Progress,
+    prepare: Callable[[Connection], None] | None = None,
+) -> None:
     """Upgrade through ``destinations`` inside ONE transaction, capture the SQL, roll it all back.
 
     The shipped migrations inspect the live database, so Alembic's offline
@@ -971,8 +1058,12 @@ def dry_run(config: AlembicConfig, script: ScriptDirectory, engine: Engine, dest
                 if read_only.denied is not None and not isinstance(exc, PreviewRefused):
                     raise refusal(progress.running, read_only.denied) from exc
                 if read_only.armed and not isinstance(exc, PreviewRefused) and poisoned(exc):
-                    raise refusal(progress.running, "commits the transaction through the database driver itself "
-                                  "(its commit()), or runs SET CONSTRAINTS ALL IMMEDIATE", by_server=True) from exc
+                    raise refusal(
+                        progress.running,
+                        "commits the transaction through the database driver itself "
+                        "(its commit()), or runs SET CONSTRAINTS ALL IMMEDIATE",
+                        by_server=True,
+                    ) from exc
                 raise
             finally:
                 read_only.finish()
@@ -986,14 +1077,25 @@ def dry_run(config: AlembicConfig, script: ScriptDirectory, engine: Engine, dest
 
 def stamp(config: AlembicConfig, script: ScriptDirectory, engine: Engine, revision: str) -> None:
     """Record ``revision`` in the version table through the user's env.py, on our connection."""
+
     def fn(rev: Any, _context: Any) -> Any:
         return script._stamp_revs(revision, rev)
 
     with engine.connect() as connection:
         config.attributes["connection"] = connection
         try:
-            with lending(connection), owned_context(connection, Progress(script, 0)), EnvironmentContext(
-                config, script, fn=fn, as_sql=False, starting_rev=None, destination_rev=revision, tag=None,
+            with (
+                lending(connection),
+                owned_context(connection, Progress(script, 0)),
+                EnvironmentContext(
+                    config,
+                    script,
+                    fn=fn,
+                    as_sql=False,
+                    starting_rev=None,
+                    destination_rev=revision,
+                    tag=None,
+                ),
             ):
                 script.run_env()
             if connection.in_transaction():

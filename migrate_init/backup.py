@@ -65,8 +65,12 @@ def _stem(database: Path) -> str:
 
 
 def _pattern(database: Path) -> re.Pattern[str]:
-    return re.compile(re.escape(_stem(database)) + r"\.(\d{8}T\d{12}Z)\.at-[A-Za-z0-9_.,-]{1,60}"
-                      + re.escape(SUFFIX) + r"(\.partial(?:-journal|-wal|-shm)?)?")
+    return re.compile(
+        re.escape(_stem(database))
+        + r"\.(\d{8}T\d{12}Z)\.at-[A-Za-z0-9_.,-]{1,60}"
+        + re.escape(SUFFIX)
+        + r"(\.partial(?:-journal|-wal|-shm)?)?"
+    )
 
 
 def take(database: Path, folder: Path, *, keep: int, label: str, watchdog: Watchdog | None = None) -> Path | None:
@@ -81,8 +85,10 @@ def take(database: Path, folder: Path, *, keep: int, label: str, watchdog: Watch
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise BackupFailed(f"Cannot create BACKUP_DIR={folder}: {exc.strerror}. Make it writable, or set "
-                           "BACKUP_KEEP=0 to migrate without a backup.") from None
+        raise BackupFailed(
+            f"Cannot create BACKUP_DIR={folder}: {exc.strerror}. Make it writable, or set "
+            "BACKUP_KEEP=0 to migrate without a backup."
+        ) from None
     _remove_partials(folder, database)
     needed = _size(database)
     free = shutil.disk_usage(folder).free
@@ -99,15 +105,16 @@ def take(database: Path, folder: Path, *, keep: int, label: str, watchdog: Watch
     try:
         problem = _copy(database, partial, watchdog)
         if problem != "ok":
-            raise BackupFailed(f"The backup of {database} failed its check (PRAGMA quick_check: {problem}); "
-                               "no migration was applied. Check the database with PRAGMA integrity_check.")
+            raise BackupFailed(
+                f"The backup of {database} failed its check (PRAGMA quick_check: {problem}); "
+                "no migration was applied. Check the database with PRAGMA integrity_check."
+            )
         partial.rename(path)
     except (sqlite3.Error, OSError) as exc:
         _unlink_partial(partial)
         if watchdog is not None:
             watchdog.checkpoint()  # interrupted by a stop: that is the outcome, not a failed backup
-        raise BackupFailed(f"The backup of {database} into {folder} failed: {exc}. No migration was "
-                           "applied.") from None
+        raise BackupFailed(f"The backup of {database} into {folder} failed: {exc}. No migration was applied.") from None
     except BaseException:
         _unlink_partial(partial)
         raise
@@ -148,8 +155,9 @@ def _remove_partials(folder: Path, database: Path) -> None:
         match = pattern.fullmatch(candidate.name)
         if match and match.group(2) and candidate.is_file():
             candidate.unlink(missing_ok=True)
-            report.event("backup_partial_removed", f"Removed {candidate}, left by an interrupted backup.",
-                         backup=str(candidate))
+            report.event(
+                "backup_partial_removed", f"Removed {candidate}, left by an interrupted backup.", backup=str(candidate)
+            )
 
 
 def _prune(folder: Path, database: Path, keep: int, newest: Path) -> None:
@@ -162,7 +170,7 @@ def _prune(folder: Path, database: Path, keep: int, newest: Path) -> None:
             backups.append((match.group(1), candidate))
     backups.sort()
     excess = len(backups) + 1 - keep
-    for _stamp, old in backups[:max(excess, 0)]:
+    for _stamp, old in backups[: max(excess, 0)]:
         old.unlink(missing_ok=True)
         report.event("backup_pruned", f"Removed old backup {old} (BACKUP_KEEP={keep}).", backup=str(old))
 

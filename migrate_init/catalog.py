@@ -143,9 +143,7 @@ class Loss:
         With ``done``, in the past tense: ``... was dropped``.
         """
         where = f"{self.table}.{self.column}"
-        be, become, change = (
-            ("was", "became", "changed") if done else ("would be", "would become", "would change")
-        )
+        be, become, change = ("was", "became", "changed") if done else ("would be", "would become", "would change")
         if self.kind == "drop table":
             text = f"table {self.table} ({self.detail}) {be} dropped"
         elif self.kind == "drop column":
@@ -161,8 +159,7 @@ class Loss:
         elif self.kind == "set not null":
             text = f"column {where} ({self.detail}) {become} NOT NULL"
         elif self.kind == "change engine":
-            text = (f"table {self.table} {change} engine ({self.detail}), one that does not keep its rows "
-                    "on disk")
+            text = f"table {self.table} {change} engine ({self.detail}), one that does not keep its rows on disk"
         else:  # pragma: no cover - LOSS_KINDS is closed
             text = f"{self.kind} {where}"
         if self.renamed_to:
@@ -236,8 +233,11 @@ def snapshot(
     skip = _name_key(family, version_table)
 
     def watched(name: str, relname: str) -> bool:
-        return (_name_key(family, relname) != skip and not name.startswith(BATCH_TMP_PREFIX)
-                and not (family == "sqlite" and name.lower().startswith("sqlite_")))
+        return (
+            _name_key(family, relname) != skip
+            and not name.startswith(BATCH_TMP_PREFIX)
+            and not (family == "sqlite" and name.lower().startswith("sqlite_"))
+        )
 
     if previous is not None and (previous.dialect != family or previous.schema != schema):
         previous = None
@@ -251,11 +251,7 @@ def snapshot(
         tables, ids, locations, marks = _postgresql(connection, schema, previous)
     else:
         tables, options = _mysql(connection, schema)
-    kept = {
-        name: columns
-        for name, columns in tables.items()
-        if watched(name, locations.get(name, (None, name))[1])
-    }
+    kept = {name: columns for name, columns in tables.items() if watched(name, locations.get(name, (None, name))[1])}
     return Snapshot(
         dialect=family,
         tables=kept,
@@ -341,8 +337,9 @@ def _sqlite(
     if plain:
         # Everything (the first snapshot): one query; otherwise only the tables that changed.
         batches: list[list[str]] = (
-            [[]] if len(plain) == watched_plain
-            else [plain[i:i + _SQLITE_BATCH] for i in range(0, len(plain), _SQLITE_BATCH)]
+            [[]]
+            if len(plain) == watched_plain
+            else [plain[i : i + _SQLITE_BATCH] for i in range(0, len(plain), _SQLITE_BATCH)]
         )
         for batch in batches:
             only = f" AND m.name IN ({', '.join('?' * len(batch))})" if batch else ""
@@ -366,8 +363,7 @@ def _sqlite(
         for info in infos:
             _sqlite_column(columns, info)
     # In sqlite_master's order of names, as a full read gives them.
-    tables = {name: known[name] if name in known else read[name]
-              for name in marks if name in known or name in read}
+    tables = {name: known[name] if name in known else read[name] for name in marks if name in known or name in read}
     return tables, ids, marks
 
 
@@ -478,8 +474,7 @@ def _postgresql(
             else:
                 tables[key] = {}
         if name is not None:  # a table with no columns still counts
-            tables[key][name] = Column(name, type_, bool(nullable), bool(has_default), bool(generated),
-                                       int(attnum))
+            tables[key][name] = Column(name, type_, bool(nullable), bool(has_default), bool(generated), int(attnum))
     return tables, ids, locations, marks
 
 
@@ -509,9 +504,7 @@ ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION
 """
 
 
-def _mysql(
-    connection: Any, schema: str | None
-) -> tuple[dict[str, dict[str, Column]], dict[str, tuple[str, str]]]:
+def _mysql(connection: Any, schema: str | None) -> tuple[dict[str, dict[str, Column]], dict[str, tuple[str, str]]]:
     """MySQL and MariaDB: the columns, and each table's ``(engine, default character set)``."""
     sql = _MYSQL_COLUMNS.format(schema="DATABASE()" if schema is None else "%s")
     tables: dict[str, dict[str, Column]] = {}
@@ -527,8 +520,7 @@ def _mysql(
             type=_text(type_).lower(),
             nullable=_text(is_nullable).upper() == "YES",
             # MariaDB reports the default of a nullable column as the word NULL.
-            default_present=(default_text is not None and default_text != "NULL")
-            or "AUTO_INCREMENT" in extra_text,
+            default_present=(default_text is not None and default_text != "NULL") or "AUTO_INCREMENT" in extra_text,
             # MySQL 8 marks expression defaults DEFAULT_GENERATED; those are defaults.
             generated="VIRTUAL GENERATED" in extra_text
             or "STORED GENERATED" in extra_text
@@ -707,9 +699,7 @@ def _table_detail(columns: dict[str, Column], recreated: bool) -> str:
     return f"{count}; dropped and created again" if recreated else count
 
 
-def _renamed_table(
-    family: str, before: Snapshot, after: Snapshot, table: str, before_keys: set[str]
-) -> str | None:
+def _renamed_table(family: str, before: Snapshot, after: Snapshot, table: str, before_keys: set[str]) -> str | None:
     table_id = before.table_ids.get(table)
     if table_id is not None:
         for name, other_id in after.table_ids.items():
@@ -726,14 +716,10 @@ def _renamed_table(
 
 
 def _shape(family: str, columns: dict[str, Column]) -> tuple[tuple[str, object], ...]:
-    return tuple(
-        (_column_key(family, c.name), _canonical(family, c.type)) for c in columns.values()
-    )
+    return tuple((_column_key(family, c.name), _canonical(family, c.type)) for c in columns.values())
 
 
-def _column_losses(
-    family: str, table: str, old: dict[str, Column], new: dict[str, Column]
-) -> list[Loss]:
+def _column_losses(family: str, table: str, old: dict[str, Column], new: dict[str, Column]) -> list[Loss]:
     found: list[Loss] = []
     new_by_key = {_column_key(family, name): column for name, column in new.items()}
     old_keys = {_column_key(family, name) for name in old}
@@ -761,8 +747,9 @@ def _column_losses(
             found.append(Loss("replace column", table, name, f"{column.type} -> {now.type}"))
             continue
         if not _charset_kept(column.charset, now.charset):
-            found.append(Loss("change type", table, name,
-                              f"{column.type} {column.charset} -> {now.type} {now.charset}"))
+            found.append(
+                Loss("change type", table, name, f"{column.type} {column.charset} -> {now.type} {now.charset}")
+            )
         elif not _same_or_widened(family, column.type, now.type):
             found.append(Loss("change type", table, name, f"{column.type} -> {now.type}"))
         elif now.generated and not column.generated:
@@ -771,9 +758,7 @@ def _column_losses(
             found.append(Loss("set not null", table, name, now.type or "no type"))
     for column in added:
         if not column.nullable and not column.default_present and not column.generated:
-            found.append(
-                Loss("set not null", table, column.name, column.type or "no type", added=True)
-            )
+            found.append(Loss("set not null", table, column.name, column.type or "no type", added=True))
     return found
 
 
@@ -812,8 +797,14 @@ _SQLITE_TYPE = re.compile(r"([\w ]+)(\(.*?\))?")
 _MYSQL_INT_WIDTH = re.compile(r"\b(tinyint|smallint|mediumint|int|integer|bigint|year)\(\d+\)")
 #: What MySQL stores for a type written another way (as COLUMN_TYPE shows it, display widths aside):
 #: the statement guard predicts from the statement's spelling, and must agree with the catalog (N31).
-_MYSQL_SYNONYMS = {"boolean": "tinyint", "bool": "tinyint", "decimal": "decimal(10,0)",
-                   "numeric": "decimal(10,0)", "real": "double", "serial": "bigint unsigned"}
+_MYSQL_SYNONYMS = {
+    "boolean": "tinyint",
+    "bool": "tinyint",
+    "decimal": "decimal(10,0)",
+    "numeric": "decimal(10,0)",
+    "real": "double",
+    "serial": "bigint unsigned",
+}
 _PG_VARCHAR = re.compile(r"character varying(?:\((\d+)\))?")
 
 
@@ -958,8 +949,17 @@ class EffectGuard:
         self._latest = None
         self._before = self._snapshot(connection, dialect)
 
-    def step(self, connection: Any, dialect: str, revision: str, path: str, run: Callable[[], None], *,
-             reviewed: bool = False, rerun: Callable[[], None] | None = None) -> None:
+    def step(
+        self,
+        connection: Any,
+        dialect: str,
+        revision: str,
+        path: str,
+        run: Callable[[], None],
+        *,
+        reviewed: bool = False,
+        rerun: Callable[[], None] | None = None,
+    ) -> None:
         """Run one migration's function under the guard (SQLite, PostgreSQL); see the class.
 
         ``rerun`` is called before the function runs a second time (a dry run
@@ -968,8 +968,13 @@ class EffectGuard:
         """
         before = self._before
         family = None if self._off or before is None else engine_family(dialect)
-        if (before is None or family is None or family == "mysql" or self.allowed(revision, reviewed)
-                or not self.judge_values):
+        if (
+            before is None
+            or family is None
+            or family == "mysql"
+            or self.allowed(revision, reviewed)
+            or not self.judge_values
+        ):
             run()
             return
         watch = _CommitWatch(connection, family)
@@ -1064,8 +1069,9 @@ class EffectGuard:
         self._hint(revision, path, hints)
         self._before = after
 
-    def _fire_deferred(self, connection: Any, dialect: str, revision: str, path: str, reviewed: bool,
-                       base: Snapshot, deferred: str) -> Snapshot:
+    def _fire_deferred(
+        self, connection: Any, dialect: str, revision: str, path: str, reviewed: bool, base: Snapshot, deferred: str
+    ) -> Snapshot:
         """PostgreSQL: run the ``deferred`` triggers now and judge what they did against ``base``; the state after."""
         from . import values
 
@@ -1087,16 +1093,19 @@ class EffectGuard:
         _exec(connection, f"RELEASE SAVEPOINT {_DEFERRED}")
         return fired
 
-    def _refuse(self, revision: str, path: str, found: list[Loss], *, committed: bool = False,
-                late: bool = False) -> None:
+    def _refuse(
+        self, revision: str, path: str, found: list[Loss], *, committed: bool = False, late: bool = False
+    ) -> None:
         """Raise DestructiveOperation for ``found`` (or record it, in a dry run)."""
         if not found:
             return
         if self.record:
             self.findings.append(Finding(revision, path, tuple(found)))
             return
-        advice = (f"Make the change additive (add a new column or table and copy the data over), or, "
-                  f"after a backup, {_allow_text(revision)}.")
+        advice = (
+            f"Make the change additive (add a new column or table and copy the data over), or, "
+            f"after a backup, {_allow_text(revision)}."
+        )
         if committed:
             what = "; ".join(loss.describe(done=True) for loss in found)
             raise DestructiveOperation(
@@ -1108,13 +1117,19 @@ class EffectGuard:
             )
         what = "; ".join(loss.describe() for loss in found)
         if late:
-            what += (" (by a deferred trigger that runs at COMMIT, after the migration: the guard ran the deferred "
-                     "triggers first, with SET CONSTRAINTS ... IMMEDIATE, to see what they do)")
+            what += (
+                " (by a deferred trigger that runs at COMMIT, after the migration: the guard ran the deferred "
+                "triggers first, with SET CONSTRAINTS ... IMMEDIATE, to see what they do)"
+            )
         moved = any("filled" in loss.held for loss in found)
         raise DestructiveOperation(
             f"Migration {revision} ({path}) would lose data: {what}."
-            + (" It copies values and then drops their source: if that copy is complete, the values "
-               "live on and the revision can be allowed." if moved else "")
+            + (
+                " It copies values and then drops their source: if that copy is complete, the values "
+                "live on and the revision can be allowed."
+                if moved
+                else ""
+            )
             + f" It was rolled back and the database stays at the revision before it. {advice}"
         )
 
@@ -1122,8 +1137,9 @@ class EffectGuard:
         if found:
             self.hints.append(Finding(revision, path, tuple(found)))
 
-    def before_statement(self, connection: Any, dialect: str, statement: str, revision: str,
-                         path: str, *, reviewed: bool = False) -> None:
+    def before_statement(
+        self, connection: Any, dialect: str, statement: str, revision: str, path: str, *, reviewed: bool = False
+    ) -> None:
         """MySQL/MariaDB: refuse a statement that would lose data, before it runs.
 
         Those engines commit DDL at once, so :meth:`check` comes too late to
@@ -1187,15 +1203,18 @@ class EffectGuard:
 
     def _snapshot(self, connection: Any, dialect: str) -> Snapshot:
         # Each read starts from the last one: only the tables whose mark changed are read again.
-        self._latest = snapshot(connection, dialect, self.schema, version_table=self.version_table,
-                                previous=self._latest)
+        self._latest = snapshot(
+            connection, dialect, self.schema, version_table=self.version_table, previous=self._latest
+        )
         return self._latest
 
 
 def _allow_text(revision: str) -> str:
     """The exact setting that lets ``revision`` through, and nothing more."""
-    return (f"allow this revision alone: set ALLOW_DESTRUCTIVE={revision} (add it to the list if you "
-            "have one), or declare allow_destructive = True in its module once reviewed")
+    return (
+        f"allow this revision alone: set ALLOW_DESTRUCTIVE={revision} (add it to the list if you "
+        "have one), or declare allow_destructive = True in its module once reviewed"
+    )
 
 
 _SAVEPOINT = "migrate_init_guard"
@@ -1208,9 +1227,12 @@ def _deferred_triggers(connection: Any) -> str:
     By name, not ``ALL``: foreign keys keep their own timing, and the trigger a
     dry run arms in ``pg_temp`` against any commit (:mod:`preview`) stays deferred.
     """
-    rows = _rows(connection, "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.conname) FROM pg_constraint c "
-                             "JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 't' "
-                             "AND c.condeferrable AND left(n.nspname, 7) <> 'pg_temp' ORDER BY 1")
+    rows = _rows(
+        connection,
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.conname) FROM pg_constraint c "
+        "JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 't' "
+        "AND c.condeferrable AND left(n.nspname, 7) <> 'pg_temp' ORDER BY 1",
+    )
     return ", ".join(sorted({str(row[0]) for row in rows}))
 
 
@@ -1301,9 +1323,12 @@ def _charset_fits(connection: Any, live: Snapshot, predicted: Snapshot, loss: Lo
     if not _same_or_widened("mysql", old.type, new.type) or not re.fullmatch(r"\w+", old.charset + new.charset):
         return False
     column = "`" + loss.column.replace("`", "``") + "`"
-    changed = _rows(connection, f"SELECT COUNT(*) FROM {qualified(live, loss.table)} WHERE {column} IS NOT NULL AND "
-                                f"BINARY CONVERT(CONVERT({column} USING {new.charset}) USING {old.charset}) "
-                                f"<> BINARY {column}")[0][0]
+    changed = _rows(
+        connection,
+        f"SELECT COUNT(*) FROM {qualified(live, loss.table)} WHERE {column} IS NOT NULL AND "
+        f"BINARY CONVERT(CONVERT({column} USING {new.charset}) USING {old.charset}) "
+        f"<> BINARY {column}",
+    )[0][0]
     return int(changed) == 0
 
 
@@ -1377,9 +1402,15 @@ def judge(found: list[Loss], pre: dict[str, Any], post: dict[str, Any], family: 
             continue
         if loss.kind == "drop column":
             now_table = post.get(loss.table)
-            filled = [f"{loss.table}.{c} with {v[0]}" for c, v in now_table.columns.items()
-                      if v[0] >= count and c not in held.columns
-                      ] if now_table is not None else []
+            filled = (
+                [
+                    f"{loss.table}.{c} with {v[0]}"
+                    for c, v in now_table.columns.items()
+                    if v[0] >= count and c not in held.columns
+                ]
+                if now_table is not None
+                else []
+            )
             text = f"{count} non-NULL value(s)"
             if filled:
                 text += f" (this revision filled {', '.join(filled)} before dropping it)"
@@ -1392,4 +1423,3 @@ def judge(found: list[Loss], pre: dict[str, Any], post: dict[str, Any], family: 
             how = "a different set of values" if left == count else f"{left} after"
             lost.append(replace(loss, held=f"{count} non-NULL value(s) before, {how}"))
     return lost, hints
-

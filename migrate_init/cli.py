@@ -29,8 +29,15 @@ if TYPE_CHECKING:
 PROG = "migrate-init" if sys.argv and sys.argv[0].rsplit("/", 1)[-1] == "migrate-init" else "migrate.py"
 
 #: Listing outcomes -> exit codes (Summary outcomes are 0; failures are exceptions).
-_LISTING_CODES = {"ok": 0, "pending": 1, "drift": 1, "findings": 1, "unknown_revision": 6, "destructive": 8,
-                  "preview_refused": 1}
+_LISTING_CODES = {
+    "ok": 0,
+    "pending": 1,
+    "drift": 1,
+    "findings": 1,
+    "unknown_revision": 6,
+    "destructive": 8,
+    "preview_refused": 1,
+}
 
 #: verb -> (help, takes REV, prints a summary line)
 VERBS: dict[str, tuple[str, bool, bool]] = {
@@ -38,22 +45,33 @@ VERBS: dict[str, tuple[str, bool, bool]] = {
     "upgrade": ("upgrade to REV, with the same lock, guard and verification", True, True),
     "status": ("current revisions, heads, pending; exit 1 when pending", False, False),
     "current": ("the database's current revision(s)", False, False),
-    "history": ("what was applied, newest first (date, duration, kind, outcome, checksum), then what is pending; "
-                "--json; --graph for the scripts' graph only", False, False),
+    "history": (
+        "what was applied, newest first (date, duration, kind, outcome, checksum), then what is pending; "
+        "--json; --graph for the scripts' graph only",
+        False,
+        False,
+    ),
     "graph": ("the revision graph as Mermaid (or --format dot), current and pending revisions marked", False, False),
     "heads": ("the heads of the scripts (scripts only)", False, False),
     "wait": ("wait until another migrator brought the database to its target; never migrates", False, True),
     "verify": ("the integrity check alone, with row counts", False, True),
     "check": ("compare the database with the models, in words; exit 1 on drift", False, False),
-    "plan": ("pending migrations and the SQL they run, rolled back; changes nothing; exits as run would "
-             "(8: run would refuse)", False, False),
+    "plan": (
+        "pending migrations and the SQL they run, rolled back; changes nothing; exits as run would "
+        "(8: run would refuse)",
+        False,
+        False,
+    ),
     "lint": ("find destructive or non-idempotent migrations; exit 1 on findings", False, False),
     "stamp": ("adopt an existing database: verify it against MODELS, then record REV", True, True),
     "accept": ("record REV's edited (or removed) script as reviewed, so verify and runs stop naming it", True, True),
     "resolve": ("MySQL/MariaDB: forget that REV was interrupted, once its partial changes are undone", True, True),
     "manifest": ("write MIGRATIONS_DIR/.manifest.marshal for the fast path (image builds)", False, True),
-    "alembic": ("run the plain alembic CLI on MIGRATIONS_DIR and DATABASE_URL: migrate.py alembic ARGS...",
-                False, False),
+    "alembic": (
+        "run the plain alembic CLI on MIGRATIONS_DIR and DATABASE_URL: migrate.py alembic ARGS...",
+        False,
+        False,
+    ),
 }
 COMMANDS = (*VERBS, "help")
 
@@ -64,13 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Get the database ready before the application starts: wait for it, lock, run the "
-                    "layered Alembic upgrade (or the create_all fallback), verify, exit with a code that "
-                    "says what went wrong.",
+        "layered Alembic upgrade (or the create_all fallback), verify, exit with a code that "
+        "says what went wrong.",
         epilog="Configuration comes from the environment (DATABASE_URL, MIGRATIONS_DIR, MODELS, ...). Exit "
-               "codes: 0 ok, 1 migration failed, 2 configuration, 3 unreachable, 4 access denied, 5 lock "
-               "timeout, 6 unknown revision, 7 verification failed, 8 destructive refused, 9 dependency "
-               "install failed, 10 timeout, 11 read-only standby, 12 an applied revision was edited, "
-               "130/143 stopped by a signal. The repository's README and docs/ describe each variable.",
+        "codes: 0 ok, 1 migration failed, 2 configuration, 3 unreachable, 4 access denied, 5 lock "
+        "timeout, 6 unknown revision, 7 verification failed, 8 destructive refused, 9 dependency "
+        "install failed, 10 timeout, 11 read-only standby, 12 an applied revision was edited, "
+        "130/143 stopped by a signal. The repository's README and docs/ describe each variable.",
     )
     parser.add_argument("--version", action="version", version=f"migrate-init {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -79,8 +97,11 @@ def _parser() -> argparse.ArgumentParser:
         if takes_rev:
             verb.add_argument("revision", metavar="REV")
         if name == "plan":
-            verb.add_argument("--sql", metavar="FILE", help="also write the plan to FILE: SQL that sqlite3 or "
-                              "psql can run, every other line a comment")
+            verb.add_argument(
+                "--sql",
+                metavar="FILE",
+                help="also write the plan to FILE: SQL that sqlite3 or psql can run, every other line a comment",
+            )
         if name == "alembic":
             verb.add_argument("arguments", nargs=argparse.REMAINDER, metavar="ARGS")
         if name == "history":
@@ -117,16 +138,24 @@ def main(argv: list[str] | None = None) -> None:
         log_format, report_file = config_module.reporting()
         report.setup(log_format=log_format)
         report.stop_writing = lambda: watchdog.stopped
-        report.finish(report.Summary(command=command, outcome=exc.outcome, exit_code=exc.exit_code,
-                                     message=str(exc)), report_file)
+        report.finish(
+            report.Summary(command=command, outcome=exc.outcome, exit_code=exc.exit_code, message=str(exc)), report_file
+        )
         _exit(_honour(watchdog, exc.exit_code))
     report.setup(log_format=cfg.log_format, level=cfg.log_level, secrets=cfg.secrets)
     report.stop_writing = lambda: watchdog.stopped  # a stalled stderr never holds a stop back
-    watchdog.on_hard_exit = lambda stop, grace: report.finish(report.Summary(
-        command=command, database=cfg.database.safe, outcome=stop.outcome, exit_code=stop.exit_code,
-        message=f"{stop} The run did not end within {grace:g}s of it (a database server that no longer "
-                "answers cannot be cancelled), so the process ended itself. The server rolls back what "
-                "was not committed when it sees the connection gone; run again once it answers."), cfg.report_file)
+    watchdog.on_hard_exit = lambda stop, grace: report.finish(
+        report.Summary(
+            command=command,
+            database=cfg.database.safe,
+            outcome=stop.outcome,
+            exit_code=stop.exit_code,
+            message=f"{stop} The run did not end within {grace:g}s of it (a database server that no longer "
+            "answers cannot be cancelled), so the process ended itself. The server rolls back what "
+            "was not committed when it sees the connection gone; run again once it answers.",
+        ),
+        cfg.report_file,
+    )
     watchdog.heartbeat(cfg.heartbeat_interval)
     if command in ("plan", "stamp", "resolve", "accept"):
         bound_run(cfg, watchdog)
@@ -160,8 +189,13 @@ def main(argv: list[str] | None = None) -> None:
     except MigrateInitError as exc:
         summary = _failure(command, cfg, exc)
     except KeyboardInterrupt:
-        summary = report.Summary(command=command, database=cfg.database.safe, outcome="interrupted",
-                                 exit_code=130, message="Stopped by SIGINT.")
+        summary = report.Summary(
+            command=command,
+            database=cfg.database.safe,
+            outcome="interrupted",
+            exit_code=130,
+            message="Stopped by SIGINT.",
+        )
     except Exception as exc:  # an error no verb anticipated: still one summary and exit 1
         summary = _failure(command, cfg, _unexpected(exc, watchdog, cfg))
     finally:
@@ -205,11 +239,15 @@ def _dispatch(command: str, args: Any, cfg: Config, watchdog: Watchdog) -> Any:
         return run.run(cfg, watchdog, revision=revision)
     report.use_logging()  # the other verbs load Alembic, whose records go through our handler
     from . import commands
+
     table: dict[str, Callable[[], Any]] = {
         "status": lambda: commands.status(cfg, watchdog),
         "current": lambda: commands.current(cfg, watchdog),
-        "history": lambda: (commands.history(cfg, "history") if getattr(args, "graph", False) else
-                            commands.history_of(cfg, watchdog, as_json=getattr(args, "json", False))),
+        "history": lambda: (
+            commands.history(cfg, "history")
+            if getattr(args, "graph", False)
+            else commands.history_of(cfg, watchdog, as_json=getattr(args, "json", False))
+        ),
         "graph": lambda: commands.graph(cfg, watchdog, getattr(args, "format", "mermaid")),
         "accept": lambda: commands.accept(cfg, watchdog, str(revision)),
         "heads": lambda: commands.history(cfg, "heads"),
@@ -261,20 +299,28 @@ def _unexpected(exc: BaseException, watchdog: Watchdog, cfg: Config) -> MigrateI
     kind = classify(exc)
     if kind == "corrupt":
         where = cfg.database.sqlite_path or cfg.database.safe
-        return CorruptDatabase(f"The database {where} is damaged ({first_line(exc)}); it was left as it is. "
-                               "Restore it from a backup (BACKUP_DIR), or check it with PRAGMA integrity_check.")
+        return CorruptDatabase(
+            f"The database {where} is damaged ({first_line(exc)}); it was left as it is. "
+            "Restore it from a backup (BACKUP_DIR), or check it with PRAGMA integrity_check."
+        )
     # A connection that code we do not own opened (`migrate.py alembic`, a user's env.py) is read
     # like ours: a refused password is exit 4 there too, a server that is not there exit 3 (issue 24).
     if kind == "access":
-        return AccessDenied(f"The database at {cfg.database.safe} refused access: {first_line(exc)}. Check the user "
-                            "and password in DATABASE_URL (or DATABASE_PASSWORD / their _FILE variants) and the "
-                            "database's grants.")
+        return AccessDenied(
+            f"The database at {cfg.database.safe} refused access: {first_line(exc)}. Check the user "
+            "and password in DATABASE_URL (or DATABASE_PASSWORD / their _FILE variants) and the "
+            "database's grants."
+        )
     if kind in ("unreachable", "missing_database"):
         error = DatabaseMissing if kind == "missing_database" else DatabaseUnreachable
-        return error(f"The database at {cfg.database.safe} did not answer: {first_line(exc)}. Check the host, "
-                     "port and database name in DATABASE_URL, and that the server is up.")
-    return MigrateInitError(f"Unexpected {type(exc).__name__}: {first_line(exc)}. Nothing more was attempted; run "
-                            "with LOG_LEVEL=DEBUG for the traceback and report it if it looks like a bug.")
+        return error(
+            f"The database at {cfg.database.safe} did not answer: {first_line(exc)}. Check the host, "
+            "port and database name in DATABASE_URL, and that the server is up."
+        )
+    return MigrateInitError(
+        f"Unexpected {type(exc).__name__}: {first_line(exc)}. Nothing more was attempted; run "
+        "with LOG_LEVEL=DEBUG for the traceback and report it if it looks like a bug."
+    )
 
 
 def _exited(exc: SystemExit, watchdog: Watchdog) -> MigrateInitError:
@@ -290,7 +336,8 @@ def _exited(exc: SystemExit, watchdog: Watchdog) -> MigrateInitError:
     error = ScriptError(
         f"{where or 'env.py, a migration script or MODELS'} called sys.exit() while {watchdog.phase}: {said}. "
         "migrate-init stopped there; fix what it asks for (often an environment variable the app's env.py "
-        "needs) and run again.")
+        "needs) and run again."
+    )
     summary = getattr(exc, "summary", None)
     if summary is not None:
         error.summary = summary  # type: ignore[attr-defined]  # what the run did before it
@@ -305,8 +352,7 @@ def _caller_of(exc: BaseException) -> str | None:
     package = os.path.dirname(os.path.abspath(__file__))
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if not filename.startswith(("<", package, os.path.dirname(os.__file__))) and \
-                "site-packages" not in filename:
+        if not filename.startswith(("<", package, os.path.dirname(os.__file__))) and "site-packages" not in filename:
             found = f"{filename}:{tb.tb_lineno}"
         tb = tb.tb_next
     return found

@@ -49,8 +49,13 @@ class Listing:
 
 def _reader(cfg: Config, watchdog: Watchdog, *, missing_is_transient: bool = False) -> Any:
     watchdog.phase = "waiting for the database"
-    return wait.connect(cfg.database, timeout=cfg.db_wait_timeout, read_only=True, watchdog=watchdog,
-                        missing_is_transient=missing_is_transient)
+    return wait.connect(
+        cfg.database,
+        timeout=cfg.db_wait_timeout,
+        read_only=True,
+        watchdog=watchdog,
+        missing_is_transient=missing_is_transient,
+    )
 
 
 def status(cfg: Config, watchdog: Watchdog) -> Listing:
@@ -64,13 +69,17 @@ def status(cfg: Config, watchdog: Watchdog) -> Listing:
         f"database: {cfg.database.safe}",
         f"current:  {revs(state.current)}",
         f"heads:    {revs(state.heads)}",
-        f"target:   {cfg.migration_target}" if state.target_exists else
-        f"target:   every head (MIGRATION_TARGET={cfg.migration_target} is not in these scripts)"
-        if cfg.migration_target_set else "target:   every head",
+        f"target:   {cfg.migration_target}"
+        if state.target_exists
+        else f"target:   every head (MIGRATION_TARGET={cfg.migration_target} is not in these scripts)"
+        if cfg.migration_target_set
+        else "target:   every head",
     ]
     if standing.interrupted:
-        lines.append(f"interrupted: {', '.join(standing.interrupted)} (began on an earlier run and "
-                     "never finished; MySQL/MariaDB keep what it applied: see `migrate.py resolve`)")
+        lines.append(
+            f"interrupted: {', '.join(standing.interrupted)} (began on an earlier run and "
+            "never finished; MySQL/MariaDB keep what it applied: see `migrate.py resolve`)"
+        )
     foreign = [r for r in standing.snapshot.in_progress or () if r not in standing.interrupted]
     if foreign:
         lines.append(f"interrupted: {', '.join(foreign)} (not in these scripts: left to the image that has it)")
@@ -113,8 +122,10 @@ def verify(cfg: Config, watchdog: Watchdog) -> report.Summary:
             raise EditedRevision(describe_edits(cfg, standing.edited, standing.vanished))
     summary.outcome = "verified"
     if cfg.models is None:
-        summary.message = (f"The database is at the heads {revs(summary.to_revisions)}; MODELS is not set, so "
-                           "tables and columns were not checked.")
+        summary.message = (
+            f"The database is at the heads {revs(summary.to_revisions)}; MODELS is not set, so "
+            "tables and columns were not checked."
+        )
     else:
         summary.message = f"Every table and column of MODELS exists (revision {revs(summary.to_revisions)})."
     return summary
@@ -142,26 +153,41 @@ def wait_for_target(cfg: Config, watchdog: Watchdog) -> report.Summary:
                 return standing
             if not announced:
                 behind = len([r for r in expected.heads if r not in standing.current]) or 1
-                report.event("wait_target", f"Waiting for another migrator: the database is at "
-                             f"{revs(standing.current)}, not {revs(expected.heads)}, for up to {budget:g}s "
-                             "(LOCK_TIMEOUT + MIGRATION_TIMEOUT).", pending=behind)
+                report.event(
+                    "wait_target",
+                    f"Waiting for another migrator: the database is at "
+                    f"{revs(standing.current)}, not {revs(expected.heads)}, for up to {budget:g}s "
+                    "(LOCK_TIMEOUT + MIGRATION_TIMEOUT).",
+                    pending=behind,
+                )
                 announced.append(True)
             return None
 
         def timed_out() -> BaseException:
             holder = _holder(cfg, expected)
             if holder is not None:
-                return LockTimeout(f"The database is still not at its target after {budget:g}s (LOCK_TIMEOUT + "
-                                   f"MIGRATION_TIMEOUT); a migrator holds the lock: {holder}.")
-            return MigrationTimeout(f"The database is still not at its target after {budget:g}s (LOCK_TIMEOUT + "
-                                    "MIGRATION_TIMEOUT) and no migrator holds the lock. Is the migration Job "
-                                    "running?")
+                return LockTimeout(
+                    f"The database is still not at its target after {budget:g}s (LOCK_TIMEOUT + "
+                    f"MIGRATION_TIMEOUT); a migrator holds the lock: {holder}."
+                )
+            return MigrationTimeout(
+                f"The database is still not at its target after {budget:g}s (LOCK_TIMEOUT + "
+                "MIGRATION_TIMEOUT) and no migrator holds the lock. Is the migration Job "
+                "running?"
+            )
 
-        standing = retry.poll(attempt, deadline=deadline, backoff=retry.Backoff(initial=0.2, maximum=2.0),
-                              checkpoint=watchdog.checkpoint, on_timeout=timed_out)
+        standing = retry.poll(
+            attempt,
+            deadline=deadline,
+            backoff=retry.Backoff(initial=0.2, maximum=2.0),
+            checkpoint=watchdog.checkpoint,
+            on_timeout=timed_out,
+        )
         if standing.unknown:
-            raise UnknownRevision(f"The database is at revision {revs(standing.unknown)}, which these "
-                                  "migration scripts do not know. Deploy the image that has that revision.")
+            raise UnknownRevision(
+                f"The database is at revision {revs(standing.unknown)}, which these "
+                "migration scripts do not know. Deploy the image that has that revision."
+            )
         return at_target(summary, reader, expected, standing, after="the check", command="wait")
 
 
@@ -188,13 +214,13 @@ def _holder(cfg: Config, expected: Any) -> str | None:
 def check(cfg: Config, watchdog: Watchdog) -> Listing:
     """Compare the database with the models (Alembic's compare_metadata), in words.  Read-only."""
     if cfg.models is None:
-        raise ConfigError("check needs MODELS (module:attribute of your MetaData or Base) for this "
-                          "MIGRATIONS_DIR.")
+        raise ConfigError("check needs MODELS (module:attribute of your MetaData or Base) for this MIGRATIONS_DIR.")
     loaded = Loaded(cfg)
     assert loaded.metadata is not None  # MODELS is set
     _reader(cfg, watchdog).close()  # waits for the database, and a missing SQLite file is exit 3
-    engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, read_only=True,
-                                       checkpoint=watchdog.checkpoint)
+    engine = loaded.glue.create_engine(
+        cfg.database, busy_timeout=cfg.lock_timeout, read_only=True, checkpoint=watchdog.checkpoint
+    )
     watchdog.track_sqlalchemy()
     try:
         with engine.connect() as connection:
@@ -221,8 +247,10 @@ def plan(cfg: Config, watchdog: Watchdog, sql_file: str | None = None) -> Listin
         standing = standing_of(reader, expected)
         state = glue.state(loaded.script, standing.current, cfg.migration_target)
         if state.unknown:
-            raise UnknownRevision(f"The database is at revision {revs(state.unknown)}, unknown to these "
-                                  "scripts; there is nothing to plan.")
+            raise UnknownRevision(
+                f"The database is at revision {revs(state.unknown)}, unknown to these "
+                "scripts; there is nothing to plan."
+            )
         # Every line that is not SQL is an SQL comment: `plan > plan.sql` and `plan --sql FILE` give a
         # file that sqlite3 or psql can run (issue 24).
         lines = [f"-- database: {cfg.database.safe}", f"-- current:  {revs(state.current)}"]
@@ -233,8 +261,9 @@ def plan(cfg: Config, watchdog: Watchdog, sql_file: str | None = None) -> Listin
             return _planned(_plan_without_running(lines, loaded.script, state).lines, sql_file)
         destinations = [cfg.migration_target, "heads"] if state.target_exists else ["heads"]
         effects = effect_guard(cfg, expected.version_table, loaded.script, record=True)
-        progress = glue.Progress(loaded.script, len(state.pending), guard=effects, dry_run=True,
-                                 checkpoint=watchdog.checkpoint)
+        progress = glue.Progress(
+            loaded.script, len(state.pending), guard=effects, dry_run=True, checkpoint=watchdog.checkpoint
+        )
         watchdog.phase = "waiting for the migration lock"
         with migration_lock(cfg, expected, watchdog):
             engine = glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint)
@@ -242,8 +271,9 @@ def plan(cfg: Config, watchdog: Watchdog, sql_file: str | None = None) -> Listin
             watchdog.phase = "planning (a dry run, rolled back)"
             unpreviewed: PreviewRefused | None = None
             try:
-                glue.dry_run(loaded.config, loaded.script, engine, destinations, progress,
-                             prepare=_ddl_lock_timeout(cfg))
+                glue.dry_run(
+                    loaded.config, loaded.script, engine, destinations, progress, prepare=_ddl_lock_timeout(cfg)
+                )
             except PreviewRefused as exc:
                 # Stopped before it could commit (issue 25 N1): the plan up to there, and why.
                 unpreviewed = exc
@@ -255,8 +285,10 @@ def plan(cfg: Config, watchdog: Watchdog, sql_file: str | None = None) -> Listin
     if not state.current:
         # Alembic creates its version table before the first migration, outside any step.
         table = expected.version_table
-        lines.append(f"CREATE TABLE IF NOT EXISTS {table} (version_num VARCHAR(32) NOT NULL, "
-                     f"CONSTRAINT {table}_pkc PRIMARY KEY (version_num));")
+        lines.append(
+            f"CREATE TABLE IF NOT EXISTS {table} (version_num VARCHAR(32) NOT NULL, "
+            f"CONSTRAINT {table}_pkc PRIMARY KEY (version_num));"
+        )
     refused: list[str] = []
     for index, step in enumerate(steps, 1):
         lines.append(f"\n-- [{index}/{len(steps)}] {step.revision} ({step.doc or ''})  {step.path}")
@@ -269,14 +301,25 @@ def plan(cfg: Config, watchdog: Watchdog, sql_file: str | None = None) -> Listin
             # the guard does not judge (a TRUNCATE of rows), never at a drop it judged.
             found = guard.classify(statement)
             hint = not losses and found and found[0] == "truncate"
-            lines.append(_runnable(statement) + ("  -- ROWS DELETED? (a text rule; the guard judges the schema)"
-                                                 if hint else ""))
+            lines.append(
+                _runnable(statement) + ("  -- ROWS DELETED? (a text rule; the guard judges the schema)" if hint else "")
+            )
         allowed = effects.allowed(step.revision, glue.reviewed(step))
-        lines.extend(f"-- DESTRUCTIVE: {loss.describe()}; "
-                     + ("allowed by ALLOW_DESTRUCTIVE or its module" if allowed
-                        else f"refused unless ALLOW_DESTRUCTIVE={step.revision}") for loss in losses)
-        lines.extend(f"-- NOTE: {loss.describe()} (no value lost; code still running may break)"
-                     for f in effects.hints if f.revision == step.revision for loss in f.losses)
+        lines.extend(
+            f"-- DESTRUCTIVE: {loss.describe()}; "
+            + (
+                "allowed by ALLOW_DESTRUCTIVE or its module"
+                if allowed
+                else f"refused unless ALLOW_DESTRUCTIVE={step.revision}"
+            )
+            for loss in losses
+        )
+        lines.extend(
+            f"-- NOTE: {loss.describe()} (no value lost; code still running may break)"
+            for f in effects.hints
+            if f.revision == step.revision
+            for loss in f.losses
+        )
         if losses and not allowed:
             refused.append(step.revision)
     # What env.py ran on the connection outside any migration is judged too (issue 25 N11).
@@ -308,8 +351,9 @@ def _planned(lines: list[str], sql_file: str | None, outcome: str = "ok") -> Lis
             with open(sql_file, "w", encoding="utf-8") as out:
                 out.write("\n".join(lines) + "\n")
         except OSError as exc:
-            raise ConfigError(f"plan --sql {sql_file}: cannot write it ({exc.strerror}). Name a file in a "
-                              "writable folder.") from None
+            raise ConfigError(
+                f"plan --sql {sql_file}: cannot write it ({exc.strerror}). Name a file in a writable folder."
+            ) from None
     return Listing(lines, outcome)
 
 
@@ -357,10 +401,12 @@ def _literal(value: Any) -> str:
 def _plan_without_running(lines: list[str], script: Any, state: Any) -> Listing:
     """MySQL/MariaDB: the pending migrations, not run: DDL there commits at once, so no dry run can be undone."""
     pending = list(state.pending)
-    lines.append(f"-- pending:  {len(pending)} migration(s), not run: MySQL/MariaDB commit each DDL statement at "
-                 "once, so plan cannot run them in a transaction and roll it back. `run` judges each "
-                 "statement before it runs (the destructive guard); `migrate.py lint` shows the SQL of the "
-                 "chain as it runs on a throw-away SQLite file.")
+    lines.append(
+        f"-- pending:  {len(pending)} migration(s), not run: MySQL/MariaDB commit each DDL statement at "
+        "once, so plan cannot run them in a transaction and roll it back. `run` judges each "
+        "statement before it runs (the destructive guard); `migrate.py lint` shows the SQL of the "
+        "chain as it runs on a throw-away SQLite file."
+    )
     for index, revision in enumerate(pending, 1):
         found = script.get_revision(revision)
         lines.append(f"-- [{index}/{len(pending)}] {revision} ({found.doc or ''})  {found.path}")
@@ -371,14 +417,18 @@ def _ddl_lock_timeout(cfg: Config) -> Any:
     def prepare(connection: Any) -> None:
         if connection.dialect.name == "postgresql" and cfg.ddl_lock_timeout > 0:
             connection.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(cfg.ddl_lock_timeout * 1000))}")
+
     return prepare
 
 
 def lint(cfg: Config, watchdog: Watchdog) -> Listing:
     """Destructive and non-idempotent patterns in the scripts and the SQL they send.  Changes nothing."""
     loaded = Loaded(cfg)
-    findings = [finding for folder in manifest.version_dirs(loaded.script)  # every version location
-                for finding in lint_module.scan_sources(Path(folder))]
+    findings = [
+        finding
+        for folder in manifest.version_dirs(loaded.script)  # every version location
+        for finding in lint_module.scan_sources(Path(folder))
+    ]
     sql_findings, steps, where = lint_module.scan_sql(loaded, cfg)
     findings += sql_findings
     lines = [f"SQL pass: the whole chain from an empty database on {where}."]
@@ -397,8 +447,10 @@ def lint(cfg: Config, watchdog: Watchdog) -> Listing:
     counted = ", ".join(f"{sum(f.severity == s for f in findings)} {s}(s)" for s in lint_module.SEVERITIES)
     errors = any(f.severity == "error" for f in findings)
     # Only errors fail lint (exit 1): what run would refuse or fail on (issue 24).
-    lines.append(f"{len(findings)} finding(s) in {cfg.migrations_dir}: {counted}"
-                 + ("." if errors else "; no error, so lint passes."))
+    lines.append(
+        f"{len(findings)} finding(s) in {cfg.migrations_dir}: {counted}"
+        + ("." if errors else "; no error, so lint passes.")
+    )
     return Listing(lines, "findings" if errors else "ok")
 
 
@@ -410,15 +462,19 @@ def stamp(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
     written (Flyway's ``baseline``, Alembic's ``stamp``).
     """
     if cfg.models is None:
-        raise ConfigError("stamp needs MODELS (module:attribute of your MetaData or Base) to check the "
-                          "database before it records a revision.")
+        raise ConfigError(
+            "stamp needs MODELS (module:attribute of your MetaData or Base) to check the "
+            "database before it records a revision."
+        )
     summary = report.Summary(command="stamp", database=cfg.database.safe)
     loaded = Loaded(cfg)
     glue = loaded.glue
     found = glue.lookup(loaded.script, revision)
     if (found is None or revision in ("head", "heads")) and revision not in ("head", "heads"):
-        raise ConfigError(f"stamp {revision}: no such revision in {cfg.migrations_dir}. Run "
-                          "`migrate.py history --graph` to list them.")
+        raise ConfigError(
+            f"stamp {revision}: no such revision in {cfg.migrations_dir}. Run "
+            "`migrate.py history --graph` to list them."
+        )
     expected = loaded.expected()
     with _reader(cfg, watchdog) as reader, migration_lock(cfg, expected, watchdog, reader=reader):
         standing = standing_of(reader, expected)
@@ -449,14 +505,21 @@ def stamp(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
             with engine.begin() as connection:
                 for stamped in applied_revisions(loaded.script, standing.current):
                     if stamped not in before:
-                        recorder.write(connection, stamped, "stamped", detail=f"migrate.py stamp {revision}: "
-                                       "recorded without running, after the database matched MODELS.")
+                        recorder.write(
+                            connection,
+                            stamped,
+                            "stamped",
+                            detail=f"migrate.py stamp {revision}: "
+                            "recorded without running, after the database matched MODELS.",
+                        )
         finally:
             engine.dispose()
         summary.to_revisions = list(standing.current)
     summary.outcome = "stamped"
-    summary.message = (f"Stamped {revs(summary.from_revisions)} -> {revs(summary.to_revisions)}: the database "
-                       "matched MODELS; no migration was run.")
+    summary.message = (
+        f"Stamped {revs(summary.from_revisions)} -> {revs(summary.to_revisions)}: the database "
+        "matched MODELS; no migration was run."
+    )
     return summary
 
 
@@ -467,31 +530,40 @@ def resolve(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
     migration left behind (see :mod:`migrate_init.progress`).
     """
     if cfg.database.backend != "mysql":
-        raise ConfigError(f"resolve {revision}: only MySQL/MariaDB record interrupted migrations. "
-                          f"{cfg.database.backend} rolls an interrupted migration back whole, so there "
-                          "is nothing to resolve.")
+        raise ConfigError(
+            f"resolve {revision}: only MySQL/MariaDB record interrupted migrations. "
+            f"{cfg.database.backend} rolls an interrupted migration back whole, so there "
+            "is nothing to resolve."
+        )
     from . import progress
 
     with _recording(cfg, watchdog, "resolve") as (summary, loaded, standing):
         recorded = standing.snapshot.in_progress or ()
         if revision not in recorded:
-            raise ConfigError(f"resolve {revision}: no interrupted migration {revision} is recorded in "
-                              f"{cfg.database.safe} (recorded: {', '.join(recorded) or 'none'}).")
-        engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout,
-                                           checkpoint=watchdog.checkpoint)
+            raise ConfigError(
+                f"resolve {revision}: no interrupted migration {revision} is recorded in "
+                f"{cfg.database.safe} (recorded: {', '.join(recorded) or 'none'})."
+            )
+        engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint)
         try:
             with engine.connect() as connection:
                 progress.resolve(connection, revision)
             from .history import Recorder
 
             Recorder(cfg, loaded.checksums).best_effort(
-                engine, revision, "resolved", outcome="ok", detail="migrate.py resolve: no longer recorded as "
-                "interrupted; the next run applies it from its start.")
+                engine,
+                revision,
+                "resolved",
+                outcome="ok",
+                detail="migrate.py resolve: no longer recorded as interrupted; the next run applies it from its start.",
+            )
         finally:
             engine.dispose()
     summary.outcome = "resolved"
-    summary.message = (f"Resolved {revision}: it is no longer recorded as interrupted; the next run applies "
-                       f"it from its start (the database is at {revs(summary.to_revisions)}).")
+    summary.message = (
+        f"Resolved {revision}: it is no longer recorded as interrupted; the next run applies "
+        f"it from its start (the database is at {revs(summary.to_revisions)})."
+    )
     return summary
 
 
@@ -530,11 +602,20 @@ def history_of(cfg: Config, watchdog: Watchdog, *, as_json: bool) -> Listing:
         standing = standing_of(reader, expected)
         rows = history.read(reader, standing.snapshot)
     state = loaded.glue.state(loaded.script, standing.current, cfg.migration_target, expected.version_table)
-    return Listing(history.listing(
-        cfg.database.safe, rows, scripts=expected.checksums, revisions=expected.revisions,
-        pending=list(state.pending), edited=standing.edited, vanished=standing.vanished,
-        interrupted=tuple(standing.snapshot.in_progress or ()),
-        describe=lambda rev: loaded.glue.describe(loaded.script, rev), as_json=as_json))
+    return Listing(
+        history.listing(
+            cfg.database.safe,
+            rows,
+            scripts=expected.checksums,
+            revisions=expected.revisions,
+            pending=list(state.pending),
+            edited=standing.edited,
+            vanished=standing.vanished,
+            interrupted=tuple(standing.snapshot.in_progress or ()),
+            describe=lambda rev: loaded.glue.describe(loaded.script, rev),
+            as_json=as_json,
+        )
+    )
 
 
 def graph(cfg: Config, watchdog: Watchdog, fmt: str) -> Listing:
@@ -566,40 +647,55 @@ def accept(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
         expected = loaded.expected()
         recorded = (standing.snapshot.checksums or {}).get(revision)
         if recorded is None:
-            raise ConfigError(f"accept {revision}: {cfg.database.safe} has no checksum recorded for {revision} "
-                              "(it was not applied by migrate-init, or not at all). `migrate.py history` lists "
-                              "what was.")
-        now = expected.checksums.get(revision, history.REMOVED) if revision in expected.revisions \
-            else history.REMOVED
+            raise ConfigError(
+                f"accept {revision}: {cfg.database.safe} has no checksum recorded for {revision} "
+                "(it was not applied by migrate-init, or not at all). `migrate.py history` lists "
+                "what was."
+            )
+        now = expected.checksums.get(revision, history.REMOVED) if revision in expected.revisions else history.REMOVED
         if now == recorded:
             summary.outcome = "accepted"
             summary.message = f"Nothing to accept: {revision}'s script matches the checksum recorded for it."
             return summary
-        engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout,
-                                           checkpoint=watchdog.checkpoint)
+        engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint)
         try:
             with engine.begin() as connection:
                 gone = now == history.REMOVED
                 history.Recorder(cfg, expected.checksums).write(
-                    connection, revision, "accepted", checksum=now,
-                    detail=(f"migrate.py accept: the script is gone from {cfg.migrations_dir}/versions; "
-                            "accepted after a review." if gone else
-                            f"migrate.py accept: checksum {history.short_sum(recorded)} -> "
-                            f"{history.short_sum(now)}, accepted after a review."))
+                    connection,
+                    revision,
+                    "accepted",
+                    checksum=now,
+                    detail=(
+                        f"migrate.py accept: the script is gone from {cfg.migrations_dir}/versions; "
+                        "accepted after a review."
+                        if gone
+                        else f"migrate.py accept: checksum {history.short_sum(recorded)} -> "
+                        f"{history.short_sum(now)}, accepted after a review."
+                    ),
+                )
         finally:
             engine.dispose()
     summary.outcome = "accepted"
-    summary.message = (f"Accepted {revision}: its script as it is now is recorded in {history.TABLE}; verify and "
-                       "the next runs no longer name it. The database was not changed otherwise.")
+    summary.message = (
+        f"Accepted {revision}: its script as it is now is recorded in {history.TABLE}; verify and "
+        "the next runs no longer name it. The database was not changed otherwise."
+    )
     return summary
 
 
 def write_manifest(cfg: Config) -> report.Summary:
     """``manifest``: reads the scripts and models, writes ``MIGRATIONS_DIR/.manifest.marshal``; no database."""
     loaded = Loaded(cfg)
-    data = manifest.build(loaded.script, loaded.metadata, models=cfg.models, version_table=loaded.version_table,
-                          migrations_dir=cfg.migrations_dir, files=loaded.files,
-                          checksums=loaded.checksums)
+    data = manifest.build(
+        loaded.script,
+        loaded.metadata,
+        models=cfg.models,
+        version_table=loaded.version_table,
+        migrations_dir=cfg.migrations_dir,
+        files=loaded.files,
+        checksums=loaded.checksums,
+    )
     path = manifest.baked_path(cfg.migrations_dir)
     manifest.write(path, data, required=True)
     summary = report.Summary(command="manifest", database=cfg.database.safe)
@@ -627,15 +723,21 @@ def alembic(cfg: Config, watchdog: Watchdog, arguments: list[str]) -> Listing:
     except SystemExit as exc:  # --help, --version (0), or arguments Alembic refused (2; its usage is above)
         if not exc.code:
             return Listing([])
-        raise ConfigError(f"migrate.py alembic {' '.join(arguments)}: Alembic's command line refused these "
-                          "arguments (its message is above). Run `migrate.py alembic --help`.") from None
+        raise ConfigError(
+            f"migrate.py alembic {' '.join(arguments)}: Alembic's command line refused these "
+            "arguments (its message is above). Run `migrate.py alembic --help`."
+        ) from None
     if not hasattr(options, "cmd"):
-        raise ConfigError("migrate.py alembic: name an Alembic command, e.g. `migrate.py alembic current` "
-                          "(`migrate.py alembic --help` lists them).")
+        raise ConfigError(
+            "migrate.py alembic: name an Alembic command, e.g. `migrate.py alembic current` "
+            "(`migrate.py alembic --help` lists them)."
+        )
     if options.config or options.name != "alembic":
-        raise ConfigError("migrate.py alembic: -c/--config and -n/--name are not taken: migrate-init gives Alembic "
-                          "the alembic.ini of MIGRATIONS_DIR (or one level up) and DATABASE_URL. Set "
-                          "MIGRATIONS_DIR instead, or run the plain `alembic` CLI.")
+        raise ConfigError(
+            "migrate.py alembic: -c/--config and -n/--name are not taken: migrate-init gives Alembic "
+            "the alembic.ini of MIGRATIONS_DIR (or one level up) and DATABASE_URL. Set "
+            "MIGRATIONS_DIR instead, or run the plain `alembic` CLI."
+        )
     loaded = Loaded(cfg)
     config = loaded.config
     # Alembic's own Config carries the parsed options: -x for context.get_x_argument(), -q for its messages.

@@ -40,6 +40,8 @@ INSTALLED = not os.path.isfile(os.path.join(HOME, "migrate.py"))
 def _home() -> str:
     """Where the default migrations/ and data/ folders are: HOME, or the current folder when installed."""
     return os.getcwd() if INSTALLED else HOME
+
+
 SHIPPED_MODELS = "models:Base"
 DEFAULT_TARGET = "merge_heads_final"
 
@@ -59,13 +61,42 @@ _REPORT_OFF = ("-", "none", "off")
 
 #: Config's fields, in the order of its constructor, its repr and its equality.
 _FIELDS = (
-    "database_url", "database", "data_dir", "enable_auto_migration", "migration_timeout",
-    "enable_fallback_create", "migration_target", "migration_target_set", "migrations_dir", "models",
-    "db_wait_timeout", "lock_timeout", "ddl_lock_timeout", "ddl_lock_retries", "sqlite_allow_network_fs",
-    "log_level", "log_format", "report_file", "extra_pip_packages", "pip_requirements", "deps_target",
-    "pip_find_links", "pip_no_index", "allow_destructive", "allow_destructive_revisions", "backup_dir", "backup_keep",
-    "seed_dir", "repair_missing_columns", "fast_path", "empty_database", "baseline_on_migrate", "on_edited_revision",
-    "image_revision", "secrets", "heartbeat_interval",
+    "database_url",
+    "database",
+    "data_dir",
+    "enable_auto_migration",
+    "migration_timeout",
+    "enable_fallback_create",
+    "migration_target",
+    "migration_target_set",
+    "migrations_dir",
+    "models",
+    "db_wait_timeout",
+    "lock_timeout",
+    "ddl_lock_timeout",
+    "ddl_lock_retries",
+    "sqlite_allow_network_fs",
+    "log_level",
+    "log_format",
+    "report_file",
+    "extra_pip_packages",
+    "pip_requirements",
+    "deps_target",
+    "pip_find_links",
+    "pip_no_index",
+    "allow_destructive",
+    "allow_destructive_revisions",
+    "backup_dir",
+    "backup_keep",
+    "seed_dir",
+    "repair_missing_columns",
+    "fast_path",
+    "empty_database",
+    "baseline_on_migrate",
+    "on_edited_revision",
+    "image_revision",
+    "secrets",
+    "heartbeat_interval",
 )
 
 
@@ -131,20 +162,43 @@ class Config:
     heartbeat_interval: float
 
     def __init__(
-        self, database_url: str, database: Url, data_dir: str, enable_auto_migration: bool = True,
-        migration_timeout: float = 600.0, enable_fallback_create: bool = True,
-        migration_target: str = DEFAULT_TARGET, migration_target_set: bool = False,
-        migrations_dir: str = SHIPPED_MIGRATIONS, models: str | None = SHIPPED_MODELS,
-        db_wait_timeout: float = 60.0, lock_timeout: float = 660.0, ddl_lock_timeout: float = 5.0,
-        ddl_lock_retries: int = 5, sqlite_allow_network_fs: bool = False, log_level: str = "INFO",
-        log_format: str = "text", report_file: str | None = None, extra_pip_packages: tuple[str, ...] = (),
-        pip_requirements: str | None = None, deps_target: str | None = None,
-        pip_find_links: str | None = None, pip_no_index: bool = False, allow_destructive: bool = False,
+        self,
+        database_url: str,
+        database: Url,
+        data_dir: str,
+        enable_auto_migration: bool = True,
+        migration_timeout: float = 600.0,
+        enable_fallback_create: bool = True,
+        migration_target: str = DEFAULT_TARGET,
+        migration_target_set: bool = False,
+        migrations_dir: str = SHIPPED_MIGRATIONS,
+        models: str | None = SHIPPED_MODELS,
+        db_wait_timeout: float = 60.0,
+        lock_timeout: float = 660.0,
+        ddl_lock_timeout: float = 5.0,
+        ddl_lock_retries: int = 5,
+        sqlite_allow_network_fs: bool = False,
+        log_level: str = "INFO",
+        log_format: str = "text",
+        report_file: str | None = None,
+        extra_pip_packages: tuple[str, ...] = (),
+        pip_requirements: str | None = None,
+        deps_target: str | None = None,
+        pip_find_links: str | None = None,
+        pip_no_index: bool = False,
+        allow_destructive: bool = False,
         allow_destructive_revisions: tuple[str, ...] = (),
-        backup_dir: str | None = None, backup_keep: int = 3, seed_dir: str = "/docker-entrypoint-initdb.d",
-        repair_missing_columns: bool = False, fast_path: bool = True, empty_database: str = "replay",
-        baseline_on_migrate: str | None = None, on_edited_revision: str = "warn",
-        image_revision: str | None = None, secrets: tuple[str, ...] = (), heartbeat_interval: float = 5.0,
+        backup_dir: str | None = None,
+        backup_keep: int = 3,
+        seed_dir: str = "/docker-entrypoint-initdb.d",
+        repair_missing_columns: bool = False,
+        fast_path: bool = True,
+        empty_database: str = "replay",
+        baseline_on_migrate: str | None = None,
+        on_edited_revision: str = "warn",
+        image_revision: str | None = None,
+        secrets: tuple[str, ...] = (),
+        heartbeat_interval: float = 5.0,
     ) -> None:
         values = locals()
         for name in _FIELDS:
@@ -200,9 +254,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(f"LOG_FORMAT={log_format!r} is not 'text' or 'json'.")
     log_level = (env.get("LOG_LEVEL") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ConfigError(
-            f"LOG_LEVEL={log_level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL."
-        )
+        raise ConfigError(f"LOG_LEVEL={log_level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL.")
 
     on_edited_revision = (env.get("ON_EDITED_REVISION") or "warn").lower()
     if on_edited_revision not in ("warn", "fail"):
@@ -231,8 +283,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         models=models,
         db_wait_timeout=env.seconds("DB_WAIT_TIMEOUT", 60.0),
         lock_timeout=env.seconds("LOCK_TIMEOUT", 660.0),
-        ddl_lock_timeout=env.seconds("DDL_LOCK_TIMEOUT", 5.0, zero="no limit",
-                                     minimum=_MIN_DDL_LOCK_TIMEOUT),
+        ddl_lock_timeout=env.seconds("DDL_LOCK_TIMEOUT", 5.0, zero="no limit", minimum=_MIN_DDL_LOCK_TIMEOUT),
         ddl_lock_retries=env.count("DDL_LOCK_RETRIES", 5),
         sqlite_allow_network_fs=env.boolean("SQLITE_ALLOW_NETWORK_FS", False),
         log_level=log_level,
@@ -354,9 +405,11 @@ def _empty_database(value: str | None, models: str | None) -> str:
     value = value.strip()
     if value.lower() == "models":
         if models is None:
-            raise ConfigError("EMPTY_DATABASE=models builds an empty database from MODELS, and MODELS is not "
-                              "set: set MODELS (module:attribute of your MetaData or Base), or unset "
-                              "EMPTY_DATABASE to replay the migrations.")
+            raise ConfigError(
+                "EMPTY_DATABASE=models builds an empty database from MODELS, and MODELS is not "
+                "set: set MODELS (module:attribute of your MetaData or Base), or unset "
+                "EMPTY_DATABASE to replay the migrations."
+            )
         return "models"
     kind, colon, spec = value.partition(":")
     if kind.lower() == "initial" and colon:
@@ -374,8 +427,7 @@ def _dotted(name: str) -> bool:
     return bool(name) and all(part.isidentifier() for part in name.split("."))
 
 
-def _report_file_conflict(report_file: str, sqlite_path: str | None,
-                          backup_dir: str | None) -> str | None:
+def _report_file_conflict(report_file: str, sqlite_path: str | None, backup_dir: str | None) -> str | None:
     """Why REPORT_FILE must not be written where it points, or None when it may."""
     if report_file.lower() in _REPORT_OFF:
         return None
@@ -478,18 +530,14 @@ class _Env:
             direct = None
         path = self._environ.get(f"{name}_FILE")
         if direct is not None and path is not None:
-            raise ConfigError(
-                f"Both {name} and {name}_FILE are set; they are exclusive. "
-                f"Unset one of them."
-            )
+            raise ConfigError(f"Both {name} and {name}_FILE are set; they are exclusive. Unset one of them.")
         if path is not None:
             value = _read_secret_file(f"{name}_FILE", path)
             self._files[name] = path
         elif direct is not None:
             if direct == "":
                 raise ConfigError(
-                    f"{name} is set but empty. Unset it to use the default, "
-                    f"or give a value (or {name}_FILE)."
+                    f"{name} is set but empty. Unset it to use the default, or give a value (or {name}_FILE)."
                 )
             at = first_control(direct)
             if at >= 0 and name != "DATABASE_URL":  # url.parse says it for DATABASE_URL
@@ -514,8 +562,7 @@ class _Env:
             return False
         raise ConfigError(f"{name}={raw!r} is not a boolean; use true or false.")
 
-    def seconds(self, name: str, default: float, *, zero: str | None = None,
-                minimum: float = 0.0) -> float:
+    def seconds(self, name: str, default: float, *, zero: str | None = None, minimum: float = 0.0) -> float:
         """A number of seconds, 0 to 31 days.
 
         ``zero`` is what 0 means, for the messages ("no limit"); ``minimum``
@@ -533,8 +580,7 @@ class _Env:
             raise ConfigError(f"{name}={raw!r} must be zero or a positive number of seconds{zero_is}.")
         if value > MAX_SECONDS:
             raise ConfigError(
-                f"{name}={raw!r} is more than 31 days ({MAX_SECONDS} s); give at most "
-                f"{MAX_SECONDS} seconds{zero_is}."
+                f"{name}={raw!r} is more than 31 days ({MAX_SECONDS} s); give at most {MAX_SECONDS} seconds{zero_is}."
             )
         if 0 < value < minimum:
             raise ConfigError(
@@ -565,9 +611,7 @@ def _read_secret_file(variable: str, path: str) -> str:
     except IsADirectoryError:
         raise ConfigError(f"{variable} names {path}, which is a folder, not a file.") from None
     except PermissionError:
-        raise ConfigError(
-            f"{variable} names {path}, which user {os.getuid()} cannot read."
-        ) from None
+        raise ConfigError(f"{variable} names {path}, which user {os.getuid()} cannot read.") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{variable} names {path}, which is not UTF-8 text.") from None
     # Exactly one trailing newline is what `echo` and most editors add.

@@ -122,8 +122,12 @@ def ensure(
     installing = [w.text for w in [*missing, *file_missing]]
 
     _prepare_target(target)
-    report.event("deps_installing", f"Installing {', '.join(installing)} into {target} with pip.",
-           packages=installing, target=target)
+    report.event(
+        "deps_installing",
+        f"Installing {', '.join(installing)} into {target} with pip.",
+        packages=installing,
+        target=target,
+    )
     started = time.monotonic()
     for pip_args in runs:
         before = _dist_info_dirs(target)
@@ -132,8 +136,11 @@ def ensure(
     importlib.invalidate_caches()
 
     # paths and URLs without a name (requirement None) can't be checked; pip said yes
-    still = [w.text for w in [*missing, *file_missing]
-             if w.requirement is not None and not _satisfied(w, _search_path(target))]
+    still = [
+        w.text
+        for w in [*missing, *file_missing]
+        if w.requirement is not None and not _satisfied(w, _search_path(target))
+    ]
     if still:
         raise DependencyInstallFailed(
             f"pip finished, but {', '.join(still)} is still not installed in {target} "
@@ -204,14 +211,13 @@ def _read_requirements_file(path: Path, into: RequirementsFile, seen: set[Path] 
             if token.startswith("-"):
                 break
             words.append(token)
-        options = tokens[len(words):]
+        options = tokens[len(words) :]
         if any(o == "--hash" or o.startswith("--hash=") for o in options):
             into.has_hashes = True
         into.wanted.append(_parse_file_requirement(" ".join(words), where))
 
 
-def _read_option_line(path: Path, tokens: list[str], where: str, into: RequirementsFile,
-                      seen: set[Path]) -> None:
+def _read_option_line(path: Path, tokens: list[str], where: str, into: RequirementsFile, seen: set[Path]) -> None:
     option, value = tokens[0], None
     if "=" in option and option.startswith("--"):
         option, value = option.split("=", 1)
@@ -246,8 +252,13 @@ def _read_option_line(path: Path, tokens: list[str], where: str, into: Requireme
 
 
 _OPTIONS_WITH_VALUE = {
-    "-i", "--index-url", "--extra-index-url", "--trusted-host",
-    "--only-binary", "--no-binary", "--config-settings",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "--trusted-host",
+    "--only-binary",
+    "--no-binary",
+    "--config-settings",
 }
 _FLAGS = {"--no-index", "--pre", "--prefer-binary"}
 
@@ -381,11 +392,15 @@ def pip_command() -> list[str]:
 
 def _run_pip(pip_args: list[str], target: str, installing: list[str]) -> None:
     command = [
-        *pip_command(), "install",
-        "--target", target,
+        *pip_command(),
+        "install",
+        "--target",
+        target,
         # replace a wrong version already in the target folder
         "--upgrade",
-        "--no-input", "--disable-pip-version-check", "--no-warn-script-location",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--no-warn-script-location",
         # HOME may be read-only or missing (arbitrary UID, read-only root)
         "--no-cache-dir",
         "--root-user-action=ignore",
@@ -394,8 +409,13 @@ def _run_pip(pip_args: list[str], target: str, installing: list[str]) -> None:
     _log.debug("running %s", shlex.join(command))
     try:
         result = subprocess.run(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, errors="replace", check=False,
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            check=False,
         )
     except OSError as exc:
         raise DependencyInstallFailed(f"Cannot run pip ({command[0]}): {exc}.") from None
@@ -447,4 +467,3 @@ def _remove_replaced(target: str, before: set[str]) -> None:
                     path.unlink()
             shutil.rmtree(root / entry, ignore_errors=True)
             _log.debug("removed %s, replaced by %s", entry, ", ".join(fresh))
-

@@ -52,17 +52,22 @@ def tables_held(standing: Standing, expected: Expected) -> list[str]:
     return sorted(t for t in standing.snapshot.columns if t not in ours)
 
 
-def build_models(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected,
-                 loaded: Loaded) -> report.Summary:
+def build_models(
+    cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected, loaded: Loaded
+) -> report.Summary:
     """EMPTY_DATABASE=models: create_all from MODELS, stamp the heads, verify, seed."""
     from .run import cache_manifest, revs, standing_of, verified
     from .upgrade import _seed
 
     assert loaded.metadata is not None  # config refuses EMPTY_DATABASE=models without MODELS
     heads = sorted(loaded.script.get_heads())
-    report.event("empty_database", "The database is empty and EMPTY_DATABASE=models: creating the schema from "
-                 f"MODELS ({cfg.models}) and stamping {revs(heads)}; no migration runs.",
-                 mode="models", heads=heads)
+    report.event(
+        "empty_database",
+        "The database is empty and EMPTY_DATABASE=models: creating the schema from "
+        f"MODELS ({cfg.models}) and stamping {revs(heads)}; no migration runs.",
+        mode="models",
+        heads=heads,
+    )
     watchdog.phase = "creating the schema from MODELS"
     started = time.monotonic()
     engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint)
@@ -89,9 +94,11 @@ def build_models(cfg: Config, watchdog: Watchdog, summary: report.Summary, reade
     finally:
         engine.dispose()
     summary.outcome = "created"
-    summary.message = (f"Built the empty database from MODELS (EMPTY_DATABASE=models): create_all made "
-                       f"{len(created)} table(s) and {revs(after.current)} was stamped; no migration ran; "
-                       "verification passed.")
+    summary.message = (
+        f"Built the empty database from MODELS (EMPTY_DATABASE=models): create_all made "
+        f"{len(created)} table(s) and {revs(after.current)} was stamped; no migration ran; "
+        "verification passed."
+    )
     return summary
 
 
@@ -109,8 +116,13 @@ def build_initial(cfg: Config, watchdog: Watchdog, engine: Any) -> str:
         metadata = schema.load(spec, [Path(cfg.migrations_dir)])
     except ConfigError as exc:
         raise ConfigError(f"EMPTY_DATABASE=initial:{spec}: {exc}") from None
-    report.event("empty_database", f"The database is empty and EMPTY_DATABASE=initial: creating the initial "
-                 f"schema from {spec}, then running every migration.", mode="initial", models=spec)
+    report.event(
+        "empty_database",
+        f"The database is empty and EMPTY_DATABASE=initial: creating the initial "
+        f"schema from {spec}, then running every migration.",
+        mode="initial",
+        models=spec,
+    )
     watchdog.phase = "creating the initial schema"
     created = _create_all(engine, metadata, f"EMPTY_DATABASE=initial:{spec}")
     watchdog.checkpoint()
@@ -125,7 +137,9 @@ def complete_from_models(cfg: Config, engine: Any, loaded: Loaded, standing: Sta
     """
     if cfg.empty_database != "models" or loaded.metadata is None or not standing.missing_tables:
         return []
-    return _create_all(engine, loaded.metadata, f"MODELS={cfg.models} (EMPTY_DATABASE=models: tables no migration makes)")
+    return _create_all(
+        engine, loaded.metadata, f"MODELS={cfg.models} (EMPTY_DATABASE=models: tables no migration makes)"
+    )
 
 
 def _create_all(engine: Any, metadata: Any, source: str) -> list[str]:
@@ -137,12 +151,15 @@ def _create_all(engine: Any, metadata: Any, source: str) -> list[str]:
             before = set(sa.inspect(connection).get_table_names())
             metadata.create_all(connection, checkfirst=True)
     except Exception as exc:
-        raise MigrationFailed(f"create_all from {source} failed: {type(exc).__name__}: {first_line(exc)}. "
-                              "It was rolled back; fix the models, or unset EMPTY_DATABASE to replay the "
-                              "migrations.") from exc
+        raise MigrationFailed(
+            f"create_all from {source} failed: {type(exc).__name__}: {first_line(exc)}. "
+            "It was rolled back; fix the models, or unset EMPTY_DATABASE to replay the "
+            "migrations."
+        ) from exc
     created = [t.name for t in metadata.sorted_tables if t.name not in before]
-    report.event("empty_created", f"create_all from {source} made {len(created)} table(s): "
-                 f"{', '.join(created)}.", tables=created)
+    report.event(
+        "empty_created", f"create_all from {source} made {len(created)} table(s): {', '.join(created)}.", tables=created
+    )
     return created
 
 
@@ -158,18 +175,27 @@ def baseline(cfg: Config, watchdog: Watchdog, standing: Standing, expected: Expe
     revision = cfg.baseline_on_migrate
     if revision is None:
         report.warning(
-            "unversioned", f"The database has {len(held)} table(s) ({shown}) and no version row in "
+            "unversioned",
+            f"The database has {len(held)} table(s) ({shown}) and no version row in "
             f"{expected.version_table}: it was made by create_all or another tool, not by these migrations. "
             f"Replaying them from the base. If its schema is already at a revision, adopt it instead: "
             f"`migrate.py stamp {target}` (checked against MODELS), or BASELINE_ON_MIGRATE=REV to stamp REV "
-            "and apply what follows it.", tables=held)
+            "and apply what follows it.",
+            tables=held,
+        )
         return ""
     if revision not in ("head", "heads") and loaded.glue.lookup(loaded.script, revision) is None:
-        raise ConfigError(f"BASELINE_ON_MIGRATE={revision}: no such revision in {cfg.migrations_dir}. "
-                          "Run `migrate.py history` to list them.")
-    report.event("baseline", f"The database has {len(held)} table(s) ({shown}) and no version row: stamping "
-                 f"{revision} (BASELINE_ON_MIGRATE), then applying what follows it.", revision=revision,
-                 tables=held)
+        raise ConfigError(
+            f"BASELINE_ON_MIGRATE={revision}: no such revision in {cfg.migrations_dir}. "
+            "Run `migrate.py history` to list them."
+        )
+    report.event(
+        "baseline",
+        f"The database has {len(held)} table(s) ({shown}) and no version row: stamping "
+        f"{revision} (BASELINE_ON_MIGRATE), then applying what follows it.",
+        revision=revision,
+        tables=held,
+    )
     watchdog.phase = "stamping the baseline"
     engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint)
     try:

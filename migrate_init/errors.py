@@ -202,13 +202,21 @@ class MigrationTimeout(MigrateInitError):
     exit_code = 10
     outcome = "timeout"
 
-    def __init__(self, message: str | None = None, *, timeout: float | None = None,
-                 variable: str = "MIGRATION_TIMEOUT", phase: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        timeout: float | None = None,
+        variable: str = "MIGRATION_TIMEOUT",
+        phase: str | None = None,
+    ) -> None:
         if message is None:
             limit = f"{variable}={timeout:g}s" if timeout is not None else variable
             zero = " (0 is no limit)" if variable == "MIGRATION_TIMEOUT" else ""
-            message = (f"{limit} ran out{_phase(phase)}. Raise {variable}{zero}, "
-                       "or find what made the run slow, and run again.")
+            message = (
+                f"{limit} ran out{_phase(phase)}. Raise {variable}{zero}, "
+                "or find what made the run slow, and run again."
+            )
         super().__init__(message)
         self.phase = phase
 
@@ -226,8 +234,17 @@ class ReadOnlyStandby(MigrateInitError):
 
 #: The signals a container is stopped with; anything else is named by number.
 #: A table, not ``signal.Signals(signum)``: building this error must not fail.
-_SIGNAL_NAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 6: "SIGABRT", 9: "SIGKILL",
-                 10: "SIGUSR1", 12: "SIGUSR2", 14: "SIGALRM", 15: "SIGTERM"}
+_SIGNAL_NAMES = {
+    1: "SIGHUP",
+    2: "SIGINT",
+    3: "SIGQUIT",
+    6: "SIGABRT",
+    9: "SIGKILL",
+    10: "SIGUSR1",
+    12: "SIGUSR2",
+    14: "SIGALRM",
+    15: "SIGTERM",
+}
 
 
 class Interrupted(MigrateInitError):
@@ -270,8 +287,17 @@ def _phase(phase: str | None) -> str:
 # server versions and locales.
 
 #: Kinds :func:`classify` returns.
-KINDS = ("access", "corrupt", "disk_full", "lock_not_available", "busy", "missing_database",
-         "query_canceled", "unreachable", "other")
+KINDS = (
+    "access",
+    "corrupt",
+    "disk_full",
+    "lock_not_available",
+    "busy",
+    "missing_database",
+    "query_canceled",
+    "unreachable",
+    "other",
+)
 
 _SQLSTATES = {
     "42501": "access",  # insufficient_privilege
@@ -302,53 +328,112 @@ _SQLITE_CODES = {
 
 # MySQL / MariaDB server and client error numbers (PyMySQL: exc.args[0]).
 _MYSQL_CODES = {
-    1044: "access", 1045: "access", 1142: "access", 1143: "access", 1227: "access",
-    1370: "access", 1698: "access",
+    1044: "access",
+    1045: "access",
+    1142: "access",
+    1143: "access",
+    1227: "access",
+    1370: "access",
+    1698: "access",
     1049: "missing_database",
-    1021: "disk_full", 1114: "disk_full",
-    1040: "unreachable", 2002: "unreachable", 2003: "unreachable", 2005: "unreachable",
-    2006: "unreachable", 2013: "unreachable",
+    1021: "disk_full",
+    1114: "disk_full",
+    1040: "unreachable",
+    2002: "unreachable",
+    2003: "unreachable",
+    2005: "unreachable",
+    2006: "unreachable",
+    2013: "unreachable",
     1205: "lock_not_available",
-    1317: "query_canceled", 3024: "query_canceled", 1969: "query_canceled",
+    1317: "query_canceled",
+    3024: "query_canceled",
+    1969: "query_canceled",
 }
 _MYSQL_MODULES = ("pymysql", "MySQLdb", "mysql", "mariadb")
 
 # errno values, for OSError only (a MySQL driver's .errno is a MySQL number).
 _ERRNOS = {
-    "ENOSPC": "disk_full", "EDQUOT": "disk_full",
-    "EACCES": "access", "EPERM": "access", "EROFS": "access",
-    "ECONNREFUSED": "unreachable", "ECONNRESET": "unreachable", "ECONNABORTED": "unreachable",
-    "EHOSTUNREACH": "unreachable", "ENETUNREACH": "unreachable", "ETIMEDOUT": "unreachable",
-    "EHOSTDOWN": "unreachable", "ENETDOWN": "unreachable", "EPIPE": "unreachable",
+    "ENOSPC": "disk_full",
+    "EDQUOT": "disk_full",
+    "EACCES": "access",
+    "EPERM": "access",
+    "EROFS": "access",
+    "ECONNREFUSED": "unreachable",
+    "ECONNRESET": "unreachable",
+    "ECONNABORTED": "unreachable",
+    "EHOSTUNREACH": "unreachable",
+    "ENETUNREACH": "unreachable",
+    "ETIMEDOUT": "unreachable",
+    "EHOSTDOWN": "unreachable",
+    "ENETDOWN": "unreachable",
+    "EPIPE": "unreachable",
 }
 
 # Lower-cased phrases, in the order they are tried: the specific before the general.
 _PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("disk_full", ("database or disk is full", "no space left on device", "disk quota exceeded",
-                   "could not extend file")),
+    (
+        "disk_full",
+        ("database or disk is full", "no space left on device", "disk quota exceeded", "could not extend file"),
+    ),
     ("corrupt", ("file is not a database", "database disk image is malformed")),
-    ("access", ("password authentication failed", "no pg_hba.conf entry", "pg_hba.conf rejects",
-                "permission denied", "authentication failed", "access denied",
-                "no password supplied", "attempt to write a readonly database",
-                "readonly database", "must be owner of", "read-only file system")),
-    ("lock_not_available", ("canceling statement due to lock timeout", "could not obtain lock",
-                            "lock wait timeout exceeded")),
-    ("query_canceled", ("canceling statement due to user request",
-                        "canceling statement due to statement timeout",
-                        "query execution was interrupted")),
+    (
+        "access",
+        (
+            "password authentication failed",
+            "no pg_hba.conf entry",
+            "pg_hba.conf rejects",
+            "permission denied",
+            "authentication failed",
+            "access denied",
+            "no password supplied",
+            "attempt to write a readonly database",
+            "readonly database",
+            "must be owner of",
+            "read-only file system",
+        ),
+    ),
+    (
+        "lock_not_available",
+        ("canceling statement due to lock timeout", "could not obtain lock", "lock wait timeout exceeded"),
+    ),
+    (
+        "query_canceled",
+        (
+            "canceling statement due to user request",
+            "canceling statement due to statement timeout",
+            "query execution was interrupted",
+        ),
+    ),
     ("busy", ("database is locked", "database table is locked")),
-    ("unreachable", ("connection refused", "could not connect to server",
-                     "could not translate host name", "name or service not known",
-                     "temporary failure in name resolution", "nodename nor servname",
-                     "no route to host", "network is unreachable", "timeout expired",
-                     "timed out", "the database system is starting up",
-                     "the database system is shutting down", "the database system is in recovery",
-                     "server closed the connection unexpectedly", "connection reset",
-                     "could not receive data from server", "could not send data to server",
-                     "terminating connection due to administrator command",
-                     "connection already closed", "unable to open database file",
-                     "can't connect to mysql server", "lost connection to mysql server",
-                     "mysql server has gone away", "too many clients already")),
+    (
+        "unreachable",
+        (
+            "connection refused",
+            "could not connect to server",
+            "could not translate host name",
+            "name or service not known",
+            "temporary failure in name resolution",
+            "nodename nor servname",
+            "no route to host",
+            "network is unreachable",
+            "timeout expired",
+            "timed out",
+            "the database system is starting up",
+            "the database system is shutting down",
+            "the database system is in recovery",
+            "server closed the connection unexpectedly",
+            "connection reset",
+            "could not receive data from server",
+            "could not send data to server",
+            "terminating connection due to administrator command",
+            "connection already closed",
+            "unable to open database file",
+            "can't connect to mysql server",
+            "lost connection to mysql server",
+            "mysql server has gone away",
+            "too many clients already",
+        ),
+    ),
 )
 # Compiled when first used (re caches them): a run with nothing to do classifies no error (issue 14).
 _MISSING_DATABASE = r'database "[^"]*" does not exist|unknown database'
@@ -390,7 +475,7 @@ def classify(exc: BaseException) -> str:
                 return kind
             continue
         orig = getattr(link, "orig", None)
-        for candidate in ((orig, link) if isinstance(orig, BaseException) else (link,)):
+        for candidate in (orig, link) if isinstance(orig, BaseException) else (link,):
             kind = _classify_one(candidate)
             if kind != "other":
                 return kind
@@ -428,16 +513,22 @@ def _classify_one(exc: BaseException) -> str:
             return kind
     if re.search(_MISSING_ROLE, text):
         return "access"
-    if (not code and type(exc).__name__ == "OperationalError"
-            and type(exc).__module__.split(".")[0] in ("psycopg2", "psycopg")):
+    if (
+        not code
+        and type(exc).__name__ == "OperationalError"
+        and type(exc).__module__.split(".")[0] in ("psycopg2", "psycopg")
+    ):
         # libpq's connection-level failures carry no SQLSTATE; statement errors do.
         return "unreachable"
     return "other"
 
 
 def _sqlstate(exc: BaseException) -> str | None:
-    for value in (getattr(exc, "pgcode", None), getattr(exc, "sqlstate", None),
-                  getattr(getattr(exc, "diag", None), "sqlstate", None)):
+    for value in (
+        getattr(exc, "pgcode", None),
+        getattr(exc, "sqlstate", None),
+        getattr(getattr(exc, "diag", None), "sqlstate", None),
+    ):
         if isinstance(value, str) and len(value) == 5:
             return value
     return None
@@ -445,8 +536,7 @@ def _sqlstate(exc: BaseException) -> str | None:
 
 def _is_mysql(exc: BaseException) -> bool:
     args = exc.args
-    return (bool(args) and type(args[0]) is int
-            and type(exc).__module__.split(".")[0] in _MYSQL_MODULES)
+    return bool(args) and type(args[0]) is int and type(exc).__module__.split(".")[0] in _MYSQL_MODULES
 
 
 def first_line(exc: BaseException) -> str:
@@ -471,19 +561,29 @@ def first_line(exc: BaseException) -> str:
 
 # Python module of a DBAPI -> the pip requirement that provides it.
 _DRIVER_PACKAGES = {
-    "pymysql": "pymysql", "MySQLdb": "mysqlclient", "mysql": "mysql-connector-python",
-    "mariadb": "mariadb", "psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary",
-    "pg8000": "pg8000", "asyncpg": "asyncpg", "pyodbc": "pyodbc", "pymssql": "pymssql",
-    "oracledb": "oracledb", "cx_Oracle": "cx_Oracle",
+    "pymysql": "pymysql",
+    "MySQLdb": "mysqlclient",
+    "mysql": "mysql-connector-python",
+    "mariadb": "mariadb",
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "pg8000": "pg8000",
+    "asyncpg": "asyncpg",
+    "pyodbc": "pyodbc",
+    "pymssql": "pymssql",
+    "oracledb": "oracledb",
+    "cx_Oracle": "cx_Oracle",
 }
 
 
 def undone(backend: str, subject: str = "It") -> str:
     """What stays of a migration that failed or was stopped: nothing, except on MySQL/MariaDB."""
     if backend in ("mysql", "mariadb"):
-        return (f"{subject} may be partly applied: MySQL/MariaDB commit each DDL statement at once. It "
-                "is recorded as interrupted; the next run runs it again if its module declares "
-                "idempotent = True, and otherwise stops and says how to resolve it")
+        return (
+            f"{subject} may be partly applied: MySQL/MariaDB commit each DDL statement at once. It "
+            "is recorded as interrupted; the next run runs it again if its module declares "
+            "idempotent = True, and otherwise stops and says how to resolve it"
+        )
     return f"{subject} was rolled back"
 
 

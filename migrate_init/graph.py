@@ -54,8 +54,15 @@ def _tuple(value: Any) -> tuple[str, ...]:
 def _nodes(script: Any, current: tuple[str, ...], pending: set[str]) -> list[_Node]:
     # Oldest first: walk_revisions() goes from the heads down.
     found = list(reversed(list(script.walk_revisions())))
-    nodes = [_Node(str(r.revision), (r.doc or "").strip().splitlines()[0] if r.doc else "",
-                   _tuple(r.down_revision), _tuple(r.dependencies)) for r in found]
+    nodes = [
+        _Node(
+            str(r.revision),
+            (r.doc or "").strip().splitlines()[0] if r.doc else "",
+            _tuple(r.down_revision),
+            _tuple(r.dependencies),
+        )
+        for r in found
+    ]
     children: dict[str, int] = {}
     for node in nodes:
         for down in node.downs:
@@ -110,7 +117,7 @@ _DOT_STYLE = {
 
 
 def _dot(nodes: list[_Node]) -> list[str]:
-    lines = ["digraph revisions {", "    rankdir=TB;", "    node [shape=box, fontname=\"monospace\"];"]
+    lines = ["digraph revisions {", "    rankdir=TB;", '    node [shape=box, fontname="monospace"];']
     for node in nodes:
         label = _label(node, "\\n").replace('"', '\\"')
         shape = ", shape=hexagon" if "merge" in node.marks else ""

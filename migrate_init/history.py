@@ -57,8 +57,20 @@ if TYPE_CHECKING:
 TABLE = HISTORY_TABLE  # one spelling
 REMOVED = REMOVED_CHECKSUM
 #: The columns, in the order rows are read.
-COLUMNS = ("id", "revision", "kind", "outcome", "started_at", "finished_at", "duration_ms", "checksum",
-           "migrate_init_version", "image_revision", "host", "detail")
+COLUMNS = (
+    "id",
+    "revision",
+    "kind",
+    "outcome",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "checksum",
+    "migrate_init_version",
+    "image_revision",
+    "host",
+    "detail",
+)
 _ID = {
     "sqlite": "id INTEGER PRIMARY KEY AUTOINCREMENT",
     "postgresql": "id BIGSERIAL PRIMARY KEY",
@@ -67,11 +79,13 @@ _ID = {
 
 
 def create_sql(dialect: str) -> str:
-    return (f"CREATE TABLE IF NOT EXISTS {TABLE} ({_ID['mysql' if dialect == 'mariadb' else dialect]}, "
-            "revision VARCHAR(255) NOT NULL, kind VARCHAR(20) NOT NULL, outcome VARCHAR(20) NOT NULL, "
-            "started_at VARCHAR(40) NOT NULL, finished_at VARCHAR(40), duration_ms INTEGER, checksum VARCHAR(80), "
-            "migrate_init_version VARCHAR(40) NOT NULL, image_revision VARCHAR(255), host VARCHAR(255) NOT NULL, "
-            "detail VARCHAR(1000))")
+    return (
+        f"CREATE TABLE IF NOT EXISTS {TABLE} ({_ID['mysql' if dialect == 'mariadb' else dialect]}, "
+        "revision VARCHAR(255) NOT NULL, kind VARCHAR(20) NOT NULL, outcome VARCHAR(20) NOT NULL, "
+        "started_at VARCHAR(40) NOT NULL, finished_at VARCHAR(40), duration_ms INTEGER, checksum VARCHAR(80), "
+        "migrate_init_version VARCHAR(40) NOT NULL, image_revision VARCHAR(255), host VARCHAR(255) NOT NULL, "
+        "detail VARCHAR(1000))"
+    )
 
 
 def utc(epoch: float) -> str:
@@ -91,8 +105,17 @@ class Recorder:
         self.host = socket.gethostname()[:255]
         self.checksums = checksums
 
-    def write(self, connection: Any, revision: str, kind: str, *, outcome: str = "ok", elapsed: float | None = None,
-              checksum: str | None = None, detail: str | None = None) -> None:
+    def write(
+        self,
+        connection: Any,
+        revision: str,
+        kind: str,
+        *,
+        outcome: str = "ok",
+        elapsed: float | None = None,
+        checksum: str | None = None,
+        detail: str | None = None,
+    ) -> None:
         """One row, in ``connection``'s transaction (a SQLAlchemy Connection); not committed here."""
         finished = time.time()
         started = finished - (elapsed or 0.0)
@@ -100,9 +123,19 @@ class Recorder:
         connection.exec_driver_sql(
             f"INSERT INTO {TABLE} (revision, kind, outcome, started_at, finished_at, duration_ms, checksum, "
             f"migrate_init_version, image_revision, host, detail) VALUES ({', '.join([marker] * 11)})",
-            (revision, kind, outcome, utc(started), utc(finished),
-             None if elapsed is None else round(elapsed * 1000), checksum or self.checksums.get(revision),
-             __version__, self.image_revision, self.host, None if detail is None else detail[:1000]),
+            (
+                revision,
+                kind,
+                outcome,
+                utc(started),
+                utc(finished),
+                None if elapsed is None else round(elapsed * 1000),
+                checksum or self.checksums.get(revision),
+                __version__,
+                self.image_revision,
+                self.host,
+                None if detail is None else detail[:1000],
+            ),
         )
 
     def applied(self, connection: Any, revision: str, elapsed: float) -> None:
@@ -126,11 +159,18 @@ class Recorder:
                 return
             revisions = applied_revisions(script, current)
             for revision in revisions:
-                self.write(connection, revision, "baseline",
-                           detail="Applied before migrate-init kept a history; checksum of the script as "
-                                  "found on the first run that kept one.")
-        report.event("history_baseline", f"Recorded {len(revisions)} revision(s) the database already had "
-                     f"in {TABLE} (kind baseline).", revisions=len(revisions))
+                self.write(
+                    connection,
+                    revision,
+                    "baseline",
+                    detail="Applied before migrate-init kept a history; checksum of the script as "
+                    "found on the first run that kept one.",
+                )
+        report.event(
+            "history_baseline",
+            f"Recorded {len(revisions)} revision(s) the database already had in {TABLE} (kind baseline).",
+            revisions=len(revisions),
+        )
 
     def best_effort(self, engine: Any, revision: str | None, kind: str, *, outcome: str, detail: str) -> None:
         """A row of its own transaction, after a failure: the failure is what the run must report."""
@@ -141,8 +181,11 @@ class Recorder:
                 connection.exec_driver_sql(create_sql(connection.dialect.name))
                 self.write(connection, revision, kind, outcome=outcome, detail=detail)
         except Exception as exc:
-            report.warning("history_not_written", f"Could not record {kind} {revision} in {TABLE}: "
-                           f"{type(exc).__name__}; the run's outcome is unchanged.", revision=revision)
+            report.warning(
+                "history_not_written",
+                f"Could not record {kind} {revision} in {TABLE}: {type(exc).__name__}; the run's outcome is unchanged.",
+                revision=revision,
+            )
 
 
 def applied_revisions(script: Any, current: tuple[str, ...]) -> list[str]:
@@ -171,13 +214,17 @@ def describe_edits(cfg: Config, edited: tuple[str, ...], vanished: tuple[str, ..
     versions = f"{cfg.migrations_dir}/versions"
     parts = []
     if edited:
-        parts.append(f"Applied revision(s) {', '.join(edited)} changed in {versions} since they ran: what the "
-                     "database has is not what the script now says. Review the change (`migrate.py history` "
-                     "shows when each ran); if it is intended, record it with `migrate.py accept REV`, "
-                     "otherwise restore the script.")
+        parts.append(
+            f"Applied revision(s) {', '.join(edited)} changed in {versions} since they ran: what the "
+            "database has is not what the script now says. Review the change (`migrate.py history` "
+            "shows when each ran); if it is intended, record it with `migrate.py accept REV`, "
+            "otherwise restore the script."
+        )
     if vanished:
-        parts.append(f"Applied revision(s) {', '.join(vanished)} are missing from {versions}. Restore the "
-                     "script(s), or record that they are gone with `migrate.py accept REV`.")
+        parts.append(
+            f"Applied revision(s) {', '.join(vanished)} are missing from {versions}. Restore the "
+            "script(s), or record that they are gone with `migrate.py accept REV`."
+        )
     return " ".join(parts)
 
 
@@ -188,8 +235,13 @@ def read(reader: Any, snapshot: Any) -> list[dict[str, Any]]:
     if TABLE not in snapshot.columns:
         return []
     rows = reader.rows(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} ORDER BY id DESC")
-    return [{name: (_text(value) if isinstance(value, bytes | bytearray) else value)
-             for name, value in zip(COLUMNS, row, strict=True)} for row in rows]
+    return [
+        {
+            name: (_text(value) if isinstance(value, bytes | bytearray) else value)
+            for name, value in zip(COLUMNS, row, strict=True)
+        }
+        for row in rows
+    ]
 
 
 def checksum_state(row: dict[str, Any], scripts: dict[str, str], revisions: set[str]) -> str:
@@ -202,43 +254,75 @@ def checksum_state(row: dict[str, Any], scripts: dict[str, str], revisions: set[
     return "unchanged" if scripts.get(row["revision"]) == recorded else "edited"
 
 
-def listing(database: str, rows: list[dict[str, Any]], *, scripts: dict[str, str], revisions: set[str],
-            pending: list[str], edited: tuple[str, ...], vanished: tuple[str, ...], interrupted: tuple[str, ...],
-            describe: Any, as_json: bool) -> list[str]:
+def listing(
+    database: str,
+    rows: list[dict[str, Any]],
+    *,
+    scripts: dict[str, str],
+    revisions: set[str],
+    pending: list[str],
+    edited: tuple[str, ...],
+    vanished: tuple[str, ...],
+    interrupted: tuple[str, ...],
+    describe: Any,
+    as_json: bool,
+) -> list[str]:
     """``migrate.py history``: the rows newest first, then what is pending; or one JSON document."""
     for row in rows:
         row["checksum_state"] = checksum_state(row, scripts, revisions)
     if as_json:
         import json
 
-        return [json.dumps({"database": database, "table": TABLE, "history": rows, "pending": pending,
-                            "edited": list(edited), "missing": list(vanished), "interrupted": list(interrupted)},
-                           indent=2)]
+        return [
+            json.dumps(
+                {
+                    "database": database,
+                    "table": TABLE,
+                    "history": rows,
+                    "pending": pending,
+                    "edited": list(edited),
+                    "missing": list(vanished),
+                    "interrupted": list(interrupted),
+                },
+                indent=2,
+            )
+        ]
     if not rows:
-        lines = [f"No history recorded in {database} yet: the next `migrate.py run` creates {TABLE} (what the "
-                 "database already has is recorded with kind baseline)."]
+        lines = [
+            f"No history recorded in {database} yet: the next `migrate.py run` creates {TABLE} (what the "
+            "database already has is recorded with kind baseline)."
+        ]
     else:
-        lines = [f"History of {database} ({TABLE}), newest first:",
-                 f"{'WHEN (UTC)':<19}  {'KIND':<11} {'OUTCOME':<11} {'DURATION':>9}  {'REVISION':<20} "
-                 f"{'CHECKSUM':<26} BY"]
+        lines = [
+            f"History of {database} ({TABLE}), newest first:",
+            f"{'WHEN (UTC)':<19}  {'KIND':<11} {'OUTCOME':<11} {'DURATION':>9}  {'REVISION':<20} {'CHECKSUM':<26} BY",
+        ]
         for row in rows:
             when = str(row["started_at"])[:19].replace("T", " ")
             took = "-" if row["duration_ms"] is None else f"{row['duration_ms']}ms"
             state = f"{row['checksum_state']} {short_sum(row['checksum'])}".strip()
             image = f", image {row['image_revision']}" if row["image_revision"] else ""
-            lines.append(f"{when:<19}  {row['kind']:<11} {row['outcome']:<11} {took:>9}  {row['revision']:<20} "
-                         f"{state:<26} {row['host']} (migrate-init {row['migrate_init_version']}{image})")
+            lines.append(
+                f"{when:<19}  {row['kind']:<11} {row['outcome']:<11} {took:>9}  {row['revision']:<20} "
+                f"{state:<26} {row['host']} (migrate-init {row['migrate_init_version']}{image})"
+            )
             if row["detail"] and row["kind"] not in ("applied", "baseline"):
                 lines.append(f"{'':<21}{row['detail']}")
     for revision in interrupted:
-        lines.append(f"Interrupted: {revision} began on an earlier run and never finished (recorded in "
-                     "migrate_init_progress; MySQL/MariaDB keep what it applied: see `migrate.py resolve`).")
+        lines.append(
+            f"Interrupted: {revision} began on an earlier run and never finished (recorded in "
+            "migrate_init_progress; MySQL/MariaDB keep what it applied: see `migrate.py resolve`)."
+        )
     for revision in edited:
-        lines.append(f"Edited: {revision} changed since it was applied; after a review, `migrate.py accept "
-                     f"{revision}` records the new checksum.")
+        lines.append(
+            f"Edited: {revision} changed since it was applied; after a review, `migrate.py accept "
+            f"{revision}` records the new checksum."
+        )
     for revision in vanished:
-        lines.append(f"Missing: {revision} was applied, and its script is gone from the scripts; restore it, or "
-                     f"`migrate.py accept {revision}`.")
+        lines.append(
+            f"Missing: {revision} was applied, and its script is gone from the scripts; restore it, or "
+            f"`migrate.py accept {revision}`."
+        )
     if pending:
         lines.append(f"Pending: {len(pending)} (oldest first)")
         lines.extend(f"  {describe(revision)}" for revision in pending)

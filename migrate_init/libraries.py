@@ -70,6 +70,6 @@ def check() -> None:
             raise ConfigError(
                 f"{name} {installed} is installed, but migrate-init {__version__} runs on {name} "
                 f"{supported_range(name)} only. Pin a release in that range in your derived image "
-                "(docs/image.md, \"A project pinned to another SQLAlchemy\"), or use a migrate-init release "
+                '(docs/image.md, "A project pinned to another SQLAlchemy"), or use a migrate-init release '
                 f"that supports {name} {installed}."
             )

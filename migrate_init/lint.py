@@ -27,8 +27,17 @@ _DESTRUCTIVE_CALLS = {
     "rename_table": "rename table",
 }
 _CREATING_CALLS = {"create_table", "add_column", "create_index"}
-_GUARDS = ("inspect", "has_table", "get_table_names", "get_columns", "get_indexes",
-           "_if_missing", "table_exists", "column_exists", "if_not_exists")
+_GUARDS = (
+    "inspect",
+    "has_table",
+    "get_table_names",
+    "get_columns",
+    "get_indexes",
+    "_if_missing",
+    "table_exists",
+    "column_exists",
+    "if_not_exists",
+)
 
 
 #: How much a finding weighs: errors fail ``lint`` (exit 1); warnings and notes do not (issue 24).
@@ -78,15 +87,23 @@ def _scan_upgrade(path: Path, function: ast.FunctionDef) -> list[Finding]:
             findings.append(Finding(*where, "destructive", f"{name}(): {_DESTRUCTIVE_CALLS[name]}", _HINT))
         elif name == "alter_column":
             if "type_" in keywords:
-                findings.append(Finding(*where, "destructive", "alter_column(type_=...): changes a column's type", _HINT))
+                findings.append(
+                    Finding(*where, "destructive", "alter_column(type_=...): changes a column's type", _HINT)
+                )
             if "new_column_name" in keywords:
-                findings.append(Finding(*where, "destructive", "alter_column(new_column_name=...): renames a column",
-                                        _HINT))
+                findings.append(
+                    Finding(*where, "destructive", "alter_column(new_column_name=...): renames a column", _HINT)
+                )
             if _is_false(keywords.get("nullable")) and "server_default" not in keywords:
-                findings.append(Finding(*where, "destructive", "alter_column(nullable=False) without a server_default",
-                                        _HINT))
-        elif name == "execute" and node.args and isinstance(node.args[0], ast.Constant) \
-                and isinstance(node.args[0].value, str):
+                findings.append(
+                    Finding(*where, "destructive", "alter_column(nullable=False) without a server_default", _HINT)
+                )
+        elif (
+            name == "execute"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             found = guard.classify(node.args[0].value)
             if found:
                 findings.append(Finding(*where, "destructive", f"execute(): {found[0]} {found[1]}", _HINT))
@@ -95,15 +112,22 @@ def _scan_upgrade(path: Path, function: ast.FunctionDef) -> list[Finding]:
             if column is not None:
                 kw = {k.arg: k.value for k in column.keywords if k.arg}
                 if _is_false(kw.get("nullable")) and "server_default" not in kw:
-                    findings.append(Finding(*where, "destructive",
-                                            "add_column(): NOT NULL column without a server_default", _HINT))
+                    findings.append(
+                        Finding(*where, "destructive", "add_column(): NOT NULL column without a server_default", _HINT)
+                    )
         if name in _CREATING_CALLS and not guarded and _is_op_call(node):
             # What `alembic revision --autogenerate` writes: fine where a failed migration rolls back
             # whole (SQLite, PostgreSQL), so only a note (issue 24).
-            findings.append(Finding(*where, "non-idempotent",
-                                    f"op.{name}() without an existence check; on MySQL/MariaDB, whose DDL "
-                                    "commits at once, a run interrupted after it cannot simply run again "
-                                    "(inspect first, e.g. sa.inspect(op.get_bind()).has_table(...))", "note"))
+            findings.append(
+                Finding(
+                    *where,
+                    "non-idempotent",
+                    f"op.{name}() without an existence check; on MySQL/MariaDB, whose DDL "
+                    "commits at once, a run interrupted after it cannot simply run again "
+                    "(inspect first, e.g. sa.inspect(op.get_bind()).has_table(...))",
+                    "note",
+                )
+            )
     return findings
 
 
@@ -160,8 +184,7 @@ def _no_scratch_schema_left(engine: Any) -> None:
     """The scratch schema lives and dies with the dry run's transaction; should anything have committed
     it (a commit through the bare driver, which the dry run finds but cannot stop), it goes (issue 25 N1)."""
     with engine.connect() as connection:
-        if connection.exec_driver_sql("SELECT to_regnamespace(%(name)s) IS NOT NULL",
-                                      {"name": _LINT_SCHEMA}).scalar():
+        if connection.exec_driver_sql("SELECT to_regnamespace(%(name)s) IS NOT NULL", {"name": _LINT_SCHEMA}).scalar():
             connection.exec_driver_sql(f"DROP SCHEMA {_LINT_SCHEMA} CASCADE")
             connection.commit()
 
@@ -176,8 +199,9 @@ class Step:
 def _scan_on(database: Any, loaded: Any, prepare: Any = None) -> tuple[list[Finding], list[Step]]:
     glue = loaded.glue
     engine = glue.create_engine(database, busy_timeout=5)
-    config = glue.alembic_config(loaded.script.dir and Path(loaded.script.dir), database,
-                                 models=loaded.config.attributes.get("models"))
+    config = glue.alembic_config(
+        loaded.script.dir and Path(loaded.script.dir), database, models=loaded.config.attributes.get("models")
+    )
     from .catalog import EffectGuard
 
     # From an empty database every table is empty, so judging by values would
@@ -190,34 +214,62 @@ def _scan_on(database: Any, loaded: Any, prepare: Any = None) -> tuple[list[Find
             glue.dry_run(config, loaded.script, engine, ["heads"], progress, prepare=prepare)
     except PreviewRefused as exc:
         # `run` applies such a revision in a transaction of its own: a warning that the SQL pass stopped there.
-        unpreviewed.append(Finding(progress.failed_path or str(loaded.script.dir), 1, "unpreviewed",
-                                   f"the SQL pass stopped at {exc.revision or 'env.py'} and did not run what "
-                                   f"follows it: {exc.revision or 'env.py'} {exc.why} (a dry run cannot run "
-                                   "that); `run` applies it in a transaction of its own", _HINT))
+        unpreviewed.append(
+            Finding(
+                progress.failed_path or str(loaded.script.dir),
+                1,
+                "unpreviewed",
+                f"the SQL pass stopped at {exc.revision or 'env.py'} and did not run what "
+                f"follows it: {exc.revision or 'env.py'} {exc.why} (a dry run cannot run "
+                "that); `run` applies it in a transaction of its own",
+                _HINT,
+            )
+        )
     except Exception as exc:
         if not progress.begun and prepare is not None:
             raise  # the scratch schema itself failed: the caller falls back to SQLite
-        return [Finding(str(loaded.script.dir), 1, "error",
-                        f"the chain does not run on an empty {database.backend} database: "
-                        f"{type(exc).__name__}: {first_line(exc)}")], _steps(progress)
+        return [
+            Finding(
+                str(loaded.script.dir),
+                1,
+                "error",
+                f"the chain does not run on an empty {database.backend} database: "
+                f"{type(exc).__name__}: {first_line(exc)}",
+            )
+        ], _steps(progress)
     finally:
         if prepare is not None and progress.begun:
             _no_scratch_schema_left(engine)
         engine.dispose()
     # A warning, not an error: from an empty database lint sees what a revision may lose, and `run`
     # (and `plan`, on the real database) refuse it only where values would be lost (issues 22, 24).
-    findings = unpreviewed + [Finding(f.path, 1, "destructive",
-                                      f"effect of {f.revision}: {loss.describe()}; `run` refuses it only if values "
-                                      f"would be lost (allow it by name: ALLOW_DESTRUCTIVE={f.revision})", _HINT)
-                              for f in effects.findings for loss in f.losses]
+    findings = unpreviewed + [
+        Finding(
+            f.path,
+            1,
+            "destructive",
+            f"effect of {f.revision}: {loss.describe()}; `run` refuses it only if values "
+            f"would be lost (allow it by name: ALLOW_DESTRUCTIVE={f.revision})",
+            _HINT,
+        )
+        for f in effects.findings
+        for loss in f.losses
+    ]
     judged = {f.revision for f in effects.findings}
     for step in _steps(progress):
         for text in step.statements:
             found = guard.classify(text)
             if found and step.revision not in judged:
                 # A text rule is a hint: the catalog's verdict above is the one `run` and `plan` act on.
-                findings.append(Finding(step.path, 1, "destructive",
-                                        f"SQL of {step.revision}: {found[0]} {found[1]}: {text[:120]}", "note"))
+                findings.append(
+                    Finding(
+                        step.path,
+                        1,
+                        "destructive",
+                        f"SQL of {step.revision}: {found[0]} {found[1]}: {text[:120]}",
+                        "note",
+                    )
+                )
     return findings, _steps(progress)
 
 
@@ -245,9 +297,16 @@ def squawk(steps: list[Step]) -> list[str] | None:
         if not files:
             return lines
         result = subprocess.run(
-            [executable, "--reporter", "gcc", "--assume-in-transaction",
-             f"--exclude={','.join(_SQUAWK_EXCLUDED)}", *files],
-            capture_output=True, text=True,
+            [
+                executable,
+                "--reporter",
+                "gcc",
+                "--assume-in-transaction",
+                f"--exclude={','.join(_SQUAWK_EXCLUDED)}",
+                *files,
+            ],
+            capture_output=True,
+            text=True,
         )
     for line in result.stdout.splitlines():
         source, _, rest = line.partition(":")

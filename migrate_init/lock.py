@@ -67,8 +67,9 @@ if TYPE_CHECKING:
 BACKOFF = retry.Backoff(initial=0.1, maximum=1.0, multiplier=1.1, floor=0.05)
 #: statement_timeout of the PostgreSQL lock connection: no polling query may hang.
 STATEMENT_TIMEOUT_MS = 5000
-_NOBODY_RECORDED = ("a process that has not recorded its name in {path} (not yet, or it runs as "
-                    "a user that cannot write that file)")
+_NOBODY_RECORDED = (
+    "a process that has not recorded its name in {path} (not yet, or it runs as a user that cannot write that file)"
+)
 
 
 class MigrationLock:
@@ -87,8 +88,14 @@ class MigrationLock:
     locks close their connection on release: they serve once.
     """
 
-    def __init__(self, description: str, *, timeout: float,
-                 checkpoint: Callable[[], None] | None, on_wait: Callable[[str], None] | None) -> None:
+    def __init__(
+        self,
+        description: str,
+        *,
+        timeout: float,
+        checkpoint: Callable[[], None] | None,
+        on_wait: Callable[[str], None] | None,
+    ) -> None:
         self._description = description
         self.timeout = timeout
         self._checkpoint = checkpoint
@@ -118,8 +125,9 @@ class MigrationLock:
         self.acquire()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.release()
 
     def acquire(self, until: Callable[[], bool] | None = None) -> bool:
@@ -148,8 +156,14 @@ class MigrationLock:
 
         try:
             self._open()
-            if not retry.poll(attempt, deadline=deadline, backoff=BACKOFF, on_wait=waiting,
-                              checkpoint=self._checkpoint, on_timeout=self._timed_out):
+            if not retry.poll(
+                attempt,
+                deadline=deadline,
+                backoff=BACKOFF,
+                on_wait=waiting,
+                checkpoint=self._checkpoint,
+                on_timeout=self._timed_out,
+            ):
                 self.release()
                 return False
             self._held = True
@@ -211,14 +225,20 @@ class MigrationLock:
 
 # -- SQLite ------------------------------------------------------------------
 
+
 def lock_path(database_path: str | os.PathLike[str]) -> str:
     """The lock file beside the database: ``<database>.migrate.lock``."""
     return os.fspath(database_path) + ".migrate.lock"
 
 
-def sqlite_lock(database_path: str | os.PathLike[str], *, timeout: float, allow_network_fs: bool = False,
-                checkpoint: Callable[[], None] | None = None,
-                on_wait: Callable[[str], None] | None = None) -> MigrationLock:
+def sqlite_lock(
+    database_path: str | os.PathLike[str],
+    *,
+    timeout: float,
+    allow_network_fs: bool = False,
+    checkpoint: Callable[[], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> MigrationLock:
     """The flock on ``<database>.migrate.lock``.  Nothing is opened until ``acquire()``.
 
     The database's folder must exist.  The lock file is created group-writable
@@ -226,8 +246,13 @@ def sqlite_lock(database_path: str | os.PathLike[str], *, timeout: float, allow_
     one left by another UID that this one cannot write is locked through a
     read-only descriptor (flock needs no more), and then records no holder.
     """
-    return _SqliteLock(os.fspath(database_path), timeout=timeout, allow_network_fs=allow_network_fs,
-                       checkpoint=checkpoint, on_wait=on_wait)
+    return _SqliteLock(
+        os.fspath(database_path),
+        timeout=timeout,
+        allow_network_fs=allow_network_fs,
+        checkpoint=checkpoint,
+        on_wait=on_wait,
+    )
 
 
 def holder_sqlite(database_path: str | os.PathLike[str]) -> str | None:
@@ -254,15 +279,21 @@ def holder_sqlite(database_path: str | os.PathLike[str]) -> str | None:
 
 
 class _SqliteLock(MigrationLock):
-    def __init__(self, database_path: str, *, timeout: float, allow_network_fs: bool,
-                 checkpoint: Callable[[], None] | None, on_wait: Callable[[str], None] | None) -> None:
+    def __init__(
+        self,
+        database_path: str,
+        *,
+        timeout: float,
+        allow_network_fs: bool,
+        checkpoint: Callable[[], None] | None,
+        on_wait: Callable[[str], None] | None,
+    ) -> None:
         self.database_path = database_path
         self.path = lock_path(database_path)
         self.allow_network_fs = allow_network_fs
         self._fd: int | None = None
         self._writable = False
-        super().__init__(f"the migration lock {self.path}", timeout=timeout,
-                         checkpoint=checkpoint, on_wait=on_wait)
+        super().__init__(f"the migration lock {self.path}", timeout=timeout, checkpoint=checkpoint, on_wait=on_wait)
 
     def _open(self) -> None:
         check_filesystem(self.database_path, self.allow_network_fs)
@@ -415,6 +446,7 @@ def _read_holder(path: str) -> str:
 
 # -- PostgreSQL ----------------------------------------------------------------
 
+
 def advisory_key(database: str, version_table: str) -> int:
     """A stable signed 64-bit key for this database and version table.
 
@@ -427,9 +459,16 @@ def advisory_key(database: str, version_table: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def postgresql_lock(connection: Any, database: str, *, version_table: str = "alembic_version",
-                    timeout: float, checkpoint: Callable[[], None] | None = None,
-                    on_wait: Callable[[str], None] | None = None, shared: bool = False) -> MigrationLock:
+def postgresql_lock(
+    connection: Any,
+    database: str,
+    *,
+    version_table: str = "alembic_version",
+    timeout: float,
+    checkpoint: Callable[[], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
+    shared: bool = False,
+) -> MigrationLock:
     """The advisory lock ``advisory_key(database, version_table)`` on ``connection``.
 
     ``connection`` is an open psycopg2 connection dedicated to the lock (it is
@@ -447,8 +486,14 @@ def postgresql_lock(connection: Any, database: str, *, version_table: str = "ale
     A server in recovery (a hot standby) cannot take the lock: ``acquire()``
     raises :class:`ReadOnlyStandby` at once, whatever LOCK_TIMEOUT says.
     """
-    return _PostgresqlLock(connection, advisory_key(database, version_table), timeout=timeout,
-                           checkpoint=checkpoint, on_wait=on_wait, shared=shared)
+    return _PostgresqlLock(
+        connection,
+        advisory_key(database, version_table),
+        timeout=timeout,
+        checkpoint=checkpoint,
+        on_wait=on_wait,
+        shared=shared,
+    )
 
 
 _HOLDER_SQL = (
@@ -463,14 +508,14 @@ _HOLDER_SQL = (
 #: transaction pooling a session setting lands on whichever server connection ran it, and
 #: stays there for the next client.  The server's idle_in_transaction_session_timeout (or the
 #: role's) would otherwise end the held transaction, and the lock with it, mid-migration.
-_BEGIN = (f"BEGIN; SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}; "
-          "SET LOCAL idle_in_transaction_session_timeout = 0; ")
+_BEGIN = (
+    f"BEGIN; SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}; SET LOCAL idle_in_transaction_session_timeout = 0; "
+)
 #: NULL on a server in recovery, where taking the lock would be an error that aborts the poll.
 _TRY_SQL = _BEGIN + "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_try_advisory_xact_lock(%s) END"
 
 
-def holder_postgresql(connection: Any, database: str,
-                      version_table: str = "alembic_version") -> str | None:
+def holder_postgresql(connection: Any, database: str, version_table: str = "alembic_version") -> str | None:
     """Who holds the advisory lock now, or None when nobody does.  Read-only.
 
     Reads pg_locks and pg_stat_activity on ``connection`` (any psycopg2
@@ -478,8 +523,9 @@ def holder_postgresql(connection: Any, database: str,
     """
     import psycopg2.extensions
 
-    started_here = (not connection.autocommit and connection.get_transaction_status()
-                    == psycopg2.extensions.TRANSACTION_STATUS_IDLE)
+    started_here = (
+        not connection.autocommit and connection.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    )
     try:
         with connection.cursor() as cursor:
             cursor.execute(_HOLDER_SQL, _key_parts(advisory_key(database, version_table)))
@@ -491,14 +537,20 @@ def holder_postgresql(connection: Any, database: str,
 
 
 class _PostgresqlLock(MigrationLock):
-    def __init__(self, connection: Any, key: int, *, timeout: float,
-                 checkpoint: Callable[[], None] | None, on_wait: Callable[[str], None] | None,
-                 shared: bool = False) -> None:
+    def __init__(
+        self,
+        connection: Any,
+        key: int,
+        *,
+        timeout: float,
+        checkpoint: Callable[[], None] | None,
+        on_wait: Callable[[str], None] | None,
+        shared: bool = False,
+    ) -> None:
         self.connection = connection
         self.key = key
         self.shared = shared
-        super().__init__(f"the advisory lock {key}", timeout=timeout,
-                         checkpoint=checkpoint, on_wait=on_wait)
+        super().__init__(f"the advisory lock {key}", timeout=timeout, checkpoint=checkpoint, on_wait=on_wait)
 
     def _execute(self, statement: str, parameters: tuple[object, ...] = ()) -> Any:
         """Run statements; return the last one's first row.  A lost connection is DatabaseUnreachable."""
@@ -521,8 +573,10 @@ class _PostgresqlLock(MigrationLock):
 
     def _open(self) -> None:
         if self.connection.closed:
-            raise RuntimeError(f"The connection for {self._description} is closed; a PostgreSQL "
-                               "lock serves once: make a new one with its own connection.")
+            raise RuntimeError(
+                f"The connection for {self._description} is closed; a PostgreSQL "
+                "lock serves once: make a new one with its own connection."
+            )
         if not self.shared and not self.connection.autocommit:
             self.connection.autocommit = True  # the lock opens and ends its transactions itself
 
@@ -578,8 +632,10 @@ def _standby(description: str, where: str) -> ReadOnlyStandby:
 def _describe_backend(row: tuple[Any, ...]) -> str:
     pid, app, addr, since = row
     started = since.isoformat(timespec="seconds") if hasattr(since, "isoformat") else since
-    return (f"backend PID {pid}, application_name '{app or ''}', client address "
-            f"{addr or 'local socket'}, connected since {started or 'an unknown time'}")
+    return (
+        f"backend PID {pid}, application_name '{app or ''}', client address "
+        f"{addr or 'local socket'}, connected since {started or 'an unknown time'}"
+    )
 
 
 def _where_postgresql(connection: Any) -> str:
@@ -607,6 +663,7 @@ def _unreachable(description: str, where: str, exc: BaseException) -> DatabaseUn
 
 # -- MySQL (written with care, but not exercised by the test suite) ----------------
 
+
 def mysql_lock_name(database: str, version_table: str) -> str:
     """The GET_LOCK name for this database and version table: 53 characters (MySQL allows 64).
 
@@ -619,9 +676,16 @@ def mysql_lock_name(database: str, version_table: str) -> str:
     return f"migrate-init:{digest[:40]}"
 
 
-def mysql_lock(connection: Any, database: str, *, version_table: str = "alembic_version",
-               timeout: float, checkpoint: Callable[[], None] | None = None,
-               on_wait: Callable[[str], None] | None = None, shared: bool = False) -> MigrationLock:
+def mysql_lock(
+    connection: Any,
+    database: str,
+    *,
+    version_table: str = "alembic_version",
+    timeout: float,
+    checkpoint: Callable[[], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
+    shared: bool = False,
+) -> MigrationLock:
     """``GET_LOCK(mysql_lock_name(...), 0)`` polled on ``connection`` (pymysql, dedicated to it).
 
     ``release()`` runs ``RELEASE_LOCK`` and closes the connection.  ``shared``: the
@@ -629,8 +693,14 @@ def mysql_lock(connection: Any, database: str, *, version_table: str = "alembic_
     statement bounds), as for :func:`postgresql_lock`; ``release()`` then runs
     ``RELEASE_ALL_LOCKS()`` and leaves it open.
     """
-    return _MysqlLock(connection, mysql_lock_name(database, version_table), timeout=timeout,
-                      checkpoint=checkpoint, on_wait=on_wait, shared=shared)
+    return _MysqlLock(
+        connection,
+        mysql_lock_name(database, version_table),
+        timeout=timeout,
+        checkpoint=checkpoint,
+        on_wait=on_wait,
+        shared=shared,
+    )
 
 
 def holder_mysql(connection: Any, database: str, version_table: str = "alembic_version") -> str | None:
@@ -644,15 +714,21 @@ def holder_mysql(connection: Any, database: str, version_table: str = "alembic_v
 
 
 class _MysqlLock(MigrationLock):
-    def __init__(self, connection: Any, name: str, *, timeout: float,
-                 checkpoint: Callable[[], None] | None, on_wait: Callable[[str], None] | None,
-                 shared: bool = False) -> None:
+    def __init__(
+        self,
+        connection: Any,
+        name: str,
+        *,
+        timeout: float,
+        checkpoint: Callable[[], None] | None,
+        on_wait: Callable[[str], None] | None,
+        shared: bool = False,
+    ) -> None:
         self.connection = connection
         self.name = name
         self.shared = shared
         self._closed = False
-        super().__init__(f"the MySQL lock '{name}'", timeout=timeout,
-                         checkpoint=checkpoint, on_wait=on_wait)
+        super().__init__(f"the MySQL lock '{name}'", timeout=timeout, checkpoint=checkpoint, on_wait=on_wait)
 
     def _execute(self, statement: str, parameters: tuple[object, ...] = ()) -> Any:
         return self._on_cursor(lambda cursor: (cursor.execute(statement, parameters), cursor.fetchone())[1])
@@ -669,8 +745,10 @@ class _MysqlLock(MigrationLock):
 
     def _open(self) -> None:
         if self._closed:
-            raise RuntimeError(f"The connection for {self._description} is closed; a MySQL lock "
-                               "serves once: make a new one with its own connection.")
+            raise RuntimeError(
+                f"The connection for {self._description} is closed; a MySQL lock "
+                "serves once: make a new one with its own connection."
+            )
         if self.shared:
             return  # the reader's session, bounded by the reader
         # GET_LOCK(name, 0) never waits; this only bounds the holder lookups.
@@ -711,8 +789,7 @@ class _MysqlLock(MigrationLock):
 
 def _describe_mysql_session(cursor: Any, connection_id: object) -> str:
     try:
-        cursor.execute("SELECT USER, HOST FROM information_schema.PROCESSLIST WHERE ID = %s",
-                       (connection_id,))
+        cursor.execute("SELECT USER, HOST FROM information_schema.PROCESSLIST WHERE ID = %s", (connection_id,))
         row = cursor.fetchone()
     except Exception:
         row = None

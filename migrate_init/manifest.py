@@ -82,8 +82,11 @@ def version_dirs(script: ScriptDirectory) -> list[str]:
     """Every folder Alembic reads revisions from: ``version_locations`` of the ini (``%(here)s`` resolved), else versions/."""
     from alembic.util import coerce_resource_to_filename  # ``package:path`` locations, as Alembic reads them
 
-    return sorted({os.path.abspath(coerce_resource_to_filename(p)) for p in script.version_locations}
-                  if script.version_locations else {os.path.abspath(script.versions)})
+    return sorted(
+        {os.path.abspath(coerce_resource_to_filename(p)) for p in script.version_locations}
+        if script.version_locations
+        else {os.path.abspath(script.versions)}
+    )
 
 
 def _portable(path: str, root: str) -> str:
@@ -125,8 +128,7 @@ def _named(what: str, root: str, versions: list[str] | None) -> Any:
     return digest
 
 
-def stat_key(migrations_dir: str | os.PathLike[str], files: list[str],
-             versions: list[str] | None = None) -> str | None:
+def stat_key(migrations_dir: str | os.PathLike[str], files: list[str], versions: list[str] | None = None) -> str | None:
     """A digest of the file names under every version location and of every listed file's size, mtime, ctime and inode.
 
     What is cheap to read (one ``stat`` a file, no content): it vouches for files whose content
@@ -142,14 +144,16 @@ def stat_key(migrations_dir: str | os.PathLike[str], files: list[str],
             st = os.stat(_resolved(path, root))
         except OSError:
             return None
-        digest.update(f"file\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0"
-                      f"{st.st_dev}\0".encode())
+        digest.update(
+            f"file\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_dev}\0".encode()
+        )
     hexdigest: str = digest.hexdigest()
     return hexdigest
 
 
-def content_hash(migrations_dir: str | os.PathLike[str], files: list[str],
-                 versions: list[str] | None = None) -> str | None:
+def content_hash(
+    migrations_dir: str | os.PathLike[str], files: list[str], versions: list[str] | None = None
+) -> str | None:
     """SHA-256 of the file names under every version location and of every file listed; None when one is missing."""
     root = os.fspath(migrations_dir)
     digest = _named("manifest", root, versions)
@@ -165,8 +169,9 @@ def content_hash(migrations_dir: str | os.PathLike[str], files: list[str],
     return hexdigest
 
 
-def load_fresh(candidates: list[str], migrations_dir: str | os.PathLike[str], models: str | None
-               ) -> tuple[dict[str, Any] | None, str]:
+def load_fresh(
+    candidates: list[str], migrations_dir: str | os.PathLike[str], models: str | None
+) -> tuple[dict[str, Any] | None, str]:
     """The first candidate that is of this format, for these MODELS, and whose files are unchanged.
 
     Unchanged means: the files' :func:`stat_key` is the one recorded with a candidate (no content
@@ -212,8 +217,13 @@ def _same_files(one: dict[str, Any], other: dict[str, Any]) -> bool:
     return one.get("files") == other.get("files") and one.get("version_dirs") == other.get("version_dirs")
 
 
-def local_files(migrations_dir: str | os.PathLike[str], before: set[str], versions: list[str] | None = None,
-                ini: str | None = None, models: str | None = None) -> list[str]:
+def local_files(
+    migrations_dir: str | os.PathLike[str],
+    before: set[str],
+    versions: list[str] | None = None,
+    ini: str | None = None,
+    models: str | None = None,
+) -> list[str]:
     """Source files of modules imported since ``before`` (module names) that are the user's, plus env.py,
     the ini (whose ``version_locations`` say where the revisions are) and the scripts of every version location.
 
@@ -226,8 +236,11 @@ def local_files(migrations_dir: str | os.PathLike[str], before: set[str], versio
     files = {os.path.abspath(os.path.join(migrations_dir, "env.py"))}
     if ini and not os.path.abspath(ini).startswith(excluded):  # not the image's own default ini
         files.add(os.path.abspath(ini))
-    files.update(os.path.abspath(path) for path in
-                 _walk(versions or [os.path.join(os.fspath(migrations_dir), "versions")]) if path.endswith(".py"))
+    files.update(
+        os.path.abspath(path)
+        for path in _walk(versions or [os.path.join(os.fspath(migrations_dir), "versions")])
+        if path.endswith(".py")
+    )
     for name, module in list(sys.modules.items()):
         if name in before:
             continue
@@ -250,8 +263,16 @@ def _library_roots() -> tuple[str, ...]:
     return tuple(os.path.abspath(r) + os.sep for r in roots if r)
 
 
-def build(script: ScriptDirectory, metadata: MetaData | None, *, models: str | None, version_table: str,
-          migrations_dir: str | os.PathLike[str], files: list[str], checksums: dict[str, str]) -> dict[str, Any]:
+def build(
+    script: ScriptDirectory,
+    metadata: MetaData | None,
+    *,
+    models: str | None,
+    version_table: str,
+    migrations_dir: str | os.PathLike[str],
+    files: list[str],
+    checksums: dict[str, str],
+) -> dict[str, Any]:
     """The manifest for what was loaded.  No I/O but the hash.
 
     Every name is made a plain ``str``: marshal writes no subclass (SQLAlchemy's ``quoted_name``).
@@ -271,8 +292,10 @@ def build(script: ScriptDirectory, metadata: MetaData | None, *, models: str | N
         "heads": sorted(str(head) for head in script.get_heads()),
         "revisions": sorted(str(rev.revision) for rev in script.walk_revisions()),
         "version_table": str(version_table),
-        "schema": {str(table): sorted(str(column) for column in columns) for table, columns in
-                   (expected_schema(metadata).items() if metadata is not None else ())},
+        "schema": {
+            str(table): sorted(str(column) for column in columns)
+            for table, columns in (expected_schema(metadata).items() if metadata is not None else ())
+        },
         "counted_tables": [str(table) for table in counted_tables(metadata)] if metadata is not None else [],
         # What each revision does (:mod:`checksum`): an unchanged folder is compared with the history for free.
         "checksums": checksums,

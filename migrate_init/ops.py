@@ -52,12 +52,17 @@ def add_column_if_missing(table: str, column: sa.Column[Any]) -> bool:
             "an additive migration must add nullable columns (or give a default)."
         )
     if not table_exists(table):
-        report.event("skipped", f"Table '{table}' does not exist; column '{column.name}' not added.",
-                     table=table, column=column.name)
+        report.event(
+            "skipped",
+            f"Table '{table}' does not exist; column '{column.name}' not added.",
+            table=table,
+            column=column.name,
+        )
         return False
     if column_exists(table, column.name):
-        report.event("exists", f"Column '{table}.{column.name}' already exists; skipped.",
-                     table=table, column=column.name)
+        report.event(
+            "exists", f"Column '{table}.{column.name}' already exists; skipped.", table=table, column=column.name
+        )
         return False
     op.add_column(table, column)
     report.event("added", f"Added column '{table}.{column.name}'.", table=table, column=column.name)

@@ -37,8 +37,29 @@ if TYPE_CHECKING:
     from .catalog import EffectGuard, Snapshot
 
 #: First words of statements that change no table or column (the guard judges schema changes, not rows).
-_NOT_JUDGED = {"SELECT", "SHOW", "EXPLAIN", "SET", "RESET", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT", "BEGIN",
-               "START", "END", "VALUES", "INSERT", "UPDATE", "DELETE", "WITH", "LOCK", "ANALYZE", "PRAGMA", "COPY"}
+_NOT_JUDGED = {
+    "SELECT",
+    "SHOW",
+    "EXPLAIN",
+    "SET",
+    "RESET",
+    "SAVEPOINT",
+    "RELEASE",
+    "ROLLBACK",
+    "COMMIT",
+    "BEGIN",
+    "START",
+    "END",
+    "VALUES",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "WITH",
+    "LOCK",
+    "ANALYZE",
+    "PRAGMA",
+    "COPY",
+}
 _FIRST = re.compile(r"(?:\s|/\*.*?\*/|--[^\n]*(?:\n|$)|\()*([A-Za-z_]+)", re.S)
 _SAVEPOINT = "migrate_init_env"
 
@@ -76,8 +97,11 @@ class OutsideJudge:
     def remove(self) -> None:
         from sqlalchemy import event
 
-        for name, listener in (("before_cursor_execute", self.before), ("after_cursor_execute", self.after),
-                               ("commit", self._commit)):
+        for name, listener in (
+            ("before_cursor_execute", self.before),
+            ("after_cursor_execute", self.after),
+            ("commit", self._commit),
+        ):
             if event.contains(self.connection, name, listener):
                 event.remove(self.connection, name, listener)
 
@@ -85,13 +109,14 @@ class OutsideJudge:
         self.committed = list(self.progress.applied)
 
     def _skip(self, statement: str) -> bool:
-        return (self._busy or self.progress.running is not None or self.guard.allow or not judged(statement))
+        return self._busy or self.progress.running is not None or self.guard.allow or not judged(statement)
 
     def _raw(self) -> Any:
         return self.connection.connection.driver_connection
 
-    def before(self, _conn: Any, _cursor: Any, statement: str, _parameters: Any, _context: Any,
-               _executemany: bool) -> None:
+    def before(
+        self, _conn: Any, _cursor: Any, statement: str, _parameters: Any, _context: Any, _executemany: bool
+    ) -> None:
         if self._skip(statement):
             return
         self._busy = True
@@ -103,14 +128,16 @@ class OutsideJudge:
             try:
                 _exec(raw, f"SAVEPOINT {_SAVEPOINT}")
             except Exception as exc:
-                self._refuse(statement, f"it could not be judged: a savepoint, which judging needs, failed "
-                                        f"({type(exc).__name__}: {str(exc).strip().splitlines()[0]})")
+                self._refuse(
+                    statement,
+                    f"it could not be judged: a savepoint, which judging needs, failed "
+                    f"({type(exc).__name__}: {str(exc).strip().splitlines()[0]})",
+                )
             self._before = self.guard._snapshot(raw, self.family)
         finally:
             self._busy = False
 
-    def after(self, _conn: Any, cursor: Any, statement: str, parameters: Any, _context: Any,
-              executemany: bool) -> None:
+    def after(self, _conn: Any, cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool) -> None:
         before, self._before = self._before, None
         if before is None or self._busy:
             return
@@ -162,15 +189,21 @@ class OutsideJudge:
     def _refuse(self, statement: str, what: str, *, judged_loss: bool = False) -> None:
         shown = " ".join(statement.split())
         shown = shown if len(shown) <= 160 else shown[:157] + "..."
-        stayed = (f"The migrations committed before it stay applied ({', '.join(self.committed)}); anything of this "
-                  "run after them was rolled back with it" if self.committed and not self.progress.dry_run else
-                  "Nothing of this run was committed: it was all rolled back with it")
+        stayed = (
+            f"The migrations committed before it stay applied ({', '.join(self.committed)}); anything of this "
+            "run after them was rolled back with it"
+            if self.committed and not self.progress.dry_run
+            else "Nothing of this run was committed: it was all rolled back with it"
+        )
         if self.family == "mysql":
-            stayed = ("It was not run (MySQL/MariaDB commit DDL at once, so it was judged before it ran); what ran "
-                      "before it stays")
+            stayed = (
+                "It was not run (MySQL/MariaDB commit DDL at once, so it was judged before it ran); what ran "
+                "before it stays"
+            )
         reason = f"would lose data: {what}" if judged_loss else what
         raise DestructiveOperation(
             f"env.py ({self.env_py}) ran a statement on migrate-init's connection outside any migration, and it "
             f"{reason}. The statement: {shown}. {stayed}. Move that change into a migration, where the destructive "
             f"guard judges it and it can be allowed by name ({_allow_text('<revision>')}); or, after a backup, "
-            "set ALLOW_DESTRUCTIVE=true.")
+            "set ALLOW_DESTRUCTIVE=true."
+        )

@@ -71,9 +71,11 @@ def ending(statement: str, dialect: str) -> str | None:
             return f"{first}, which {_ENDING[first]}"
         if first == "PREPARE" and words[1:2] == ["TRANSACTION"]:
             return "PREPARE TRANSACTION, which ends the transaction (two-phase commit)"
-        if first == "SET" and (words[1:2] == ["TRANSACTION"] or words[1:3] in (["SESSION", "CHARACTERISTICS"],
-                                                                              ["SESSION", "TRANSACTION"])
-                               or words[1:2] == ["AUTOCOMMIT"]):
+        if first == "SET" and (
+            words[1:2] == ["TRANSACTION"]
+            or words[1:3] in (["SESSION", "CHARACTERISTICS"], ["SESSION", "TRANSACTION"])
+            or words[1:2] == ["AUTOCOMMIT"]
+        ):
             return f"{' '.join(words[:3])}, which changes how the transaction runs"
     return None
 
@@ -144,7 +146,8 @@ class ReadOnlyGuard:
             raise PreviewRefused(
                 "A dry run cannot run on MySQL/MariaDB: each DDL statement commits at once there, so nothing "
                 "could be rolled back. `plan` lists the pending revisions instead, and `lint` runs the chain on "
-                "a throw-away SQLite file.")
+                "a throw-away SQLite file."
+            )
         if self.dialect == "postgresql":
             self._xid = self.connection.exec_driver_sql("SELECT txid_current()").scalar()
             self.armed = self._arm()
@@ -165,11 +168,15 @@ class ReadOnlyGuard:
         run = self.connection.exec_driver_sql
         run("SAVEPOINT migrate_init_arm")
         try:
-            run(f"CREATE FUNCTION pg_temp.{POISON}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                f"RAISE EXCEPTION '{POISON}: a dry run of migrate-init must not commit'; END $$")
+            run(
+                f"CREATE FUNCTION pg_temp.{POISON}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"RAISE EXCEPTION '{POISON}: a dry run of migrate-init must not commit'; END $$"
+            )
             run(f"CREATE TEMP TABLE {POISON} (armed boolean)")
-            run(f"CREATE CONSTRAINT TRIGGER {POISON} AFTER INSERT ON pg_temp.{POISON} DEFERRABLE INITIALLY DEFERRED "
-                f"FOR EACH ROW EXECUTE PROCEDURE pg_temp.{POISON}()")
+            run(
+                f"CREATE CONSTRAINT TRIGGER {POISON} AFTER INSERT ON pg_temp.{POISON} DEFERRABLE INITIALLY DEFERRED "
+                f"FOR EACH ROW EXECUTE PROCEDURE pg_temp.{POISON}()"
+            )
             run(f"INSERT INTO pg_temp.{POISON} VALUES (true)")
         except Exception:
             run("ROLLBACK TO SAVEPOINT migrate_init_arm")
@@ -184,8 +191,11 @@ class ReadOnlyGuard:
         self._finishing = True
         if isinstance(self._raw, sqlite3.Connection):
             self._raw.set_authorizer(None)
-        for name, listener in (("before_cursor_execute", self.before_statement), ("commit", self._commit),
-                               ("rollback", self._rollback)):
+        for name, listener in (
+            ("before_cursor_execute", self.before_statement),
+            ("commit", self._commit),
+            ("rollback", self._rollback),
+        ):
             if event.contains(self.connection, name, listener):
                 event.remove(self.connection, name, listener)
 
@@ -200,15 +210,21 @@ class ReadOnlyGuard:
         """Raise when something ended the dry run's transaction behind SQLAlchemy's back."""
         if not self.ended():
             return
-        why = ("ended the dry run's transaction through the database driver itself (its commit() or rollback(), "
-               "or a statement sent around SQLAlchemy)")
+        why = (
+            "ended the dry run's transaction through the database driver itself (its commit() or rollback(), "
+            "or a statement sent around SQLAlchemy)"
+        )
         if self.armed:  # the server failed any commit of it: it was rolled back
-            self.refuse(why + "; the server refused to commit it (a dry run arms a trigger that fails any "
-                              "commit), so it was rolled back", by_server=True)
+            self.refuse(
+                why + "; the server refused to commit it (a dry run arms a trigger that fails any "
+                "commit), so it was rolled back",
+                by_server=True,
+            )
         self.refuse(why, ended=True)
 
-    def before_statement(self, _conn: Any, _cursor: Any, statement: str, _parameters: Any, _context: Any,
-                         _executemany: bool) -> None:
+    def before_statement(
+        self, _conn: Any, _cursor: Any, statement: str, _parameters: Any, _context: Any, _executemany: bool
+    ) -> None:
         self.check_open()
         why = ending(statement, self.dialect)
         if why is not None:
@@ -254,19 +270,28 @@ def refusal(running: Any, why: str, *, ended: bool = False, by_server: bool = Fa
             f"The dry run could not preview {name}: {who} {why}. What ran before it in this dry run may have been "
             "committed: check where the database stands with `migrate.py status` and `migrate.py check` before "
             "anything else. A dry run needs every statement to go through the connection migrate-init hands "
-            "env.py; `run` applies such a revision in a transaction of its own.", revision, why)
-    stopped = ("the server refused that commit" if by_server else "it was refused before it reached the database")
+            "env.py; `run` applies such a revision in a transaction of its own.",
+            revision,
+            why,
+        )
+    stopped = "the server refused that commit" if by_server else "it was refused before it reached the database"
     return PreviewRefused(
         f"The dry run could not preview {name}: {who} {why}. A dry run runs every pending migration in one "
         "transaction and rolls it back; this would have ended that transaction and committed what ran before it, "
         f"so {stopped}, and everything was rolled back: the database is as it "
         f"was. `run` applies {name} in a transaction of its own, without a preview: read it before you run it.",
-        revision, why)
+        revision,
+        why,
+    )
 
 
 def refuse_autocommit_block(context: Any, running: Any) -> None:
     """Make ``context.autocommit_block()`` a refusal: it would commit the dry run's transaction (issue 25 N23)."""
+
     def autocommit_block() -> Any:
-        raise refusal(running(), "runs statements in op.get_context().autocommit_block(), which commits the "
-                                 "transaction before them")
+        raise refusal(
+            running(),
+            "runs statements in op.get_context().autocommit_block(), which commits the transaction before them",
+        )
+
     context.autocommit_block = autocommit_block

@@ -75,8 +75,9 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _version_source(version_table: str, live: Mapping[str, object], quote: Callable[[str], str],
-                    exists: Callable[[str, str], bool]) -> str | None:
+def _version_source(
+    version_table: str, live: Mapping[str, object], quote: Callable[[str], str], exists: Callable[[str, str], bool]
+) -> str | None:
     """The quoted version table to read, or None when the database has none.
 
     ``version_table`` is ``schema.table`` when env.py passes version_table_schema
@@ -99,9 +100,14 @@ class Snapshot:
 
     __slots__ = ("checksums", "columns", "in_progress", "seeded", "versions")
 
-    def __init__(self, versions: tuple[str, ...] | None, columns: dict[str, set[str]],
-                 seeded: frozenset[str] | None = None, in_progress: tuple[str, ...] | None = None,
-                 checksums: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        versions: tuple[str, ...] | None,
+        columns: dict[str, set[str]],
+        seeded: frozenset[str] | None = None,
+        in_progress: tuple[str, ...] | None = None,
+        checksums: dict[str, str] | None = None,
+    ) -> None:
         #: The version table's rows, sorted; None when there is no version table.
         self.versions = versions
         #: ``{table: {column, ...}}`` of every table in the default schema.
@@ -120,8 +126,11 @@ class Snapshot:
     def missing(self, expected: Mapping[str, Iterable[str]]) -> tuple[list[str], dict[str, list[str]]]:
         """Tables, and columns of existing tables, that ``expected`` has and the database lacks."""
         tables = sorted(t for t in expected if t not in self.columns)
-        columns = {t: sorted(set(c) - self.columns[t]) for t, c in sorted(expected.items())
-                   if t in self.columns and set(c) - self.columns[t]}
+        columns = {
+            t: sorted(set(c) - self.columns[t])
+            for t, c in sorted(expected.items())
+            if t in self.columns and set(c) - self.columns[t]
+        }
         return tables, columns
 
 
@@ -146,6 +155,7 @@ class Reader:
         A table left out (small, unknown, not a plain table) is counted exactly by the caller.
         """
         return {}
+
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         """The rows of one SELECT of migrate-init's own tables, in a read-only transaction (:mod:`history`)."""
         raise NotImplementedError
@@ -182,9 +192,15 @@ class Reader:
         self.close()
 
 
-def open_reader(database: Url, *, read_only: bool, connect_timeout: float = 10.0,
-                statement_timeout: float = 30.0, checkpoint: Callable[[], None] | None = None,
-                track: Callable[[Any], None] | None = None) -> Reader:
+def open_reader(
+    database: Url,
+    *,
+    read_only: bool,
+    connect_timeout: float = 10.0,
+    statement_timeout: float = 30.0,
+    checkpoint: Callable[[], None] | None = None,
+    track: Callable[[Any], None] | None = None,
+) -> Reader:
     """Connect once.  Errors are the driver's own; :mod:`errors` classifies them.
 
     ``read_only``: SQLite opens with ``mode=ro`` and a missing file is
@@ -195,22 +211,40 @@ def open_reader(database: Url, *, read_only: bool, connect_timeout: float = 10.0
     if database.backend == "sqlite":
         return SqliteReader(database, read_only=read_only, checkpoint=checkpoint, track=track)
     if database.backend == "postgresql":
-        return PostgresqlReader(database, connect_timeout=connect_timeout,
-                                statement_timeout=statement_timeout, track=track, checkpoint=checkpoint)
+        return PostgresqlReader(
+            database,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            track=track,
+            checkpoint=checkpoint,
+        )
     if database.backend == "mysql":
-        return MysqlReader(database, connect_timeout=connect_timeout,
-                           statement_timeout=statement_timeout, track=track, checkpoint=checkpoint)
+        return MysqlReader(
+            database,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            track=track,
+            checkpoint=checkpoint,
+        )
     from .errors import ConfigError
 
-    raise ConfigError(f"DATABASE_URL={database.safe}: migrate-init reads SQLite, PostgreSQL and "
-                      f"MySQL/MariaDB databases, not '{database.backend}'.")
+    raise ConfigError(
+        f"DATABASE_URL={database.safe}: migrate-init reads SQLite, PostgreSQL and "
+        f"MySQL/MariaDB databases, not '{database.backend}'."
+    )
 
 
 class SqliteReader(Reader):
     backend = "sqlite"
 
-    def __init__(self, database: Url, *, read_only: bool, checkpoint: Callable[[], None] | None,
-                 track: Callable[[Any], None] | None) -> None:
+    def __init__(
+        self,
+        database: Url,
+        *,
+        read_only: bool,
+        checkpoint: Callable[[], None] | None,
+        track: Callable[[Any], None] | None,
+    ) -> None:
         self.safe_url = database.safe
         path = database.sqlite_path
         assert path is not None  # url.parse refuses in-memory databases
@@ -220,8 +254,10 @@ class SqliteReader(Reader):
         if os.path.isdir(self.path):
             from .errors import ConfigError
 
-            raise ConfigError(f"DATABASE_URL points at {self.path}, which is a folder, not a SQLite "
-                              "database file. Name a file, e.g. sqlite:////data/app.db.")
+            raise ConfigError(
+                f"DATABASE_URL points at {self.path}, which is a folder, not a SQLite "
+                "database file. Name a file, e.g. sqlite:////data/app.db."
+            )
         self.read_only = read_only
         self.track = track
         if not os.path.exists(self.path) and read_only:
@@ -238,8 +274,9 @@ class SqliteReader(Reader):
         if not os.path.exists(self.path):
             return False  # reads as empty; nothing is created here
         uri = sqlite_uri(self.path, "ro" if self.read_only else "rw")
-        self.connection = sqlite_driver().connect(uri, uri=True, timeout=_SQLITE_SLICE, isolation_level=None,
-                                          check_same_thread=False)
+        self.connection = sqlite_driver().connect(
+            uri, uri=True, timeout=_SQLITE_SLICE, isolation_level=None, check_same_thread=False
+        )
         if self.track is not None:
             self.track(self.connection)
         return True
@@ -285,10 +322,19 @@ class SqliteReader(Reader):
             for table, column in rows:
                 live.setdefault(table, set()).add(column)
             versions, checksums = _versions_and_checksums(
-                lambda sql: connection.execute(sql).fetchall(), live,
-                _version_source(version_table, live, _quote, lambda schema, table: bool(connection.execute(
-                    f"SELECT 1 FROM {_quote(schema)}.sqlite_master WHERE type = 'table' AND name = ?",
-                    (table,)).fetchall())))
+                lambda sql: connection.execute(sql).fetchall(),
+                live,
+                _version_source(
+                    version_table,
+                    live,
+                    _quote,
+                    lambda schema, table: bool(
+                        connection.execute(
+                            f"SELECT 1 FROM {_quote(schema)}.sqlite_master WHERE type = 'table' AND name = ?", (table,)
+                        ).fetchall()
+                    ),
+                ),
+            )
             seeded = None
             if SEED_TABLE in live:
                 seeded = frozenset(r[0] for r in connection.execute(f"SELECT name FROM {SEED_TABLE}"))
@@ -304,8 +350,9 @@ class SqliteReader(Reader):
 
         def read(connection: Any) -> dict[str, int | None]:
             live = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            return {t: connection.execute(f"SELECT COUNT(*) FROM {_quote(t)}").fetchone()[0]
-                    for t in wanted if t in live}
+            return {
+                t: connection.execute(f"SELECT COUNT(*) FROM {_quote(t)}").fetchone()[0] for t in wanted if t in live
+            }
 
         result: dict[str, int | None] = self._retrying(read)
         return result
@@ -364,8 +411,15 @@ def sqlite_uri(path: str, mode: str) -> str:
 class PostgresqlReader(Reader):
     backend = "postgresql"
 
-    def __init__(self, database: Url, *, connect_timeout: float, statement_timeout: float,
-                 track: Callable[[Any], None] | None, checkpoint: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        database: Url,
+        *,
+        connect_timeout: float,
+        statement_timeout: float,
+        track: Callable[[Any], None] | None,
+        checkpoint: Callable[[], None] | None = None,
+    ) -> None:
 
         self.checkpoint = checkpoint
         self.safe_url = database.safe
@@ -416,18 +470,22 @@ class PostgresqlReader(Reader):
         cursor = self.cursor
         # What SQLAlchemy's inspector lists in the default schema: tables and
         # partitioned tables (relkind r, p), live columns (generated ones too).
-        end = self._begin("SELECT c.relname, a.attname FROM pg_catalog.pg_class AS c "
-                          "JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
-                          "JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid "
-                          "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
-                          "AND a.attnum > 0 AND NOT a.attisdropped")
+        end = self._begin(
+            "SELECT c.relname, a.attname FROM pg_catalog.pg_class AS c "
+            "JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
+            "JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid "
+            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
+            "AND a.attnum > 0 AND NOT a.attisdropped"
+        )
         try:
             live: dict[str, set[str]] = {}
             for table, column in cursor.fetchall():
                 live.setdefault(table, set()).add(column)
             versions, checksums = _versions_and_checksums(
-                lambda sql: (cursor.execute(sql), cursor.fetchall())[1], live,
-                _version_source(version_table, live, _quote, self._exists))
+                lambda sql: (cursor.execute(sql), cursor.fetchall())[1],
+                live,
+                _version_source(version_table, live, _quote, self._exists),
+            )
             seeded = None
             if SEED_TABLE in live:
                 cursor.execute(f"SELECT name FROM {SEED_TABLE}")
@@ -465,17 +523,21 @@ class PostgresqlReader(Reader):
         cursor = self.cursor
         result: dict[str, int | None] = {}
         # Three round trips when no table is locked: the live tables, every count at once, the end.
-        end = self._begin(f"SET LOCAL lock_timeout = {int(_COUNT_LOCK_WAIT * 1000)}; "
-                          "SELECT c.relname FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace "
-                          "AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
-                          "AND c.relkind IN ('r', 'p')")
+        end = self._begin(
+            f"SET LOCAL lock_timeout = {int(_COUNT_LOCK_WAIT * 1000)}; "
+            "SELECT c.relname FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace "
+            "AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+            "AND c.relkind IN ('r', 'p')"
+        )
         try:
             live = {row[0] for row in cursor.fetchall()}
             wanted = [table for table in dict.fromkeys(tables) if table in live]
             if wanted:
                 try:
-                    cursor.execute("SAVEPOINT count_rows; SELECT " + ", ".join(
-                        f"(SELECT COUNT(*) FROM {_quote(table)})" for table in wanted))
+                    cursor.execute(
+                        "SAVEPOINT count_rows; SELECT "
+                        + ", ".join(f"(SELECT COUNT(*) FROM {_quote(table)})" for table in wanted)
+                    )
                     return dict(zip(wanted, cursor.fetchone(), strict=True))
                 except (psycopg2.errors.LockNotAvailable, psycopg2.errors.QueryCanceled):
                     cursor.execute("ROLLBACK TO SAVEPOINT count_rows")  # one is locked: count them one by one
@@ -505,7 +567,9 @@ class PostgresqlReader(Reader):
         end = self._begin(
             "SELECT c.relname, greatest(c.reltuples::bigint, coalesce(pg_stat_get_live_tuples(c.oid), 0)) "
             "FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname = ANY(%s)", (wanted,))
+            "WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname = ANY(%s)",
+            (wanted,),
+        )
         try:
             return {row[0]: int(row[1]) for row in self.cursor.fetchall() if int(row[1]) >= ESTIMATE_ABOVE}
         finally:
@@ -526,8 +590,15 @@ class MysqlReader(Reader):
 
     backend = "mysql"
 
-    def __init__(self, database: Url, *, connect_timeout: float, statement_timeout: float,
-                 track: Callable[[Any], None] | None, checkpoint: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        database: Url,
+        *,
+        connect_timeout: float,
+        statement_timeout: float,
+        track: Callable[[Any], None] | None,
+        checkpoint: Callable[[], None] | None = None,
+    ) -> None:
         self.checkpoint = checkpoint
         self.safe_url = database.safe
         # The handshake and every read: bounded by the same statement bound the server enforces.
@@ -560,18 +631,30 @@ class MysqlReader(Reader):
 
     def snapshot(self, version_table: str) -> Snapshot:
         def read(cursor: Any) -> Snapshot:
-            cursor.execute("SELECT c.TABLE_NAME, c.COLUMN_NAME FROM information_schema.COLUMNS AS c "
-                           "JOIN information_schema.TABLES AS t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA "
-                           "AND t.TABLE_NAME = c.TABLE_NAME WHERE c.TABLE_SCHEMA = DATABASE() "
-                           "AND t.TABLE_TYPE = 'BASE TABLE'")
+            cursor.execute(
+                "SELECT c.TABLE_NAME, c.COLUMN_NAME FROM information_schema.COLUMNS AS c "
+                "JOIN information_schema.TABLES AS t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA "
+                "AND t.TABLE_NAME = c.TABLE_NAME WHERE c.TABLE_SCHEMA = DATABASE() "
+                "AND t.TABLE_TYPE = 'BASE TABLE'"
+            )
             live: dict[str, set[str]] = {}
             for table, column in cursor.fetchall():
                 live.setdefault(_text(table), set()).add(_text(column))
             versions, checksums = _versions_and_checksums(
-                lambda sql: (cursor.execute(sql), cursor.fetchall())[1], live,
-                _version_source(version_table, live, mysql_quote, lambda schema, table: bool(
-                    cursor.execute("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-                                   "AND TABLE_NAME = %s", (schema, table)))))
+                lambda sql: (cursor.execute(sql), cursor.fetchall())[1],
+                live,
+                _version_source(
+                    version_table,
+                    live,
+                    mysql_quote,
+                    lambda schema, table: bool(
+                        cursor.execute(
+                            "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                            (schema, table),
+                        )
+                    ),
+                ),
+            )
             seeded = None
             if SEED_TABLE in live:
                 cursor.execute(f"SELECT name FROM {SEED_TABLE}")
@@ -607,9 +690,12 @@ class MysqlReader(Reader):
         result: dict[str, int | None] = {}
         self.cursor.execute(f"SET SESSION lock_wait_timeout = {max(1, int(_COUNT_LOCK_WAIT))}")
         try:
+
             def read(cursor: Any) -> None:
-                cursor.execute("SELECT TABLE_NAME FROM information_schema.TABLES "
-                               "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'")
+                cursor.execute(
+                    "SELECT TABLE_NAME FROM information_schema.TABLES "
+                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'"
+                )
                 live = {_text(row[0]) for row in cursor.fetchall()}
                 for table in wanted:
                     if table not in live:
@@ -637,11 +723,16 @@ class MysqlReader(Reader):
 
         def read(cursor: Any) -> dict[str, int]:
             # InnoDB's own estimate (information_schema.TABLES.TABLE_ROWS): no table is read.
-            cursor.execute("SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
-                           "DATABASE() AND TABLE_TYPE = 'BASE TABLE' AND TABLE_NAME IN ("
-                           + ", ".join(["%s"] * len(wanted)) + ")", wanted)
-            return {_text(row[0]): int(row[1]) for row in cursor.fetchall()
-                    if row[1] is not None and int(row[1]) >= ESTIMATE_ABOVE}
+            cursor.execute(
+                "SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+                "DATABASE() AND TABLE_TYPE = 'BASE TABLE' AND TABLE_NAME IN (" + ", ".join(["%s"] * len(wanted)) + ")",
+                wanted,
+            )
+            return {
+                _text(row[0]): int(row[1])
+                for row in cursor.fetchall()
+                if row[1] is not None and int(row[1]) >= ESTIMATE_ABOVE
+            }
 
         result: dict[str, int] = self._read(read)
         return result
@@ -651,8 +742,9 @@ class MysqlReader(Reader):
             self.connection.close()
 
 
-def _versions_and_checksums(fetch: Callable[[str], Any], live: Mapping[str, object], version_table: str | None
-                            ) -> tuple[tuple[str, ...] | None, dict[str, str] | None]:
+def _versions_and_checksums(
+    fetch: Callable[[str], Any], live: Mapping[str, object], version_table: str | None
+) -> tuple[tuple[str, ...] | None, dict[str, str] | None]:
     """The version rows and the recorded checksums, in one statement: one round trip, as before (issue 26).
 
     ``version_table`` is quoted, or None when the database has none.
@@ -679,8 +771,10 @@ def bound_statements(cursor: Any, seconds: float) -> None:
 
     whole = max(1, int(seconds + 0.999))
     cursor.execute(f"SET SESSION lock_wait_timeout = {whole}, innodb_lock_wait_timeout = {whole}")
-    for setting in (f"SET SESSION max_statement_time = {seconds:.3f}",  # MariaDB 10.1+
-                    f"SET SESSION max_execution_time = {int(seconds * 1000)}"):  # MySQL 5.7.8+
+    for setting in (
+        f"SET SESSION max_statement_time = {seconds:.3f}",  # MariaDB 10.1+
+        f"SET SESSION max_execution_time = {int(seconds * 1000)}",
+    ):  # MySQL 5.7.8+
         try:
             cursor.execute(setting)
             break
@@ -725,8 +819,9 @@ def mysql_io_timeout(seconds: float) -> int:
     return max(1, int(seconds + 0.999)) + MYSQL_IO_MARGIN
 
 
-def connect_mysql(database: Url, connect_timeout: float, checkpoint: Callable[[], None] | None,
-                  *, io_timeout: float | None = None) -> Any:
+def connect_mysql(
+    database: Url, connect_timeout: float, checkpoint: Callable[[], None] | None, *, io_timeout: float | None = None
+) -> Any:
     """``pymysql.connect`` (autocommit) that a stop can interrupt (see :func:`_in_thread`).
 
     Every socket read and write is bounded: by :func:`mysql_io_timeout` of
@@ -751,8 +846,10 @@ def connect_mysql(database: Url, connect_timeout: float, checkpoint: Callable[[]
         try:
             return connection_class(**arguments)
         except TypeError as exc:  # an option PyMySQL does not take
-            raise ConfigError(f"DATABASE_URL={database.safe}: PyMySQL refuses an option of the URL "
-                              f"({exc}). Remove it, or spell it as PyMySQL's connect() does.") from None
+            raise ConfigError(
+                f"DATABASE_URL={database.safe}: PyMySQL refuses an option of the URL "
+                f"({exc}). Remove it, or spell it as PyMySQL's connect() does."
+            ) from None
 
     return _in_thread(attempt, checkpoint)
 

@@ -32,10 +32,12 @@ from .probe import PROGRESS_TABLE
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-_CREATE = (f"CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} ("
-           "revision VARCHAR(255) NOT NULL PRIMARY KEY, "
-           "started_at VARCHAR(40) NOT NULL, "
-           "started_by VARCHAR(255) NOT NULL)")
+_CREATE = (
+    f"CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} ("
+    "revision VARCHAR(255) NOT NULL PRIMARY KEY, "
+    "started_at VARCHAR(40) NOT NULL, "
+    "started_by VARCHAR(255) NOT NULL)"
+)
 
 
 def needed(connection: Connection) -> bool:
@@ -50,8 +52,11 @@ def begin(connection: Connection, revision: str) -> None:
     connection.exec_driver_sql(_CREATE)
     connection.exec_driver_sql(
         f"REPLACE INTO {PROGRESS_TABLE} (revision, started_at, started_by) VALUES (%s, %s, %s)",
-        (revision, datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-         f"{socket.gethostname()} pid {os.getpid()}"[:255]),
+        (
+            revision,
+            datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            f"{socket.gethostname()} pid {os.getpid()}"[:255],
+        ),
     )
     connection.commit()
 
@@ -64,8 +69,9 @@ def finish(connection: Connection, revision: str) -> None:
 def resolve(connection: Connection, revision: str) -> bool:
     """``migrate.py resolve REV``: forget that ``revision`` was interrupted.  Returns whether it was recorded."""
     found = connection.exec_driver_sql(
-        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-        "AND TABLE_NAME = %s", (PROGRESS_TABLE,)).scalar()
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+        (PROGRESS_TABLE,),
+    ).scalar()
     if not found:
         return False
     deleted = connection.exec_driver_sql(f"DELETE FROM {PROGRESS_TABLE} WHERE revision = %s", (revision,))
@@ -85,8 +91,15 @@ def idempotent(script: Any, revision: str | None) -> bool:
     return getattr(_module(script, revision), "idempotent", False) is True
 
 
-def decide(connection: Connection, script: Any, recorded: tuple[str, ...], current: tuple[str, ...],
-           *, on_rerun: Any, on_stale: Any) -> None:
+def decide(
+    connection: Connection,
+    script: Any,
+    recorded: tuple[str, ...],
+    current: tuple[str, ...],
+    *,
+    on_rerun: Any,
+    on_stale: Any,
+) -> None:
     """Act on the revisions recorded as started and never finished (see the module docstring).
 
     ``script`` is Alembic's ScriptDirectory, ``current`` the version table's

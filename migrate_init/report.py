@@ -125,8 +125,9 @@ class _QuietAlembic:
     _NOISE = ("Context impl", "Will assume", "setup plugin", "setting up")
 
     def filter(self, record: Any) -> bool:
-        return not (record.name.startswith("alembic") and isinstance(record.msg, str)
-                    and record.msg.startswith(self._NOISE))
+        return not (
+            record.name.startswith("alembic") and isinstance(record.msg, str) and record.msg.startswith(self._NOISE)
+        )
 
 
 def timestamp(created: float) -> str:
@@ -174,9 +175,15 @@ def _json(record: Any, exception: Callable[[Any], str]) -> str:
         # Masked as values, never as JSON text: a mask cannot break the line's syntax.
         return json.dumps(_mask_value(payload), default=str)
     except Exception:  # one parseable line, whatever went wrong
-        return json.dumps({"time": timestamp(record.created), "level": record.levelname,
-                           "logger": record.name, "event": str(getattr(record, "event", "log")),
-                           "message": _WITHHELD})
+        return json.dumps(
+            {
+                "time": timestamp(record.created),
+                "level": record.levelname,
+                "logger": record.name,
+                "event": str(getattr(record, "event", "log")),
+                "message": _WITHHELD,
+            }
+        )
 
 
 def _put(text: str) -> None:
@@ -488,9 +495,25 @@ def at_target(summary: Summary, revisions: str, *, command: str = "run", after_l
 
 #: Summary's fields, in the order of its constructor, its repr and its report.
 _SUMMARY_FIELDS = (
-    "command", "outcome", "exit_code", "message", "database", "from_revisions", "to_revisions", "applied",
-    "layers_tried", "fallback_used", "failed_revision", "backup", "seeded", "branches", "merge_command",
-    "row_counts", "warnings", "durations", "started",
+    "command",
+    "outcome",
+    "exit_code",
+    "message",
+    "database",
+    "from_revisions",
+    "to_revisions",
+    "applied",
+    "layers_tried",
+    "fallback_used",
+    "failed_revision",
+    "backup",
+    "seeded",
+    "branches",
+    "merge_command",
+    "row_counts",
+    "warnings",
+    "durations",
+    "started",
 )
 
 
@@ -504,13 +527,26 @@ class Summary:
     """
 
     def __init__(
-        self, command: str = "run", outcome: str = "ok", exit_code: int = 0, message: str = "",
-        database: str = "", from_revisions: list[str] | None = None, to_revisions: list[str] | None = None,
-        applied: list[str] | None = None, layers_tried: list[str] | None = None, fallback_used: bool = False,
-        failed_revision: str | None = None, backup: str | None = None, seeded: list[str] | None = None,
-        branches: list[str] | None = None, merge_command: str | None = None,
-        row_counts: dict[str, int] | None = None, warnings: list[str] | None = None,
-        durations: dict[str, float] | None = None, started: float | None = None,
+        self,
+        command: str = "run",
+        outcome: str = "ok",
+        exit_code: int = 0,
+        message: str = "",
+        database: str = "",
+        from_revisions: list[str] | None = None,
+        to_revisions: list[str] | None = None,
+        applied: list[str] | None = None,
+        layers_tried: list[str] | None = None,
+        fallback_used: bool = False,
+        failed_revision: str | None = None,
+        backup: str | None = None,
+        seeded: list[str] | None = None,
+        branches: list[str] | None = None,
+        merge_command: str | None = None,
+        row_counts: dict[str, int] | None = None,
+        warnings: list[str] | None = None,
+        durations: dict[str, float] | None = None,
+        started: float | None = None,
     ) -> None:
         self.command = command
         self.outcome = outcome
@@ -596,8 +632,7 @@ _TERMINATION_LOG_LIMIT = 4000
 # Dropped first, one by one, when the summary is too long for the limit.
 _EXPENDABLE = ("applied", "row_counts", "durations", "layers_tried", "seeded", "warnings")
 # Then these, when even a shortened message does not fit beside them.
-_SECONDARY = ("branches", "merge_command", "from_revisions", "to_revisions", "database",
-              "failed_revision", "backup")
+_SECONDARY = ("branches", "merge_command", "from_revisions", "to_revisions", "database", "failed_revision", "backup")
 # The message keeps at least this many characters while secondary fields can still go.
 _MESSAGE_FLOOR = 300
 _ELLIPSIS = "…"

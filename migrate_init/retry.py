@@ -46,11 +46,9 @@ class Backoff:
     multiplier: float
     floor: float
 
-    def __init__(self, initial: float = 0.1, maximum: float = 2.0, multiplier: float = 2.0,
-                 floor: float = 0.0) -> None:
+    def __init__(self, initial: float = 0.1, maximum: float = 2.0, multiplier: float = 2.0, floor: float = 0.0) -> None:
         if not 0 < initial <= maximum:
-            raise ValueError(f"Backoff needs 0 < initial <= maximum, not initial={initial!r}, "
-                             f"maximum={maximum!r}.")
+            raise ValueError(f"Backoff needs 0 < initial <= maximum, not initial={initial!r}, maximum={maximum!r}.")
         if multiplier < 1:
             raise ValueError(f"Backoff needs multiplier >= 1, not {multiplier!r}.")
         if not 0 <= floor <= initial:
@@ -67,14 +65,20 @@ class Backoff:
         raise AttributeError(f"Backoff is immutable; {name} cannot be deleted.")
 
     def __repr__(self) -> str:
-        return (f"Backoff(initial={self.initial!r}, maximum={self.maximum!r}, "
-                f"multiplier={self.multiplier!r}, floor={self.floor!r})")
+        return (
+            f"Backoff(initial={self.initial!r}, maximum={self.maximum!r}, "
+            f"multiplier={self.multiplier!r}, floor={self.floor!r})"
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Backoff):
             return NotImplemented
         return (self.initial, self.maximum, self.multiplier, self.floor) == (
-            other.initial, other.maximum, other.multiplier, other.floor)
+            other.initial,
+            other.maximum,
+            other.multiplier,
+            other.floor,
+        )
 
     def __hash__(self) -> int:
         return hash((self.initial, self.maximum, self.multiplier, self.floor))

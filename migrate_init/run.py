@@ -38,8 +38,15 @@ class Expected:
 
     __slots__ = ("checksums", "counted", "heads", "loaded", "revisions", "schema", "seeds", "version_table")
 
-    def __init__(self, heads: list[str], revisions: set[str], schema: dict[str, list[str]],
-                 counted: list[str], version_table: str, loaded: Loaded | None = None) -> None:
+    def __init__(
+        self,
+        heads: list[str],
+        revisions: set[str],
+        schema: dict[str, list[str]],
+        counted: list[str],
+        version_table: str,
+        loaded: Loaded | None = None,
+    ) -> None:
         self.heads = tuple(sorted(heads))
         self.revisions = revisions
         self.schema = schema
@@ -54,8 +61,13 @@ class Expected:
 
     @classmethod
     def from_manifest(cls, data: dict[str, Any]) -> Expected:
-        expected = cls(data["heads"], set(data["revisions"]), data["schema"], data["counted_tables"],
-                       data.get("version_table") or VERSION_TABLE)
+        expected = cls(
+            data["heads"],
+            set(data["revisions"]),
+            data["schema"],
+            data["counted_tables"],
+            data.get("version_table") or VERSION_TABLE,
+        )
         expected.checksums = data["checksums"]
         return expected
 
@@ -83,8 +95,9 @@ class Loaded:
         self.config = glue.alembic_config(Path(cfg.migrations_dir), cfg.database, models=cfg.models)
         self.script = glue.load_script(self.config)
         self.metadata = schema.load(cfg.models, [Path(cfg.migrations_dir)]) if cfg.models else None
-        self.files = manifest.local_files(cfg.migrations_dir, before, manifest.version_dirs(self.script),
-                                          self.config.config_file_name, cfg.models)
+        self.files = manifest.local_files(
+            cfg.migrations_dir, before, manifest.version_dirs(self.script), self.config.config_file_name, cfg.models
+        )
         self.version_table = glue.asked_version_table(self.config, self.script) or VERSION_TABLE
         self.seeds = _seed_names(cfg)
         self._checksums: dict[str, str] | None = None
@@ -105,7 +118,8 @@ class Loaded:
             {rev.revision for rev in self.script.walk_revisions()},
             {t: sorted(c) for t, c in schema.expected_schema(metadata).items()} if metadata is not None else {},
             schema.counted_tables(metadata) if metadata is not None else [],
-            self.version_table, loaded=self,
+            self.version_table,
+            loaded=self,
         )
         expected.seeds = self.seeds
         expected.checksums = self.checksums
@@ -122,11 +136,23 @@ class Loaded:
 
 # -- the one check ----------------------------------------------------------------
 
+
 class Standing:
     """Where the database stands: the answer every path gives from the same reads."""
 
-    __slots__ = ("at_heads", "current", "edited", "interrupted", "missing_columns", "missing_tables", "owed",
-                 "snapshot", "unknown", "unrecorded", "vanished")
+    __slots__ = (
+        "at_heads",
+        "current",
+        "edited",
+        "interrupted",
+        "missing_columns",
+        "missing_tables",
+        "owed",
+        "snapshot",
+        "unknown",
+        "unrecorded",
+        "vanished",
+    )
 
     def __init__(self, snapshot: Snapshot, expected: Expected) -> None:
         self.snapshot = snapshot
@@ -144,9 +170,12 @@ class Standing:
         #: Applied revisions whose script changed since (:mod:`history`), and ones whose script is gone
         #: (a run lets the latter pass while the database is ahead of these scripts: a newer image's).
         recorded = snapshot.checksums or {}
-        self.edited = tuple(sorted(r for r, c in recorded.items() if r in expected.checksums
-                                   and expected.checksums[r] != c))
-        self.vanished = tuple(sorted(r for r, c in recorded.items() if r not in expected.revisions and c != REMOVED_CHECKSUM))
+        self.edited = tuple(
+            sorted(r for r, c in recorded.items() if r in expected.checksums and expected.checksums[r] != c)
+        )
+        self.vanished = tuple(
+            sorted(r for r, c in recorded.items() if r not in expected.revisions and c != REMOVED_CHECKSUM)
+        )
         #: A migrated database without the history table: the first run records what it has (a baseline).
         self.unrecorded = snapshot.versions is not None and snapshot.checksums is None
 
@@ -193,17 +222,25 @@ def expected_for(cfg: Config, *, why_not: str = "") -> Expected:
 
 def load(cfg: Config, why: str) -> Expected:
     """The heavy half, saying why the fast path could not answer."""
-    report.event("fast_path_declined", f"Fast path not taken: {why}; loading the scripts and models.",
-                 level=10, reason=why)
+    report.event(
+        "fast_path_declined", f"Fast path not taken: {why}; loading the scripts and models.", level=10, reason=why
+    )
     return Loaded(cfg).expected()
 
 
 def fast_path_taken(expected: Expected, standing: Standing) -> None:
     if expected.loaded is None:
-        where = ("revisions the manifest does not know (schema ahead of code)" if standing.unknown
-                 else "the heads of the manifest")
-        report.event("fast_path", f"Fast path: the database is at {revs(standing.current)}, {where}; "
-                     "SQLAlchemy and Alembic were not loaded.", level=10, revisions=list(standing.current))
+        where = (
+            "revisions the manifest does not know (schema ahead of code)"
+            if standing.unknown
+            else "the heads of the manifest"
+        )
+        report.event(
+            "fast_path",
+            f"Fast path: the database is at {revs(standing.current)}, {where}; SQLAlchemy and Alembic were not loaded.",
+            level=10,
+            revisions=list(standing.current),
+        )
 
 
 def why_loaded(standing: Standing, expected: Expected) -> str:
@@ -213,7 +250,9 @@ def why_loaded(standing: Standing, expected: Expected) -> str:
         return f"the database owes the seed file(s) {', '.join(standing.owed)}"
     if standing.unrecorded:
         return "the database has no migrate_init_history yet (this run records what it has)"
-    return "the database lacks tables or columns of MODELS, and REPAIR_MISSING_COLUMNS or EMPTY_DATABASE=models adds them"
+    return (
+        "the database lacks tables or columns of MODELS, and REPAIR_MISSING_COLUMNS or EMPTY_DATABASE=models adds them"
+    )
 
 
 def _seed_names(cfg: Config) -> tuple[str, ...]:
@@ -242,18 +281,32 @@ def cache_manifest(cfg: Config, loaded: Loaded) -> None:
     """The first full run leaves the manifest behind, so the next run with nothing to do needs no imports."""
     if not cfg.fast_path:
         return
-    data = manifest.build(loaded.script, loaded.metadata, models=cfg.models, version_table=loaded.version_table,
-                          migrations_dir=cfg.migrations_dir, files=loaded.files,
-                          checksums=loaded.checksums)
+    data = manifest.build(
+        loaded.script,
+        loaded.metadata,
+        models=cfg.models,
+        version_table=loaded.version_table,
+        migrations_dir=cfg.migrations_dir,
+        files=loaded.files,
+        checksums=loaded.checksums,
+    )
     for path in _manifest_places(cfg)[1:]:
         if manifest.write(path, data, required=False):
-            report.event("manifest_cached", f"Cached the manifest in {path} for the fast path.",
-                         level=10, path=str(path))
+            report.event(
+                "manifest_cached", f"Cached the manifest in {path} for the fast path.", level=10, path=str(path)
+            )
             return
 
 
-def verified(summary: report.Summary, reader: Reader, expected: Expected, standing: Standing, *,
-             after: str, estimate: bool = False) -> None:
+def verified(
+    summary: report.Summary,
+    reader: Reader,
+    expected: Expected,
+    standing: Standing,
+    *,
+    after: str,
+    estimate: bool = False,
+) -> None:
     """The integrity check's verdict and lines, the same on every path.
 
     ``estimate``: a run with nothing to do takes the engine's estimate for a large table instead of
@@ -267,18 +320,23 @@ def verified(summary: report.Summary, reader: Reader, expected: Expected, standi
         )
     if not expected.schema:
         return
-    report.event("verified", f"Verified {len(expected.schema)} tables and their columns against MODELS.",
-                 tables=len(expected.schema))
+    report.event(
+        "verified",
+        f"Verified {len(expected.schema)} tables and their columns against MODELS.",
+        tables=len(expected.schema),
+    )
     large = reader.estimates(expected.counted) if estimate else {}
     exact = reader.counts([t for t in expected.counted if t not in large])
     counts = {t: large[t] if t in large else exact[t] for t in expected.counted if t in large or t in exact}
     summary.row_counts = {t: n for t, n in counts.items() if n is not None}
     if counts:
-        report.event("row_counts", "Existing rows: " + format_counts(counts, large), rows=counts,
-                     estimated=sorted(large))
+        report.event(
+            "row_counts", "Existing rows: " + format_counts(counts, large), rows=counts, estimated=sorted(large)
+        )
 
 
 # -- the init sequence -------------------------------------------------------------
+
 
 def run(cfg: Config, watchdog: Watchdog, *, revision: str | None = None) -> report.Summary:
     """The init sequence (``revision`` None) or ``upgrade REV``."""
@@ -308,8 +366,9 @@ def run(cfg: Config, watchdog: Watchdog, *, revision: str | None = None) -> repo
         reader.close()
 
 
-def _run(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader,
-         revision: str | None) -> report.Summary:
+def _run(
+    cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, revision: str | None
+) -> report.Summary:
     watchdog.phase = "checking the database"
     started = time.monotonic()
     why_not = ""
@@ -322,8 +381,10 @@ def _run(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reade
         # An odd REV is refused before anything is locked or read (issue 12).
         revision = expected.loaded.glue.resolve_destination(expected.loaded.script, revision)
     if cfg.models is None:
-        summary.warnings.append("MODELS is not set for this MIGRATIONS_DIR: verification checks the revision "
-                                "only and the create_all fallback is unavailable.")
+        summary.warnings.append(
+            "MODELS is not set for this MIGRATIONS_DIR: verification checks the revision "
+            "only and the create_all fallback is unavailable."
+        )
         report.warning("no_models", summary.warnings[-1])
     standing = Standing(reader.first_snapshot(expected.version_table), expected)
     summary.from_revisions = list(standing.current)
@@ -332,8 +393,14 @@ def _run(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reade
         from . import history
 
         history.edited_revisions(cfg, summary, standing)  # a warning, or refused before anything runs
-    if revision is None and standing.at_heads and not standing.owed and not standing.interrupted and \
-            not standing.unrecorded and (standing.complete or not (cfg.repair_missing_columns or cfg.empty_database == "models")):
+    if (
+        revision is None
+        and standing.at_heads
+        and not standing.owed
+        and not standing.interrupted
+        and not standing.unrecorded
+        and (standing.complete or not (cfg.repair_missing_columns or cfg.empty_database == "models"))
+    ):
         fast_path_taken(expected, standing)
         at_target(summary, reader, expected, standing, after="the check")
         if expected.loaded is not None:
@@ -349,8 +416,11 @@ def _run(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reade
 
     def done_meanwhile() -> bool:
         # The version rows first (one small query); the whole snapshot only once they are the heads.
-        return (revision is None and reader.versions(expected.version_table) == expected.heads
-                and standing_of(reader, expected).done)
+        return (
+            revision is None
+            and reader.versions(expected.version_table) == expected.heads
+            and standing_of(reader, expected).done
+        )
 
     while True:
         watchdog.phase = "waiting for the migration lock"
@@ -368,16 +438,25 @@ def _run(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reade
         # Done, then not done again by the time it was read twice: wait for the lock itself.
 
 
-def at_target(summary: report.Summary, reader: Reader, expected: Expected, standing: Standing, *,
-               after: str, after_lock: bool = False, command: str = "run") -> report.Summary:
+def at_target(
+    summary: report.Summary,
+    reader: Reader,
+    expected: Expected,
+    standing: Standing,
+    *,
+    after: str,
+    after_lock: bool = False,
+    command: str = "run",
+) -> report.Summary:
     summary.to_revisions = list(standing.current)
     verified(summary, reader, expected, standing, after=after, estimate=True)
     report.at_target(summary, revs(standing.current), command=command, after_lock=after_lock)
     return summary
 
 
-def schema_ahead(cfg: Config, summary: report.Summary, reader: Reader, expected: Expected,
-                  standing: Standing) -> report.Summary:
+def schema_ahead(
+    cfg: Config, summary: report.Summary, reader: Reader, expected: Expected, standing: Standing
+) -> report.Summary:
     """A revision these scripts do not know: exit 0 when the models' schema is all there, else 6."""
     unknown = revs(standing.unknown)
     summary.to_revisions = list(standing.current)
@@ -395,9 +474,11 @@ def schema_ahead(cfg: Config, summary: report.Summary, reader: Reader, expected:
         )
     verified(summary, reader, expected, standing, after="the check")
     fast_path_taken(expected, standing)
-    warning = (f"Schema ahead of code: the database is at revision {unknown}, unknown to these scripts, "
-               "and every table and column the models define exists. Nothing was changed; no fallback, "
-               "no downgrade.")
+    warning = (
+        f"Schema ahead of code: the database is at revision {unknown}, unknown to these scripts, "
+        "and every table and column the models define exists. Nothing was changed; no fallback, "
+        "no downgrade."
+    )
     summary.warnings.append(warning)
     report.warning("schema_ahead", warning, revisions=list(standing.unknown))
     summary.outcome = "schema_ahead"
@@ -407,8 +488,14 @@ def schema_ahead(cfg: Config, summary: report.Summary, reader: Reader, expected:
 
 def refuse_odd_revision(revision: str) -> None:
     """``upgrade REV``: relative forms and ranges are refused (exit 2), not guessed at."""
-    if (":" in revision or revision.startswith(("+", "-")) or "@+" in revision or "@-" in revision
-            or any(c.isspace() for c in revision) or not revision):
+    if (
+        ":" in revision
+        or revision.startswith(("+", "-"))
+        or "@+" in revision
+        or "@-" in revision
+        or any(c.isspace() for c in revision)
+        or not revision
+    ):
         raise ConfigError(
             f"upgrade {revision}: relative revisions and ranges are not accepted; name a revision id, "
             "'heads', or a branch head such as 'mybranch@head'. Run `migrate.py history --graph`."
@@ -429,11 +516,16 @@ def _install_dependencies(cfg: Config, summary: report.Summary) -> None:
     if wanted or cfg.pip_requirements:
         report.use_logging()  # deps logs through logging
         started = time.monotonic()
-        installed = deps.ensure(wanted, cfg.pip_requirements, str(cfg.deps_target),
-                                find_links=cfg.pip_find_links, no_index=cfg.pip_no_index)
+        installed = deps.ensure(
+            wanted, cfg.pip_requirements, str(cfg.deps_target), find_links=cfg.pip_find_links, no_index=cfg.pip_no_index
+        )
         summary.timed("dependencies", started)
     if str(cfg.deps_target) not in sys.path:
         sys.path.insert(0, str(cfg.deps_target))
     if installed:
-        report.event("deps_installed", f"Installed {', '.join(installed)} into {cfg.deps_target}.",
-                     packages=installed, target=str(cfg.deps_target))
+        report.event(
+            "deps_installed",
+            f"Installed {', '.join(installed)} into {cfg.deps_target}.",
+            packages=installed,
+            target=str(cfg.deps_target),
+        )

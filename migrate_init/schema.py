@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 
-
 def load(spec: str, search_path: list[Path]) -> MetaData:
     """Import ``module:attribute`` and return its SQLAlchemy MetaData.
 
@@ -46,21 +45,16 @@ def load(spec: str, search_path: list[Path]) -> MetaData:
         obj = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(
-            f"MODELS={spec!r}: cannot import module '{module_name}' ({exc}). "
-            "Put it on PYTHONPATH or in MIGRATIONS_DIR."
+            f"MODELS={spec!r}: cannot import module '{module_name}' ({exc}). Put it on PYTHONPATH or in MIGRATIONS_DIR."
         ) from None
     for part in attribute.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise ConfigError(
-                f"MODELS={spec!r}: module '{module_name}' has no attribute '{attribute}'."
-            ) from None
+            raise ConfigError(f"MODELS={spec!r}: module '{module_name}' has no attribute '{attribute}'.") from None
     metadata = obj if isinstance(obj, MetaData) else getattr(obj, "metadata", None)
     if not isinstance(metadata, MetaData):
-        raise ConfigError(
-            f"MODELS={spec!r} is neither a MetaData nor a declarative Base."
-        )
+        raise ConfigError(f"MODELS={spec!r} is neither a MetaData nor a declarative Base.")
     _check_references(spec, metadata)
     return metadata
 
@@ -106,6 +100,7 @@ def counted_tables(metadata: MetaData) -> list[str]:
 
 def drift(connection: Any, metadata: MetaData) -> list[str]:
     """Alembic's compare_metadata, in words: what differs between the database and the models.  Read-only."""
+
     def ours(name: str | None, type_: str, _parent: Any) -> bool:
         # migrate-init's own bookkeeping: seeds done, revisions in progress (MySQL/MariaDB), the history
         return not (type_ == "table" and name in (SEED_TABLE, PROGRESS_TABLE, HISTORY_TABLE))
@@ -142,8 +137,7 @@ def _describe(diff: Any) -> str:
     if kind in ("modify_type", "modify_nullable", "modify_default"):
         show = _null if kind == "modify_nullable" else repr if kind == "modify_default" else str
         what = {"modify_type": "has type", "modify_nullable": "is", "modify_default": "has default"}[kind]
-        return (f"column '{diff[2]}.{diff[3]}' {what} {show(diff[5])} in the database, "
-                f"{show(diff[6])} in the models")
+        return f"column '{diff[2]}.{diff[3]}' {what} {show(diff[5])} in the database, {show(diff[6])} in the models"
     if action in _WHERE and thing in ("fk", "constraint"):
         return f"{_constraint(diff[1])} is {_WHERE[action]}"
     return " ".join(_word(part) for part in diff)
@@ -200,7 +194,10 @@ def add_missing_columns(engine: Engine, metadata: MetaData) -> list[str]:
                     continue
                 operations.add_column(table.name, sa.Column(column.name, column.type, nullable=True))
                 added.append(f"{table.name}.{column.name}")
-                report.event("repaired", f"Added missing column '{table.name}.{column.name}' "
-                             "as nullable (REPAIR_MISSING_COLUMNS=true).",
-                             table=table.name, column=column.name)
+                report.event(
+                    "repaired",
+                    f"Added missing column '{table.name}.{column.name}' as nullable (REPAIR_MISSING_COLUMNS=true).",
+                    table=table.name,
+                    column=column.name,
+                )
     return added

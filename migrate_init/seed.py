@@ -73,8 +73,7 @@ def run(engine: Engine, folder: Path, owed: list[str], metadata: Any = None) -> 
     return done
 
 
-def _run_one(connection: Connection, path: Path, metadata: Any, now: str, done: list[str], *,
-             per_file: bool) -> None:
+def _run_one(connection: Connection, path: Path, metadata: Any, now: str, done: list[str], *, per_file: bool) -> None:
     """One seed file and its record, in the caller's transaction; a failure says what stayed."""
     report.event("seeding", f"Seeding from {path}.", file=str(path))
     try:
@@ -85,17 +84,25 @@ def _run_one(connection: Connection, path: Path, metadata: Any, now: str, done: 
         _record(connection, path.name, now)
     except Exception as exc:
         if not per_file:
-            stayed = ("Every seed was rolled back and stays owed: the next run seeds again. The migrations "
-                      "stay applied; fix the file and run again.")
+            stayed = (
+                "Every seed was rolled back and stays owed: the next run seeds again. The migrations "
+                "stay applied; fix the file and run again."
+            )
         else:
-            before = (f"The seed file(s) before it ({', '.join(done)}) committed and are recorded in {TABLE}; "
-                      if done else "")
-            stayed = (f"{before}{'its' if done else 'Its'} own statements were rolled back, except what a CREATE, ALTER or DROP in it "
-                      "committed (MySQL/MariaDB commit DDL at once), and it stays owed. Fix the file (make "
-                      "its DDL safe to run again, e.g. CREATE TABLE IF NOT EXISTS) and run again: the next "
-                      "run runs only the seed files still owed.")
-        raise SeedFailed(f"The seed file {path} failed: {type(exc).__name__}: {first_line(exc)}. {stayed}",
-                         seeded=list(done)) from exc
+            before = (
+                f"The seed file(s) before it ({', '.join(done)}) committed and are recorded in {TABLE}; "
+                if done
+                else ""
+            )
+            stayed = (
+                f"{before}{'its' if done else 'Its'} own statements were rolled back, except what a CREATE, ALTER or DROP in it "
+                "committed (MySQL/MariaDB commit DDL at once), and it stays owed. Fix the file (make "
+                "its DDL safe to run again, e.g. CREATE TABLE IF NOT EXISTS) and run again: the next "
+                "run runs only the seed files still owed."
+            )
+        raise SeedFailed(
+            f"The seed file {path} failed: {type(exc).__name__}: {first_line(exc)}. {stayed}", seeded=list(done)
+        ) from exc
 
 
 def _record(connection: Connection, name: str, when: str) -> None:

@@ -198,7 +198,7 @@ def _unwrap_executable_comments(statement: str) -> str:
         if match is None or end < 0:
             out.append(statement[position:])
             return "".join(out)
-        out.extend((statement[position:match.start()], " ", statement[match.end():end], " "))
+        out.extend((statement[position : match.start()], " ", statement[match.end() : end], " "))
         position = end + 2
 
 
@@ -217,8 +217,9 @@ def split(text: str, sql_mode: str = "", *, client: bool = False) -> list[str]:
     return [statement for statement, _end, _delimiter in scan(text, sql_mode, client=client)]
 
 
-def scan(text: str, sql_mode: str = "", *, client: bool = False, start: int = 0,
-         delimiter: str = ";") -> Iterator[tuple[str, int, str]]:
+def scan(
+    text: str, sql_mode: str = "", *, client: bool = False, start: int = 0, delimiter: str = ";"
+) -> Iterator[tuple[str, int, str]]:
     """:func:`split`'s statements from ``start``, each with where it ends and the delimiter after it."""
     no_backslash_escapes, ansi_quotes = sql_mode_flags(sql_mode)
     position, begin, code, end = start, start, False, len(text)
@@ -238,8 +239,9 @@ def scan(text: str, sql_mode: str = "", *, client: bool = False, start: int = 0,
             escapes = not no_backslash_escapes and char != "`" and not (ansi_quotes and char == '"')
             position = _quoted_end(text, position, escapes)
             code = True
-        elif char == "#" or (text.startswith("--", position) and text[position + 2:position + 3] in ("", " ", "\t",
-                                                                                                    "\r", "\n")):
+        elif char == "#" or (
+            text.startswith("--", position) and text[position + 2 : position + 3] in ("", " ", "\t", "\r", "\n")
+        ):
             newline = text.find("\n", position)
             position = end if newline < 0 else newline + 1
         elif text.startswith("/*", position):
@@ -260,7 +262,7 @@ def _quoted_end(text: str, position: int, escapes: bool) -> int:
         char = text[position]
         if escapes and char == "\\":
             position += 2
-        elif char == quote and text[position + 1:position + 2] == quote:
+        elif char == quote and text[position + 1 : position + 2] == quote:
             position += 2  # a doubled quote is the quote itself
         elif char == quote:
             return position + 1
@@ -365,10 +367,16 @@ class _Effects:
             if name in live.tables and origin != name:
                 went = [other for other, was in self.origin.items() if was == name]
                 detail = f"{_table_detail(live.tables[name], False)}; replaced by {origin}"
-                self.extra.append(Loss("drop table", name, None, detail, went[0] if went else None,
-                                       recreated=True, replaced_by=origin))
-            tables[name] = {column: definition for column, definition in columns.items()
-                            if (name, column.lower()) not in self.recreated_columns}
+                self.extra.append(
+                    Loss(
+                        "drop table", name, None, detail, went[0] if went else None, recreated=True, replaced_by=origin
+                    )
+                )
+            tables[name] = {
+                column: definition
+                for column, definition in columns.items()
+                if (name, column.lower()) not in self.recreated_columns
+            }
         return Snapshot(live.dialect, tables, live.schema)
 
 
@@ -464,8 +472,14 @@ def _column(definition: Any, old: Column | None = None, table_charset: str | Non
         charset = charset or table_charset
     else:
         charset = None
-    return Column(name=str(definition.name), type=type_text, nullable=nullable,
-                  default_present=default, generated=generated, charset=charset)
+    return Column(
+        name=str(definition.name),
+        type=type_text,
+        nullable=nullable,
+        default_present=default,
+        generated=generated,
+        charset=charset,
+    )
 
 
 def _alter(effects: _Effects, tree: Any) -> None:
@@ -511,22 +525,27 @@ def _alter(effects: _Effects, tree: Any) -> None:
                 continue
             old = columns[found]
             dtype = action.args.get("dtype")
-            effects.put(key, Column(
-                name=old.name,
-                type=dtype.sql(dialect="mysql").lower() if dtype is not None else old.type,
-                nullable=old.nullable if action.args.get("allow_null") is None else bool(action.args["allow_null"]),
-                default_present=(old.default_present or action.args.get("default") is not None)
-                and not action.args.get("drop"),
-                generated=old.generated,
-                charset=old.charset,
-            ))
+            effects.put(
+                key,
+                Column(
+                    name=old.name,
+                    type=dtype.sql(dialect="mysql").lower() if dtype is not None else old.type,
+                    nullable=old.nullable if action.args.get("allow_null") is None else bool(action.args["allow_null"]),
+                    default_present=(old.default_present or action.args.get("default") is not None)
+                    and not action.args.get("drop"),
+                    generated=old.generated,
+                    charset=old.charset,
+                ),
+            )
         elif isinstance(action, exp.RenameColumn):
             found = _column_key(columns, str(action.this.name))
             if found is not None:
                 old = effects.drop_column(key, found)
                 new_name = str(action.args["to"].name)
-                effects.put(key, Column(new_name, old.type, old.nullable, old.default_present, old.generated,
-                                        charset=old.charset))
+                effects.put(
+                    key,
+                    Column(new_name, old.type, old.nullable, old.default_present, old.generated, charset=old.charset),
+                )
         elif isinstance(action, exp.AlterRename):
             new_table = _table_name(action.this)
             effects.rename_table(key, new_table)
@@ -534,8 +553,9 @@ def _alter(effects: _Effects, tree: Any) -> None:
         elif isinstance(action, exp.AddConstraint | exp.DropPrimaryKey):
             continue  # indexes and keys hold no data of their own
         else:
-            raise Unjudged(f"ALTER TABLE {name} {action.sql(dialect='mysql')[:80]}: a subcommand "
-                           "the guard does not know")
+            raise Unjudged(
+                f"ALTER TABLE {name} {action.sql(dialect='mysql')[:80]}: a subcommand the guard does not know"
+            )
 
 
 def _unquoted_table(name: str) -> str:
@@ -551,7 +571,7 @@ def _command(effects: _Effects, tree: Any) -> None:
     word = str(tree.this).upper()
     rest = "" if tree.expression is None else str(getattr(tree.expression, "this", tree.expression))
     if word == "RENAME" and rest.upper().lstrip().startswith("TABLE"):
-        pairs = rest.lstrip()[len("TABLE"):].split(",")
+        pairs = rest.lstrip()[len("TABLE") :].split(",")
         for pair in pairs:
             match = _RENAME_PAIR.fullmatch(pair)
             if match is None:

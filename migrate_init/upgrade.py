@@ -57,8 +57,15 @@ if TYPE_CHECKING:
     from .watchdog import Watchdog
 
 
-def under_lock(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected,
-                standing: Standing, revision: str | None) -> report.Summary:
+def under_lock(
+    cfg: Config,
+    watchdog: Watchdog,
+    summary: report.Summary,
+    reader: Reader,
+    expected: Expected,
+    standing: Standing,
+    revision: str | None,
+) -> report.Summary:
     """The lock is held and there is work: load the heavy half if needed, then migrate."""
     # SQLite's quick_check reads the whole file; it runs while the scripts and models load.
     check = QuickCheck.start(cfg, watchdog)
@@ -74,25 +81,33 @@ def under_lock(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader:
     return _migrate(cfg, watchdog, summary, reader, expected, loaded, standing, revision, check)
 
 
-def auto_migration_off(cfg: Config, summary: report.Summary, reader: Reader, expected: Expected,
-                        standing: Standing) -> report.Summary:
+def auto_migration_off(
+    cfg: Config, summary: report.Summary, reader: Reader, expected: Expected, standing: Standing
+) -> report.Summary:
     if expected.loaded is None:
         expected = load(cfg, "ENABLE_AUTO_MIGRATION=false, with migrations pending")
     loaded = expected.loaded
     assert loaded is not None
     state = loaded.glue.state(loaded.script, standing.current, cfg.migration_target, expected.version_table)
     summary.to_revisions = list(standing.current)
-    report.event("auto_migration_off", f"ENABLE_AUTO_MIGRATION=false: {len(state.pending)} pending "
-                 "migration(s) not applied; verifying only.", pending=list(state.pending))
+    report.event(
+        "auto_migration_off",
+        f"ENABLE_AUTO_MIGRATION=false: {len(state.pending)} pending migration(s) not applied; verifying only.",
+        pending=list(state.pending),
+    )
     verified(summary, reader, expected, standing, after="the check (ENABLE_AUTO_MIGRATION=false)")
-    summary.message = (f"ENABLE_AUTO_MIGRATION=false; {len(state.pending)} migration(s) pending; "
-                       "verification passed.")
+    summary.message = f"ENABLE_AUTO_MIGRATION=false; {len(state.pending)} migration(s) pending; verification passed."
     return summary
 
 
 @contextlib.contextmanager
-def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog,
-                   until: Callable[[], bool] | None = None, reader: Reader | None = None) -> Iterator[bool]:
+def migration_lock(
+    cfg: Config,
+    expected: Expected,
+    watchdog: Watchdog,
+    until: Callable[[], bool] | None = None,
+    reader: Reader | None = None,
+) -> Iterator[bool]:
     """The one migration lock, with the bare driver: replicas that find work wait here, not elsewhere.
 
     Yields True once the lock is held.  With ``until``, a waiter asks it
@@ -109,9 +124,13 @@ def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog,
 
     held: lock.MigrationLock
     if database.sqlite_path is not None:
-        held = lock.sqlite_lock(database.sqlite_path, timeout=cfg.lock_timeout,
-                                allow_network_fs=cfg.sqlite_allow_network_fs,
-                                checkpoint=watchdog.checkpoint, on_wait=waiting)
+        held = lock.sqlite_lock(
+            database.sqlite_path,
+            timeout=cfg.lock_timeout,
+            allow_network_fs=cfg.sqlite_allow_network_fs,
+            checkpoint=watchdog.checkpoint,
+            on_wait=waiting,
+        )
     elif database.backend in ("postgresql", "mysql"):
         from . import probe
 
@@ -124,8 +143,15 @@ def migration_lock(cfg: Config, expected: Expected, watchdog: Watchdog,
             connection = connect(database, min(cfg.db_wait_timeout, 10), watchdog.checkpoint)
             watchdog.track(connection)
         make = lock.postgresql_lock if database.backend == "postgresql" else lock.mysql_lock
-        held = make(connection, database.database or "", version_table=expected.version_table,
-                    timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint, on_wait=waiting, shared=shared)
+        held = make(
+            connection,
+            database.database or "",
+            version_table=expected.version_table,
+            timeout=cfg.lock_timeout,
+            checkpoint=watchdog.checkpoint,
+            on_wait=waiting,
+            shared=shared,
+        )
     else:
         raise ConfigError(f"DATABASE_URL={database.safe}: no migration lock for '{database.backend}'.")
     try:
@@ -165,9 +191,18 @@ def _connection_lost(failure: MigrationFailed, backend: str) -> DatabaseUnreacha
 
 # -- the work, under the lock ------------------------------------------------------
 
-def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected,
-             loaded: Loaded, standing: Standing, revision: str | None,
-             check: QuickCheck | None = None) -> report.Summary:
+
+def _migrate(
+    cfg: Config,
+    watchdog: Watchdog,
+    summary: report.Summary,
+    reader: Reader,
+    expected: Expected,
+    loaded: Loaded,
+    standing: Standing,
+    revision: str | None,
+    check: QuickCheck | None = None,
+) -> report.Summary:
     glue = loaded.glue
     script = loaded.script
     allowed_revisions_known(cfg, script)
@@ -202,9 +237,12 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
 
     destinations = _destinations(glue, script, cfg, state, revision)
     total = len(glue.pending_revisions(script, state.current, destinations[-1:] if revision else list(state.heads)))
-    report.event("pending", f"Database at {_found(state.current, standing.snapshot, expected)}; {total} "
-                 "migration(s) to apply.",
-                 current=list(state.current), pending=list(state.pending))
+    report.event(
+        "pending",
+        f"Database at {_found(state.current, standing.snapshot, expected)}; {total} migration(s) to apply.",
+        current=list(state.current),
+        pending=list(state.pending),
+    )
     watchdog.phase = "checking the SQLite file"
     check = check or QuickCheck.start(cfg, watchdog)
     if check is not None:
@@ -224,9 +262,14 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
 
             built = empty.build_initial(cfg, watchdog, engine)
         recorder = _history(cfg, engine, loaded, state.current)
-        progress = glue.Progress(script, total, guard=effect_guard(cfg, expected.version_table, script),
-                                 checkpoint=watchdog.checkpoint, in_step=watchdog.set_interruptible,
-                                 history=recorder)
+        progress = glue.Progress(
+            script,
+            total,
+            guard=effect_guard(cfg, expected.version_table, script),
+            checkpoint=watchdog.checkpoint,
+            in_step=watchdog.set_interruptible,
+            history=recorder,
+        )
         watchdog.phase = "migrating"
         watchdog.detail = lambda: f"applying {progress.running.revision}" if progress.running is not None else None
         try:
@@ -249,8 +292,10 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
             if isinstance(exc, (Interrupted, MigrationTimeout)):
                 raise _stopped(exc, running, summary, total, cfg.database.backend) from None
             if isinstance(exc, ScriptError) and summary.applied:
-                exc.args = (f"{exc} The database is at {revs(summary.to_revisions)} "
-                            f"({len(summary.applied)} of {total} applied).",)
+                exc.args = (
+                    f"{exc} The database is at {revs(summary.to_revisions)} "
+                    f"({len(summary.applied)} of {total} applied).",
+                )
             raise
         summary.timed("upgrade", started)
         expected.version_table = loaded.version_table  # what env.py asked Alembic for
@@ -269,8 +314,10 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
         if failure is not None:
             return _failed(cfg, watchdog, summary, reader, expected, loaded, engine, failure)
         if revision is None and not state.target_exists and cfg.migration_target_set:
-            summary.warnings.append(f"MIGRATION_TARGET={cfg.migration_target} is not a revision of these "
-                                    "scripts; upgraded to every head instead.")
+            summary.warnings.append(
+                f"MIGRATION_TARGET={cfg.migration_target} is not a revision of these "
+                "scripts; upgraded to every head instead."
+            )
             report.warning("target_missing", summary.warnings[-1], target=cfg.migration_target)
         if summary.applied != progress.applied:
             summary.warnings.append(
@@ -287,8 +334,10 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
             _repair(engine, loaded)
             after = standing_of(reader, expected)
         if revision is not None and not after.at_heads:
-            summary.message = (f"Upgraded to {revision}: {len(summary.applied)} migration(s) applied; not at "
-                               "the heads, so table verification was skipped.")
+            summary.message = (
+                f"Upgraded to {revision}: {len(summary.applied)} migration(s) applied; not at "
+                "the heads, so table verification was skipped."
+            )
             cache_manifest(cfg, loaded)
             return summary
         watchdog.phase = "verifying"
@@ -297,10 +346,12 @@ def _migrate(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: R
         cache_manifest(cfg, loaded)
         _seed(cfg, watchdog, engine, loaded, summary, after.owed)
         summary.outcome = "upgraded" if summary.applied else "at_target"
-        summary.message = (f"Upgraded {_found(summary.from_revisions, standing.snapshot, expected)} -> "
-                           f"{revs(after.current)}: "
-                           f"{len(summary.applied)} migration(s) applied ({summary.layers_tried[-1]}); "
-                           "verification passed.")
+        summary.message = (
+            f"Upgraded {_found(summary.from_revisions, standing.snapshot, expected)} -> "
+            f"{revs(after.current)}: "
+            f"{len(summary.applied)} migration(s) applied ({summary.layers_tried[-1]}); "
+            "verification passed."
+        )
         summary.message = built + summary.message
         return summary
     finally:
@@ -312,33 +363,59 @@ def _interrupted_earlier(cfg: Config, loaded: Loaded, standing: Standing) -> Non
     from . import progress
 
     def rerun(revision: str) -> None:
-        report.warning("rerun_interrupted", f"Migration {revision} was interrupted on an earlier run "
-                       "(MySQL/MariaDB commit DDL at once, so part of it may be applied); its module "
-                       "declares idempotent = True, so it runs again.", revision=revision)
+        report.warning(
+            "rerun_interrupted",
+            f"Migration {revision} was interrupted on an earlier run "
+            "(MySQL/MariaDB commit DDL at once, so part of it may be applied); its module "
+            "declares idempotent = True, so it runs again.",
+            revision=revision,
+        )
 
     def stale(revision: str) -> None:
-        report.event("progress_cleared", f"Cleared the record of {revision} as in progress: the version "
-                     "table already has it.", revision=revision)
+        report.event(
+            "progress_cleared",
+            f"Cleared the record of {revision} as in progress: the version table already has it.",
+            revision=revision,
+        )
 
     engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout)
     recorder = _history(cfg, engine, loaded, standing.current)
 
     def rerun_recorded(revision: str) -> None:
         rerun(revision)
-        recorder.best_effort(engine, revision, "interrupted", outcome="partial",
-                             detail="Interrupted on an earlier run (recorded in migrate_init_progress); its "
-                                    "module declares idempotent = True, so this run applies it again.")
+        recorder.best_effort(
+            engine,
+            revision,
+            "interrupted",
+            outcome="partial",
+            detail="Interrupted on an earlier run (recorded in migrate_init_progress); its "
+            "module declares idempotent = True, so this run applies it again.",
+        )
 
     try:
         with engine.connect() as connection:
-            progress.decide(connection, loaded.script, standing.interrupted, standing.current,
-                            on_rerun=rerun_recorded, on_stale=stale)
+            progress.decide(
+                connection,
+                loaded.script,
+                standing.interrupted,
+                standing.current,
+                on_rerun=rerun_recorded,
+                on_stale=stale,
+            )
     finally:
         engine.dispose()
 
 
-def _reader_lost(exc: Exception, summary: report.Summary, reader: Reader, expected: Expected, script: Any,
-                 state: Any, cfg: Config, applied: list[str]) -> DatabaseUnreachable:
+def _reader_lost(
+    exc: Exception,
+    summary: report.Summary,
+    reader: Reader,
+    expected: Expected,
+    script: Any,
+    state: Any,
+    cfg: Config,
+    applied: list[str],
+) -> DatabaseUnreachable:
     """The session that held the lock and reads was ended under the run (a restart, pg_terminate_backend).
 
     The migrations ran on their own connection, so they may all have
@@ -346,8 +423,11 @@ def _reader_lost(exc: Exception, summary: report.Summary, reader: Reader, expect
     (issue 25 N35), not "check the host and port" of a server that answers.
     """
     _record_where_left(summary, reader, expected, script, state, cfg)
-    where = (f"the database is at {revs(summary.to_revisions)}" if summary.to_revisions is not None
-             else "where the database stands could not be read back (run 'migrate.py status' to see)")
+    where = (
+        f"the database is at {revs(summary.to_revisions)}"
+        if summary.to_revisions is not None
+        else "where the database stands could not be read back (run 'migrate.py status' to see)"
+    )
     return DatabaseUnreachable(
         f"The session that held the migration lock was ended by the server while the migrations ran (a "
         f"restart, a failover or pg_terminate_backend): {first_line(exc)}. Alembic had applied "
@@ -356,20 +436,27 @@ def _reader_lost(exc: Exception, summary: report.Summary, reader: Reader, expect
     )
 
 
-def _stopped(exc: Interrupted | MigrationTimeout, running: str | None, summary: report.Summary,
-             total: int, backend: str) -> MigrateInitError:
+def _stopped(
+    exc: Interrupted | MigrationTimeout, running: str | None, summary: report.Summary, total: int, backend: str
+) -> MigrateInitError:
     """The stop, saying only what happened: which migration ran, and where the version table says we are."""
-    what = (f"Migration {running} was cancelled. {undone(backend)}" if running is not None
-            else "No migration was running")
-    where = (f"the database is at {revs(summary.to_revisions)} ({len(summary.applied)} of {total} applied)"
-             if summary.to_revisions is not None else
-             "where the database stands is unknown: its version table could not be read back (run "
-             "'migrate.py status' to see)")
+    what = (
+        f"Migration {running} was cancelled. {undone(backend)}" if running is not None else "No migration was running"
+    )
+    where = (
+        f"the database is at {revs(summary.to_revisions)} ({len(summary.applied)} of {total} applied)"
+        if summary.to_revisions is not None
+        else "where the database stands is unknown: its version table could not be read back (run "
+        "'migrate.py status' to see)"
+    )
     if isinstance(exc, Interrupted):
-        return Interrupted(exc.signum, message=f"Stopped by {exc.signal_name} while {exc.phase}. {what}; "
-                                               f"{where}. Run again to finish the job.")
-    return MigrationTimeout(f"{exc} {what}; {where}. Raise MIGRATION_TIMEOUT (0 means no limit) or make "
-                            "the migration faster.")
+        return Interrupted(
+            exc.signum,
+            message=f"Stopped by {exc.signal_name} while {exc.phase}. {what}; {where}. Run again to finish the job.",
+        )
+    return MigrationTimeout(
+        f"{exc} {what}; {where}. Raise MIGRATION_TIMEOUT (0 means no limit) or make the migration faster."
+    )
 
 
 def _destinations(glue: Any, script: Any, cfg: Config, state: Any, revision: str | None) -> list[str]:
@@ -397,16 +484,26 @@ def _layer_name(cfg: Config, destinations: list[str], revision: str | None) -> s
     return "layer 2" if cfg.migration_target_set else "every head"
 
 
-def _upgrade(cfg: Config, watchdog: Watchdog, loaded: Loaded, engine: Any, progress: Any,
-             destinations: list[str], summary: report.Summary) -> None:
+def _upgrade(
+    cfg: Config,
+    watchdog: Watchdog,
+    loaded: Loaded,
+    engine: Any,
+    progress: Any,
+    destinations: list[str],
+    summary: report.Summary,
+) -> None:
     """Run env.py on our connection through ``destinations``; retry a migration that lost a lock wait."""
     from . import retry
 
     glue = loaded.glue
     name = _layer_name(cfg, destinations, None if summary.command == "run" else destinations[0])
     summary.layers_tried.append(name)
-    text = (f"{name}: upgrading to {' then '.join(destinations)}." if name != "every head"
-            else "Upgrading to every head of the scripts.")
+    text = (
+        f"{name}: upgrading to {' then '.join(destinations)}."
+        if name != "every head"
+        else "Upgrading to every head of the scripts."
+    )
     report.event("layer", text, layer=name, destinations=destinations)
     delays = retry.Backoff(initial=0.5, maximum=5.0).delays()
     retries = 0
@@ -437,10 +534,14 @@ def _upgrade(cfg: Config, watchdog: Watchdog, loaded: Loaded, engine: Any, progr
                         raise
                     retries += 1
                     delay = next(delays)
-                    report.warning("ddl_lock_retry",
-                                   f"Migration {exc.revision} timed out waiting for a table lock "
-                                   f"(DDL_LOCK_TIMEOUT); retry {retries}/{cfg.ddl_lock_retries} "
-                                   f"in {delay:.1f}s.", revision=exc.revision, retry=retries)
+                    report.warning(
+                        "ddl_lock_retry",
+                        f"Migration {exc.revision} timed out waiting for a table lock "
+                        f"(DDL_LOCK_TIMEOUT); retry {retries}/{cfg.ddl_lock_retries} "
+                        f"in {delay:.1f}s.",
+                        revision=exc.revision,
+                        retry=retries,
+                    )
                     progress.count -= 1  # the same migration runs again: same [k/N]
                     progress.running = None
                     retry.sleep(delay, checkpoint=watchdog.checkpoint)
@@ -465,8 +566,9 @@ def _applied(glue: Any, script: Any, before: tuple[str, ...], after: tuple[str, 
         return []
 
 
-def _record_where_left(summary: report.Summary, reader: Reader, expected: Expected, script: Any,
-                       state: Any, cfg: Config) -> None:
+def _record_where_left(
+    summary: report.Summary, reader: Reader, expected: Expected, script: Any, state: Any, cfg: Config
+) -> None:
     """A failed run's summary says where it left the database, read back.  Best effort, bounded.
 
     A stop cancels the run's connections, the reader's too: on MySQL/MariaDB
@@ -500,17 +602,28 @@ def _disk_full_left(summary: report.Summary) -> str:
     return f"the database is at {revs(summary.to_revisions)} ({len(summary.applied)} applied by this run)"
 
 
-def _failed(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected,
-            loaded: Loaded, engine: Any, failure: MigrationFailed) -> report.Summary:
+def _failed(
+    cfg: Config,
+    watchdog: Watchdog,
+    summary: report.Summary,
+    reader: Reader,
+    expected: Expected,
+    loaded: Loaded,
+    engine: Any,
+    failure: MigrationFailed,
+) -> report.Summary:
     """A named revision failed and was rolled back: stop, or run the create_all fallback."""
     summary.failed_revision = failure.revision
     kind = classify(failure)
     where = f" while applying {failure.revision}" if failure.revision else ""
     if kind == "disk_full":
         path = cfg.database.sqlite_path
-        disk = (f"The disk that holds the SQLite database {path} is full: SQLite could not write the database "
-                f"or its journal{where}" if path else
-                f"The database server at {cfg.database.safe} ran out of disk space{where}")
+        disk = (
+            f"The disk that holds the SQLite database {path} is full: SQLite could not write the database "
+            f"or its journal{where}"
+            if path
+            else f"The database server at {cfg.database.safe} ran out of disk space{where}"
+        )
         raise DiskFull(
             f"{disk} ({first_line(failure.__cause__ or failure)}). {undone(cfg.database.backend, 'The migration')}; "
             f"{_disk_full_left(summary)}; the create_all fallback was not tried. Free space on that "
@@ -526,11 +639,14 @@ def _failed(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Re
         # create_all cannot make an ALTER happen: the fallback would only turn
         # this into a misleading verification failure.
         if getattr(failure, "retries_refused", False):
-            how = (f"past DDL_LOCK_TIMEOUT={cfg.ddl_lock_timeout:g}s; it was not retried, since MySQL/MariaDB "
-                   "keep what it applied before and its module does not declare idempotent = True")
+            how = (
+                f"past DDL_LOCK_TIMEOUT={cfg.ddl_lock_timeout:g}s; it was not retried, since MySQL/MariaDB "
+                "keep what it applied before and its module does not declare idempotent = True"
+            )
         else:
-            how = (f"through DDL_LOCK_RETRIES={cfg.ddl_lock_retries} retries of "
-                   f"DDL_LOCK_TIMEOUT={cfg.ddl_lock_timeout:g}s")
+            how = (
+                f"through DDL_LOCK_RETRIES={cfg.ddl_lock_retries} retries of DDL_LOCK_TIMEOUT={cfg.ddl_lock_timeout:g}s"
+            )
         where = "SHOW PROCESSLIST" if cfg.database.backend == "mysql" else "pg_stat_activity"
         raise MigrationFailed(
             f"{failure} Another transaction kept its lock on the table {how}; the fallback was not tried, "
@@ -543,33 +659,43 @@ def _failed(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Re
 
     fallback = cfg.enable_fallback_create and loaded.metadata is not None
     Recorder(cfg, loaded.checksums).best_effort(
-        engine, failure.revision, "fallback" if fallback else "failed", outcome=_left(cfg),
-        detail=first_line(failure) + (" The create_all fallback ran." if fallback else ""))
+        engine,
+        failure.revision,
+        "fallback" if fallback else "failed",
+        outcome=_left(cfg),
+        detail=first_line(failure) + (" The create_all fallback ran." if fallback else ""),
+    )
     if not cfg.enable_fallback_create:
-        raise MigrationFailed(f"{failure} The fallback is off (ENABLE_FALLBACK_CREATE=false).",
-                              revision=failure.revision)
+        raise MigrationFailed(
+            f"{failure} The fallback is off (ENABLE_FALLBACK_CREATE=false).", revision=failure.revision
+        )
     if loaded.metadata is None:
-        raise MigrationFailed(f"{failure} The fallback is unavailable: MODELS is not set.",
-                              revision=failure.revision)
+        raise MigrationFailed(f"{failure} The fallback is unavailable: MODELS is not set.", revision=failure.revision)
     now = standing_of(reader, expected)
     if now.complete:
         # create_all would create nothing, so it would rescue nothing: a data migration that
         # failed, or tables that were there before any version row (issue 24).  Exit 1, the
         # revision still pending, never "FALLBACK USED".
-        raise MigrationFailed(f"{failure} {_nothing_to_rescue(failure.revision, now, expected, loaded)}",
-                              revision=failure.revision)
+        raise MigrationFailed(
+            f"{failure} {_nothing_to_rescue(failure.revision, now, expected, loaded)}", revision=failure.revision
+        )
     from . import schema
 
-    report.warning("fallback", "Alembic could not bring the database to its target; running the create_all "
-                   "fallback from MODELS.", revision=failure.revision)
+    report.warning(
+        "fallback",
+        "Alembic could not bring the database to its target; running the create_all fallback from MODELS.",
+        revision=failure.revision,
+    )
     watchdog.phase = "running the create_all fallback"
     started = time.monotonic()
     try:
         created = schema.create_missing_tables(engine, loaded.metadata)
     except Exception as exc:
         watchdog.checkpoint()
-        raise MigrationFailed(f"{failure} The create_all fallback failed too: {type(exc).__name__}: "
-                              f"{first_line(exc)}.", revision=failure.revision) from exc
+        raise MigrationFailed(
+            f"{failure} The create_all fallback failed too: {type(exc).__name__}: {first_line(exc)}.",
+            revision=failure.revision,
+        ) from exc
     summary.timed("fallback", started)
     summary.fallback_used = True
     if cfg.repair_missing_columns:
@@ -582,9 +708,11 @@ def _failed(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Re
     _seed(cfg, watchdog, engine, loaded, summary, after.owed)
     summary.outcome = "fallback"
     made = f"created {len(created)} missing table(s) ({', '.join(created)})" if created else "created no table"
-    summary.message = (f"FALLBACK USED: migration {failure.revision} failed, and create_all {made}; verification "
-                       f"passed. The version table stays at {revs(summary.to_revisions)}, so {failure.revision} "
-                       "is still pending: fix the migration and run again.")
+    summary.message = (
+        f"FALLBACK USED: migration {failure.revision} failed, and create_all {made}; verification "
+        f"passed. The version table stays at {revs(summary.to_revisions)}, so {failure.revision} "
+        "is still pending: fix the migration and run again."
+    )
     return summary
 
 
@@ -610,18 +738,23 @@ def _nothing_to_rescue(revision: str | None, now: Standing, expected: Expected, 
     if not now.current and _tables_of(now.snapshot, expected):
         heads = list(loaded.script.get_heads())
         target = heads[0] if len(heads) == 1 else "heads"
-        return (f"The database is at {_found(now.current, now.snapshot, expected)}: it was made by create_all or "
-                "another tool, so the first migration meets tables that already exist. The create_all fallback "
-                "was not run, since every table and column of MODELS exists: it would rescue nothing. Adopt the "
-                f"database instead: `migrate.py stamp {target}` checks it against MODELS and records that "
-                "revision (`migrate.py check` shows how it differs); the next run then has nothing to do.")
-    return (f"Every table and column of MODELS exists, so the schema is complete and the create_all fallback "
-            f"would create nothing: it was not run. The version table stays at {revs(now.current)}, so "
-            f"{revision} is still pending: fix it and run again.")
+        return (
+            f"The database is at {_found(now.current, now.snapshot, expected)}: it was made by create_all or "
+            "another tool, so the first migration meets tables that already exist. The create_all fallback "
+            "was not run, since every table and column of MODELS exists: it would rescue nothing. Adopt the "
+            f"database instead: `migrate.py stamp {target}` checks it against MODELS and records that "
+            "revision (`migrate.py check` shows how it differs); the next run then has nothing to do."
+        )
+    return (
+        f"Every table and column of MODELS exists, so the schema is complete and the create_all fallback "
+        f"would create nothing: it was not run. The version table stays at {revs(now.current)}, so "
+        f"{revision} is still pending: fix it and run again."
+    )
 
 
-def _at_heads(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected,
-              loaded: Loaded) -> report.Summary:
+def _at_heads(
+    cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected, loaded: Loaded
+) -> report.Summary:
     """At the heads, with work left: missing columns (REPAIR_MISSING_COLUMNS=true) or seeds owed."""
     engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint)
     try:
@@ -639,14 +772,20 @@ def _at_heads(cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: 
     finally:
         engine.dispose()
     if created:
-        summary.message = (f"Database is at its target {revs(after.current)}; created {len(created)} table(s) "
-                           f"MODELS defines and no migration makes (EMPTY_DATABASE=models): {', '.join(created)}.")
+        summary.message = (
+            f"Database is at its target {revs(after.current)}; created {len(created)} table(s) "
+            f"MODELS defines and no migration makes (EMPTY_DATABASE=models): {', '.join(created)}."
+        )
     elif repaired:
-        summary.message = (f"Database is at its target {revs(after.current)}; added {len(repaired)} missing "
-                           f"column(s) as nullable (REPAIR_MISSING_COLUMNS=true): {', '.join(repaired)}.")
+        summary.message = (
+            f"Database is at its target {revs(after.current)}; added {len(repaired)} missing "
+            f"column(s) as nullable (REPAIR_MISSING_COLUMNS=true): {', '.join(repaired)}."
+        )
     elif summary.seeded:
-        summary.message = (f"Database is at its target {revs(after.current)}; seeded what an interrupted run "
-                           f"owed: {', '.join(summary.seeded)}.")
+        summary.message = (
+            f"Database is at its target {revs(after.current)}; seeded what an interrupted run "
+            f"owed: {', '.join(summary.seeded)}."
+        )
     return summary
 
 
@@ -677,9 +816,11 @@ def allowed_revisions_known(cfg: Config, script: Any) -> None:
     known = {found.revision for found in script.walk_revisions()}
     for name in cfg.allow_destructive_revisions:
         if name not in known:
-            raise ConfigError(f"ALLOW_DESTRUCTIVE names {name}, which is not a revision of the scripts in "
-                              f"{cfg.migrations_dir}. Use the exact revision ids `migrate.py history` lists "
-                              "(comma-separated), true, or false.")
+            raise ConfigError(
+                f"ALLOW_DESTRUCTIVE names {name}, which is not a revision of the scripts in "
+                f"{cfg.migrations_dir}. Use the exact revision ids `migrate.py history` lists "
+                "(comma-separated), true, or false."
+            )
 
 
 def effect_guard(cfg: Config, version_table: str, script: Any, *, record: bool = False) -> Any:
@@ -687,8 +828,12 @@ def effect_guard(cfg: Config, version_table: str, script: Any, *, record: bool =
     from .catalog import EffectGuard
 
     allowed_revisions_known(cfg, script)
-    return EffectGuard(cfg.allow_destructive, record=record, version_table=version_table,
-                       allow_revisions=cfg.allow_destructive_revisions)
+    return EffectGuard(
+        cfg.allow_destructive,
+        record=record,
+        version_table=version_table,
+        allow_revisions=cfg.allow_destructive_revisions,
+    )
 
 
 class QuickCheck:
@@ -774,8 +919,9 @@ def _backup(cfg: Config, state: Any, watchdog: Watchdog) -> str | None:
     return str(taken) if taken else None
 
 
-def _seed(cfg: Config, watchdog: Watchdog, engine: Any, loaded: Loaded, summary: report.Summary,
-          owed: list[str]) -> None:
+def _seed(
+    cfg: Config, watchdog: Watchdog, engine: Any, loaded: Loaded, summary: report.Summary, owed: list[str]
+) -> None:
     if not owed:
         return
     from . import seed
@@ -799,24 +945,31 @@ def _seed(cfg: Config, watchdog: Watchdog, engine: Any, loaded: Loaded, summary:
     except Interrupted as exc:
         if not seeded:
             raise
-        raise Interrupted(exc.signum, message=(
-            f"Stopped by {exc.signal_name} while seeding, after the seed file(s) {', '.join(seeded)} had "
-            f"committed; they are recorded in {seed.TABLE} and will not run again. Run again to finish the "
-            "job.")) from None
+        raise Interrupted(
+            exc.signum,
+            message=(
+                f"Stopped by {exc.signal_name} while seeding, after the seed file(s) {', '.join(seeded)} had "
+                f"committed; they are recorded in {seed.TABLE} and will not run again. Run again to finish the "
+                "job."
+            ),
+        ) from None
 
 
 def _explain_branches(cfg: Config, state: Any, summary: report.Summary) -> None:
     heads = " ".join(state.heads)
-    command = f"migrate.py alembic merge -m \"merge heads\" {heads}"
+    command = f'migrate.py alembic merge -m "merge heads" {heads}'
     summary.branches = list(state.heads)
     summary.merge_command = command
-    how = (f"after MIGRATION_TARGET={cfg.migration_target}, every head is applied (layer 1)"
-           if state.target_exists else
-           f"MIGRATION_TARGET={cfg.migration_target} is not among the revisions; every head is applied (layer 2)"
-           if cfg.migration_target_set else "every head is applied")
-    text = (f"The scripts have {len(state.heads)} heads ({', '.join(state.heads)}) and no merge: {how}. "
-            f"Join the branches with: {command}")
+    how = (
+        f"after MIGRATION_TARGET={cfg.migration_target}, every head is applied (layer 1)"
+        if state.target_exists
+        else f"MIGRATION_TARGET={cfg.migration_target} is not among the revisions; every head is applied (layer 2)"
+        if cfg.migration_target_set
+        else "every head is applied"
+    )
+    text = (
+        f"The scripts have {len(state.heads)} heads ({', '.join(state.heads)}) and no merge: {how}. "
+        f"Join the branches with: {command}"
+    )
     summary.warnings.append(text)
     report.warning("several_heads", text, heads=list(state.heads), merge_command=command)
-
-

@@ -64,7 +64,7 @@ def scan_userinfo(rest: str) -> tuple[str, str | None, int] | None:
     if stop < len(rest) and rest[stop] == ":":
         at = rest.find("@", stop + 1)
         if at >= 0:
-            return rest[:stop], rest[stop + 1:at], at + 1
+            return rest[:stop], rest[stop + 1 : at], at + 1
     at = rest.rfind("@", 0, stop)
     return (rest[:at], None, at + 1) if at >= 0 else None
 
@@ -87,12 +87,12 @@ def scan_location(rest: str) -> dict[str, str | None] | None:
             parts["ipv4host"], position = rest[:end], end
     if rest.startswith(":", position):
         end = _run_until(rest, position + 1, "/?")
-        parts["port"], position = rest[position + 1:end], end
+        parts["port"], position = rest[position + 1 : end], end
     if rest.startswith("/", position):
         end = _run_until(rest, position + 1, "?")
-        parts["database"], position = rest[position + 1:end], end
+        parts["database"], position = rest[position + 1 : end], end
     if rest.startswith("?", position):
-        parts["query"], position = rest[position + 1:], len(rest)
+        parts["query"], position = rest[position + 1 :], len(rest)
     return parts if position == len(rest) else None
 
 
@@ -206,8 +206,19 @@ class Url:
     ``str()`` and ``repr()`` never show the password, so an f-string cannot leak it.
     """
 
-    __slots__ = ("_is_memory", "_sqlite_path", "backend", "database", "driver", "drivername",
-                 "host", "password", "port", "query", "username")
+    __slots__ = (
+        "_is_memory",
+        "_sqlite_path",
+        "backend",
+        "database",
+        "driver",
+        "drivername",
+        "host",
+        "password",
+        "port",
+        "query",
+        "username",
+    )
 
     drivername: str
     backend: str
@@ -296,16 +307,22 @@ class Url:
             from urllib.parse import quote_plus
 
             text += "?" + "&".join(
-                f"{quote_plus(key)}="
-                + (_MASK if hide_password and key.lower() in _SECRET_KEYS else quote_plus(value))
+                f"{quote_plus(key)}=" + (_MASK if hide_password and key.lower() in _SECRET_KEYS else quote_plus(value))
                 for key, value in pairs
             )
         return text
 
     def with_password(self, password: str | None) -> Url:
         """A copy with ``password`` in place of this URL's password."""
-        return Url(self.drivername, username=self.username, password=password, host=self.host,
-                   port=self.port, database=self.database, query=self.query)
+        return Url(
+            self.drivername,
+            username=self.username,
+            password=password,
+            host=self.host,
+            port=self.port,
+            database=self.database,
+            query=self.query,
+        )
 
     def connect_kwargs_psycopg2(self) -> dict[str, Any]:
         """The keyword arguments SQLAlchemy's psycopg2 dialect passes to ``psycopg2.connect``.
@@ -319,8 +336,12 @@ class Url:
         value), is a ConfigError.
         """
         kwargs: dict[str, Any] = {}
-        for name, value in (("host", self.host), ("dbname", self.database),
-                            ("user", self.username), ("password", self.password)):
+        for name, value in (
+            ("host", self.host),
+            ("dbname", self.database),
+            ("user", self.username),
+            ("password", self.password),
+        ):
             if value:
                 kwargs[name] = value
         if self.port:
@@ -364,8 +385,10 @@ class Url:
         seen: dict[str, str] = {}
         for key, value in self.query:
             if key in seen:
-                raise ConfigError(f"The URL {self.safe} gives the option '{key}' more than once; "
-                                  "MySQL takes one value. Keep one of them.")
+                raise ConfigError(
+                    f"The URL {self.safe} gives the option '{key}' more than once; "
+                    "MySQL takes one value. Keep one of them."
+                )
             seen[key] = value
         ssl: dict[str, Any] = {}
         for key, value in seen.items():
@@ -378,8 +401,9 @@ class Url:
             elif key in ("password", "passwd"):
                 kwargs["password"] = value.encode("utf-8")  # as above: the server hashed UTF-8 bytes
             elif key in _MYSQL_SSL_OPTIONS:
-                ssl[key[4:]] = value if key != "ssl_check_hostname" else \
-                    value.lower() in ("true", "1", "yes", "on", "y", "t")
+                ssl[key[4:]] = (
+                    value if key != "ssl_check_hostname" else value.lower() in ("true", "1", "yes", "on", "y", "t")
+                )
             else:
                 kwargs[key] = value
         if ssl:
@@ -415,20 +439,29 @@ class Url:
             ports = port_values if len(port_values) > 1 else port_values[0].split(",")
         if ports is not None:
             if not all(port == "" or (port.isascii() and port.isdigit()) for port in ports):
-                raise ConfigError(f"The URL {self.safe} has a port option that is not a number; "
-                                  "give ports as digits.")
+                raise ConfigError(f"The URL {self.safe} has a port option that is not a number; give ports as digits.")
             ports = [str(int(port)) if port else "" for port in ports]
             if (hosts is None and len(ports) > 1) or (
-                    hosts is not None and len(hosts) != len(ports) and max(len(hosts), len(ports)) > 1):
-                raise ConfigError(f"The URL {self.safe} names {len(hosts or ())} host(s) but "
-                                  f"{len(ports)} port(s); give one port per host, or none.")
+                hosts is not None and len(hosts) != len(ports) and max(len(hosts), len(ports)) > 1
+            ):
+                raise ConfigError(
+                    f"The URL {self.safe} names {len(hosts or ())} host(s) but "
+                    f"{len(ports)} port(s); give one port per host, or none."
+                )
         return hosts, ports
 
     def _key(self) -> tuple[object, ...]:
         # The order of different options carries no meaning (SQLAlchemy renders them
         # sorted); the order of one option's repeated values does.
-        return (self.drivername, self.username, self.password, self.host, self.port,
-                self.database, tuple(sorted(self.query, key=lambda pair: pair[0])))
+        return (
+            self.drivername,
+            self.username,
+            self.password,
+            self.host,
+            self.port,
+            self.database,
+            tuple(sorted(self.query, key=lambda pair: pair[0])),
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Url) and self._key() == other._key()
@@ -453,7 +486,7 @@ def _sqlite_file(url: Url) -> tuple[str | None, bool]:
     path = database
     if database.startswith("file:") and (url.query_value("uri") or "").lower() in ("true", "1", "yes", "on", "y", "t"):
         # uri=true: the database is an SQLite URI, file:PATH or file://[localhost]/PATH.
-        rest = database[len("file:"):].split("?", 1)[0].split("#", 1)[0]
+        rest = database[len("file:") :].split("?", 1)[0].split("#", 1)[0]
         if rest.startswith("//"):
             _authority, _, rest = rest[2:].partition("/")
             rest = "/" + rest
@@ -474,8 +507,10 @@ def _not_a_url_hint(raw: str) -> str:
     except (binascii.Error, UnicodeDecodeError):
         return ""
     if scan_scheme(decoded) is not None:
-        return (" It is base64 text of a URL: decode it (`base64 -d`), or in a Kubernetes Secret put the URL "
-                "under stringData, not data.")
+        return (
+            " It is base64 text of a URL: decode it (`base64 -d`), or in a Kubernetes Secret put the URL "
+            "under stringData, not data."
+        )
     return ""
 
 
@@ -502,7 +537,7 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
             f"does not start with a scheme such as postgresql:// or sqlite:///.{_not_a_url_hint(raw)} Use a "
             "form such as sqlite:////data/app.db or postgresql://user:password@host:5432/dbname."
         )
-    rest = raw[len(scheme) + 3:]
+    rest = raw[len(scheme) + 3 :]
     username = password = None
     userinfo = scan_userinfo(rest)
     if userinfo is not None:
@@ -517,10 +552,12 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
             )
         username = _unquote(userinfo[0])
         password = _unquote(userinfo[1]) if userinfo[1] is not None else None
-        rest = rest[userinfo[2]:]
+        rest = rest[userinfo[2] :]
     hosts: tuple[tuple[str, str], ...] = ()
-    if "," in rest[:_run_until(rest, 0, "/?")] and \
-            _BACKENDS.get(scheme.partition("+")[0].lower(), scheme.partition("+")[0].lower()) == "postgresql":
+    if (
+        "," in rest[: _run_until(rest, 0, "/?")]
+        and _BACKENDS.get(scheme.partition("+")[0].lower(), scheme.partition("+")[0].lower()) == "postgresql"
+    ):
         rest, hosts = _multihost_authority(rest, raw, variable)
     location = scan_location(rest)
     if location is None:
@@ -534,8 +571,11 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
     port = None
     if port_text:
         if not (port_text.isascii() and port_text.isdigit()):
-            hint = (" An IPv6 address goes in brackets: postgresql://user@[::1]:5432/db."
-                    if host is None and ":" in port_text else "")
+            hint = (
+                " An IPv6 address goes in brackets: postgresql://user@[::1]:5432/db."
+                if host is None and ":" in port_text
+                else ""
+            )
             raise ConfigError(
                 f"{variable} ({redact(raw)}) has the port {port_text!r}, which is not a number. "
                 f"Give the port as digits (5432 for PostgreSQL) or leave it out.{hint}"
@@ -554,12 +594,13 @@ def parse(raw: str, variable: str = "DATABASE_URL") -> Url:
         query = tuple(parse_qsl(location["query"]))
     if hosts:
         if any(key in ("host", "port") for key, _ in query):
-            raise ConfigError(f"{variable} ({redact(raw)}) lists hosts both before the database name and "
-                              "in host= or port= options. Use one form: postgresql://user:password@"
-                              "host1:5432,host2:5432/dbname?target_session_attrs=read-write.")
+            raise ConfigError(
+                f"{variable} ({redact(raw)}) lists hosts both before the database name and "
+                "in host= or port= options. Use one form: postgresql://user:password@"
+                "host1:5432,host2:5432/dbname?target_session_attrs=read-write."
+            )
         query = hosts + query
-    url = Url(scheme, username=username, password=password, host=host, port=port,
-              database=database, query=query)
+    url = Url(scheme, username=username, password=password, host=host, port=port, database=database, query=query)
     if url.backend == "sqlite":
         _check_sqlite(url, raw, variable)
     elif url.backend == "mysql" and not url.database:
@@ -674,7 +715,7 @@ def _mask_userinfo(line: str) -> str:
         if line.startswith(_MASK + "@", start):
             # Already masked (a message built from Url.safe): the '@' right after is the real one,
             # and a later '@' (MySQL's 'user'@'host') must stay in view.
-            masked.append(line[position:start + len(_MASK)])
+            masked.append(line[position : start + len(_MASK)])
             position = start + len(_MASK)
             continue
         following = url_start.search(line, start)
@@ -728,7 +769,7 @@ def _secret_values(secret: str) -> list[str]:
     if rest.startswith(":", colon):
         for at in (rest.find("@", colon + 1), rest.rfind("@")):
             if at > colon:
-                values += [rest[colon + 1:at], _unquote(rest[colon + 1:at])]
+                values += [rest[colon + 1 : at], _unquote(rest[colon + 1 : at])]
     query = rest.partition("?")[2]
     if query:
         from urllib.parse import parse_qsl
@@ -750,7 +791,7 @@ def _after_text_scheme(text: str) -> str | None:
         end = 1
         while end < len(text) and text[end] in _TEXT_SCHEME_CHARS:
             end += 1
-    return text[end + 3:] if text.startswith("://", end) else None
+    return text[end + 3 :] if text.startswith("://", end) else None
 
 
 _TEXT_SCHEME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-_")

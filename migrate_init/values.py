@@ -34,9 +34,7 @@ class Held:
         return self.columns.get(column, (0, None))[0]
 
 
-def read(
-    connection: Any, snapshot: Snapshot, wanted: dict[str, dict[str, bool]]
-) -> dict[str, Held]:
+def read(connection: Any, snapshot: Snapshot, wanted: dict[str, dict[str, bool]]) -> dict[str, Held]:
     """``wanted[table][column] -> digest?``: what those tables of ``snapshot`` hold now.
 
     A table missing from ``snapshot`` is left out of the answer.
@@ -56,9 +54,7 @@ def _table(connection: Any, snapshot: Snapshot, table: str, columns: dict[str, b
     counts = [f"COUNT({_q(family, c)})" for c in columns]
     row = _rows(connection, f"SELECT {', '.join(['COUNT(*)', *counts])} FROM {name}")[0]
     rows = int(row[0])
-    found: dict[str, tuple[int, str | None]] = {
-        c: (int(n), None) for c, n in zip(columns, row[1:], strict=True)
-    }
+    found: dict[str, tuple[int, str | None]] = {c: (int(n), None) for c, n in zip(columns, row[1:], strict=True)}
     for column, digest in columns.items():
         # MySQL/MariaDB: judged before a statement runs, so there is no "after" to compare a digest with.
         if digest and found[column][0] and family != "mysql":
@@ -69,8 +65,10 @@ def _table(connection: Any, snapshot: Snapshot, table: str, columns: dict[str, b
 def _digest(connection: Any, family: str, table: str, column: str) -> str:
     if family == "postgresql":
         # Sorted by their text, so a rewrite that reorders rows changes nothing.
-        sql = (f"SELECT md5(string_agg({column}::text, chr(31) ORDER BY {column}::text)) "
-               f"FROM {table} WHERE {column} IS NOT NULL")
+        sql = (
+            f"SELECT md5(string_agg({column}::text, chr(31) ORDER BY {column}::text)) "
+            f"FROM {table} WHERE {column} IS NOT NULL"
+        )
         return str(_rows(connection, sql)[0][0])
     # A BLOB as hex: its bytes need not be UTF-8 text.
     text = f"CASE WHEN typeof({column}) = 'blob' THEN hex({column}) ELSE CAST({column} AS TEXT) END"

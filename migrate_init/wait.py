@@ -33,14 +33,39 @@ if TYPE_CHECKING:
 _BACKOFF = retry.Backoff(initial=0.1, maximum=2.0)
 #: Where file locks cannot be trusted: a SQLite database there is refused (SQLITE_ALLOW_NETWORK_FS).
 _NETWORK_FILESYSTEMS = {
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "ceph", "glusterfs",
-    "lustre", "gpfs", "fuse.sshfs", "sshfs", "fuse.glusterfs", "fuse.cephfs",
-    "fuse.s3fs", "fuse.gcsfuse", "fuse.rclone", "davfs", "fuse.davfs2",
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "ncpfs",
+    "afs",
+    "9p",
+    "ceph",
+    "glusterfs",
+    "lustre",
+    "gpfs",
+    "fuse.sshfs",
+    "sshfs",
+    "fuse.glusterfs",
+    "fuse.cephfs",
+    "fuse.s3fs",
+    "fuse.gcsfuse",
+    "fuse.rclone",
+    "davfs",
+    "fuse.davfs2",
 }
 
 
-def connect(database: Url, *, timeout: float, read_only: bool, watchdog: Watchdog,
-            statement_timeout: float = 30.0, missing_is_transient: bool = False) -> Reader:
+def connect(
+    database: Url,
+    *,
+    timeout: float,
+    read_only: bool,
+    watchdog: Watchdog,
+    statement_timeout: float = 30.0,
+    missing_is_transient: bool = False,
+) -> Reader:
     """A reader on a database that answered one snapshot; raise DatabaseUnreachable, AccessDenied or CorruptDatabase.
 
     ``missing_is_transient`` (``wait``): a SQLite file that does not exist yet
@@ -58,9 +83,14 @@ def connect(database: Url, *, timeout: float, read_only: bool, watchdog: Watchdo
         left = max(deadline - time.monotonic(), 0.5)
         reader = None
         try:
-            reader = open_reader(database, read_only=read_only, connect_timeout=left,
-                                 statement_timeout=min(statement_timeout, max(left, 1.0)),
-                                 checkpoint=watchdog.checkpoint, track=watchdog.track)
+            reader = open_reader(
+                database,
+                read_only=read_only,
+                connect_timeout=left,
+                statement_timeout=min(statement_timeout, max(left, 1.0)),
+                checkpoint=watchdog.checkpoint,
+                track=watchdog.track,
+            )
             if isinstance(reader, SqliteReader):
                 reader.busy_timeout = left  # a file locked by another process is waited for here, not longer
             # Reading the catalog parses the schema: a damaged SQLite file is
@@ -95,13 +125,16 @@ def connect(database: Url, *, timeout: float, read_only: bool, watchdog: Watchdo
                     "was left untouched. Restore it from a backup, or move it aside to start fresh."
                 ) from None
             if last.get("reason") != reason:
-                report.event("db_waiting", f"Waiting for the database at {database.safe}: {reason}.",
-                             attempt=attempts[0], remaining=round(deadline - time.monotonic(), 1))
+                report.event(
+                    "db_waiting",
+                    f"Waiting for the database at {database.safe}: {reason}.",
+                    attempt=attempts[0],
+                    remaining=round(deadline - time.monotonic(), 1),
+                )
             last["reason"], last["kind"] = reason, kind
             return None
         if attempts[0] > 1:
-            report.event("db_ready", f"The database answered after {attempts[0]} attempts.",
-                         attempts=attempts[0])
+            report.event("db_ready", f"The database answered after {attempts[0]} attempts.", attempts=attempts[0])
         return reader
 
     def timed_out() -> BaseException:
@@ -113,26 +146,33 @@ def connect(database: Url, *, timeout: float, read_only: bool, watchdog: Watchdo
             f"{_advice(database, last.get('kind', ''), last.get('reason', ''))}"
         )
 
-    return retry.poll(attempt, deadline=deadline, backoff=_BACKOFF, checkpoint=watchdog.checkpoint,
-                      on_timeout=timed_out)
+    return retry.poll(
+        attempt, deadline=deadline, backoff=_BACKOFF, checkpoint=watchdog.checkpoint, on_timeout=timed_out
+    )
 
 
 def _advice(database: Url, kind: str, reason: str) -> str:
     if kind == "missing_file":
         return "Is the migration (the Job, or the init container) running, and is the volume the same?"
     if kind == "busy":
-        return (f"Another process holds the write lock of {database.sqlite_path} (a long transaction, "
-                "or a stuck writer): find it (fuser, lsof), or raise DB_WAIT_TIMEOUT.")
+        return (
+            f"Another process holds the write lock of {database.sqlite_path} (a long transaction, "
+            "or a stuck writer): find it (fuser, lsof), or raise DB_WAIT_TIMEOUT."
+        )
     if kind == "missing_database":
         # Retried rather than final: a server's init scripts or an operator may
         # create the database after the server accepts connections.
-        return (f"The server answers, but the database '{database.database}' does not exist on it: "
-                "create it, or fix the database name in DATABASE_URL.")
+        return (
+            f"The server answers, but the database '{database.database}' does not exist on it: "
+            "create it, or fix the database name in DATABASE_URL."
+        )
     if kind in ("lock_not_available", "query_canceled"):
         where = "SHOW PROCESSLIST" if database.backend == "mysql" else "pg_stat_activity"
-        return ("The server answers, but reading where the database stands waited on a lock another "
-                f"session holds (LOCK TABLES or LOCK TABLE, a long ALTER): find it ({where}), or raise "
-                "DB_WAIT_TIMEOUT.")
+        return (
+            "The server answers, but reading where the database stands waited on a lock another "
+            f"session holds (LOCK TABLES or LOCK TABLE, a long ALTER): find it ({where}), or raise "
+            "DB_WAIT_TIMEOUT."
+        )
     if database.backend == "sqlite":
         return f"Check the SQLite file {database.sqlite_path} and its volume, or raise DB_WAIT_TIMEOUT."
     return "Check the host, port and database name in DATABASE_URL, or raise DB_WAIT_TIMEOUT."
@@ -183,8 +223,10 @@ def prepare_sqlite(path: str) -> None:
     """
     folder = os.path.dirname(path)
     if os.path.isdir(path):
-        raise ConfigError(f"DATABASE_URL points at {path}, which is a folder, not a SQLite database "
-                          "file. Name a file, e.g. sqlite:////data/app.db.")
+        raise ConfigError(
+            f"DATABASE_URL points at {path}, which is a folder, not a SQLite database "
+            "file. Name a file, e.g. sqlite:////data/app.db."
+        )
     try:
         os.makedirs(folder, exist_ok=True)
     except PermissionError:
@@ -195,8 +237,9 @@ def prepare_sqlite(path: str) -> None:
     except OSError as exc:
         if not os.path.isdir(folder) and os.path.exists(folder):
             raise ConfigError(f"DATABASE_URL points into {folder}, which is not a folder.") from None
-        raise AccessDenied(f"Cannot create the folder {folder}: {exc.strerror}. Make it writable, "
-                           "or mount a volume there.") from None
+        raise AccessDenied(
+            f"Cannot create the folder {folder}: {exc.strerror}. Make it writable, or mount a volume there."
+        ) from None
     if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
         raise AccessDenied(
             f"The SQLite database {path} is not writable by UID {os.getuid()} (GID {os.getgid()}); it "

@@ -259,8 +259,9 @@ class Watchdog:
             if self._deadline is not None and now >= self._deadline:
                 self._timed_out_what = f"{self._variable}={self._timeout_seconds:g}s"
             elif self._total_deadline is not None and now >= self._total_deadline:
-                self._timed_out_what = (f"The run's bound, {self._total_variables} = "
-                                        f"{self._total_seconds:g}s from its start,")
+                self._timed_out_what = (
+                    f"The run's bound, {self._total_variables} = {self._total_seconds:g}s from its start,"
+                )
             else:
                 continue
             self._timed_out_in = self.phase
@@ -285,19 +286,24 @@ class Watchdog:
         if limit is not None:
             bound = f"{limit[1]}={limit[0]:g}s" if limit[0] > 0 else f"{limit[1]}=0 (no limit)"
         elif self._deadline is not None:
-            bound = (f"{self._variable}={self._timeout_seconds:g}s, "
-                     f"{max(self._deadline - now, 0):.0f}s left")
+            bound = f"{self._variable}={self._timeout_seconds:g}s, {max(self._deadline - now, 0):.0f}s left"
         elif self._total_deadline is not None:
             bound = f"the run's bound, {self._total_seconds:g}s, {max(self._total_deadline - now, 0):.0f}s left"
         else:
             bound = "no limit set"
         elapsed = now - since
-        report.heartbeat(f"Still {phase}{f' ({what})' if what else ''}: {elapsed:.0f}s so far; {bound}.",
-                         phase=phase, elapsed=round(elapsed, 1), detail=what, bound=bound)
+        report.heartbeat(
+            f"Still {phase}{f' ({what})' if what else ''}: {elapsed:.0f}s so far; {bound}.",
+            phase=phase,
+            elapsed=round(elapsed, 1),
+            detail=what,
+            bound=bound,
+        )
 
     def _cancel_all_soon(self) -> None:
         """Cancel in a thread of its own: a cancel request to a server that stopped answering
         may never return, and neither this thread nor the main one may wait for it."""
+
         def cancel() -> None:
             block_stop_signals()
             self._cancel_all()
@@ -474,7 +480,8 @@ def _over_tls(connection: Any) -> bool:
     import ssl
 
     return bool(getattr(connection, "_ssl_required", False)) or isinstance(
-        getattr(connection, "_sock", None), ssl.SSLSocket)
+        getattr(connection, "_sock", None), ssl.SSLSocket
+    )
 
 
 def _kill_query(connection: Any) -> None:
@@ -492,10 +499,17 @@ def _kill_query(connection: Any) -> None:
     if thread_id is None:
         return
     try:
-        killer = mysql_connection_class()(host=connection.host, port=connection.port, user=connection.user,
-                                          password=connection.password, unix_socket=connection.unix_socket,
-                                          ssl=connection.ctx if _over_tls(connection) else None,
-                                          connect_timeout=5, autocommit=True, program_name="migrate-init-cancel")
+        killer = mysql_connection_class()(
+            host=connection.host,
+            port=connection.port,
+            user=connection.user,
+            password=connection.password,
+            unix_socket=connection.unix_socket,
+            ssl=connection.ctx if _over_tls(connection) else None,
+            connect_timeout=5,
+            autocommit=True,
+            program_name="migrate-init-cancel",
+        )
     except Exception:  # the server is gone: nothing runs there to cancel
         return
     try:

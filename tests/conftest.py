@@ -54,18 +54,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         folder = Path(str(item.path)).resolve().relative_to(TESTS).parts[0]
         marker = FOLDER_MARKERS.get(folder)
         if marker is None:
-            raise pytest.UsageError(
-                f"{item.nodeid}: every test lives in tests/unit, tests/integration or tests/image.")
+            raise pytest.UsageError(f"{item.nodeid}: every test lives in tests/unit, tests/integration or tests/image.")
         item.add_marker(marker)
         callspec = getattr(item, "callspec", None)
-        engines = set() if callspec is None else {
-            callspec.params.get(name) for name in ("db_url", "any_url")}
+        engines = set() if callspec is None else {callspec.params.get(name) for name in ("db_url", "any_url")}
         for server_marker, (fixtures, engine, server) in SERVER_MARKERS.items():
             if not (fixtures & set(item.fixturenames) or engine in engines):
                 continue
             if marker == "unit":
                 raise pytest.UsageError(
-                    f"{item.nodeid}: a unit test must not need {server}; move it to tests/integration.")
+                    f"{item.nodeid}: a unit test must not need {server}; move it to tests/integration."
+                )
             item.add_marker(server_marker)
         if marker == "image" and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(IMAGE_TIMEOUT))

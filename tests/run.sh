@@ -169,10 +169,11 @@ _setup_docker() {
 }
 
 # usage: _run_static_checks
-#   ruff (rules in pyproject.toml) on the whole repository, mypy --strict on the package
+#   ruff (rules and format in pyproject.toml) on the whole repository, mypy --strict on the package
 _run_static_checks() {
-	_log "ruff check . (the whole repository)"
+	_log "ruff check . and ruff format --check . (the whole repository)"
 	"$VENV/bin/ruff" check .
+	"$VENV/bin/ruff" format --check .
 	_log "mypy --strict migrate_init"
 	"$VENV/bin/mypy" --strict migrate_init
 }

@@ -52,8 +52,9 @@ def report(engine, safe: str) -> int:
             tables = set(inspect(connection).get_table_names())
             missing = {"alembic_version", "user", "chat"} - tables
             if missing:
-                print(f"app: {safe} lacks the tables {', '.join(sorted(missing))}; "
-                      "was migrate-init run?", file=sys.stderr)
+                print(
+                    f"app: {safe} lacks the tables {', '.join(sorted(missing))}; was migrate-init run?", file=sys.stderr
+                )
                 return 1
             revisions = [row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))]
             # "user" on SQLite and PostgreSQL, `user` on MySQL and MariaDB
@@ -62,8 +63,11 @@ def report(engine, safe: str) -> int:
             chats = connection.execute(text("SELECT count(*) FROM chat")).scalar_one()
     finally:
         engine.dispose()
-    print(f"app: database {safe} is at revision {', '.join(sorted(revisions)) or '(none)'}; "
-          f"user rows: {users}, chat rows: {chats}", flush=True)
+    print(
+        f"app: database {safe} is at revision {', '.join(sorted(revisions)) or '(none)'}; "
+        f"user rows: {users}, chat rows: {chats}",
+        flush=True,
+    )
     return 0
 
 

@@ -55,8 +55,14 @@ class Podman:
 
     def __call__(self, *args: str, timeout: float = PODMAN_TIMEOUT, stdin: bytes | None = None) -> Result:
         try:
-            proc = subprocess.run(["podman", *args], env=self.env, input=stdin, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, timeout=timeout)
+            proc = subprocess.run(
+                ["podman", *args],
+                env=self.env,
+                input=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired as exc:
             raise AssertionError(f"podman {' '.join(args)} did not finish within {timeout}s:\n{exc.output!r}") from None
         out = proc.stdout.decode(errors="replace")
@@ -79,15 +85,18 @@ class Podman:
         """Move Docker images into podman's store; each one's name there."""
         save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
         assert save.stdout is not None
-        loaded = subprocess.run(["podman", "load"], env=self.env, stdin=save.stdout, capture_output=True,
-                                timeout=600)
+        loaded = subprocess.run(["podman", "load"], env=self.env, stdin=save.stdout, capture_output=True, timeout=600)
         save.stdout.close()
         assert save.wait(timeout=60) == 0 and loaded.returncode == 0, loaded.stderr.decode(errors="replace")
         # "Loaded image: NAME" or "Loaded image(s): NAME,NAME": podman puts a name with no
         # registry under localhost/ (or docker.io/library/ for what Docker pulled)
         out = loaded.stdout.decode(errors="replace")
-        given = [name.strip() for line in out.splitlines() if line.startswith("Loaded image")
-                 for name in line.split(":", 1)[1].split(",")]
+        given = [
+            name.strip()
+            for line in out.splitlines()
+            if line.startswith("Loaded image")
+            for name in line.split(":", 1)[1].split(",")
+        ]
         names = {}
         for image in images:
             found = [name for name in given if name == image or name.endswith("/" + image)]
@@ -99,8 +108,10 @@ class Podman:
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory) -> Podman:
     if shutil.which("podman") is None:
-        pytest.fail("podman is required and these tests are never skipped: run 'bash tests/run.sh' (it installs "
-                    "Debian's podman and catatonit), or apt-get install podman catatonit.")
+        pytest.fail(
+            "podman is required and these tests are never skipped: run 'bash tests/run.sh' (it installs "
+            "Debian's podman and catatonit), or apt-get install podman catatonit."
+        )
     folder = tmp_path_factory.mktemp("podman")
     hard = subprocess.run(["bash", "-c", "ulimit -Hn"], capture_output=True, text=True, check=True).stdout.strip()
     conf = folder / "containers.conf"
@@ -144,9 +155,12 @@ def with_images(docs: list[dict], images: dict[str, str]) -> list[dict]:
 def job_as_pod(job: dict) -> dict:
     """kube play ignores a Job: its pod template, played as a Pod of the Job's name."""
     template = job["spec"]["template"]
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": job["metadata"]["name"], "labels": template["metadata"]["labels"]},
-            "spec": copy.deepcopy(template["spec"])}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": job["metadata"]["name"], "labels": template["metadata"]["labels"]},
+        "spec": copy.deepcopy(template["spec"]),
+    }
 
 
 def app_url_as_value(doc: dict, url: str) -> None:
@@ -164,7 +178,8 @@ def termination_log(spec: dict, container_name: str, host_file: Path) -> None:
     host_file.chmod(0o666)
     (container,) = [c for c in containers(spec) if c["name"] == container_name]
     container.setdefault("volumeMounts", []).append(
-        {"name": "termination-log", "mountPath": container["terminationMessagePath"]})
+        {"name": "termination-log", "mountPath": container["terminationMessagePath"]}
+    )
     spec["volumes"].append({"name": "termination-log", "hostPath": {"path": str(host_file), "type": "File"}})
 
 
@@ -205,7 +220,9 @@ class Play:
         # kube play keeps an emptyDir as a volume of its name: one a stopped play left must go
         for doc in self.docs:
             spec = doc.get("spec", {})
-            for volume in (spec if doc["kind"] == "Pod" else spec.get("template", {}).get("spec", {})).get("volumes", []):
+            for volume in (spec if doc["kind"] == "Pod" else spec.get("template", {}).get("spec", {})).get(
+                "volumes", []
+            ):
                 if "emptyDir" in volume:
                     self.podman("volume", "rm", "--force", volume["name"])
         for name in self.secrets:  # kube play keeps a Secret's files in a volume of its name, and reuses it
@@ -213,8 +230,9 @@ class Play:
             self.podman("secret", "rm", name)
 
 
-def write_play(podman: Podman, path: Path, docs: list[dict], restart_policy: str | None = None,
-               secrets: tuple[str, ...] = ()) -> Play:
+def write_play(
+    podman: Podman, path: Path, docs: list[dict], restart_policy: str | None = None, secrets: tuple[str, ...] = ()
+) -> Play:
     docs = copy.deepcopy(docs)
     for doc in docs:
         if restart_policy and doc["kind"] in ("Deployment", "Pod"):

@@ -68,19 +68,23 @@ OWN_VOLUME = "my-app-data"
 # README.md
 DEMO = documented("docker-compose up --build")
 POSTGRES_DEMO = documented(
-    "POSTGRES_PASSWORD=change-me docker-compose -f docker-compose.yaml -f docker-compose.postgres.yaml up --build")
+    "POSTGRES_PASSWORD=change-me docker-compose -f docker-compose.yaml -f docker-compose.postgres.yaml up --build"
+)
 PGBOUNCER_DEMO = documented(
     "POSTGRES_PASSWORD=change-me docker-compose -f docker-compose.yaml -f docker-compose.postgres.yaml "
-    "-f docker-compose.pgbouncer.yaml up")
+    "-f docker-compose.pgbouncer.yaml up"
+)
 OWN_MIGRATIONS = documented(
     'docker run --rm -e DATABASE_URL_FILE=/run/secrets/db_url -v "$PWD/db_url:/run/secrets/db_url:ro" \\\n'
     '  -e MIGRATIONS_DIR=/migrations -e MODELS=models:Base -v "$PWD/migrations:/migrations:ro" \\\n'
-    f"  -v {OWN_VOLUME}:/app/backend/data {LOCAL_TAG}")
+    f"  -v {OWN_VOLUME}:/app/backend/data {LOCAL_TAG}"
+)
 # docs/image.md
 SOURCE_DOCKER_ENV = documented("set -a; . build/docker.env; set +a")
 RELEASE_BUILD = documented(
     'docker build --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg REVISION="$(git rev-parse HEAD)" '
-    f"--build-arg SOURCE=REPOSITORY-URL -t {VERSION_TAG} .")
+    f"--build-arg SOURCE=REPOSITORY-URL -t {VERSION_TAG} ."
+)
 VERSION = documented(f"docker run --rm {VERSION_TAG} --version")
 LABELS = documented(f"docker image inspect --format '{{{{json .Config.Labels}}}}' {VERSION_TAG}")
 MARIADB_DEMO = documented("MARIADB_PASSWORD=change-me docker-compose -f docker-compose.mariadb.yaml up --build")
@@ -88,22 +92,29 @@ MARIADB_DEMO = documented("MARIADB_PASSWORD=change-me docker-compose -f docker-c
 TRANSCRIPT = [documented("python migrate.py status"), documented("echo $?"), documented("python migrate.py current")]
 STATUS = documented(f"docker run --rm -v {VOLUME}:/app/backend/data {LOCAL_TAG} status")
 UPGRADE = documented(f"docker run --rm -v {VOLUME}:/app/backend/data {LOCAL_TAG} upgrade ef6fab585ac1")
-HARDENED = documented("docker run --rm --user 1000650000:0 --read-only --tmpfs /tmp --cap-drop ALL \\\n"
-                      f"  -v {VOLUME}:/app/backend/data {LOCAL_TAG}")
+HARDENED = documented(
+    "docker run --rm --user 1000650000:0 --read-only --tmpfs /tmp --cap-drop ALL \\\n"
+    f"  -v {VOLUME}:/app/backend/data {LOCAL_TAG}"
+)
 WRAPPER = documented(f"docker run --rm -v {VOLUME}:/app/backend/data {LOCAL_TAG} run -- python -m myapp")
 # docs/air-gapped.md
 OFFLINE_PACKAGE = documented(
     'docker run --rm -e EXTRA_PIP_PACKAGES="cos-python-sdk-v5==1.9.30" \\\n'
     '  -e PIP_FIND_LINKS=/wheels -e PIP_NO_INDEX=true -v "$PWD/wheels:/wheels:ro" \\\n'
-    f"  -v {VOLUME}:/app/backend/data {LOCAL_TAG}")
+    f"  -v {VOLUME}:/app/backend/data {LOCAL_TAG}"
+)
 # docs/troubleshooting.md (and each example's README)
 LOGS = documented("docker-compose logs migrate")
 # examples/*/README.md: each example from the repository's root, on migrate-init:local
 EXAMPLE_UP = documented("docker-compose up --build --detach")
 EXAMPLE_DOWN = documented("docker-compose down --volumes")
-EXAMPLES = {name: (documented(f"cd examples/{name}"),
-                   documented(f"curl --retry 30 --retry-all-errors --retry-delay 1 -fsS http://localhost:{port}/notes"))
-            for name, port in (("fastapi", 8000), ("flask", 5000))}
+EXAMPLES = {
+    name: (
+        documented(f"cd examples/{name}"),
+        documented(f"curl --retry 30 --retry-all-errors --retry-delay 1 -fsS http://localhost:{port}/notes"),
+    )
+    for name, port in (("fastapi", 8000), ("flask", 5000))
+}
 EXIT_CODE = documented("docker inspect --format '{{.State.ExitCode}}' \"$(docker-compose ps -a -q migrate)\"")
 
 
@@ -117,17 +128,30 @@ class Result:
         return f"exit {self.code}\n{self.out[-6000:]}{self.err[-3000:]}"
 
 
-def sh(*commands: str, cwd: Path, env: dict[str, str], timeout: float = 300, errexit: bool = True,
-       separate_stderr: bool = False) -> Result:
+def sh(
+    *commands: str,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float = 300,
+    errexit: bool = True,
+    separate_stderr: bool = False,
+) -> Result:
     """Run documented commands, one per line of one bash script, as a reader pastes them."""
     for command in commands:
         assert runnable(command), f"no document shows this command as written (or it is marked):\n{command}"
     script = "\n".join(commands)
     try:
-        proc = subprocess.run(["bash", *(["-e"] if errexit else []), "-c", script], cwd=cwd, env=env,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE if separate_stderr else subprocess.STDOUT,
-                              text=True, errors="replace", timeout=timeout)
+        proc = subprocess.run(
+            ["bash", *(["-e"] if errexit else []), "-c", script],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if separate_stderr else subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(f"{script}\ndid not finish within {timeout}s:\n{exc.output}") from None
     return Result(proc.returncode, proc.stdout, proc.stderr or "")
@@ -135,8 +159,16 @@ def sh(*commands: str, cwd: Path, env: dict[str, str], timeout: float = 300, err
 
 def docker(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
     """The docker CLI for the tests' own set-up and checks (not a documented command)."""
-    proc = subprocess.run(["docker", *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, errors="replace", timeout=timeout)
+    proc = subprocess.run(
+        ["docker", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+    )
     return Result(proc.returncode, proc.stdout)
 
 
@@ -154,12 +186,16 @@ def docker_env() -> dict[str, str]:
             if sep and key.strip() and not key.startswith("#"):
                 env.setdefault(key.strip(), value.strip())
     if shutil.which("docker") is None or shutil.which("docker-compose") is None:
-        pytest.fail("docker and docker-compose are required and these tests are never skipped; "
-                    "run 'bash tests/run.sh' (tests/image/setup.sh installs them).")
+        pytest.fail(
+            "docker and docker-compose are required and these tests are never skipped; "
+            "run 'bash tests/run.sh' (tests/image/setup.sh installs them)."
+        )
     info = docker("info", "--format", "{{.ServerVersion}}", env=env, timeout=60)
     if info.code != 0:
-        pytest.fail("The Docker engine is not reachable and these tests are never skipped; run "
-                    "'bash tests/image/setup.sh' (or 'bash tests/run.sh') to start it.\n" + info.out)
+        pytest.fail(
+            "The Docker engine is not reachable and these tests are never skipped; run "
+            "'bash tests/image/setup.sh' (or 'bash tests/run.sh') to start it.\n" + info.out
+        )
     if "BASE_IMAGE" not in env:
         pytest.fail("build/docker.env is missing: run 'bash tests/image/setup.sh' (docs/image.md's build sources it).")
     return env
@@ -204,9 +240,11 @@ def labelled_volume(name: str, what: str) -> Iterator[str]:
     found = docker("volume", "inspect", "--format", "{{json .Labels}}", name)
     if found.code == 0:
         if "io.migrate-init.tests" not in found.out:
-            pytest.fail(f"A Docker volume named {name} already exists, maybe {what}: the documented commands "
-                        f"would migrate it. Remove it ('docker volume rm {name}') or run these tests on another "
-                        "engine.")
+            pytest.fail(
+                f"A Docker volume named {name} already exists, maybe {what}: the documented commands "
+                f"would migrate it. Remove it ('docker volume rm {name}') or run these tests on another "
+                "engine."
+            )
         _remove_volume(name)
     created = docker("volume", "create", "--label", VOLUME_LABEL, name)
     assert created.code == 0, created
@@ -221,8 +259,9 @@ def _remove_volume(name: str) -> None:
     if users:
         docker("rm", "--force", "--volumes", *users)
     removed = docker("volume", "rm", name)
-    assert removed.code == 0 or docker("volume", "inspect", name).code != 0, \
+    assert removed.code == 0 or docker("volume", "inspect", name).code != 0, (
         f"could not remove the tests' volume {name}: {removed.out}"
+    )
 
 
 @pytest.fixture
@@ -249,14 +288,29 @@ class Compose:
         command = ["docker-compose", "--ansi", "never"]
         for file in self.files:
             command += ["-f", file]
-        proc = subprocess.run([*command, *args], cwd=REPO, env=self.env, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-                              timeout=timeout)
+        proc = subprocess.run(
+            [*command, *args],
+            cwd=REPO,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+        )
         return Result(proc.returncode, proc.stdout)
 
     def container(self, service: str) -> str | None:
-        ids = docker("ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={self.project}",
-                     "--filter", f"label=com.docker.compose.service={service}").out.split()
+        ids = docker(
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            f"label=com.docker.compose.project={self.project}",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
+        ).out.split()
         return ids[0] if ids else None
 
     def state(self, service: str) -> dict:
@@ -271,9 +325,15 @@ class Compose:
         for line in command.split("\n"):  # the README's lines, one after the other
             assert runnable(line), f"no document shows this command as written:\n{line}"
         with log.open("w") as out:
-            self.up_process = subprocess.Popen(["bash", "-c", command], cwd=REPO, env=self.env,
-                                               stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                               start_new_session=True)
+            self.up_process = subprocess.Popen(
+                ["bash", "-c", command],
+                cwd=REPO,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while self.up_process.poll() is None:
             app, migrate = self.container("app"), self.container("migrate")
@@ -358,20 +418,40 @@ def _server_demo(docker_env, compose_image, tmp_path, files, command, server, ur
 
 
 def test_readme_postgres_demo(docker_env, compose_image, tmp_path):
-    _server_demo(docker_env, compose_image, tmp_path, ("docker-compose.yaml", "docker-compose.postgres.yaml"),
-                 POSTGRES_DEMO, "postgres", "postgresql+psycopg2://webui:***@postgres:5432/webui")
+    _server_demo(
+        docker_env,
+        compose_image,
+        tmp_path,
+        ("docker-compose.yaml", "docker-compose.postgres.yaml"),
+        POSTGRES_DEMO,
+        "postgres",
+        "postgresql+psycopg2://webui:***@postgres:5432/webui",
+    )
 
 
 def test_readme_pgbouncer_demo(docker_env, compose_image, tmp_path):
     # no --build: PGBOUNCER_IMAGE (build/docker.env) is used as it is, the migrate image is built
-    _server_demo(docker_env, compose_image, tmp_path,
-                 ("docker-compose.yaml", "docker-compose.postgres.yaml", "docker-compose.pgbouncer.yaml"),
-                 PGBOUNCER_DEMO, "pgbouncer", "postgresql+psycopg2://webui:***@pgbouncer:6432/webui")
+    _server_demo(
+        docker_env,
+        compose_image,
+        tmp_path,
+        ("docker-compose.yaml", "docker-compose.postgres.yaml", "docker-compose.pgbouncer.yaml"),
+        PGBOUNCER_DEMO,
+        "pgbouncer",
+        "postgresql+psycopg2://webui:***@pgbouncer:6432/webui",
+    )
 
 
 def test_image_md_mariadb_demo(docker_env, compose_image, tmp_path):
-    _server_demo(docker_env, compose_image, tmp_path, ("docker-compose.mariadb.yaml",),
-                 MARIADB_DEMO, "mariadb", "mysql+pymysql://webui:***@mariadb:3306/webui")
+    _server_demo(
+        docker_env,
+        compose_image,
+        tmp_path,
+        ("docker-compose.mariadb.yaml",),
+        MARIADB_DEMO,
+        "mariadb",
+        "mysql+pymysql://webui:***@mariadb:3306/webui",
+    )
 
 
 # --- docker build and docker run ------------------------------------------------------------
@@ -385,10 +465,12 @@ def test_image_md_release_build_says_what_it_is(release_image, docker_env):
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
     assert head.returncode == 0, head.stderr
     values = json.loads(labels.out)
-    assert {key.rsplit(".", 1)[1]: values[key] for key in values if key.startswith("org.opencontainers.image.")
-            and key.rsplit(".", 1)[1] in ("version", "revision", "source", "licenses")} == {
-        "version": __version__, "revision": head.stdout.strip(), "source": "REPOSITORY-URL",
-        "licenses": "Apache-2.0"}
+    assert {
+        key.rsplit(".", 1)[1]: values[key]
+        for key in values
+        if key.startswith("org.opencontainers.image.")
+        and key.rsplit(".", 1)[1] in ("version", "revision", "source", "licenses")
+    } == {"version": __version__, "revision": head.stdout.strip(), "source": "REPOSITORY-URL", "licenses": "Apache-2.0"}
 
 
 def _readable_copy(source: Path, target: Path) -> Path:
@@ -418,9 +500,18 @@ def test_readme_own_migrations_from_a_url_file_into_a_named_volume(release_image
     assert f"OK (exit 0): Upgraded base (empty) -> {TARGET}" in result.out, result
     assert "Verified 11 tables and their columns against MODELS." in result.out, result
     # the database outlived the --rm container, in the named volume the app mounts too
-    kept = docker("run", "--rm", "-v", f"{my_app_data}:/data", "--entrypoint", "python", LOCAL_TAG, "-c",
-                  "import sqlite3; print(sqlite3.connect('file:/data/app.db?mode=ro', uri=True)"
-                  ".execute('SELECT version_num FROM alembic_version').fetchall())")
+    kept = docker(
+        "run",
+        "--rm",
+        "-v",
+        f"{my_app_data}:/data",
+        "--entrypoint",
+        "python",
+        LOCAL_TAG,
+        "-c",
+        "import sqlite3; print(sqlite3.connect('file:/data/app.db?mode=ro', uri=True)"
+        ".execute('SELECT version_num FROM alembic_version').fetchall())",
+    )
     assert kept.code == 0 and kept.out.strip() == f"[('{TARGET}',)]", kept
 
 
@@ -439,9 +530,18 @@ def test_commands_md_entrypoint_examples_on_a_named_volume(release_image, docker
 
     # `python -m myapp`: the application's module, here one in DEPS_TARGET, which the wrapper puts on PYTHONPATH
     app = "import os\nprint('myapp: running with PYTHONPATH=' + os.environ['PYTHONPATH'])\n"
-    put = docker("run", "--rm", "-v", f"{VOLUME}:/app/backend/data", "--entrypoint", "python", VERSION_TAG, "-c",
-                 f"import os; os.makedirs('/app/backend/data/python-deps', exist_ok=True); "
-                 f"open('/app/backend/data/python-deps/myapp.py', 'w').write({app!r})")
+    put = docker(
+        "run",
+        "--rm",
+        "-v",
+        f"{VOLUME}:/app/backend/data",
+        "--entrypoint",
+        "python",
+        VERSION_TAG,
+        "-c",
+        f"import os; os.makedirs('/app/backend/data/python-deps', exist_ok=True); "
+        f"open('/app/backend/data/python-deps/myapp.py', 'w').write({app!r})",
+    )
     assert put.code == 0, put
     wrapped = sh(WRAPPER, cwd=tmp_path, env=docker_env)
     assert wrapped.code == 0, wrapped
@@ -477,10 +577,20 @@ def test_commands_md_status_transcript(tmp_path):
     bin_dir = Path(sys.executable).parent
     assert (bin_dir / "python").exists(), f"run the tests with a venv's python (.venv/bin/python), not {sys.executable}"
     url = f"sqlite:///{tmp_path}/db/webui.db"
-    env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(tmp_path),
-           "LANG": "C.UTF-8", "DATABASE_URL": url}
-    setup = subprocess.run([sys.executable, "migrate.py", "upgrade", "70c7b727736e"], cwd=repo, env=env,
-                           capture_output=True, text=True, timeout=120)
+    env = {
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+        "DATABASE_URL": url,
+    }
+    setup = subprocess.run(
+        [sys.executable, "migrate.py", "upgrade", "70c7b727736e"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert setup.returncode == 0, setup.stderr
 
     steps = transcript("docs/commands.md", TRANSCRIPT[0])
@@ -506,20 +616,36 @@ def test_example_runs_as_its_readme_says(release_image, docker_env, name):
         print(f"\nexamples/{name}: {time.monotonic() - started:.1f}s")
         assert result.code == 0, result
         assert '[{"id":1,"title":"written by the first migration"}]' in result.out, result
-        assert ("OK (exit 0): Upgraded base (empty) -> 0001: 1 migration(s) applied (every head); "
-                "verification passed.") in result.out, result
+        assert (
+            "OK (exit 0): Upgraded base (empty) -> 0001: 1 migration(s) applied (every head); verification passed."
+        ) in result.out, result
         states = {}
         for service in ("migrate", "app"):
-            ids = docker("ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={env['COMPOSE_PROJECT_NAME']}",
-                         "--filter", f"label=com.docker.compose.service={service}").out.split()
+            ids = docker(
+                "ps",
+                "--all",
+                "--quiet",
+                "--filter",
+                f"label=com.docker.compose.project={env['COMPOSE_PROJECT_NAME']}",
+                "--filter",
+                f"label=com.docker.compose.service={service}",
+            ).out.split()
             assert len(ids) == 1, (service, ids)
             states[service] = json.loads(docker("inspect", "--format", "{{json .State}}", ids[0]).out)
         assert states["migrate"]["ExitCode"] == 0 and states["app"]["Running"], states
         assert states["migrate"]["FinishedAt"][:19] <= states["app"]["StartedAt"][:19], states
         down = sh(cd, EXAMPLE_DOWN, cwd=REPO, env=env)
         assert down.code == 0, down
-        assert docker("volume", "inspect", f"{env['COMPOSE_PROJECT_NAME']}_data").code != 0, "down --volumes left the data"
+        assert docker("volume", "inspect", f"{env['COMPOSE_PROJECT_NAME']}_data").code != 0, (
+            "down --volumes left the data"
+        )
     finally:
-        subprocess.run(["docker-compose", "down", "--volumes", "--remove-orphans"], cwd=folder, env=env,
-                       stdin=subprocess.DEVNULL, capture_output=True, timeout=180)
+        subprocess.run(
+            ["docker-compose", "down", "--volumes", "--remove-orphans"],
+            cwd=folder,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=180,
+        )
         docker("rmi", f"{name}-example:local", f"{name}-example-migrate:local")

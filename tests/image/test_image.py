@@ -38,13 +38,20 @@ DATA = "/app/backend/data"
 IMAGE_TAG = "migrate-init:test"
 
 
-def docker(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
-           check: bool = False) -> Result:
+def docker(*args: str, env: dict[str, str] | None = None, timeout: float = 300, check: bool = False) -> Result:
     """Run the docker CLI (or docker-compose when args[0] is that); stdout+stderr together."""
     command = list(args) if args[0] == "docker-compose" else ["docker", *args]
     try:
-        proc = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, errors="replace", timeout=timeout)
+        proc = subprocess.run(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(f"{' '.join(command)} did not finish within {timeout}s:\n{exc.output}") from None
     result = Result(proc.returncode, proc.stdout)
@@ -73,12 +80,16 @@ def docker_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def engine(docker_env):
     if shutil.which("docker") is None or shutil.which("docker-compose") is None:
-        pytest.fail("docker and docker-compose are required and these tests are never skipped; "
-                    "run 'bash tests/run.sh' (tests/image/setup.sh installs them).")
+        pytest.fail(
+            "docker and docker-compose are required and these tests are never skipped; "
+            "run 'bash tests/run.sh' (tests/image/setup.sh installs them)."
+        )
     info = docker("info", "--format", "{{.ServerVersion}}", env=docker_env, timeout=60)
     if info.code != 0:
-        pytest.fail("The Docker engine is not reachable and these tests are never skipped; run "
-                    "'bash tests/image/setup.sh' (or 'bash tests/run.sh') to start it.\n" + info.out)
+        pytest.fail(
+            "The Docker engine is not reachable and these tests are never skipped; run "
+            "'bash tests/image/setup.sh' (or 'bash tests/run.sh') to start it.\n" + info.out
+        )
     return info.out.strip()
 
 
@@ -119,18 +130,34 @@ def image(engine, docker_env) -> Image:
     started = time.monotonic()
     if not tag:
         tag = IMAGE_TAG
-        build = docker("build", "--build-arg", f"BASE_IMAGE={base}", *release_build_args(), "--tag", tag, str(REPO),
-                       env=docker_env, timeout=900)
+        build = docker(
+            "build",
+            "--build-arg",
+            f"BASE_IMAGE={base}",
+            *release_build_args(),
+            "--tag",
+            tag,
+            str(REPO),
+            env=docker_env,
+            timeout=900,
+        )
         assert build.code == 0, f"docker build failed (BASE_IMAGE={base}):\n{build.out}"
     built = Image(tag, base, _image_size(tag, docker_env), _image_size(base, docker_env))
-    print(f"\nbuilt {tag} on {base} in {time.monotonic() - started:.1f}s: "
-          f"{built.size / 1e6:.1f} MB, {built.added / 1e6:.1f} MB above the base")
+    print(
+        f"\nbuilt {tag} on {base} in {time.monotonic() - started:.1f}s: "
+        f"{built.size / 1e6:.1f} MB, {built.added / 1e6:.1f} MB above the base"
+    )
     return built
 
 
-def run_image(image: Image, *args: str, env: dict[str, str] | None = None,
-              mounts: tuple[str, ...] = (), options: tuple[str, ...] = (),
-              timeout: float = 180) -> Result:
+def run_image(
+    image: Image,
+    *args: str,
+    env: dict[str, str] | None = None,
+    mounts: tuple[str, ...] = (),
+    options: tuple[str, ...] = (),
+    timeout: float = 180,
+) -> Result:
     """``docker run --rm`` the image with ``-e`` for env, ``-v`` for mounts, then args."""
     command = ["run", "--rm", *options]
     for key, value in (env or {}).items():
@@ -163,14 +190,15 @@ def table_names(path: Path) -> set[str]:
 
 def test_image_builds_and_reports_its_size(image, capsys):
     with capsys.disabled():
-        print(f"\nimage size: {image.size} bytes ({image.size / 1e6:.1f} MB); "
-              f"added above {image.base}: {image.added} bytes ({image.added / 1e6:.1f} MB)")
+        print(
+            f"\nimage size: {image.size} bytes ({image.size / 1e6:.1f} MB); "
+            f"added above {image.base}: {image.added} bytes ({image.added / 1e6:.1f} MB)"
+        )
     assert 0 < image.added < 100_000_000, image
 
 
 def test_image_runs_as_fixed_non_root_uid_with_gid_0(image):
-    config = json.loads(docker("image", "inspect", "--format", "{{json .Config}}", image.tag,
-                               check=True).out)
+    config = json.loads(docker("image", "inspect", "--format", "{{json .Config}}", image.tag, check=True).out)
     assert config["User"] == "10001:0"
     assert config["Entrypoint"] == ["docker-entrypoint.sh"]
     assert not config.get("Cmd")
@@ -200,15 +228,35 @@ def test_read_only_root_arbitrary_uid_with_gid_0_on_a_fresh_volume(image):
     volume = f"migrate-init-test-{uuid.uuid4().hex[:8]}"
     docker("volume", "create", volume, check=True)
     try:
-        hardened = ("--user", "4242:0", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
-                    "--security-opt", "no-new-privileges")
+        hardened = (
+            "--user",
+            "4242:0",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+        )
         result = run_image(image, mounts=(f"{volume}:{DATA}",), options=hardened)
         assert result.code == 0, result.out
 
         status = run_image(image, "status", mounts=(f"{volume}:{DATA}",), options=hardened)
         assert status.code == 0, status.out
-        owner = docker("run", "--rm", "--volume", f"{volume}:{DATA}", "--entrypoint", "stat",
-                       image.tag, "-c", "%u:%g", f"{DATA}/webui.db", check=True)
+        owner = docker(
+            "run",
+            "--rm",
+            "--volume",
+            f"{volume}:{DATA}",
+            "--entrypoint",
+            "stat",
+            image.tag,
+            "-c",
+            "%u:%g",
+            f"{DATA}/webui.db",
+            check=True,
+        )
         assert owner.out.strip() == "4242:0"
     finally:
         docker("volume", "rm", "-f", volume)
@@ -219,8 +267,11 @@ def test_database_url_file_is_honoured(image, data_dir, tmp_path):
     secret.write_text(f"sqlite:///{DATA}/from-file.db\n")
     secret.chmod(0o644)
 
-    result = run_image(image, env={"DATABASE_URL_FILE": "/run/secrets/database_url"},
-                       mounts=(f"{data_dir}:{DATA}", f"{secret}:/run/secrets/database_url:ro"))
+    result = run_image(
+        image,
+        env={"DATABASE_URL_FILE": "/run/secrets/database_url"},
+        mounts=(f"{data_dir}:{DATA}", f"{secret}:/run/secrets/database_url:ro"),
+    )
 
     assert result.code == 0, result.out
     assert revisions(data_dir / "from-file.db") == [TARGET]
@@ -245,8 +296,9 @@ def test_migrate_commands_run_migrate_py(image, data_dir):
 
 
 def test_wrapper_mode_execs_the_command_after_the_init_sequence(image, data_dir):
-    result = run_image(image, "run", "--", "sh", "-c", 'echo "wrapped: pid=$$ uid=$(id -u)"',
-                       mounts=(f"{data_dir}:{DATA}",))
+    result = run_image(
+        image, "run", "--", "sh", "-c", 'echo "wrapped: pid=$$ uid=$(id -u)"', mounts=(f"{data_dir}:{DATA}",)
+    )
 
     assert result.code == 0, result.out
     # exec'd: the command replaced the entrypoint as PID 1, after the migration finished
@@ -283,9 +335,16 @@ def test_wrapper_mode_keeps_the_command_exit_code(image, data_dir):
 
 
 def test_wrapper_mode_does_not_start_the_command_when_the_migration_fails(image, data_dir):
-    result = run_image(image, "run", "--", "sh", "-c", "echo SHOULD-NOT-RUN",
-                       env={"MIGRATIONS_DIR": "/fixtures/migrations", "ENABLE_FALLBACK_CREATE": "false"},
-                       mounts=(f"{data_dir}:{DATA}", f"{FIXTURES / 'docker_broken'}:/fixtures/migrations:ro"))
+    result = run_image(
+        image,
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo SHOULD-NOT-RUN",
+        env={"MIGRATIONS_DIR": "/fixtures/migrations", "ENABLE_FALLBACK_CREATE": "false"},
+        mounts=(f"{data_dir}:{DATA}", f"{FIXTURES / 'docker_broken'}:/fixtures/migrations:ro"),
+    )
 
     assert result.code == 1, result.out
     assert "SHOULD-NOT-RUN" not in result.out
@@ -315,12 +374,25 @@ def test_custom_migrations_dir_and_models(image, data_dir):
 def test_sigterm_during_a_slow_migration_exits_143_and_rolls_it_back(image, data_dir, mode):
     name = f"migrate-init-test-{uuid.uuid4().hex[:8]}"
     command = ["run", "--", "sh", "-c", "echo SHOULD-NOT-RUN"] if mode == "wrapper" else []
-    docker("run", "--detach", "--name", name,
-           "--env", "MIGRATIONS_DIR=/fixtures/migrations", "--env", "ENABLE_FALLBACK_CREATE=false",
-           "--env", "MIGRATION_TIMEOUT=300",
-           "--volume", f"{data_dir}:{DATA}",
-           "--volume", f"{FIXTURES / 'docker_slow'}:/fixtures/migrations:ro",
-           image.tag, *command, check=True)
+    docker(
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--env",
+        "MIGRATIONS_DIR=/fixtures/migrations",
+        "--env",
+        "ENABLE_FALLBACK_CREATE=false",
+        "--env",
+        "MIGRATION_TIMEOUT=300",
+        "--volume",
+        f"{data_dir}:{DATA}",
+        "--volume",
+        f"{FIXTURES / 'docker_slow'}:/fixtures/migrations:ro",
+        image.tag,
+        *command,
+        check=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while "SLOW MIGRATION STARTED" not in docker("logs", name).out:
@@ -374,18 +446,29 @@ def test_dependency_is_installed_from_a_local_wheelhouse_with_no_index(image, da
     assert snapshot(deps) == before
 
     # wrapper mode: the wrapped command finds the package through PYTHONPATH
-    wrapped = run_image(image, "run", "--", "python", "-c", "import tinydep; print('tinydep', tinydep.VERSION)",
-                        env=env, mounts=mounts, options=HARDENED)
+    wrapped = run_image(
+        image,
+        "run",
+        "--",
+        "python",
+        "-c",
+        "import tinydep; print('tinydep', tinydep.VERSION)",
+        env=env,
+        mounts=mounts,
+        options=HARDENED,
+    )
     assert wrapped.code == 0, wrapped.out
     assert "tinydep 1.0" in wrapped.out
 
 
 def test_failing_dependency_install_exits_9_before_the_database_is_touched(image, data_dir, wheelhouse):
-    env = {"EXTRA_PIP_PACKAGES": "tinydep==1.0 no-such-package==9.9",
-           "PIP_FIND_LINKS": "/wheels", "PIP_NO_INDEX": "true"}
+    env = {
+        "EXTRA_PIP_PACKAGES": "tinydep==1.0 no-such-package==9.9",
+        "PIP_FIND_LINKS": "/wheels",
+        "PIP_NO_INDEX": "true",
+    }
 
-    result = run_image(image, env=env, mounts=(f"{data_dir}:{DATA}", f"{wheelhouse}:/wheels:ro"),
-                       options=HARDENED)
+    result = run_image(image, env=env, mounts=(f"{data_dir}:{DATA}", f"{wheelhouse}:/wheels:ro"), options=HARDENED)
 
     assert result.code == 9, result.out
     assert "No matching distribution found for no-such-package==9.9" in result.out
@@ -414,8 +497,11 @@ class Compose:
 
     def container(self, service: str) -> str | None:
         # only the id lines: compose may print warnings on the same stream
-        ids = [w for w in self("ps", "-a", "-q", service).out.split()
-               if len(w) == 64 and all(c in "0123456789abcdef" for c in w)]
+        ids = [
+            w
+            for w in self("ps", "-a", "-q", service).out.split()
+            if len(w) == 64 and all(c in "0123456789abcdef" for c in w)
+        ]
         return ids[0] if ids else None
 
     def state(self, service: str) -> dict:
@@ -443,8 +529,7 @@ def _up_until_the_app_exits_0(compose: Compose) -> str:
     """``up --detach``, wait for ``app`` to exit 0, check it ran after migrate; its logs."""
     up = compose("up", "--detach")
     assert up.code == 0, up.out
-    assert docker("wait", compose.container("app"), timeout=120).out.strip() == "0", \
-        compose("logs", "--no-color").out
+    assert docker("wait", compose.container("app"), timeout=120).out.strip() == "0", compose("logs", "--no-color").out
     return _assert_app_ran_after_migrate(compose)
 
 
@@ -498,20 +583,33 @@ PGBOUNCER_COMPOSE = REPO / "docker-compose.pgbouncer.yaml"
 def test_compose_pgbouncer_migrates_through_pgbouncer_then_starts_app(compose_env, pool_mode):
     # PGBOUNCER_IMAGE (build/docker.env) is setup.sh's stand-in where the compose file's build
     # cannot run; `up` without --build uses it as it is
-    compose = Compose({**compose_env, "PGBOUNCER_POOL_MODE": pool_mode},
-                      REPO / "docker-compose.postgres.yaml", PGBOUNCER_COMPOSE)
+    compose = Compose(
+        {**compose_env, "PGBOUNCER_POOL_MODE": pool_mode}, REPO / "docker-compose.postgres.yaml", PGBOUNCER_COMPOSE
+    )
     try:
         app_logs = _up_until_the_app_exits_0(compose)
         assert f"postgresql+psycopg2://webui:***@pgbouncer:6432/webui is at revision {TARGET}" in app_logs
         pgbouncer = compose.state("pgbouncer")
         assert pgbouncer["Health"]["Status"] == "healthy"
         assert _instant(pgbouncer["StartedAt"]) <= _instant(compose.state("migrate")["StartedAt"])
-        config = docker("exec", compose.container("pgbouncer"), "cat", "/tmp/pgbouncer/pgbouncer.ini",
-                        check=True, timeout=30).out
+        config = docker(
+            "exec", compose.container("pgbouncer"), "cat", "/tmp/pgbouncer/pgbouncer.ini", check=True, timeout=30
+        ).out
         assert f"pool_mode = {pool_mode}" in config, config
         # the database itself, read on the server and not through PgBouncer
-        version = docker("exec", compose.container("postgres"), "psql", "-U", "webui", "-d", "webui",
-                         "-tAc", "SELECT version_num FROM alembic_version", check=True, timeout=30)
+        version = docker(
+            "exec",
+            compose.container("postgres"),
+            "psql",
+            "-U",
+            "webui",
+            "-d",
+            "webui",
+            "-tAc",
+            "SELECT version_num FROM alembic_version",
+            check=True,
+            timeout=30,
+        )
         assert version.out.split() == [TARGET], version.out
     finally:
         compose.down()
@@ -536,13 +634,20 @@ def test_compose_failing_migration_never_starts_app(compose_env, tmp_path):
         assert compose.container("app") is None, "app must never be created"
         # the failed migration was rolled back: b1 stays, b2's table is gone
         check = docker(
-            "run", "--rm", "--volume", f"{compose.project}_data:{DATA}", "--entrypoint", "python",
-            compose_env["MIGRATE_INIT_IMAGE"], "-c",
+            "run",
+            "--rm",
+            "--volume",
+            f"{compose.project}_data:{DATA}",
+            "--entrypoint",
+            "python",
+            compose_env["MIGRATE_INIT_IMAGE"],
+            "-c",
             "import sqlite3; c = sqlite3.connect('/app/backend/data/webui.db');"
             "print(c.execute('select version_num from alembic_version').fetchall(),"
             " sorted(r[0] for r in c.execute(\"select name from sqlite_master where type='table'"
             " and name not like 'sqlite_%'\")))",
-            check=True)
+            check=True,
+        )
         # the ledger (migrate_init_history) is migrate-init's own; no table of b2 is left
         assert check.out.strip() == "[('b1',)] ['alembic_version', 'migrate_init_history', 'note']"
     finally:
@@ -558,7 +663,7 @@ def _compose_config(compose: Compose) -> dict:
     """``docker-compose config`` as a dict (any warning before the YAML left out)."""
     result = compose("config")
     assert result.code == 0, result.out
-    return yaml.safe_load(result.out[result.out.index("services:"):])
+    return yaml.safe_load(result.out[result.out.index("services:") :])
 
 
 def test_compose_mariadb_file_stands_alone_with_the_settings_of_docker_compose_yaml(compose_env):
@@ -580,8 +685,7 @@ def test_compose_mariadb_file_stands_alone_with_the_settings_of_docker_compose_y
 
 def test_compose_mariadb_waits_for_health_migrates_starts_app_and_a_second_up_does_nothing(compose_env):
     password = f"pw{uuid.uuid4().hex[:12]}"
-    compose = Compose({**compose_env, "MARIADB_PASSWORD": password, "LOG_LEVEL": "DEBUG"}, MARIADB_COMPOSE,
-                      alone=True)
+    compose = Compose({**compose_env, "MARIADB_PASSWORD": password, "LOG_LEVEL": "DEBUG"}, MARIADB_COMPOSE, alone=True)
     try:
         app_logs = _up_until_the_app_exits_0(compose)
         assert f"mysql+pymysql://webui:***@mariadb:3306/webui is at revision {TARGET}" in app_logs
@@ -606,9 +710,16 @@ def test_compose_mariadb_waits_for_health_migrates_starts_app_and_a_second_up_do
 
 def test_image_ships_pymysql_and_sqlglot_at_their_pins(image):
     pins = _pins((REPO / "requirements.txt").read_text())
-    result = docker("run", "--rm", "--entrypoint", "python", image.tag, "-c",
-                    "import importlib.metadata as m, pymysql, sqlglot; "
-                    "print(m.version('PyMySQL'), m.version('sqlglot'), pymysql.__file__)")
+    result = docker(
+        "run",
+        "--rm",
+        "--entrypoint",
+        "python",
+        image.tag,
+        "-c",
+        "import importlib.metadata as m, pymysql, sqlglot; "
+        "print(m.version('PyMySQL'), m.version('sqlglot'), pymysql.__file__)",
+    )
 
     assert result.code == 0, result.out
     pymysql_version, sqlglot_version, path = result.out.split()
@@ -657,8 +768,7 @@ print(json.dumps([sqlglot.__version__, read]))
 def test_the_trimmed_sqlglot_reads_mysql_ddl_exactly_as_the_whole_package_does(image):
     # The Dockerfile deletes most of sqlglot (docs/image.md); the host's .venv has all of it.
     argument = json.dumps(GUARD_STATEMENTS)
-    host = subprocess.run([sys.executable, "-c", _SQLGLOT_READ, argument], capture_output=True, text=True,
-                          check=True)
+    host = subprocess.run([sys.executable, "-c", _SQLGLOT_READ, argument], capture_output=True, text=True, check=True)
     inside = docker("run", "--rm", "--entrypoint", "python", image.tag, "-c", _SQLGLOT_READ, argument)
     assert inside.code == 0, inside.out
 
@@ -745,32 +855,77 @@ class MariaDB:
     password: str  # of the user ``app``
 
     def sql(self, statement: str, database: str = "") -> Result:
-        return docker("exec", "--env", f"MYSQL_PWD={self.root_password}", self.container, "mariadb", "--user=root",
-                      "--batch", "--skip-column-names", "--execute", statement, *([database] if database else []))
+        return docker(
+            "exec",
+            "--env",
+            f"MYSQL_PWD={self.root_password}",
+            self.container,
+            "mariadb",
+            "--user=root",
+            "--batch",
+            "--skip-column-names",
+            "--execute",
+            statement,
+            *([database] if database else []),
+        )
 
 
 @pytest.fixture(scope="module")
 def mariadb(engine, docker_env, tmp_path_factory) -> Iterator[MariaDB]:
     """MARIADB_IMAGE with its passwords in *_FILE secrets, as a Docker secret hands them over."""
     suffix = uuid.uuid4().hex[:8]
-    server = MariaDB(f"migrate-init-mariadb-{suffix}", f"migrate-init-net-{suffix}",
-                     tmp_path_factory.mktemp("mariadb-secrets"), f"root{uuid.uuid4().hex[:12]}",
-                     f"app{uuid.uuid4().hex[:12]}")
+    server = MariaDB(
+        f"migrate-init-mariadb-{suffix}",
+        f"migrate-init-net-{suffix}",
+        tmp_path_factory.mktemp("mariadb-secrets"),
+        f"root{uuid.uuid4().hex[:12]}",
+        f"app{uuid.uuid4().hex[:12]}",
+    )
     server.secrets.chmod(0o755)
     for name, value in (("root-password", server.root_password), ("password", server.password)):
         (server.secrets / name).write_text(value + "\n")  # a secret file ends with a newline
         (server.secrets / name).chmod(0o644)
     docker("network", "create", server.network, check=True)
     try:
-        docker("run", "--detach", "--name", server.container, "--network", server.network,
-               "--network-alias", "mariadb", "--volume", f"{server.secrets}:/run/secrets:ro",
-               "--env", "MARIADB_ROOT_PASSWORD_FILE=/run/secrets/root-password",
-               "--env", "MARIADB_USER=app", "--env", "MARIADB_PASSWORD_FILE=/run/secrets/password",
-               "--env", "MARIADB_DATABASE=app", docker_env.get("MARIADB_IMAGE") or "mariadb:11", check=True)
+        docker(
+            "run",
+            "--detach",
+            "--name",
+            server.container,
+            "--network",
+            server.network,
+            "--network-alias",
+            "mariadb",
+            "--volume",
+            f"{server.secrets}:/run/secrets:ro",
+            "--env",
+            "MARIADB_ROOT_PASSWORD_FILE=/run/secrets/root-password",
+            "--env",
+            "MARIADB_USER=app",
+            "--env",
+            "MARIADB_PASSWORD_FILE=/run/secrets/password",
+            "--env",
+            "MARIADB_DATABASE=app",
+            docker_env.get("MARIADB_IMAGE") or "mariadb:11",
+            check=True,
+        )
         deadline = time.monotonic() + 120
         # the user's own login over TCP: the first start's socket-only server does not count
-        while docker("exec", "--env", f"MYSQL_PWD={server.password}", server.container, "mariadb",
-                     "--protocol=tcp", "--host=127.0.0.1", "--user=app", "--execute=SELECT 1", "app").code != 0:
+        while (
+            docker(
+                "exec",
+                "--env",
+                f"MYSQL_PWD={server.password}",
+                server.container,
+                "mariadb",
+                "--protocol=tcp",
+                "--host=127.0.0.1",
+                "--user=app",
+                "--execute=SELECT 1",
+                "app",
+            ).code
+            != 0
+        ):
             assert time.monotonic() < deadline, docker("logs", server.container).out
             time.sleep(0.5)
         yield server
@@ -788,15 +943,27 @@ def mariadb_database(mariadb) -> str:
     return name
 
 
-def _run_on_mariadb(image: Image, server: MariaDB, database: str, *args: str,
-                    env: dict[str, str] | None = None, mounts: tuple[str, ...] = ()) -> Result:
+def _run_on_mariadb(
+    image: Image,
+    server: MariaDB,
+    database: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    mounts: tuple[str, ...] = (),
+) -> Result:
     """The image under the manifests' constraints: a mysql:// URL with no password in it, the
     password in DATABASE_PASSWORD_FILE (a mounted secret)."""
-    return run_image(image, *args,
-                     env={"DATABASE_URL": f"mysql://app@mariadb:3306/{database}",
-                          "DATABASE_PASSWORD_FILE": "/run/secrets/migrate-init/password", **(env or {})},
-                     mounts=(f"{server.secrets / 'password'}:/run/secrets/migrate-init/password:ro", *mounts),
-                     options=(*MANIFEST_CONSTRAINTS, "--network", server.network))
+    return run_image(
+        image,
+        *args,
+        env={
+            "DATABASE_URL": f"mysql://app@mariadb:3306/{database}",
+            "DATABASE_PASSWORD_FILE": "/run/secrets/migrate-init/password",
+            **(env or {}),
+        },
+        mounts=(f"{server.secrets / 'password'}:/run/secrets/migrate-init/password:ro", *mounts),
+        options=(*MANIFEST_CONSTRAINTS, "--network", server.network),
+    )
 
 
 def test_docker_run_migrates_mariadb_then_finds_nothing_to_do(image, mariadb, mariadb_database):
@@ -822,12 +989,18 @@ def test_docker_run_refuses_a_column_drop_on_mariadb_before_it_runs(image, maria
         path.chmod(0o755 if path.is_dir() else 0o644)
     # The guard refuses a drop of values (issue 22): a phone number the drop would lose.
     assert _run_on_mariadb(image, mariadb, mariadb_database).code == 0
-    mariadb.sql("INSERT INTO `user` (id, name, email, role, phone) VALUES ('u1', 'u1', 'u1@example.com', 'user', '555')",
-                mariadb_database)
+    mariadb.sql(
+        "INSERT INTO `user` (id, name, email, role, phone) VALUES ('u1', 'u1', 'u1@example.com', 'user', '555')",
+        mariadb_database,
+    )
 
-    result = _run_on_mariadb(image, mariadb, mariadb_database, env={"MIGRATIONS_DIR": "/migrations",
-                                                                    "MODELS": "models:Base"},
-                             mounts=(f"{chain.path}:/migrations:ro",))
+    result = _run_on_mariadb(
+        image,
+        mariadb,
+        mariadb_database,
+        env={"MIGRATIONS_DIR": "/migrations", "MODELS": "models:Base"},
+        mounts=(f"{chain.path}:/migrations:ro",),
+    )
 
     assert result.code == 8, result.out
     assert "would lose data: column user.phone" in result.out and "refused before it ran" in result.out
@@ -839,8 +1012,17 @@ def test_docker_run_refuses_a_column_drop_on_mariadb_before_it_runs(image, maria
 
 # The pod securityContext of deploy/kubernetes: UID 10001, GID 0, read-only root,
 # no capabilities, no privilege escalation, an emptyDir at /tmp.
-MANIFEST_CONSTRAINTS = ("--user", "10001:0", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
-                        "--security-opt", "no-new-privileges")
+MANIFEST_CONSTRAINTS = (
+    "--user",
+    "10001:0",
+    "--read-only",
+    "--tmpfs",
+    "/tmp",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+)
 
 
 def _volume_path(volume: str) -> Path:
@@ -853,8 +1035,17 @@ def test_eight_containers_at_once_on_one_named_volume_apply_each_revision_once(i
     names = [f"{volume}-{index}" for index in range(8)]
     try:
         for name in names:
-            docker("run", "--detach", "--name", name, *MANIFEST_CONSTRAINTS,
-                   "--volume", f"{volume}:{DATA}", image.tag, check=True)
+            docker(
+                "run",
+                "--detach",
+                "--name",
+                name,
+                *MANIFEST_CONSTRAINTS,
+                "--volume",
+                f"{volume}:{DATA}",
+                image.tag,
+                check=True,
+            )
         codes = {name: docker("wait", name, timeout=180, check=True).out.strip() for name in names}
         logs = "\n".join(docker("logs", name).out for name in names)
         db = _volume_path(volume) / "webui.db"
@@ -888,11 +1079,21 @@ def test_wait_returns_once_another_container_has_migrated(image, pausing_migrati
     secret = tmp_path / "database-url"
     secret.write_text(f"sqlite:///{DATA}/webui.db\n")  # a Secret mounted as a file, with its newline
     secret.chmod(0o644)
-    common = (*MANIFEST_CONSTRAINTS, "--volume", f"{volume}:{DATA}",
-              "--volume", f"{pausing_migrations}:/fixtures/migrations:ro",
-              "--volume", f"{secret}:/run/secrets/migrate-init/database-url:ro",
-              "--env", "DATABASE_URL_FILE=/run/secrets/migrate-init/database-url",
-              "--env", "MIGRATIONS_DIR=/fixtures/migrations", "--env", "MODELS=models:Base")
+    common = (
+        *MANIFEST_CONSTRAINTS,
+        "--volume",
+        f"{volume}:{DATA}",
+        "--volume",
+        f"{pausing_migrations}:/fixtures/migrations:ro",
+        "--volume",
+        f"{secret}:/run/secrets/migrate-init/database-url:ro",
+        "--env",
+        "DATABASE_URL_FILE=/run/secrets/migrate-init/database-url",
+        "--env",
+        "MIGRATIONS_DIR=/fixtures/migrations",
+        "--env",
+        "MODELS=models:Base",
+    )
     job, waiter = f"{volume}-job", f"{volume}-wait"
     try:
         docker("run", "--detach", "--name", job, *common, image.tag, check=True)
@@ -924,9 +1125,12 @@ def test_another_uid_of_group_0_can_migrate_a_volume_that_uid_10001_created(imag
         assert first.code == 0, first.out
         # A new revision to apply, so the second UID must write the database, its
         # journal, the lock file and a backup.
-        second = run_image(image, env={"MIGRATIONS_DIR": "/fixtures/migrations", "MODELS": "models:Base"},
-                           mounts=(f"{volume}:{DATA}", f"{pausing_migrations}:/fixtures/migrations:ro"),
-                           options=("--user", "1000650000:0", *hardened))
+        second = run_image(
+            image,
+            env={"MIGRATIONS_DIR": "/fixtures/migrations", "MODELS": "models:Base"},
+            mounts=(f"{volume}:{DATA}", f"{pausing_migrations}:/fixtures/migrations:ro"),
+            options=("--user", "1000650000:0", *hardened),
+        )
         assert second.code == 0, second.out
         assert revisions(_volume_path(volume) / "webui.db") == ["p1"]
     finally:
@@ -944,8 +1148,7 @@ def test_the_dockerfile_defaults_to_the_package_version():
 
 
 def test_image_labels_carry_the_release_version_revision_source_and_licence(image):
-    labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", image.tag,
-                               check=True).out)
+    labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", image.tag, check=True).out)
 
     assert labels["org.opencontainers.image.version"] == __version__
     assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
@@ -966,8 +1169,7 @@ def test_version_is_the_package_version(image):
 
 
 def test_the_licence_ships_in_the_image(image):
-    shipped = docker("run", "--rm", "--entrypoint", "cat", image.tag, "/usr/share/doc/migrate-init/LICENSE",
-                     check=True)
+    shipped = docker("run", "--rm", "--entrypoint", "cat", image.tag, "/usr/share/doc/migrate-init/LICENSE", check=True)
 
     assert shipped.out == (REPO / "LICENSE").read_text()
 
@@ -975,8 +1177,18 @@ def test_the_licence_ships_in_the_image(image):
 def test_a_build_whose_version_differs_from_the_package_fails_and_says_what_to_do(image, docker_env):
     tag = f"migrate-init-test-version-{uuid.uuid4().hex[:8]}"
     try:
-        build = docker("build", "--build-arg", f"BASE_IMAGE={image.base}", "--build-arg", "VERSION=0.0.0-not-it",
-                       "--tag", tag, str(REPO), env=docker_env, timeout=900)
+        build = docker(
+            "build",
+            "--build-arg",
+            f"BASE_IMAGE={image.base}",
+            "--build-arg",
+            "VERSION=0.0.0-not-it",
+            "--tag",
+            tag,
+            str(REPO),
+            env=docker_env,
+            timeout=900,
+        )
 
         assert build.code != 0, build.out
         assert f"VERSION=0.0.0-not-it differs from __version__ = {__version__}" in build.out, build.out
@@ -1008,7 +1220,9 @@ def test_the_image_lock_pins_what_requirements_txt_pins_and_hashes_everything():
     wanted, locked = _pins((REPO / "requirements.txt").read_text()), _pins(lock)
     assert wanted, "requirements.txt pins nothing"
     for name, version in wanted.items():
-        assert locked.get(name) == version, f"requirements.lock has {name}=={locked.get(name)}, requirements.txt {version}"
+        assert locked.get(name) == version, (
+            f"requirements.lock has {name}=={locked.get(name)}, requirements.txt {version}"
+        )
     entries = re.split(r"\n(?=\S)", lock)
     for entry in entries:
         if "==" in entry.split("\n", 1)[0] and not entry.startswith("#"):

@@ -63,9 +63,11 @@ COPY --chown=10001:0 migrations/ /app/my-migrations/
 RUN python /app/migrate.py manifest
 """
 #: A SQLite query run in the image under test, on a played volume.
-READ_SQLITE = ("import json, sqlite3, sys; c = sqlite3.connect(sys.argv[1]); print(json.dumps("
-               "[[r[0] for r in c.execute('SELECT version_num FROM alembic_version')], "
-               "sorted(r[0] for r in c.execute(\"SELECT name FROM sqlite_master WHERE type='table'\"))]))")
+READ_SQLITE = (
+    "import json, sqlite3, sys; c = sqlite3.connect(sys.argv[1]); print(json.dumps("
+    "[[r[0] for r in c.execute('SELECT version_num FROM alembic_version')], "
+    "sorted(r[0] for r in c.execute(\"SELECT name FROM sqlite_master WHERE type='table'\"))]))"
+)
 
 
 def _build(tag: str, dockerfile: str, context: Path, base: str) -> None:
@@ -83,10 +85,14 @@ def images(image, podman: Podman, docker_env, tmp_path_factory) -> Iterator[dict
     _build(APP_IMAGE, APP_DOCKERFILE, app, image.tag)
     derived = tmp_path_factory.mktemp("derived-image")
     chain = Chain(derived / "migrations")
-    chain.add("k8s0000001", """
+    chain.add(
+        "k8s0000001",
+        """
         ops.create_table_if_missing("scratch", sa.Column("id", sa.Integer, primary_key=True))
         op.execute("INSERT INTO scratch (id) VALUES (1)")
-    """, name="add_scratch")
+    """,
+        name="add_scratch",
+    )
     chain.add("k8s0000002", 'op.execute("DROP TABLE scratch")', name="drop_scratch")
     for path in [chain.path, *chain.path.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
@@ -94,8 +100,12 @@ def images(image, podman: Podman, docker_env, tmp_path_factory) -> Iterator[dict
     postgres = docker_env.get("POSTGRES_IMAGE") or "postgres:16"
     names = podman.load(image.tag, APP_IMAGE, REFUSING_IMAGE, postgres)
     try:
-        yield {"migrate-init": names[image.tag], "your-app": names[APP_IMAGE], "refusing": names[REFUSING_IMAGE],
-               "postgres": names[postgres]}
+        yield {
+            "migrate-init": names[image.tag],
+            "your-app": names[APP_IMAGE],
+            "refusing": names[REFUSING_IMAGE],
+            "postgres": names[postgres],
+        }
     finally:
         podman("rmi", "--force", *names.values())
         docker("rmi", APP_IMAGE, REFUSING_IMAGE)
@@ -103,25 +113,40 @@ def images(image, podman: Podman, docker_env, tmp_path_factory) -> Iterator[dict
 
 def _app_says(podman: Podman, container: str, text: str) -> str:
     """The app container's log, once it holds ``text`` (bounded)."""
-    wait_for(f"{container} to log {text!r}", lambda: text in podman.logs(container), 90,
-             lambda: podman.logs(container))
+    wait_for(f"{container} to log {text!r}", lambda: text in podman.logs(container), 90, lambda: podman.logs(container))
     return podman.logs(container)
 
 
 def _probe(podman: Podman, container: str, path: str) -> int:
     """The HTTP status of the app's probe path, asked from inside its pod (kube play's healthchecks
     need systemd, which a container has not: the tests ask the paths themselves)."""
-    asked = podman("exec", container, "python", "-c",
-                   "import sys, urllib.request, urllib.error\n"
-                   "try: print(urllib.request.urlopen('http://127.0.0.1:8080' + sys.argv[1], timeout=5).status)\n"
-                   "except urllib.error.HTTPError as exc: print(exc.code)", path)
+    asked = podman(
+        "exec",
+        container,
+        "python",
+        "-c",
+        "import sys, urllib.request, urllib.error\n"
+        "try: print(urllib.request.urlopen('http://127.0.0.1:8080' + sys.argv[1], timeout=5).status)\n"
+        "except urllib.error.HTTPError as exc: print(exc.code)",
+        path,
+    )
     assert asked.code == 0, asked.out
     return int(asked.out.split()[-1])
 
 
 def _sqlite_state(podman: Podman, images: dict[str, str], volume: str) -> list:
-    read = podman("run", "--rm", "--volume", f"{volume}:/data", "--entrypoint", "python", images["migrate-init"],
-                  "-c", READ_SQLITE, "/data/webui.db")
+    read = podman(
+        "run",
+        "--rm",
+        "--volume",
+        f"{volume}:/data",
+        "--entrypoint",
+        "python",
+        images["migrate-init"],
+        "-c",
+        READ_SQLITE,
+        "/data/webui.db",
+    )
     assert read.code == 0, read.out
     return json.loads(read.out.splitlines()[-1])
 
@@ -139,14 +164,15 @@ def test_sqlite_variant_starts_the_app_only_after_migrate_init_exited_0(podman, 
         logs = _app_says(podman, "your-app-pod-0-app", "serving /healthz")
         assert f"database sqlite:////app/backend/data/webui.db is at revision {TARGET}" in logs, logs
         assert podman.state("your-app-pod-0-app")["Status"] == "running"
-        assert (_probe(podman, "your-app-pod-0-app", "/healthz"), _probe(podman, "your-app-pod-0-app", "/readyz")) \
-            == (200, 200)
+        assert (_probe(podman, "your-app-pod-0-app", "/healthz"), _probe(podman, "your-app-pod-0-app", "/readyz")) == (
+            200,
+            200,
+        )
         assert _sqlite_state(podman, images, "your-app-data")[0] == [TARGET]
 
 
 def test_sqlite_variant_refused_migration_exits_8_never_starts_the_app_and_says_why(podman, images, tmp_path):
-    docs = with_images(render(KUBERNETES_DIR / "sqlite-initcontainer"),
-                       {**images, "migrate-init": images["refusing"]})
+    docs = with_images(render(KUBERNETES_DIR / "sqlite-initcontainer"), {**images, "migrate-init": images["refusing"]})
     (deployment,) = [doc for doc in docs if doc["kind"] == "Deployment"]
     message = tmp_path / "termination-log"
     termination_log(pod_spec(deployment), "migrate", message)
@@ -195,23 +221,50 @@ def postgres_server(podman: Podman, images, tmp_path_factory) -> Iterator[Postgr
     """A PostgreSQL pod on kube play's network, shared by the module's tests."""
     name = f"pg-{uuid.uuid4().hex[:8]}"
     password = f"pw{uuid.uuid4().hex[:12]}"
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {
-        "restartPolicy": "Never",
-        "containers": [{"name": "postgres", "image": images["postgres"], "imagePullPolicy": "Never",
-                        "env": [{"name": "POSTGRES_USER", "value": "webui"},
-                                {"name": "POSTGRES_PASSWORD", "value": password},
-                                {"name": "POSTGRES_DB", "value": "webui"}]}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "postgres",
+                    "image": images["postgres"],
+                    "imagePullPolicy": "Never",
+                    "env": [
+                        {"name": "POSTGRES_USER", "value": "webui"},
+                        {"name": "POSTGRES_PASSWORD", "value": password},
+                        {"name": "POSTGRES_DB", "value": "webui"},
+                    ],
+                }
+            ],
+        },
+    }
     play = write_play(podman, tmp_path_factory.mktemp("postgres") / "postgres.yaml", [pod])
     with played(play):
         started = kube_play(play)
         assert started.code == 0, started.out
         container = f"{name}-postgres"
-        wait_for("PostgreSQL to accept connections over TCP",
-                 lambda: podman("exec", container, "pg_isready", "-h", "127.0.0.1", "-U", "webui", "-d", "webui",
-                                timeout=30).code == 0,
-                 120, lambda: podman.logs(container))
-        address = podman("inspect", "--type", "container", "--format",
-                         "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container).out.strip()
+        wait_for(
+            "PostgreSQL to accept connections over TCP",
+            lambda: (
+                podman(
+                    "exec", container, "pg_isready", "-h", "127.0.0.1", "-U", "webui", "-d", "webui", timeout=30
+                ).code
+                == 0
+            ),
+            120,
+            lambda: podman.logs(container),
+        )
+        address = podman(
+            "inspect",
+            "--type",
+            "container",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            container,
+        ).out.strip()
         assert address, podman("inspect", container).out
         yield Postgres(container, f"postgresql://webui:{password}@{address}:5432/webui", "webui")
 
@@ -236,10 +289,12 @@ def _server_docs(podman: Podman, folder: Path, variant: str, images: dict[str, s
 
 
 def test_postgres_initcontainer_variant_migrates_from_the_secret_file_then_starts_the_app(
-        podman, images, postgres, tmp_path):
+    podman, images, postgres, tmp_path
+):
     docs = _server_docs(podman, tmp_path, "postgres-initcontainer", images, postgres.url)
-    play = write_play(podman, tmp_path / "postgres-initcontainer.yaml", docs, restart_policy="OnFailure",
-                      secrets=(SECRET,))
+    play = write_play(
+        podman, tmp_path / "postgres-initcontainer.yaml", docs, restart_policy="OnFailure", secrets=(SECRET,)
+    )
     with played(play):
         result = kube_play(play)
         assert result.code == 0, result.out + podman.logs("your-app-pod-0-migrate")
@@ -253,26 +308,39 @@ def test_postgres_job_variant_wait_holds_the_app_until_the_job_pod_has_migrated(
     docs = _server_docs(podman, tmp_path, "postgres-job", images, postgres.url)
     (job,) = [doc for doc in docs if doc["kind"] == "Job"]
     app_docs = [doc for doc in docs if doc["kind"] != "Job"]
-    app_play = write_play(podman, tmp_path / "postgres-job-app.yaml", app_docs, restart_policy="OnFailure",
-                          secrets=(SECRET,))
+    app_play = write_play(
+        podman, tmp_path / "postgres-job-app.yaml", app_docs, restart_policy="OnFailure", secrets=(SECRET,)
+    )
     job_play = write_play(podman, tmp_path / "postgres-job-migrate.yaml", [job_as_pod(job)])
     waiter = "your-app-pod-0-wait-for-migration"
     with played(app_play), played(job_play):
         # kube play runs the init containers before it returns: the app's play waits with them
-        app_started = subprocess.Popen(["podman", "kube", "play", str(app_play.path)], env=podman.env,
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        app_started = subprocess.Popen(
+            ["podman", "kube", "play", str(app_play.path)],
+            env=podman.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            wait_for("the wait initContainer to wait for the Job",
-                     lambda: podman.exists(waiter) and "Waiting for another migrator" in podman.logs(waiter), 90,
-                     lambda: podman.logs(waiter) if podman.exists(waiter) else "(not created)")
-            assert not podman.exists("your-app-pod-0-app") or \
-                podman.state("your-app-pod-0-app")["StartedAt"].startswith("0001-01-01")
+            wait_for(
+                "the wait initContainer to wait for the Job",
+                lambda: podman.exists(waiter) and "Waiting for another migrator" in podman.logs(waiter),
+                90,
+                lambda: podman.logs(waiter) if podman.exists(waiter) else "(not created)",
+            )
+            assert not podman.exists("your-app-pod-0-app") or podman.state("your-app-pod-0-app")[
+                "StartedAt"
+            ].startswith("0001-01-01")
             assert postgres.versions(podman) is None  # the database is untouched
 
             migrated = kube_play(job_play)
             assert migrated.code == 0, migrated.out
-            wait_for("the Job's pod to finish", lambda: podman.state("your-app-migrate-migrate")["Status"] == "exited",
-                     120, lambda: podman.logs("your-app-migrate-migrate"))
+            wait_for(
+                "the Job's pod to finish",
+                lambda: podman.state("your-app-migrate-migrate")["Status"] == "exited",
+                120,
+                lambda: podman.logs("your-app-migrate-migrate"),
+            )
             job_state = podman.state("your-app-migrate-migrate")
             assert job_state["ExitCode"] == 0, podman.logs("your-app-migrate-migrate")
             out, _ = app_started.communicate(timeout=180)

@@ -56,11 +56,30 @@ def download_wheels(requirements: Path, dest: Path, python: str) -> None:
     arch = platform.machine()
     platforms = [f"manylinux2014_{arch}", *(f"manylinux_2_{minor}_{arch}" for minor in range(17, 37))]
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
-         "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
-         *(arg for tag in platforms for arg in ("--platform", tag)),
-         "--dest", str(dest), "--requirement", str(requirements)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            python,
+            *(arg for tag in platforms for arg in ("--platform", tag)),
+            "--dest",
+            str(dest),
+            "--requirement",
+            str(requirements),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, f"pip download failed:\n{result.stdout[-4000:]}"
 
 
@@ -71,13 +90,34 @@ def derived(image, docker_env, tmp_path_factory) -> Iterator[str]:
     context = tmp_path_factory.mktemp("pinned-sqlalchemy")
     (context / "requirements.txt").write_text(requirements)
     (context / "Dockerfile").write_text(dockerfile)
-    python = docker("run", "--rm", "--network", "none", "--entrypoint", "python", image.tag, "-c",
-                    "import sys; print('%d.%d' % sys.version_info[:2])", env=docker_env, check=True).out.strip()
+    python = docker(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "python",
+        image.tag,
+        "-c",
+        "import sys; print('%d.%d' % sys.version_info[:2])",
+        env=docker_env,
+        check=True,
+    ).out.strip()
     download_wheels(context / "requirements.txt", context / "wheels", python)
     tag = f"migrate-init-pinned-sqlalchemy:{uuid.uuid4().hex[:12]}"
     try:
-        build = docker("build", "--network", "none", "--build-arg", f"MIGRATE_INIT_IMAGE={image.tag}",
-                       "--tag", tag, str(context), env=docker_env, timeout=900)
+        build = docker(
+            "build",
+            "--network",
+            "none",
+            "--build-arg",
+            f"MIGRATE_INIT_IMAGE={image.tag}",
+            "--tag",
+            tag,
+            str(context),
+            env=docker_env,
+            timeout=900,
+        )
         assert build.code == 0, f"the derived image of docs/image.md did not build:\n{build.out}"
         yield tag
     finally:
@@ -85,16 +125,36 @@ def derived(image, docker_env, tmp_path_factory) -> Iterator[str]:
 
 
 def test_meltano_pinned_to_sqlalchemy_2_0_migrates_from_the_documented_derived_image_built_offline(
-        derived, docker_env, data_dir):
+    derived, docker_env, data_dir
+):
     # The image's SQLAlchemy 2.1.9 (bytecode compiled unchecked) is gone, and Alembic reads
     # meltano's head from the installed package.
-    inside = docker("run", "--rm", "--network", "none", "--entrypoint", "python", derived, "-c",
-                    "import os, sqlalchemy; from alembic.script import ScriptDirectory; "
-                    "print(sqlalchemy.__version__, *ScriptDirectory(os.environ['MIGRATIONS_DIR']).get_heads())",
-                    env=docker_env, check=True)
+    inside = docker(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "python",
+        derived,
+        "-c",
+        "import os, sqlalchemy; from alembic.script import ScriptDirectory; "
+        "print(sqlalchemy.__version__, *ScriptDirectory(os.environ['MIGRATIONS_DIR']).get_heads())",
+        env=docker_env,
+        check=True,
+    )
     assert inside.out.split() == ["2.0.58", MELTANO.head], inside.out  # and no warning: nothing is missing
-    run = ("run", "--rm", "--network", "none", "--env", f"DATABASE_URL={DATABASE_URL}",
-           "--volume", f"{data_dir}:{DATA}", derived)
+    run = (
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--env",
+        f"DATABASE_URL={DATABASE_URL}",
+        "--volume",
+        f"{data_dir}:{DATA}",
+        derived,
+    )
 
     first = docker(*run, env=docker_env, timeout=300)
 

@@ -88,8 +88,11 @@ def test_stamp_of_an_unknown_revision_exits_2(sqlite_url, tmp_path):
 def test_an_env_py_that_does_not_load_is_exit_1_with_its_file_and_line_and_no_fallback(db_url, tmp_path):
     chain = Chain(tmp_path / "migrations")
     env_py = chain.path / "env.py"
-    text = env_py.read_text().replace("from alembic import context\n",
-                                      "from alembic import context\nraise RuntimeError('env.py is broken on purpose')\n", 1)
+    text = env_py.read_text().replace(
+        "from alembic import context\n",
+        "from alembic import context\nraise RuntimeError('env.py is broken on purpose')\n",
+        1,
+    )
     env_py.write_text(text)
     line = next(n for n, t in enumerate(text.splitlines(), 1) if "broken on purpose" in t)
 
@@ -133,7 +136,7 @@ def test_a_script_with_a_syntax_error_is_exit_1_naming_it(db_url, tmp_path):
 
 # -- env.py that does things its own way --------------------------------------------------
 
-_OWN_ENGINE_ENV = '''
+_OWN_ENGINE_ENV = """
 from logging.config import fileConfig
 
 from alembic import context
@@ -164,7 +167,7 @@ def run_migrations_online() -> None:
 
 
 run_migrations_online()
-'''
+"""
 
 
 def _own_env(chain: Chain, extra: str = "pass") -> None:
@@ -174,12 +177,18 @@ def _own_env(chain: Chain, extra: str = "pass") -> None:
 def test_an_alembic_init_env_py_runs_on_migrate_inits_connection_one_transaction_per_migration(db_url, tmp_path):
     chain = Chain(tmp_path / "migrations")
     _own_env(chain)
-    chain.add("f00d00000001", """
+    chain.add(
+        "f00d00000001",
+        """
         ops.add_column_if_missing("user", sa.Column("nickname", sa.String(40), nullable=True))
-    """)
-    chain.add("f00d00000002", """
+    """,
+    )
+    chain.add(
+        "f00d00000002",
+        """
         raise RuntimeError("the second one fails")
-    """)
+    """,
+    )
 
     result = run_migrate(env=operator_env(db_url, tmp_path, ENABLE_FALLBACK_CREATE="false", **chain.env()))
 
@@ -199,8 +208,7 @@ def test_an_env_py_whose_own_connection_writes_is_refused_by_the_database(sqlite
     result = run_migrate(env=operator_env(sqlite_url, tmp_path, **chain.env()))
 
     assert result.code == 1, result.out
-    assert "readonly" in summary_line(result.out).lower() or "read-only" in summary_line(result.out).lower(), \
-        result.out
+    assert "readonly" in summary_line(result.out).lower() or "read-only" in summary_line(result.out).lower(), result.out
     assert not sqlite_path(sqlite_url).exists() or "sneaky" not in snapshot(sqlite_url)["tables"]
 
 
@@ -209,9 +217,11 @@ def test_an_env_py_that_connects_to_another_database_is_refused_before_anything_
     other = tmp_path / "elsewhere.db"
     _own_env(chain)
     env_py = chain.path / "env.py"
-    env_py.write_text(env_py.read_text().replace(
-        'config.get_section(config.config_ini_section, {})',
-        f'{{"sqlalchemy.url": "sqlite:///{other}"}}'))
+    env_py.write_text(
+        env_py.read_text().replace(
+            "config.get_section(config.config_ini_section, {})", f'{{"sqlalchemy.url": "sqlite:///{other}"}}'
+        )
+    )
 
     result = run_migrate(env=operator_env(sqlite_url, tmp_path, **chain.env()))
 
@@ -227,9 +237,12 @@ def test_a_multidb_env_py_is_refused_before_anything_runs(sqlite_url, tmp_path):
     chain = Chain(tmp_path / "migrations")
     _own_env(chain)
     env_py = chain.path / "env.py"
-    env_py.write_text(env_py.read_text().replace(
-        "context.configure(connection=connection, target_metadata=target_metadata)",
-        "context.configure(connection=connection, target_metadata=target_metadata, upgrade_token='engine1_upgrades')"))
+    env_py.write_text(
+        env_py.read_text().replace(
+            "context.configure(connection=connection, target_metadata=target_metadata)",
+            "context.configure(connection=connection, target_metadata=target_metadata, upgrade_token='engine1_upgrades')",
+        )
+    )
 
     result = run_migrate(env=operator_env(sqlite_url, tmp_path, **chain.env()))
 
@@ -248,10 +261,13 @@ def _tables(path: Path) -> set[str]:
 
 def test_a_generated_column_counts_as_a_column_on_both_paths(sqlite_url, tmp_path):
     chain = Chain(tmp_path / "migrations")
-    chain.add("9e11e7a70001", """
+    chain.add(
+        "9e11e7a70001",
+        """
         op.execute('CREATE TABLE IF NOT EXISTS stats (id INTEGER PRIMARY KEY, a INTEGER, '
                    'doubled INTEGER GENERATED ALWAYS AS (a * 2) VIRTUAL)')
-    """)
+    """,
+    )
     chain.append_models("""
         class Stats(Base):
             __tablename__ = "stats"

@@ -99,8 +99,9 @@ def tiny_tmpfs(tmp_path):
     """A 64 KiB tmpfs; CI runs the tests as root, so failing to mount it fails the test there."""
     mount = tmp_path / "tiny"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         message = f"cannot mount a tmpfs on {mount}: {done.stderr.strip()} (needs root)"
         if os.environ.get("CI", "").lower() == "true":
@@ -137,6 +138,7 @@ def test_short_free_space_fails_before_any_ddl_and_says_how_much_is_needed(sqlit
 
 
 # --- backup names say which database, fit the filesystem, and stop on SIGTERM (issue 25) ---------------------
+
 
 def _upgrade_in_steps(url: str, tmp_path: Path, env: dict[str, str], steps: list[str]) -> list[str]:
     """Upgrade to each of ``steps`` in turn (rows added after the first); the backup each run named."""
@@ -195,11 +197,15 @@ def test_sigterm_during_a_large_backup_stops_it_and_leaves_no_backup_file(sqlite
     add_blobs(sqlite_url, 300)
     before = snapshot(sqlite_url)
     backups = tmp_path / "backups"
-    runner = Runner(operator_env(sqlite_url, tmp_path, BACKUP_DIR=backups, MIGRATION_TIMEOUT=600),
-                    tmp_path / "run.log")
+    runner = Runner(operator_env(sqlite_url, tmp_path, BACKUP_DIR=backups, MIGRATION_TIMEOUT=600), tmp_path / "run.log")
     try:
-        wait_until(lambda: backups.is_dir() and any(".partial" in p.name for p in backups.iterdir()), 120,
-                   "the backup to start", runner, interval=0.002)
+        wait_until(
+            lambda: backups.is_dir() and any(".partial" in p.name for p in backups.iterdir()),
+            120,
+            "the backup to start",
+            runner,
+            interval=0.002,
+        )
         runner.signal(signal.SIGTERM)
 
         assert runner.wait(120) == 143, runner.out

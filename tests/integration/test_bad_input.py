@@ -56,7 +56,9 @@ def untouched(url: str) -> bool:
     return not tables(url)
 
 
-def run_many(cases: list[tuple[str, list[str], dict[str, str]]], timeout: float = 60) -> dict[str, tuple[int, str, float]]:
+def run_many(
+    cases: list[tuple[str, list[str], dict[str, str]]], timeout: float = 60
+) -> dict[str, tuple[int, str, float]]:
     """Start every (name, args, env) at once; return {name: (exit code, output, seconds)}."""
     started = {}
     for name, args, env in cases:
@@ -69,6 +71,7 @@ def run_many(cases: list[tuple[str, list[str], dict[str, str]]], timeout: float 
 
 
 # --- revisions and URLs that cannot be honoured -------------------------------------------------
+
 
 @pytest.mark.parametrize("revision", ["merge_heads_final@-1", "+1"])
 def test_relative_upgrade_revision_is_refused_with_exit_2_or_resolved_honestly(any_url, tmp_path, revision):
@@ -125,6 +128,7 @@ def test_sqlite_url_naming_a_folder_is_exit_2_at_once_and_creates_nothing(tmp_pa
 
 # --- secret files and REPORT_FILE ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("content", ["{url}\n\n", "{url}\n\r\n", "\t{url}\n", "{url}\x00\n"])
 def test_database_url_file_with_anything_but_one_trailing_newline_is_exit_2_and_creates_nothing(tmp_path, content):
     data = tmp_path / "data"
@@ -170,6 +174,7 @@ def test_report_file_pointing_at_the_database_is_exit_2_and_the_database_is_unch
 
 # --- DDL_LOCK_TIMEOUT edge values ------------------------------------------------------------------------
 
+
 def _alter_user_chain(tmp_path: Path) -> Chain:
     chain = Chain(tmp_path / "alter_user")
     chain.add("stranger_alter", 'op.add_column("user", sa.Column("stranger_nick", sa.String(20), nullable=True))')
@@ -189,8 +194,15 @@ def test_ddl_lock_timeout_below_a_millisecond_never_means_no_limit(pg_url, tmp_p
     chain = _alter_user_chain(tmp_path)
     upgrade_to(pg_url, tmp_path, TARGET, **chain.env())
     with pg_table_locks(pg_url, "user"):
-        result, took = migrate(pg_url, tmp_path, **chain.env(), timeout=30, DDL_LOCK_TIMEOUT="0.0004",
-                               DDL_LOCK_RETRIES=0, MIGRATION_TIMEOUT=0)
+        result, took = migrate(
+            pg_url,
+            tmp_path,
+            **chain.env(),
+            timeout=30,
+            DDL_LOCK_TIMEOUT="0.0004",
+            DDL_LOCK_RETRIES=0,
+            MIGRATION_TIMEOUT=0,
+        )
     assert result.code in (1, 2), result.out
     if result.code == 2:
         assert "DDL_LOCK_TIMEOUT" in summary_line(result.out)
@@ -202,14 +214,14 @@ def test_ddl_lock_timeout_0_is_still_bounded_by_migration_timeout(pg_url, tmp_pa
     chain = _alter_user_chain(tmp_path)
     upgrade_to(pg_url, tmp_path, TARGET, **chain.env())
     with pg_table_locks(pg_url, "user"):
-        result, took = migrate(pg_url, tmp_path, **chain.env(), timeout=30, DDL_LOCK_TIMEOUT=0,
-                               MIGRATION_TIMEOUT=3)
+        result, took = migrate(pg_url, tmp_path, **chain.env(), timeout=30, DDL_LOCK_TIMEOUT=0, MIGRATION_TIMEOUT=3)
     assert result.code == 10, result.out
     assert versions(pg_url) == [TARGET]
     assert took < 3 + 5, f"MIGRATION_TIMEOUT=3 ended the run after {took:.1f}s"
 
 
 # --- a role that may not create -----------------------------------------------------------------------------
+
 
 @pytest.fixture
 def role_without_create(pg_server):
@@ -301,8 +313,9 @@ def test_read_only_commands_work_with_a_select_only_mariadb_account(my_database,
     url = _my_url(server, name, password, database)
     before = fingerprint(admin_url)
     verbs = ("status", "current", "verify", "wait")
-    results = run_many([(verb, [verb], stranger_env(url, tmp_path, LOCK_TIMEOUT=5, MIGRATION_TIMEOUT=5))
-                        for verb in verbs])
+    results = run_many(
+        [(verb, [verb], stranger_env(url, tmp_path, LOCK_TIMEOUT=5, MIGRATION_TIMEOUT=5)) for verb in verbs]
+    )
     for verb, (code, out, _took) in results.items():
         assert code == 0, f"{verb} with a SELECT-only account: exit {code}\n{out}"
     assert fingerprint(admin_url) == before
@@ -350,13 +363,22 @@ def test_weird_password_percent_encoded_or_from_database_password_works_and_neve
     password_file = tmp_path / "password"
     password_file.write_text(WEIRD + "\n", encoding="utf-8")
     cases = []
-    for label, url, extra in (("encoded", encoded, {}), ("DATABASE_PASSWORD", bare, {"DATABASE_PASSWORD": WEIRD}),
-                              ("DATABASE_PASSWORD_FILE", bare, {"DATABASE_PASSWORD_FILE": str(password_file)})):
+    for label, url, extra in (
+        ("encoded", encoded, {}),
+        ("DATABASE_PASSWORD", bare, {"DATABASE_PASSWORD": WEIRD}),
+        ("DATABASE_PASSWORD_FILE", bare, {"DATABASE_PASSWORD_FILE": str(password_file)}),
+    ):
         for log_format in ("text", "json"):
             for verb in ("run", "status", "verify"):
                 key = f"{label}-{log_format}-{verb}"
-                env = stranger_env(url, tmp_path, LOG_FORMAT=log_format, REPORT_FILE=tmp_path / f"report-{key}.json",
-                                   LOG_LEVEL="DEBUG", **extra)
+                env = stranger_env(
+                    url,
+                    tmp_path,
+                    LOG_FORMAT=log_format,
+                    REPORT_FILE=tmp_path / f"report-{key}.json",
+                    LOG_LEVEL="DEBUG",
+                    **extra,
+                )
                 cases.append((key, [] if verb == "run" else [verb], env))
     # The runs of one label share a database: run first, then the read-only verbs.
     results = run_many([c for c in cases if c[0].endswith("-run") and c[0].startswith("encoded-text")])
@@ -370,8 +392,12 @@ def test_weird_password_percent_encoded_or_from_database_password_works_and_neve
 
 
 #: The schemes the malformed-URL test tries, and the verbs it runs with each (MySQL's fewer: time).
-MALFORMED_SCHEMES = {"postgresql": ("run", "status"), "postgresql+psycopg2": ("run", "status"),
-                     "mysql": ("run", "status"), "mariadb+pymysql": ("run",)}
+MALFORMED_SCHEMES = {
+    "postgresql": ("run", "status"),
+    "postgresql+psycopg2": ("run", "status"),
+    "mysql": ("run", "status"),
+    "mariadb+pymysql": ("run",),
+}
 
 
 def test_malformed_urls_with_raw_passwords_never_show_them_in_any_escaping(tmp_path):
@@ -389,8 +415,14 @@ def test_malformed_urls_with_raw_passwords_never_show_them_in_any_escaping(tmp_p
             for log_format in ("text", "json"):
                 for verb in verbs:
                     key = f"{label}-{scheme}-{log_format}-{verb}"
-                    env = stranger_env(url, tmp_path, LOG_FORMAT=log_format, DB_WAIT_TIMEOUT=1,
-                                       REPORT_FILE=tmp_path / f"report-{key}.json", LOG_LEVEL="DEBUG")
+                    env = stranger_env(
+                        url,
+                        tmp_path,
+                        LOG_FORMAT=log_format,
+                        DB_WAIT_TIMEOUT=1,
+                        REPORT_FILE=tmp_path / f"report-{key}.json",
+                        LOG_LEVEL="DEBUG",
+                    )
                     cases.append((key, [] if verb == "run" else [verb], env))
                     secret_of[key] = password
     results = run_many(cases)
@@ -407,11 +439,20 @@ def _run_with_the_password_in_the_query(tmp_path, password, good, wrong, nowhere
     """run and status on ``good``, run on ``wrong`` (exit 4) and ``nowhere`` (exit 3), in text and JSON,
     REPORT_FILE each: the password in none of it.  ``status_code`` None: any.  Returns the results by case."""
     cases = []
-    for key, url, args, expected in (("run", good, [], 0), ("status", good, ["status"], status_code),
-                                     ("wrong", wrong, [], 4), ("nowhere", nowhere, [], 3)):
+    for key, url, args, expected in (
+        ("run", good, [], 0),
+        ("status", good, ["status"], status_code),
+        ("wrong", wrong, [], 4),
+        ("nowhere", nowhere, [], 3),
+    ):
         for log_format in ("text", "json"):
-            env = stranger_env(url, tmp_path, LOG_FORMAT=log_format, DB_WAIT_TIMEOUT=2,
-                               REPORT_FILE=tmp_path / f"report-{key}-{log_format}.json")
+            env = stranger_env(
+                url,
+                tmp_path,
+                LOG_FORMAT=log_format,
+                DB_WAIT_TIMEOUT=2,
+                REPORT_FILE=tmp_path / f"report-{key}-{log_format}.json",
+            )
             cases.append((f"{key}-{log_format}", args, env, expected))
     results = run_many([c[:3] for c in cases if c[0].startswith("run-text")])
     results.update(run_many([c[:3] for c in cases if not c[0].startswith("run-text")]))
@@ -445,11 +486,10 @@ def test_password_in_the_query_string_never_shows(pg_server, tmp_path):
 
 #: Every ASCII character that breaks a naive URL parser or masker (PyMySQL sends a str password
 #: as latin-1, so a non-ASCII one has a test of its own below).
-MY_WEIRD = 'Zq7\\Kx9"Wm3\'Pv5@Rt6/Yh8#Nb4%25:?&='
+MY_WEIRD = "Zq7\\Kx9\"Wm3'Pv5@Rt6/Yh8#Nb4%25:?&="
 
 
-def test_mariadb_weird_password_percent_encoded_or_from_database_password_works_and_never_shows(
-        my_database, tmp_path):
+def test_mariadb_weird_password_percent_encoded_or_from_database_password_works_and_never_shows(my_database, tmp_path):
     database, account, server = my_database
     name = account(MY_WEIRD, "ALL PRIVILEGES")
     encoded = _my_url(server, name, MY_WEIRD, database)
@@ -457,16 +497,25 @@ def test_mariadb_weird_password_percent_encoded_or_from_database_password_works_
     password_file.write_text(MY_WEIRD + "\n", encoding="utf-8")
     cases = []
     for label, url, extra in (
-            ("encoded", encoded, {}),
-            ("DATABASE_PASSWORD", _my_url(server, name, None, database, scheme="mariadb"),
-             {"DATABASE_PASSWORD": MY_WEIRD}),
-            ("DATABASE_PASSWORD_FILE", _my_url(server, name, None, database),
-             {"DATABASE_PASSWORD_FILE": str(password_file)})):
+        ("encoded", encoded, {}),
+        ("DATABASE_PASSWORD", _my_url(server, name, None, database, scheme="mariadb"), {"DATABASE_PASSWORD": MY_WEIRD}),
+        (
+            "DATABASE_PASSWORD_FILE",
+            _my_url(server, name, None, database),
+            {"DATABASE_PASSWORD_FILE": str(password_file)},
+        ),
+    ):
         for log_format in ("text", "json"):
             for verb in ("run", "status"):
                 key = f"{label}-{log_format}-{verb}"
-                env = stranger_env(url, tmp_path, LOG_FORMAT=log_format, REPORT_FILE=tmp_path / f"report-{key}.json",
-                                   LOG_LEVEL="DEBUG", **extra)
+                env = stranger_env(
+                    url,
+                    tmp_path,
+                    LOG_FORMAT=log_format,
+                    REPORT_FILE=tmp_path / f"report-{key}.json",
+                    LOG_LEVEL="DEBUG",
+                    **extra,
+                )
                 cases.append((key, [] if verb == "run" else [verb], env))
     first = "encoded-text-run"
     results = run_many([c for c in cases if c[0] == first])
@@ -546,7 +595,9 @@ def test_read_only_commands_work_on_a_read_only_file_in_a_read_only_folder(share
     env = {"DATABASE_URL": url, "SEED_DIR": str(seeds), "DATA_DIR": str(shared_tmp / "dd"), "DB_WAIT_TIMEOUT": "5"}
     for verb in READ_ONLY_VERBS:
         result = run_unprivileged(verb, env=env, timeout=60)
-        assert result.code == 0, f"{verb} as UID 65534 on a 0444 file in a 0555 folder: exit {result.code}\n{result.out}"
+        assert result.code == 0, (
+            f"{verb} as UID 65534 on a 0444 file in a 0555 folder: exit {result.code}\n{result.out}"
+        )
     assert (file_digest(db), sorted(p.name for p in data.iterdir())) == before
 
 
@@ -559,8 +610,9 @@ def test_read_only_commands_work_on_a_read_only_postgresql_database(pg_url, pg_s
     pg_server.psql(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
     before = fingerprint(pg_url)
     verbs = ("status", "current", "verify", "check", "wait")
-    results = run_many([(verb, [verb], stranger_env(pg_url, tmp_path, LOCK_TIMEOUT=5, MIGRATION_TIMEOUT=5))
-                        for verb in verbs])
+    results = run_many(
+        [(verb, [verb], stranger_env(pg_url, tmp_path, LOCK_TIMEOUT=5, MIGRATION_TIMEOUT=5)) for verb in verbs]
+    )
     for verb, (code, out, _took) in results.items():
         assert code == 0, f"{verb} on a read-only database: exit {code}\n{out}"
     assert fingerprint(pg_url) == before
@@ -571,32 +623,51 @@ def test_plan_runs_under_ddl_lock_timeout_and_ends_behind_a_locked_table(pg_url,
     upgrade_to(pg_url, tmp_path, TARGET, **chain.env())
     before = fingerprint(pg_url)
     with pg_table_locks(pg_url, "user"):
-        result, took = migrate(pg_url, tmp_path, "plan", **chain.env(), timeout=60, DDL_LOCK_TIMEOUT=1,
-                               DDL_LOCK_RETRIES=0, MIGRATION_TIMEOUT=5)
-    assert took < 15, f"plan behind LOCK TABLE \"user\" took {took:.1f}s"
+        result, took = migrate(
+            pg_url,
+            tmp_path,
+            "plan",
+            **chain.env(),
+            timeout=60,
+            DDL_LOCK_TIMEOUT=1,
+            DDL_LOCK_RETRIES=0,
+            MIGRATION_TIMEOUT=5,
+        )
+    assert took < 15, f'plan behind LOCK TABLE "user" took {took:.1f}s'
     assert result.code != 0, result.out
     assert fingerprint(pg_url) == before
 
 
 # --- the entrypoint: an unknown command is exec'd as it is, never a migration ------------------------------------
 
+
 def _entrypoint(tmp_path: Path, url: str, *args: str, timeout: float = 90, **extra: object) -> tuple[int, str, str]:
     bin_dir, calls = entrypoint_shim(tmp_path)
     calls.write_text("")
     env = entrypoint_env(bin_dir, stranger_env(url, tmp_path, **extra))
-    proc = subprocess.run(entrypoint_argv(*args), env=child_env(env), stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-                          cwd=tmp_path)
+    proc = subprocess.run(
+        entrypoint_argv(*args),
+        env=child_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
+    )
     return proc.returncode, proc.stdout, calls.read_text()
 
 
-@pytest.mark.parametrize(("args", "code"), [
-    (("sh", "-c", "echo hello-from-sh"), 0),
-    (("stauts",), 127),
-    (("help",), 0),
-    (("--version",), 0),
-    (("run", "--"), 2),
-])
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("sh", "-c", "echo hello-from-sh"), 0),
+        (("stauts",), 127),
+        (("help",), 0),
+        (("--version",), 0),
+        (("run", "--"), 2),
+    ],
+)
 def test_entrypoint_never_migrates_on_an_unknown_command_help_or_version(sqlite_url, tmp_path, args, code):
     got, out, calls = _entrypoint(tmp_path, sqlite_url, *args)
     assert got == code, f"{args}: exit {got}\n{out}"
@@ -629,8 +700,7 @@ def test_entrypoint_wrapper_mode_migrates_then_starts_the_command(sqlite_url, tm
 
 
 def test_entrypoint_wrapper_mode_does_not_start_the_command_after_a_failure(sqlite_url, tmp_path):
-    code, out, _calls = _entrypoint(tmp_path, sqlite_url, "run", "--", "sh", "-c", "echo app-started",
-                                    MODELS=":Base")
+    code, out, _calls = _entrypoint(tmp_path, sqlite_url, "run", "--", "sh", "-c", "echo app-started", MODELS=":Base")
     assert code == 2, out
     assert "app-started" not in out
     assert not sqlite_path(sqlite_url).exists()
@@ -640,8 +710,11 @@ def test_json_logs_stay_one_object_per_line_for_every_bad_input(tmp_path):
     cases = [
         ("memory", [], stranger_env("sqlite://", tmp_path, LOG_FORMAT="json")),
         ("models", [], stranger_env(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, LOG_FORMAT="json", MODELS=":Base")),
-        ("ddl", [], stranger_env(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, LOG_FORMAT="json",
-                                 DDL_LOCK_TIMEOUT="1e10")),
+        (
+            "ddl",
+            [],
+            stranger_env(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, LOG_FORMAT="json", DDL_LOCK_TIMEOUT="1e10"),
+        ),
     ]
     for name, (code, out, _took) in run_many(cases).items():
         assert code == 2, f"{name}: exit {code}\n{out}"

@@ -35,8 +35,10 @@ from tests.support.process import kill_group, operator_env, run_migrate, start_m
 
 PENDING_AFTER_70C7 = ("abc123def456", "ef6fab585ac1", "24e8f9a7b1c2", TARGET)
 #: plan's words on MySQL/MariaDB, where it lists the pending migrations without running them.
-NOT_RUN = ("migration(s), not run: MySQL/MariaDB commit each DDL statement at once, so plan cannot run "
-           "them in a transaction and roll it back.")
+NOT_RUN = (
+    "migration(s), not run: MySQL/MariaDB commit each DDL statement at once, so plan cannot run "
+    "them in a transaction and roll it back."
+)
 
 
 def migrate(url, tmp_path, *args, **extra):
@@ -46,6 +48,7 @@ def migrate(url, tmp_path, *args, **extra):
 
 
 # --- plan -------------------------------------------------------------------
+
 
 def test_plan_lists_pending_migrations_with_their_sql_and_changes_nothing(any_url, tmp_path):
     migrate(any_url, tmp_path, "upgrade", "70c7b727736e")
@@ -107,12 +110,20 @@ def test_plan_on_a_missing_sqlite_file_exits_3_and_creates_nothing(sqlite_url, t
 
 def test_plan_flags_a_destructive_statement_without_refusing_or_applying_it(any_url, tmp_path):
     variant = Chain(tmp_path / "migrations")
-    variant.add("a1b2c3d4e501", """
+    variant.add(
+        "a1b2c3d4e501",
+        """
         ops.add_column_if_missing("user", sa.Column("legacy_note", sa.Text, nullable=True))
-    """, name="add_legacy_note")
-    variant.add("a1b2c3d4e502", """
+    """,
+        name="add_legacy_note",
+    )
+    variant.add(
+        "a1b2c3d4e502",
+        """
         op.drop_column("user", "legacy_note")
-    """, name="drop_legacy_note")
+    """,
+        name="drop_legacy_note",
+    )
     migrate(any_url, tmp_path)
     before = snapshot(any_url)
 
@@ -153,6 +164,7 @@ def _plan_lists_and_run_refuses_the_drop_before_it_runs(url, tmp_path, variant, 
 
 
 # --- check and verify (and plan at target) --------------------------------
+
 
 def test_at_target_plan_check_and_verify_pass_and_a_dropped_column_fails_check_and_verify(any_url, tmp_path):
     migrate(any_url, tmp_path)
@@ -206,6 +218,7 @@ def test_check_reports_a_column_and_a_table_added_by_hand(any_url, tmp_path):
 
 # --- lint -------------------------------------------------------------------
 
+
 def test_lint_passes_the_shipped_migrations(tmp_path):
     result = run_migrate("lint", env=operator_env(f"sqlite:///{tmp_path}/unused.db", tmp_path))
 
@@ -221,39 +234,53 @@ LINT_CASES = {
         ops.add_column_if_missing("user", sa.Column("legacy_note", sa.Text, nullable=True))
         op.drop_column("user", "legacy_note")
         """,
-        'op.drop_column("user", "legacy_note")', "destructive: drop_column(): drop column"),
+        'op.drop_column("user", "legacy_note")',
+        "destructive: drop_column(): drop column",
+    ),
     "type_change": (
         """
         op.alter_column("user", "phone", type_=sa.String(64))
         """,
-        "op.alter_column(", "destructive: alter_column(type_=...): changes a column's type"),
+        "op.alter_column(",
+        "destructive: alter_column(type_=...): changes a column's type",
+    ),
     "column_rename": (
         """
         op.alter_column("user", "phone", new_column_name="mobile")
         """,
-        "op.alter_column(", "destructive: alter_column(new_column_name=...): renames a column"),
+        "op.alter_column(",
+        "destructive: alter_column(new_column_name=...): renames a column",
+    ),
     "table_rename": (
         """
         op.rename_table("payment", "payments")
         """,
-        "op.rename_table(", "destructive: rename_table(): rename table"),
+        "op.rename_table(",
+        "destructive: rename_table(): rename table",
+    ),
     "not_null_without_default": (
         """
         if not ops.column_exists("user", "tier"):
             op.add_column("user", sa.Column("tier", sa.Integer, nullable=False))
         """,
-        "op.add_column(", "destructive: add_column(): NOT NULL column without a server_default"),
+        "op.add_column(",
+        "destructive: add_column(): NOT NULL column without a server_default",
+    ),
     "raw_drop_table": (
         """
         ops.create_table_if_missing("scratch", sa.Column("id", sa.Integer, primary_key=True))
         op.execute("DROP TABLE scratch")
         """,
-        'op.execute("DROP TABLE scratch")', "destructive: execute(): drop table scratch"),
+        'op.execute("DROP TABLE scratch")',
+        "destructive: execute(): drop table scratch",
+    ),
     "add_column_without_check": (
         """
         op.add_column("user", sa.Column("nickname", sa.String(40), nullable=True))
         """,
-        "op.add_column(", "non-idempotent: op.add_column() without an existence check"),
+        "op.add_column(",
+        "non-idempotent: op.add_column() without an existence check",
+    ),
 }
 
 
@@ -279,18 +306,26 @@ def test_lint_reports_file_and_line_of_each_risky_migration(tmp_path):
 def test_lint_reads_the_sql_a_migration_sends(tmp_path):
     """A drop hidden behind a helper the source pass cannot see is caught in the SQL pass."""
     variant = Chain(tmp_path / "migrations")
-    path = variant.add("b0b0b0b0b0b2", """
+    path = variant.add(
+        "b0b0b0b0b0b2",
+        """
         statement = " ".join(["DROP", "TABLE", "payment"])
         op.execute(statement)
-    """, name="lint_hidden_drop")
+    """,
+        name="lint_hidden_drop",
+    )
 
     result = run_migrate("lint", env=operator_env(f"sqlite:///{tmp_path}/unused.db", tmp_path, **variant.env()))
 
     # A candidate loss seen from an empty database is a warning: run judges the values (issues 22, 24).
     assert result.code == 0 and "[warning]" in result.out and "[error]" not in result.out, result.out
-    assert re.search(rf"^{re.escape(str(path))}:\d+: destructive: effect of b0b0b0b0b0b2: table payment .* "
-                     r"would be dropped; `run` refuses it only if values would be lost \(allow it by name: "
-                     r"ALLOW_DESTRUCTIVE=b0b0b0b0b0b2\) \[warning\]$", result.out, re.M), result.out
+    assert re.search(
+        rf"^{re.escape(str(path))}:\d+: destructive: effect of b0b0b0b0b0b2: table payment .* "
+        r"would be dropped; `run` refuses it only if values would be lost \(allow it by name: "
+        r"ALLOW_DESTRUCTIVE=b0b0b0b0b0b2\) \[warning\]$",
+        result.out,
+        re.M,
+    ), result.out
 
 
 def test_lint_with_a_mariadb_url_runs_on_a_throw_away_sqlite_file_and_touches_nothing(mysql_url, tmp_path):
@@ -312,8 +347,9 @@ def test_lint_on_postgresql_reads_exact_postgresql_sql_and_leaves_nothing_behind
     assert result.code == 0, result.out
     assert "on PostgreSQL (scratch schema migrate_init_lint, rolled back)" in result.out
     assert "No findings" in result.out
-    assert query(pg_url, "SELECT count(*) FROM information_schema.schemata "
-                         "WHERE schema_name = 'migrate_init_lint'") == [(0,)]
+    assert query(
+        pg_url, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'migrate_init_lint'"
+    ) == [(0,)]
     assert snapshot(pg_url)["tables"] == {}  # not even a version table
 
 

@@ -69,13 +69,18 @@ def database(request, tmp_path: Path) -> str:
 
 
 both_engines = pytest.mark.parametrize(
-    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 all_engines = pytest.mark.parametrize(
-    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres),
-                 pytest.param("mysql", marks=pytest.mark.mysql)], indirect=True)
+    "database",
+    ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), pytest.param("mysql", marks=pytest.mark.mysql)],
+    indirect=True,
+)
 servers = pytest.mark.parametrize(
-    "database", [pytest.param("postgresql", marks=pytest.mark.postgres),
-                 pytest.param("mysql", marks=pytest.mark.mysql)], indirect=True)
+    "database",
+    [pytest.param("postgresql", marks=pytest.mark.postgres), pytest.param("mysql", marks=pytest.mark.mysql)],
+    indirect=True,
+)
 
 
 def upgrade_counts(outs: list[str]) -> Counter:
@@ -90,8 +95,9 @@ def upgrade_counts(outs: list[str]) -> Counter:
 
 def mysql_sessions(url: str) -> int:
     """Server sessions, other than this one, connected to this MariaDB database."""
-    return my_query(url, "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-                         "WHERE DB = DATABASE() AND ID <> CONNECTION_ID()")[0][0]
+    return my_query(
+        url, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND ID <> CONNECTION_ID()"
+    )[0][0]
 
 
 def assert_no_lock_left(url: str) -> None:
@@ -174,8 +180,9 @@ def test_chaos_random_kills_then_one_clean_run_reaches_the_head(database, tmp_pa
                 # Each slow revision waits 0.05-0.3 s: a full pass lasts a few
                 # seconds, so kills land while starting, waiting for the lock,
                 # inside and between migrations, and while verifying.
-                env = migrate_env(database, migrations, LOCK_TIMEOUT=60,
-                                  ROBUST_SLOW_SECONDS=round(rng.uniform(0.05, 0.25), 2))
+                env = migrate_env(
+                    database, migrations, LOCK_TIMEOUT=60, ROBUST_SLOW_SECONDS=round(rng.uniform(0.05, 0.25), 2)
+                )
                 live.append(_Victim(Runner(env, tmp_path / f"chaos-{started:03}.log"), rng))
                 started += 1
             time.sleep(rng.uniform(0.02, 0.2))
@@ -184,8 +191,10 @@ def test_chaos_random_kills_then_one_clean_run_reaches_the_head(database, tmp_pa
             victim.runner.kill()
     logs = [p.read_text() for p in sorted(tmp_path.glob("chaos-*.log"))]
     mid_migration = sum("Running upgrade" in out and "(exit " not in out for out in logs)
-    context = (f"(ROBUST_CHAOS_SEED={CHAOS_SEED}; {started} runners started, {killed} killed, "
-               f"{mid_migration} of them mid-migration)")
+    context = (
+        f"(ROBUST_CHAOS_SEED={CHAOS_SEED}; {started} runners started, {killed} killed, "
+        f"{mid_migration} of them mid-migration)"
+    )
     print(f"chaos {context}")
     assert started >= 10 and killed >= 5 and mid_migration >= 3, f"chaos too tame {context}"
 
@@ -212,8 +221,9 @@ def test_killed_runner_never_leaves_a_stale_lock_for_the_waiting_ones(database, 
     kind = "slow_idempotent" if is_mysql(database) else "slow"
     migrations = build_chain(tmp_path / "migrations", ("robust_slow", kind))
     marker = tmp_path / "marker"
-    holder = Runner(migrate_env(database, migrations, ROBUST_SLOW_SECONDS=60, ROBUST_MARKER=marker),
-                    tmp_path / "holder.log")
+    holder = Runner(
+        migrate_env(database, migrations, ROBUST_SLOW_SECONDS=60, ROBUST_MARKER=marker), tmp_path / "holder.log"
+    )
     wait_until(marker_says(marker, "robust_slow"), 60, "the holder to be inside robust_slow", holder)
     env = migrate_env(database, migrations, ROBUST_SLOW_SECONDS=0, LOCK_TIMEOUT=60)
     waiters = [Runner(env, tmp_path / f"waiter-{i:02}.log") for i in range(RUNNERS - 1)]

@@ -29,6 +29,7 @@ def assert_no_password(out: str, password: str = PASSWORD) -> None:
 
 # -- bad values exit 2 and name the variable ------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -74,6 +75,7 @@ def test_unknown_command_exits_2():
 
 # -- the migrations folder ---------------------------------------------------------------
 
+
 def test_missing_migrations_folder_exits_2_naming_migrations_dir(sqlite_url, tmp_path):
     result = run_migrate(env={"DATABASE_URL": sqlite_url, "MIGRATIONS_DIR": tmp_path / "nowhere"})
 
@@ -106,6 +108,7 @@ def test_migrations_folder_without_revisions_exits_2_instead_of_doing_nothing(sq
 
 
 # -- the _FILE twin -------------------------------------------------------------------------
+
 
 def test_database_url_file_is_read_with_one_trailing_newline_stripped(sqlite_url, tmp_path):
     url_file = tmp_path / "database_url"
@@ -167,6 +170,7 @@ def test_database_url_and_its_file_both_set_exit_2_naming_both(sqlite_url, tmp_p
 
 
 # -- a password with special characters never reaches the output --------------------------
+
 
 @pytest.fixture
 def secret_database(pg_server):
@@ -232,8 +236,7 @@ def assert_wrong_password_exits_4_at_once_unprinted(url_with_password: str, refu
 
 
 def test_wrong_password_exits_4_at_once_and_is_never_printed(secret_database):
-    assert_wrong_password_exits_4_at_once_unprinted(secret_database, "password authentication failed",
-                                                    lambda out: out)
+    assert_wrong_password_exits_4_at_once_unprinted(secret_database, "password authentication failed", lambda out: out)
     assert versions(secret_database) == []
 
 
@@ -245,6 +248,7 @@ def test_unparsable_url_does_not_print_its_password():
 
 
 # -- MySQL/MariaDB URLs ----------------------------------------------------------------------
+
 
 @pytest.fixture
 def my_secret_database(mysql_server):
@@ -299,11 +303,14 @@ def test_mariadb_wrong_password_exits_4_at_once_and_is_never_printed(my_secret_d
     assert versions(my_secret_database) == []
 
 
-@pytest.mark.parametrize(("option", "named"), [
-    ("frobnicate=1", "frobnicate"),
-    ("connect_timeout=soon", "connect_timeout"),
-    ("charset=utf8mb4&charset=latin1", "charset"),
-])
+@pytest.mark.parametrize(
+    ("option", "named"),
+    [
+        ("frobnicate=1", "frobnicate"),
+        ("connect_timeout=soon", "connect_timeout"),
+        ("charset=utf8mb4&charset=latin1", "charset"),
+    ],
+)
 def test_a_mysql_url_option_pymysql_cannot_take_is_exit_2_naming_it(my_secret_database, option, named):
     url = f"{my_secret_database}?{option}"
 

@@ -35,7 +35,10 @@ def imported_version(target: Path, module: str) -> str:
     """Import ``module`` in a fresh interpreter with ``target`` in front, as an app would."""
     out = subprocess.run(
         [sys.executable, "-c", f"import {module}; print({module}.VERSION, {module}.__file__)"],
-        env=child_env({"PYTHONPATH": str(target)}), capture_output=True, text=True, check=True,
+        env=child_env({"PYTHONPATH": str(target)}),
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert out[1].startswith(str(target)), out
     return out[0]
@@ -73,13 +76,7 @@ def test_dependencies_of_a_missing_package_come_along(wheelhouse, target):
 def test_requirements_file_with_comments_and_nested_file(wheelhouse, target, tmp_path):
     (tmp_path / "more.txt").write_text("tinydep==2.0  # pinned for tinyapp\n")
     requirements = tmp_path / "requirements.txt"
-    requirements.write_text(
-        "# the application's extras\n"
-        "-r more.txt\n"
-        "tinyapp \\\n"
-        "  ==1.0\n"
-        "sqlalchemy>=2\n"
-    )
+    requirements.write_text("# the application's extras\n-r more.txt\ntinyapp \\\n  ==1.0\nsqlalchemy>=2\n")
 
     installed = ensure([], target, wheelhouse, requirements_file=str(requirements))
 
@@ -109,8 +106,7 @@ def test_requirements_file_with_a_wrong_hash_fails_and_installs_nothing(wheelhou
     assert not list(target.glob("tinydep*"))
 
 
-def test_requirements_file_options_are_passed_on_and_satisfied_lines_are_not_reinstalled(
-        target, tmp_path):
+def test_requirements_file_options_are_passed_on_and_satisfied_lines_are_not_reinstalled(target, tmp_path):
     # the wheelhouse is named in the file itself, relative to it, and holds only tinydep:
     # sqlalchemy (satisfied by the image) must not be asked of pip
     build_wheel(tmp_path / "reqs" / "wheels", "tinydep", "1.0")
@@ -142,7 +138,8 @@ def test_local_wheel_path_in_requirements_file_is_checked_by_its_file_name(wheel
     requirements.write_text(f"{wheelhouse / 'tinydep-1.0-py3-none-any.whl'}\n")
 
     assert ensure([], target, wheelhouse, requirements_file=str(requirements)) == [
-        str(wheelhouse / "tinydep-1.0-py3-none-any.whl")]
+        str(wheelhouse / "tinydep-1.0-py3-none-any.whl")
+    ]
     assert imported_version(target, "tinydep") == "1.0"
     assert ensure([], target, wheelhouse, requirements_file=str(requirements)) == []
 
@@ -188,8 +185,9 @@ def test_venv_without_pip_installs_with_the_base_interpreters_pip(wheelhouse, tm
         f"print(deps.ensure(['tinydep==2.0'], None, {str(target)!r}, "
         f"find_links={str(wheelhouse)!r}, no_index=True))\n"
     )
-    result = subprocess.run([str(python), "-c", script], capture_output=True, text=True,
-                            env=child_env({"PYTHONPATH": f"{REPO}:{libs}"}))
+    result = subprocess.run(
+        [str(python), "-c", script], capture_output=True, text=True, env=child_env({"PYTHONPATH": f"{REPO}:{libs}"})
+    )
 
     assert result.returncode == 0, result.stdout + result.stderr
     pip_python, installed = result.stdout.splitlines()[-2:]
@@ -209,8 +207,9 @@ _TOKENS = ("ghpTOKENone4711", "glpatTOKENtwo4712", "userTOKENthree4713", "fileTO
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
-def test_a_token_in_a_requirement_url_is_never_printed_nor_written_to_the_report(wheelhouse, tmp_path,
-                                                                               sqlite_url, log_format):
+def test_a_token_in_a_requirement_url_is_never_printed_nor_written_to_the_report(
+    wheelhouse, tmp_path, sqlite_url, log_format
+):
     """``pkg @ git+https://TOKEN@host/...`` and ``https://user:TOKEN@host/...``: pip fails to fetch them
     (nothing answers on 127.0.0.1:9), and neither stderr, stdout nor REPORT_FILE holds a token."""
     requirements = tmp_path / "requirements.txt"
@@ -220,11 +219,21 @@ def test_a_token_in_a_requirement_url_is_never_printed_nor_written_to_the_report
     )
     report = tmp_path / "report.json"
     env = operator_env(
-        sqlite_url, tmp_path, REPORT_FILE=report, LOG_LEVEL="DEBUG", LOG_FORMAT=log_format,
-        EXTRA_PIP_PACKAGES=(f"tinydep@git+https://{_TOKENS[0]}@127.0.0.1:9/org/tinydep.git "
-                            f"tinyother@https://oauth2:{_TOKENS[1]}@127.0.0.1:9/tinyother-1.0.tar.gz"),
-        PIP_REQUIREMENTS=requirements, PIP_FIND_LINKS=wheelhouse, PIP_NO_INDEX="true",
-        DEPS_TARGET=tmp_path / "deps", PIP_RETRIES="0", PIP_TIMEOUT="2",
+        sqlite_url,
+        tmp_path,
+        REPORT_FILE=report,
+        LOG_LEVEL="DEBUG",
+        LOG_FORMAT=log_format,
+        EXTRA_PIP_PACKAGES=(
+            f"tinydep@git+https://{_TOKENS[0]}@127.0.0.1:9/org/tinydep.git "
+            f"tinyother@https://oauth2:{_TOKENS[1]}@127.0.0.1:9/tinyother-1.0.tar.gz"
+        ),
+        PIP_REQUIREMENTS=requirements,
+        PIP_FIND_LINKS=wheelhouse,
+        PIP_NO_INDEX="true",
+        DEPS_TARGET=tmp_path / "deps",
+        PIP_RETRIES="0",
+        PIP_TIMEOUT="2",
     )
     code, stdout, stderr = run_split(env=env, timeout=180)
 

@@ -23,13 +23,21 @@ ADD, DROP = "a1b2c3d4e501", "a1b2c3d4e502"
 @pytest.fixture
 def drop_variant(tmp_path) -> Chain:
     variant = Chain(tmp_path / "migrations")
-    variant.add(ADD, """
+    variant.add(
+        ADD,
+        """
         ops.add_column_if_missing("user", sa.Column("legacy_note", sa.Text, nullable=True))
-    """, name="add_legacy_note")
-    variant.path_drop = variant.add(DROP, """
+    """,
+        name="add_legacy_note",
+    )
+    variant.path_drop = variant.add(
+        DROP,
+        """
         op.create_index("ix_user_email_guard", "user", ["email"])
         op.drop_column("user", "legacy_note")
-    """, name="drop_legacy_note")
+    """,
+        name="drop_legacy_note",
+    )
     return variant
 
 
@@ -39,7 +47,7 @@ def _upgrade_to_add(url, tmp_path, variant, notes=True):
     assert result.code == 0, result.out
     add_users(url, "u1", "u2")
     if notes:
-        query(url, 'UPDATE "user" SET legacy_note = \'keep me\'')
+        query(url, "UPDATE \"user\" SET legacy_note = 'keep me'")
 
 
 def test_dropping_a_column_is_refused_with_exit_8_and_nothing_of_it_applied(db_url, tmp_path, drop_variant):
@@ -51,8 +59,9 @@ def test_dropping_a_column_is_refused_with_exit_8_and_nothing_of_it_applied(db_u
     assert result.code == 8, result.out
     assert f"Migration {DROP} ({drop_variant.path_drop})" in result.out
     # Judged by its effect on the catalog (issue 13), named by what would be lost.
-    assert re.search(r"column user\.legacy_note \((TEXT|text)\) would be dropped, holding 2 non-NULL value",
-                     result.out), result.out
+    assert re.search(
+        r"column user\.legacy_note \((TEXT|text)\) would be dropped, holding 2 non-NULL value", result.out
+    ), result.out
     # The exact setting that allows this revision, and nothing more.
     assert f"ALLOW_DESTRUCTIVE={DROP} " in result.out and "ALLOW_DESTRUCTIVE=true" not in result.out
     # Nothing of the refused migration: not its index (sent before the drop), not the drop, not the version.
@@ -78,13 +87,21 @@ def test_dropping_a_column_is_applied_with_allow_destructive(db_url, tmp_path, d
 
 def test_raw_drop_table_sql_is_refused(db_url, tmp_path):
     variant = Chain(tmp_path / "migrations")
-    variant.add("a1b2c3d4e502", """
+    variant.add(
+        "a1b2c3d4e502",
+        """
         ops.create_table_if_missing("scratch", sa.Column("id", sa.Integer, primary_key=True))
         op.execute("INSERT INTO scratch (id) VALUES (1)")
-    """, name="add_scratch")
-    path = variant.add("a1b2c3d4e503", """
+    """,
+        name="add_scratch",
+    )
+    path = variant.add(
+        "a1b2c3d4e503",
+        """
         op.execute("DROP TABLE scratch")
-    """, name="raw_drop")
+    """,
+        name="raw_drop",
+    )
 
     result = run_migrate(env=operator_env(db_url, tmp_path, **variant.env()))
 
@@ -98,10 +115,14 @@ def test_raw_drop_table_sql_is_refused(db_url, tmp_path):
 def test_a_table_created_and_dropped_in_one_migration_loses_nothing_and_passes(db_url, tmp_path):
     """The guard judges what existed before the migration: a scratch table it made itself is not data."""
     variant = Chain(tmp_path / "migrations")
-    variant.add("a1b2c3d4e503", """
+    variant.add(
+        "a1b2c3d4e503",
+        """
         ops.create_table_if_missing("scratch", sa.Column("id", sa.Integer, primary_key=True))
         op.execute("DROP TABLE scratch")
-    """, name="scratch_in_and_out")
+    """,
+        name="scratch_in_and_out",
+    )
 
     result = run_migrate(env=operator_env(db_url, tmp_path, **variant.env()))
 
@@ -112,10 +133,14 @@ def test_a_table_created_and_dropped_in_one_migration_loses_nothing_and_passes(d
 
 def test_sqlite_batch_rebuild_that_adds_a_column_is_not_refused(sqlite_url, tmp_path):
     variant = Chain(tmp_path / "migrations")
-    variant.add("a1b2c3d4e504", """
+    variant.add(
+        "a1b2c3d4e504",
+        """
         with op.batch_alter_table("user", recreate="always") as batch:
             batch.add_column(sa.Column("nickname", sa.String(64), nullable=True))
-    """, name="batch_add_nickname")
+    """,
+        name="batch_add_nickname",
+    )
     result = run_migrate(env=operator_env(sqlite_url, tmp_path))
     assert result.code == 0, result.out
     add_users(sqlite_url, "u1", "u2", "u3")
@@ -140,13 +165,21 @@ def _create_sql(url) -> str:
 
 def test_sqlite_batch_rebuild_that_drops_a_column_is_refused(sqlite_url, tmp_path):
     variant = Chain(tmp_path / "migrations")
-    variant.add(ADD, """
+    variant.add(
+        ADD,
+        """
         ops.add_column_if_missing("user", sa.Column("legacy_note", sa.Text, nullable=True))
-    """, name="add_legacy_note")
-    path = variant.add("a1b2c3d4e505", """
+    """,
+        name="add_legacy_note",
+    )
+    path = variant.add(
+        "a1b2c3d4e505",
+        """
         with op.batch_alter_table("user", recreate="always") as batch:
             batch.drop_column("legacy_note")
-    """, name="batch_drop_legacy_note")
+    """,
+        name="batch_drop_legacy_note",
+    )
     _upgrade_to_add(sqlite_url, tmp_path, variant)
 
     result = run_migrate(env=operator_env(sqlite_url, tmp_path, **variant.env()))
@@ -176,9 +209,13 @@ def test_dropping_an_all_null_column_passes_with_the_defaults(db_url, tmp_path, 
 
 def test_dropping_an_empty_table_passes_with_the_defaults(db_url, tmp_path):
     variant = Chain(tmp_path / "migrations")
-    variant.add("a1b2c3d4e502", """
+    variant.add(
+        "a1b2c3d4e502",
+        """
         ops.create_table_if_missing("scratch", sa.Column("id", sa.Integer, primary_key=True))
-    """, name="add_scratch")
+    """,
+        name="add_scratch",
+    )
     variant.add("a1b2c3d4e503", 'op.drop_table("scratch")', name="drop_scratch")
     assert run_migrate("upgrade", "a1b2c3d4e502", env=operator_env(db_url, tmp_path, **variant.env())).code == 0
 
@@ -192,10 +229,14 @@ def test_dropping_an_empty_table_passes_with_the_defaults(db_url, tmp_path):
 def _two_drops(tmp_path) -> Chain:
     """ADD adds user.legacy_note and user.legacy_tag; DROP drops the note; DROP2 drops the tag."""
     variant = Chain(tmp_path / "migrations")
-    variant.add(ADD, """
+    variant.add(
+        ADD,
+        """
         ops.add_column_if_missing("user", sa.Column("legacy_note", sa.Text, nullable=True))
         ops.add_column_if_missing("user", sa.Column("legacy_tag", sa.Text, nullable=True))
-    """, name="add_legacy_columns")
+    """,
+        name="add_legacy_columns",
+    )
     variant.path_drop = variant.add(DROP, 'op.drop_column("user", "legacy_note")', name="drop_legacy_note")
     variant.path_drop2 = variant.add("a1b2c3d4e506", 'op.drop_column("user", "legacy_tag")', name="drop_legacy_tag")
     return variant
@@ -204,7 +245,7 @@ def _two_drops(tmp_path) -> Chain:
 def test_the_allow_list_lets_exactly_that_revision_through_and_still_refuses_another(db_url, tmp_path):
     variant = _two_drops(tmp_path)
     _upgrade_to_add(db_url, tmp_path, variant)
-    query(db_url, 'UPDATE "user" SET legacy_tag = \'t\'')
+    query(db_url, "UPDATE \"user\" SET legacy_tag = 't'")
 
     result = run_migrate(env=operator_env(db_url, tmp_path, ALLOW_DESTRUCTIVE=DROP, **variant.env()))
 
@@ -215,8 +256,7 @@ def test_the_allow_list_lets_exactly_that_revision_through_and_still_refuses_ano
     assert versions(db_url) == [DROP]
     assert "legacy_note" not in columns(db_url, "user") and "legacy_tag" in columns(db_url, "user")
 
-    result = run_migrate(env=operator_env(db_url, tmp_path, ALLOW_DESTRUCTIVE=f"{DROP},a1b2c3d4e506",
-                                          **variant.env()))
+    result = run_migrate(env=operator_env(db_url, tmp_path, ALLOW_DESTRUCTIVE=f"{DROP},a1b2c3d4e506", **variant.env()))
 
     assert result.code == 0, result.out
     assert versions(db_url) == ["a1b2c3d4e506"] and "legacy_tag" not in columns(db_url, "user")
@@ -224,8 +264,9 @@ def test_the_allow_list_lets_exactly_that_revision_through_and_still_refuses_ano
 
 
 def test_an_unknown_revision_in_the_allow_list_is_exit_2_naming_it(sqlite_url, tmp_path, drop_variant):
-    result = run_migrate(env=operator_env(sqlite_url, tmp_path, ALLOW_DESTRUCTIVE=f"{DROP},f00dfeed",
-                                          **drop_variant.env()))
+    result = run_migrate(
+        env=operator_env(sqlite_url, tmp_path, ALLOW_DESTRUCTIVE=f"{DROP},f00dfeed", **drop_variant.env())
+    )
 
     assert result.code == 2, result.out
     assert "ALLOW_DESTRUCTIVE names f00dfeed, which is not a revision of the scripts" in result.out, result.out
@@ -234,7 +275,9 @@ def test_an_unknown_revision_in_the_allow_list_is_exit_2_naming_it(sqlite_url, t
 
 def test_a_revision_whose_module_declares_itself_reviewed_passes(db_url, tmp_path, drop_variant):
     text = drop_variant.path_drop.read_text()
-    drop_variant.path_drop.write_text(text.replace("depends_on = None\n", "depends_on = None\nallow_destructive = True\n"))
+    drop_variant.path_drop.write_text(
+        text.replace("depends_on = None\n", "depends_on = None\nallow_destructive = True\n")
+    )
     _upgrade_to_add(db_url, tmp_path, drop_variant)
 
     result = run_migrate(env=operator_env(db_url, tmp_path, **drop_variant.env()))
@@ -270,7 +313,9 @@ def test_plan_and_run_give_the_same_verdict(db_url, tmp_path, drop_variant, note
 # chat.chat TEXT -> JSON on a table created four revisions earlier, mlflow's
 # runs.status VARCHAR(20) -> VARCHAR(9), optuna's drop of two columns of empty tables.
 REAL_SHAPES = [
-    ("c0ffee000001", """
+    (
+        "c0ffee000001",
+        """
         op.create_table("chat_log", sa.Column("id", sa.Integer, primary_key=True), sa.Column("chat", sa.Text))
         op.create_table("exp_runs", sa.Column("id", sa.Integer, primary_key=True),
                         sa.Column("status", sa.String(20)))
@@ -278,22 +323,29 @@ REAL_SHAPES = [
                         sa.Column("param_name", sa.String(50)), sa.Column("old_value", sa.Text))
         op.create_table("trial_values", sa.Column("id", sa.Integer, primary_key=True),
                         sa.Column("value", sa.Float), sa.Column("old_step", sa.Integer))
-    """),
+    """,
+    ),
     ("c0ffee000002", 'op.add_column("chat_log", sa.Column("title", sa.Text))'),
     ("c0ffee000003", 'op.create_index("ix_exp_runs_status", "exp_runs", ["status"])'),
     ("c0ffee000004", 'op.add_column("trial_params", sa.Column("distribution", sa.Text))'),
-    ("c0ffee000005", """
+    (
+        "c0ffee000005",
+        """
         with op.batch_alter_table("chat_log") as batch:
             batch.alter_column("chat", type_=sa.JSON, existing_type=sa.Text, postgresql_using="chat::json")
         with op.batch_alter_table("exp_runs") as batch:
             batch.alter_column("status", type_=sa.String(9), existing_type=sa.String(20))
-    """),
-    ("c0ffee000006", """
+    """,
+    ),
+    (
+        "c0ffee000006",
+        """
         with op.batch_alter_table("trial_params") as batch:
             batch.drop_column("old_value")
         with op.batch_alter_table("trial_values") as batch:
             batch.drop_column("old_step")
-    """),
+    """,
+    ),
 ]
 
 

@@ -35,9 +35,9 @@ def test_empty_database_initial_creates_that_metadata_then_replays_the_chain(sql
     package.mkdir()
     (package / "__init__.py").write_text(
         "import sqlalchemy as sa\nmetadata = sa.MetaData()\n"
-        "sa.Table('legacy_settings', metadata, sa.Column('key', sa.String(50), primary_key=True))\n")
-    env = operator_env(sqlite_url, tmp_path, EMPTY_DATABASE="initial:initial_pkg:metadata",
-                       PYTHONPATH=str(tmp_path))
+        "sa.Table('legacy_settings', metadata, sa.Column('key', sa.String(50), primary_key=True))\n"
+    )
+    env = operator_env(sqlite_url, tmp_path, EMPTY_DATABASE="initial:initial_pkg:metadata", PYTHONPATH=str(tmp_path))
 
     result = run_migrate(env=env)
 
@@ -56,14 +56,12 @@ def test_empty_database_settings_that_cannot_work_are_refused_with_exit_2(sqlite
         assert "EMPTY_DATABASE=" in summary_line(result.out), result.out
     chain = tmp_path / "chain"
     chain.mkdir()
-    no_models = run_migrate(env=operator_env(sqlite_url, tmp_path, EMPTY_DATABASE="models",
-                                             MIGRATIONS_DIR=str(chain)))
+    no_models = run_migrate(env=operator_env(sqlite_url, tmp_path, EMPTY_DATABASE="models", MIGRATIONS_DIR=str(chain)))
     assert no_models.code == 2 and "MODELS is not set" in summary_line(no_models.out), no_models.out
     assert not Path(sqlite_url.split("///", 1)[1]).exists()
 
 
-def test_tables_without_a_version_row_are_named_with_the_ways_to_adopt_them_and_models_does_not_apply(
-        db_url, tmp_path):
+def test_tables_without_a_version_row_are_named_with_the_ways_to_adopt_them_and_models_does_not_apply(db_url, tmp_path):
     _made_by_create_all(db_url, tmp_path)
 
     result = run_migrate(env=operator_env(db_url, tmp_path, EMPTY_DATABASE="models"))
@@ -90,7 +88,7 @@ def test_baseline_on_migrate_stamps_the_revision_under_the_lock_then_applies_wha
     assert f"then: Database is at its target {TARGET}; nothing to do" in line, line
     assert "Acquired the " in result.out.split("stamping")[0], result.out  # under the lock
     assert versions(db_url) == [TARGET]
-    assert query(db_url, "SELECT name FROM \"user\"") == [("Ann",)]
+    assert query(db_url, 'SELECT name FROM "user"') == [("Ann",)]
     unknown = run_migrate(env=operator_env(db_url, tmp_path, BASELINE_ON_MIGRATE="nope"))
     assert unknown.code == 0, unknown.out  # versioned now: the setting no longer applies
 

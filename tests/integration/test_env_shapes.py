@@ -78,29 +78,35 @@ def downgrade() -> None:
 
 def write_revision(folder: Path, revision: str, down: str | None, body: str) -> Path:
     path = folder / f"{revision}.py"
-    path.write_text(_REVISION.format(name=f"test {revision}", revision=revision, down=down,
-                                     body=textwrap.indent(textwrap.dedent(body).strip("\n"), "    ")))
+    path.write_text(
+        _REVISION.format(
+            name=f"test {revision}",
+            revision=revision,
+            down=down,
+            body=textwrap.indent(textwrap.dedent(body).strip("\n"), "    "),
+        )
+    )
     return path
 
 
-_ITEMS = '''
+_ITEMS = """
 op.create_table("item", sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(40)),
                 sa.Column("note", sa.String(40)))
 op.execute("INSERT INTO item (id, name, note) VALUES (1, 'kept', 'a note')")
-'''
+"""
 
 #: jupyterhub 651f5419b74d's shape: it asks the migration's engine what exists.
-_INSPECTS_ENGINE = '''
+_INSPECTS_ENGINE = """
 tables = sa.inspect(op.get_bind().engine).get_table_names()
 if "item" not in tables:
     raise RuntimeError(f"item is not there: {tables}")
 op.add_column("item", sa.Column("added", sa.Integer))
-'''
+"""
 
-_DROPS_NOTE = '''
+_DROPS_NOTE = """
 with op.batch_alter_table("item") as batch:
     batch.drop_column("note")
-'''
+"""
 
 
 def empty_database(url: str) -> None:
@@ -176,14 +182,19 @@ def test_a_migration_inspecting_through_its_engine_runs_and_plan_agrees(db_url, 
 def test_a_migration_writing_through_its_engine_writes_in_its_own_transaction(sqlite_url, tmp_path):
     """engine.begin() inside a migration is the migration's transaction: a failure later undoes it too."""
     folder = generic_project(tmp_path)
-    write_revision(folder / "versions", "h3", "h2", '''
+    write_revision(
+        folder / "versions",
+        "h3",
+        "h2",
+        """
         with op.get_bind().engine.begin() as connection:
             connection.execute(sa.text("INSERT INTO item (id, name) VALUES (2, 'through the engine')"))
             assert "item" in sa.inspect(connection).get_table_names()
         with op.get_bind().engine.connect() as connection:
             assert connection.execute(sa.text("SELECT count(*) FROM item")).scalar() == 2
         raise RuntimeError("h3 fails after writing")
-    ''')
+    """,
+    )
     env = operator_env(sqlite_url, tmp_path, MIGRATIONS_DIR=folder, MIGRATION_TIMEOUT=30)
 
     result = run_migrate(env=env)
@@ -212,7 +223,7 @@ def async_url(request: pytest.FixtureRequest) -> str:
     """The app's own async URL for a brand-new database."""
     scheme = request.param
     plain = request.getfixturevalue("sqlite_url" if scheme.startswith("sqlite") else "pg_url")
-    return scheme + plain[plain.index("://"):]
+    return scheme + plain[plain.index("://") :]
 
 
 def plain_url(url: str) -> str:
@@ -243,7 +254,7 @@ def test_the_async_template_runs_with_aiomysql_on_mariadb(mysql_url, tmp_path):
     """MySQL/MariaDB commit DDL at once, so only the run itself is compared here; the guard and stops
     there are the sync driver's (test_mysql_safety.py), which is what migrate-init's own connection uses."""
     folder = async_project(tmp_path)
-    url = "mysql+aiomysql" + mysql_url[mysql_url.index("://"):]
+    url = "mysql+aiomysql" + mysql_url[mysql_url.index("://") :]
     env = operator_env(url, tmp_path, MIGRATIONS_DIR=folder, MIGRATION_TIMEOUT=30)
 
     first = run_migrate(env=env)
@@ -278,8 +289,16 @@ def test_sigterm_mid_migration_rolls_back_in_the_async_template(async_url, tmp_p
     write_revision(folder / "versions", "slow", "a2", BODIES["slow"])
     marker = tmp_path / "marker"
     db = plain_url(async_url)
-    runner = Runner(migrate_env(async_url, MIGRATIONS_DIR=folder, ROBUST_MARKER=marker, ROBUST_SLOW_SECONDS=60,
-                                SEED_DIR=tmp_path / "no-seeds"), tmp_path / "slow.log")
+    runner = Runner(
+        migrate_env(
+            async_url,
+            MIGRATIONS_DIR=folder,
+            ROBUST_MARKER=marker,
+            ROBUST_SLOW_SECONDS=60,
+            SEED_DIR=tmp_path / "no-seeds",
+        ),
+        tmp_path / "slow.log",
+    )
     wait_until(lambda: marker.exists() and marker.read_text() == "slow", 60, "the run to be inside slow", runner)
 
     runner.signal(signal.SIGTERM)
@@ -294,16 +313,17 @@ def test_sigterm_mid_migration_rolls_back_in_the_async_template(async_url, tmp_p
 # -- version_locations ------------------------------------------------------------------
 
 
-def test_version_locations_with_here_are_honoured_and_a_revision_added_to_the_second_is_applied(
-        sqlite_url, tmp_path):
+def test_version_locations_with_here_are_honoured_and_a_revision_added_to_the_second_is_applied(sqlite_url, tmp_path):
     folder = tmp_path / "app"
     shutil.copytree(CONNECT_ENV, folder)
     shutil.rmtree(folder / "versions")
     (folder / "base_versions").mkdir()
     (folder / "more_versions").mkdir()
-    ini = (CONNECT_ENV / "alembic.ini").read_text().replace(
-        "[alembic]\n",
-        "[alembic]\nversion_locations = %(here)s/base_versions %(here)s/more_versions\n", 1)
+    ini = (
+        (CONNECT_ENV / "alembic.ini")
+        .read_text()
+        .replace("[alembic]\n", "[alembic]\nversion_locations = %(here)s/base_versions %(here)s/more_versions\n", 1)
+    )
     (folder / "alembic.ini").write_text(ini)
     write_revision(folder / "base_versions", "v1", None, _ITEMS)
     write_revision(folder / "more_versions", "v2", "v1", _INSPECTS_ENGINE)
@@ -326,8 +346,11 @@ def test_lint_reads_the_scripts_of_every_version_location(tmp_path):
     folder = tmp_path / "app"
     shutil.copytree(CONNECT_ENV, folder)
     (folder / "more_versions").mkdir()
-    (folder / "alembic.ini").write_text((CONNECT_ENV / "alembic.ini").read_text().replace(
-        "[alembic]\n", "[alembic]\nversion_locations = %(here)s/versions %(here)s/more_versions\n", 1))
+    (folder / "alembic.ini").write_text(
+        (CONNECT_ENV / "alembic.ini")
+        .read_text()
+        .replace("[alembic]\n", "[alembic]\nversion_locations = %(here)s/versions %(here)s/more_versions\n", 1)
+    )
     write_revision(folder / "versions", "v1", None, _ITEMS)
     dropping = write_revision(folder / "more_versions", "v2", "v1", _DROPS_NOTE)
 
@@ -362,10 +385,12 @@ def test_an_async_driver_migrate_init_does_not_know_is_exit_2_naming_it(sqlite_u
     (site / "fakeasync-1.0.dist-info").mkdir(parents=True)
     (site / "fakeasync-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeasync\nVersion: 1.0\n")
     (site / "fakeasync-1.0.dist-info" / "entry_points.txt").write_text(
-        "[sqlalchemy.dialects]\nsqlite.fakeasync = fakeasync:Dialect\n")
+        "[sqlalchemy.dialects]\nsqlite.fakeasync = fakeasync:Dialect\n"
+    )
     (site / "fakeasync.py").write_text(
         "from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite\n\n\n"
-        "class Dialect(SQLiteDialect_aiosqlite):\n    driver = 'fakeasync'\n")
+        "class Dialect(SQLiteDialect_aiosqlite):\n    driver = 'fakeasync'\n"
+    )
     folder = async_project(tmp_path)
     url = sqlite_url.replace("sqlite://", "sqlite+fakeasync://", 1)
 
@@ -383,10 +408,14 @@ def configure_with(folder: Path, option: str) -> None:
     """env.py passes ``option`` to both configure() calls, offline and online, as users write it."""
     env_py = folder / "env.py"
     text = env_py.read_text()
-    text = text.replace("target_metadata=target_metadata,\n        literal_binds=True,",
-                        f"target_metadata=target_metadata,\n        {option},\n        literal_binds=True,")
-    text = text.replace("connection=connection, target_metadata=target_metadata\n",
-                        f"connection=connection, target_metadata=target_metadata, {option}\n")
+    text = text.replace(
+        "target_metadata=target_metadata,\n        literal_binds=True,",
+        f"target_metadata=target_metadata,\n        {option},\n        literal_binds=True,",
+    )
+    text = text.replace(
+        "connection=connection, target_metadata=target_metadata\n",
+        f"connection=connection, target_metadata=target_metadata, {option}\n",
+    )
     assert text.count(option) == 2
     env_py.write_text(text)
 

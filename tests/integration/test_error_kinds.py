@@ -76,8 +76,9 @@ def test_a_wrong_password_is_access_and_its_line_is_libpqs_fatal_line(pg_url, ro
 
 
 def test_a_wrong_password_through_sqlalchemy_is_access_too(pg_url, role):
-    engine = sqlalchemy.create_engine(url_as(pg_url, role, "wrong-" + PASSWORD).replace(
-        "postgresql://", "postgresql+psycopg2://", 1))
+    engine = sqlalchemy.create_engine(
+        url_as(pg_url, role, "wrong-" + PASSWORD).replace("postgresql://", "postgresql+psycopg2://", 1)
+    )
 
     exc = raised(engine.connect)
 
@@ -206,6 +207,7 @@ def test_a_terminated_session_is_unreachable(pg_server, pg_url):
 
 # --- MySQL/MariaDB: the same reading of PyMySQL's errors, on the real MariaDB server ---------------
 
+
 def my_url_as(mysql_url: str, user: str, password: str, database: str | None = None) -> str:
     url = make_url(mysql_url).set(username=user, password=password)
     if database is not None:
@@ -300,8 +302,9 @@ def test_mysql_a_lock_wait_timeout_is_lock_not_available(mysql_url):
 
 
 #: A statement that runs for minutes unless it is stopped (MariaDB ends a stopped SLEEP() early without an error).
-MY_LONG_QUERY = ("SELECT COUNT(*) FROM information_schema.COLUMNS a, information_schema.COLUMNS b, "
-                 "information_schema.COLUMNS c")
+MY_LONG_QUERY = (
+    "SELECT COUNT(*) FROM information_schema.COLUMNS a, information_schema.COLUMNS b, information_schema.COLUMNS c"
+)
 
 
 def test_mysql_a_statement_timeout_is_query_canceled(mysql_url):
@@ -356,6 +359,7 @@ def test_mysql_a_refused_port_is_unreachable():
 
 
 # --- what migrate.py's wait for the database makes of them, on MariaDB ---------------------------
+
 
 class _Starting:
     """A port that accepts each connection and drops it before the server's greeting, as a

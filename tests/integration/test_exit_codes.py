@@ -39,10 +39,17 @@ def timed_migrate(*args: str, env: dict) -> tuple[Result, float]:
 
 # -- 3: unreachable within DB_WAIT_TIMEOUT --------------------------------------------------
 
-@pytest.mark.parametrize(("scheme", "host"), [
-    ("postgresql", "127.0.0.1:{port}"), ("postgresql", "nonexistent.invalid"),
-    ("mysql", "127.0.0.1:{port}"), ("mariadb", "nonexistent.invalid"),
-], ids=["connection-refused", "dns-failure", "mysql-connection-refused", "mariadb-dns-failure"])
+
+@pytest.mark.parametrize(
+    ("scheme", "host"),
+    [
+        ("postgresql", "127.0.0.1:{port}"),
+        ("postgresql", "nonexistent.invalid"),
+        ("mysql", "127.0.0.1:{port}"),
+        ("mariadb", "nonexistent.invalid"),
+    ],
+    ids=["connection-refused", "dns-failure", "mysql-connection-refused", "mariadb-dns-failure"],
+)
 def test_unreachable_database_exits_3_after_db_wait_timeout(scheme, host):
     url = f"{scheme}://app:secret@{host.format(port=free_port())}/app"
 
@@ -58,6 +65,7 @@ def test_unreachable_database_exits_3_after_db_wait_timeout(scheme, host):
 
 # -- 4: read-only SQLite folder or file, never retried ---------------------------------------
 # migrate.py runs as an ordinary user (run_unprivileged), since root ignores file modes.
+
 
 def test_read_only_sqlite_folder_exits_4_and_creates_nothing(shared_tmp):
     folder = shared_tmp / "readonly"
@@ -108,9 +116,9 @@ def test_read_only_sqlite_file_exits_4_and_is_left_unchanged(shared_tmp):
 
 # -- 7: verification fails ----------------------------------------------------------------
 
+
 def test_auto_migration_off_on_an_empty_database_exits_7_and_migrates_nothing(any_url):
-    result = run_migrate(env={"DATABASE_URL": any_url, "ENABLE_AUTO_MIGRATION": "false",
-                              "DB_WAIT_TIMEOUT": "5"})
+    result = run_migrate(env={"DATABASE_URL": any_url, "ENABLE_AUTO_MIGRATION": "false", "DB_WAIT_TIMEOUT": "5"})
 
     assert result.code == 7, result.out
     assert "missing tables" in summary_line(result.out)
@@ -153,7 +161,7 @@ SLOW_STATEMENT = {
     "postgresql": 'op.execute("SELECT pg_sleep(60)")',
     "mysql": 'op.execute("SELECT SLEEP(60)")',
     "sqlite": 'op.execute("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c '
-              'WHERE x < 100000000000) SELECT count(*) FROM c")',
+    'WHERE x < 100000000000) SELECT count(*) FROM c")',
 }
 
 
@@ -162,14 +170,18 @@ def test_migration_timeout_cancels_and_rolls_back_the_running_migration(any_url,
     migration created before it stays committed: the revision is recorded as interrupted."""
     engine = engine_of(any_url)
     migrations = Chain(tmp_path / "core_slow_migrations")
-    migrations.add(SLOW_REVISION, CREATE_SLOW_TABLE + SLOW_STATEMENT[engine], down=TARGET,
-                   name="slow_migration")
+    migrations.add(SLOW_REVISION, CREATE_SLOW_TABLE + SLOW_STATEMENT[engine], down=TARGET, name="slow_migration")
     built = run_migrate(env={"DATABASE_URL": any_url})
     assert built.code == 0, built.out
 
-    result, elapsed = timed_migrate(env={
-        "DATABASE_URL": any_url, "MIGRATIONS_DIR": migrations.path, "MODELS": "models:Base",
-        "MIGRATION_TIMEOUT": "1"})
+    result, elapsed = timed_migrate(
+        env={
+            "DATABASE_URL": any_url,
+            "MIGRATIONS_DIR": migrations.path,
+            "MODELS": "models:Base",
+            "MIGRATION_TIMEOUT": "1",
+        }
+    )
 
     assert result.code == 10, result.out
     assert "MIGRATION_TIMEOUT=1s" in summary_line(result.out)
@@ -182,8 +194,11 @@ def test_migration_timeout_cancels_and_rolls_back_the_running_migration(any_url,
         # KILL QUERY stopped the statement: it does not sleep on after the process left
         # (nor hold its session, and with it the GET_LOCK lock, until the server notices).
         deadline = time.monotonic() + 2
-        while my_query(any_url, "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-                                "WHERE INFO LIKE '%SLEEP(60)%' AND ID <> CONNECTION_ID()") != [(0,)]:
+        while my_query(
+            any_url,
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+            "WHERE INFO LIKE '%SLEEP(60)%' AND ID <> CONNECTION_ID()",
+        ) != [(0,)]:
             assert time.monotonic() < deadline, "SLEEP(60) is still running on the server: no KILL QUERY"
             time.sleep(0.1)
         return
@@ -191,7 +206,9 @@ def test_migration_timeout_cancels_and_rolls_back_the_running_migration(any_url,
     if engine == "postgresql":
         # The server stopped the statement; it does not sleep on after the process left.
         deadline = time.monotonic() + 5
-        while query(any_url, "SELECT count(*) FROM pg_stat_activity "
-                            "WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()") != [(0,)]:
+        while query(
+            any_url,
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()",
+        ) != [(0,)]:
             assert time.monotonic() < deadline, "pg_sleep is still running on the server"
             time.sleep(0.1)

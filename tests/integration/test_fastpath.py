@@ -80,9 +80,15 @@ def data_dir(copy: Chain) -> Path:
 
 
 def env_for(url: str, copy: Chain, **extra: object) -> dict[str, str]:
-    return {"DATABASE_URL": url, "DB_WAIT_TIMEOUT": "5", "MIGRATIONS_DIR": str(copy.path),
-            "MODELS": "models:Base", "LOG_LEVEL": "DEBUG", "DATA_DIR": str(data_dir(copy)),
-            **{k: str(v) for k, v in extra.items()}}
+    return {
+        "DATABASE_URL": url,
+        "DB_WAIT_TIMEOUT": "5",
+        "MIGRATIONS_DIR": str(copy.path),
+        "MODELS": "models:Base",
+        "LOG_LEVEL": "DEBUG",
+        "DATA_DIR": str(data_dir(copy)),
+        **{k: str(v) for k, v in extra.items()},
+    }
 
 
 def traced_run(url: str, copy: Chain, *args: str, **extra: object) -> Result:
@@ -98,14 +104,15 @@ def imported(out: str) -> set[str]:
 
 def log_lines(out: str) -> list[str]:
     """The log lines, without -X importtime's and without DEBUG ones."""
-    return [line for line in out.splitlines()
-            if line.startswith(("INFO", "WARN", "ERROR")) and "import time:" not in line]
+    return [
+        line for line in out.splitlines() if line.startswith(("INFO", "WARN", "ERROR")) and "import time:" not in line
+    ]
 
 
 def verdict(out: str) -> str:
     """The summary line without its timestamp: 'OK (exit 0): ...' or 'FAILED (exit N): ...'."""
     line = summary_line(out)
-    return line[line.index("] ") + 2:]
+    return line[line.index("] ") + 2 :]
 
 
 def path_lines(out: str) -> list[str]:
@@ -165,6 +172,7 @@ def forget_manifests(url: str, copy: Chain) -> None:
 
 # -- the fast path is taken, and says what the full path says -------------------
 
+
 def test_a_run_at_target_answers_without_importing_sqlalchemy_or_alembic(any_url, migrations, tmp_path):
     at_target(any_url, migrations)
     query(any_url, "INSERT INTO \"user\" (id, name) VALUES ('u1', 'Ada'), ('u2', 'Bo')")
@@ -183,14 +191,13 @@ def test_a_run_at_target_answers_without_importing_sqlalchemy_or_alembic(any_url
     assert versions(any_url) == [TARGET]
 
 
-def test_a_run_with_nothing_to_do_reports_a_large_table_by_estimate_and_verify_counts_it(
-        any_url, migrations, tmp_path):
+def test_a_run_with_nothing_to_do_reports_a_large_table_by_estimate_and_verify_counts_it(any_url, migrations, tmp_path):
     # Issue 27: a COUNT(*) grows with the table; a no-op takes the engine's own figure above 10,000 rows.
     at_target(any_url, migrations)
     insert_many(any_url, "user", [{"id": f"u{n}", "name": f"user {n}"} for n in range(12_000)])
     query(any_url, "INSERT INTO chat (id, user_id, title) VALUES ('c1', 'u1', 'hello')")
     if not is_sqlite(any_url):
-        query(any_url, 'ANALYZE TABLE user' if is_mysql(any_url) else 'ANALYZE "user"')
+        query(any_url, "ANALYZE TABLE user" if is_mysql(any_url) else 'ANALYZE "user"')
     report_file = tmp_path / "report.json"
 
     result = traced_run(any_url, migrations, REPORT_FILE=report_file)
@@ -240,13 +247,15 @@ def test_verify_at_target_takes_the_fast_path(any_url, migrations):
     assert result.code == 0, result.out
     assert_fast(result)
     assert summary_line(result.out).endswith(
-        f"OK (exit 0): Every table and column of MODELS exists (revision {TARGET}).")
+        f"OK (exit 0): Every table and column of MODELS exists (revision {TARGET})."
+    )
     assert_as_the_full_path(result, any_url, migrations, "verify")
 
 
 @pytest.mark.parametrize("verb", ["wait", "verify", "current"])
 def test_a_read_only_verb_on_a_missing_sqlite_file_is_exit_3_creates_nothing_and_stays_light(
-        sqlite_url, migrations, verb):
+    sqlite_url, migrations, verb
+):
     database = sqlite_path(sqlite_url)
 
     result = traced_run(sqlite_url, migrations, verb)
@@ -323,8 +332,10 @@ def test_a_mariadb_password_with_special_characters_works_and_never_shows(mysql_
         encoded = url.split("@")[0].split(":")[-1]
         for secret in (password, encoded, "p@ss", "w%rd"):
             assert secret not in result.out and secret not in written, secret
-        assert json.loads(written)["database"] == f"mysql://{name}:***@{make_url(url).host}:" \
-                                                  f"{make_url(url).port}/{database}"
+        assert (
+            json.loads(written)["database"] == f"mysql://{name}:***@{make_url(url).host}:"
+            f"{make_url(url).port}/{database}"
+        )
     finally:
         mysql_server.drop_database(database)
         mysql_server.drop_user(name)
@@ -355,6 +366,7 @@ def test_an_unknown_migration_target_at_the_heads_is_answered_by_the_fast_path(d
 
 
 # -- the same reads, the same verdict: answered from the manifest, as FAST_PATH=false does --
+
 
 def test_a_missing_column_at_the_heads_is_exit_7_without_loading_anything(any_url, migrations):
     at_target(any_url, migrations)
@@ -391,8 +403,7 @@ def test_repair_missing_columns_at_the_heads_loads_the_models_and_adds_the_colum
 
     assert result.code == 0, result.out
     assert_slow(result, "Fast path not taken: ")
-    assert "added 1 missing column(s) as nullable (REPAIR_MISSING_COLUMNS=true): user.phone" in \
-        summary_line(result.out)
+    assert "added 1 missing column(s) as nullable (REPAIR_MISSING_COLUMNS=true): user.phone" in summary_line(result.out)
     assert "phone" in schema(db_url)["user"]
     assert versions(db_url) == [TARGET]
 
@@ -430,10 +441,10 @@ def test_an_unknown_revision_with_a_column_missing_is_exit_6_without_loading_any
 
 # -- a stale manifest: the scripts or models changed, so they are loaded ----------
 
+
 def test_an_added_migration_makes_the_manifest_stale_and_gets_applied(db_url, migrations):
     at_target(db_url, migrations)
-    migrations.add(NEW_REVISION, 'ops.add_column_if_missing("user", sa.Column("nickname", sa.Text))',
-                   down=TARGET)
+    migrations.add(NEW_REVISION, 'ops.add_column_if_missing("user", sa.Column("nickname", sa.Text))', down=TARGET)
 
     result = traced_run(db_url, migrations)
 
@@ -445,8 +456,7 @@ def test_an_added_migration_makes_the_manifest_stale_and_gets_applied(db_url, mi
     again = traced_run(db_url, migrations)
     assert again.code == 0, again.out
     assert_fast(again)
-    assert summary_line(again.out).endswith(
-        f"OK (exit 0): Database is at its target {NEW_REVISION}; nothing to do.")
+    assert summary_line(again.out).endswith(f"OK (exit 0): Database is at its target {NEW_REVISION}; nothing to do.")
 
 
 def test_an_edited_migration_makes_the_manifest_stale(db_url, migrations):
@@ -468,7 +478,9 @@ def test_a_no_op_records_a_stat_key_and_an_edit_that_keeps_size_and_mtime_is_sti
     first = traced_run(sqlite_url, migrations)
     assert first.code == 0, first.out
     assert_fast(first)
-    keyed = [p for p in cached_manifests(sqlite_path(sqlite_url).parent) if marshal.loads(p.read_bytes()).get("stat_key")]
+    keyed = [
+        p for p in cached_manifests(sqlite_path(sqlite_url).parent) if marshal.loads(p.read_bytes()).get("stat_key")
+    ]
     assert keyed, "the no-op did not record the stat key in its cache"
     second = traced_run(sqlite_url, migrations)
     assert second.code == 0, second.out
@@ -476,7 +488,7 @@ def test_a_no_op_records_a_stat_key_and_an_edit_that_keeps_size_and_mtime_is_sti
 
     models = migrations.path / "models.py"
     text = models.read_text()
-    assert 'mapped_column(sa.String(32))  # ef6fab585ac1' in text
+    assert "mapped_column(sa.String(32))  # ef6fab585ac1" in text
     before = models.stat()
     edited = text.replace('__tablename__ = "chat"', '__tablename__ = "chit"')
     assert len(edited) == len(text) and edited != text
@@ -525,6 +537,7 @@ def test_an_edit_that_keeps_the_size_and_mtime_is_still_detected_by_the_content_
 # Issue 11: the manifest hashes every local file that loading MODELS read, not
 # only models.py: a model defined in a sibling module or inside a package.
 
+
 def _models_parts(copy: Chain) -> tuple[str, str, str, str]:
     """(the header: docstring and imports, the Base class, the User class, the other classes) of models.py."""
     text = (copy.path / "models.py").read_text()
@@ -549,16 +562,18 @@ def models_as_a_package(copy: Chain) -> Path:
     (package / "base.py").write_text(header + base)
     (package / "accounts.py").write_text(header + "from .base import Base\n\n\n" + user)
     (package / "__init__.py").write_text(
-        header + "from .base import Base\nfrom .accounts import User  # noqa: F401\n\n\n" + rest)
+        header + "from .base import Base\nfrom .accounts import User  # noqa: F401\n\n\n" + rest
+    )
     (copy.path / "models.py").unlink()  # nothing may fall back on it
     return package / "accounts.py"
 
 
-@pytest.mark.parametrize("layout, models", [(models_importing_a_sibling, "models:Base"),
-                                            (models_as_a_package, "app_models:Base")],
-                         ids=["sibling-module", "package"])
-def test_a_column_added_in_a_module_the_models_import_makes_the_manifest_stale(
-        db_url, tmp_path, layout, models):
+@pytest.mark.parametrize(
+    "layout, models",
+    [(models_importing_a_sibling, "models:Base"), (models_as_a_package, "app_models:Base")],
+    ids=["sibling-module", "package"],
+)
+def test_a_column_added_in_a_module_the_models_import_makes_the_manifest_stale(db_url, tmp_path, layout, models):
     copy = Chain(tmp_path / "split_models")
     imported_file = layout(copy)
     data = build_manifest(copy, models)
@@ -588,12 +603,15 @@ def test_a_manifest_for_other_models_is_not_used(sqlite_url, migrations):
     result = traced_run(sqlite_url, migrations, MODELS="models:Base.metadata")
 
     assert result.code == 0, result.out
-    assert_slow(result, f"the manifest {migrations.path / '.manifest.marshal'} is for MODELS=models:Base, "
-                        "not models:Base.metadata")
+    assert_slow(
+        result,
+        f"the manifest {migrations.path / '.manifest.marshal'} is for MODELS=models:Base, not models:Base.metadata",
+    )
     assert summary_line(result.out).endswith(AT_TARGET)
 
 
 # -- the database is not at the heads: the real lock, then the scripts are loaded ---
+
 
 def assert_loaded_under_the_lock(result: Result, current: str) -> None:
     """The reason is logged only once the migration lock is held and the database is really behind."""
@@ -674,7 +692,8 @@ def test_a_fresh_database_in_an_existing_folder_is_migrated_by_the_runner_that_t
     assert result.code == 0, result.out
     assert_loaded_under_the_lock(result, "base (empty)")
     assert summary_line(result.out).endswith(
-        f"Upgraded base (empty) -> {TARGET}: 10 migration(s) applied (layer 1); verification passed.")
+        f"Upgraded base (empty) -> {TARGET}: 10 migration(s) applied (layer 1); verification passed."
+    )
     assert versions(db_url) == [TARGET]
 
 
@@ -692,6 +711,7 @@ def test_enable_auto_migration_false_on_a_database_behind_gets_the_full_path(db_
 
 # -- other reasons to load the scripts and models -----------------------------------
 
+
 def test_no_manifest_and_no_cache_gets_the_full_path(sqlite_url, migrations):
     at_target(sqlite_url, migrations)
     forget_manifests(sqlite_url, migrations)
@@ -708,8 +728,14 @@ def test_dependencies_to_install_get_the_full_path(sqlite_url, migrations, tmp_p
     wheelhouse = tmp_path / "wheelhouse"
     build_wheel(wheelhouse, "tinydep", "1.0")
 
-    result = traced_run(sqlite_url, migrations, EXTRA_PIP_PACKAGES="tinydep==1.0",
-                        PIP_FIND_LINKS=wheelhouse, PIP_NO_INDEX="true", DEPS_TARGET=tmp_path / "deps")
+    result = traced_run(
+        sqlite_url,
+        migrations,
+        EXTRA_PIP_PACKAGES="tinydep==1.0",
+        PIP_FIND_LINKS=wheelhouse,
+        PIP_NO_INDEX="true",
+        DEPS_TARGET=tmp_path / "deps",
+    )
 
     # The packages may be what the models import: they are installed, then the models loaded.
     assert result.code == 0, result.out
@@ -764,6 +790,7 @@ def test_fast_path_false_always_runs_the_full_sequence(sqlite_url, migrations):
 
 # -- the end of the process (issue 14) ----------------------------------------------
 
+
 def test_a_run_that_loaded_the_users_code_ends_with_the_interpreters_own_teardown(db_url, migrations, tmp_path):
     """Only a process that ran nothing but migrate-init skips the interpreter's teardown (os._exit).
 
@@ -772,8 +799,10 @@ def test_a_run_that_loaded_the_users_code_ends_with_the_interpreters_own_teardow
     """
     marker = tmp_path / "atexit-ran"
     with open(migrations.path / "env.py", "a", encoding="utf-8") as env_py:
-        env_py.write(f"\nimport atexit\natexit.register(lambda: open({str(marker)!r}, 'a').write('ran\\n'))\n"
-                     f"_left_open = open({str(tmp_path / 'unclosed')!r}, 'w')\n_left_open.write('buffered')\n")
+        env_py.write(
+            f"\nimport atexit\natexit.register(lambda: open({str(marker)!r}, 'a').write('ran\\n'))\n"
+            f"_left_open = open({str(tmp_path / 'unclosed')!r}, 'w')\n_left_open.write('buffered')\n"
+        )
     build_manifest(migrations)
 
     full = traced_run(db_url, migrations)
@@ -801,9 +830,28 @@ def test_a_sqlite_run_with_nothing_to_do_imports_only_what_it_uses(sqlite_url, m
     assert result.code == 0, result.out
     assert_fast(result)
     names = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", result.out, re.M))
-    unused = {"re", "enum", "signal", "threading", "contextlib", "logging", "json", "typing", "dataclasses",
-              "pathlib", "urllib.parse", "datetime", "sqlite3", "hashlib", "socket", "math",
-              "migrate_init.upgrade", "migrate_init.lock", "migrate_init.commands", "migrate_init.seed"}
+    unused = {
+        "re",
+        "enum",
+        "signal",
+        "threading",
+        "contextlib",
+        "logging",
+        "json",
+        "typing",
+        "dataclasses",
+        "pathlib",
+        "urllib.parse",
+        "datetime",
+        "sqlite3",
+        "hashlib",
+        "socket",
+        "math",
+        "migrate_init.upgrade",
+        "migrate_init.lock",
+        "migrate_init.commands",
+        "migrate_init.seed",
+    }
     assert not names & unused, sorted(names & unused)
 
 
@@ -827,9 +875,15 @@ def test_a_run_with_nothing_to_do_writes_every_line_before_it_ends(sqlite_url, m
 def test_a_run_with_nothing_to_do_whose_reader_left_still_exits_0(sqlite_url, migrations, closed):
     """A closed pipe is the reader's choice: the settled exit code stands (no 120 from a failed flush)."""
     at_target(sqlite_url, migrations)
-    proc = subprocess.Popen([sys.executable, str(MIGRATE)], env=child_env(env_for(sqlite_url, migrations)),
-                            cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(MIGRATE)],
+        env=child_env(env_for(sqlite_url, migrations)),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     getattr(proc, closed).close()  # the reader leaves before a line is written
     other = proc.stderr if closed == "stdout" else proc.stdout
     out = other.read()
@@ -839,6 +893,7 @@ def test_a_run_with_nothing_to_do_whose_reader_left_still_exits_0(sqlite_url, mi
 
 
 # -- the cache: a mounted migrations folder with no build step (issue 11) ------------
+
 
 def test_the_first_full_run_caches_the_manifest_and_the_second_takes_the_fast_path(db_url, tmp_path):
     copy = Chain(tmp_path / "mounted_migrations")  # no `migrate.py manifest`: nothing baked
@@ -888,6 +943,7 @@ def test_a_full_run_that_finds_the_database_at_target_caches_the_manifest_too(sq
 
 
 # -- replicas: the one migration lock, taken with the bare driver --------------------
+
 
 @contextlib.contextmanager
 def holding_the_migration_lock(url: str):
@@ -952,7 +1008,8 @@ def test_a_runner_that_waited_for_the_lock_answers_without_sqlalchemy_when_the_h
     assert_fast(Result(proc.returncode, out))
     assert summary_line(out).endswith(
         f"Database is at its target {TARGET}; nothing to do (another migrator finished while "
-        "this one waited for the lock).")
+        "this one waited for the lock)."
+    )
     assert versions(any_url) == [TARGET]
 
 
@@ -968,8 +1025,11 @@ def test_a_runner_waits_for_the_lock_in_the_session_it_reads_with(engine, reques
             if engine == "postgresql":
                 sessions = query(url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'migrate-init'")
             else:  # the sessions in this database but this query's and the holder's
-                sessions = query(url, "SELECT count(*) - 1 FROM information_schema.PROCESSLIST "
-                                      "WHERE DB = DATABASE() AND ID <> CONNECTION_ID()")
+                sessions = query(
+                    url,
+                    "SELECT count(*) - 1 FROM information_schema.PROCESSLIST "
+                    "WHERE DB = DATABASE() AND ID <> CONNECTION_ID()",
+                )
         finally:
             kill_group(proc)
             proc.communicate(timeout=60)
@@ -977,8 +1037,7 @@ def test_a_runner_waits_for_the_lock_in_the_session_it_reads_with(engine, reques
     assert versions(url) == ["ef6fab585ac1"]
 
 
-def test_a_runner_that_waited_for_the_lock_migrates_itself_when_the_holder_left_the_database_behind(
-        db_url, migrations):
+def test_a_runner_that_waited_for_the_lock_migrates_itself_when_the_holder_left_the_database_behind(db_url, migrations):
     behind(db_url, migrations)
     with holding_the_migration_lock(db_url):
         proc = start_traced(db_url, migrations)
@@ -1039,6 +1098,7 @@ def test_replicas_started_together_apply_each_migration_once(db_url, migrations)
 
 # -- the pieces ------------------------------------------------------------------
 
+
 def test_the_log_mask_finds_every_form_of_a_url_password_without_sqlalchemy():
     code = (
         "import sys; from migrate_init.url import secret_forms\n"
@@ -1069,8 +1129,7 @@ def test_the_manifest_records_the_heads_schema_the_files_read_and_a_content_hash
 
 
 def test_the_benchmark_runs_in_quick_mode():
-    result = run_python(REPO / "bench" / "bench.py", "--quick", "--only", "1", "--sqlite-only",
-                        timeout=300)
+    result = run_python(REPO / "bench" / "bench.py", "--quick", "--only", "1", "--sqlite-only", timeout=300)
 
     assert result.code == 0, result.out
     assert re.search(r"^1 .*SQLite.*(PASS|MISS)", result.out, re.M), result.out

@@ -54,7 +54,8 @@ def test_models_installed_in_site_packages_that_gain_a_column_send_the_run_down_
 
 
 def test_a_baked_folder_copied_elsewhere_is_vouched_for_by_its_own_files_and_an_edit_there_is_seen(
-        sqlite_url, tmp_path):
+    sqlite_url, tmp_path
+):
     """The manifest travels with the folder: it names the files inside it relative to it."""
     original = Chain(tmp_path / "baked")
     build_manifest(original)

@@ -78,7 +78,6 @@ LATE_SECONDS = float(os.environ.get("ROBUST_LATE_SECONDS", "20"))
 SLOW = "robust_slow"
 
 
-
 @pytest.fixture(autouse=True)
 def _no_runner_left_behind():
     """A test that fails half-way must not leave migrate.py processes running."""
@@ -97,11 +96,11 @@ def marker(tmp_path: Path) -> Path:
     return tmp_path / "marker"
 
 
-def start_slow(url: str, migrations: Path, marker: Path, log: Path, *, mode: str = "sleep",
-               **extra: object) -> Runner:
+def start_slow(url: str, migrations: Path, marker: Path, log: Path, *, mode: str = "sleep", **extra: object) -> Runner:
     """Start a run and return once it is inside robust_slow, its rows inserted, waiting."""
-    runner = Runner(migrate_env(url, migrations, ROBUST_MARKER=marker, ROBUST_SLOW_SECONDS=60,
-                                ROBUST_SLOW_MODE=mode, **extra), log)
+    runner = Runner(
+        migrate_env(url, migrations, ROBUST_MARKER=marker, ROBUST_SLOW_SECONDS=60, ROBUST_SLOW_MODE=mode, **extra), log
+    )
     wait_until(marker_says(marker, SLOW), 60, "the run to reach the middle of robust_slow", runner)
     return runner
 
@@ -112,8 +111,15 @@ def upgrade_to(url: str, revision: str, tmp_path: Path, migrations: Path | None 
     assert versions(url) == [revision]
 
 
-def run(url: str, tmp_path: Path, migrations: Path | None = None, *, name: str = "run",
-        timeout: float = 120, **extra: object) -> Runner:
+def run(
+    url: str,
+    tmp_path: Path,
+    migrations: Path | None = None,
+    *,
+    name: str = "run",
+    timeout: float = 120,
+    **extra: object,
+) -> Runner:
     runner = Runner(migrate_env(url, migrations, **extra), tmp_path / f"{name}-{uuid.uuid4().hex[:6]}.log")
     runner.wait(timeout)
     return runner
@@ -135,6 +141,7 @@ def lock_released(url: str) -> bool:
 
 # --- the lock ---------------------------------------------------------------------
 
+
 @pytest.fixture
 def lock_holder(db_url: str):
     """Hold the migration lock as another session would: yields (pid, words that name it)."""
@@ -151,11 +158,11 @@ def lock_holder(db_url: str):
         def hold():
             with pg_lock_held(db_url, application_name="robust-lock-holder") as pid:
                 yield pid, [f"backend PID {pid}", "robust-lock-holder", "127.0.0.1"]
+
     return hold
 
 
-def test_lock_held_past_lock_timeout_exits_5_names_the_holder_and_changes_nothing(
-        db_url, lock_holder, tmp_path):
+def test_lock_held_past_lock_timeout_exits_5_names_the_holder_and_changes_nothing(db_url, lock_holder, tmp_path):
     upgrade_to(db_url, "70c7b727736e", tmp_path)  # four migrations pending
     before = fingerprint(db_url)
     digest = file_hash(sqlite_path(db_url)) if is_sqlite(db_url) else None
@@ -202,8 +209,8 @@ def test_sigterm_while_waiting_for_the_lock_exits_143_at_once(db_url, lock_holde
 
 # --- killed, signalled, timed out ---------------------------------------------------
 
-def test_sigkill_mid_migration_leaves_nothing_half_applied_and_no_stale_lock(
-        db_url, slow_migrations, marker, tmp_path):
+
+def test_sigkill_mid_migration_leaves_nothing_half_applied_and_no_stale_lock(db_url, slow_migrations, marker, tmp_path):
     runner = start_slow(db_url, slow_migrations, marker, tmp_path / "killed.log")
     runner.kill()
     assert runner.proc.returncode == -signal.SIGKILL
@@ -230,13 +237,18 @@ def test_sigkill_mid_migration_leaves_nothing_half_applied_and_no_stale_lock(
     assert_at_head(db_url, [SLOW], slow_tables=(SLOW,))
 
 
-@pytest.mark.parametrize("sig, code, mode", [
-    (signal.SIGTERM, 143, "sleep"),
-    (signal.SIGINT, 130, "sleep"),
-    (signal.SIGTERM, 143, "statement"),
-], ids=["SIGTERM", "SIGINT", "SIGTERM-during-long-statement"])
+@pytest.mark.parametrize(
+    "sig, code, mode",
+    [
+        (signal.SIGTERM, 143, "sleep"),
+        (signal.SIGINT, 130, "sleep"),
+        (signal.SIGTERM, 143, "statement"),
+    ],
+    ids=["SIGTERM", "SIGINT", "SIGTERM-during-long-statement"],
+)
 def test_signal_mid_migration_rolls_back_releases_the_lock_and_exits_fast(
-        db_url, slow_migrations, marker, tmp_path, sig, code, mode):
+    db_url, slow_migrations, marker, tmp_path, sig, code, mode
+):
     """sleep: PostgreSQL is in pg_sleep(60), SQLite in Python's time.sleep after
     its DDL.  statement: SQLite runs a recursive CTE that lasts minutes; only
     the watchdog's interrupt() (PostgreSQL: cancel) ends it."""
@@ -260,11 +272,18 @@ def test_signal_mid_migration_rolls_back_releases_the_lock_and_exits_fast(
         assert integrity(db_url) == [("ok",)]
 
 
-def test_migration_timeout_cancels_the_statement_rolls_back_and_exits_10(
-        db_url, slow_migrations, marker, tmp_path):
-    runner = Runner(migrate_env(db_url, slow_migrations, ROBUST_MARKER=marker, ROBUST_SLOW_SECONDS=600,
-                                ROBUST_SLOW_MODE="statement", MIGRATION_TIMEOUT=2),
-                    tmp_path / "timeout.log")
+def test_migration_timeout_cancels_the_statement_rolls_back_and_exits_10(db_url, slow_migrations, marker, tmp_path):
+    runner = Runner(
+        migrate_env(
+            db_url,
+            slow_migrations,
+            ROBUST_MARKER=marker,
+            ROBUST_SLOW_SECONDS=600,
+            ROBUST_SLOW_MODE="statement",
+            MIGRATION_TIMEOUT=2,
+        ),
+        tmp_path / "timeout.log",
+    )
     code = runner.wait(60)  # a statement that was not cancelled would run for 10 minutes
 
     assert code == 10, runner.out
@@ -280,34 +299,37 @@ def test_migration_timeout_cancels_the_statement_rolls_back_and_exits_10(
 
 # --- DDL lock timeout (PostgreSQL) ------------------------------------------------
 
+
 @pytest.fixture
 def alter_user(pg_url, tmp_path):
     """A database at merge_heads_final, with scripts whose next revision ALTERs "user",
     and an application session in an open transaction that has read and updated "user"."""
     migrations = build_chain(tmp_path / "alter_migrations", ("robust_alter_user", "alter_user"))
     upgrade_to(pg_url, TARGET, tmp_path, migrations)
-    pg_query(pg_url, 'INSERT INTO "user" (id, name) VALUES (\'u1\', \'Ann\')')
+    pg_query(pg_url, "INSERT INTO \"user\" (id, name) VALUES ('u1', 'Ann')")
     app = connect(pg_url, application_name="robust-app", autocommit=False)
     with app.cursor() as cur:
         cur.execute('SELECT count(*) FROM "user"')  # ACCESS SHARE until the transaction ends
-        cur.execute('UPDATE "user" SET name = name WHERE id = \'u1\'')  # ROW EXCLUSIVE
+        cur.execute("UPDATE \"user\" SET name = name WHERE id = 'u1'")  # ROW EXCLUSIVE
     yield migrations, app
     app.close()
 
 
 def alter_waiting(url: str) -> bool:
     """Whether migrate-init's ALTER is queued for a lock on "user"."""
-    return bool(pg_query(
-        url,
-        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE NOT l.granted AND a.application_name = 'migrate-init' "
-        "AND l.relation = 'public.\"user\"'::regclass")[0][0])
+    return bool(
+        pg_query(
+            url,
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE NOT l.granted AND a.application_name = 'migrate-init' "
+            "AND l.relation = 'public.\"user\"'::regclass",
+        )[0][0]
+    )
 
 
 def test_ddl_lock_timeout_retries_and_succeeds_once_the_app_transaction_ends(pg_url, alter_user, tmp_path):
     migrations, app = alter_user
-    runner = Runner(migrate_env(pg_url, migrations, DDL_LOCK_TIMEOUT=1, DDL_LOCK_RETRIES=2),
-                    tmp_path / "ddl.log")
+    runner = Runner(migrate_env(pg_url, migrations, DDL_LOCK_TIMEOUT=1, DDL_LOCK_RETRIES=2), tmp_path / "ddl.log")
     wait_until(lambda: "retry 1/2" in runner.out, 30, "the first DDL lock retry", runner)
     app.commit()  # the application's transaction ends between two attempts
 
@@ -319,12 +341,12 @@ def test_ddl_lock_timeout_retries_and_succeeds_once_the_app_transaction_ends(pg_
     assert pg_query(pg_url, 'SELECT id, name FROM "user"') == [("u1", "Ann")]
 
 
-def test_ddl_lock_never_released_exits_1_naming_the_revision_and_never_freezes_readers(
-        pg_url, alter_user, tmp_path):
+def test_ddl_lock_never_released_exits_1_naming_the_revision_and_never_freezes_readers(pg_url, alter_user, tmp_path):
     migrations, _app = alter_user
     ddl_lock_timeout = 1
-    runner = Runner(migrate_env(pg_url, migrations, DDL_LOCK_TIMEOUT=ddl_lock_timeout, DDL_LOCK_RETRIES=2),
-                    tmp_path / "ddl.log")
+    runner = Runner(
+        migrate_env(pg_url, migrations, DDL_LOCK_TIMEOUT=ddl_lock_timeout, DDL_LOCK_RETRIES=2), tmp_path / "ddl.log"
+    )
     wait_until(lambda: alter_waiting(pg_url), 30, "the ALTER to queue behind the app", runner, interval=0.01)
 
     # A reader arriving now queues behind the ALTER's ACCESS EXCLUSIVE request.
@@ -354,9 +376,11 @@ def test_ddl_lock_never_released_exits_1_naming_the_revision_and_never_freezes_r
 
 # --- SQLite batch rebuild ----------------------------------------------------------
 
+
 def test_batch_rebuild_of_a_parent_keeps_every_on_delete_cascade_child_row(sqlite_url, tmp_path):
-    migrations = build_chain(tmp_path / "batch_migrations",
-                             ("robust_parent_child", "parent_child"), ("robust_batch", "batch"))
+    migrations = build_chain(
+        tmp_path / "batch_migrations", ("robust_parent_child", "parent_child"), ("robust_batch", "batch")
+    )
     upgrade_to(sqlite_url, "robust_parent_child", tmp_path, migrations)
     db = sqlite_path(sqlite_url)
     import sqlite3
@@ -380,8 +404,9 @@ def test_batch_rebuild_of_a_parent_keeps_every_on_delete_cascade_child_row(sqlit
     assert running_upgrades(runner.out, "robust_batch") == 1
     assert versions(sqlite_url) == ["robust_batch"]
     assert "rebuilt" in columns(sqlite_url, "robust_parent")
-    assert sqlite_query(sqlite_url, "SELECT id, parent_id FROM robust_child ORDER BY id") == \
-        [(i, i % 3) for i in range(10)]
+    assert sqlite_query(sqlite_url, "SELECT id, parent_id FROM robust_child ORDER BY id") == [
+        (i, i % 3) for i in range(10)
+    ]
     assert count(sqlite_url, "robust_parent") == 3
     foreign_keys = sqlite_query(sqlite_url, "PRAGMA foreign_key_list(robust_child)")
     assert [(fk[2], fk[6]) for fk in foreign_keys] == [("robust_parent", "CASCADE")]
@@ -391,9 +416,14 @@ def test_batch_rebuild_of_a_parent_keeps_every_on_delete_cascade_child_row(sqlit
 
 # --- bad input: the database and its server ------------------------------------------
 
+
 def test_plain_postgresql_scheme_works_without_psycopg3(pg_url, tmp_path):
-    probe = subprocess.run([sys.executable, "-c", "import importlib.util as u; print(u.find_spec('psycopg'))"],
-                           capture_output=True, text=True, env=child_env())
+    probe = subprocess.run(
+        [sys.executable, "-c", "import importlib.util as u; print(u.find_spec('psycopg'))"],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+    )
     assert probe.stdout.strip() == "None", "psycopg 3 is installed; this test needs it absent"
     assert importlib.util.find_spec("psycopg2") is not None
     assert pg_url.startswith("postgresql://")
@@ -461,8 +491,7 @@ def test_server_that_accepts_but_never_answers_exits_3_within_db_wait_timeout(tm
         hung.listen(16)  # never accept(): the kernel completes the handshakes, nobody answers
         port = hung.getsockname()[1]
         report = tmp_path / "report.json"
-        runner = run(f"postgresql://app:pw@127.0.0.1:{port}/app", tmp_path, DB_WAIT_TIMEOUT=3,
-                     REPORT_FILE=report)
+        runner = run(f"postgresql://app:pw@127.0.0.1:{port}/app", tmp_path, DB_WAIT_TIMEOUT=3, REPORT_FILE=report)
 
     assert runner.proc.returncode == 3, runner.out
     summary = runner.out.splitlines()[-1]
@@ -491,6 +520,7 @@ def test_server_that_comes_up_late_is_waited_for_then_migrated(pg_server, pg_url
 
 # --- bad input: the SQLite file and its folder --------------------------------------
 
+
 def _require_root(why: str) -> None:
     if os.geteuid() != 0:
         if os.environ.get("CI") == "true":
@@ -498,8 +528,7 @@ def _require_root(why: str) -> None:
         pytest.skip(f"{why} needs root")
 
 
-@pytest.mark.parametrize("case", ["root_owned_file", "read_only_file", "root_owned_folder",
-                                  "folder_not_creatable"])
+@pytest.mark.parametrize("case", ["root_owned_file", "read_only_file", "root_owned_folder", "folder_not_creatable"])
 def test_unwritable_sqlite_file_or_folder_exits_4_naming_the_path_and_uid(case, shared_tmp):
     _require_root("running migrate.py as another UID")
     folder = shared_tmp / "data"
@@ -633,6 +662,7 @@ def test_corrupt_sqlite_file_is_named_and_left_untouched(damage, tmp_path):
 
 
 # --- network filesystems -----------------------------------------------------------
+
 
 def test_filesystem_type_reads_a_real_tmpfs_mount(tmp_path):
     with mounts.tmpfs(tmp_path / "mnt", "64k") as mount:

@@ -111,9 +111,7 @@ def write_project(folder: Path, *bodies: str) -> Config:
     for number, body in enumerate(bodies, start=1):
         revision = f"r{number}"
         (versions / f"{revision}_step.py").write_text(
-            REVISION.format(
-                revision=revision, down=down, body=textwrap.indent(textwrap.dedent(body), "    ")
-            )
+            REVISION.format(revision=revision, down=down, body=textwrap.indent(textwrap.dedent(body), "    "))
         )
         down = revision
     return Config(str(folder / "alembic.ini"))
@@ -159,9 +157,7 @@ def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
     made.dispose()
 
 
-def upgrade(
-    engine: sa.Engine, config: Config, target: str = "head", allow: bool = False
-) -> EffectGuard:
+def upgrade(engine: sa.Engine, config: Config, target: str = "head", allow: bool = False) -> EffectGuard:
     guard = EffectGuard(allow)
     with engine.connect() as connection:
         config.attributes["connection"] = connection
@@ -172,9 +168,7 @@ def upgrade(
 
 def version(engine: sa.Engine) -> list[str]:
     with engine.connect() as connection:
-        return [
-            row[0] for row in connection.exec_driver_sql("SELECT version_num FROM alembic_version")
-        ]
+        return [row[0] for row in connection.exec_driver_sql("SELECT version_num FROM alembic_version")]
 
 
 def accounts(engine: sa.Engine) -> list[tuple[Any, ...]]:
@@ -183,9 +177,7 @@ def accounts(engine: sa.Engine) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in result]
 
 
-def assert_refused(
-    engine: sa.Engine, tmp_path: Path, body: str, *phrases: str
-) -> DestructiveOperation:
+def assert_refused(engine: sa.Engine, tmp_path: Path, body: str, *phrases: str) -> DestructiveOperation:
     """r1 creates and fills account; r2 runs ``body`` and must be refused, leaving r1."""
     config = write_project(tmp_path / "project", CREATE_ACCOUNT, body)
     upgrade(engine, config, "r1")
@@ -272,16 +264,12 @@ def test_postgresql_raw_sql_that_loses_data_is_refused(
     assert_refused(pg_engine, tmp_path, f"op.execute({sql!r})", phrase)
 
 
-def test_postgresql_table_dropped_and_recreated_identically_is_refused(
-    pg_engine: sa.Engine, tmp_path: Path
-) -> None:
+def test_postgresql_table_dropped_and_recreated_identically_is_refused(pg_engine: sa.Engine, tmp_path: Path) -> None:
     body = (
         'op.execute("DROP TABLE account")\n'
         'op.execute("CREATE TABLE account (id integer PRIMARY KEY, name text, email varchar(50))")'
     )
-    assert_refused(
-        pg_engine, tmp_path, body, "3 columns: id, name, email; dropped and created again"
-    )
+    assert_refused(pg_engine, tmp_path, body, "3 columns: id, name, email; dropped and created again")
 
 
 @pytest.mark.parametrize(
@@ -332,15 +320,11 @@ def test_postgresql_changes_that_keep_every_value_pass(pg_engine: sa.Engine, tmp
         ),
     ],
 )
-def test_sqlite_raw_sql_that_loses_data_is_refused(
-    sqlite_db: sa.Engine, tmp_path: Path, sql: str, phrase: str
-) -> None:
+def test_sqlite_raw_sql_that_loses_data_is_refused(sqlite_db: sa.Engine, tmp_path: Path, sql: str, phrase: str) -> None:
     assert_refused(sqlite_db, tmp_path, f"op.execute({sql!r})", phrase)
 
 
-def test_sqlite_additive_batch_rebuild_passes_and_keeps_rows(
-    sqlite_db: sa.Engine, tmp_path: Path
-) -> None:
+def test_sqlite_additive_batch_rebuild_passes_and_keeps_rows(sqlite_db: sa.Engine, tmp_path: Path) -> None:
     body = """
     with op.batch_alter_table("account", recreate="always") as batch:
         batch.add_column(sa.Column("phone", sa.String(30)))
@@ -354,9 +338,7 @@ def test_sqlite_additive_batch_rebuild_passes_and_keeps_rows(
     assert guard.findings == []
 
 
-def test_sqlite_batch_rebuild_of_a_raw_sql_table_is_not_a_type_change(
-    sqlite_db: sa.Engine, tmp_path: Path
-) -> None:
+def test_sqlite_batch_rebuild_of_a_raw_sql_table_is_not_a_type_change(sqlite_db: sa.Engine, tmp_path: Path) -> None:
     # Batch mode re-declares INT as INTEGER, STRING as NUMERIC, CLOB as TEXT:
     # the same types as SQLite stores them, so nothing is lost.
     create = """
@@ -425,9 +407,7 @@ def test_sqlite_batch_rebuild_that_loses_data_is_refused(
 # --------------------------------------------------------------------------- both engines
 
 
-def test_making_a_column_not_null_loses_no_value_and_passes_as_a_hint(
-    engine: sa.Engine, tmp_path: Path
-) -> None:
+def test_making_a_column_not_null_loses_no_value_and_passes_as_a_hint(engine: sa.Engine, tmp_path: Path) -> None:
     # batch mode on SQLite (a table rebuild), ALTER COLUMN ... SET NOT NULL on PostgreSQL.
     # Both engines refuse it while NULLs are there, so no value can be lost; code that
     # still inserts without the column breaks, which is a hint, not a refusal.
@@ -445,9 +425,7 @@ def test_making_a_column_not_null_loses_no_value_and_passes_as_a_hint(
     ]
 
 
-def test_making_a_column_holding_nulls_not_null_is_refused_by_the_engine(
-    engine: sa.Engine, tmp_path: Path
-) -> None:
+def test_making_a_column_holding_nulls_not_null_is_refused_by_the_engine(engine: sa.Engine, tmp_path: Path) -> None:
     body = """
     with op.batch_alter_table("account") as batch:
         batch.alter_column("email", existing_type=sa.String(50), nullable=False)
@@ -481,7 +459,8 @@ def test_each_migration_is_judged_against_the_one_before(engine: sa.Engine, tmp_
     drop = 'op.drop_table("note")'
     config = write_project(tmp_path / "project", CREATE_ACCOUNT, add, drop)
     with pytest.raises(
-        DestructiveOperation, match=r"Migration r3 \(.*table note \(2 columns: id, body\) would be dropped, holding 1 row"
+        DestructiveOperation,
+        match=r"Migration r3 \(.*table note \(2 columns: id, body\) would be dropped, holding 1 row",
     ):
         upgrade(engine, config)
     assert version(engine) == ["r2"]
@@ -490,9 +469,7 @@ def test_each_migration_is_judged_against_the_one_before(engine: sa.Engine, tmp_
         assert set(snapshot(connection, engine.dialect.name).tables) == {"account", "note"}
 
 
-def test_allow_destructive_applies_the_loss_and_records_it(
-    engine: sa.Engine, tmp_path: Path
-) -> None:
+def test_allow_destructive_applies_the_loss_and_records_it(engine: sa.Engine, tmp_path: Path) -> None:
     body = """
     with op.batch_alter_table("account") as batch:
         batch.drop_column("email")
@@ -505,17 +482,12 @@ def test_allow_destructive_applies_the_loss_and_records_it(
     assert [loss.describe().split(" (")[0] for loss in finding.losses] == ["column account.email"]
 
 
-def test_loss_the_migration_committed_itself_is_reported_as_not_undone(
-    engine: sa.Engine, tmp_path: Path
-) -> None:
+def test_loss_the_migration_committed_itself_is_reported_as_not_undone(engine: sa.Engine, tmp_path: Path) -> None:
     # A migration that ends its own transaction escapes the rollback; the guard
     # must then say that the loss happened instead of claiming it was undone.
     if engine.dialect.name == "sqlite":
         # executescript() COMMITs the open transaction before it runs.
-        body = (
-            "op.get_bind().connection.driver_connection.executescript("
-            '"ALTER TABLE account DROP COLUMN name")'
-        )
+        body = 'op.get_bind().connection.driver_connection.executescript("ALTER TABLE account DROP COLUMN name")'
     else:
         body = 'op.execute("COMMIT; ALTER TABLE account DROP COLUMN name")'
     config = write_project(tmp_path / "project", CREATE_ACCOUNT, body)
@@ -561,8 +533,14 @@ def test_a_revision_that_copies_values_then_drops_their_source_is_refused_saying
     with op.batch_alter_table("account") as batch:
         batch.drop_column("name")
     """
-    error = assert_refused(engine, tmp_path, body, "column account.name (", "holding 2 non-NULL value(s)",
-                           "(this revision filled account.display_name with 2 before dropping it)")
+    error = assert_refused(
+        engine,
+        tmp_path,
+        body,
+        "column account.name (",
+        "holding 2 non-NULL value(s)",
+        "(this revision filled account.display_name with 2 before dropping it)",
+    )
     assert "It copies values and then drops their source" in str(error)
 
 
@@ -584,9 +562,11 @@ def test_a_table_swapped_for_an_empty_copy_is_refused(engine: sa.Engine, tmp_pat
         'op.execute("ALTER TABLE account RENAME TO account_old")\n'
         'op.execute("ALTER TABLE account_new RENAME TO account")'
     )
-    phrase = ("table account (3 columns: id, name, email; dropped and created again)"
-              if engine.dialect.name == "postgresql"  # another oid; SQLite: another root page, a rebuild
-              else "column account.name (TEXT) would change its values in the table's rebuild, holding 2")
+    phrase = (
+        "table account (3 columns: id, name, email; dropped and created again)"
+        if engine.dialect.name == "postgresql"  # another oid; SQLite: another root page, a rebuild
+        else "column account.name (TEXT) would change its values in the table's rebuild, holding 2"
+    )
     assert_refused(engine, tmp_path, body, phrase)
 
 
@@ -595,12 +575,14 @@ def test_a_column_dropped_from_a_renamed_table_is_judged_by_its_values(engine: s
     assert_refused(engine, tmp_path, body, "column account.name (", "would be dropped, holding 2 non-NULL value(s)")
 
 
-def test_deleting_the_rows_and_dropping_the_table_in_one_revision_is_a_loss(
-    engine: sa.Engine, tmp_path: Path
-) -> None:
+def test_deleting_the_rows_and_dropping_the_table_in_one_revision_is_a_loss(engine: sa.Engine, tmp_path: Path) -> None:
     """Values that existed before the revision and exist nowhere after it: the revision's own DELETE counts."""
-    assert_refused(engine, tmp_path, 'op.execute("DELETE FROM account")\nop.drop_table("account")',
-                   "table account (3 columns: id, name, email) would be dropped, holding 2 row(s)")
+    assert_refused(
+        engine,
+        tmp_path,
+        'op.execute("DELETE FROM account")\nop.drop_table("account")',
+        "table account (3 columns: id, name, email) would be dropped, holding 2 row(s)",
+    )
 
 
 @pytest.mark.parametrize(
@@ -669,17 +651,18 @@ def test_postgresql_drop_column_in_another_schema_is_judged(pg_engine: sa.Engine
     """
     config = write_project(tmp_path / "project", create, 'op.drop_column("account", "name", schema="app")')
     upgrade(pg_engine, config, "r1")
-    with pytest.raises(DestructiveOperation, match=r"column app\.account\.name \(text\) would be dropped, "
-                       r"holding 1 non-NULL value"):
+    with pytest.raises(
+        DestructiveOperation,
+        match=r"column app\.account\.name \(text\) would be dropped, "
+        r"holding 1 non-NULL value",
+    ):
         upgrade(pg_engine, config)
     assert version(pg_engine) == ["r1"]
     with pg_engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT name FROM app.account").scalar() == "alice"
 
 
-def test_a_revision_with_candidates_runs_twice_and_its_sql_is_applied_once(
-    engine: sa.Engine, tmp_path: Path
-) -> None:
+def test_a_revision_with_candidates_runs_twice_and_its_sql_is_applied_once(engine: sa.Engine, tmp_path: Path) -> None:
     """The guard rolls back to its savepoint to read the values, then runs the migration again."""
     body = """
     op.execute("INSERT INTO account (id, name) VALUES (3, 'carol')")
@@ -695,9 +678,7 @@ def test_a_revision_with_candidates_runs_twice_and_its_sql_is_applied_once(
 # --------------------------------------------------------------------------- snapshots
 
 
-def test_snapshot_reads_the_same_through_a_raw_dbapi_connection(
-    engine: sa.Engine, tmp_path: Path
-) -> None:
+def test_snapshot_reads_the_same_through_a_raw_dbapi_connection(engine: sa.Engine, tmp_path: Path) -> None:
     config = write_project(tmp_path / "project", CREATE_ACCOUNT)
     upgrade(engine, config)
     with engine.connect() as connection:
@@ -771,9 +752,7 @@ def test_snapshot_time_for_eleven_tables(engine: sa.Engine) -> None:
     with engine.begin() as connection:
         for number in range(11):
             columns = ", ".join(f"c{i} varchar(50)" for i in range(12))
-            connection.exec_driver_sql(
-                f"CREATE TABLE t{number} (id integer PRIMARY KEY, {columns})"
-            )
+            connection.exec_driver_sql(f"CREATE TABLE t{number} (id integer PRIMARY KEY, {columns})")
     with engine.begin() as connection:
         snapshot(connection, engine.dialect.name)  # warm: first-use costs are not the steady state
         runs = 50

@@ -48,21 +48,36 @@ SQLITE_START = [
 ]
 
 
-@pytest.mark.parametrize("change", [
-    # A batch rebuild: same name, new root page, CREATE text written anew.
-    ["CREATE TABLE _alembic_tmp_account (id INTEGER PRIMARY KEY, name TEXT, email VARCHAR(50))",
-     "INSERT INTO _alembic_tmp_account SELECT * FROM account", "DROP TABLE account",
-     "ALTER TABLE _alembic_tmp_account RENAME TO account"],
-    ["ALTER TABLE account DROP COLUMN name"],
-    ["ALTER TABLE account RENAME COLUMN name TO full_name"],
-    ["ALTER TABLE account ADD COLUMN note TEXT NOT NULL DEFAULT ''"],
-    # Dropped and added back: the column moves to the end.
-    ["ALTER TABLE account DROP COLUMN name", "ALTER TABLE account ADD COLUMN name TEXT"],
-    ["DROP TABLE account", "CREATE TABLE account (id INTEGER PRIMARY KEY, name TEXT, email VARCHAR(50))"],
-    ["ALTER TABLE account RENAME TO customer"],
-    ["DROP TABLE account"],
-], ids=["batch-rebuild", "drop-column", "rename-column", "add-not-null", "drop-and-readd",
-        "drop-and-recreate", "rename-table", "drop-table"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        # A batch rebuild: same name, new root page, CREATE text written anew.
+        [
+            "CREATE TABLE _alembic_tmp_account (id INTEGER PRIMARY KEY, name TEXT, email VARCHAR(50))",
+            "INSERT INTO _alembic_tmp_account SELECT * FROM account",
+            "DROP TABLE account",
+            "ALTER TABLE _alembic_tmp_account RENAME TO account",
+        ],
+        ["ALTER TABLE account DROP COLUMN name"],
+        ["ALTER TABLE account RENAME COLUMN name TO full_name"],
+        ["ALTER TABLE account ADD COLUMN note TEXT NOT NULL DEFAULT ''"],
+        # Dropped and added back: the column moves to the end.
+        ["ALTER TABLE account DROP COLUMN name", "ALTER TABLE account ADD COLUMN name TEXT"],
+        ["DROP TABLE account", "CREATE TABLE account (id INTEGER PRIMARY KEY, name TEXT, email VARCHAR(50))"],
+        ["ALTER TABLE account RENAME TO customer"],
+        ["DROP TABLE account"],
+    ],
+    ids=[
+        "batch-rebuild",
+        "drop-column",
+        "rename-column",
+        "add-not-null",
+        "drop-and-readd",
+        "drop-and-recreate",
+        "rename-table",
+        "drop-table",
+    ],
+)
 def test_sqlite_incremental_read_equals_a_full_read_after_each_change(tmp_path: Path, change: list[str]) -> None:
     connection = sqlite3.connect(tmp_path / "app.db", isolation_level=None)
     for statement in SQLITE_START:
@@ -96,24 +111,40 @@ def pg_connection(pg_url: str) -> Iterator[Any]:
     connection.close()
 
 
-@pytest.mark.parametrize("change", [
-    # Same name, another column: a new attnum.
-    "ALTER TABLE account DROP COLUMN name; ALTER TABLE account ADD COLUMN name text",
-    "ALTER TABLE account ALTER COLUMN name TYPE varchar(20)",
-    # A type change that changes nothing but the typmod.
-    "ALTER TABLE account ALTER COLUMN email TYPE varchar(60)",
-    "ALTER TABLE account ALTER COLUMN name SET NOT NULL",
-    "ALTER TABLE account ALTER COLUMN name SET DEFAULT 'x'",
-    "ALTER TABLE account RENAME COLUMN name TO full_name",
-    "ALTER TABLE account ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY",
-    "DROP TABLE account; CREATE TABLE account (id integer PRIMARY KEY, name text, email varchar(50))",
-    "ALTER TABLE account RENAME TO customer",
-    # Outside the current schema.
-    "ALTER TABLE app.ledger DROP COLUMN note",
-    "ALTER TABLE app.ledger ALTER COLUMN note TYPE varchar(5)",
-    "ALTER TABLE account SET SCHEMA app",
-], ids=["drop-and-readd", "type", "typmod", "not-null", "default", "rename-column", "identity",
-        "drop-and-recreate", "rename-table", "other-schema-drop", "other-schema-type", "set-schema"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        # Same name, another column: a new attnum.
+        "ALTER TABLE account DROP COLUMN name; ALTER TABLE account ADD COLUMN name text",
+        "ALTER TABLE account ALTER COLUMN name TYPE varchar(20)",
+        # A type change that changes nothing but the typmod.
+        "ALTER TABLE account ALTER COLUMN email TYPE varchar(60)",
+        "ALTER TABLE account ALTER COLUMN name SET NOT NULL",
+        "ALTER TABLE account ALTER COLUMN name SET DEFAULT 'x'",
+        "ALTER TABLE account RENAME COLUMN name TO full_name",
+        "ALTER TABLE account ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY",
+        "DROP TABLE account; CREATE TABLE account (id integer PRIMARY KEY, name text, email varchar(50))",
+        "ALTER TABLE account RENAME TO customer",
+        # Outside the current schema.
+        "ALTER TABLE app.ledger DROP COLUMN note",
+        "ALTER TABLE app.ledger ALTER COLUMN note TYPE varchar(5)",
+        "ALTER TABLE account SET SCHEMA app",
+    ],
+    ids=[
+        "drop-and-readd",
+        "type",
+        "typmod",
+        "not-null",
+        "default",
+        "rename-column",
+        "identity",
+        "drop-and-recreate",
+        "rename-table",
+        "other-schema-drop",
+        "other-schema-type",
+        "set-schema",
+    ],
+)
 def test_postgresql_incremental_read_equals_a_full_read_after_each_change(pg_connection: Any, change: str) -> None:
     before = snapshot(pg_connection, "postgresql")
     pg_connection.cursor().execute(change)
@@ -153,18 +184,31 @@ def ledger_chain(tmp_path: Path, last: str, *, schema: str | None = None, notes:
     where = f'schema="{schema}"' if schema else "schema=None"
     prefix = f"{schema}." if schema else ""
     create_schema = f'op.execute("CREATE SCHEMA {schema}")\n' if schema else ""
-    chain.add(LEDGER, create_schema + f"""
+    chain.add(
+        LEDGER,
+        create_schema
+        + f"""
 op.create_table("ledger", sa.Column("id", sa.Integer, primary_key=True), sa.Column("note", sa.Text),
                 sa.Column("code", sa.String(40)), {where})
 op.execute("INSERT INTO {prefix}ledger (id, note, code) VALUES (1, {"'kept'" if notes else "NULL"}, 'ab')")
 op.execute("INSERT INTO {prefix}ledger (id, note, code) VALUES (2, NULL, 'cd')")
-""", name="ledger")
-    chain.add(ELSEWHERE[0], """
+""",
+        name="ledger",
+    )
+    chain.add(
+        ELSEWHERE[0],
+        """
 op.create_table("elsewhere", sa.Column("id", sa.Integer, primary_key=True))
-""", name="elsewhere")
-    chain.add(ELSEWHERE[1], """
+""",
+        name="elsewhere",
+    )
+    chain.add(
+        ELSEWHERE[1],
+        """
 op.add_column("elsewhere", sa.Column("label", sa.String(40), nullable=True))
-""", name="elsewhere_label")
+""",
+        name="elsewhere_label",
+    )
     chain.add(LAST, last, name="last")
     return chain
 
@@ -233,9 +277,12 @@ def test_postgresql_column_dropped_and_readded_holding_only_nulls_passes(pg_url:
 
 
 def test_postgresql_type_change_that_keeps_the_name_is_judged_by_its_values(pg_url: str, tmp_path: Path) -> None:
-    refused = ledger_chain(tmp_path / "refused", """
+    refused = ledger_chain(
+        tmp_path / "refused",
+        """
 op.execute("ALTER TABLE ledger ALTER COLUMN code TYPE varchar(1) USING substr(code, 1, 1)")
-""")
+""",
+    )
     result = run_chain(pg_url, tmp_path, refused)
     assert_refused_and_kept(result, pg_url)
     assert "column ledger.code would change type (character varying(40) -> character varying(1))" in result.out
@@ -258,10 +305,10 @@ def test_postgresql_loss_in_a_non_default_schema_is_refused(pg_url: str, tmp_pat
 
 
 def test_postgresql_change_in_a_non_default_schema_that_loses_nothing_passes(pg_url: str, tmp_path: Path) -> None:
-    chain = ledger_chain(tmp_path, 'op.add_column("ledger", sa.Column("extra", sa.Text), schema="vault")',
-                         schema="vault")
+    chain = ledger_chain(
+        tmp_path, 'op.add_column("ledger", sa.Column("extra", sa.Text), schema="vault")', schema="vault"
+    )
     result = run_chain(pg_url, tmp_path, chain)
     assert result.code == 0, result.out
     assert versions(pg_url) == [LAST]
     assert query(pg_url, "SELECT note FROM vault.ledger WHERE id = 1") == [("kept",)]
-

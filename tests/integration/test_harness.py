@@ -19,8 +19,7 @@ from tests.support.process import run_python
 
 TRICKY_PASSWORD = "p@ss/w%rd:x"
 USER_TABLES = (
-    "SELECT count(*) FROM information_schema.tables "
-    "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+    "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
 )
 MY_TABLES = "SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE()"
 # PyMySQL error codes: access denied (bad credentials), to a database, to a table.
@@ -29,8 +28,7 @@ ER_ACCESS_DENIED, ER_DBACCESS_DENIED, ER_TABLEACCESS_DENIED = 1045, 1044, 1142
 
 def _role_url(pg_url: str, role: str, password: str) -> str:
     u = make_url(pg_url)
-    return (f"postgresql://{quote(role, safe='')}:{quote(password, safe='')}"
-            f"@{u.host}:{u.port}/{u.database}")
+    return f"postgresql://{quote(role, safe='')}:{quote(password, safe='')}@{u.host}:{u.port}/{u.database}"
 
 
 @pytest.fixture
@@ -81,9 +79,7 @@ def test_pg_url_databases_are_empty_and_distinct(pg_server, pg_url):
         assert pg_query(other_url, USER_TABLES) == [(0,)]
     finally:
         pg_server.drop_database(other_name)
-    assert pg_server.psql(
-        "SELECT count(*) FROM pg_database WHERE datname = %s", params=(other_name,)
-    ) == [(0,)]
+    assert pg_server.psql("SELECT count(*) FROM pg_database WHERE datname = %s", params=(other_name,)) == [(0,)]
 
 
 def test_drop_database_disconnects_open_sessions(pg_server):
@@ -111,8 +107,7 @@ def my_user(mysql_server):
 
 def _my_user_url(mysql_url: str, user: str, password: str) -> str:
     u = make_url(mysql_url)
-    return (f"mysql://{quote(user, safe='')}:{quote(password, safe='')}"
-            f"@{u.host}:{u.port}/{u.database}")
+    return f"mysql://{quote(user, safe='')}:{quote(password, safe='')}@{u.host}:{u.port}/{u.database}"
 
 
 def _mysql_error(excinfo: pytest.ExceptionInfo) -> int:
@@ -137,17 +132,20 @@ def test_mysql_server_listens_on_loopback_only_with_real_grant_tables(mysql_serv
     assert mysql_server.query("SELECT @@skip_grant_tables") == [(0,)]
     if mysql_server.unix_socket is not None:  # ours, not TEST_MYSQL_URL's
         assert mysql_server.query("SELECT @@bind_address, @@skip_name_resolve, @@socket") == [
-            ("127.0.0.1", 1, str(mysql_server.unix_socket))]
+            ("127.0.0.1", 1, str(mysql_server.unix_socket))
+        ]
     # Every account has a password; none is anonymous.
-    assert mysql_server.query(
-        "SELECT user, host FROM mysql.user WHERE user = '' OR "
-        "(plugin IN ('', 'mysql_native_password') AND authentication_string = '' AND user <> 'mariadb.sys')"
-    ) == []
+    assert (
+        mysql_server.query(
+            "SELECT user, host FROM mysql.user WHERE user = '' OR "
+            "(plugin IN ('', 'mysql_native_password') AND authentication_string = '' AND user <> 'mariadb.sys')"
+        )
+        == []
+    )
 
 
 def test_mysql_wrong_password_is_refused_with_1045(mysql_server, mysql_url, my_user):
-    for user, password in [(my_user, TRICKY_PASSWORD + "-wrong"), ("root", "not-the-password"),
-                           ("root", "")]:
+    for user, password in [(my_user, TRICKY_PASSWORD + "-wrong"), ("root", "not-the-password"), ("root", "")]:
         with pytest.raises(pymysql.err.OperationalError) as excinfo:
             myserver.execute(_my_user_url(mysql_url, user, password), "SELECT 1")
         assert _mysql_error(excinfo) == ER_ACCESS_DENIED, excinfo.value
@@ -272,20 +270,19 @@ def test_child_processes_get_only_the_minimal_environment(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "sqlite:////leaked.db")
 
     result = run_python(
-        "-c", "import json, os; print(json.dumps(dict(os.environ)))",
+        "-c",
+        "import json, os; print(json.dumps(dict(os.environ)))",
         env={"MIGRATION_TARGET": "head"},
     )
 
     assert result.code == 0, result.out
-    assert sorted(json.loads(result.out)) == [
-        "HOME", "LANG", "MIGRATION_TARGET", "PATH", "PYTHONDONTWRITEBYTECODE"]
+    assert sorted(json.loads(result.out)) == ["HOME", "LANG", "MIGRATION_TARGET", "PATH", "PYTHONDONTWRITEBYTECODE"]
 
 
 def test_child_output_merges_stderr_into_stdout():
     result = run_python(
         "-c",
-        "import sys; print('out', flush=True); print('err', file=sys.stderr); "
-        "sys.exit(3)",
+        "import sys; print('out', flush=True); print('err', file=sys.stderr); sys.exit(3)",
     )
 
     assert result.code == 3

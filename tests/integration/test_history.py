@@ -39,21 +39,31 @@ EDITED_LINE = 'sa.Column("version", sa.Integer),'
 
 
 def migrate(url: str, chain: Chain, tmp_path: Path, *args: str, **extra: object):
-    return run_migrate(*args, env=operator_env(url, tmp_path, DATA_DIR=tmp_path / "data-dir", **chain.env(),
-                                               **extra))
+    return run_migrate(*args, env=operator_env(url, tmp_path, DATA_DIR=tmp_path / "data-dir", **chain.env(), **extra))
 
 
 def history_json(url: str, chain: Chain, tmp_path: Path) -> dict:
-    code, out, err = run_split("history", "--json", env=operator_env(
-        url, tmp_path, DATA_DIR=tmp_path / "data-dir", **chain.env()))
+    code, out, err = run_split(
+        "history", "--json", env=operator_env(url, tmp_path, DATA_DIR=tmp_path / "data-dir", **chain.env())
+    )
     assert code == 0, err
     return json.loads(out)
 
 
 def rows(url: str) -> list[dict]:
     """The history, oldest first, as the database holds it."""
-    names = ("id", "revision", "kind", "outcome", "started_at", "finished_at", "duration_ms", "checksum",
-             "migrate_init_version", "host")
+    names = (
+        "id",
+        "revision",
+        "kind",
+        "outcome",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "checksum",
+        "migrate_init_version",
+        "host",
+    )
     found = query(url, f"SELECT {', '.join(names)} FROM {HISTORY_TABLE} ORDER BY id")
     return [dict(zip(names, row, strict=True)) for row in found]
 
@@ -73,6 +83,7 @@ def edit_semantically(chain: Chain) -> None:
 
 
 # -- what a deploy and an update record --------------------------------------------------
+
 
 def test_a_deploy_records_each_revision_applied_with_its_checksum_in_the_order_applied(any_url, tmp_path):
     chain = deployed(any_url, tmp_path)
@@ -131,13 +142,13 @@ def test_a_database_migrated_before_the_history_existed_gets_baseline_rows_on_th
 
 # -- a killed run ----------------------------------------------------------------------------
 
+
 def test_a_run_killed_inside_a_revision_leaves_a_history_that_agrees_with_the_version_table(any_url, tmp_path):
     chain = deployed(any_url, tmp_path)
     # Idempotent, so that on MySQL/MariaDB (whose DDL stays) the next run may run it again.
     chain.add(SLOW, BODIES["slow_idempotent"], name="slow_idempotent", idempotent=True)
     marker = tmp_path / "marker"
-    env = migrate_env(any_url, chain.path, ROBUST_MARKER=marker, ROBUST_SLOW_SECONDS=60,
-                      DATA_DIR=tmp_path / "data-dir")
+    env = migrate_env(any_url, chain.path, ROBUST_MARKER=marker, ROBUST_SLOW_SECONDS=60, DATA_DIR=tmp_path / "data-dir")
     runner = Runner(env, tmp_path / "killed.log")
     wait_until(marker_says(marker, SLOW), 60, "the run to reach the middle of the slow revision", runner)
     runner.kill()
@@ -163,6 +174,7 @@ def test_a_run_killed_inside_a_revision_leaves_a_history_that_agrees_with_the_ve
 
 
 # -- checksums: what an edit means --------------------------------------------------------------
+
 
 def test_a_comment_docstring_and_formatting_edit_passes_verify_and_the_run(any_url, tmp_path):
     chain = deployed(any_url, tmp_path)
@@ -197,7 +209,8 @@ def test_a_semantic_edit_fails_verify_naming_the_revision_and_accept_clears_it(a
 
     listed = migrate(any_url, chain, tmp_path, "history")
     assert f"Edited: {EDITED}" in listed.out and "edited" in next(
-        line for line in listed.out.splitlines() if line.startswith("20") and EDITED in line)
+        line for line in listed.out.splitlines() if line.startswith("20") and EDITED in line
+    )
 
     accepted = migrate(any_url, chain, tmp_path, "accept", EDITED)
     assert accepted.code == 0, accepted.out
@@ -238,6 +251,7 @@ def test_verify_names_an_applied_revision_whose_script_is_gone(any_url, tmp_path
 
 # -- the fast path ---------------------------------------------------------------------------
 
+
 def imported(out: str) -> set[str]:
     names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", out, re.M)
     return {name.split(".")[0] for name in names}
@@ -263,6 +277,7 @@ def test_the_fast_path_reports_an_edited_revision_without_loading_sqlalchemy(any
 
 
 # -- the graph --------------------------------------------------------------------------------
+
 
 def test_graph_marks_merges_branch_points_the_current_revision_and_pending_ones(any_url, tmp_path):
     chain = Chain(tmp_path / "migrations")
@@ -290,5 +305,5 @@ def test_the_readme_shows_what_graph_prints_for_the_shipped_chain(sqlite_url, tm
 
     assert code == 0, err
     readme = (REPO / "README.md").read_text()
-    shown = readme[readme.index("```mermaid\n") + len("```mermaid\n"):]
-    assert shown[:shown.index("```")] == out
+    shown = readme[readme.index("```mermaid\n") + len("```mermaid\n") :]
+    assert shown[: shown.index("```")] == out

@@ -83,15 +83,31 @@ class Holder:
 
 
 def _child_env(**extra: str) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8",
-            "PYTHONDONTWRITEBYTECODE": "1", "LOCK_TEST_REPO": str(REPO), **extra}
+    return {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "LOCK_TEST_REPO": str(REPO),
+        **extra,
+    }
 
 
-def _start(argv: list[str], env: dict[str, str], started: list[subprocess.Popen[str]],
-           preexec_fn: Callable[[], None] | None = None) -> tuple[subprocess.Popen[str], str]:
+def _start(
+    argv: list[str],
+    env: dict[str, str],
+    started: list[subprocess.Popen[str]],
+    preexec_fn: Callable[[], None] | None = None,
+) -> tuple[subprocess.Popen[str], str]:
     """Start a holder; return it and the first line it printed ("held ..." or "error ...")."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, preexec_fn=preexec_fn, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        preexec_fn=preexec_fn,
+        start_new_session=True,
+    )
     started.append(proc)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
@@ -125,17 +141,18 @@ class SqliteBackend:
         self.database = str(folder / "webui.db")
         self.processes = processes
 
-    def new_lock(self, timeout: float, checkpoint: Callable[[], None] | None = None,
-             on_wait: Callable[[str], None] | None = None) -> MigrationLock:
-        return lock.sqlite_lock(self.database, timeout=timeout, allow_network_fs=False,
-                                checkpoint=checkpoint, on_wait=on_wait)
+    def new_lock(
+        self, timeout: float, checkpoint: Callable[[], None] | None = None, on_wait: Callable[[str], None] | None = None
+    ) -> MigrationLock:
+        return lock.sqlite_lock(
+            self.database, timeout=timeout, allow_network_fs=False, checkpoint=checkpoint, on_wait=on_wait
+        )
 
     def holder(self) -> str | None:
         return lock.holder_sqlite(self.database)
 
     def start_holder(self) -> Holder:
-        proc, line = _start([sys.executable, "-c", _HOLDER, "sqlite", self.database],
-                            _child_env(), self.processes)
+        proc, line = _start([sys.executable, "-c", _HOLDER, "sqlite", self.database], _child_env(), self.processes)
         assert line.startswith("held "), line
         return Holder(proc, int(line.split()[1]))
 
@@ -154,9 +171,9 @@ class PostgresqlBackend:
         u = make_url(url)
         assert u.database
         self.database = u.database
-        self.dsn = psycopg2.extensions.make_dsn(host=u.host, port=u.port, user=u.username,
-                                                password=u.password, dbname=u.database,
-                                                connect_timeout=10)
+        self.dsn = psycopg2.extensions.make_dsn(
+            host=u.host, port=u.port, user=u.username, password=u.password, dbname=u.database, connect_timeout=10
+        )
         self.processes = processes
         self.key = lock.advisory_key(self.database, "alembic_version")
         self._connections: list[psycopg2.extensions.connection] = []
@@ -172,10 +189,17 @@ class PostgresqlBackend:
             if not connection.closed:
                 connection.close()
 
-    def new_lock(self, timeout: float, checkpoint: Callable[[], None] | None = None,
-             on_wait: Callable[[str], None] | None = None) -> MigrationLock:
-        return lock.postgresql_lock(self.connect(), self.database, version_table="alembic_version",
-                                    timeout=timeout, checkpoint=checkpoint, on_wait=on_wait)
+    def new_lock(
+        self, timeout: float, checkpoint: Callable[[], None] | None = None, on_wait: Callable[[str], None] | None = None
+    ) -> MigrationLock:
+        return lock.postgresql_lock(
+            self.connect(),
+            self.database,
+            version_table="alembic_version",
+            timeout=timeout,
+            checkpoint=checkpoint,
+            on_wait=on_wait,
+        )
 
     def holder(self) -> str | None:
         connection = self.connect("lock-test-observer")
@@ -185,8 +209,11 @@ class PostgresqlBackend:
             connection.close()
 
     def start_holder(self) -> Holder:
-        proc, line = _start([sys.executable, "-c", _HOLDER, "postgresql", self.database, HOLDER_APP],
-                            _child_env(LOCK_TEST_DSN=self.dsn), self.processes)
+        proc, line = _start(
+            [sys.executable, "-c", _HOLDER, "postgresql", self.database, HOLDER_APP],
+            _child_env(LOCK_TEST_DSN=self.dsn),
+            self.processes,
+        )
         assert line.startswith("held "), line
         return Holder(proc, int(line.split()[1]))
 
@@ -201,8 +228,9 @@ Backend = SqliteBackend | PostgresqlBackend
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path,
-            processes: list[subprocess.Popen[str]]) -> Iterator[Backend]:
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> Iterator[Backend]:
     """The same lock test on a SQLite folder and on a PostgreSQL database."""
     if request.param == "sqlite":
         yield SqliteBackend(tmp_path, processes)
@@ -213,6 +241,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path,
 
 
 # -- contention between real processes -------------------------------------------
+
 
 def test_second_process_times_out_naming_the_lock_and_the_first_holder(backend: Backend) -> None:
     holder = backend.start_holder()
@@ -324,6 +353,7 @@ def test_a_free_lock_is_taken_even_with_a_zero_timeout(backend: Backend) -> None
 
 # -- SQLite ---------------------------------------------------------------------------
 
+
 def test_sqlite_lock_file_is_group_writable_and_records_the_holder_until_released(tmp_path: Path) -> None:
     database = tmp_path / "webui.db"
     path = lock.lock_path(database)
@@ -342,7 +372,9 @@ def test_sqlite_lock_file_is_group_writable_and_records_the_holder_until_release
     assert record["pid"] == os.getpid()
     assert record["host"] == socket.gethostname()
     assert record["started"].endswith("+00:00")
-    assert json.loads(Path(path).read_text(encoding="utf-8")) == {}  # no stale name once released (padded, never truncated)
+    assert (
+        json.loads(Path(path).read_text(encoding="utf-8")) == {}
+    )  # no stale name once released (padded, never truncated)
     assert not database.exists()  # the lock never touches the database itself
 
 
@@ -363,6 +395,7 @@ def test_filesystem_type_and_check_filesystem_on_local_filesystems(tmp_path: Pat
 
 
 # -- a lock file left by another UID (root only: the tests switch users) --------------
+
 
 def _require_root(why: str) -> None:
     if os.geteuid() != 0:
@@ -386,15 +419,24 @@ def _python_for_nobody() -> str:
         tried.append(candidate)
         try:
             check = subprocess.run(
-                [candidate, "-c", "import os, sys; sys.path.insert(0, os.environ['LOCK_TEST_REPO']); "
-                                  "import migrate_init.lock"],
-                env=_child_env(), preexec_fn=_as_nobody, capture_output=True, text=True)
+                [
+                    candidate,
+                    "-c",
+                    "import os, sys; sys.path.insert(0, os.environ['LOCK_TEST_REPO']); import migrate_init.lock",
+                ],
+                env=_child_env(),
+                preexec_fn=_as_nobody,
+                capture_output=True,
+                text=True,
+            )
         except OSError:  # not executable by that user
             continue
         if check.returncode == 0:
             return candidate
-    pytest.fail(f"UID {UNPRIVILEGED} can run none of {tried} with {REPO} importable; the "
-                "repository and a Python must be readable by every user")
+    pytest.fail(
+        f"UID {UNPRIVILEGED} can run none of {tried} with {REPO} importable; the "
+        "repository and a Python must be readable by every user"
+    )
 
 
 @pytest.fixture
@@ -407,7 +449,8 @@ def shared_folder() -> Iterator[Path]:
 
 
 def test_lock_file_left_by_another_uid_read_only_is_still_locked_through_a_read_descriptor(
-        shared_folder: Path, processes: list[subprocess.Popen[str]]) -> None:
+    shared_folder: Path, processes: list[subprocess.Popen[str]]
+) -> None:
     _require_root("running a lock holder as another UID")
     database = str(shared_folder / "webui.db")
     path = lock.lock_path(database)
@@ -416,8 +459,9 @@ def test_lock_file_left_by_another_uid_read_only_is_still_locked_through_a_read_
     os.chmod(path, 0o444)
     before = os.stat(path)
 
-    proc, line = _start([_python_for_nobody(), "-c", _HOLDER, "sqlite", database], _child_env(),
-                        processes, preexec_fn=_as_nobody)
+    proc, line = _start(
+        [_python_for_nobody(), "-c", _HOLDER, "sqlite", database], _child_env(), processes, preexec_fn=_as_nobody
+    )
     assert line.startswith("held "), line
     pid = int(line.split()[1])
 
@@ -437,7 +481,8 @@ def test_lock_file_left_by_another_uid_read_only_is_still_locked_through_a_read_
 
 
 def test_lock_file_another_uid_cannot_even_read_is_access_denied_naming_uid_owner_and_mode(
-        shared_folder: Path, processes: list[subprocess.Popen[str]]) -> None:
+    shared_folder: Path, processes: list[subprocess.Popen[str]]
+) -> None:
     _require_root("running a lock holder as another UID")
     database = str(shared_folder / "webui.db")
     path = lock.lock_path(database)
@@ -445,8 +490,9 @@ def test_lock_file_another_uid_cannot_even_read_is_access_denied_naming_uid_owne
         pass
     os.chmod(path, 0o600)
 
-    proc, line = _start([_python_for_nobody(), "-c", _HOLDER, "sqlite", database], _child_env(),
-                        processes, preexec_fn=_as_nobody)
+    proc, line = _start(
+        [_python_for_nobody(), "-c", _HOLDER, "sqlite", database], _child_env(), processes, preexec_fn=_as_nobody
+    )
 
     assert line.startswith(f"error {AccessDenied.__name__} "), line
     for word in (path, f"UID {UNPRIVILEGED}", "owned by UID 0", "mode 0o600", "Nothing was changed"):
@@ -455,6 +501,7 @@ def test_lock_file_another_uid_cannot_even_read_is_access_denied_naming_uid_owne
 
 
 # -- PostgreSQL -------------------------------------------------------------------------
+
 
 def test_advisory_key_keeps_the_recipe_of_earlier_releases() -> None:
     """An old replica and a new one must take the same key during a rolling update."""
@@ -547,6 +594,7 @@ def test_holder_postgresql_leaves_a_transactional_connection_as_it_found_it(pg_u
 
 
 # -- MySQL (no server here: only what needs none) ------------------------------------
+
 
 def test_mysql_lock_name_fits_mysqls_64_characters_and_depends_on_database_and_table() -> None:
     long_name = lock.mysql_lock_name("d" * 64, "t" * 64)

@@ -55,6 +55,7 @@ def migrate(url, tmp_path, *args, **extra):
 
 # --- a migrator killed inside a revision that is not idempotent ---------------------------------
 
+
 def _killed_inside(url: str, tmp_path) -> Chain:
     chain = Chain(tmp_path / "migrations")
     chain.add(HALF, DIES_HALF_WAY, name="half_done")
@@ -68,7 +69,8 @@ def _killed_inside(url: str, tmp_path) -> Chain:
 
 @pytest.mark.parametrize("way_out", ["resolve", "alembic stamp"])
 def test_a_killed_migration_that_is_not_idempotent_stops_the_next_run_until_an_operator_resolves_it(
-        mysql_url, tmp_path, way_out):
+    mysql_url, tmp_path, way_out
+):
     chain = _killed_inside(mysql_url, tmp_path)
 
     stopped = migrate(mysql_url, tmp_path, **chain.env())
@@ -103,7 +105,8 @@ def test_a_killed_migration_that_is_not_idempotent_stops_the_next_run_until_an_o
 
 
 def test_resolve_refuses_a_revision_that_is_not_recorded_and_an_engine_that_records_none(
-        mysql_url, sqlite_url, tmp_path):
+    mysql_url, sqlite_url, tmp_path
+):
     assert migrate(mysql_url, tmp_path).code == 0
 
     unknown = migrate(mysql_url, tmp_path, "resolve", "ef6fab585ac1")
@@ -127,6 +130,7 @@ def test_a_successful_run_leaves_no_revision_recorded_as_under_way(mysql_url, tm
 
 
 # --- the GET_LOCK migration lock ----------------------------------------------------------------------
+
 
 def test_a_held_lock_is_exit_5_naming_the_holding_session_and_nothing_is_applied(mysql_url, tmp_path):
     with my_lock_held(mysql_url) as holder:
@@ -158,6 +162,7 @@ def test_the_lock_is_per_database_so_two_databases_migrate_side_by_side(mysql_se
 
 # --- stamp: adopt a database made by create_all ------------------------------------------------------
 
+
 def test_stamp_adopts_a_create_all_database_and_refuses_one_short_of_a_column(mysql_url, tmp_path):
     engine = sa.create_engine(mysql_url.replace("mysql://", "mysql+pymysql://", 1))
     try:
@@ -184,12 +189,17 @@ def test_stamp_adopts_a_create_all_database_and_refuses_one_short_of_a_column(my
 
 # --- DDL_LOCK_TIMEOUT is lock_wait_timeout ---------------------------------------------------------------
 
+
 def test_an_alter_behind_an_open_transaction_gives_up_after_ddl_lock_timeout_and_its_retries(mysql_url, tmp_path):
     """lock_wait_timeout bounds each try; an idempotent revision is tried again DDL_LOCK_RETRIES
     times, then the run gives up (exit 1, no fallback) and the next run, the table free, applies it."""
     chain = Chain(tmp_path / "migrations")
-    chain.add("a1te40000001", 'ops.add_column_if_missing("user", sa.Column("nick", sa.String(20), nullable=True))',
-              name="add_nick", idempotent=True)
+    chain.add(
+        "a1te40000001",
+        'ops.add_column_if_missing("user", sa.Column("nick", sa.String(20), nullable=True))',
+        name="add_nick",
+        idempotent=True,
+    )
     assert migrate(mysql_url, tmp_path).code == 0
     reader = my_connect(mysql_url, autocommit=False)
     try:
@@ -197,8 +207,9 @@ def test_an_alter_behind_an_open_transaction_gives_up_after_ddl_lock_timeout_and
             cursor.execute("START TRANSACTION")
             cursor.execute("SELECT COUNT(*) FROM user")  # an application's transaction holds its metadata lock
         started = time.monotonic()
-        result = migrate(mysql_url, tmp_path, **chain.env(), DDL_LOCK_TIMEOUT=1, DDL_LOCK_RETRIES=1,
-                         MIGRATION_TIMEOUT=60)
+        result = migrate(
+            mysql_url, tmp_path, **chain.env(), DDL_LOCK_TIMEOUT=1, DDL_LOCK_RETRIES=1, MIGRATION_TIMEOUT=60
+        )
         took = time.monotonic() - started
     finally:
         reader.rollback()

@@ -43,8 +43,11 @@ from tests.support.process import summary_line
 
 
 def engine_of(url: str, table: str) -> str:
-    return rows(url, "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                     "AND TABLE_NAME = %s", (table,))[0][0]
+    return rows(
+        url,
+        "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+        (table,),
+    )[0][0]
 
 
 def applies(url: str, tmp_path, body: str) -> None:
@@ -73,21 +76,27 @@ def assert_refused_before(result, *named: str) -> str:
 
 # --- N7: ENGINE= -----------------------------------------------------------------------------
 
+
 @pytest.fixture
 def blackhole(mysql_server) -> None:
     """The BLACKHOLE engine, a plugin Debian's MariaDB ships but does not load."""
-    if not execute(mysql_server.superuser_url, "SELECT 1 FROM information_schema.ENGINES "
-                                               "WHERE ENGINE = 'BLACKHOLE' AND SUPPORT IN ('YES', 'DEFAULT')"):
+    if not execute(
+        mysql_server.superuser_url,
+        "SELECT 1 FROM information_schema.ENGINES WHERE ENGINE = 'BLACKHOLE' AND SUPPORT IN ('YES', 'DEFAULT')",
+    ):
         execute(mysql_server.superuser_url, "INSTALL SONAME 'ha_blackhole'")
 
 
-@pytest.mark.parametrize("statement", [
-    "ALTER TABLE account ENGINE=BLACKHOLE",
-    "ALTER TABLE account ENGINE = MEMORY",
-    "ALTER TABLE account ADD COLUMN nick VARCHAR(20), ENGINE=MEMORY",
-], ids=["blackhole", "memory", "memory-with-an-addition"])
-def test_an_engine_change_of_a_table_holding_rows_is_refused_before_it_runs(
-        mysql_url, tmp_path, blackhole, statement):
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "ALTER TABLE account ENGINE=BLACKHOLE",
+        "ALTER TABLE account ENGINE = MEMORY",
+        "ALTER TABLE account ADD COLUMN nick VARCHAR(20), ENGINE=MEMORY",
+    ],
+    ids=["blackhole", "memory", "memory-with-an-addition"],
+)
+def test_an_engine_change_of_a_table_holding_rows_is_refused_before_it_runs(mysql_url, tmp_path, blackhole, statement):
     project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False), (f"op.execute({statement!r})", True))
     result, _ = migrate(mysql_url, project, tmp_path)
     assert_refused_before(result, "table account", "engine", "2 row(s)")
@@ -97,22 +106,33 @@ def test_an_engine_change_of_a_table_holding_rows_is_refused_before_it_runs(
 
 
 def test_an_engine_change_that_keeps_the_rows_or_of_an_empty_table_passes(mysql_url, tmp_path):
-    applies(mysql_url, tmp_path, """
+    applies(
+        mysql_url,
+        tmp_path,
+        """
         op.execute("CREATE TABLE scratch (id INT PRIMARY KEY)")
         op.execute("ALTER TABLE scratch ENGINE=MEMORY")
         op.execute("ALTER TABLE account ENGINE=Aria")
         op.execute("ALTER TABLE account ENGINE=InnoDB, ALGORITHM=COPY")
-    """)
+    """,
+    )
     assert engine_of(mysql_url, "scratch") == "MEMORY" and engine_of(mysql_url, "account") == "InnoDB"
     assert_account_intact(mysql_url)
 
 
 def test_an_engine_change_sent_around_sqlalchemy_is_reported_after_it_ran(mysql_url, tmp_path):
     """A raw DBAPI cursor bypasses the statement guard; the catalog check after the migration sees the engine."""
-    project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False), ("""
+    project = write_project(
+        tmp_path / "project",
+        (CREATE_ACCOUNT, False),
+        (
+            """
         cursor = op.get_bind().connection.driver_connection.cursor()
         cursor.execute("ALTER TABLE account ENGINE=MEMORY")
-    """, True))
+    """,
+            True,
+        ),
+    )
     summary = refusal(migrate(mysql_url, project, tmp_path)[0])
     assert "table account changed engine (InnoDB -> MEMORY)" in summary, summary
     assert "could not be rolled back" in summary, summary
@@ -122,12 +142,20 @@ def test_an_engine_change_sent_around_sqlalchemy_is_reported_after_it_ran(mysql_
 
 # --- N8: sql_mode ----------------------------------------------------------------------------
 
+
 def test_no_backslash_escapes_is_honoured_when_a_statement_is_read(mysql_url, tmp_path):
     """Under NO_BACKSLASH_ESCAPES, 'a\\' ends the string: the DROP COLUMN after it is real and judged."""
-    project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False), (r"""
+    project = write_project(
+        tmp_path / "project",
+        (CREATE_ACCOUNT, False),
+        (
+            r"""
         op.execute("SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES')")
         op.execute("ALTER TABLE account ADD COLUMN x VARCHAR(40) DEFAULT 'a\\', DROP COLUMN name -- '")
-    """, True))
+    """,
+            True,
+        ),
+    )
     result, _ = migrate(mysql_url, project, tmp_path)
     assert_refused_before(result, "column account.name (varchar(50)) would be dropped")
     assert_account_intact(mysql_url)
@@ -136,11 +164,18 @@ def test_no_backslash_escapes_is_honoured_when_a_statement_is_read(mysql_url, tm
 def test_ansi_quotes_is_honoured_when_a_statement_is_read(mysql_url, tmp_path):
     """Under ANSI_QUOTES, "x\\" is an identifier (no escapes there): the DROP COLUMN after it is judged,
     and a double-quoted column added alone passes."""
-    project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False), (r"""
+    project = write_project(
+        tmp_path / "project",
+        (CREATE_ACCOUNT, False),
+        (
+            r"""
         op.execute("SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',ANSI_QUOTES')")
         op.execute('ALTER TABLE "account" ADD COLUMN "nick" VARCHAR(20)')
         op.execute('ALTER TABLE account ADD COLUMN "x\\" INT DEFAULT 1, DROP COLUMN name -- " INT')
-    """, True))
+    """,
+            True,
+        ),
+    )
     result, _ = migrate(mysql_url, project, tmp_path)
     assert_refused_before(result, "column account.name (varchar(50)) would be dropped")
     assert columns_of(mysql_url, "account") == [*ACCOUNT_COLUMNS, ("nick", "varchar(20)")]
@@ -156,19 +191,24 @@ SWAP = """
 
 
 def test_a_table_swapped_for_an_empty_copy_is_refused_and_its_rows_stay_under_its_name(mysql_url, tmp_path):
-    project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False), (SWAP, True),
-                            ('op.execute("DROP TABLE account_old")', False))
+    project = write_project(
+        tmp_path / "project", (CREATE_ACCOUNT, False), (SWAP, True), ('op.execute("DROP TABLE account_old")', False)
+    )
     result, _ = migrate(mysql_url, project, tmp_path)
-    assert_refused_before(result, "table account (3 columns: id, name, email; replaced by account_new) would be "
-                          "dropped (renamed to account_old?), holding 2 row(s); 2 of them not in the new table")
+    assert_refused_before(
+        result,
+        "table account (3 columns: id, name, email; replaced by account_new) would be "
+        "dropped (renamed to account_old?), holding 2 row(s); 2 of them not in the new table",
+    )
     assert_account_intact(mysql_url)
     assert "account_old" not in tables_of(mysql_url)
     assert versions_of(mysql_url) == ["r1"] and recorded(mysql_url) == ["r2"]
 
     # Allowed, the swap runs: the rows are in account_old, and dropping that is a loss of its own.
     summary = refusal(migrate(mysql_url, project, tmp_path, ALLOW_DESTRUCTIVE="r2")[0])
-    assert "Migration r3 (" in summary and "table account_old (3 columns: id, name, email) would be dropped" \
-        in summary, summary
+    assert (
+        "Migration r3 (" in summary and "table account_old (3 columns: id, name, email) would be dropped" in summary
+    ), summary
     assert versions_of(mysql_url) == ["r2"]
     assert account_rows(mysql_url) == []
     assert rows(mysql_url, "SELECT id, name, email FROM account_old ORDER BY id") == ACCOUNT_ROWS
@@ -176,62 +216,99 @@ def test_a_table_swapped_for_an_empty_copy_is_refused_and_its_rows_stay_under_it
 
 def test_a_table_swapped_for_a_complete_copy_passes(mysql_url, tmp_path):
     """The online schema change idiom: build the new table, copy every row, swap the names."""
-    applies(mysql_url, tmp_path, """
+    applies(
+        mysql_url,
+        tmp_path,
+        """
         op.execute("CREATE TABLE account_new LIKE account")
         op.execute("ALTER TABLE account_new ADD COLUMN nick VARCHAR(20)")
         op.execute("INSERT INTO account_new (id, name, email) SELECT id, name, email FROM account")
         op.execute("RENAME TABLE account TO account_old, account_new TO account")
-    """)
+    """,
+    )
     assert account_rows(mysql_url) == ACCOUNT_ROWS
     assert rows(mysql_url, "SELECT id, name, email FROM account_old ORDER BY id") == ACCOUNT_ROWS
 
 
 # --- N10: character sets ---------------------------------------------------------------------
 
-@pytest.mark.parametrize(("definition", "value"), [
-    ("VARCHAR(50) CHARACTER SET ascii", "Zoë"),
-    ("VARCHAR(50) CHARSET latin1", "Łukasz"),
-    ("NVARCHAR(50)", "Zoë \U0001F600"),
-    ("VARCHAR(50) COLLATE latin1_swedish_ci", "Łukasz"),
-], ids=["ascii", "latin1", "nvarchar", "collate-latin1"])
+
+@pytest.mark.parametrize(
+    ("definition", "value"),
+    [
+        ("VARCHAR(50) CHARACTER SET ascii", "Zoë"),
+        ("VARCHAR(50) CHARSET latin1", "Łukasz"),
+        ("NVARCHAR(50)", "Zoë \U0001f600"),
+        ("VARCHAR(50) COLLATE latin1_swedish_ci", "Łukasz"),
+    ],
+    ids=["ascii", "latin1", "nvarchar", "collate-latin1"],
+)
 def test_a_character_set_change_that_would_lose_characters_is_refused_in_a_non_strict_sql_mode(
-        mysql_url, tmp_path, definition, value):
-    project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False), (f"""
+    mysql_url, tmp_path, definition, value
+):
+    project = write_project(
+        tmp_path / "project",
+        (CREATE_ACCOUNT, False),
+        (
+            f"""
         op.execute("SET SESSION sql_mode = ''")
         op.execute("ALTER TABLE account MODIFY name {definition}")
-    """, True))
+    """,
+            True,
+        ),
+    )
     result, _ = migrate(mysql_url, project, tmp_path, "upgrade", "r1")
     assert result.code == 0, result.out
     execute(mysql_url, "UPDATE account SET name = %s WHERE id = 1", (value,))
     result, _ = migrate(mysql_url, project, tmp_path)
     assert_refused_before(result, "column account.name would change type", "utf8mb4")
     assert rows(mysql_url, "SELECT name FROM account WHERE id = 1") == [(value,)]
-    assert rows(mysql_url, "SELECT CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE "
-                           "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'account' AND COLUMN_NAME = 'name'"
-                ) == [("utf8mb4",)]
+    assert rows(
+        mysql_url,
+        "SELECT CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE "
+        "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'account' AND COLUMN_NAME = 'name'",
+    ) == [("utf8mb4",)]
 
 
 def test_a_character_set_change_whose_every_value_fits_passes(mysql_url, tmp_path):
     """Judged by the values: each one converted to the new set and back, before the statement runs."""
-    applies(mysql_url, tmp_path, """
+    applies(
+        mysql_url,
+        tmp_path,
+        """
         op.execute("UPDATE account SET email = 'zoë@example.com' WHERE id = 2")
         op.execute("ALTER TABLE account MODIFY name VARCHAR(50) CHARACTER SET ascii")
         op.execute("ALTER TABLE account MODIFY email VARCHAR(50) CHARACTER SET latin1")
-    """)
+    """,
+    )
     assert account_rows(mysql_url) == [(1, "alice", "alice@example.com"), (2, "bob", "zoë@example.com")]
-    assert rows(mysql_url, "SELECT COLUMN_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE "
-                           "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'account' AND COLUMN_NAME <> 'id' "
-                           "ORDER BY COLUMN_NAME") == [("email", "latin1"), ("name", "ascii")]
+    assert rows(
+        mysql_url,
+        "SELECT COLUMN_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE "
+        "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'account' AND COLUMN_NAME <> 'id' "
+        "ORDER BY COLUMN_NAME",
+    ) == [("email", "latin1"), ("name", "ascii")]
 
 
 def test_a_character_set_widening_keeps_every_value_and_passes(mysql_url, tmp_path):
-    project = write_project(tmp_path / "project", (CREATE_ACCOUNT + """
+    project = write_project(
+        tmp_path / "project",
+        (
+            CREATE_ACCOUNT
+            + """
 op.execute("ALTER TABLE account ADD COLUMN tag VARCHAR(20) CHARACTER SET latin1")
 op.execute("UPDATE account SET tag = 'Zoë'")
-""", False), ("""
+""",
+            False,
+        ),
+        (
+            """
         op.execute("ALTER TABLE account MODIFY tag VARCHAR(20) CHARACTER SET utf8mb4")
         op.execute("ALTER TABLE account MODIFY tag TEXT")
-    """, False))
+    """,
+            False,
+        ),
+    )
     result, _ = migrate(mysql_url, project, tmp_path)
     assert result.code == 0, result.out
     assert rows(mysql_url, "SELECT DISTINCT tag FROM account") == [("Zoë",)]
@@ -239,9 +316,13 @@ op.execute("UPDATE account SET tag = 'Zoë'")
 
 # --- N31: ZEROFILL ---------------------------------------------------------------------------
 
+
 def test_zerofill_is_predicted_as_the_type_the_server_shows_and_refused_before_it_runs(mysql_url, tmp_path):
-    project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False),
-                            ('op.execute("ALTER TABLE account MODIFY id INT ZEROFILL")', True))
+    project = write_project(
+        tmp_path / "project",
+        (CREATE_ACCOUNT, False),
+        ('op.execute("ALTER TABLE account MODIFY id INT ZEROFILL")', True),
+    )
     result, _ = migrate(mysql_url, project, tmp_path)
     assert_refused_before(result, "column account.id would change type (int(11) -> int unsigned zerofill)")
     assert_account_intact(mysql_url)
@@ -272,16 +353,27 @@ INSERT INTO account (id, name, email) VALUES (5, 'eve', 'EVE@EXAMPLE.COM')
 
 
 def test_a_sql_seed_with_several_statements_runs_each_of_them_once(mysql_url, tmp_path):
-    project = write_project(tmp_path / "project", (CREATE_ACCOUNT.replace(
-        "op.execute(\"INSERT INTO account (id, name, email) VALUES (1, 'alice', 'alice@example.com'), "
-        "(2, 'bob', NULL)\")", ""), False))
+    project = write_project(
+        tmp_path / "project",
+        (
+            CREATE_ACCOUNT.replace(
+                "op.execute(\"INSERT INTO account (id, name, email) VALUES (1, 'alice', 'alice@example.com'), "
+                "(2, 'bob', NULL)\")",
+                "",
+            ),
+            False,
+        ),
+    )
     seeds = tmp_path / "seeds"
     seeds.mkdir()
     (seeds / "01-accounts.sql").write_text(SEED, encoding="utf-8")
     result, _ = migrate(mysql_url, project, tmp_path, SEED_DIR=seeds)
     assert result.code == 0, result.out
-    assert account_rows(mysql_url) == [(3, "carol; not a statement", None), (4, "it's dave", "dave@example.com"),
-                                       (5, "eve", "eve@example.com")]
+    assert account_rows(mysql_url) == [
+        (3, "carol; not a statement", None),
+        (4, "it's dave", "dave@example.com"),
+        (5, "eve", "eve@example.com"),
+    ]
     assert rows(mysql_url, "SELECT name FROM migrate_init_seed") == [("01-accounts.sql",)]
 
     result, _ = migrate(mysql_url, project, tmp_path, SEED_DIR=seeds)

@@ -65,7 +65,7 @@ def upgrade():
 {body}
 '''
 
-CREATE_ACCOUNT = '''
+CREATE_ACCOUNT = """
 op.create_table(
     "account",
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
@@ -73,7 +73,7 @@ op.create_table(
     sa.Column("email", sa.String(50)),
 )
 op.execute("INSERT INTO account (id, name, email) VALUES (1, 'alice', 'alice@example.com'), (2, 'bob', NULL)")
-'''
+"""
 #: account as CREATE_ACCOUNT leaves it: (column, COLUMN_TYPE), then its rows.
 ACCOUNT_COLUMNS = [("id", "int(11)"), ("name", "varchar(50)"), ("email", "varchar(50)")]
 ACCOUNT_ROWS = [(1, "alice", "alice@example.com"), (2, "bob", None)]
@@ -102,6 +102,7 @@ def new_database(mysql_server) -> Iterator[Callable[[], str]]:
 
 # --- the project, the runs, and what the server holds ---------------------------------------
 
+
 def write_project(folder: Path, *revisions: tuple[str, bool]) -> Path:
     """An `alembic init`-style folder whose revisions r1, r2, ... run ``(body, idempotent)`` in order."""
     versions = folder / "versions"
@@ -110,11 +111,15 @@ def write_project(folder: Path, *revisions: tuple[str, bool]) -> Path:
     down = None
     for number, (body, idempotent) in enumerate(revisions, start=1):
         revision = f"r{number}"
-        (versions / f"{revision}_step.py").write_text(REVISION.format(
-            name=f"step {number}", revision=revision, down=down,
-            idempotent="idempotent = True\n" if idempotent else "",
-            body=textwrap.indent(textwrap.dedent(body).strip("\n"), "    "),
-        ))
+        (versions / f"{revision}_step.py").write_text(
+            REVISION.format(
+                name=f"step {number}",
+                revision=revision,
+                down=down,
+                idempotent="idempotent = True\n" if idempotent else "",
+                body=textwrap.indent(textwrap.dedent(body).strip("\n"), "    "),
+            )
+        )
         down = revision
     return folder
 
@@ -139,14 +144,20 @@ def database_of(url: str) -> str:
 
 
 def tables_of(url: str) -> set[str]:
-    return {name for (name,) in rows(url, "SELECT TABLE_NAME FROM information_schema.TABLES "
-                                          "WHERE TABLE_SCHEMA = DATABASE()")}
+    return {
+        name
+        for (name,) in rows(url, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")
+    }
 
 
 def columns_of(url: str, table: str) -> list[tuple[str, str]]:
     """(column, COLUMN_TYPE) of ``table`` in order; [] when there is no such table."""
-    return rows(url, "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
-                     "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (table,))
+    return rows(
+        url,
+        "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+        (table,),
+    )
 
 
 def versions_of(url: str) -> list[str]:
@@ -179,8 +190,11 @@ def lock_is_free(url: str) -> bool:
 
 def statement_running(url: str, text: str) -> list[tuple]:
     """(ID, INFO) of the server sessions of this database running a statement that starts with ``text``."""
-    return rows(url, "SELECT ID, INFO FROM information_schema.PROCESSLIST WHERE DB = %s AND INFO LIKE %s",
-                (database_of(url), text + "%"))
+    return rows(
+        url,
+        "SELECT ID, INFO FROM information_schema.PROCESSLIST WHERE DB = %s AND INFO LIKE %s",
+        (database_of(url), text + "%"),
+    )
 
 
 def log_has(runner: Runner, needle: str) -> Callable[[], bool]:
@@ -192,39 +206,78 @@ def log_has(runner: Runner, needle: str) -> Callable[[], bool]:
 #: (id, the statement r2 runs, what the refusal names, account's columns once ALLOW_DESTRUCTIVE ran it
 #: (None: account is gone), extra DATABASE_URL query).
 SHAPES = [
-    ("add-and-drop", "ALTER TABLE account ADD COLUMN nick VARCHAR(20), DROP COLUMN email",
-     "column account.email (varchar(50)) would be dropped",
-     [("id", "int(11)"), ("name", "varchar(50)"), ("nick", "varchar(20)")], ""),
-    ("narrowing", "ALTER TABLE account MODIFY email VARCHAR(20)",
-     "column account.email would change type (varchar(50) -> varchar(20))",
-     [("id", "int(11)"), ("name", "varchar(50)"), ("email", "varchar(20)")], ""),
-    ("rename-column", "ALTER TABLE `account` CHANGE `email` `contact` VARCHAR(50)",
-     "column account.email (varchar(50)) would be dropped (renamed to contact?)",
-     [("id", "int(11)"), ("name", "varchar(50)"), ("contact", "varchar(50)")], ""),
-    ("rename-table", "RENAME TABLE account TO account_old",
-     "table account (3 columns: id, name, email) would be dropped (renamed to account_old?)", None, ""),
-    ("create-or-replace", "CREATE OR REPLACE TABLE account (id INT PRIMARY KEY)",
-     "table account (3 columns: id, name, email) would be dropped", [("id", "int(11)")], ""),
-    ("drop-and-add-again", "ALTER TABLE account DROP COLUMN email, ADD COLUMN email VARCHAR(50)",
-     "column account.email (varchar(50)) would be dropped", ACCOUNT_COLUMNS, ""),
-    ("executable-comment", "/*!40101 ALTER TABLE account DROP COLUMN email */",
-     "column account.email (varchar(50)) would be dropped", [("id", "int(11)"), ("name", "varchar(50)")], ""),
+    (
+        "add-and-drop",
+        "ALTER TABLE account ADD COLUMN nick VARCHAR(20), DROP COLUMN email",
+        "column account.email (varchar(50)) would be dropped",
+        [("id", "int(11)"), ("name", "varchar(50)"), ("nick", "varchar(20)")],
+        "",
+    ),
+    (
+        "narrowing",
+        "ALTER TABLE account MODIFY email VARCHAR(20)",
+        "column account.email would change type (varchar(50) -> varchar(20))",
+        [("id", "int(11)"), ("name", "varchar(50)"), ("email", "varchar(20)")],
+        "",
+    ),
+    (
+        "rename-column",
+        "ALTER TABLE `account` CHANGE `email` `contact` VARCHAR(50)",
+        "column account.email (varchar(50)) would be dropped (renamed to contact?)",
+        [("id", "int(11)"), ("name", "varchar(50)"), ("contact", "varchar(50)")],
+        "",
+    ),
+    (
+        "rename-table",
+        "RENAME TABLE account TO account_old",
+        "table account (3 columns: id, name, email) would be dropped (renamed to account_old?)",
+        None,
+        "",
+    ),
+    (
+        "create-or-replace",
+        "CREATE OR REPLACE TABLE account (id INT PRIMARY KEY)",
+        "table account (3 columns: id, name, email) would be dropped",
+        [("id", "int(11)")],
+        "",
+    ),
+    (
+        "drop-and-add-again",
+        "ALTER TABLE account DROP COLUMN email, ADD COLUMN email VARCHAR(50)",
+        "column account.email (varchar(50)) would be dropped",
+        ACCOUNT_COLUMNS,
+        "",
+    ),
+    (
+        "executable-comment",
+        "/*!40101 ALTER TABLE account DROP COLUMN email */",
+        "column account.email (varchar(50)) would be dropped",
+        [("id", "int(11)"), ("name", "varchar(50)")],
+        "",
+    ),
     # PyMySQL sends several statements in one string only with CLIENT.MULTI_STATEMENTS.
-    ("multi-statement", "-- tidy up\nSELECT 1; DROP TABLE IF EXISTS account",
-     "table account (3 columns: id, name, email) would be dropped", None, "?client_flag=65536"),
-    ("unreadable", "ALTER TABLE account CONVERT TO CHARACTER SET latin1",
-     "cannot judge", ACCOUNT_COLUMNS, ""),
+    (
+        "multi-statement",
+        "-- tidy up\nSELECT 1; DROP TABLE IF EXISTS account",
+        "table account (3 columns: id, name, email) would be dropped",
+        None,
+        "?client_flag=65536",
+    ),
+    ("unreadable", "ALTER TABLE account CONVERT TO CHARACTER SET latin1", "cannot judge", ACCOUNT_COLUMNS, ""),
 ]
 
 
-@pytest.mark.parametrize(("statement", "named", "allowed_columns", "query"),
-                         [shape[1:] for shape in SHAPES], ids=[shape[0] for shape in SHAPES])
+@pytest.mark.parametrize(
+    ("statement", "named", "allowed_columns", "query"),
+    [shape[1:] for shape in SHAPES],
+    ids=[shape[0] for shape in SHAPES],
+)
 def test_a_destructive_statement_is_refused_before_it_runs_and_runs_with_allow_destructive(
-        mysql_url, tmp_path, statement, named, allowed_columns, query):
+    mysql_url, tmp_path, statement, named, allowed_columns, query
+):
     url = mysql_url + query
     # r2 runs the statement alone: the guard refuses it before anything of r2 ran, so r2 may run again.
-    project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False),
-                            (f"op.execute({statement!r})", True))
+    project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False), (f"op.execute({statement!r})", True))
     result, _ = migrate(url, project, tmp_path)
     assert result.code == 8, result.out
     summary = summary_line(result.out)
@@ -247,22 +300,37 @@ def test_a_destructive_statement_is_refused_before_it_runs_and_runs_with_allow_d
     else:
         assert columns_of(mysql_url, "account") == allowed_columns
     if statement.startswith("ALTER TABLE account CONVERT"):
-        assert rows(mysql_url, "SELECT TABLE_COLLATION FROM information_schema.TABLES WHERE "
-                               "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'account'")[0][0].startswith("latin1")
+        assert rows(
+            mysql_url,
+            "SELECT TABLE_COLLATION FROM information_schema.TABLES WHERE "
+            "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'account'",
+        )[0][0].startswith("latin1")
 
 
 def test_a_drop_of_nothing_passes_and_not_null_is_judged_by_the_nulls_there(mysql_url, tmp_path):
     """Judged on the live tables before each statement: an empty table or an all-NULL column loses nothing,
     and NOT NULL over NULLs (which a non-strict sql_mode would turn into '') is refused."""
-    project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False), ("""
+    project = write_project(
+        tmp_path / "project",
+        (CREATE_ACCOUNT, False),
+        (
+            """
         op.create_table("scratch", sa.Column("id", sa.Integer, primary_key=True), sa.Column("note", sa.Text))
         op.execute("INSERT INTO scratch (id) VALUES (1)")
-    """, False), ("""
+    """,
+            False,
+        ),
+        (
+            """
         op.drop_column("scratch", "note")
         op.execute("DELETE FROM scratch")
         op.drop_table("scratch")
         op.execute("ALTER TABLE account MODIFY name VARCHAR(50) NOT NULL")
-    """, False), ('op.execute("ALTER TABLE account MODIFY email VARCHAR(50) NOT NULL")', False))
+    """,
+            False,
+        ),
+        ('op.execute("ALTER TABLE account MODIFY email VARCHAR(50) NOT NULL")', False),
+    )
     result, _ = migrate(mysql_url, project, tmp_path)
     assert result.code == 8, result.out
     summary = summary_line(result.out)
@@ -274,26 +342,43 @@ def test_a_drop_of_nothing_passes_and_not_null_is_judged_by_the_nulls_there(mysq
 
 def test_statements_that_change_rows_only_pass_the_guard(mysql_url, tmp_path):
     """REPLACE INTO, UPDATE, DELETE, INSERT (with parameters, with DDL words in their data) are not refused."""
-    project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False), ('''
+    project = write_project(
+        tmp_path / "project",
+        (CREATE_ACCOUNT, False),
+        (
+            """
         op.execute("REPLACE INTO account (id, name, email) VALUES (3, 'carol', NULL)")
         op.get_bind().exec_driver_sql("UPDATE account SET name = %s WHERE id = %s", ("ALICE", 1))
         op.execute(sa.text("DELETE FROM account WHERE id = :id").bindparams(id=2))
         op.execute("INSERT INTO account (id, name) VALUES (4, 'DROP TABLE account; RENAME TABLE a TO b')")
-    ''', False))
+    """,
+            False,
+        ),
+    )
     result, _ = migrate(mysql_url, project, tmp_path)
     assert result.code == 0, result.out
     assert versions_of(mysql_url) == ["r2"] and recorded(mysql_url) == []
     assert columns_of(mysql_url, "account") == ACCOUNT_COLUMNS
-    assert account_rows(mysql_url) == [(1, "ALICE", "alice@example.com"), (3, "carol", None),
-                                       (4, "DROP TABLE account; RENAME TABLE a TO b", None)]
+    assert account_rows(mysql_url) == [
+        (1, "ALICE", "alice@example.com"),
+        (3, "carol", None),
+        (4, "DROP TABLE account; RENAME TABLE a TO b", None),
+    ]
 
 
 def test_statements_before_a_refused_one_stay_applied_and_the_revision_stays_recorded(mysql_url, tmp_path):
-    project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False), ('''
+    project = write_project(
+        tmp_path / "project",
+        (CREATE_ACCOUNT, False),
+        (
+            """
         op.add_column("account", sa.Column("nick", sa.String(20)))
         op.drop_column("account", "email")
         op.create_table("never", sa.Column("id", sa.Integer, primary_key=True))
-    ''', False))
+    """,
+            False,
+        ),
+    )
     result, _ = migrate(mysql_url, project, tmp_path)
     assert result.code == 8, result.out
     assert "column account.email (varchar(50)) would be dropped" in summary_line(result.out)
@@ -310,7 +395,7 @@ def test_statements_before_a_refused_one_stay_applied_and_the_revision_stays_rec
 STEPS = 6
 PAUSE = 0.15
 #: Several ops-style steps with a pause between them; every step checks before it acts.
-IDEMPOTENT_STEPS = f'''
+IDEMPOTENT_STEPS = f"""
 for i in range({STEPS}):
     ops.add_column_if_missing("account", sa.Column(f"c{{i}}", sa.Integer, nullable=True))
     op.execute(f"UPDATE account SET c{{i}} = id * {{i}} WHERE c{{i}} IS NULL")
@@ -318,18 +403,25 @@ for i in range({STEPS}):
 ops.create_table_if_missing("audit", sa.Column("id", sa.Integer, primary_key=True),
                             sa.Column("note", sa.String(40)))
 ops.create_index_if_missing("ix_account_c0", "account", ["c0"])
-'''
+"""
 #: The same columns, added blindly: run twice, the first ADD COLUMN fails.
-PLAIN_STEPS = f'''
+PLAIN_STEPS = f"""
 for i in range({STEPS}):
     op.add_column("account", sa.Column(f"c{{i}}", sa.Integer, nullable=True))
     time.sleep({PAUSE})
-'''
+"""
 ADDED = [(f"c{i}", "int(11)") for i in range(STEPS)]
 
 
-def kill_during(url: str, project: Path, tmp_path: Path, log: Path, delay: float,
-                start: str = "Running upgrade r1 -> r2", **extra: object) -> Runner:
+def kill_during(
+    url: str,
+    project: Path,
+    tmp_path: Path,
+    log: Path,
+    delay: float,
+    start: str = "Running upgrade r1 -> r2",
+    **extra: object,
+) -> Runner:
     """Start a run, SIGKILL it ``delay`` seconds after ``start`` appears in its log."""
     runner = Runner(env_of(url, project, tmp_path, **extra), log)
     wait_until(log_has(runner, start), 60, f"'{start}' in the log", runner=runner)
@@ -354,11 +446,15 @@ def test_an_idempotent_revision_killed_at_random_points_runs_again_to_a_whole_sc
         assert "Waiting for the MySQL lock" not in result.out, "the killed run's lock must be gone with it"
         assert versions_of(url) == ["r2"] and recorded(url) == []
         assert columns_of(url, "account") == ACCOUNT_COLUMNS + ADDED
-        assert rows(url, "SELECT id, name, email, " + ", ".join(c for c, _ in ADDED) + " FROM account ORDER BY id") \
-            == [(*row, *(row[0] * i for i in range(STEPS))) for row in ACCOUNT_ROWS]
+        assert rows(url, "SELECT id, name, email, " + ", ".join(c for c, _ in ADDED) + " FROM account ORDER BY id") == [
+            (*row, *(row[0] * i for i in range(STEPS))) for row in ACCOUNT_ROWS
+        ]
         assert columns_of(url, "audit") == [("id", "int(11)"), ("note", "varchar(40)")]
-        assert rows(url, "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
-                         "AND INDEX_NAME = 'ix_account_c0'") == [(1,)]
+        assert rows(
+            url,
+            "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+            "AND INDEX_NAME = 'ix_account_c0'",
+        ) == [(1,)]
 
 
 def test_a_non_idempotent_revision_killed_half_way_stops_the_next_run_until_resolved(mysql_url, tmp_path):
@@ -384,7 +480,7 @@ def test_a_non_idempotent_revision_killed_half_way_stops_the_next_run_until_reso
     assert result.code == 2, result.out
     assert recorded(mysql_url) == ["r2"]
 
-    for column, _type in left[len(ACCOUNT_COLUMNS):]:  # the operator undoes what r2 applied
+    for column, _type in left[len(ACCOUNT_COLUMNS) :]:  # the operator undoes what r2 applied
         execute(mysql_url, f"ALTER TABLE account DROP COLUMN {column}")
     result, _ = migrate(mysql_url, project, tmp_path, "resolve", "r2")
     assert result.code == 0, result.out
@@ -400,10 +496,16 @@ def test_a_non_idempotent_revision_killed_half_way_stops_the_next_run_until_reso
 
 def record(url: str, revision: str) -> None:
     """Record ``revision`` as in progress, as a run that began it leaves the record."""
-    execute(url, f"CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (revision VARCHAR(255) NOT NULL PRIMARY KEY, "
-                 "started_at VARCHAR(40) NOT NULL, started_by VARCHAR(255) NOT NULL)")
-    execute(url, f"REPLACE INTO {PROGRESS_TABLE} (revision, started_at, started_by) VALUES (%s, %s, %s)",
-            (revision, "2026-01-01T00:00:00+00:00", "a run long gone"))
+    execute(
+        url,
+        f"CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (revision VARCHAR(255) NOT NULL PRIMARY KEY, "
+        "started_at VARCHAR(40) NOT NULL, started_by VARCHAR(255) NOT NULL)",
+    )
+    execute(
+        url,
+        f"REPLACE INTO {PROGRESS_TABLE} (revision, started_at, started_by) VALUES (%s, %s, %s)",
+        (revision, "2026-01-01T00:00:00+00:00", "a run long gone"),
+    )
 
 
 def warnings_in(out: str) -> list[str]:
@@ -411,7 +513,9 @@ def warnings_in(out: str) -> list[str]:
 
 
 def test_a_stale_record_is_cleared_silently_and_the_pending_revision_applied(mysql_url, tmp_path):
-    project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False), (PLAIN_STEPS.replace(str(PAUSE), "0"), False))
+    project = write_project(
+        tmp_path / "project", (CREATE_ACCOUNT, False), (PLAIN_STEPS.replace(str(PAUSE), "0"), False)
+    )
     result, _ = migrate(mysql_url, project, tmp_path, "upgrade", "r1")
     assert result.code == 0, result.out
     record(mysql_url, "r1")  # the version table is already past it
@@ -427,7 +531,9 @@ def test_a_stale_record_is_cleared_silently_and_the_pending_revision_applied(mys
 
 def test_the_head_revision_finished_by_hand_and_stamped_is_cleared_by_the_next_run(mysql_url, tmp_path):
     """The interrupted-revision message's second way out: finish it by hand, `alembic stamp REV`."""
-    project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False), (PLAIN_STEPS.replace(str(PAUSE), "0"), False))
+    project = write_project(
+        tmp_path / "project", (CREATE_ACCOUNT, False), (PLAIN_STEPS.replace(str(PAUSE), "0"), False)
+    )
     result, _ = migrate(mysql_url, project, tmp_path, "upgrade", "r1")
     assert result.code == 0, result.out
     record(mysql_url, "r2")  # a run of r2 was killed after two of its columns
@@ -444,7 +550,8 @@ def test_the_head_revision_finished_by_hand_and_stamped_is_cleared_by_the_next_r
     assert result.code == 0, result.out
     assert "Running upgrade" not in result.out
     assert recorded(mysql_url) == [], (
-        "the message promised that the next run clears the record itself; it is still there:\n" + result.out)
+        "the message promised that the next run clears the record itself; it is still there:\n" + result.out
+    )
     # Until it is cleared, `wait` (the app's initContainer) waits for a migrator that never comes.
     result, _ = migrate(mysql_url, project, tmp_path, "wait", LOCK_TIMEOUT=1, MIGRATION_TIMEOUT=1)
     assert result.code == 0, result.out
@@ -458,8 +565,9 @@ def test_the_shipped_chain_killed_at_a_random_moment_reaches_its_head_on_the_nex
         # A random migration of the ten, a random moment into it (each takes tens of milliseconds).
         step, delay = rng.randint(1, 9), rng.uniform(0.0, 0.05)
         runner = Runner(env, tmp_path / f"killed-{attempt}.log")
-        wait_until(log_has(runner, f"[{step}/10] Applying"), 60, f"migration {step} of 10", runner=runner,
-                   interval=0.005)
+        wait_until(
+            log_has(runner, f"[{step}/10] Applying"), 60, f"migration {step} of 10", runner=runner, interval=0.005
+        )
         time.sleep(delay)
         runner.kill()
         assert versions_of(url) != ["merge_heads_final"], f"the kill in migration {step} came after the end"
@@ -491,8 +599,9 @@ def gone_from_the_server(url: str, session: int, within: float = 1.0) -> bool:
 def test_sigterm_during_a_long_statement_exits_143_and_kills_the_query_on_the_server(mysql_url, tmp_path):
     project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False), (SLEEP, False))
     runner = Runner(env_of(mysql_url, project, tmp_path, MIGRATION_TIMEOUT=120), tmp_path / "run.log")
-    [(session, _)] = wait_until(lambda: statement_running(mysql_url, "SELECT SLEEP(60)"), 60,
-                                "SELECT SLEEP(60) on the server", runner=runner)
+    [(session, _)] = wait_until(
+        lambda: statement_running(mysql_url, "SELECT SLEEP(60)"), 60, "SELECT SLEEP(60) on the server", runner=runner
+    )
     started = time.monotonic()
     runner.signal(signal.SIGTERM)
     code = runner.wait(30)
@@ -505,16 +614,17 @@ def test_sigterm_during_a_long_statement_exits_143_and_kills_the_query_on_the_se
     assert lock_is_free(mysql_url), "SIGTERM must release the migration lock"
     assert gone_from_the_server(mysql_url, session), (
         f"SELECT SLEEP(60) still runs on the server (session {session}) after the run exited: "
-        "the cancel (KILL QUERY) did not reach it")
+        "the cancel (KILL QUERY) did not reach it"
+    )
     assert versions_of(mysql_url) == ["r1"] and recorded(mysql_url) == ["r2"]
 
 
-def test_migration_timeout_during_a_long_statement_exits_10_and_kills_the_query_on_the_server(
-        mysql_url, tmp_path):
+def test_migration_timeout_during_a_long_statement_exits_10_and_kills_the_query_on_the_server(mysql_url, tmp_path):
     project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False), (SLEEP, False))
     runner = Runner(env_of(mysql_url, project, tmp_path, MIGRATION_TIMEOUT=2), tmp_path / "run.log")
-    [(session, _)] = wait_until(lambda: statement_running(mysql_url, "SELECT SLEEP(60)"), 60,
-                                "SELECT SLEEP(60) on the server", runner=runner)
+    [(session, _)] = wait_until(
+        lambda: statement_running(mysql_url, "SELECT SLEEP(60)"), 60, "SELECT SLEEP(60) on the server", runner=runner
+    )
     started = time.monotonic()
     code = runner.wait(60)
     took = time.monotonic() - started
@@ -525,7 +635,8 @@ def test_migration_timeout_during_a_long_statement_exits_10_and_kills_the_query_
     assert lock_is_free(mysql_url)
     assert gone_from_the_server(mysql_url, session), (
         f"SELECT SLEEP(60) still runs on the server (session {session}) after MIGRATION_TIMEOUT: "
-        "the cancel (KILL QUERY) did not reach it")
+        "the cancel (KILL QUERY) did not reach it"
+    )
 
 
 # --- DDL lock waits ---------------------------------------------------------------------------------
@@ -548,8 +659,9 @@ def test_an_idempotent_revision_that_loses_a_metadata_lock_wait_is_retried_until
             cursor.execute("BEGIN")
             cursor.execute("SELECT * FROM account")
             cursor.fetchall()
-        runner = Runner(env_of(mysql_url, project, tmp_path, DDL_LOCK_TIMEOUT=1, DDL_LOCK_RETRIES=2),
-                        tmp_path / "run.log")
+        runner = Runner(
+            env_of(mysql_url, project, tmp_path, DDL_LOCK_TIMEOUT=1, DDL_LOCK_RETRIES=2), tmp_path / "run.log"
+        )
         wait_until(log_has(runner, "retry 1/2"), 30, "the first retry", runner=runner)
         assert columns_of(mysql_url, "account") == ACCOUNT_COLUMNS
     finally:
@@ -587,13 +699,15 @@ def test_a_non_idempotent_revision_that_loses_a_metadata_lock_wait_is_not_retrie
 
 # --- the migration lock --------------------------------------------------------------------------------
 
+
 def test_a_held_migration_lock_is_exit_5_within_lock_timeout_naming_its_holder(mysql_url, tmp_path):
     project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False))
     holder = connect(mysql_url)
     try:
         with holder.cursor() as cursor:
-            cursor.execute("SELECT GET_LOCK(%s, 0), CONNECTION_ID()",
-                           (mysql_lock_name(database_of(mysql_url), "alembic_version"),))
+            cursor.execute(
+                "SELECT GET_LOCK(%s, 0), CONNECTION_ID()", (mysql_lock_name(database_of(mysql_url), "alembic_version"),)
+            )
             got, session = cursor.fetchone()
         assert got == 1
         result, took = migrate(mysql_url, project, tmp_path, LOCK_TIMEOUT=2)
@@ -607,8 +721,9 @@ def test_a_held_migration_lock_is_exit_5_within_lock_timeout_naming_its_holder(m
 
 
 def test_the_migration_lock_is_released_after_a_failed_migration(mysql_url, tmp_path):
-    project = write_project(tmp_path / "project", (CREATE_ACCOUNT, False),
-                            ('op.execute("INSERT INTO no_such_table VALUES (1)")', False))
+    project = write_project(
+        tmp_path / "project", (CREATE_ACCOUNT, False), ('op.execute("INSERT INTO no_such_table VALUES (1)")', False)
+    )
     result, _ = migrate(mysql_url, project, tmp_path)
     assert result.code == 1, result.out
     assert "r2" in summary_line(result.out)

@@ -87,7 +87,8 @@ POSTGRESQL_LOSSES = {
     "ALTER TABLE IF EXISTS ... DROP COLUMN": _sql("ALTER TABLE IF EXISTS account DROP COLUMN name"),
     "two statements in one string": _sql("SELECT 1; DROP TABLE account"),
     "ALTER TABLE ONLY ... TYPE ... USING": _sql(
-        "ALTER TABLE ONLY account ALTER COLUMN name TYPE integer USING length(name)"),
+        "ALTER TABLE ONLY account ALTER COLUMN name TYPE integer USING length(name)"
+    ),
     "DO block": _sql("DO $$ BEGIN ALTER TABLE account DROP COLUMN name; END $$"),
     "DO block with dynamic SQL": _sql("DO $$ BEGIN EXECUTE 'ALTER TABLE account DROP ' || 'COLUMN name'; END $$"),
     # NOT NULL loses no value (PostgreSQL refuses it over NULLs) and a narrower type every value fits
@@ -95,8 +96,10 @@ POSTGRESQL_LOSSES = {
     "narrower type, truncating": _sql("ALTER TABLE account ALTER COLUMN email TYPE varchar(5) USING email::varchar(5)"),
     "type kept, values NULLed": _sql("ALTER TABLE account ALTER COLUMN name TYPE varchar(50) USING NULL"),
     "drop and add back": _sql("ALTER TABLE account DROP COLUMN name; ALTER TABLE account ADD COLUMN name text"),
-    "copy, drop, rename": _sql("CREATE TABLE account_new AS SELECT id, email FROM account; "
-                               "DROP TABLE account; ALTER TABLE account_new RENAME TO account"),
+    "copy, drop, rename": _sql(
+        "CREATE TABLE account_new AS SELECT id, email FROM account; "
+        "DROP TABLE account; ALTER TABLE account_new RENAME TO account"
+    ),
 }
 
 SQLITE_LOSSES = {
@@ -108,7 +111,8 @@ SQLITE_LOSSES = {
         "CREATE TABLE account_new (id INTEGER PRIMARY KEY, email VARCHAR(50))",
         "INSERT INTO account_new (id, email) SELECT id, email FROM account",
         "DROP TABLE account",
-        "ALTER TABLE account_new RENAME TO account"),
+        "ALTER TABLE account_new RENAME TO account",
+    ),
     "batch: drop and add back": textwrap.dedent("""
         with op.batch_alter_table("account") as batch:
             batch.drop_column("name")
@@ -151,8 +155,10 @@ def test_raw_sql_that_loses_data_is_refused_with_exit_8_and_the_data_intact(requ
         path.unlink()
         problems = _account_intact(url)
         if result.code != 8 or problems:
-            let_through.append(f"{shape}: exit {result.code}; {'; '.join(problems) or 'data intact'}; "
-                               f"{summary_line(result.out) if '(exit ' in result.out else result.out[-300:]}")
+            let_through.append(
+                f"{shape}: exit {result.code}; {'; '.join(problems) or 'data intact'}; "
+                f"{summary_line(result.out) if '(exit ' in result.out else result.out[-300:]}"
+            )
             if problems:  # start the next shape from the same state
                 pytest.fail("a loss went through and the state is no longer known:\n" + "\n".join(let_through))
             continue
@@ -173,7 +179,8 @@ ADDITIVE = {
         "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'account' "
         "AND column_name = 'note') THEN ALTER TABLE account ADD COLUMN note text; END IF; END $$",
         "CREATE INDEX ix_account_email ON account (email)",
-        "ALTER TABLE account ALTER COLUMN email DROP NOT NULL"),
+        "ALTER TABLE account ALTER COLUMN email DROP NOT NULL",
+    ),
 }
 
 
@@ -197,14 +204,22 @@ def test_additive_changes_pass_and_allow_destructive_lets_a_loss_through(request
 
 # --- backups touch only their own files -------------------------------------------------------------------------
 
+
 def _user_files(folder: Path, db_name: str) -> dict[str, str]:
     """Files a user keeps beside the backups, some named much like them; {name: sha256}."""
     stem, suffix = os.path.splitext(db_name)
     folder.mkdir(parents=True, exist_ok=True)
-    names = [f"{stem}-audit{suffix}", f"{stem}-00-old{suffix}", f"{stem}-01-old{suffix}", f"{db_name}.bak",
-             f"{stem}-2024-01-01{suffix}", "notes.txt", f"other{suffix}.20200101T000000000000Z.at-base.migrate-init-backup",
-             f"{db_name}.20200101T000000000000Z.at-base.migrate-init-backup.txt",
-             f"{db_name}.old.migrate-init-backup"]
+    names = [
+        f"{stem}-audit{suffix}",
+        f"{stem}-00-old{suffix}",
+        f"{stem}-01-old{suffix}",
+        f"{db_name}.bak",
+        f"{stem}-2024-01-01{suffix}",
+        "notes.txt",
+        f"other{suffix}.20200101T000000000000Z.at-base.migrate-init-backup",
+        f"{db_name}.20200101T000000000000Z.at-base.migrate-init-backup.txt",
+        f"{db_name}.old.migrate-init-backup",
+    ]
     for name in names:
         path = folder / name
         if name.endswith(suffix) and not name.startswith("other"):
@@ -240,8 +255,11 @@ def test_backup_pruning_keeps_every_file_that_is_not_a_backup(tmp_path, where):
     assert len(named) == 3, named  # the first run had no database to back up
     changed = {name: (folder / name).exists() and file_digest(folder / name) == digest for name, digest in mine.items()}
     assert all(changed.values()), f"pruning deleted or changed user files: {[n for n, ok in changed.items() if not ok]}"
-    ours = sorted(p for p in folder.iterdir() if p.name.startswith(f"{db.name}.") and p.name.endswith(".migrate-init-backup")
-                  and p.name not in mine)
+    ours = sorted(
+        p
+        for p in folder.iterdir()
+        if p.name.startswith(f"{db.name}.") and p.name.endswith(".migrate-init-backup") and p.name not in mine
+    )
     assert [str(p) for p in ours] == named[-2:], f"BACKUP_KEEP=2 should keep the two newest: {ours}"
     assert versions(url) == [TARGET]
 
@@ -255,13 +273,16 @@ def test_interrupted_backup_leaves_no_partial_after_the_next_run(sqlite_url, tmp
     add_blobs(db, 200)
     backups = tmp_path / "backups"
     backups.mkdir()
-    foreign = {"other.db.20200101T000000000000Z.at-base.migrate-init-backup.partial": "not ours",
-               "notes.partial": "not ours either"}
+    foreign = {
+        "other.db.20200101T000000000000Z.at-base.migrate-init-backup.partial": "not ours",
+        "notes.partial": "not ours either",
+    }
     for name, text in foreign.items():
         (backups / name).write_text(text)
     try:
-        runner = Runner(stranger_env(sqlite_url, tmp_path, BACKUP_DIR=backups, MIGRATION_TIMEOUT=120),
-                        tmp_path / "interrupted.log")
+        runner = Runner(
+            stranger_env(sqlite_url, tmp_path, BACKUP_DIR=backups, MIGRATION_TIMEOUT=120), tmp_path / "interrupted.log"
+        )
 
         def partial() -> list[Path]:
             # .partial and SQLite's .partial-journal beside it (issue 25, N33: the journal stayed for ever)
@@ -292,7 +313,7 @@ def test_interrupted_backup_leaves_no_partial_after_the_next_run(sqlite_url, tmp
 
 # --- seeds survive an interruption ---------------------------------------------------------------------------------
 
-_ADMIN_SEED = '''
+_ADMIN_SEED = """
 import os
 from pathlib import Path
 
@@ -310,7 +331,7 @@ if os.environ.get("SEED_STALL") == "1":
     else:
         connection.exec_driver_sql("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
                                    "LIMIT 5000000000) SELECT count(*) FROM c")
-'''
+"""
 
 
 @pytest.mark.parametrize("way", ["SIGTERM", "MIGRATION_TIMEOUT", "kill -9"])
@@ -319,8 +340,12 @@ def test_seed_interrupted_after_the_migrations_completes_on_the_next_run(db_url,
     seeds.mkdir()
     (seeds / "01-admin.py").write_text(_ADMIN_SEED)
     marker = tmp_path / "seed-marker"
-    extra = {"SEED_DIR": seeds, "SEED_MARKER": marker, "SEED_STALL": "1",
-             "MIGRATION_TIMEOUT": 6 if way == "MIGRATION_TIMEOUT" else 120}
+    extra = {
+        "SEED_DIR": seeds,
+        "SEED_MARKER": marker,
+        "SEED_STALL": "1",
+        "MIGRATION_TIMEOUT": 6 if way == "MIGRATION_TIMEOUT" else 120,
+    }
     runner = Runner(stranger_env(db_url, tmp_path, **extra), tmp_path / "interrupted.log")
     wait_until(marker.exists, 60, "the seed to start", runner)
     started = time.monotonic()

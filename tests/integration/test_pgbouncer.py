@@ -62,8 +62,10 @@ def lock_released(direct: str) -> bool:
     """No advisory lock on the migration key, and no server session of this database left
     inside a transaction (a pooled server connection may stay open, idle, for the next client)."""
     open_transactions = pg_query(
-        direct, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL")[0][0]
+        direct,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL",
+    )[0][0]
     return advisory_locks(direct) == 0 and open_transactions == 0
 
 
@@ -79,7 +81,8 @@ def new_database(pg_server: PgServer, made: list[str]) -> str:
 
 
 def test_sixteen_runners_through_pgbouncer_apply_each_revision_once_three_rounds_in_a_row(
-        bouncer: PgBouncer, pg_server: PgServer, fresh: list[str], tmp_path: Path) -> None:
+    bouncer: PgBouncer, pg_server: PgServer, fresh: list[str], tmp_path: Path
+) -> None:
     migrations = build_chain(tmp_path / "migrations", ("robust_slow", "slow"))
     expected = (*(step[0] for step in REVISIONS), "robust_slow")
     for round_number in range(1, ROUNDS + 1):
@@ -95,8 +98,13 @@ def test_sixteen_runners_through_pgbouncer_apply_each_revision_once_three_rounds
         outs = [runner.out for runner in runners]
         context = f"PgBouncer pool_mode={bouncer.pool_mode}, round {round_number}"
 
-        assert codes == [0] * RUNNERS, (context + "\n\n" + "\n\n".join(
-            o for c, o in zip(codes, outs, strict=True) if c != 0) + "\n\n" + bouncer.log())
+        assert codes == [0] * RUNNERS, (
+            context
+            + "\n\n"
+            + "\n\n".join(o for c, o in zip(codes, outs, strict=True) if c != 0)
+            + "\n\n"
+            + bouncer.log()
+        )
         counts = upgrade_counts(outs)
         assert {rev: counts[rev] for rev in expected} == {rev: 1 for rev in expected}, context
         assert sum(counts.values()) == len(expected), context
@@ -121,13 +129,13 @@ def _two_slow(tmp_path: Path) -> Path:
 
 
 def test_a_runner_killed_inside_a_migration_through_pgbouncer_leaves_no_lock(
-        bouncer: PgBouncer, pg_server: PgServer, fresh: list[str], tmp_path: Path) -> None:
+    bouncer: PgBouncer, pg_server: PgServer, fresh: list[str], tmp_path: Path
+) -> None:
     direct = new_database(pg_server, fresh)
     url = bouncer.through(direct)
     migrations = _two_slow(tmp_path)
     marker = tmp_path / "marker"
-    holder = Runner(migrate_env(url, migrations, ROBUST_SLOW_SECONDS=60, ROBUST_MARKER=marker),
-                    tmp_path / "holder.log")
+    holder = Runner(migrate_env(url, migrations, ROBUST_SLOW_SECONDS=60, ROBUST_MARKER=marker), tmp_path / "holder.log")
     wait_until(marker_says(marker, "robust_slow_a"), 60, "the holder to be inside robust_slow_a", holder)
     holder.kill()
 
@@ -135,7 +143,8 @@ def test_a_runner_killed_inside_a_migration_through_pgbouncer_leaves_no_lock(
 
 
 def test_a_runner_killed_between_two_migrations_through_pgbouncer_leaves_no_lock(
-        bouncer: PgBouncer, pg_server: PgServer, fresh: list[str], tmp_path: Path) -> None:
+    bouncer: PgBouncer, pg_server: PgServer, fresh: list[str], tmp_path: Path
+) -> None:
     direct = new_database(pg_server, fresh)
     url = bouncer.through(direct)
     migrations = _two_slow(tmp_path)
@@ -148,13 +157,13 @@ def test_a_runner_killed_between_two_migrations_through_pgbouncer_leaves_no_lock
 
 
 def test_a_runner_killed_while_waiting_for_the_lock_through_pgbouncer_leaves_no_lock(
-        bouncer: PgBouncer, pg_server: PgServer, fresh: list[str], tmp_path: Path) -> None:
+    bouncer: PgBouncer, pg_server: PgServer, fresh: list[str], tmp_path: Path
+) -> None:
     direct = new_database(pg_server, fresh)
     url = bouncer.through(direct)
     migrations = _two_slow(tmp_path)
     marker = tmp_path / "marker"
-    holder = Runner(migrate_env(url, migrations, ROBUST_SLOW_SECONDS=60, ROBUST_MARKER=marker),
-                    tmp_path / "holder.log")
+    holder = Runner(migrate_env(url, migrations, ROBUST_SLOW_SECONDS=60, ROBUST_MARKER=marker), tmp_path / "holder.log")
     wait_until(marker_says(marker, "robust_slow_a"), 60, "the holder to be inside robust_slow_a", holder)
     waiter = Runner(migrate_env(url, migrations, LOCK_TIMEOUT=60), tmp_path / "waiter.log")
     wait_until(lambda: WAITING in waiter.out, 60, "the waiter to queue for the lock", waiter)
@@ -165,7 +174,8 @@ def test_a_runner_killed_while_waiting_for_the_lock_through_pgbouncer_leaves_no_
 
 
 def test_a_server_idle_in_transaction_timeout_does_not_end_the_held_lock(
-        bouncer: PgBouncer, pg_server: PgServer, fresh: list[str], tmp_path: Path) -> None:
+    bouncer: PgBouncer, pg_server: PgServer, fresh: list[str], tmp_path: Path
+) -> None:
     """The lock's transaction sits idle while the migration runs on another connection; a database
     default idle_in_transaction_session_timeout would end it, and the lock, half-way (not SET LOCAL to 0)."""
     direct = new_database(pg_server, fresh)

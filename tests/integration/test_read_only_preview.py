@@ -80,15 +80,21 @@ def state(url: str) -> object:
         return hashlib.sha256(sqlite_path(url).read_bytes()).hexdigest()
     if is_mysql(url):
         return snapshot(url), {table: query(url, f'SELECT * FROM "{table}" ORDER BY 1') for table in tables(url)}
-    schema = pg_query(url, """
+    schema = pg_query(
+        url,
+        """
         SELECT n.nspname, c.relname, c.relkind, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod)
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-        ORDER BY 1, 2, 4""")
+        ORDER BY 1, 2, 4""",
+    )
     schemas = pg_query(url, "SELECT nspname FROM pg_namespace ORDER BY 1")
-    types = pg_query(url, "SELECT t.typname, e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid "
-                          "ORDER BY 1, e.enumsortorder")
+    types = pg_query(
+        url,
+        "SELECT t.typname, e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid "
+        "ORDER BY 1, e.enumsortorder",
+    )
     rows = {table: query(url, f'SELECT * FROM "{table}" ORDER BY 1') for table in sorted(tables(url))}
     return schema, schemas, types, rows
 
@@ -127,11 +133,26 @@ def test_plan_refuses_a_migration_that_commits_names_it_and_leaves_the_database_
     assert "name" in columns(db_url, "account")
 
 
-@pytest.mark.parametrize("statement", ["COMMIT", "END", "ROLLBACK", "BEGIN", "commit; SELECT 1",
-                                       "SELECT 1; COMMIT", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "COMMIT",
+        "END",
+        "ROLLBACK",
+        "BEGIN",
+        "commit; SELECT 1",
+        "SELECT 1; COMMIT",
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+    ],
+)
 def test_plan_never_lets_a_transaction_ending_statement_reach_the_database(db_url, tmp_path, statement):
-    folder = project(tmp_path, ("a1", CREATE_ACCOUNT), ("b2", DROP_EMPTY_NOTE), ("c3", f"op.execute({statement!r})"),
-                     ("d4", ADD_EXTRA))
+    folder = project(
+        tmp_path,
+        ("a1", CREATE_ACCOUNT),
+        ("b2", DROP_EMPTY_NOTE),
+        ("c3", f"op.execute({statement!r})"),
+        ("d4", ADD_EXTRA),
+    )
     env = at_a1(db_url, tmp_path, folder)
     before = state(db_url)
 
@@ -150,10 +171,13 @@ def test_plan_never_lets_a_transaction_ending_statement_reach_the_database(db_ur
     assert columns(db_url, "account") == {"id", "name", "note"}
 
 
-@pytest.mark.parametrize(("body", "why"), [
-    ("op.get_bind().commit()", "connection.commit()"),
-    ("op.get_bind().rollback()", "connection.rollback()"),
-])
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ("op.get_bind().commit()", "connection.commit()"),
+        ("op.get_bind().rollback()", "connection.rollback()"),
+    ],
+)
 def test_plan_refuses_a_commit_or_rollback_on_the_connection(db_url, tmp_path, body, why):
     folder = project(tmp_path, ("a1", CREATE_ACCOUNT), ("b2", DROP_EMPTY_NOTE), ("c3", body), ("d4", ADD_EXTRA))
     env = at_a1(db_url, tmp_path, folder)
@@ -207,8 +231,9 @@ def test_plan_refuses_an_autocommit_block_naming_it_instead_of_an_assertion(db_u
     assert columns(db_url, "account") == {"id", "name", "extra"}
 
 
-@pytest.mark.parametrize(("body", "why"), [('op.execute("COMMIT")', "COMMIT, which commits"),
-                                         (AUTOCOMMIT_BLOCK, "autocommit_block()")])
+@pytest.mark.parametrize(
+    ("body", "why"), [('op.execute("COMMIT")', "COMMIT, which commits"), (AUTOCOMMIT_BLOCK, "autocommit_block()")]
+)
 def test_lint_names_a_migration_that_commits_and_leaves_no_schema_behind(db_url, tmp_path, body, why):
     folder = project(tmp_path, ("a1", CREATE_ACCOUNT), ("b2", DROP_NAME), ("c3", body))
     env = at_a1(db_url, tmp_path, folder)
@@ -226,16 +251,13 @@ def test_lint_names_a_migration_that_commits_and_leaves_no_schema_behind(db_url,
         assert pg_query(db_url, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'migrate_init_lint%'") == [(0,)]
 
 
-
-
 BARE_COMMIT = "op.get_bind().connection.driver_connection.commit()"
 
 
 @pytest.mark.parametrize("verb", ["plan", "lint"])
 def test_a_commit_through_the_bare_postgresql_driver_is_refused_by_the_server(pg_url, tmp_path, verb):
     """libpq sends psycopg2's own commit() with no hook: the dry run's armed trigger makes the server fail it."""
-    folder = project(tmp_path, ("a1", CREATE_ACCOUNT), ("b2", DROP_EMPTY_NOTE), ("c3", BARE_COMMIT),
-                     ("d4", ADD_EXTRA))
+    folder = project(tmp_path, ("a1", CREATE_ACCOUNT), ("b2", DROP_EMPTY_NOTE), ("c3", BARE_COMMIT), ("d4", ADD_EXTRA))
     env = at_a1(pg_url, tmp_path, folder)
     before = state(pg_url)
 
@@ -287,7 +309,8 @@ DROP_ACCOUNT = 'connection.execute(text("DROP TABLE account"))'
 
 @pytest.mark.parametrize("commits", [False, True], ids=["left-open", "env-commits"])
 def test_env_py_dropping_a_table_with_rows_after_the_migrations_is_refused_and_the_table_stays(
-        db_url, tmp_path, commits):
+    db_url, tmp_path, commits
+):
     after = DROP_ACCOUNT + ("\nconnection.commit()" if commits else "")
     folder = project(tmp_path, ("a1", CREATE_ACCOUNT), ("b2", ADD_EXTRA), env_py=handed_env())
     env = at_a1(db_url, tmp_path, folder, then_env_py=handed_env(after=after))
@@ -416,8 +439,7 @@ def test_mariadb_plan_and_lint_run_nothing_on_the_database_whatever_a_revision_c
     assert versions(mysql_url) == ["a1"]
 
 
-def test_mariadb_env_py_dropping_a_table_with_rows_after_the_migrations_is_refused_before_it_runs(
-        mysql_url, tmp_path):
+def test_mariadb_env_py_dropping_a_table_with_rows_after_the_migrations_is_refused_before_it_runs(mysql_url, tmp_path):
     folder = project(tmp_path, ("a1", CREATE_ACCOUNT), ("b2", ADD_EXTRA), env_py=handed_env())
     env = at_a1(mysql_url, tmp_path, folder, then_env_py=handed_env(after=DROP_ACCOUNT))
 

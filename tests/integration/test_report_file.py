@@ -21,18 +21,32 @@ from tests.support.mounts import bind
 from tests.support.process import operator_env, report_of, run_migrate, run_split, summary_line
 
 # Every text line starts with the time, ISO 8601 UTC with milliseconds (issue 12).
-_TEXT = re.compile(r"^(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (?P<level>[A-Z]+)\s+\[(?P<logger>[\w.]+)\] "
-                   r"(?P<message>.*)$")
-SUMMARY_KEYS = {"outcome", "exit_code", "from_revisions", "to_revisions", "layers_tried",
-                "fallback_used", "backup", "row_counts", "durations"}
+_TEXT = re.compile(
+    r"^(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (?P<level>[A-Z]+)\s+\[(?P<logger>[\w.]+)\] "
+    r"(?P<message>.*)$"
+)
+SUMMARY_KEYS = {
+    "outcome",
+    "exit_code",
+    "from_revisions",
+    "to_revisions",
+    "layers_tried",
+    "fallback_used",
+    "backup",
+    "row_counts",
+    "durations",
+}
 
 
 def test_progress_lines_name_each_migration_then_its_elapsed_time(sqlite_url, tmp_path):
     result = run_migrate(env=operator_env(sqlite_url, tmp_path))
 
     assert result.code == 0, result.out
-    progress = [line.split("] ", 1)[1] for line in result.out.splitlines()
-                if re.search(r"\] (\[\d+/\d+\] Applying|Applied) ", line)]
+    progress = [
+        line.split("] ", 1)[1]
+        for line in result.out.splitlines()
+        if re.search(r"\] (\[\d+/\d+\] Applying|Applied) ", line)
+    ]
     expected = []
     for index, (revision, source, name) in enumerate(REVISIONS, 1):
         expected.append(re.escape(f"[{index}/10] Applying {source} -> {revision} ({name})"))
@@ -73,7 +87,8 @@ def test_json_logs_are_one_object_per_line_with_the_fields_of_the_text_lines(tmp
 
     applying = [r for r in records if r["event"] == "applying"]
     assert [(r["index"], r["total"], r["revision"], r["name"]) for r in applying] == [
-        (k, 10, revision, name) for k, (revision, _, name) in enumerate(REVISIONS, 1)]
+        (k, 10, revision, name) for k, (revision, _, name) in enumerate(REVISIONS, 1)
+    ]
     applied = [r for r in records if r["event"] == "applied"]
     assert [r["revision"] for r in applied] == [step[0] for step in REVISIONS]
     assert all(isinstance(r["elapsed"], float) and r["elapsed"] >= 0 for r in applied)
@@ -85,8 +100,11 @@ def test_json_logs_are_one_object_per_line_with_the_fields_of_the_text_lines(tmp
 
 def test_json_logs_stay_json_when_the_configuration_is_refused(tmp_path):
     report = tmp_path / "report.json"
-    code, _stdout, stderr = run_split(env=operator_env(f"sqlite:///{tmp_path}/x.db", tmp_path, LOG_FORMAT="json",
-                                                       BACKUP_KEEP="many", REPORT_FILE=report))
+    code, _stdout, stderr = run_split(
+        env=operator_env(
+            f"sqlite:///{tmp_path}/x.db", tmp_path, LOG_FORMAT="json", BACKUP_KEEP="many", REPORT_FILE=report
+        )
+    )
 
     assert code == 2, stderr
     [record] = [json.loads(line) for line in stderr.splitlines()]
@@ -127,17 +145,25 @@ def test_report_file_summarises_a_successful_upgrade(db_url, tmp_path):
 
 def test_report_file_summarises_a_refused_destructive_migration(db_url, tmp_path):
     variant = Chain(tmp_path / "migrations")
-    variant.add("a1b2c3d4e501", """
+    variant.add(
+        "a1b2c3d4e501",
+        """
         ops.add_column_if_missing("user", sa.Column("legacy_note", sa.Text, nullable=True))
-    """, name="add_legacy_note")
-    variant.add("a1b2c3d4e502", """
+    """,
+        name="add_legacy_note",
+    )
+    variant.add(
+        "a1b2c3d4e502",
+        """
         op.drop_column("user", "legacy_note")
-    """, name="drop_legacy_note")
+    """,
+        name="drop_legacy_note",
+    )
     assert run_migrate(env=operator_env(db_url, tmp_path)).code == 0
     # The guard refuses only a drop of values (issue 22): the column made in this run holds none.
     add_users(db_url, "u1")
     query(db_url, 'ALTER TABLE "user" ADD COLUMN legacy_note TEXT')
-    query(db_url, 'UPDATE "user" SET legacy_note = \'keep me\'')
+    query(db_url, "UPDATE \"user\" SET legacy_note = 'keep me'")
     report = tmp_path / "report.json"
 
     result = run_migrate(env=operator_env(db_url, tmp_path, REPORT_FILE=report, **variant.env()))
@@ -189,10 +215,18 @@ def test_several_heads_show_the_branches_and_the_merge_command(shape, sqlite_url
         variant.remove(TARGET)
         heads = ["24e8f9a7b1c2", "abc123def456"]
     else:
-        variant.add("d00d00d00d01", "ops.add_column_if_missing('user', sa.Column('left_note', sa.Text))",
-                    name="left_branch", down=TARGET)
-        variant.add("d00d00d00d02", "ops.add_column_if_missing('user', sa.Column('right_note', sa.Text))",
-                    name="right_branch", down=TARGET)
+        variant.add(
+            "d00d00d00d01",
+            "ops.add_column_if_missing('user', sa.Column('left_note', sa.Text))",
+            name="left_branch",
+            down=TARGET,
+        )
+        variant.add(
+            "d00d00d00d02",
+            "ops.add_column_if_missing('user', sa.Column('right_note', sa.Text))",
+            name="right_branch",
+            down=TARGET,
+        )
         heads = ["d00d00d00d01", "d00d00d00d02"]
     report = tmp_path / "report.json"
 
@@ -211,6 +245,7 @@ def test_several_heads_show_the_branches_and_the_merge_command(shape, sqlite_url
 
 # --- REPORT_FILE never overwrites what is not a report (issue 25, N12) -------------------------------
 
+
 def _migrated(url: str, tmp_path) -> bytes:
     """The database migrated, with a row; its bytes."""
     result = run_migrate(env=operator_env(url, tmp_path))
@@ -221,7 +256,8 @@ def _migrated(url: str, tmp_path) -> bytes:
 
 @pytest.mark.parametrize("alias", ["hard link", "bind mount"])
 def test_report_file_that_is_the_database_under_another_name_is_exit_2_and_the_database_is_unchanged(
-        sqlite_url, tmp_path, alias):
+    sqlite_url, tmp_path, alias
+):
     before = _migrated(sqlite_url, tmp_path)
     database = sqlite_path(sqlite_url)
     if alias == "hard link":
@@ -241,9 +277,13 @@ def test_report_file_that_is_the_database_under_another_name_is_exit_2_and_the_d
 
 @pytest.mark.parametrize("content", ["env.py", "text", "binary"])
 def test_report_file_naming_an_existing_file_that_is_not_a_report_is_exit_2_and_the_file_is_unchanged(
-        db_url, tmp_path, content):
-    existing = {"env.py": b"from alembic import context\ncontext.configure()\n",
-                "text": b"keep me\n", "binary": bytes(range(256))}[content]
+    db_url, tmp_path, content
+):
+    existing = {
+        "env.py": b"from alembic import context\ncontext.configure()\n",
+        "text": b"keep me\n",
+        "binary": bytes(range(256)),
+    }[content]
     report = tmp_path / ("env.py" if content == "env.py" else "notes")
     report.write_bytes(existing)
 

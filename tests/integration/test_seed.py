@@ -110,6 +110,7 @@ def test_a_failing_seed_file_fails_the_run_and_leaves_no_seed_rows(any_url, tmp_
 
 # --- REPAIR_MISSING_COLUMNS -------------------------------------------------
 
+
 def test_repair_adds_a_missing_model_column_as_nullable_and_keeps_the_rows(any_url, tmp_path):
     assert run_migrate(env=operator_env(any_url, tmp_path)).code == 0
     add_users(any_url, "u1", "u2")

@@ -81,10 +81,12 @@ def test_the_standby_is_a_real_replica_in_recovery(standby: PgServer, primary: P
     assert execute(primary.url(database=database), "SELECT pg_is_in_recovery()") == [(False,)]
 
 
-@pytest.mark.parametrize("command", [("run",), ("upgrade", "heads"), ("stamp", "head"), ("plan",)],
-                         ids=lambda argv: argv[0])
+@pytest.mark.parametrize(
+    "command", [("run",), ("upgrade", "heads"), ("stamp", "head"), ("plan",)], ids=lambda argv: argv[0]
+)
 def test_every_command_that_would_write_exits_11_on_a_standby_saying_to_point_at_the_primary(
-        standby: PgServer, primary: PgServer, database: str, tmp_path: Path, command: tuple[str, ...]) -> None:
+    standby: PgServer, primary: PgServer, database: str, tmp_path: Path, command: tuple[str, ...]
+) -> None:
     url = _replayed(standby, database)
     migrations = build_chain(tmp_path / "migrations")
 
@@ -97,10 +99,12 @@ def test_every_command_that_would_write_exits_11_on_a_standby_saying_to_point_at
     assert advisory_locks(primary.url(database=database)) == 0
 
 
-@pytest.mark.parametrize("command", [("status",), ("current",), ("verify",), ("check",), ("history",), ("run",)],
-                         ids=lambda argv: argv[0])
+@pytest.mark.parametrize(
+    "command", [("status",), ("current",), ("verify",), ("check",), ("history",), ("run",)], ids=lambda argv: argv[0]
+)
 def test_read_only_verbs_work_on_a_standby_of_a_migrated_primary(
-        standby: PgServer, primary: PgServer, database: str, tmp_path: Path, command: tuple[str, ...]) -> None:
+    standby: PgServer, primary: PgServer, database: str, tmp_path: Path, command: tuple[str, ...]
+) -> None:
     """``run`` too: at the target, it has nothing to write, and exits 0 as on the primary."""
     migrations = build_chain(tmp_path / "migrations")
     migrated = run_migrate(env=migrate_env(primary.url(database=database), migrations))
@@ -114,17 +118,19 @@ def test_read_only_verbs_work_on_a_standby_of_a_migrated_primary(
 
 
 def test_a_multi_host_url_listing_the_standby_first_migrates_the_primary_and_never_prints_the_password(
-        standby: PgServer, primary: PgServer, database: str, tmp_path: Path) -> None:
+    standby: PgServer, primary: PgServer, database: str, tmp_path: Path
+) -> None:
     _replayed(standby, database)
     first, second = make_url(standby.url(database=database)), make_url(primary.url(database=database))
     password = second.password
     assert password
-    url = (f"postgresql://{second.username}:{password}@127.0.0.1:{first.port},127.0.0.1:{second.port}"
-           f"/{database}?target_session_attrs=read-write")
+    url = (
+        f"postgresql://{second.username}:{password}@127.0.0.1:{first.port},127.0.0.1:{second.port}"
+        f"/{database}?target_session_attrs=read-write"
+    )
     migrations = build_chain(tmp_path / "migrations")
 
-    result = run_migrate(env=migrate_env(url, migrations, LOCK_TIMEOUT=LOCK_TIMEOUT, LOG_LEVEL="DEBUG"),
-                         timeout=180)
+    result = run_migrate(env=migrate_env(url, migrations, LOCK_TIMEOUT=LOCK_TIMEOUT, LOG_LEVEL="DEBUG"), timeout=180)
 
     assert result.code == 0, result.out
     assert password not in result.out
@@ -135,12 +141,15 @@ def test_a_multi_host_url_listing_the_standby_first_migrates_the_primary_and_nev
 
 
 def test_a_primary_restarted_under_a_slow_migration_exits_3_naming_the_revision_and_the_next_run_finishes(
-        primary: PgServer, database: str, tmp_path: Path) -> None:
+    primary: PgServer, database: str, tmp_path: Path
+) -> None:
     url = primary.url(database=database)
     migrations = build_chain(tmp_path / "migrations", ("robust_slow", "slow"))
     marker = tmp_path / "marker"
-    runner = Runner(migrate_env(url, migrations, ROBUST_SLOW_SECONDS=60, ROBUST_MARKER=marker,
-                                DB_WAIT_TIMEOUT=5), tmp_path / "failover.log")
+    runner = Runner(
+        migrate_env(url, migrations, ROBUST_SLOW_SECONDS=60, ROBUST_MARKER=marker, DB_WAIT_TIMEOUT=5),
+        tmp_path / "failover.log",
+    )
     wait_until(marker_says(marker, "robust_slow"), 120, "the run to be inside robust_slow", runner)
 
     primary.restart("fast")

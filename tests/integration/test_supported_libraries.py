@@ -29,15 +29,20 @@ OUTSIDE = {
 
 @pytest.mark.parametrize("library", sorted(OUTSIDE))
 def test_a_library_outside_the_supported_range_is_exit_2_naming_both_versions_before_the_database_is_touched(
-        library, tmp_path):
+    library, tmp_path
+):
     pin = OUTSIDE[library]
     venv = Venv.cached(f"outside-{library.lower()}", _runtime_requirements(), (pin,))
     installed = pin.split("==")[1]
     database = tmp_path / "app.db"
     workdir = tmp_path / "cwd"
     workdir.mkdir()
-    env = {"DATABASE_URL": f"sqlite:///{database}", "MIGRATIONS_DIR": str(REPO / "migrations"),
-           "DATA_DIR": str(tmp_path / "data"), "REPORT_FILE": str(tmp_path / "report.json")}
+    env = {
+        "DATABASE_URL": f"sqlite:///{database}",
+        "MIGRATIONS_DIR": str(REPO / "migrations"),
+        "DATA_DIR": str(tmp_path / "data"),
+        "REPORT_FILE": str(tmp_path / "report.json"),
+    }
 
     for args in ((), ("alembic", "current")):
         result = migrate(venv, *args, env=env, cwd=workdir)

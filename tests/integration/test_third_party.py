@@ -145,8 +145,9 @@ def workdir(tmp_path) -> Path:
     return path
 
 
-def env_for(project: Project, venv: Venv, url: str, tmp_path: Path, models: str | None = None,
-            **extra: str) -> dict[str, str]:
+def env_for(
+    project: Project, venv: Venv, url: str, tmp_path: Path, models: str | None = None, **extra: str
+) -> dict[str, str]:
     env = {
         "DATABASE_URL": url,
         "MIGRATIONS_DIR": str(venv.migrations(project)),
@@ -192,7 +193,8 @@ def assert_workdir_empty(workdir: Path) -> None:
 
 
 def test_fresh_deploy_equals_plain_alembic_and_the_second_run_takes_the_fast_path(
-        project, venv, db_url, references, workdir, tmp_path):
+    project, venv, db_url, references, workdir, tmp_path
+):
     reference = references.schema(project, venv, engine_of(db_url))
     env = env_for(project, venv, db_url, tmp_path)
 
@@ -233,7 +235,8 @@ def _upstream_breaks_the_update(params: dict) -> bool:
 
 @not_a_case(_upstream_breaks_the_update)
 def test_update_from_an_old_revision_keeps_the_rows_as_plain_alembic_does(
-        project, venv, db_url, second_url, workdir, tmp_path):
+    project, venv, db_url, second_url, workdir, tmp_path
+):
     for url in (db_url, second_url):
         plain_alembic(project, venv, url, project.old_revision, tmp_path / "alembic")
         project.seed(url)
@@ -299,7 +302,8 @@ def test_a_chain_that_fails_under_plain_alembic_fails_honestly(pg_url, pg_server
 
 
 def test_status_plan_check_verify_and_lint_at_head_leave_the_database_unchanged(
-        project, venv, db_url, workdir, tmp_path):
+    project, venv, db_url, workdir, tmp_path
+):
     plain_alembic(project, venv, db_url, "head", tmp_path / "alembic")
     env = env_for(project, venv, db_url, tmp_path)
     # Both projects' models differ from what their migrations build (optuna's
@@ -341,24 +345,31 @@ def test_status_plan_check_verify_and_lint_at_head_leave_the_database_unchanged(
 def _generic_plain_alembic(url: str, revision: str, tmp_path: Path) -> None:
     """The fixture run by the plain alembic CLI, its ini pointed at ``url``."""
     ini = tmp_path / "generic-alembic.ini"
-    rewrite_ini(GENERIC / "alembic.ini", ini, {
-        "script_location": str(GENERIC / "alembic"),
-        "sqlalchemy.url": driver_url(url),
-    })
+    rewrite_ini(
+        GENERIC / "alembic.ini",
+        ini,
+        {
+            "script_location": str(GENERIC / "alembic"),
+            "sqlalchemy.url": driver_url(url),
+        },
+    )
     if is_sqlite(url):
         sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
     result = run_python("-m", "alembic", "-c", ini, "upgrade", revision, cwd=tmp_path)
     assert result.code == 0, result.out
 
 
-def test_generic_env_refuses_dropping_a_column_with_data_and_plan_changes_nothing(
-        db_url, workdir, tmp_path):
+def test_generic_env_refuses_dropping_a_column_with_data_and_plan_changes_nothing(db_url, workdir, tmp_path):
     _generic_plain_alembic(db_url, "a1c0de000002", tmp_path)
     query(db_url, "INSERT INTO note (body, title) VALUES ('keep me', 'first'), ('and me', NULL)")
     rows = query(db_url, "SELECT id, body, title FROM note ORDER BY id")
-    env = {"DATABASE_URL": db_url, "MIGRATIONS_DIR": str(GENERIC / "alembic"),
-           "DB_WAIT_TIMEOUT": "10", "REPORT_FILE": str(tmp_path / "report.json"),
-           "LOG_LEVEL": "DEBUG"}
+    env = {
+        "DATABASE_URL": db_url,
+        "MIGRATIONS_DIR": str(GENERIC / "alembic"),
+        "DB_WAIT_TIMEOUT": "10",
+        "REPORT_FILE": str(tmp_path / "report.json"),
+        "LOG_LEVEL": "DEBUG",
+    }
     before = fingerprint(db_url)
 
     plan = run_migrate("plan", env=env, cwd=workdir)
@@ -414,7 +425,8 @@ def shipped_env(shipped: Shipped, venv: Venv, url: str, tmp_path: Path, **extra:
 
 
 def test_a_fresh_install_is_built_the_way_the_project_builds_it(
-        shipped, shipped_venv, db_url, second_url, workdir, tmp_path):
+    shipped, shipped_venv, db_url, second_url, workdir, tmp_path
+):
     venv = shipped_venv
     shipped.fresh(venv, second_url, tmp_path / "own")
 
@@ -426,13 +438,15 @@ def test_a_fresh_install_is_built_the_way_the_project_builds_it(
     assert schema_dump(db_url) == schema_dump(second_url)
     theirs = data_dump(second_url, shipped.volatile)
     assert data_dump(db_url, shipped.volatile) == {
-        table: ([] if table in shipped.started else rows) for table, rows in theirs.items()}
+        table: ([] if table in shipped.started else rows) for table, rows in theirs.items()
+    }
     assert_workdir_empty(workdir)
 
 
 @not_a_case(lambda params: params["db_url"] not in params["shipped"].update_engines)  # as above
 def test_an_update_of_a_seeded_older_database_keeps_its_rows_or_names_the_revision_that_destroys_them(
-        shipped, shipped_venv, db_url, second_url, workdir, tmp_path, request):
+    shipped, shipped_venv, db_url, second_url, workdir, tmp_path, request
+):
     venv = shipped_venv
     if shipped.update_missing:
         request.node.add_marker(pytest.mark.xfail(strict=True, reason=shipped.update_missing))

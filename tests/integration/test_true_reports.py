@@ -107,7 +107,8 @@ def test_sigterm_when_the_version_table_cannot_be_read_back_says_unknown_not_bas
 
 
 def test_a_failed_seed_after_one_whose_table_committed_on_mariadb_says_so_and_the_next_run_proceeds(
-        mysql_url, tmp_path):
+    mysql_url, tmp_path
+):
     """Issue 25 N20: "every seed was rolled back" while seed 01's table stayed; every later run failed."""
     seeds = tmp_path / "seeds"
     seeds.mkdir()
@@ -126,7 +127,9 @@ def test_a_failed_seed_after_one_whose_table_committed_on_mariadb_says_so_and_th
     assert fixed.code == 0, fixed.out
     assert query(mysql_url, "SELECT id FROM seeded_extra") == [(1,)]
     assert sorted(r[0] for r in query(mysql_url, "SELECT name FROM migrate_init_seed")) == [
-        "01-table.sql", "02-broken.sql"]
+        "01-table.sql",
+        "02-broken.sql",
+    ]
 
 
 def test_sigterm_during_a_py_seed_that_then_commits_names_the_seed_in_the_summary(any_url, tmp_path):
@@ -134,7 +137,8 @@ def test_sigterm_during_a_py_seed_that_then_commits_names_the_seed_in_the_summar
     seeds = tmp_path / "seeds"
     seeds.mkdir()
     started = tmp_path / "seed-started"
-    (seeds / "01-slow.py").write_text(textwrap.dedent(f'''
+    (seeds / "01-slow.py").write_text(
+        textwrap.dedent(f"""
         import time
         from pathlib import Path
 
@@ -143,7 +147,8 @@ def test_sigterm_during_a_py_seed_that_then_commits_names_the_seed_in_the_summar
         connection.execute(text("INSERT INTO config (data, version, created_at, updated_at) VALUES ('{{}}', 1, 0, 0)"))
         Path({str(started)!r}).write_text("started")
         time.sleep(3)
-    '''))
+    """)
+    )
     report = tmp_path / "report.json"
     runner = Runner(operator_env(any_url, tmp_path, SEED_DIR=seeds, REPORT_FILE=report), tmp_path / "run.log")
     wait_until(started.exists, 120, "the seed started", runner)
@@ -167,8 +172,7 @@ def test_sigterm_during_a_py_seed_that_then_commits_names_the_seed_in_the_summar
 
 
 @pytest.mark.parametrize("size", ["24k", "48k", "96k"])
-def test_a_full_disk_during_the_first_migrations_is_reported_as_a_full_disk_with_what_was_applied(
-        tmp_path, size):
+def test_a_full_disk_during_the_first_migrations_is_reported_as_a_full_disk_with_what_was_applied(tmp_path, size):
     """Issue 25 N22: a commit that found the disk full read "env.py failed after Alembic had applied 7e5b..."
 
     The sizes put the full disk in a migration's statements (24k) and in a
@@ -233,8 +237,10 @@ def test_a_migration_session_the_server_ends_is_named_with_its_revision(pg_url, 
 def test_the_lock_session_ended_by_the_server_mid_migration_says_what_was_applied(pg_url, tmp_path):
     """Issue 25 N35: the session holding the lock ended mid-run: "check the host and port", nothing named."""
     started = tmp_path / "b2-started"
-    b2 = f'from pathlib import Path\nPath({str(started)!r}).write_text("x")\ntime.sleep(3)\n' \
-         'op.add_column("item", sa.Column("b", sa.Integer))'
+    b2 = (
+        f'from pathlib import Path\nPath({str(started)!r}).write_text("x")\ntime.sleep(3)\n'
+        'op.add_column("item", sa.Column("b", sa.Integer))'
+    )
     folder = project(tmp_path, ("a1", _A1), ("b2", b2), ("c3", _C3))
     runner = Runner(operator_env(pg_url, tmp_path, MIGRATIONS_DIR=folder), tmp_path / "run.log")
     wait_until(started.exists, 60, "b2 started", runner)
@@ -260,7 +266,8 @@ def _held_sigterm() -> None:
 
 
 def test_a_sigterm_before_migrate_py_runs_its_first_line_ends_the_run_with_143_and_nothing_applied(
-        sqlite_url, tmp_path):
+    sqlite_url, tmp_path
+):
     """Issue 25 N32: an early SIGTERM was lost (PID 1) or ended the process with no summary.
 
     The SIGTERM is sent before migrate.py runs a line, while the launcher keeps
@@ -271,8 +278,15 @@ def test_a_sigterm_before_migrate_py_runs_its_first_line_ends_the_run_with_143_a
     report = tmp_path / "report.json"
     env = child_env(operator_env(sqlite_url, tmp_path, REPORT_FILE=report))
     with open(tmp_path / "run.log", "w", encoding="utf-8") as log:
-        proc = subprocess.Popen([sys.executable, str(MIGRATE)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, preexec_fn=_held_sigterm, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(MIGRATE)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_held_sigterm,
+            start_new_session=True,
+        )
     try:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)

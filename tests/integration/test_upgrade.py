@@ -68,6 +68,7 @@ def migrations_copy(tmp_path) -> Chain:
 
 # -- fresh deploy --------------------------------------------------------------
 
+
 def test_fresh_deploy_applies_each_revision_once_and_builds_the_models_schema(any_url):
     result = run_migrate(env=env_for(any_url))
 
@@ -99,14 +100,20 @@ def test_models_match_the_head_schema_exactly(any_url):
     # of revisions in progress, test_mysql_engine.py).
     metadata = load_models()
     with connect(any_url) as connection:
-        context = MigrationContext.configure(connection, opts={
-            "compare_type": True,
-            "include_name": lambda name, kind, _parent: not (kind == "table"
-                                                             and name in (PROGRESS_TABLE, HISTORY_TABLE))})
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "compare_type": True,
+                "include_name": lambda name, kind, _parent: (
+                    not (kind == "table" and name in (PROGRESS_TABLE, HISTORY_TABLE))
+                ),
+            },
+        )
         assert compare_metadata(context, metadata) == []
 
 
 # -- update deploy -------------------------------------------------------------
+
 
 def _users(n: int) -> list[dict]:
     return [
@@ -178,6 +185,7 @@ def test_update_deploy_from_70c7b727736e_keeps_every_row_and_adds_user_phone(any
 
 # -- re-run at the target --------------------------------------------------------
 
+
 def test_rerun_at_target_does_nothing_and_needs_no_lock(any_url):
     migrate_ok(any_url)
     query(any_url, "INSERT INTO config (data, version) VALUES ('{}', 1)")
@@ -209,17 +217,18 @@ PHONE_LINE = "    phone: Mapped[str | None] = mapped_column(sa.String(32))  # ef
 
 def test_migration_added_after_merge_heads_final_is_applied(any_url, migrations_copy):
     migrations_copy.add(NEW_REVISION, ADD_NICKNAME, down=TARGET, name="add_user_nickname")
-    migrations_copy.edit_models(PHONE_LINE, PHONE_LINE + "    nickname: Mapped[str | None] = "
-                                "mapped_column(sa.String(64))\n")
+    migrations_copy.edit_models(
+        PHONE_LINE, PHONE_LINE + "    nickname: Mapped[str | None] = mapped_column(sa.String(64))\n"
+    )
     migrate_ok(any_url)  # an existing deploy at merge_heads_final, with the shipped scripts
     query(any_url, "INSERT INTO \"user\" (id, name) VALUES ('u1', 'Ada')")
 
-    result = run_migrate(env=env_for(any_url, MIGRATIONS_DIR=migrations_copy.path,
-                                     MODELS="models:Base"))
+    result = run_migrate(env=env_for(any_url, MIGRATIONS_DIR=migrations_copy.path, MODELS="models:Base"))
 
     assert result.code == 0, result.out
     assert running_upgrade_lines(result.out) == [
-        line for line in result.out.splitlines()
+        line
+        for line in result.out.splitlines()
         if f"Running upgrade {TARGET} -> {NEW_REVISION}, add_user_nickname" in line
     ]
     assert len(running_upgrade_lines(result.out)) == 1
@@ -243,6 +252,7 @@ def test_added_migration_without_models_checks_the_revision_only(sqlite_url, mig
 
 
 # -- several heads and no merge ----------------------------------------------------
+
 
 def test_two_heads_without_a_merge_are_both_upgraded_in_neutral_words(any_url, migrations_copy):
     migrations_copy.remove(TARGET)
@@ -328,8 +338,7 @@ def test_broken_new_migration_is_rescued_by_the_create_all_fallback(any_url, mig
     migrations_copy.add(BROKEN_REVISION, BROKEN_NEW_MIGRATION, down=TARGET, name="add_audit_log")
     migrations_copy.append_models(AUDIT_LOG_MODEL)
 
-    result = run_migrate(env=env_for(any_url, MIGRATIONS_DIR=migrations_copy.path,
-                                     MODELS="models:Base"))
+    result = run_migrate(env=env_for(any_url, MIGRATIONS_DIR=migrations_copy.path, MODELS="models:Base"))
 
     summary = summary_line(result.out)
     if is_mysql(any_url):
@@ -359,8 +368,7 @@ def test_broken_new_migration_without_fallback_exits_1_and_leaves_nothing_behind
     migrations_copy.append_models(AUDIT_LOG_MODEL)
     migrate_ok(any_url)
     before = schema(any_url)
-    env = env_for(any_url, MIGRATIONS_DIR=migrations_copy.path, MODELS="models:Base",
-                  ENABLE_FALLBACK_CREATE="false")
+    env = env_for(any_url, MIGRATIONS_DIR=migrations_copy.path, MODELS="models:Base", ENABLE_FALLBACK_CREATE="false")
 
     result = run_migrate(env=env)
 
@@ -389,8 +397,9 @@ def test_broken_24e8f9a7b1c2_without_fallback_exits_1_and_rolls_its_column_back(
     """On MySQL/MariaDB the column stays, and the revision (idempotent = True) is run again next time."""
     migrations_copy.replace_upgrade("24e8f9a7b1c2", BROKEN_24E8)
 
-    result = run_migrate(env=env_for(any_url, MIGRATIONS_DIR=migrations_copy.path,
-                                     MODELS="models:Base", ENABLE_FALLBACK_CREATE="false"))
+    result = run_migrate(
+        env=env_for(any_url, MIGRATIONS_DIR=migrations_copy.path, MODELS="models:Base", ENABLE_FALLBACK_CREATE="false")
+    )
 
     assert result.code == 1, result.out
     assert "24e8f9a7b1c2" in summary_line(result.out)
@@ -420,8 +429,7 @@ def test_broken_24e8f9a7b1c2_with_fallback_exits_7_since_create_all_adds_no_colu
     """
     migrations_copy.replace_upgrade("24e8f9a7b1c2", BROKEN_24E8_AT_ONCE if is_mysql(any_url) else BROKEN_24E8)
 
-    result = run_migrate(env=env_for(any_url, MIGRATIONS_DIR=migrations_copy.path,
-                                     MODELS="models:Base"))
+    result = run_migrate(env=env_for(any_url, MIGRATIONS_DIR=migrations_copy.path, MODELS="models:Base"))
 
     assert result.code == 7, result.out
     assert "24e8f9a7b1c2" in result.out
@@ -433,6 +441,7 @@ def test_broken_24e8f9a7b1c2_with_fallback_exits_7_since_create_all_adds_no_colu
 
 
 # -- a revision these scripts do not know ----------------------------------------------
+
 
 def _at_unknown_revision(url: str) -> None:
     migrate_ok(url)
@@ -474,6 +483,7 @@ def test_unknown_revision_with_a_table_missing_exits_6_and_changes_nothing(any_u
 
 
 # -- status, history, heads, upgrade REV -----------------------------------------------
+
 
 def test_status_exits_1_listing_pending_revisions_then_0_at_target(any_url):
     migrate_ok(any_url, "upgrade", "70c7b727736e")
@@ -547,6 +557,7 @@ def test_upgrade_to_an_unknown_revision_exits_2_and_changes_nothing(any_url):
 
 # -- the plain alembic CLI --------------------------------------------------------------
 
+
 def test_plain_alembic_cli_upgrades_and_reports_with_the_same_database_url(any_url):
     env = env_for(any_url)
 
@@ -573,6 +584,7 @@ def test_plain_alembic_cli_sees_what_migrate_py_applied(db_url):
 
 
 # -- a version table that contradicts itself ---------------------------------------
+
 
 def test_a_version_table_holding_a_head_and_its_ancestor_exits_1_and_changes_nothing(any_url):
     migrate_ok(any_url)

@@ -112,19 +112,27 @@ def _optuna_ini(venv: Venv, url: str, dest: Path) -> None:
     # optuna.storages._rdb.storage._create_alembic_config: the shipped
     # alembic.ini with script_location and sqlalchemy.url set.
     package = venv.site_packages / "optuna" / "storages" / "_rdb"
-    rewrite_ini(package / "alembic.ini", dest, {
-        "script_location": str(package / "alembic"),
-        "sqlalchemy.url": url,
-    })
+    rewrite_ini(
+        package / "alembic.ini",
+        dest,
+        {
+            "script_location": str(package / "alembic"),
+            "sqlalchemy.url": url,
+        },
+    )
 
 
 def _meltano_ini(venv: Venv, url: str, dest: Path) -> None:
     # meltano.core.migration_service builds Config() with script_location only
     # and hands over a connection; the CLI needs the URL in the ini instead.
-    rewrite_ini(None, dest, {
-        "script_location": str(venv.site_packages / "meltano" / "migrations"),
-        "sqlalchemy.url": url,
-    })
+    rewrite_ini(
+        None,
+        dest,
+        {
+            "script_location": str(venv.site_packages / "meltano" / "migrations"),
+            "sqlalchemy.url": url,
+        },
+    )
 
 
 def rewrite_ini(source: Path | None, dest: Path, main: Mapping[str, str]) -> None:
@@ -147,23 +155,31 @@ def _optuna_seed(url: str) -> None:
     """Rows an optuna 1.2 study left at v1.2.0.a (no ids: the sequences assign them)."""
     statements = [
         ("INSERT INTO studies (study_name, direction) VALUES ('kept-study', 'MINIMIZE')", {}),
-        ("INSERT INTO version_info (version_info_id, schema_version, library_version) "
-         "VALUES (1, 12, '1.2.0')", {}),
-        ("INSERT INTO study_user_attributes (study_id, key, value_json) "
-         "VALUES (1, 'owner', '\"ops\"')", {}),
+        ("INSERT INTO version_info (version_info_id, schema_version, library_version) VALUES (1, 12, '1.2.0')", {}),
+        ("INSERT INTO study_user_attributes (study_id, key, value_json) VALUES (1, 'owner', '\"ops\"')", {}),
     ]
     for value, start in ((0.25, "2020-01-01 00:00:00"), (1.5, "2020-01-02 00:00:00")):
-        statements.append((
-            "INSERT INTO trials (study_id, state, value, datetime_start, datetime_complete) "
-            "VALUES (1, 'COMPLETE', :value, :start, :start)", {"value": value, "start": start}))
+        statements.append(
+            (
+                "INSERT INTO trials (study_id, state, value, datetime_start, datetime_complete) "
+                "VALUES (1, 'COMPLETE', :value, :start, :start)",
+                {"value": value, "start": start},
+            )
+        )
     for trial, number, param in ((1, 0, 0.5), (2, 1, 0.75)):
-        statements.append((
-            "INSERT INTO trial_system_attributes (trial_id, key, value_json) "
-            "VALUES (:trial, '_number', :number)", {"trial": trial, "number": str(number)}))
-        statements.append((
-            "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) "
-            "VALUES (:trial, 'x', :param, :dist)",
-            {"trial": trial, "param": param, "dist": _DISTRIBUTION}))
+        statements.append(
+            (
+                "INSERT INTO trial_system_attributes (trial_id, key, value_json) VALUES (:trial, '_number', :number)",
+                {"trial": trial, "number": str(number)},
+            )
+        )
+        statements.append(
+            (
+                "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) "
+                "VALUES (:trial, 'x', :param, :dist)",
+                {"trial": trial, "param": param, "dist": _DISTRIBUTION},
+            )
+        )
     # Before v2.4.0.a, trial_values held the intermediate values.
     statements.append(("INSERT INTO trial_values (trial_id, step, value) VALUES (1, 0, 0.3)", {}))
     for sql, params in statements:
@@ -172,16 +188,17 @@ def _optuna_seed(url: str) -> None:
 
 def _optuna_kept(url: str) -> None:
     assert query(url, "SELECT study_id, study_name FROM studies") == [(1, "kept-study")]
-    assert query(url, "SELECT study_id, direction, objective FROM study_directions") == [
-        (1, "MINIMIZE", 0)]
+    assert query(url, "SELECT study_id, direction, objective FROM study_directions") == [(1, "MINIMIZE", 0)]
     assert query(url, "SELECT trial_id, number, state FROM trials ORDER BY trial_id") == [
-        (1, 0, "COMPLETE"), (2, 1, "COMPLETE")]
+        (1, 0, "COMPLETE"),
+        (2, 1, "COMPLETE"),
+    ]
     assert query(url, "SELECT trial_id, objective, value FROM trial_values ORDER BY trial_id") == [
-        (1, 0, 0.25), (2, 0, 1.5)]
-    assert query(url, "SELECT trial_id, step, intermediate_value FROM trial_intermediate_values") == [
-        (1, 0, 0.3)]
-    params = query(url, "SELECT trial_id, param_value, distribution_json FROM trial_params "
-                        "ORDER BY trial_id")
+        (1, 0, 0.25),
+        (2, 0, 1.5),
+    ]
+    assert query(url, "SELECT trial_id, step, intermediate_value FROM trial_intermediate_values") == [(1, 0, 0.3)]
+    params = query(url, "SELECT trial_id, param_value, distribution_json FROM trial_params ORDER BY trial_id")
     assert [(t, v) for t, v, _ in params] == [(1, 0.5), (2, 0.75)]
     assert all("FloatDistribution" in d for _, _, d in params), params
     assert query(url, "SELECT key, value_json FROM study_user_attributes") == [("owner", '"ops"')]
@@ -195,23 +212,41 @@ _MELTANO_STATE = {"singer_state": {"bookmarks": {"users": {"id": 42}}}}
 def _meltano_seed(url: str) -> None:
     """Two runs of one pipeline, as meltano 2.x wrote them at d135f52a6f49."""
     rows = [
-        ("SUCCESS", "2024-01-01 00:00:00", "2024-01-01 00:05:00", _MELTANO_STATE, 1,
-         "0f1e2d3c4b5a69788796a5b4c3d2e1f0"),
-        ("FAIL", "2024-01-02 00:00:00", "2024-01-02 00:01:00", {}, 0,
-         "1f1e2d3c4b5a69788796a5b4c3d2e1f0"),
+        (
+            "SUCCESS",
+            "2024-01-01 00:00:00",
+            "2024-01-01 00:05:00",
+            _MELTANO_STATE,
+            1,
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        ),
+        ("FAIL", "2024-01-02 00:00:00", "2024-01-02 00:01:00", {}, 0, "1f1e2d3c4b5a69788796a5b4c3d2e1f0"),
     ]
     for state, started, ended, payload, flags, run_id in rows:
-        query(url, "INSERT INTO job (job_id, state, started_at, ended_at, payload, payload_flags, "
-                   "run_id, \"trigger\") VALUES (:job, :state, :started, :ended, :payload, :flags, "
-                   ":run_id, 'cli')",
-              {"job": _MELTANO_JOB, "state": state, "started": started, "ended": ended,
-               "payload": json.dumps(payload), "flags": flags, "run_id": run_id})
-    query(url, "INSERT INTO plugin_settings (name, namespace, enabled) "
-               "VALUES ('tap-users.start_date', 'tap-users', :on)", {"on": True})
+        query(
+            url,
+            "INSERT INTO job (job_id, state, started_at, ended_at, payload, payload_flags, "
+            'run_id, "trigger") VALUES (:job, :state, :started, :ended, :payload, :flags, '
+            ":run_id, 'cli')",
+            {
+                "job": _MELTANO_JOB,
+                "state": state,
+                "started": started,
+                "ended": ended,
+                "payload": json.dumps(payload),
+                "flags": flags,
+                "run_id": run_id,
+            },
+        )
+    query(
+        url,
+        "INSERT INTO plugin_settings (name, namespace, enabled) VALUES ('tap-users.start_date', 'tap-users', :on)",
+        {"on": True},
+    )
 
 
 def _meltano_kept(url: str) -> None:
-    runs = query(url, "SELECT id, job_name, state, payload_flags, \"trigger\" FROM runs ORDER BY id")
+    runs = query(url, 'SELECT id, job_name, state, payload_flags, "trigger" FROM runs ORDER BY id')
     assert runs == [(1, _MELTANO_JOB, "SUCCESS", 1, "cli"), (2, _MELTANO_JOB, "FAIL", 0, "cli")]
     payload = query(url, "SELECT payload FROM runs WHERE id = 1")[0][0]
     assert json.loads(payload) == _MELTANO_STATE
@@ -220,8 +255,7 @@ def _meltano_kept(url: str) -> None:
     states = query(url, "SELECT state_id, partial_state FROM state")
     assert [s for s, _ in states] == [_MELTANO_JOB], states
     assert json.loads(states[0][1]) == _MELTANO_STATE, states
-    assert query(url, "SELECT name, namespace FROM plugin_settings") == [
-        ("tap-users.start_date", "tap-users")]
+    assert query(url, "SELECT name, namespace FROM plugin_settings") == [("tap-users.start_date", "tap-users")]
 
 
 OPTUNA = Project(
@@ -238,8 +272,7 @@ OPTUNA = Project(
     old_revision="v1.2.0.a",
     seed=_optuna_seed,
     assert_kept=_optuna_kept,
-    pending=("v1.3.0.a", "v2.4.0.a", "v2.6.0.a", "v3.0.0.a", "v3.0.0.b", "v3.0.0.c",
-             "v3.0.0.d", "v3.2.0.a"),
+    pending=("v1.3.0.a", "v2.4.0.a", "v2.6.0.a", "v3.0.0.a", "v3.0.0.b", "v3.0.0.c", "v3.0.0.d", "v3.2.0.a"),
     # v2.4.0.a drops studies.direction, trial_values.step and trials.value.
     lint_finding="v2.4.0.a",
     # ... after copying them into study_directions and the new trial_values: the guard sees
@@ -316,8 +349,9 @@ class Venv:
     @classmethod
     def cached(cls, name: str, requirements: list[str], without_deps: tuple[str, ...] = ()) -> Venv:
         """A venv with ``requirements`` (and ``without_deps`` installed with --no-deps), cached."""
-        key = hashlib.sha256("\n".join([sys.version, *requirements, "--no-deps", *without_deps])
-                             .encode()).hexdigest()[:12]
+        key = hashlib.sha256("\n".join([sys.version, *requirements, "--no-deps", *without_deps]).encode()).hexdigest()[
+            :12
+        ]
         path = VENV_ROOT / f"{name}-{key}"
         VENV_ROOT.mkdir(parents=True, exist_ok=True)
         with open(VENV_ROOT / f"{name}-{key}.lock", "w") as lock:
@@ -325,9 +359,11 @@ class Venv:
             if not (path / ".complete").is_file():
                 _build_venv(path, requirements, without_deps)
         purelib = subprocess.run(
-            [str(path / "bin" / "python"), "-c",
-             "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True, text=True, check=True, env=child_env(),
+            [str(path / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=child_env(),
         ).stdout.strip()
         return cls(path, Path(purelib))
 
@@ -339,36 +375,54 @@ class Venv:
 
 def _build_venv(path: Path, requirements: list[str], without_deps: tuple[str, ...]) -> None:
     shutil.rmtree(path, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True,
-                   capture_output=True, text=True)
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, capture_output=True, text=True)
     for args in (requirements, ["--no-deps", *without_deps] if without_deps else []):
         if not args:
             continue
         # pip reads the index from the machine's own configuration, so it keeps
         # the caller's environment (PIP_* variables, proxies).
         result = subprocess.run(
-            [str(path / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-             "--no-input", "-q", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=INSTALL_TIMEOUT,
+            [
+                str(path / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-q",
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=INSTALL_TIMEOUT,
         )
         if result.returncode != 0:
             shutil.rmtree(path, ignore_errors=True)
-            raise RuntimeError(f"pip install {' '.join(args)} failed "
-                               f"(exit {result.returncode}):\n{result.stdout[-4000:]}")
-    (path / ".complete").write_text("\n".join([*requirements, *without_deps]) + "\n",
-                                    encoding="utf-8")
+            raise RuntimeError(
+                f"pip install {' '.join(args)} failed (exit {result.returncode}):\n{result.stdout[-4000:]}"
+            )
+    (path / ".complete").write_text("\n".join([*requirements, *without_deps]) + "\n", encoding="utf-8")
 
 
 # --- running things in a project's venv ------------------------------------------
 
 
-def run_in(venv: Venv, *args: object, env: Mapping[str, str | None] | None = None,
-           cwd: Path, timeout: float = RUN_TIMEOUT) -> Result:
+def run_in(
+    venv: Venv, *args: object, env: Mapping[str, str | None] | None = None, cwd: Path, timeout: float = RUN_TIMEOUT
+) -> Result:
     """Run ``venv``'s python with ``args`` in the minimal environment of helpers.child_env."""
     proc = subprocess.Popen(
-        [str(venv.python), *map(str, args)], env=child_env(env), cwd=cwd,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, encoding="utf-8", errors="replace", start_new_session=True,
+        [str(venv.python), *map(str, args)],
+        env=child_env(env),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        start_new_session=True,
     )
     try:
         out, _ = proc.communicate(timeout=timeout)
@@ -383,7 +437,7 @@ def run_in(venv: Venv, *args: object, env: Mapping[str, str | None] | None = Non
 def driver_url(url: str) -> str:
     """The URL with psycopg2 named: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3."""
     if url.startswith("postgresql://"):
-        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+        return "postgresql+psycopg2://" + url[len("postgresql://") :]
     return url
 
 
@@ -423,8 +477,12 @@ def schema_dump(url: str) -> dict:
         # migrate-init's own bookkeeping (migrate_init_history, _seed, _progress) is not the project's schema.
         for table in sorted(t for t in inspector.get_table_names() if not t.startswith("migrate_init_")):
             columns = [
-                {"name": c["name"], "type": _type(c["type"], dialect),
-                 "nullable": c["nullable"], "default": c.get("default")}
+                {
+                    "name": c["name"],
+                    "type": _type(c["type"], dialect),
+                    "nullable": c["nullable"],
+                    "default": c.get("default"),
+                }
                 for c in inspector.get_columns(table)
             ]
             pk = inspector.get_pk_constraint(table)
@@ -432,22 +490,29 @@ def schema_dump(url: str) -> dict:
                 "columns": columns,
                 "primary_key": [pk.get("name"), pk.get("constrained_columns")],
                 "foreign_keys": sorted(
-                    json.dumps([fk.get("name"), fk["constrained_columns"], fk["referred_table"],
-                                fk["referred_columns"], fk.get("options", {})], sort_keys=True)
-                    for fk in inspector.get_foreign_keys(table)),
+                    json.dumps(
+                        [
+                            fk.get("name"),
+                            fk["constrained_columns"],
+                            fk["referred_table"],
+                            fk["referred_columns"],
+                            fk.get("options", {}),
+                        ],
+                        sort_keys=True,
+                    )
+                    for fk in inspector.get_foreign_keys(table)
+                ),
                 "indexes": sorted(
                     json.dumps([ix.get("name"), ix["column_names"], bool(ix.get("unique"))])
-                    for ix in inspector.get_indexes(table)),
+                    for ix in inspector.get_indexes(table)
+                ),
                 "unique": sorted(
-                    json.dumps([uq.get("name"), uq["column_names"]])
-                    for uq in inspector.get_unique_constraints(table)),
-                "checks": sorted(
-                    " ".join(str(ck["sqltext"]).split())
-                    for ck in inspector.get_check_constraints(table)),
+                    json.dumps([uq.get("name"), uq["column_names"]]) for uq in inspector.get_unique_constraints(table)
+                ),
+                "checks": sorted(" ".join(str(ck["sqltext"]).split()) for ck in inspector.get_check_constraints(table)),
             }
         if dialect.name == "postgresql":
-            dump["<enums>"] = sorted(
-                json.dumps([e["name"], e["labels"]]) for e in inspector.get_enums())
+            dump["<enums>"] = sorted(json.dumps([e["name"], e["labels"]]) for e in inspector.get_enums())
         return dump
 
 
@@ -459,8 +524,7 @@ def data_dump(url: str, volatile: frozenset[tuple[str, str]] = frozenset()) -> d
             table = sa.Table(name, sa.MetaData(), autoload_with=connection)
             columns = [c for c in table.columns if (name, c.name) not in volatile]
             rows = connection.execute(sa.select(*columns)).all()
-            dump[name] = sorted(json.dumps([None if v is None else str(v) for v in row])
-                                for row in rows)
+            dump[name] = sorted(json.dumps([None if v is None else str(v) for v in row]) for row in rows)
         return dump
 
 
@@ -478,14 +542,18 @@ def fingerprint(url: str) -> str:
     dumps = []
     for part in ("--schema-only", "--data-only"):
         result = subprocess.run(
-            [str(newest_bin_dir() / "pg_dump"), part, "--no-owner", "--no-privileges",
-             "--dbname", url],
-            capture_output=True, text=True, env={**child_env(), "PGCONNECT_TIMEOUT": "10"},
+            [str(newest_bin_dir() / "pg_dump"), part, "--no-owner", "--no-privileges", "--dbname", url],
+            capture_output=True,
+            text=True,
+            env={**child_env(), "PGCONNECT_TIMEOUT": "10"},
         )
         assert result.returncode == 0, result.stderr
         # pg_dump >= 15.14 brackets its output with a random \restrict key.
-        dumps.append("\n".join(line for line in result.stdout.splitlines()
-                               if not line.startswith(("\\restrict", "\\unrestrict"))))
+        dumps.append(
+            "\n".join(
+                line for line in result.stdout.splitlines() if not line.startswith(("\\restrict", "\\unrestrict"))
+            )
+        )
     return "\n".join(dumps)
 
 
@@ -522,8 +590,7 @@ def alembic_drift(project: Project, venv: Venv, url: str, cwd: Path) -> list[str
 # in its venv), with migrate-init's safety on: no ALLOW_DESTRUCTIVE=true anywhere.
 
 
-def own_path(venv: Venv, code: str, url: str, cwd: Path,
-             env: Mapping[str, str | None] | None = None) -> None:
+def own_path(venv: Venv, code: str, url: str, cwd: Path, env: Mapping[str, str | None] | None = None) -> None:
     """Run ``code`` (with ``URL`` bound to the database) in the project's venv; it must succeed."""
     cwd.mkdir(parents=True, exist_ok=True)
     if is_sqlite(url):
@@ -609,27 +676,40 @@ _upgrade_db(sa.create_engine(URL))
 
 def _mlflow_seed(url: str) -> None:
     """An experiment with two finished runs, their metrics, params and tags (MLflow 1.x rows)."""
-    query(url, "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage) "
-               "VALUES (1, 'kept', '/artifacts/1', 'active')")
+    query(
+        url,
+        "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage) "
+        "VALUES (1, 'kept', '/artifacts/1', 'active')",
+    )
     for run, status in (("r1", "FINISHED"), ("r2", "FAILED")):
-        query(url, "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, "
-                   "status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, "
-                   "experiment_id) VALUES (:run, :run, 'LOCAL', 'train.py', 'main', 'ops', :status, "
-                   "1000, 2000, 'abc', 'active', '/artifacts/1/' || :run, 1)",
-              {"run": run, "status": status})
-        query(url, "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
-                   "VALUES ('loss', 0.5, 1500, :run, 3, :no)", {"run": run, "no": False})
+        query(
+            url,
+            "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, "
+            "status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, "
+            "experiment_id) VALUES (:run, :run, 'LOCAL', 'train.py', 'main', 'ops', :status, "
+            "1000, 2000, 'abc', 'active', '/artifacts/1/' || :run, 1)",
+            {"run": run, "status": status},
+        )
+        query(
+            url,
+            "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+            "VALUES ('loss', 0.5, 1500, :run, 3, :no)",
+            {"run": run, "no": False},
+        )
         query(url, "INSERT INTO params (key, value, run_uuid) VALUES ('lr', '0.01', :run)", {"run": run})
         query(url, "INSERT INTO tags (key, value, run_uuid) VALUES ('team', 'ml', :run)", {"run": run})
 
 
 def _mlflow_kept(url: str) -> None:
-    assert query(url, "SELECT run_uuid, status FROM runs ORDER BY run_uuid") == [
-        ("r1", "FINISHED"), ("r2", "FAILED")]
+    assert query(url, "SELECT run_uuid, status FROM runs ORDER BY run_uuid") == [("r1", "FINISHED"), ("r2", "FAILED")]
     assert query(url, "SELECT run_uuid, key, value, step FROM metrics ORDER BY run_uuid") == [
-        ("r1", "loss", 0.5, 3), ("r2", "loss", 0.5, 3)]
+        ("r1", "loss", 0.5, 3),
+        ("r2", "loss", 0.5, 3),
+    ]
     assert query(url, "SELECT run_uuid, key, value FROM params ORDER BY run_uuid") == [
-        ("r1", "lr", "0.01"), ("r2", "lr", "0.01")]
+        ("r1", "lr", "0.01"),
+        ("r2", "lr", "0.01"),
+    ]
     assert query(url, "SELECT name FROM experiments") == [("kept",)]
 
 
@@ -688,11 +768,17 @@ engine.dispose()
 
 
 def _jupyterhub_seed(url: str) -> None:
-    query(url, "INSERT INTO users (id, name, admin, created, last_activity, cookie_id) "
-               "VALUES (1, 'ann', :yes, '2021-01-01 00:00:00', '2021-01-02 00:00:00', 'c00k1e')",
-          {"yes": True})
-    query(url, "INSERT INTO api_tokens (id, user_id, hashed, prefix, created, note) "
-               "VALUES (1, 1, 'sha512:1:abc:def', 'abcd', '2021-01-01 00:00:00', 'ci token')")
+    query(
+        url,
+        "INSERT INTO users (id, name, admin, created, last_activity, cookie_id) "
+        "VALUES (1, 'ann', :yes, '2021-01-01 00:00:00', '2021-01-02 00:00:00', 'c00k1e')",
+        {"yes": True},
+    )
+    query(
+        url,
+        "INSERT INTO api_tokens (id, user_id, hashed, prefix, created, note) "
+        "VALUES (1, 1, 'sha512:1:abc:def', 'abcd', '2021-01-01 00:00:00', 'ci token')",
+    )
 
 
 def _jupyterhub_kept(url: str) -> None:
@@ -723,16 +809,29 @@ JUPYTERHUB_SHIPPED = Shipped(
 # import, at open-webui's own pins (SQLAlchemy 2.0.50 among them).
 
 OPEN_WEBUI_EXTRAS = (
-    "aiohttp==3.14.5", "aiosqlite==0.22.1", "bcrypt==5.0.0", "beautifulsoup4==4.14.3",
-    "cryptography==48.0.1", "greenlet==3.5.6", "markdown==3.10.2", "orjson==3.11.9", "pillow==13.0.0",
-    "psycopg[binary]==3.3.4", "python-mimeparse==2.0.0", "python-socketio==5.16.2", "typer==0.29.2",
+    "aiohttp==3.14.5",
+    "aiosqlite==0.22.1",
+    "bcrypt==5.0.0",
+    "beautifulsoup4==4.14.3",
+    "cryptography==48.0.1",
+    "greenlet==3.5.6",
+    "markdown==3.10.2",
+    "orjson==3.11.9",
+    "pillow==13.0.0",
+    "psycopg[binary]==3.3.4",
+    "python-mimeparse==2.0.0",
+    "python-socketio==5.16.2",
+    "typer==0.29.2",
     "uvicorn==0.54.0",
 )
 
 
 def _open_webui_venv() -> Venv:
-    return Venv.cached("open-webui", [*_runtime_requirements(sqlalchemy="sqlalchemy==2.0.50"),
-                                      *OPEN_WEBUI_EXTRAS], ("open-webui==0.12.4",))
+    return Venv.cached(
+        "open-webui",
+        [*_runtime_requirements(sqlalchemy="sqlalchemy==2.0.50"), *OPEN_WEBUI_EXTRAS],
+        ("open-webui==0.12.4",),
+    )
 
 
 def _open_webui_alembic(revision: str) -> Callable[[Venv, str, Path], None]:
@@ -743,10 +842,19 @@ def _open_webui_alembic(revision: str) -> Callable[[Venv, str, Path], None]:
             sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
         ini = cwd / "open-webui-alembic.ini"
         rewrite_ini(package / "alembic.ini", ini, {"script_location": str(package / "migrations")})
-        result = run_in(venv, "-m", "alembic", "-c", ini, "upgrade", revision, cwd=cwd,
-                        env={**OPEN_WEBUI_ENV, "DATABASE_URL": driver_url(url),
-                             "DATA_DIR": str(cwd / "data")})
+        result = run_in(
+            venv,
+            "-m",
+            "alembic",
+            "-c",
+            ini,
+            "upgrade",
+            revision,
+            cwd=cwd,
+            env={**OPEN_WEBUI_ENV, "DATABASE_URL": driver_url(url), "DATA_DIR": str(cwd / "data")},
+        )
         assert result.code == 0, f"open-webui's alembic upgrade {revision} failed:\n{result.out}"
+
     return upgrade
 
 
@@ -756,22 +864,43 @@ OPEN_WEBUI_ENV = {"WEBUI_SECRET_KEY": "test-secret-key"}
 
 def _open_webui_seed(url: str) -> None:
     """A user and two chats with history, as open-webui 0.6 wrote them at c440947495f3."""
-    query(url, "INSERT INTO \"user\" (id, name, email, role, profile_image_url, created_at, updated_at, "
-               "last_active_at) VALUES ('u1', 'Ann', 'ann@example.com', 'admin', '/user.png', 1, 1, 1)")
-    query(url, "INSERT INTO auth (id, email, password, active) VALUES ('u1', 'ann@example.com', 'x', :yes)",
-          {"yes": True})
+    query(
+        url,
+        'INSERT INTO "user" (id, name, email, role, profile_image_url, created_at, updated_at, '
+        "last_active_at) VALUES ('u1', 'Ann', 'ann@example.com', 'admin', '/user.png', 1, 1, 1)",
+    )
+    query(
+        url, "INSERT INTO auth (id, email, password, active) VALUES ('u1', 'ann@example.com', 'x', :yes)", {"yes": True}
+    )
     for chat in ("c1", "c2"):
-        query(url, "INSERT INTO chat (id, user_id, title, chat, created_at, updated_at, archived, pinned, meta) "
-                   "VALUES (:id, 'u1', :id, :body, 1, 1, :no, :no, '{}')",
-              {"id": chat, "no": False,
-               "body": json.dumps({"history": {"messages": {"m1": {
-                   # 8452d01d26d7 copies history into chat_message; without a timestamp
-                   # it stamps the time of the copy, which two runs cannot share.
-                   "role": "user", "content": "hi", "timestamp": 1700000000}}}})})
+        query(
+            url,
+            "INSERT INTO chat (id, user_id, title, chat, created_at, updated_at, archived, pinned, meta) "
+            "VALUES (:id, 'u1', :id, :body, 1, 1, :no, :no, '{}')",
+            {
+                "id": chat,
+                "no": False,
+                "body": json.dumps(
+                    {
+                        "history": {
+                            "messages": {
+                                "m1": {
+                                    # 8452d01d26d7 copies history into chat_message; without a timestamp
+                                    # it stamps the time of the copy, which two runs cannot share.
+                                    "role": "user",
+                                    "content": "hi",
+                                    "timestamp": 1700000000,
+                                }
+                            }
+                        }
+                    }
+                ),
+            },
+        )
 
 
 def _open_webui_kept(url: str) -> None:
-    assert query(url, "SELECT id, email FROM \"user\"") == [("u1", "ann@example.com")]
+    assert query(url, 'SELECT id, email FROM "user"') == [("u1", "ann@example.com")]
     assert [r[0] for r in query(url, "SELECT id FROM chat ORDER BY id")] == ["c1", "c2"]
 
 
@@ -811,7 +940,7 @@ def async_root(venv: Venv) -> Path:
 
 def async_url(url: str) -> str:
     if is_sqlite(url):
-        return "sqlite+aiosqlite://" + url[len("sqlite://"):]
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
     return "postgresql+asyncpg://" + url.split("://", 1)[1]
 
 
@@ -834,10 +963,12 @@ def _async_alembic(revision: str) -> Callable[[Venv, str, Path], None]:
         cwd.mkdir(parents=True, exist_ok=True)
         if is_sqlite(url):
             sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
-        rewrite_ini(async_root(venv) / "alembic.ini", ini, {"script_location": str(folder),
-                                                     "sqlalchemy.url": async_url(url)})
+        rewrite_ini(
+            async_root(venv) / "alembic.ini", ini, {"script_location": str(folder), "sqlalchemy.url": async_url(url)}
+        )
         result = run_in(venv, "-m", "alembic", "-c", ini, "upgrade", revision, cwd=cwd)
         assert result.code == 0, f"alembic upgrade {revision} (async template) failed:\n{result.out}"
+
     return upgrade
 
 
@@ -894,8 +1025,10 @@ OPTUNA_SHIPPED = Shipped(
     old_revision=OPTUNA.old_revision,
     seed=OPTUNA.seed,
     # `optuna storage upgrade`, then RDBStorage's start-up create_all (trial_heartbeats).
-    upgrade=lambda venv, url, cwd: (plain_alembic(OPTUNA, venv, url, "head", cwd),
-                                    own_path(venv, _OPTUNA_START, url, cwd)),
+    upgrade=lambda venv, url, cwd: (
+        plain_alembic(OPTUNA, venv, url, "head", cwd),
+        own_path(venv, _OPTUNA_START, url, cwd),
+    ),
     assert_kept=OPTUNA.assert_kept,
     # v2.4.0.a copies studies.direction, trials.value and trial_values.step into new tables, then drops them.
     destroys=("v2.4.0.a",),

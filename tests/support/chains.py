@@ -90,13 +90,17 @@ class Chain:
         return {"MIGRATIONS_DIR": str(self.path), "MODELS": "models:Base"}
 
     def file_of(self, revision: str) -> Path:
-        found = [p for p in self.versions.glob("*.py")
-                 if re.search(rf"^revision = ['\"]{re.escape(revision)}['\"]$", p.read_text(), re.M)]
+        found = [
+            p
+            for p in self.versions.glob("*.py")
+            if re.search(rf"^revision = ['\"]{re.escape(revision)}['\"]$", p.read_text(), re.M)
+        ]
         assert len(found) == 1, f"{revision}: {found}"
         return found[0]
 
-    def add(self, revision: str, body: str, *, down: str | None = None, name: str | None = None,
-            idempotent: bool = False) -> Path:
+    def add(
+        self, revision: str, body: str, *, down: str | None = None, name: str | None = None, idempotent: bool = False
+    ) -> Path:
         """Write ``revision`` whose upgrade() runs ``body``; returns its file.
 
         It revises ``down``, by default the revision added last (at first the
@@ -111,8 +115,9 @@ class Chain:
         down = self.last if down is None else down
         path = self.versions / f"{revision}_{name}.py"
         flag = "idempotent = True\n" if idempotent else ""
-        path.write_text(_REVISION.format(name=name, revision=revision, down=down, body=_indented(body),
-                                         idempotent=flag))
+        path.write_text(
+            _REVISION.format(name=name, revision=revision, down=down, body=_indented(body), idempotent=flag)
+        )
         self.last = revision
         return path
 
@@ -162,7 +167,7 @@ SLOW_ROWS = 500
 # it is interrupted.  Deliberately not idempotent: had a killed run left it
 # half-applied, the next run would fail on it (on MySQL/MariaDB, whose DDL
 # commits at once, the next run stops and names ``migrate.py resolve``).
-_SLOW = f'''
+_SLOW = f"""
 table = op.create_table(
     revision,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
@@ -188,13 +193,13 @@ elif os.environ.get("ROBUST_SLOW_MODE") == "statement":
     )
 else:
     time.sleep(seconds)
-'''
+"""
 
 # The slow revision made safe to run again (its module says idempotent = True,
 # see build_chain): the table only when missing, the rows only into an empty
 # table.  On MySQL/MariaDB, whose DDL commits at once, a run killed inside it
 # leaves the table behind and the next run runs it again.
-_SLOW_IDEMPOTENT = f'''
+_SLOW_IDEMPOTENT = f"""
 ops.create_table_if_missing(
     revision,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
@@ -217,15 +222,15 @@ elif bind.dialect.name in ("mysql", "mariadb"):
     bind.exec_driver_sql(f"SELECT SLEEP({{seconds}})")
 else:
     time.sleep(seconds)
-'''
+"""
 
-_ALTER_USER = '''
+_ALTER_USER = """
 # ALTER TABLE needs ACCESS EXCLUSIVE on "user": it queues behind any open
 # application transaction that has read the table.
 op.add_column("user", sa.Column("robust_nick", sa.String(50), nullable=True))
-'''
+"""
 
-_PARENT_CHILD = '''
+_PARENT_CHILD = """
 op.create_table(
     "robust_parent",
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
@@ -237,18 +242,23 @@ op.create_table(
     sa.Column("parent_id", sa.Integer,
               sa.ForeignKey("robust_parent.id", ondelete="CASCADE"), nullable=False),
 )
-'''
+"""
 
-_BATCH = '''
+_BATCH = """
 # A full table rebuild: copy to a new table, DROP the old one, rename.
 # With PRAGMA foreign_keys=ON the DROP would cascade into robust_child.
 with op.batch_alter_table("robust_parent", recreate="always") as batch:
     batch.add_column(sa.Column("rebuilt", sa.Boolean, nullable=True))
-'''
+"""
 
 #: The bodies ``build_chain()`` knows, by kind.
-BODIES = {"slow": _SLOW, "slow_idempotent": _SLOW_IDEMPOTENT, "alter_user": _ALTER_USER,
-          "parent_child": _PARENT_CHILD, "batch": _BATCH}
+BODIES = {
+    "slow": _SLOW,
+    "slow_idempotent": _SLOW_IDEMPOTENT,
+    "alter_user": _ALTER_USER,
+    "parent_child": _PARENT_CHILD,
+    "batch": _BATCH,
+}
 #: The kinds whose module declares ``idempotent = True`` (safe to run again on MySQL/MariaDB).
 IDEMPOTENT_KINDS = frozenset({"slow_idempotent"})
 
@@ -263,10 +273,11 @@ def build_chain(dest: Path, *revisions: tuple[str, str]) -> Path:
 
 def marker_says(marker: Path, revision: str) -> Callable[[], bool]:
     """Whether the slow revision ``revision`` wrote ROBUST_MARKER (it is then waiting)."""
+
     def check() -> bool:
         try:
             return marker.read_text() == revision
         except OSError:
             return False
-    return check
 
+    return check

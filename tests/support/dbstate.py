@@ -72,6 +72,7 @@ def sqlite_path(url_or_path: str | Path) -> Path:
 
 # --- one statement, at the driver level --------------------------------------------
 
+
 def sqlite_query(url_or_path: str | Path, sql: str, params=(), create: bool = False) -> list[tuple]:
     """Run one statement on a SQLite file with sqlite3 (``?`` parameters) and commit; return its rows.
 
@@ -104,14 +105,15 @@ def my_query(url: str, sql, params=None) -> list[tuple]:
 
 # --- through SQLAlchemy, on either engine -------------------------------------------
 
+
 def _engine_url(url: str) -> str:
     # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the venv has psycopg2.
     if url.startswith("postgresql://"):
-        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+        return "postgresql+psycopg2://" + url[len("postgresql://") :]
     # A bare mysql:// or mariadb:// means mysqlclient to SQLAlchemy; the venv has PyMySQL.
     for scheme in ("mysql://", "mariadb://"):
         if url.startswith(scheme):
-            return scheme[:-3] + "+pymysql://" + url[len(scheme):]
+            return scheme[:-3] + "+pymysql://" + url[len(scheme) :]
     return url
 
 
@@ -176,8 +178,11 @@ def schema(url: str) -> dict[str, set[str]]:
 
 def in_progress(url: str) -> list[str] | None:
     """MySQL/MariaDB: the revisions migrate-init records as started and not finished; None without its table."""
-    rows = my_query(url, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                         "AND TABLE_NAME = %s", (PROGRESS_TABLE,))
+    rows = my_query(
+        url,
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+        (PROGRESS_TABLE,),
+    )
     if not rows[0][0]:
         return None
     return sorted(r[0] for r in my_query(url, f"SELECT revision FROM {PROGRESS_TABLE}"))
@@ -216,8 +221,12 @@ def table_count(url: str, table: str) -> int:
         sql, params = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
         return sqlite_query(url, sql, params)[0][0]
     if is_mysql(url):
-        return my_query(url, "SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                             "AND TABLE_NAME = %s AND TABLE_TYPE = 'BASE TABLE'", (table,))[0][0]
+        return my_query(
+            url,
+            "SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+            "AND TABLE_NAME = %s AND TABLE_TYPE = 'BASE TABLE'",
+            (table,),
+        )[0][0]
     return pg_query(url, "SELECT count(*) FROM pg_class WHERE relname = %s AND relkind = 'r'", (table,))[0][0]
 
 
@@ -242,6 +251,7 @@ def fingerprint(url: str) -> tuple:
 
 # --- writing the rows a test starts from ---------------------------------------------
 
+
 def insert_many(url: str, table: str, rows: list[dict]) -> None:
     """A bulk insert (executemany) into ``table``, in one transaction."""
     with connect(url) as connection:
@@ -252,8 +262,11 @@ def insert_many(url: str, table: str, rows: list[dict]) -> None:
 
 def add_users(url: str, *ids: str) -> None:
     for user_id in ids:
-        query(url, 'INSERT INTO "user" (id, name, email, role) VALUES (:id, :id, :email, \'user\')',
-              {"id": user_id, "email": f"{user_id}@example.com"})
+        query(
+            url,
+            "INSERT INTO \"user\" (id, name, email, role) VALUES (:id, :id, :email, 'user')",
+            {"id": user_id, "email": f"{user_id}@example.com"},
+        )
 
 
 def drop_user_phone(url: str) -> None:
@@ -262,6 +275,7 @@ def drop_user_phone(url: str) -> None:
 
 
 # --- what the models define ----------------------------------------------------------
+
 
 def load_models(folder: Path = SHIPPED):
     """The MetaData of ``folder``/models.py, imported under a name of its own."""
@@ -296,6 +310,7 @@ def assert_at_head(url: str, heads: list[str], slow_tables: tuple[str, ...] = ()
 
 
 # --- what a run logged ---------------------------------------------------------------
+
 
 def running_upgrade_lines(out: str) -> list[str]:
     """Alembic's own "Running upgrade <from> -> <to>, <name>" lines."""

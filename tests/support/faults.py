@@ -45,6 +45,7 @@ _BLOCKING_SYSCALLS = {"1", "7", "23", "270", "271", "20"}
 
 # --- a stalled log reader -------------------------------------------------------------
 
+
 def fill_pipe(write_fd: int) -> int:
     """Write into a pipe until it is full, through a file description of our own; return the bytes written.
 
@@ -83,12 +84,20 @@ def stalled_pipe() -> Iterator[int]:
         os.close(read_fd)
 
 
-def start_stalled(argv: Sequence[str], *, env: Env, stderr_fd: int, stdout: Path,
-                  cwd: str | Path = REPO) -> subprocess.Popen:
+def start_stalled(
+    argv: Sequence[str], *, env: Env, stderr_fd: int, stdout: Path, cwd: str | Path = REPO
+) -> subprocess.Popen:
     """Start ``argv`` in its own process group, stdout into a file, stderr on ``stderr_fd``."""
     with open(stdout, "wb") as out:
-        return subprocess.Popen(list(map(str, argv)), env=child_env(env), cwd=cwd, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=stderr_fd, start_new_session=True)
+        return subprocess.Popen(
+            list(map(str, argv)),
+            env=child_env(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=stderr_fd,
+            start_new_session=True,
+        )
 
 
 def migrate_argv(*args: object) -> list[str]:
@@ -110,8 +119,7 @@ def child_pids(pid: int) -> list[int]:
         return []
 
 
-def wait_blocked(proc: subprocess.Popen, *, pid: int | None = None, steady: float = 0.6,
-                 timeout: float = 20) -> None:
+def wait_blocked(proc: subprocess.Popen, *, pid: int | None = None, steady: float = 0.6, timeout: float = 20) -> None:
     """Return once the main thread of ``pid`` (default: ``proc``) has sat in a write, select or poll
     for ``steady`` seconds: where a process whose stderr is a full pipe ends up.
 
@@ -149,6 +157,7 @@ def wait_exit(proc: subprocess.Popen, timeout: float) -> tuple[int, float]:
 
 
 # --- a server that accepts and never answers -------------------------------------------
+
 
 @contextlib.contextmanager
 def silent_server() -> Iterator[int]:
@@ -214,9 +223,16 @@ def sqlite_write_lock(path: Path, mode: str = "IMMEDIATE") -> Iterator[int]:
     """
     assert mode in ("IMMEDIATE", "EXCLUSIVE")
     assert path.exists(), f"{path} must exist before its write lock can be held"
-    proc = subprocess.Popen([sys.executable, "-c", _SQLITE_WRITER, str(path), mode], env=child_env(),
-                            cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SQLITE_WRITER, str(path), mode],
+        env=child_env(),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         line = proc.stdout.readline()
         assert line.strip() == "held", f"the SQLite writer failed: {line}{proc.stdout.read()}"
@@ -247,6 +263,7 @@ def pg_table_locks(url: str, *tables: str) -> Iterator[int]:
 
 # --- a damaged SQLite page ------------------------------------------------------------------
 
+
 def damage_page(path: Path, table: str, how: str = "garbage") -> int:
     """Damage the root page of ``table``; the file header and the schema (page 1) stay valid.
 
@@ -259,8 +276,9 @@ def damage_page(path: Path, table: str, how: str = "garbage") -> int:
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?",
-                            (table,)).fetchone()[0]
+        root = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()[0]
     finally:
         conn.close()
     assert root > 1, f"{table} has root page {root}; page 1 holds the header and the schema"
@@ -294,22 +312,25 @@ def file_digest(path: Path) -> str:
 
 # --- passwords ----------------------------------------------------------------------------
 
+
 def secret_forms(secret: str, fragments: Sequence[str] = ()) -> set[str]:
     """Every form in which ``secret`` (and each of ``fragments``) could leak into output."""
     forms: set[str] = set()
     for value in (secret, *fragments):
-        forms.update({
-            value,
-            quote(value, safe=""),
-            quote(value, safe="@/#"),
-            quote_plus(value),
-            json.dumps(value)[1:-1],
-            json.dumps(value, ensure_ascii=False)[1:-1],
-            repr(value)[1:-1],
-            ascii(value)[1:-1],
-            value.replace("\\", "\\\\"),
-            value.encode("unicode_escape").decode("ascii"),
-        })
+        forms.update(
+            {
+                value,
+                quote(value, safe=""),
+                quote(value, safe="@/#"),
+                quote_plus(value),
+                json.dumps(value)[1:-1],
+                json.dumps(value, ensure_ascii=False)[1:-1],
+                repr(value)[1:-1],
+                ascii(value)[1:-1],
+                value.replace("\\", "\\\\"),
+                value.encode("unicode_escape").decode("ascii"),
+            }
+        )
     return {f for f in forms if len(f) >= 3}
 
 
@@ -355,6 +376,7 @@ def entrypoint_env(bin_dir: Path, env: Env) -> dict[str, object]:
 
 # --- environments and a private /dev/termination-log ------------------------------------
 
+
 def stranger_env(url: str, tmp_path: Path, **extra: object) -> dict[str, str]:
     """DATABASE_URL, short waits, an empty SEED_DIR and a DATA_DIR of the test's own (the fast
     path caches its manifest there, not in the repository)."""
@@ -362,8 +384,13 @@ def stranger_env(url: str, tmp_path: Path, **extra: object) -> dict[str, str]:
     seeds.mkdir(exist_ok=True)
     data = tmp_path / "data-dir"
     data.mkdir(exist_ok=True)
-    env = {"DATABASE_URL": url, "DB_WAIT_TIMEOUT": "5", "SEED_DIR": str(seeds), "DATA_DIR": str(data),
-           "REPORT_FILE": "-"}
+    env = {
+        "DATABASE_URL": url,
+        "DB_WAIT_TIMEOUT": "5",
+        "SEED_DIR": str(seeds),
+        "DATA_DIR": str(data),
+        "REPORT_FILE": "-",
+    }
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -381,8 +408,9 @@ exec "$@"
 """
 
 
-def run_with_termination_log(argv: Sequence[str], *, env: Env, folder: Path,
-                             timeout: float = 60) -> tuple[int, str, bytes]:
+def run_with_termination_log(
+    argv: Sequence[str], *, env: Env, folder: Path, timeout: float = 60
+) -> tuple[int, str, bytes]:
     """Run ``argv`` in a mount namespace of its own where /dev/termination-log exists and is writable,
     as in a Kubernetes container; return (exit code, output, the bytes written there).
 
@@ -394,10 +422,14 @@ def run_with_termination_log(argv: Sequence[str], *, env: Env, folder: Path,
         mounts._mount_unavailable("a private /dev/termination-log needs root (unshare --mount)")
     dev = folder / "private-dev"
     dev.mkdir()
-    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", _PRIVATE_DEV,
-                           "sh", str(dev), *map(str, argv)],
-                          env=child_env(env), cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", _PRIVATE_DEV, "sh", str(dev), *map(str, argv)],
+        env=child_env(env),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+    )
     out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
     if "mount: " in out and proc.returncode != 0 and not (dev / "termination-log").stat().st_size:
         mounts._mount_unavailable(f"cannot make a private /dev: {out.strip()[:300]}")

@@ -56,8 +56,11 @@ def advisory_locks(url: str) -> int:
 
 def migrator_backends(url: str) -> int:
     """Server sessions of migrate-init still connected to this database."""
-    return pg_query(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                         "AND application_name = 'migrate-init'")[0][0]
+    return pg_query(
+        url,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = 'migrate-init'",
+    )[0][0]
 
 
 def flock_free(db: Path) -> bool:
@@ -120,8 +123,13 @@ time.sleep(600)
 def sqlite_lock_held(db: Path):
     """A helper process holds the flock on the lock file and records itself; yield its pid."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SQLITE_HOLDER, str(db)], env=child_env(), cwd=REPO,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-c", _SQLITE_HOLDER, str(db)],
+        env=child_env(),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
     try:

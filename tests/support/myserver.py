@@ -100,8 +100,9 @@ class MyServerError(RuntimeError):
     """The test MariaDB server could not be started or administered."""
 
 
-def connect(url: str, *, autocommit: bool = True, connect_timeout: int = 10,
-            read_timeout: float | None = None) -> pymysql.connections.Connection:
+def connect(
+    url: str, *, autocommit: bool = True, connect_timeout: int = 10, read_timeout: float | None = None
+) -> pymysql.connections.Connection:
     """Open a PyMySQL connection from a SQLAlchemy-style URL (autocommit unless told).
 
     Accepts ``mysql://``, ``mariadb://`` and their ``+pymysql`` forms alike,
@@ -185,9 +186,7 @@ class MyServer:
             try:
                 execute(url.render_as_string(hide_password=False), "SELECT 1")
             except pymysql.Error as exc:
-                raise MyServerError(
-                    f"TEST_MYSQL_URL ({url.render_as_string()}) does not answer: {exc}"
-                ) from exc
+                raise MyServerError(f"TEST_MYSQL_URL ({url.render_as_string()}) does not answer: {exc}") from exc
             self._url = url
             return self
         atexit.register(self.stop)
@@ -252,8 +251,11 @@ class MyServer:
             self._chown(path)
         try:
             self._run(
-                INSTALL_DB, f"--defaults-file={config}", *self._user_option(),
-                "--auth-root-authentication-method=normal", "--skip-test-db",
+                INSTALL_DB,
+                f"--defaults-file={config}",
+                *self._user_option(),
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
                 f"--extra-file={bootstrap}",
             )
         finally:
@@ -267,9 +269,11 @@ class MyServer:
             # A session of its own: a Ctrl-C meant for pytest does not reach it
             # before stop() does.
             self._proc = subprocess.Popen(
-                [str(MARIADBD), f"--defaults-file={self._tmp / 'my.cnf'}", *self._user_option(),
-                 f"--port={port}"],
-                cwd=self._tmp, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                [str(MARIADBD), f"--defaults-file={self._tmp / 'my.cnf'}", *self._user_option(), f"--port={port}"],
+                cwd=self._tmp,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         started = time.monotonic()
@@ -303,9 +307,20 @@ class MyServer:
             pwd.getpwnam(SERVER_USER)
         except KeyError:
             subprocess.run(
-                ["useradd", "--system", "--user-group", "--no-create-home",
-                 "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", SERVER_USER],
-                check=True, capture_output=True, text=True,
+                [
+                    "useradd",
+                    "--system",
+                    "--user-group",
+                    "--no-create-home",
+                    "--home-dir",
+                    "/nonexistent",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    SERVER_USER,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             )
         return SERVER_USER
 
@@ -331,14 +346,17 @@ class MyServer:
     def _run(self, *argv: str) -> None:
         """Run a command in the temp dir; raise MyServerError with its output when it fails."""
         result = subprocess.run(
-            argv, cwd=self._tmp or "/", stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            argv,
+            cwd=self._tmp or "/",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             env={**os.environ, "LC_ALL": "C"},
         )
         if result.returncode != 0:
             raise MyServerError(
-                f"{' '.join(argv)} failed with exit code {result.returncode}:\n"
-                f"{result.stdout}{self._log_tail()}"
+                f"{' '.join(argv)} failed with exit code {result.returncode}:\n{result.stdout}{self._log_tail()}"
             )
 
     def _log_tail(self, lines: int = 20) -> str:
@@ -367,8 +385,7 @@ class MyServer:
         """The server's unix socket (None for TEST_MYSQL_URL's server)."""
         return None if self._tmp is None else self._tmp / "mariadbd.sock"
 
-    def url(self, database: str | None = None, user: str | None = None,
-            password: str | None = None) -> str:
+    def url(self, database: str | None = None, user: str | None = None, password: str | None = None) -> str:
         """A ``mysql://`` URL on this server; credentials are percent-encoded as needed."""
         if self._url is None:
             raise MyServerError("The MariaDB test server is not running: call start().")
@@ -398,8 +415,8 @@ class MyServer:
         try:
             with conn.cursor() as cur:
                 cur.execute(
-                    "SELECT id FROM information_schema.processlist "
-                    "WHERE db = %s AND id <> CONNECTION_ID()", (name,))
+                    "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()", (name,)
+                )
                 for (session,) in cur.fetchall():
                     try:
                         cur.execute(f"KILL CONNECTION {int(session)}")
@@ -428,8 +445,7 @@ class MyServer:
 
     def grant(self, name: str, grant: str, host: str = "%") -> None:
         """``GRANT <grant> TO 'name'@'host'`` (see create_user)."""
-        self.query(f"GRANT {grant.replace('%', '%%')} TO %s@%s",
-                   params=(_check_name(name), _check_host(host)))
+        self.query(f"GRANT {grant.replace('%', '%%')} TO %s@%s", params=(_check_name(name), _check_host(host)))
 
     def drop_user(self, name: str, host: str = "%") -> None:
         """Drop an account if it exists (its open sessions stay open)."""

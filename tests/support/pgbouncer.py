@@ -89,9 +89,15 @@ class PgBouncer:
         last = ""
         for _ in range(3):  # a free port can be taken between probing and binding
             self.port = free_port()
-            (self._folder / "pgbouncer.ini").write_text(_CONFIG.format(
-                host=self._server.host, port=self._server.port, listen_port=self.port,
-                folder=self._folder, pool_mode=self.pool_mode))
+            (self._folder / "pgbouncer.ini").write_text(
+                _CONFIG.format(
+                    host=self._server.host,
+                    port=self._server.port,
+                    listen_port=self.port,
+                    folder=self._folder,
+                    pool_mode=self.pool_mode,
+                )
+            )
             if run_as is not None:
                 for path in (self._folder, *self._folder.iterdir()):
                     shutil.chown(path, user=run_as)
@@ -99,9 +105,15 @@ class PgBouncer:
             argv = [str(BINARY), str(self._folder / "pgbouncer.ini")]
             if run_as is not None:
                 argv = ["runuser", "-u", run_as, "--", *argv]
-            self._proc = subprocess.Popen(argv, cwd=self._folder, stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                          start_new_session=True)
+            self._proc = subprocess.Popen(
+                argv,
+                cwd=self._folder,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
             if self._listening():
                 return self
             last = self._log_tail()

@@ -139,8 +139,7 @@ class PgServer:
                 execute(url.render_as_string(hide_password=False), "select 1")
             except psycopg2.Error as exc:
                 raise PgServerError(
-                    f"TEST_DATABASE_URL ({url.render_as_string()}) does not answer: "
-                    f"{exc}".strip()
+                    f"TEST_DATABASE_URL ({url.render_as_string()}) does not answer: {exc}".strip()
                 ) from exc
             self._url = url
             return self
@@ -169,7 +168,13 @@ class PgServer:
         if (data / "postmaster.pid").exists():
             # immediate: no checkpoint, nothing worth keeping.
             result = self._run(
-                self._pg("pg_ctl"), "stop", "-D", str(data), "-m", "immediate", "-w",
+                self._pg("pg_ctl"),
+                "stop",
+                "-D",
+                str(data),
+                "-m",
+                "immediate",
+                "-w",
                 check=False,
             )
             if result.returncode != 0:
@@ -188,29 +193,49 @@ class PgServer:
         for _ in range(START_ATTEMPTS):
             port = free_port()
             result = self._run(
-                self._pg("pg_ctl"), "start", "-w", "-t", str(START_TIMEOUT),
-                "-D", str(self._tmp / "data"), "-l", str(self._tmp / "server.log"),
-                "-o", f"-p {port}",
+                self._pg("pg_ctl"),
+                "start",
+                "-w",
+                "-t",
+                str(START_TIMEOUT),
+                "-D",
+                str(self._tmp / "data"),
+                "-l",
+                str(self._tmp / "server.log"),
+                "-o",
+                f"-p {port}",
                 check=False,
             )
             if result.returncode == 0:
                 self._url = URL.create(
-                    "postgresql", username=SUPERUSER, password=password,
-                    host="127.0.0.1", port=port, database="postgres",
+                    "postgresql",
+                    username=SUPERUSER,
+                    password=password,
+                    host="127.0.0.1",
+                    port=port,
+                    database="postgres",
                 )
                 return
             last_error = result.stdout + self._log_tail()
-        raise PgServerError(
-            f"PostgreSQL ({self._bin}) did not start after {START_ATTEMPTS} "
-            f"attempts:\n{last_error}"
-        )
+        raise PgServerError(f"PostgreSQL ({self._bin}) did not start after {START_ATTEMPTS} attempts:\n{last_error}")
 
     def restart(self, mode: str = "fast") -> None:
         """``pg_ctl restart -m MODE``: every session ends (a failover's first half), and it answers again."""
         if self._tmp is None:
             raise PgServerError("restart() needs a server this object started (not TEST_DATABASE_URL's).")
-        self._run(self._pg("pg_ctl"), "restart", "-w", "-t", str(START_TIMEOUT), "-m", mode,
-                  "-D", str(self._tmp / "data"), "-l", str(self._tmp / "server.log"))
+        self._run(
+            self._pg("pg_ctl"),
+            "restart",
+            "-w",
+            "-t",
+            str(START_TIMEOUT),
+            "-m",
+            mode,
+            "-D",
+            str(self._tmp / "data"),
+            "-l",
+            str(self._tmp / "server.log"),
+        )
 
     def start_standby(self) -> PgServer:
         """A hot standby of this server, streaming from it: ``pg_basebackup -R``, on another free port.
@@ -230,17 +255,41 @@ class PgServer:
                 shutil.chown(standby._tmp, user=self._run_as, group=self._user_group())
             data = standby._tmp / "data"
             # -R writes standby.signal and primary_conninfo (with the password given here).
-            standby._run(self._pg("pg_basebackup"), "-D", str(data), "-R", "-X", "stream", "--no-sync",
-                         "-h", "127.0.0.1", "-p", str(self._url.port), "-U", SUPERUSER,
-                         env={"PGPASSWORD": self._url.password or ""})
+            standby._run(
+                self._pg("pg_basebackup"),
+                "-D",
+                str(data),
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self._url.port),
+                "-U",
+                SUPERUSER,
+                env={"PGPASSWORD": self._url.password or ""},
+            )
             with (data / "postgresql.conf").open("a") as conf:
                 conf.write(f"unix_socket_directories = '{standby._tmp}'\nhot_standby = on\n")
             last_error = ""
             for _ in range(START_ATTEMPTS):
                 port = free_port()
-                result = standby._run(standby._pg("pg_ctl"), "start", "-w", "-t", str(START_TIMEOUT),
-                                      "-D", str(data), "-l", str(standby._tmp / "server.log"),
-                                      "-o", f"-p {port}", check=False)
+                result = standby._run(
+                    standby._pg("pg_ctl"),
+                    "start",
+                    "-w",
+                    "-t",
+                    str(START_TIMEOUT),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(standby._tmp / "server.log"),
+                    "-o",
+                    f"-p {port}",
+                    check=False,
+                )
                 if result.returncode == 0:
                     standby._url = self._url.set(port=port)
                     return standby
@@ -258,10 +307,19 @@ class PgServer:
         if self._run_as:
             shutil.chown(pwfile, user=self._run_as, group=self._user_group())
         self._run(
-            self._pg("initdb"), "-D", str(self._tmp / "data"),
-            "-U", SUPERUSER, f"--pwfile={pwfile}",
-            "--auth-local=trust", "--auth-host=scram-sha-256",
-            "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions",
+            self._pg("initdb"),
+            "-D",
+            str(self._tmp / "data"),
+            "-U",
+            SUPERUSER,
+            f"--pwfile={pwfile}",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
         )
         pwfile.unlink()
         with (self._tmp / "data" / "postgresql.conf").open("a") as conf:
@@ -277,10 +335,20 @@ class PgServer:
             pwd.getpwnam(SERVER_USER)
         except KeyError:
             subprocess.run(
-                ["useradd", "--system", "--user-group", "--no-create-home",
-                 "--home-dir", "/var/lib/postgresql", "--shell", "/usr/sbin/nologin",
-                 SERVER_USER],
-                check=True, capture_output=True, text=True,
+                [
+                    "useradd",
+                    "--system",
+                    "--user-group",
+                    "--no-create-home",
+                    "--home-dir",
+                    "/var/lib/postgresql",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    SERVER_USER,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             )
         return SERVER_USER
 
@@ -300,23 +368,23 @@ class PgServer:
         assert self._bin is not None
         return str(self._bin / program)
 
-    def _run(self, *argv: str, check: bool = True, cwd: str | Path | None = None,
-             env: dict[str, str] | None = None):
+    def _run(self, *argv: str, check: bool = True, cwd: str | Path | None = None, env: dict[str, str] | None = None):
         """Run a command as the server user, in the temp dir (or /), with ``env`` added."""
         if self._run_as:
             argv = ("runuser", "-u", self._run_as, "--", *argv)
         # cwd: root's working directory is often unreadable for postgres, and
         # initdb/postgres complain when they cannot chdir back to it.
         result = subprocess.run(
-            argv, cwd=cwd or self._tmp or "/", stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            argv,
+            cwd=cwd or self._tmp or "/",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             env={**os.environ, "LC_ALL": "C", **(env or {})},
         )
         if check and result.returncode != 0:
-            raise PgServerError(
-                f"{' '.join(argv)} failed with exit code {result.returncode}:\n"
-                f"{result.stdout}"
-            )
+            raise PgServerError(f"{' '.join(argv)} failed with exit code {result.returncode}:\n{result.stdout}")
         return result
 
     def _log_tail(self, lines: int = 20) -> str:
@@ -348,8 +416,7 @@ class PgServer:
         """``postgresql://postgres:PW@127.0.0.1:PORT/postgres`` (password included)."""
         return self.url()
 
-    def url(self, database: str | None = None, user: str | None = None,
-            password: str | None = None) -> str:
+    def url(self, database: str | None = None, user: str | None = None, password: str | None = None) -> str:
         """A URL on this server; credentials are percent-encoded as needed."""
         if self._url is None:
             raise PgServerError("The PostgreSQL test server is not running: call start().")
@@ -366,8 +433,7 @@ class PgServer:
 
     def create_database(self, name: str, owner: str | None = None) -> str:
         """Create an empty database; return its superuser URL."""
-        stmt = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
-            sql.Identifier(_check_name(name)))
+        stmt = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(_check_name(name)))
         if owner is not None:
             stmt += sql.SQL(" OWNER {}").format(sql.Identifier(_check_name(owner)))
         self.psql(stmt)
@@ -381,10 +447,13 @@ class PgServer:
             with conn.cursor() as cur:
                 cur.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                )
                 force = conn.server_version >= 130000
-                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(
-                    ident, sql.SQL(" WITH (FORCE)" if force else "")))
+                cur.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {}{}").format(ident, sql.SQL(" WITH (FORCE)" if force else ""))
+                )
         finally:
             conn.close()
 
@@ -392,12 +461,11 @@ class PgServer:
         """Create a login role with a password (scram-sha-256 on PG 14+)."""
         self.psql(
             sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s {}").format(
-                sql.Identifier(_check_name(name)),
-                sql.SQL("SUPERUSER" if superuser else "NOSUPERUSER")),
+                sql.Identifier(_check_name(name)), sql.SQL("SUPERUSER" if superuser else "NOSUPERUSER")
+            ),
             params=(password,),
         )
 
     def drop_role(self, name: str) -> None:
         """Drop a role if it exists (drop the databases it owns first)."""
-        self.psql(sql.SQL("DROP ROLE IF EXISTS {}").format(
-            sql.Identifier(_check_name(name))))
+        self.psql(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(_check_name(name))))

@@ -47,8 +47,9 @@ def child_env(env: Env | None = None) -> dict[str, str]:
     return {k: str(v) for k, v in merged.items() if v is not None}
 
 
-def start_python(*args: object, env: Env | None = None, cwd: str | Path = REPO,
-                 prefix: Sequence[str] = ()) -> subprocess.Popen:
+def start_python(
+    *args: object, env: Env | None = None, cwd: str | Path = REPO, prefix: Sequence[str] = ()
+) -> subprocess.Popen:
     """Start ``[*prefix, sys.executable, *args]`` in its own process group (see kill_group)."""
     return subprocess.Popen(
         [*prefix, sys.executable, *map(str, args)],
@@ -64,8 +65,9 @@ def start_python(*args: object, env: Env | None = None, cwd: str | Path = REPO,
     )
 
 
-def run_python(*args: object, env: Env | None = None, timeout: float = 120,
-               cwd: str | Path = REPO, prefix: Sequence[str] = ()) -> Result:
+def run_python(
+    *args: object, env: Env | None = None, timeout: float = 120, cwd: str | Path = REPO, prefix: Sequence[str] = ()
+) -> Result:
     """Run ``sys.executable *args`` to completion; fail the test on timeout."""
     proc = start_python(*args, env=env, cwd=cwd, prefix=prefix)
     try:
@@ -74,8 +76,7 @@ def run_python(*args: object, env: Env | None = None, timeout: float = 120,
         kill_group(proc)
         out, _ = proc.communicate()
         raise AssertionError(
-            f"{' '.join(map(str, args))} did not finish within {timeout}s; "
-            f"output so far:\n{out}"
+            f"{' '.join(map(str, args))} did not finish within {timeout}s; output so far:\n{out}"
         ) from None
     return Result(code=proc.returncode, out=out)
 
@@ -85,8 +86,7 @@ def start_migrate(*args: object, env: Env | None = None, cwd: str | Path = REPO)
     return start_python(MIGRATE, *args, env=env, cwd=cwd)
 
 
-def run_migrate(*args: object, env: Env | None = None, timeout: float = 120,
-                cwd: str | Path = REPO) -> Result:
+def run_migrate(*args: object, env: Env | None = None, timeout: float = 120, cwd: str | Path = REPO) -> Result:
     """Run migrate.py to completion and return its exit code and output."""
     return run_python(MIGRATE, *args, env=env, timeout=timeout, cwd=cwd)
 
@@ -95,8 +95,14 @@ def run_split(*args: object, env: Env, timeout: float = 120) -> tuple[int, str, 
     """Run migrate.py; return (exit code, stdout, stderr) kept apart."""
     proc = subprocess.run(
         [sys.executable, str(MIGRATE), *map(str, args)],
-        env=child_env(env), cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True,
-        text=True, encoding="utf-8", errors="replace", timeout=timeout,
+        env=child_env(env),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=timeout,
     )
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -122,7 +128,8 @@ def run_unprivileged(*args: object, env: Env, timeout: float = 120) -> Result:
         check = run_python("-c", "import sqlalchemy, alembic, migrate_init", prefix=prefix, timeout=60)
         assert check.code == 0, (
             f"UID {UNPRIVILEGED} cannot run the repository's Python ({sys.executable}); the repo "
-            f"and its venv must be readable by every user:\n{check.out}")
+            f"and its venv must be readable by every user:\n{check.out}"
+        )
     return run_python(MIGRATE, *args, env=env, timeout=timeout, prefix=prefix)
 
 
@@ -134,6 +141,7 @@ def give_away(*paths: Path) -> None:
 
 
 # --- what a run printed and wrote -------------------------------------------------
+
 
 def summary_line(out: str) -> str:
     """The last summary line: 'OK (exit 0): ...' or 'FAILED (exit N): ...'."""
@@ -150,6 +158,7 @@ def report_of(path: Path) -> dict:
 
 
 # --- environments -----------------------------------------------------------------
+
 
 def operator_env(url: str, tmp_path: Path, **extra: object) -> dict[str, str]:
     """DATABASE_URL, short waits, an empty SEED_DIR and no REPORT_FILE unless given."""
@@ -171,6 +180,7 @@ def migrate_env(url: str, migrations: Path | None = None, **extra: object) -> di
 
 # --- runs that are killed, signalled or raced -----------------------------------------
 
+
 class Runner:
     """One migrate.py process, its output in a file (safe to kill at any moment)."""
 
@@ -182,8 +192,12 @@ class Runner:
         with open(log, "w", encoding="utf-8") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, str(MIGRATE), *args],
-                env=child_env(env), cwd=REPO, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env=child_env(env),
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         Runner.started.append(self)
 
@@ -219,8 +233,9 @@ class Runner:
             self.proc.wait(timeout=10)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, what: str,
-               runner: Runner | None = None, interval: float = 0.05):
+def wait_until(
+    predicate: Callable[[], object], timeout: float, what: str, runner: Runner | None = None, interval: float = 0.05
+):
     """Poll ``predicate`` until it is truthy; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:

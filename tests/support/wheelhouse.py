@@ -22,14 +22,13 @@ def build_wheel(folder: Path, name: str, version: str, requires: tuple[str, ...]
     folder.mkdir(parents=True, exist_ok=True)
     module = name.replace("-", "_")
     dist_info = f"{module}-{version}.dist-info"
-    metadata = "Metadata-Version: 2.1\n" f"Name: {name}\n" f"Version: {version}\n"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
     files = {
         f"{module}.py": f'VERSION = "{version}"\n'.encode(),
         f"{dist_info}/METADATA": metadata.encode(),
         f"{dist_info}/WHEEL": (
-            b"Wheel-Version: 1.0\nGenerator: migrate-init-tests\n"
-            b"Root-Is-Purelib: true\nTag: py3-none-any\n"
+            b"Wheel-Version: 1.0\nGenerator: migrate-init-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
         ),
     }
     record = "".join(f"{path},{_record_hash(data)},{len(data)}\n" for path, data in files.items())
@@ -65,6 +64,7 @@ def tiny_wheelhouse(folder: Path) -> Path:
 
 
 # -- shared by the unit and integration tests of migrate_init.deps -------------------------
+
 
 def ensure(requirements: list[str], target: Path, wheelhouse: Path, requirements_file: str | None = None) -> list[str]:
     """migrate_init.deps.ensure from ``wheelhouse`` only, with no index."""

@@ -56,9 +56,7 @@ def kinds(found: list[Loss]) -> list[tuple[str, str, str | None]]:
 
 
 def test_identical_snapshots_lose_nothing() -> None:
-    assert (
-        losses(snap("sqlite", account=ACCOUNT_SQLITE), snap("sqlite", account=ACCOUNT_SQLITE)) == []
-    )
+    assert losses(snap("sqlite", account=ACCOUNT_SQLITE), snap("sqlite", account=ACCOUNT_SQLITE)) == []
 
 
 def test_new_tables_and_nullable_columns_are_additive() -> None:
@@ -71,9 +69,7 @@ def test_new_tables_and_nullable_columns_are_additive() -> None:
 
 
 def test_new_not_null_column_with_a_default_is_additive() -> None:
-    after = snap(
-        "sqlite", account=[*ACCOUNT_SQLITE, col("credits", "INTEGER", nullable=False, default=True)]
-    )
+    after = snap("sqlite", account=[*ACCOUNT_SQLITE, col("credits", "INTEGER", nullable=False, default=True)])
     assert losses(snap("sqlite", account=ACCOUNT_SQLITE), after) == []
 
 
@@ -86,9 +82,7 @@ def test_new_not_null_column_without_a_default_on_an_existing_table_is_a_loss() 
     after = snap("sqlite", account=[*ACCOUNT_SQLITE, col("credits", "INTEGER", nullable=False)])
     found = losses(snap("sqlite", account=ACCOUNT_SQLITE), after)
     assert kinds(found) == [("set not null", "account", "credits")]
-    assert found[0].describe() == (
-        "column account.credits (INTEGER) would be added NOT NULL without a default"
-    )
+    assert found[0].describe() == ("column account.credits (INTEGER) would be added NOT NULL without a default")
 
 
 def test_dropped_table_is_a_loss_naming_its_columns() -> None:
@@ -101,9 +95,7 @@ def test_dropped_table_is_a_loss_naming_its_columns() -> None:
 
 
 def test_dropped_column_is_a_loss_with_its_type() -> None:
-    found = losses(
-        snap("sqlite", account=ACCOUNT_SQLITE), snap("sqlite", account=ACCOUNT_SQLITE[::2])
-    )
+    found = losses(snap("sqlite", account=ACCOUNT_SQLITE), snap("sqlite", account=ACCOUNT_SQLITE[::2]))
     assert kinds(found) == [("drop column", "account", "name")]
     assert found[0].describe() == "column account.name (TEXT) would be dropped"
 
@@ -130,9 +122,7 @@ def test_postgresql_table_dropped_and_created_again_is_a_loss() -> None:
 
 def test_postgresql_rename_hint_follows_the_table_oid() -> None:
     before = snap("pg", ids={"account": 1}, account=ACCOUNT_PG)
-    after = snap(
-        "pg", ids={"account": 2, "account_old": 1}, account=ACCOUNT_PG, account_old=ACCOUNT_PG
-    )
+    after = snap("pg", ids={"account": 2, "account_old": 1}, account=ACCOUNT_PG, account_old=ACCOUNT_PG)
     (loss,) = losses(before, after)
     assert (loss.kind, loss.renamed_to) == ("drop table", "account_old")
 
@@ -146,9 +136,7 @@ def test_changed_type_is_a_loss() -> None:
 
 def test_column_becoming_generated_is_a_loss() -> None:
     after = snap("pg", account=[ACCOUNT_PG[0], col("name", "text", generated=True), ACCOUNT_PG[2]])
-    assert kinds(losses(snap("pg", account=ACCOUNT_PG), after)) == [
-        ("change type", "account", "name")
-    ]
+    assert kinds(losses(snap("pg", account=ACCOUNT_PG), after)) == [("change type", "account", "name")]
 
 
 def test_existing_nullable_column_becoming_not_null_is_a_loss() -> None:

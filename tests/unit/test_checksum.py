@@ -35,7 +35,8 @@ SAME = {
     "reformatting": REVISION.replace(
         'op.create_table("note", sa.Column("id", sa.Integer, primary_key=True), sa.Column("body", sa.String(40)))',
         "op.create_table(\n        'note',\n        sa.Column('id', sa.Integer, primary_key=True),\n"
-        "        sa.Column('body', sa.String(40)),\n    )"),
+        "        sa.Column('body', sa.String(40)),\n    )",
+    ),
     "line endings": REVISION.replace("\n", "\r\n"),
 }
 
@@ -44,7 +45,7 @@ DIFFERENT = {
     "a type": REVISION.replace("sa.String(40)", "sa.Text"),
     "a name": REVISION.replace('"note"', '"notes"', 1),
     "an argument": REVISION.replace("primary_key=True", "primary_key=True, autoincrement=False"),
-    "a statement": REVISION.replace('sa.String(40)))\n', 'sa.String(40)))\n    op.execute("DELETE FROM note")\n'),
+    "a statement": REVISION.replace("sa.String(40)))\n", 'sa.String(40)))\n    op.execute("DELETE FROM note")\n'),
     "down_revision": REVISION.replace("down_revision = None", 'down_revision = "0000"'),
 }
 

@@ -33,6 +33,7 @@ def refused(**env: str | Path) -> str:
 
 # -- DATABASE_URL ----------------------------------------------------------------------------
 
+
 def test_database_url_is_parsed_once_and_kept_as_text_and_as_url(tmp_path):
     cfg = load(DATABASE_URL=f"sqlite:///{tmp_path}/data/webui.db")
 
@@ -63,14 +64,17 @@ def test_an_empty_database_url_is_refused_instead_of_using_the_default():
     assert "DATABASE_URL is set but empty" in refused(DATABASE_URL="")
 
 
-@pytest.mark.parametrize(("value", "words"), [
-    ("sqlite:///:memory:", "in-memory"),
-    ("sqlite://", "in-memory"),
-    ("postgresql://app:hunter2secret@db:port/app", "not a number"),
-    ("postgresql://app:hunter2secret@db:70000/app", "out of range"),
-    ("postgresql://app:hunter2@secret@db/app", "more than one unencoded at sign"),
-    ("not a url", "does not start with a scheme"),
-])
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("sqlite:///:memory:", "in-memory"),
+        ("sqlite://", "in-memory"),
+        ("postgresql://app:hunter2secret@db:port/app", "not a number"),
+        ("postgresql://app:hunter2secret@db:70000/app", "out of range"),
+        ("postgresql://app:hunter2@secret@db/app", "more than one unencoded at sign"),
+        ("not a url", "does not start with a scheme"),
+    ],
+)
 def test_a_database_url_that_cannot_serve_is_refused_at_load_naming_the_variable(value, words):
     message = refused(DATABASE_URL=value)
 
@@ -90,15 +94,17 @@ def test_database_url_file_is_read_with_exactly_one_trailing_newline_stripped(tm
         assert cfg.database.host == "db.example"
 
 
-@pytest.mark.parametrize(("content", "words"), [
-    (f"{PG}\n\n", "a line break at character"),
-    (f"{PG}\r\n\r\n", "a line break at character"),
-    (f"{PG}\nsecond line\n", "a line break at character"),
-    (f"{PG}\t\n", "a control character"),
-    ("postgresql://app:hunter2\x00secret@db/app\n", "a control character"),
-])
-def test_a_secret_file_with_more_than_one_trailing_newline_or_a_control_character_is_refused(
-        tmp_path, content, words):
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (f"{PG}\n\n", "a line break at character"),
+        (f"{PG}\r\n\r\n", "a line break at character"),
+        (f"{PG}\nsecond line\n", "a line break at character"),
+        (f"{PG}\t\n", "a control character"),
+        ("postgresql://app:hunter2\x00secret@db/app\n", "a control character"),
+    ],
+)
+def test_a_secret_file_with_more_than_one_trailing_newline_or_a_control_character_is_refused(tmp_path, content, words):
     secret = tmp_path / "db_url"
     secret.write_bytes(content.encode())
 
@@ -214,14 +220,17 @@ SECONDS = ("MIGRATION_TIMEOUT", "DB_WAIT_TIMEOUT", "LOCK_TIMEOUT", "DDL_LOCK_TIM
 
 
 @pytest.mark.parametrize("name", SECONDS)
-@pytest.mark.parametrize(("value", "words"), [
-    ("1e10", "more than 31 days"),
-    ("2678401", "more than 31 days"),
-    ("inf", "more than 31 days"),
-    ("nan", "must be zero or a positive number"),
-    ("-1", "must be zero or a positive number"),
-    ("soon", "is not a number of seconds"),
-])
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("1e10", "more than 31 days"),
+        ("2678401", "more than 31 days"),
+        ("inf", "more than 31 days"),
+        ("nan", "must be zero or a positive number"),
+        ("-1", "must be zero or a positive number"),
+        ("soon", "is not a number of seconds"),
+    ],
+)
 def test_a_bad_number_of_seconds_is_refused_naming_the_variable(tmp_path, name, value, words):
     message = refused(DATA_DIR=tmp_path, **{name: value})
 
@@ -252,9 +261,15 @@ def test_one_millisecond_is_the_shortest_ddl_lock_timeout(tmp_path):
     assert load(DATA_DIR=tmp_path, DDL_LOCK_TIMEOUT="0.001").ddl_lock_timeout == 0.001
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("DDL_LOCK_RETRIES", "1.5"), ("DDL_LOCK_RETRIES", "-1"), ("BACKUP_KEEP", "three"), ("BACKUP_KEEP", "-2"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DDL_LOCK_RETRIES", "1.5"),
+        ("DDL_LOCK_RETRIES", "-1"),
+        ("BACKUP_KEEP", "three"),
+        ("BACKUP_KEEP", "-2"),
+    ],
+)
 def test_a_bad_count_is_refused_naming_the_variable(tmp_path, name, value):
     assert refused(DATA_DIR=tmp_path, **{name: value}).startswith(f"{name}={value!r}")
 
@@ -267,10 +282,20 @@ def test_counts_and_seconds_read_back_as_given(tmp_path):
 
 # -- booleans, words -------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("true", True), ("YES", True), ("1", True), (" on ", True),
-    ("false", False), ("No", False), ("0", False), ("off", False),
-])
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("true", True),
+        ("YES", True),
+        ("1", True),
+        (" on ", True),
+        ("false", False),
+        ("No", False),
+        ("0", False),
+        ("off", False),
+    ],
+)
 def test_booleans_accept_the_usual_words(tmp_path, value, expected):
     assert load(DATA_DIR=tmp_path, ENABLE_FALLBACK_CREATE=value).enable_fallback_create is expected
 
@@ -279,14 +304,20 @@ def test_an_empty_boolean_counts_as_unset_and_a_bad_one_is_refused(tmp_path):
     assert load(DATA_DIR=tmp_path, ALLOW_DESTRUCTIVE="").allow_destructive is False
     assert "LOG_FORMAT='xml' is not 'text' or 'json'" in refused(DATA_DIR=tmp_path, LOG_FORMAT="xml")
     assert "SQLITE_ALLOW_NETWORK_FS='maybe' is not a boolean" in refused(
-        DATA_DIR=tmp_path, SQLITE_ALLOW_NETWORK_FS="maybe")
+        DATA_DIR=tmp_path, SQLITE_ALLOW_NETWORK_FS="maybe"
+    )
 
 
-@pytest.mark.parametrize(("value", "everything", "revisions"), [
-    ("true", True, ()), ("false", False, ()), ("", False, ()),
-    ("f1e2d3c4b5a6", False, ("f1e2d3c4b5a6",)),
-    (" f1e2d3c4b5a6 , v2.4.0.a,f1e2d3c4b5a6", False, ("f1e2d3c4b5a6", "v2.4.0.a")),
-])
+@pytest.mark.parametrize(
+    ("value", "everything", "revisions"),
+    [
+        ("true", True, ()),
+        ("false", False, ()),
+        ("", False, ()),
+        ("f1e2d3c4b5a6", False, ("f1e2d3c4b5a6",)),
+        (" f1e2d3c4b5a6 , v2.4.0.a,f1e2d3c4b5a6", False, ("f1e2d3c4b5a6", "v2.4.0.a")),
+    ],
+)
 def test_allow_destructive_takes_true_false_or_a_list_of_revisions(tmp_path, value, everything, revisions):
     loaded = load(DATA_DIR=tmp_path, ALLOW_DESTRUCTIVE=value)
     assert (loaded.allow_destructive, loaded.allow_destructive_revisions) == (everything, revisions)
@@ -308,8 +339,21 @@ def test_log_format_and_level_are_checked(tmp_path):
 
 # -- MODELS --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value", [":Base", "models:", "models.Base", "models:Base:x", "my-app.models:Base",
-                                   "models:Base.", "models:.Base", "models :Base", ":"])
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ":Base",
+        "models:",
+        "models.Base",
+        "models:Base:x",
+        "my-app.models:Base",
+        "models:Base.",
+        "models:.Base",
+        "models :Base",
+        ":",
+    ],
+)
 def test_models_must_be_two_dotted_python_names(tmp_path, value):
     message = refused(DATA_DIR=tmp_path, MODELS=value)
 
@@ -328,13 +372,17 @@ def test_the_shipped_migrations_default_to_the_shipped_models_and_a_custom_folde
 
 # -- REPORT_FILE ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("suffix", "words"), [
-    ("", "the SQLite database itself"),
-    ("-journal", "rollback journal"),
-    ("-wal", "write-ahead log"),
-    ("-shm", "shared-memory file"),
-    (".migrate.lock", "migration lock file"),
-])
+
+@pytest.mark.parametrize(
+    ("suffix", "words"),
+    [
+        ("", "the SQLite database itself"),
+        ("-journal", "rollback journal"),
+        ("-wal", "write-ahead log"),
+        ("-shm", "shared-memory file"),
+        (".migrate.lock", "migration lock file"),
+    ],
+)
 def test_report_file_must_not_be_the_database_or_one_of_its_files(tmp_path, suffix, words):
     database = tmp_path / "data" / "webui.db"
 
@@ -350,17 +398,20 @@ def test_report_file_is_compared_after_resolving_links_and_relative_paths(tmp_pa
     monkeypatch.chdir(tmp_path)
 
     assert "the SQLite database itself" in refused(
-        DATABASE_URL="sqlite:///data/webui.db", REPORT_FILE=tmp_path / "alias" / "webui.db")
+        DATABASE_URL="sqlite:///data/webui.db", REPORT_FILE=tmp_path / "alias" / "webui.db"
+    )
     assert "the SQLite database itself" in refused(
-        DATABASE_URL=f"sqlite:///{data}/webui.db", REPORT_FILE="alias/../data/./webui.db")
+        DATABASE_URL=f"sqlite:///{data}/webui.db", REPORT_FILE="alias/../data/./webui.db"
+    )
 
 
 def test_report_file_must_not_be_inside_the_backup_folder(tmp_path):
     database = tmp_path / "data" / "webui.db"
 
     default = refused(DATABASE_URL=f"sqlite:///{database}", REPORT_FILE=tmp_path / "data" / "backups" / "r.json")
-    chosen = refused(DATABASE_URL=f"sqlite:///{database}", BACKUP_DIR=tmp_path / "bk",
-                     REPORT_FILE=tmp_path / "bk" / "sub" / "r.json")
+    chosen = refused(
+        DATABASE_URL=f"sqlite:///{database}", BACKUP_DIR=tmp_path / "bk", REPORT_FILE=tmp_path / "bk" / "sub" / "r.json"
+    )
 
     assert "backup folder" in default and "backup folder" in chosen
 
@@ -368,13 +419,20 @@ def test_report_file_must_not_be_inside_the_backup_folder(tmp_path):
 def test_a_report_file_of_its_own_is_accepted(tmp_path):
     database = tmp_path / "data" / "webui.db"
 
-    for report_file in (tmp_path / "data" / "report.json", tmp_path / "data" / "webui.db.json", "-",
-                        tmp_path / "data" / "backups-report.json"):
+    for report_file in (
+        tmp_path / "data" / "report.json",
+        tmp_path / "data" / "webui.db.json",
+        "-",
+        tmp_path / "data" / "backups-report.json",
+    ):
         cfg = load(DATABASE_URL=f"sqlite:///{database}", REPORT_FILE=report_file)
         assert cfg.report_file == str(report_file)
     # A backup folder elsewhere frees the default one; PostgreSQL has no files to protect.
-    assert load(DATABASE_URL=f"sqlite:///{database}", BACKUP_DIR=tmp_path / "bk",
-                REPORT_FILE=tmp_path / "data" / "backups" / "r.json").report_file
+    assert load(
+        DATABASE_URL=f"sqlite:///{database}",
+        BACKUP_DIR=tmp_path / "bk",
+        REPORT_FILE=tmp_path / "data" / "backups" / "r.json",
+    ).report_file
     assert load(DATABASE_URL=PG, REPORT_FILE=database).report_file == str(database)
 
 
@@ -382,13 +440,17 @@ def test_reporting_drops_a_report_file_that_would_overwrite_the_database(tmp_pat
     database = tmp_path / "webui.db"
     own = tmp_path / "report.json"
 
-    assert config.reporting({"DATABASE_URL": f"sqlite:///{database}", "REPORT_FILE": str(database),
-                             "LOG_FORMAT": "json"}) == ("json", None)
+    assert config.reporting(
+        {"DATABASE_URL": f"sqlite:///{database}", "REPORT_FILE": str(database), "LOG_FORMAT": "json"}
+    ) == ("json", None)
     # Even when the URL itself is what load() refused.
     assert config.reporting({"DATABASE_URL": f"sqlite:///{database}?x=\n", "REPORT_FILE": str(database)}) == (
-        "text", None)
-    assert config.reporting({"DATABASE_URL": f"sqlite:///{database}", "REPORT_FILE": str(own),
-                             "LOG_FORMAT": "bogus"}) == ("text", str(own))
+        "text",
+        None,
+    )
+    assert config.reporting(
+        {"DATABASE_URL": f"sqlite:///{database}", "REPORT_FILE": str(own), "LOG_FORMAT": "bogus"}
+    ) == ("text", str(own))
     assert config.reporting({"DATA_DIR": str(tmp_path), "REPORT_FILE": str(database)}) == ("text", None)
 
 
@@ -401,6 +463,7 @@ def test_reporting_keeps_the_report_file_when_the_configuration_error_is_elsewhe
 
 
 # -- the object ------------------------------------------------------------------------------
+
 
 def test_config_is_frozen_and_load_reads_only_the_mapping_it_is_given(tmp_path, monkeypatch):
     monkeypatch.setenv("MIGRATION_TIMEOUT", "soon")

@@ -30,16 +30,27 @@ from tests.support import REPO
 
 KUBERNETES_README = REPO / "deploy" / "kubernetes" / "README.md"
 VERSIONED_FILES = sorted(
-    [REPO / "README.md", REPO / "CONTRIBUTING.md", REPO / "Dockerfile", KUBERNETES_README,
-     *(REPO / "docs").glob("*.md"), *(REPO / "deploy").rglob("*.yaml")],
+    [
+        REPO / "README.md",
+        REPO / "CONTRIBUTING.md",
+        REPO / "Dockerfile",
+        KUBERNETES_README,
+        *(REPO / "docs").glob("*.md"),
+        *(REPO / "deploy").rglob("*.yaml"),
+    ],
 )
 TAG = re.compile(r"\bmigrate-init:(\d+\.\d+\.\d+)\b")
 
 # --- the documented commands ---------------------------------------------------------------
 
 #: The documents whose commands must be run or marked.
-DOCUMENTS = [REPO / "README.md", REPO / "CONTRIBUTING.md", KUBERNETES_README, *sorted((REPO / "docs").glob("*.md")),
-             *sorted((REPO / "examples").glob("**/README.md"))]
+DOCUMENTS = [
+    REPO / "README.md",
+    REPO / "CONTRIBUTING.md",
+    KUBERNETES_README,
+    *sorted((REPO / "docs").glob("*.md")),
+    *sorted((REPO / "examples").glob("**/README.md")),
+]
 #: The blocks that hold commands: shell scripts, and console transcripts (``$ `` prompts).
 SHELL_LANGUAGES = {"sh", "bash", "console"}
 #: The module that runs the documented commands that need Docker or a database.
@@ -47,8 +58,9 @@ RUNNER_MODULE = "tests.image.test_docs_commands"
 #: Fewer than this many commands means the extraction broke, not that the documents lost them.
 MIN_COMMANDS = 40
 #: ```lang at any indentation (a block inside a list item), up to the closing fence at the same one.
-FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
-                   re.MULTILINE | re.DOTALL)
+FENCE = re.compile(
+    r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.MULTILINE | re.DOTALL
+)
 MARKER = re.compile(r"^# example: (?P<reason>\S.*)$")
 #: What a misspelt marker looks like: it would leave its command unmarked, so it is refused.
 NEAR_MARKER = re.compile(r"^#\s*example\b", re.IGNORECASE)
@@ -80,8 +92,9 @@ def blocks(path: Path) -> list[Block]:
     for match in FENCE.finditer(text):
         indent = len(match["indent"])
         line = text.count("\n", 0, match.start("body")) + 1
-        lines = tuple(raw[indent:] if raw.startswith(match["indent"]) else raw.lstrip()
-                      for raw in match["body"].splitlines())
+        lines = tuple(
+            raw[indent:] if raw.startswith(match["indent"]) else raw.lstrip() for raw in match["body"].splitlines()
+        )
         found.append(Block(str(path.relative_to(REPO)), line, match["lang"], lines))
     return found
 
@@ -127,8 +140,10 @@ def _parse(block: Block) -> tuple[list[Command], list[str]]:
                 end_of_marker()
                 reason, marker_line, marked = marker["reason"].strip(), number, 0
             elif NEAR_MARKER.match(stripped):
-                problems.append(f"{block.document}:{number}: {stripped!r} is not a marker: write "
-                                "'# example: REASON' on a line of its own")
+                problems.append(
+                    f"{block.document}:{number}: {stripped!r} is not a marker: write "
+                    "'# example: REASON' on a line of its own"
+                )
             continue
         if console:
             if not raw.startswith("$ "):
@@ -193,9 +208,18 @@ def test_the_extraction_finds_the_commands_of_every_document():
     # Guards the tests below against passing because nothing matched.
     assert len(COMMANDS) >= MIN_COMMANDS, [str(c) for c in COMMANDS]
     by_document = {command.document for command in COMMANDS}
-    for name in ("README.md", "CONTRIBUTING.md", "deploy/kubernetes/README.md", "docs/commands.md",
-                 "docs/image.md", "docs/air-gapped.md", "docs/troubleshooting.md", "docs/performance.md",
-                 "examples/fastapi/README.md", "examples/flask/README.md"):
+    for name in (
+        "README.md",
+        "CONTRIBUTING.md",
+        "deploy/kubernetes/README.md",
+        "docs/commands.md",
+        "docs/image.md",
+        "docs/air-gapped.md",
+        "docs/troubleshooting.md",
+        "docs/performance.md",
+        "examples/fastapi/README.md",
+        "examples/flask/README.md",
+    ):
         assert name in by_document, f"no command found in {name}"
     # a block inside a list item, a continued line, a console transcript, a trailing comment
     texts = {command.text for command in COMMANDS}
@@ -207,18 +231,23 @@ def test_the_extraction_finds_the_commands_of_every_document():
 
 
 def test_the_parser_reads_markers_continuations_comments_and_prompts():
-    script = Block("x.md", 10, "sh", (
-        "run me  # a comment, not part of the command",
-        "# example: needs a cluster",
-        "kubectl apply \\",
-        "  -k folder",
-        "rm file",
-        "",
-        "echo '# not a comment' \"a # b\"",
-        "# example:",
-        "#Example: misspelt",
-        "# example: marks nothing",
-    ))
+    script = Block(
+        "x.md",
+        10,
+        "sh",
+        (
+            "run me  # a comment, not part of the command",
+            "# example: needs a cluster",
+            "kubectl apply \\",
+            "  -k folder",
+            "rm file",
+            "",
+            "echo '# not a comment' \"a # b\"",
+            "# example:",
+            "#Example: misspelt",
+            "# example: marks nothing",
+        ),
+    )
     commands, problems = _parse(script)
     assert [(c.line, c.text, c.example) for c in commands] == [
         (10, "run me", ""),
@@ -252,19 +281,21 @@ def test_every_documented_command_is_run_by_a_test_or_marked_as_an_example(comma
     run = _run_by_tests()
     if command.example:
         assert command.text not in run, (
-            f"{command}\nis marked '# example: {command.example}', but {run[command.text]} runs it: "
-            "remove the marker")
+            f"{command}\nis marked '# example: {command.example}', but {run[command.text]} runs it: remove the marker"
+        )
     else:
         assert command.text in run, (
             f"{command}\nis run by no test. Run it, exactly as written, from {RUNNER_MODULE.replace('.', '/')}.py "
             "(documented(...)), or mark it in the document with a line '# example: REASON' above it "
-            "(CONTRIBUTING.md, 'Commands in the documents').")
+            "(CONTRIBUTING.md, 'Commands in the documents')."
+        )
 
 
 def test_every_command_a_test_runs_is_documented_as_written():
     stale = [text for text in _run_by_tests() if not runnable(text)]
-    assert stale == [], ("these commands are run by tests but no document shows them as written (or "
-                         f"it marks them as examples): {stale}")
+    assert stale == [], (
+        f"these commands are run by tests but no document shows them as written (or it marks them as examples): {stale}"
+    )
 
 
 def test_the_runner_names_each_command_once():
@@ -304,8 +335,11 @@ def _section_commands(path, heading: str) -> list[str]:
     end = text.find("\n## ", start + 1)
     first, last = text.count("\n", 0, start) + 1, text.count("\n", 0, end if end != -1 else len(text)) + 1
     document = str(path.relative_to(REPO))
-    return [command.text for command in COMMANDS
-            if command.document == document and first <= command.line <= last and not command.example]
+    return [
+        command.text
+        for command in COMMANDS
+        if command.document == document and first <= command.line <= last and not command.example
+    ]
 
 
 KUBERNETES_COMMANDS = _section_commands(KUBERNETES_README, "Validating the manifests")
@@ -315,11 +349,16 @@ def test_the_kubernetes_readme_shows_validation_commands():
     assert len(KUBERNETES_COMMANDS) >= 3, KUBERNETES_COMMANDS
 
 
-@pytest.mark.parametrize("command", KUBERNETES_COMMANDS,
-                         ids=[f"{i}-{c.split('|')[-1].split()[0].rsplit('/', 1)[-1]}"
-                              for i, c in enumerate(KUBERNETES_COMMANDS, 1)])
+@pytest.mark.parametrize(
+    "command",
+    KUBERNETES_COMMANDS,
+    ids=[f"{i}-{c.split('|')[-1].split()[0].rsplit('/', 1)[-1]}" for i, c in enumerate(KUBERNETES_COMMANDS, 1)],
+)
 def test_kubernetes_validation_command_passes_as_written(command):
     # pipefail: a kubectl that fails must not hide behind a validator that read nothing
-    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=REPO, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, f"{command}\nexit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, (
+        f"{command}\nexit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )

@@ -62,9 +62,13 @@ def sqlite_file(tmp_path: Path) -> Path:
 
 # -- unreachable ------------------------------------------------------------------------------
 
+
 def test_a_refused_postgresql_connection_is_unreachable_and_its_line_names_the_port(closed_port):
-    exc = raised(lambda: psycopg2.connect(host="127.0.0.1", port=closed_port, user="app",
-                                          password="hunter2secret", dbname="app", connect_timeout=3))
+    exc = raised(
+        lambda: psycopg2.connect(
+            host="127.0.0.1", port=closed_port, user="app", password="hunter2secret", dbname="app", connect_timeout=3
+        )
+    )
 
     assert classify(exc) == "unreachable"
     assert str(closed_port) in first_line(exc) and "refused" in first_line(exc).lower()
@@ -96,6 +100,7 @@ def test_a_refused_socket_is_unreachable(closed_port):
 
 
 # -- SQLite: corrupt, access, busy, full, canceled ------------------------------------------------
+
 
 def test_a_file_that_is_not_a_database_is_corrupt(tmp_path):
     path = tmp_path / "app.db"
@@ -171,8 +176,11 @@ def test_an_interrupted_sqlite_statement_is_query_canceled():
     timer = threading.Timer(0.2, connection.interrupt)
     timer.start()
     try:
-        exc = raised(lambda: connection.execute(
-            "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r").fetchall())
+        exc = raised(
+            lambda: connection.execute(
+                "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r"
+            ).fetchall()
+        )
     finally:
         timer.cancel()
 
@@ -188,6 +196,7 @@ def test_an_ordinary_sql_error_is_other(sqlite_file):
 
 
 # -- chains, our own errors ----------------------------------------------------------------------
+
 
 def test_the_cause_of_our_own_error_decides_its_kind(sqlite_file):
     holder = sqlite3.connect(sqlite_file, isolation_level=None)
@@ -238,11 +247,21 @@ def test_our_errors_that_name_a_kind_keep_it_and_a_chain_with_a_cycle_ends():
 
 @pytest.mark.parametrize("kind", errors.KINDS)
 def test_every_kind_is_one_of_the_documented_strings(kind):
-    assert kind in {"access", "corrupt", "disk_full", "lock_not_available", "busy", "missing_database",
-                    "query_canceled", "unreachable", "other"}
+    assert kind in {
+        "access",
+        "corrupt",
+        "disk_full",
+        "lock_not_available",
+        "busy",
+        "missing_database",
+        "query_canceled",
+        "unreachable",
+        "other",
+    }
 
 
 # -- first_line ----------------------------------------------------------------------------------
+
 
 class Silent(Exception):
     def __str__(self) -> str:
@@ -265,7 +284,8 @@ def test_first_line_prefers_libpqs_fatal_line_and_is_always_redacted():
         'connection to server at "db" (10.0.0.5), port 5432 failed: Connection refused\n'
         "\tIs the server running on that host?\n"
         'connection to server at "db" (10.0.0.6), port 5432 failed: FATAL:  password authentication '
-        'failed for user "app"\n')
+        'failed for user "app"\n'
+    )
     leaky = ValueError("env.py could not use postgresql://app:hunter2@secret@db/app\nsecond line")
 
     assert first_line(exc).startswith('connection to server at "db" (10.0.0.6), port 5432 failed: FATAL:')
@@ -274,6 +294,7 @@ def test_first_line_prefers_libpqs_fatal_line_and_is_always_redacted():
 
 
 # -- PyMySQL: its errors carry MySQL's number as args[0] -------------------------------------------
+
 
 @pytest.fixture
 def pymysql():
@@ -310,21 +331,23 @@ def mysql_refusing() -> Iterator[Callable[[int, str], tuple[str, int]]]:
         server.close()
 
 
-@pytest.mark.parametrize(("number", "text", "kind"), [
-    (1045, "Access denied for user 'app'@'10.0.0.2' (using password: YES)", "access"),
-    (1044, "Access denied for user 'app'@'%' to database 'appdb'", "access"),
-    (1142, "CREATE command denied to user 'app'@'%' for table 'user'", "access"),
-    (1049, "Unknown database 'appdb'", "missing_database"),
-    (1205, "Lock wait timeout exceeded; try restarting transaction", "lock_not_available"),
-    (3024, "Query execution was interrupted, maximum statement execution time exceeded", "query_canceled"),
-    (1317, "Query execution was interrupted", "query_canceled"),
-    (1040, "Too many connections", "unreachable"),
-])
+@pytest.mark.parametrize(
+    ("number", "text", "kind"),
+    [
+        (1045, "Access denied for user 'app'@'10.0.0.2' (using password: YES)", "access"),
+        (1044, "Access denied for user 'app'@'%' to database 'appdb'", "access"),
+        (1142, "CREATE command denied to user 'app'@'%' for table 'user'", "access"),
+        (1049, "Unknown database 'appdb'", "missing_database"),
+        (1205, "Lock wait timeout exceeded; try restarting transaction", "lock_not_available"),
+        (3024, "Query execution was interrupted, maximum statement execution time exceeded", "query_canceled"),
+        (1317, "Query execution was interrupted", "query_canceled"),
+        (1040, "Too many connections", "unreachable"),
+    ],
+)
 def test_pymysql_errors_are_read_by_their_mysql_number(pymysql, mysql_refusing, number, text, kind):
     host, port = mysql_refusing(number, text)
 
-    exc = raised(lambda: pymysql.connect(host=host, port=port, user="app", password="hunter2secret",
-                                         connect_timeout=5))
+    exc = raised(lambda: pymysql.connect(host=host, port=port, user="app", password="hunter2secret", connect_timeout=5))
 
     assert exc.args[0] == number
     assert classify(exc) == kind
@@ -340,6 +363,7 @@ def test_a_refused_pymysql_connection_is_unreachable(pymysql, closed_port):
 
 # -- the stop errors ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(("signum", "name"), [(15, "SIGTERM"), (2, "SIGINT"), (1, "SIGHUP")])
 def test_interrupted_names_the_signal_and_exits_128_plus_its_number(signum, name):
     stop = Interrupted(signum)
@@ -349,19 +373,23 @@ def test_interrupted_names_the_signal_and_exits_128_plus_its_number(signum, name
     assert "rolled back" not in str(stop)
 
 
-@pytest.mark.parametrize(("phase", "words"), [
-    ("while waiting for the lock", "Stopped by SIGTERM while waiting for the lock."),
-    ("during verification", "Stopped by SIGTERM during verification."),
-    ("applying ef6fab585ac1", "Stopped by SIGTERM while applying ef6fab585ac1."),
-    (None, "Stopped by SIGTERM."),
-])
+@pytest.mark.parametrize(
+    ("phase", "words"),
+    [
+        ("while waiting for the lock", "Stopped by SIGTERM while waiting for the lock."),
+        ("during verification", "Stopped by SIGTERM during verification."),
+        ("applying ef6fab585ac1", "Stopped by SIGTERM while applying ef6fab585ac1."),
+        (None, "Stopped by SIGTERM."),
+    ],
+)
 def test_interrupted_says_what_was_running(phase, words):
     assert str(Interrupted(15, phase=phase)).startswith(words)
 
 
 def test_interrupted_takes_the_callers_exact_words_and_any_signal_number():
     assert str(Interrupted(15, message="Stopped; the migration was rolled back.")) == (
-        "Stopped; the migration was rolled back.")
+        "Stopped; the migration was rolled back."
+    )
     odd = Interrupted(64)
     assert odd.exit_code == 192 and "signal 64" in str(odd)
 
@@ -373,4 +401,5 @@ def test_migration_timeout_keeps_exit_10_and_says_which_limit_ran_out_while_doin
     assert words.startswith("MIGRATION_TIMEOUT=30s ran out while applying ef6fab585ac1.")
     assert "rolled back" not in words
     assert str(MigrationTimeout(variable="LOCK_TIMEOUT", phase="during verification")).startswith(
-        "LOCK_TIMEOUT ran out during verification.")
+        "LOCK_TIMEOUT ran out during verification."
+    )

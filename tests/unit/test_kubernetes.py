@@ -143,9 +143,7 @@ def test_variant_folders_are_the_tested_ones():
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-@pytest.mark.parametrize(
-    "path", _manifest_files(), ids=lambda p: str(p.relative_to(KUBERNETES_DIR))
-)
+@pytest.mark.parametrize("path", _manifest_files(), ids=lambda p: str(p.relative_to(KUBERNETES_DIR)))
 def test_every_manifest_validates_strictly_against_the_kubernetes_schema(path, version):
     documents = _load_all(path)
     assert documents, f"{path} holds no YAML document"
@@ -189,16 +187,19 @@ def test_kustomization_lets_users_retag_the_migrate_init_image(variant):
 def _kubectl() -> str:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        pytest.fail("kubectl is required and these tests are never skipped: run 'bash tests/run.sh tests/unit' "
-                    "(it installs Debian's kubernetes-client), or apt-get install kubernetes-client.")
+        pytest.fail(
+            "kubectl is required and these tests are never skipped: run 'bash tests/run.sh tests/unit' "
+            "(it installs Debian's kubernetes-client), or apt-get install kubernetes-client."
+        )
     return kubectl
 
 
 @functools.cache
 def _rendered(variant: str) -> tuple[dict, ...]:
     """What ``kubectl kustomize`` makes of a variant: what ``kubectl apply -k`` sends."""
-    result = subprocess.run([_kubectl(), "kustomize", str(KUBERNETES_DIR / variant)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [_kubectl(), "kustomize", str(KUBERNETES_DIR / variant)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, f"kubectl kustomize {variant} failed:\n{result.stderr}"
     return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
 
@@ -451,7 +452,8 @@ def _app_containers():
 def test_app_containers_have_startup_readiness_and_liveness_probes_on_a_declared_port(item):
     _, _, container = item
     ports = {port.get("name") for port in container.get("ports", [])} | {
-        port["containerPort"] for port in container.get("ports", [])}
+        port["containerPort"] for port in container.get("ports", [])
+    }
     for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
         probe = container.get(kind)
         assert probe, f"{container['name']} has no {kind}"
@@ -496,14 +498,30 @@ def _checkov_targets() -> list[Path]:
 @functools.cache
 def _checkov() -> tuple[dict, ...]:
     if not CHECKOV.is_file():
-        pytest.fail(f"checkov is required and this test is never skipped: {CHECKOV} is missing. Run "
-                    "'bash tests/run.sh tests/unit' (it installs tests/requirements-checkov.txt there).")
+        pytest.fail(
+            f"checkov is required and this test is never skipped: {CHECKOV} is missing. Run "
+            "'bash tests/run.sh tests/unit' (it installs tests/requirements-checkov.txt there)."
+        )
     # Offline: no policy metadata from the vendor's API, no check for a newer checkov.
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true"}
     result = subprocess.run(
-        [str(CHECKOV), "--skip-download", "--output", "json",
-         "--framework", "kubernetes", "dockerfile", "--file", *map(str, _checkov_targets())],
-        capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+        [
+            str(CHECKOV),
+            "--skip-download",
+            "--output",
+            "json",
+            "--framework",
+            "kubernetes",
+            "dockerfile",
+            "--file",
+            *map(str, _checkov_targets()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
+    )
     assert result.returncode in (0, 1), f"checkov failed to run ({result.returncode}):\n{result.stderr}"
     reports = json.loads(result.stdout)
     return tuple(reports if isinstance(reports, list) else [reports])
@@ -515,8 +533,9 @@ def test_checkov_finds_nothing_that_is_not_fixed_or_suppressed_with_a_reason(che
     summary, results = report["summary"], report["results"]
     assert summary["parsing_errors"] == 0, results.get("parsing_errors")
     assert summary["passed"] > 0, "checkov checked nothing"
-    failed = [f"{f['check_id']} {f['check_name']} ({f['resource']}, {f['file_path']})"
-              for f in results["failed_checks"]]
+    failed = [
+        f"{f['check_id']} {f['check_name']} ({f['resource']}, {f['file_path']})" for f in results["failed_checks"]
+    ]
     assert not failed, "fix each finding, or suppress it inline with a reason:\n" + "\n".join(failed)
     for skipped in results["skipped_checks"]:
         reason = skipped["check_result"].get("suppress_comment") or ""
@@ -526,19 +545,31 @@ def test_checkov_finds_nothing_that_is_not_fixed_or_suppressed_with_a_reason(che
 def test_checkov_reads_every_kubernetes_resource():
     # Guards the test above against passing vacuously: each resource was checked.
     (report,) = [r for r in _checkov() if r["check_type"] == "kubernetes"]
-    checked = {result["resource"] for kind in ("passed_checks", "failed_checks", "skipped_checks")
-               for result in report["results"][kind]}
+    checked = {
+        result["resource"]
+        for kind in ("passed_checks", "failed_checks", "skipped_checks")
+        for result in report["results"][kind]
+    }
     # checkov has checks for workloads; a PersistentVolumeClaim or a PodDisruptionBudget has none
-    resources = {f"{doc['kind']}.default.{doc['metadata']['name']}"
-                 for path in _manifest_files() for doc in _load_all(path) if doc["kind"] in ("Deployment", "Job")}
+    resources = {
+        f"{doc['kind']}.default.{doc['metadata']['name']}"
+        for path in _manifest_files()
+        for doc in _load_all(path)
+        if doc["kind"] in ("Deployment", "Job")
+    }
     assert resources <= checked, resources - checked
 
 
 # --- overlays: your own app with kubectl alone (issue 24) ------------------------------
 
 #: Every overlay: the one to copy, and each example's (examples/*/kubernetes).
-OVERLAYS = sorted(path.parent for path in [*(KUBERNETES_DIR / "overlays").glob("*/kustomization.yaml"),
-                                           *(REPO / "examples").glob("*/kubernetes/kustomization.yaml")])
+OVERLAYS = sorted(
+    path.parent
+    for path in [
+        *(KUBERNETES_DIR / "overlays").glob("*/kustomization.yaml"),
+        *(REPO / "examples").glob("*/kubernetes/kustomization.yaml"),
+    ]
+)
 PLACEHOLDER_PROBES = {"/healthz", "/readyz"}
 
 
@@ -557,8 +588,11 @@ def _overlay_base(overlay: Path) -> str:
 
 
 def _workload_pods(docs) -> dict[str, dict]:
-    return {f"{doc['kind']}/{doc['metadata']['name']}": doc["spec"]["template"]["spec"]
-            for doc in docs if doc["kind"] in ("Deployment", "Job")}
+    return {
+        f"{doc['kind']}/{doc['metadata']['name']}": doc["spec"]["template"]["spec"]
+        for doc in docs
+        if doc["kind"] in ("Deployment", "Job")
+    }
 
 
 def test_the_overlay_to_copy_and_every_example_overlay_are_tested():
@@ -590,8 +624,11 @@ def test_an_overlay_swaps_in_its_images_and_probes_and_keeps_the_hardening(overl
         # what the variant promises (the hardening tests above) stays as it is
         assert pod["securityContext"] == base[name]["securityContext"], name
         assert pod["volumes"] == base[name]["volumes"], name
-        for container, shipped in zip(pod.get("initContainers", []) + pod["containers"],
-                                      base[name].get("initContainers", []) + base[name]["containers"], strict=True):
+        for container, shipped in zip(
+            pod.get("initContainers", []) + pod["containers"],
+            base[name].get("initContainers", []) + base[name]["containers"],
+            strict=True,
+        ):
             assert container["securityContext"] == shipped["securityContext"], (name, container["name"])
             assert "replace-me" not in container["image"], (name, container["name"])
             if _image_repository(shipped["image"]) == MIGRATE_IMAGE:

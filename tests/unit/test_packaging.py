@@ -42,8 +42,14 @@ def pinned_requirements() -> list[str]:
 
 def run(*argv: object, cwd: Path) -> subprocess.CompletedProcess:
     # PIP_CONFIG_FILE: this machine's pip configuration (an index, find-links) stays out.
-    return subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env=child_env({"PIP_CONFIG_FILE": os.devnull}))
+    return subprocess.run(
+        [str(a) for a in argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=child_env({"PIP_CONFIG_FILE": os.devnull}),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +70,20 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     purelib = run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=root)
     assert purelib.returncode == 0, purelib.stderr
     (Path(purelib.stdout.strip()) / "_test_interpreter.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    installed = run(python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--no-cache-dir", "--disable-pip-version-check", "--no-input", source, cwd=root)
+    installed = run(
+        python,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        "--no-input",
+        source,
+        cwd=root,
+    )
     assert installed.returncode == 0, installed.stdout + installed.stderr
     return folder
 
@@ -85,9 +103,11 @@ def test_python_dash_m_migrate_init_prints_the_same_version(venv, tmp_path):
 
 
 def test_installed_distribution_has_the_version_and_the_pins_of_requirements_txt(venv, tmp_path):
-    code = ("import importlib.metadata as m, json, migrate_init\n"
-            "d = m.distribution('migrate-init')\n"
-            "print(json.dumps([d.version, d.requires or [], migrate_init.__file__]))\n")
+    code = (
+        "import importlib.metadata as m, json, migrate_init\n"
+        "d = m.distribution('migrate-init')\n"
+        "print(json.dumps([d.version, d.requires or [], migrate_init.__file__]))\n"
+    )
     result = run(venv / "bin" / "python", "-c", code, cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr

@@ -13,22 +13,49 @@ import pytest
 from migrate_init.preview import ending
 
 
-@pytest.mark.parametrize("statement", [
-    "COMMIT", "commit", "END", "END TRANSACTION", "ABORT", "ROLLBACK", "ROLLBACK WORK", "BEGIN", "BEGIN IMMEDIATE",
-    "START TRANSACTION", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", "SET SESSION CHARACTERISTICS AS "
-    "TRANSACTION READ WRITE", "PREPARE TRANSACTION 'x'", "VACUUM", "/* why */ -- not yet\n COMMIT",
-    "SELECT 1; COMMIT", "ALTER TYPE mood ADD VALUE 'meh'; COMMIT;",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "COMMIT",
+        "commit",
+        "END",
+        "END TRANSACTION",
+        "ABORT",
+        "ROLLBACK",
+        "ROLLBACK WORK",
+        "BEGIN",
+        "BEGIN IMMEDIATE",
+        "START TRANSACTION",
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+        "PREPARE TRANSACTION 'x'",
+        "VACUUM",
+        "/* why */ -- not yet\n COMMIT",
+        "SELECT 1; COMMIT",
+        "ALTER TYPE mood ADD VALUE 'meh'; COMMIT;",
+    ],
+)
 def test_a_statement_that_ends_or_reshapes_the_transaction_is_named(statement):
     assert ending(statement, "postgresql") is not None
 
 
-@pytest.mark.parametrize("statement", [
-    "ROLLBACK TO SAVEPOINT migrate_init_guard", "ROLLBACK TO x", "RELEASE SAVEPOINT x", "SAVEPOINT x",
-    "SELECT 'COMMIT'", "SELECT 1 -- COMMIT", "DO $$ BEGIN PERFORM 1; END $$", "DO $body$ BEGIN COMMIT; END $body$",
-    "ALTER TYPE mood ADD VALUE 'meh'", "SET search_path TO app", "PREPARE q AS SELECT 1",
-    "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; END",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "ROLLBACK TO SAVEPOINT migrate_init_guard",
+        "ROLLBACK TO x",
+        "RELEASE SAVEPOINT x",
+        "SAVEPOINT x",
+        "SELECT 'COMMIT'",
+        "SELECT 1 -- COMMIT",
+        "DO $$ BEGIN PERFORM 1; END $$",
+        "DO $body$ BEGIN COMMIT; END $body$",
+        "ALTER TYPE mood ADD VALUE 'meh'",
+        "SET search_path TO app",
+        "PREPARE q AS SELECT 1",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; END",
+    ],
+)
 def test_a_statement_that_leaves_the_transaction_open_passes(statement):
     assert ending(statement, "postgresql") is None
 

@@ -24,8 +24,15 @@ TEXT_LINE = re.compile(rf"^(?P<time>{TIME.pattern}) (?P<level>[A-Z]+)\s+\[(?P<lo
 def restore_report():
     """report.setup() is global: put logging and the mask back as they were."""
     names = (report.LOGGER, "alembic", "alembic.runtime.migration")
-    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
-                    logging.getLogger(name).propagate, logging.getLogger(name).disabled) for name in names}
+    saved = {
+        name: (
+            logging.getLogger(name).handlers[:],
+            logging.getLogger(name).level,
+            logging.getLogger(name).propagate,
+            logging.getLogger(name).disabled,
+        )
+        for name in names
+    }
     masker, handler = report._masker, report._handler
     yield
     for name, (handlers, level, propagate, disabled) in saved.items():
@@ -38,11 +45,11 @@ def restore_report():
 
 
 def parse_time(stamp: str) -> float:
-    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-        tzinfo=datetime.UTC).timestamp()
+    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC).timestamp()
 
 
 # -- timestamps ------------------------------------------------------------------------------
+
 
 def test_every_text_line_starts_with_an_iso_utc_time_with_milliseconds(capsys):
     report.setup(log_format="text")
@@ -60,8 +67,13 @@ def test_every_text_line_starts_with_an_iso_utc_time_with_milliseconds(capsys):
         assert match, line
         assert before - 0.001 <= parse_time(match["time"]) <= after + 0.001
     assert [TEXT_LINE.match(line)["logger"] for line in lines] == [
-        "migrate_init", "alembic.runtime.migration", "migrate_init"]
-    assert lines[2].split(" ", 1)[1] == "WARNING [migrate_init] Second event."  # full level names: grep WARNING finds it
+        "migrate_init",
+        "alembic.runtime.migration",
+        "migrate_init",
+    ]
+    assert (
+        lines[2].split(" ", 1)[1] == "WARNING [migrate_init] Second event."
+    )  # full level names: grep WARNING finds it
 
 
 def test_every_json_line_carries_the_time_as_an_iso_utc_string(capsys):
@@ -77,16 +89,20 @@ def test_every_json_line_carries_the_time_as_an_iso_utc_string(capsys):
     assert (record["event"], record["message"], record["count"]) == ("one", "First event.", 3)
 
 
-@pytest.mark.parametrize(("created", "expected"), [
-    (0.0, "1970-01-01T00:00:00.000Z"),
-    (1795949462.123456, "2026-11-29T10:51:02.123Z"),
-    (1795949462.9996, "2026-11-29T10:51:02.999Z"),
-])
+@pytest.mark.parametrize(
+    ("created", "expected"),
+    [
+        (0.0, "1970-01-01T00:00:00.000Z"),
+        (1795949462.123456, "2026-11-29T10:51:02.123Z"),
+        (1795949462.9996, "2026-11-29T10:51:02.999Z"),
+    ],
+)
 def test_timestamp_is_utc_with_three_digit_milliseconds(created, expected):
     assert report.timestamp(created) == expected
 
 
 # -- the mask ----------------------------------------------------------------------------------
+
 
 def test_mask_hides_configured_secrets_and_any_url_password():
     report.setup(secrets=["postgresql://app:c0nfigured@db/app", "t0ken-value"])
@@ -157,7 +173,8 @@ def test_reclaim_takes_the_loggers_back_from_an_env_py_file_config(capsys, tmp_p
         "[logger_root]\nlevel = WARNING\nhandlers = console\n"
         "[logger_alembic]\nlevel = INFO\nhandlers = console\nqualname = alembic\n"
         "[handler_console]\nclass = StreamHandler\nargs = (sys.stderr,)\nlevel = NOTSET\nformatter = generic\n"
-        "[formatter_generic]\nformat = PLAIN %(message)s\n")
+        "[formatter_generic]\nformat = PLAIN %(message)s\n"
+    )
     report.setup(secrets=["hunter2secret"])
     logging.config.fileConfig(ini, disable_existing_loggers=True)
     report.event("kept", "Said while disabled.")
@@ -177,13 +194,22 @@ def test_reclaim_takes_the_loggers_back_from_an_env_py_file_config(capsys, tmp_p
 
 # -- the termination message and REPORT_FILE -----------------------------------------------------
 
+
 def summary_data(message: str, **fields: object) -> dict[str, object]:
-    summary = report.Summary(command="run", outcome="migration_failed", exit_code=1, message=message,
-                             database="postgresql://app:***@db.example:5432/appdb",
-                             from_revisions=["70c7b727736e"], to_revisions=["70c7b727736e"],
-                             applied=[f"rev{i:04d}" for i in range(50)], layers_tried=["merge_heads_final"],
-                             failed_revision="ef6fab585ac1", backup="/data/backups/webui-1.db",
-                             row_counts={f"table_{i}": i for i in range(30)})
+    summary = report.Summary(
+        command="run",
+        outcome="migration_failed",
+        exit_code=1,
+        message=message,
+        database="postgresql://app:***@db.example:5432/appdb",
+        from_revisions=["70c7b727736e"],
+        to_revisions=["70c7b727736e"],
+        applied=[f"rev{i:04d}" for i in range(50)],
+        layers_tried=["merge_heads_final"],
+        failed_revision="ef6fab585ac1",
+        backup="/data/backups/webui-1.db",
+        row_counts={f"table_{i}": i for i in range(30)},
+    )
     data = summary.as_dict()
     data.update(fields)
     return data
@@ -257,9 +283,12 @@ def test_secrets_are_masked_before_the_cut_so_no_prefix_of_one_survives():
 
 def test_finish_writes_the_masked_summary_to_report_file_and_logs_one_line(tmp_path, capsys):
     report.setup(log_format="json", secrets=["postgresql://app:hunter2secret@db/app"])
-    summary = report.Summary(outcome="migration_failed", exit_code=1,
-                             message="Could not reach postgresql://app:hunter2secret@db/app: ä.",
-                             database="postgresql://app:***@db/app")
+    summary = report.Summary(
+        outcome="migration_failed",
+        exit_code=1,
+        message="Could not reach postgresql://app:hunter2secret@db/app: ä.",
+        database="postgresql://app:***@db/app",
+    )
     report_file = tmp_path / "report.json"
 
     report.finish(summary, str(report_file))

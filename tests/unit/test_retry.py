@@ -29,6 +29,7 @@ def gave_up() -> GaveUp:
 
 # -- Backoff --------------------------------------------------------------------
 
+
 def test_delays_are_jittered_below_a_ceiling_that_grows_to_the_maximum() -> None:
     backoff = Backoff(initial=0.1, maximum=0.8, multiplier=2.0)
     ceilings = [0.1, 0.2, 0.4, 0.8, 0.8, 0.8]
@@ -81,13 +82,18 @@ def test_backoff_refuses_nonsense_and_is_immutable() -> None:
 
 # -- poll -----------------------------------------------------------------------
 
+
 def test_poll_returns_the_first_result_that_is_not_none_even_a_falsy_one() -> None:
     answers = iter([None, None, False, True])
     waits: list[tuple[int, float]] = []
 
-    result = poll(lambda: next(answers), deadline=None, backoff=Backoff(0.001, 0.001),
-                  on_wait=lambda number, remaining: waits.append((number, remaining)),
-                  on_timeout=gave_up)
+    result = poll(
+        lambda: next(answers),
+        deadline=None,
+        backoff=Backoff(0.001, 0.001),
+        on_wait=lambda number, remaining: waits.append((number, remaining)),
+        on_timeout=gave_up,
+    )
 
     assert result is False
     assert waits == [(1, float("inf")), (2, float("inf"))]
@@ -103,9 +109,14 @@ def test_a_deadline_already_past_gives_exactly_one_attempt() -> None:
 
     started = time.monotonic()
     with pytest.raises(GaveUp):
-        poll(attempt, deadline=time.monotonic() - 1, backoff=Backoff(5.0, 5.0),
-             on_wait=lambda number, _remaining: waits.append(number),
-             checkpoint=lambda: checkpoints.append(time.monotonic()), on_timeout=gave_up)
+        poll(
+            attempt,
+            deadline=time.monotonic() - 1,
+            backoff=Backoff(5.0, 5.0),
+            on_wait=lambda number, _remaining: waits.append(number),
+            checkpoint=lambda: checkpoints.append(time.monotonic()),
+            on_timeout=gave_up,
+        )
 
     assert len(attempts) == 1
     assert waits == [] and checkpoints == []
@@ -115,8 +126,7 @@ def test_a_deadline_already_past_gives_exactly_one_attempt() -> None:
 def test_a_deadline_of_now_gives_exactly_one_attempt() -> None:
     attempts: list[int] = []
     with pytest.raises(GaveUp):
-        poll(lambda: attempts.append(1), deadline=time.monotonic(), backoff=Backoff(5.0, 5.0),
-             on_timeout=gave_up)
+        poll(lambda: attempts.append(1), deadline=time.monotonic(), backoff=Backoff(5.0, 5.0), on_timeout=gave_up)
     assert attempts == [1]
 
 
@@ -147,9 +157,13 @@ def test_the_wait_never_runs_past_the_deadline_and_tries_once_more_at_it() -> No
     deadline = started + 0.4
 
     with pytest.raises(GaveUp):
-        poll(lambda: attempts.append(time.monotonic()), deadline=deadline,
-             backoff=Backoff(initial=10.0, maximum=10.0),
-             on_wait=lambda _number, left: remaining.append(left), on_timeout=gave_up)
+        poll(
+            lambda: attempts.append(time.monotonic()),
+            deadline=deadline,
+            backoff=Backoff(initial=10.0, maximum=10.0),
+            on_wait=lambda _number, left: remaining.append(left),
+            on_timeout=gave_up,
+        )
 
     elapsed = time.monotonic() - started
     assert 0.4 <= elapsed < 1.5, f"took {elapsed:.2f}s"
@@ -164,9 +178,13 @@ def test_no_single_sleep_is_longer_than_a_slice() -> None:
     marks: list[float] = []
     answers = iter([None, None, "done"])
 
-    result = poll(lambda: next(answers), deadline=time.monotonic() + 30,
-                  backoff=Backoff(initial=1.0, maximum=1.0, multiplier=1.0),
-                  checkpoint=lambda: marks.append(time.monotonic()), on_timeout=gave_up)
+    result = poll(
+        lambda: next(answers),
+        deadline=time.monotonic() + 30,
+        backoff=Backoff(initial=1.0, maximum=1.0, multiplier=1.0),
+        checkpoint=lambda: marks.append(time.monotonic()),
+        on_timeout=gave_up,
+    )
 
     assert result == "done"
     assert len(marks) >= 2
@@ -183,8 +201,13 @@ def test_a_checkpoint_that_raises_stops_the_wait_within_one_slice() -> None:
             raise Stop("SIGTERM")
 
     with pytest.raises(Stop):
-        poll(lambda: attempts.append(1), deadline=None,
-             backoff=Backoff(initial=30.0, maximum=30.0), checkpoint=checkpoint, on_timeout=gave_up)
+        poll(
+            lambda: attempts.append(1),
+            deadline=None,
+            backoff=Backoff(initial=30.0, maximum=30.0),
+            checkpoint=checkpoint,
+            on_timeout=gave_up,
+        )
 
     elapsed = time.monotonic() - started
     assert 0.3 <= elapsed < 0.3 + retry.SLICE + 0.45, f"took {elapsed:.2f}s"
@@ -196,14 +219,23 @@ def test_on_wait_gets_numbered_attempts_and_the_time_left() -> None:
     answers = iter([None, None, None, 7])
     deadline = time.monotonic() + 30
 
-    assert poll(lambda: next(answers), deadline=deadline, backoff=Backoff(0.001, 0.001),
-                on_wait=lambda number, left: seen.append((number, left)), on_timeout=gave_up) == 7
+    assert (
+        poll(
+            lambda: next(answers),
+            deadline=deadline,
+            backoff=Backoff(0.001, 0.001),
+            on_wait=lambda number, left: seen.append((number, left)),
+            on_timeout=gave_up,
+        )
+        == 7
+    )
 
     assert [number for number, _ in seen] == [1, 2, 3]
     assert all(29.0 < left <= 30.0 for _, left in seen)
 
 
 # -- sleep ------------------------------------------------------------------------
+
 
 def test_sleep_of_zero_still_runs_the_checkpoint_once() -> None:
     calls: list[int] = []

@@ -62,8 +62,10 @@ def encoded_url(password: str, *, host: str = "db.example", port: int = 5432) ->
 @pytest.fixture
 def restore_report():
     """Put logging and the report mask back as they were: report.setup() is global."""
-    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
-                    logging.getLogger(name).propagate) for name in (report.LOGGER, "alembic")}
+    saved = {
+        name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level, logging.getLogger(name).propagate)
+        for name in (report.LOGGER, "alembic")
+    }
     masker = report._masker
     yield
     for name, (handlers, level, propagate) in saved.items():
@@ -100,29 +102,40 @@ def test_parse_reads_a_url_exactly_as_sqlalchemy_does(raw):
     parsed = url.parse(raw)
     expected = make_url(raw)
 
-    assert (parsed.drivername, parsed.username, parsed.password, parsed.host, parsed.port,
-            parsed.database) == (expected.drivername, expected.username, expected.password,
-                                 expected.host, expected.port, expected.database)
+    assert (parsed.drivername, parsed.username, parsed.password, parsed.host, parsed.port, parsed.database) == (
+        expected.drivername,
+        expected.username,
+        expected.password,
+        expected.host,
+        expected.port,
+        expected.database,
+    )
     query: dict[str, object] = {}
     for key, value in parsed.query:
-        query[key] = (*query[key], value) if isinstance(query.get(key), tuple) else (
-            (query[key], value) if key in query else value)
+        query[key] = (
+            (*query[key], value)
+            if isinstance(query.get(key), tuple)
+            else ((query[key], value) if key in query else value)
+        )
     assert query == dict(expected.query)
     assert parsed.render(hide_password=False) == expected.render_as_string(hide_password=False)
     assert url.parse(parsed.render(hide_password=False)) == parsed
 
 
-@pytest.mark.parametrize("raw", [
-    "postgresql+psycopg2://app:s%40cret@db.example:6432/appdb",
-    "postgresql+psycopg2://app:s%40cret@db.example/appdb?sslmode=verify-full&connect_timeout=3",
-    "postgresql+psycopg2://app@/appdb?host=/run/postgresql",
-    "postgresql+psycopg2://app:pw@/appdb?host=h1:5432&host=h2:5433",
-    "postgresql+psycopg2://app:pw@/appdb?host=h1,h2&port=5432,5433",
-    "postgresql+psycopg2://app:pw@/appdb?host=h1:5433",
-    "postgresql+psycopg2://app:pw@/appdb?host=h1&host=h2",
-    "postgresql+psycopg2://app:pw@urlhost:5432/appdb?host=qhost&port=6000",
-    "postgresql+psycopg2://",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "postgresql+psycopg2://app:s%40cret@db.example:6432/appdb",
+        "postgresql+psycopg2://app:s%40cret@db.example/appdb?sslmode=verify-full&connect_timeout=3",
+        "postgresql+psycopg2://app@/appdb?host=/run/postgresql",
+        "postgresql+psycopg2://app:pw@/appdb?host=h1:5432&host=h2:5433",
+        "postgresql+psycopg2://app:pw@/appdb?host=h1,h2&port=5432,5433",
+        "postgresql+psycopg2://app:pw@/appdb?host=h1:5433",
+        "postgresql+psycopg2://app:pw@/appdb?host=h1&host=h2",
+        "postgresql+psycopg2://app:pw@urlhost:5432/appdb?host=qhost&port=6000",
+        "postgresql+psycopg2://",
+    ],
+)
 def test_connect_kwargs_are_what_sqlalchemys_psycopg2_dialect_passes(raw):
     dialect = sqlalchemy.create_engine(raw).dialect
     _args, expected = dialect.create_connect_args(make_url(raw))
@@ -151,8 +164,10 @@ PYMYSQL_URLS = [
     "mysql+pymysql://app:pw@[::1]:3306/appdb",
     "mariadb+pymysql://app:pw@db/appdb",
     "mysql+pymysql:///appdb",  # nothing but the database (a URL without one is exit 2, below)
-    *(encoded_url(password).replace("postgresql://", "mysql+pymysql://").replace(":5432", ":3306")
-      for password in SPECIAL_PASSWORDS.values()),
+    *(
+        encoded_url(password).replace("postgresql://", "mysql+pymysql://").replace(":5432", ":3306")
+        for password in SPECIAL_PASSWORDS.values()
+    ),
 ]
 
 
@@ -187,9 +202,12 @@ def test_pymysql_kwargs_take_every_name_pymysql_connect_takes():
 
 
 def test_pymysql_kwargs_are_the_same_for_mysql_and_mariadb_schemes():
-    forms = ["mysql://app:p%40ss@db:3306/appdb?charset=utf8mb4", "mariadb://app:p%40ss@db:3306/appdb?charset=utf8mb4",
-             "mysql+pymysql://app:p%40ss@db:3306/appdb?charset=utf8mb4",
-             "mariadb+pymysql://app:p%40ss@db:3306/appdb?charset=utf8mb4"]
+    forms = [
+        "mysql://app:p%40ss@db:3306/appdb?charset=utf8mb4",
+        "mariadb://app:p%40ss@db:3306/appdb?charset=utf8mb4",
+        "mysql+pymysql://app:p%40ss@db:3306/appdb?charset=utf8mb4",
+        "mariadb+pymysql://app:p%40ss@db:3306/appdb?charset=utf8mb4",
+    ]
 
     kwargs = [url.parse(raw).connect_kwargs_pymysql() for raw in forms]
 
@@ -203,14 +221,17 @@ def test_pymysql_kwargs_with_database_password_carry_it_decoded():
     assert parsed.connect_kwargs_pymysql()["password"] == b"Tr1:ck@y/p%25ss"
 
 
-@pytest.mark.parametrize(("query", "named"), [
-    ("charset=utf8mb4&charset=latin1", "charset"),
-    ("connect_timeout=3&connect_timeout=4", "connect_timeout"),
-    ("connect_timeout=soon", "connect_timeout"),
-    ("read_timeout=-1", "read_timeout"),
-    ("port=33o6", "port"),
-    ("client_flag=0x2", "client_flag"),
-])
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("charset=utf8mb4&charset=latin1", "charset"),
+        ("connect_timeout=3&connect_timeout=4", "connect_timeout"),
+        ("connect_timeout=soon", "connect_timeout"),
+        ("read_timeout=-1", "read_timeout"),
+        ("port=33o6", "port"),
+        ("client_flag=0x2", "client_flag"),
+    ],
+)
 def test_pymysql_kwargs_refuse_a_repeated_or_non_numeric_option_naming_it_without_the_password(query, named):
     parsed = url.parse(f"mysql://app:hunter2secret@db/app?{query}")
 
@@ -236,15 +257,18 @@ def test_pymysql_kwargs_keep_a_query_password_and_render_hides_it():
     assert "hunter2secret" not in parsed.safe and "hunter2secret" not in repr(parsed)
 
 
-@pytest.mark.parametrize(("raw", "backend", "driver"), [
-    ("postgres://u:pw@h/db", "postgresql", ""),
-    ("postgres+psycopg2://u:pw@h/db", "postgresql", "psycopg2"),
-    ("postgresql+psycopg://u:pw@h/db", "postgresql", "psycopg"),
-    ("mariadb+pymysql://u:pw@h/db", "mysql", "pymysql"),
-    ("mysql://u:pw@h/db", "mysql", ""),
-    ("sqlite+pysqlite:////data/x.db", "sqlite", "pysqlite"),
-    ("mssql+pyodbc://u:pw@dsn", "mssql", "pyodbc"),
-])
+@pytest.mark.parametrize(
+    ("raw", "backend", "driver"),
+    [
+        ("postgres://u:pw@h/db", "postgresql", ""),
+        ("postgres+psycopg2://u:pw@h/db", "postgresql", "psycopg2"),
+        ("postgresql+psycopg://u:pw@h/db", "postgresql", "psycopg"),
+        ("mariadb+pymysql://u:pw@h/db", "mysql", "pymysql"),
+        ("mysql://u:pw@h/db", "mysql", ""),
+        ("sqlite+pysqlite:////data/x.db", "sqlite", "pysqlite"),
+        ("mssql+pyodbc://u:pw@dsn", "mssql", "pyodbc"),
+    ],
+)
 def test_the_postgres_and_mariadb_aliases_name_their_backend_and_keep_the_scheme(raw, backend, driver):
     parsed = url.parse(raw)
 
@@ -264,14 +288,17 @@ def test_sqlite_paths_follow_sqlalchemy_three_slashes_relative_four_absolute(tmp
     assert not url.parse("sqlite:////x.db").is_memory
 
 
-@pytest.mark.parametrize("raw", [
-    "sqlite://",
-    "sqlite:///",
-    "sqlite:///:memory:",
-    "sqlite+pysqlite:///:memory:",
-    "sqlite:///file::memory:?cache=shared",
-    "sqlite:///file:memdb1?mode=memory&cache=shared&uri=true",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "sqlite://",
+        "sqlite:///",
+        "sqlite:///:memory:",
+        "sqlite+pysqlite:///:memory:",
+        "sqlite:///file::memory:?cache=shared",
+        "sqlite:///file:memdb1?mode=memory&cache=shared&uri=true",
+    ],
+)
 def test_an_in_memory_sqlite_database_is_refused_as_it_cannot_outlive_the_container(raw):
     with pytest.raises(ConfigError, match="in-memory") as refused:
         url.parse(raw)
@@ -289,15 +316,19 @@ def test_a_sqlite_url_with_a_host_or_password_is_refused_without_showing_the_pas
 
 # -- parse: what is refused, with exit 2, naming the variable, never showing the password --
 
-@pytest.mark.parametrize(("raw", "words"), [
-    ("postgresql://app:hunter2secret@db:port/app", "is not a number"),
-    ("postgresql://app:hunter2secret@db:54x2/app", "is not a number"),
-    ("postgresql://app:hunter2secret@db:0/app", "out of range"),
-    ("postgresql://app:hunter2secret@db:65536/app", "out of range"),
-    ("postgresql://app:hunter2secret@db:99999999999999999999/app", "out of range"),
-    ("postgresql://app:hunter2secret@db:\u0665\u0664\u0663\u0662/app", "is not a number"),
-    ("postgresql://app:hunter2secret@::1/app", "IPv6 address goes in brackets"),
-])
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ("postgresql://app:hunter2secret@db:port/app", "is not a number"),
+        ("postgresql://app:hunter2secret@db:54x2/app", "is not a number"),
+        ("postgresql://app:hunter2secret@db:0/app", "out of range"),
+        ("postgresql://app:hunter2secret@db:65536/app", "out of range"),
+        ("postgresql://app:hunter2secret@db:99999999999999999999/app", "out of range"),
+        ("postgresql://app:hunter2secret@db:\u0665\u0664\u0663\u0662/app", "is not a number"),
+        ("postgresql://app:hunter2secret@::1/app", "IPv6 address goes in brackets"),
+    ],
+)
 def test_a_bad_port_is_exit_2_naming_the_variable_and_hiding_the_password(raw, words):
     with pytest.raises(ConfigError, match=words) as refused:
         url.parse(raw, "DATABASE_URL_FILE (/run/secrets/db)")
@@ -315,7 +346,8 @@ def test_ipv6_hosts_in_brackets_parse_render_and_stay_visible():
     assert (parsed.host, parsed.port) == ("2001:db8::7", 6543)
     assert parsed.safe == "postgresql://app:***@[2001:db8::7]:6543/app"
     assert url.redact("at postgresql://app:hunter2secret@[2001:db8::7]:6543/app") == (
-        "at postgresql://app:***@[2001:db8::7]:6543/app")
+        "at postgresql://app:***@[2001:db8::7]:6543/app"
+    )
 
 
 @pytest.mark.parametrize("password", ["p@ss@word", "us@er:p@ss"])
@@ -346,8 +378,9 @@ def test_a_control_character_anywhere_is_refused_and_the_value_not_shown(control
     assert "hunter2" not in str(refused.value) and "xyzzy" not in str(refused.value)
 
 
-@pytest.mark.parametrize("raw", ["not a url", "://nothing", "app:hunter2secret@db/app",
-                                 "postgresql//app:hunter2secret@db/app"])
+@pytest.mark.parametrize(
+    "raw", ["not a url", "://nothing", "app:hunter2secret@db/app", "postgresql//app:hunter2secret@db/app"]
+)
 def test_a_value_without_a_scheme_is_refused_and_never_shown(raw):
     # It may be a bare password or a secret's base64 text: described, never printed.
     with pytest.raises(ConfigError, match="does not start with a scheme") as refused:
@@ -363,6 +396,7 @@ def test_text_sqlalchemy_would_silently_drop_is_refused():
 
 
 # -- render, str, repr ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("password", SPECIAL_PASSWORDS.values(), ids=SPECIAL_PASSWORDS.keys())
 def test_render_hides_the_password_and_str_and_repr_never_show_it(password):
@@ -393,6 +427,7 @@ def test_with_password_adds_a_password_that_survives_a_round_trip():
 
 # -- redact: any text, valid URLs or not ------------------------------------------------------
 
+
 @pytest.mark.parametrize("password", SPECIAL_PASSWORDS.values(), ids=SPECIAL_PASSWORDS.keys())
 def test_redact_masks_a_raw_password_with_special_characters_up_to_the_last_at(password):
     text = f"could not connect to postgresql://app:{password}@db.example:5432/appdb: refused"
@@ -409,58 +444,80 @@ def test_redact_masks_a_percent_encoded_password_and_keeps_host_port_and_path(pa
     assert redacted == "DATABASE_URL=postgresql://app:***@db.example:5432/appdb failed"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("postgresql://db/app?password=hunter2secret&sslmode=require",
-     "postgresql://db/app?password=***&sslmode=require"),
-    ("postgresql://db/app?sslmode=require&SSLPASSWORD=hunter2secret",
-     "postgresql://db/app?sslmode=require&SSLPASSWORD=***"),
-    ("mysql://db/app?pass=hunter2secret", "mysql://db/app?pass=***"),
-    ("mysql://db/app?passwd=hunter2secret", "mysql://db/app?passwd=***"),
-    ("Driver={x};Server=db;Pwd=hunter2secret;Uid=app", "Driver={x};Server=db;Pwd=***"),
-    ("host=db port=5432 password='hunter2 \\'secret' dbname=app",
-     "host=db port=5432 password='***' dbname=app"),
-    ('{"user": "app", "password": "hunter2\\"secret"}', '{"user": "app", "password": "***"}'),
-    ("{'user': 'app', 'password': 'hunter2secret'}", "{'user': 'app', 'password': '***'}"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "postgresql://db/app?password=hunter2secret&sslmode=require",
+            "postgresql://db/app?password=***&sslmode=require",
+        ),
+        (
+            "postgresql://db/app?sslmode=require&SSLPASSWORD=hunter2secret",
+            "postgresql://db/app?sslmode=require&SSLPASSWORD=***",
+        ),
+        ("mysql://db/app?pass=hunter2secret", "mysql://db/app?pass=***"),
+        ("mysql://db/app?passwd=hunter2secret", "mysql://db/app?passwd=***"),
+        ("Driver={x};Server=db;Pwd=hunter2secret;Uid=app", "Driver={x};Server=db;Pwd=***"),
+        ("host=db port=5432 password='hunter2 \\'secret' dbname=app", "host=db port=5432 password='***' dbname=app"),
+        ('{"user": "app", "password": "hunter2\\"secret"}', '{"user": "app", "password": "***"}'),
+        ("{'user': 'app', 'password': 'hunter2secret'}", "{'user': 'app', 'password': '***'}"),
+    ],
+)
 def test_redact_masks_query_and_keyword_passwords(text, expected):
     assert url.redact(text) == expected
     assert "hunter2" not in url.redact(text)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("://app:hunter2secret@db/app", "://app:***@db/app"),
-    ("postgresql://app:hunter2secret@db:port/app", "postgresql://app:***@db:port/app"),
-    ("postgresql://:hunter2secret@db/app", "postgresql://:***@db/app"),
-    # Not a database's scheme: its whole user info may be the credential (issue 25, N27).
-    ("weird+scheme.x://app:hunter2secret@db", "weird+scheme.x://***@db"),
-    ("'postgresql://app:hunter2secret@db/app'", "'postgresql://app:***@db/app'"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("://app:hunter2secret@db/app", "://app:***@db/app"),
+        ("postgresql://app:hunter2secret@db:port/app", "postgresql://app:***@db:port/app"),
+        ("postgresql://:hunter2secret@db/app", "postgresql://:***@db/app"),
+        # Not a database's scheme: its whole user info may be the credential (issue 25, N27).
+        ("weird+scheme.x://app:hunter2secret@db", "weird+scheme.x://***@db"),
+        ("'postgresql://app:hunter2secret@db/app'", "'postgresql://app:***@db/app'"),
+    ],
+)
 def test_redact_masks_passwords_in_urls_that_do_not_parse(text, expected):
     assert url.redact(text) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "sqlite:////app/backend/data/webui.db",
-    "sqlite:////data/team@example/webui.db",
-    "sqlite:///relative/dir:with:colons/x.db",
-    "Running upgrade 7e5b5dc7342b -> ca81bd47c050, add_config_table",
-    "postgresql://app@db.example:5432/appdb",
-    "postgresql://[::1]:5432/appdb",
-    "Verified 11 tables: user=3, chat=0",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sqlite:////app/backend/data/webui.db",
+        "sqlite:////data/team@example/webui.db",
+        "sqlite:///relative/dir:with:colons/x.db",
+        "Running upgrade 7e5b5dc7342b -> ca81bd47c050, add_config_table",
+        "postgresql://app@db.example:5432/appdb",
+        "postgresql://[::1]:5432/appdb",
+        "Verified 11 tables: user=3, chat=0",
+    ],
+)
 def test_redact_leaves_text_without_passwords_alone_and_sqlite_paths_visible(text):
     assert url.redact(text) == text
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("tinydep@git+https://ghp_token4711@github.com/org/tinydep.git",
-     "tinydep@git+https://***@github.com/org/tinydep.git"),
-    ("https://ghp_token4711:x-oauth-basic@github.com/org/a.git", "https://***@github.com/org/a.git"),
-    ("a @ https://user:token4711@127.0.0.1:9/a.whl, b @ https://127.0.0.1:9/b.whl",
-     "a @ https://***@127.0.0.1:9/a.whl, b @ https://127.0.0.1:9/b.whl"),
-    ("file://token4711@localhost/wheels/a.whl", "file://***@localhost/wheels/a.whl"),
-    ("mysql+pymysql://app@db/app, postgres://app:token4711@db/app", "mysql+pymysql://app@db/app, postgres://app:***@db/app"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "tinydep@git+https://ghp_token4711@github.com/org/tinydep.git",
+            "tinydep@git+https://***@github.com/org/tinydep.git",
+        ),
+        ("https://ghp_token4711:x-oauth-basic@github.com/org/a.git", "https://***@github.com/org/a.git"),
+        (
+            "a @ https://user:token4711@127.0.0.1:9/a.whl, b @ https://127.0.0.1:9/b.whl",
+            "a @ https://***@127.0.0.1:9/a.whl, b @ https://127.0.0.1:9/b.whl",
+        ),
+        ("file://token4711@localhost/wheels/a.whl", "file://***@localhost/wheels/a.whl"),
+        (
+            "mysql+pymysql://app@db/app, postgres://app:token4711@db/app",
+            "mysql+pymysql://app@db/app, postgres://app:***@db/app",
+        ),
+    ],
+)
 def test_redact_masks_the_whole_user_info_of_a_url_that_is_not_a_databases(text, expected):
     """A token alone in a requirement's URL is a credential; a database's user name stays in view (N27)."""
     assert url.redact(text) == expected
@@ -496,11 +553,11 @@ def test_redact_masks_a_password_holding_a_raw_scheme_separator_even_at_the_cost
 def test_redact_masks_across_lines_only_what_is_on_each_line():
     text = "postgresql://app:hunter2secret@db/app\nsee admin@example.org\r\npostgresql://db:5432/x"
 
-    assert url.redact(text) == (
-        "postgresql://app:***@db/app\nsee admin@example.org\r\npostgresql://db:5432/x")
+    assert url.redact(text) == ("postgresql://app:***@db/app\nsee admin@example.org\r\npostgresql://db:5432/x")
 
 
 # -- secret_forms ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("password", SPECIAL_PASSWORDS.values(), ids=SPECIAL_PASSWORDS.keys())
 def test_secret_forms_of_a_password_hold_every_printable_form(password):
@@ -532,6 +589,7 @@ def test_secret_forms_cover_both_readings_of_a_password_with_a_raw_at():
 
 # -- through the log: an exception message, text and JSON --------------------------------------
 
+
 def _a_real_error(raw_url: str) -> Exception:
     """What a driver or a user's env.py might raise: the URL, its repr and its JSON inside the message."""
     try:
@@ -544,15 +602,20 @@ def _a_real_error(raw_url: str) -> Exception:
 @pytest.mark.parametrize("configured", [True, False], ids=["configured-secret", "unconfigured"])
 @pytest.mark.parametrize("password", SPECIAL_PASSWORDS.values(), ids=SPECIAL_PASSWORDS.keys())
 def test_an_exception_logged_through_report_shows_no_form_of_the_password(
-        password, configured, log_format, capsys, restore_report):
+    password, configured, log_format, capsys, restore_report
+):
     raw_url = f"postgresql://app:{password}@db.example:5432/appdb"
     encoded = encoded_url(password)
     report.setup(log_format=log_format, level="DEBUG", secrets=[encoded] if configured else [])
     error = _a_real_error(raw_url)
     wrapped = _a_real_error(encoded)
 
-    report.error("unexpected", f"Unexpected {type(error).__name__}: {error}", url=raw_url,
-                 detail={"urls": [raw_url, encoded], "repr": repr(error)})
+    report.error(
+        "unexpected",
+        f"Unexpected {type(error).__name__}: {error}",
+        url=raw_url,
+        detail={"urls": [raw_url, encoded], "repr": repr(error)},
+    )
     logging.getLogger(report.LOGGER).info("also %s and %r", encoded, wrapped)
     logging.getLogger(report.LOGGER).debug("Traceback of the unexpected error", exc_info=wrapped)
 
@@ -577,8 +640,10 @@ def test_the_url_module_imports_nothing_heavy_at_import_time():
     assert not {line.split()[1].split(".")[0] for line in top_level} & heavy
 
 
-@pytest.mark.parametrize("raw", ["mysql://app:hunter2secret@db:3306", "mariadb://app:hunter2secret@db/",
-                                 "mysql+pymysql://app:hunter2secret@db"])
+@pytest.mark.parametrize(
+    "raw",
+    ["mysql://app:hunter2secret@db:3306", "mariadb://app:hunter2secret@db/", "mysql+pymysql://app:hunter2secret@db"],
+)
 def test_a_mysql_url_without_a_database_is_exit_2_naming_what_is_missing(raw):
     """MySQL has no default database; without one env.py failed on an AssertionError (exit 1)."""
     with pytest.raises(ConfigError, match="names no database") as refused:

@@ -59,7 +59,7 @@ def _secret_values_by_pattern(secret: str) -> list[str]:
     scheme = re.match(r"(?:[A-Za-z][A-Za-z0-9+.\-_]*)?://", secret)
     if scheme is None:
         return [secret]
-    rest = secret[scheme.end():]
+    rest = secret[scheme.end() :]
     values: list[str] = []
     for pattern in (r"[^:/]*:([^@]*)@", r"[^:/]*?:(.*)@") if "@" in rest else ():
         found = re.match(pattern, rest, re.DOTALL)
@@ -76,7 +76,7 @@ def test_secret_values_are_the_patterns(prefix: str) -> None:
         expected = _secret_values_by_pattern(secret)
         got = url._secret_values(secret)
         # The query's password options come after, read the same way by both.
-        assert got[:len(expected)] == expected, secret
+        assert got[: len(expected)] == expected, secret
         if not query and expected != [secret]:
             assert got == expected, secret
 
@@ -86,12 +86,19 @@ def test_parse_imports_no_re() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from migrate_init import url; "
-            "url.parse('sqlite:////data/app.db'); "
-            "url.parse('postgresql://user:s3cret@db.example:5432/app'); "
-            "url.secret_forms('postgresql://user:s3cret@db.example:5432/app'); "
-            "url.redact('Existing rows: chat=0, user=0'); "
-            "print('re' in sys.modules, 'enum' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=str(__import__("pathlib").Path(url.__file__).parents[1])).stdout
+    code = (
+        "import sys; from migrate_init import url; "
+        "url.parse('sqlite:////data/app.db'); "
+        "url.parse('postgresql://user:s3cret@db.example:5432/app'); "
+        "url.secret_forms('postgresql://user:s3cret@db.example:5432/app'); "
+        "url.redact('Existing rows: chat=0, user=0'); "
+        "print('re' in sys.modules, 'enum' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(__import__("pathlib").Path(url.__file__).parents[1]),
+    ).stdout
     assert out.split() == ["False", "False"]

@@ -17,11 +17,14 @@ from migrate_init.errors import ConfigError
 SECRET = "hunter2-s3cret"
 
 
-@pytest.mark.parametrize(("raw", "hosts", "ports"), [
-    (f"postgresql://app:{SECRET}@db1:5432,db2:5433/app?target_session_attrs=read-write", "db1,db2", "5432,5433"),
-    (f"postgres://app:{SECRET}@db1,db2,db3/app", "db1,db2,db3", ",,"),
-    (f"postgresql+psycopg2://app:{SECRET}@10.0.0.1:5432,10.0.0.2/app", "10.0.0.1,10.0.0.2", "5432,"),
-])
+@pytest.mark.parametrize(
+    ("raw", "hosts", "ports"),
+    [
+        (f"postgresql://app:{SECRET}@db1:5432,db2:5433/app?target_session_attrs=read-write", "db1,db2", "5432,5433"),
+        (f"postgres://app:{SECRET}@db1,db2,db3/app", "db1,db2,db3", ",,"),
+        (f"postgresql+psycopg2://app:{SECRET}@10.0.0.1:5432,10.0.0.2/app", "10.0.0.1,10.0.0.2", "5432,"),
+    ],
+)
 def test_a_libpq_multi_host_url_gives_libpq_every_host_in_order(raw: str, hosts: str, ports: str) -> None:
     parsed = url.parse(raw)
     kwargs = parsed.connect_kwargs_psycopg2()
@@ -42,16 +45,20 @@ def test_a_multi_host_url_is_redacted_parsed_or_as_text() -> None:
     assert SECRET not in parsed.safe and SECRET not in str(parsed) and SECRET not in repr(parsed)
     assert "db1" in parsed.safe and "db2" in parsed.safe
     assert url.redact(f"could not connect to {raw}") == (
-        "could not connect to postgresql://app:***@db1:5432,db2:5433/app?target_session_attrs=read-write")
+        "could not connect to postgresql://app:***@db1:5432,db2:5433/app?target_session_attrs=read-write"
+    )
 
 
-@pytest.mark.parametrize(("raw", "words"), [
-    (f"postgresql://app:{SECRET}@db1:x,db2/app", "port 'x'"),
-    (f"postgresql://app:{SECRET}@db1:70000,db2/app", "port '70000'"),
-    (f"postgresql://app:{SECRET}@db1,,db2/app", "is not a host name"),
-    (f"postgresql://app:{SECRET}@[::1]:5432,db2/app", "IPv6"),
-    (f"postgresql://app:{SECRET}@db1,db2/app?host=db3", "Use one form"),
-])
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (f"postgresql://app:{SECRET}@db1:x,db2/app", "port 'x'"),
+        (f"postgresql://app:{SECRET}@db1:70000,db2/app", "port '70000'"),
+        (f"postgresql://app:{SECRET}@db1,,db2/app", "is not a host name"),
+        (f"postgresql://app:{SECRET}@[::1]:5432,db2/app", "IPv6"),
+        (f"postgresql://app:{SECRET}@db1,db2/app?host=db3", "Use one form"),
+    ],
+)
 def test_a_bad_multi_host_url_is_exit_2_naming_the_entry_and_hiding_the_password(raw: str, words: str) -> None:
     with pytest.raises(ConfigError, match="DATABASE_URL") as refused:
         url.parse(raw)
