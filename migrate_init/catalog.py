@@ -72,6 +72,9 @@ class Column:
     ident: int | None = None
     #: MySQL's ``CHARACTER_SET_NAME`` (string columns only): a narrower one loses characters (N10).
     charset: str | None = None
+    #: PostgreSQL's ``atttypid``: an enum (or domain) rebuilt under its old name reads the same in
+    #: ``type`` but is another type, and the cast to it may have NULLed the values (issue 25 N3).
+    type_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -390,7 +393,7 @@ def _sqlite_column(columns: dict[str, Column], info: tuple[Any, ...]) -> None:
 _PG_COLUMNS = """
 SELECT c.relname, c.oid::bigint, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
        NOT a.attnotnull, (a.atthasdef AND NOT {generated}) OR {identity}, {generated},
-       a.attnum, n.nspname, n.nspname = current_schema()
+       a.attnum, a.atttypid::bigint, n.nspname, n.nspname = current_schema()
 FROM pg_catalog.pg_class AS c
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_attribute AS a
@@ -407,7 +410,7 @@ ORDER BY n.nspname, c.relname, a.attnum
 _PG_INCREMENTAL = """
 SELECT t.relname, t.oid::bigint, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
        NOT a.attnotnull, (a.atthasdef AND NOT {generated}) OR {identity}, {generated},
-       a.attnum, t.nspname, t.current, t.n, t.s
+       a.attnum, a.atttypid::bigint, t.nspname, t.current, t.n, t.s
 FROM (
     SELECT m.*, known.id IS NOT NULL AS same
     FROM (
@@ -418,7 +421,7 @@ FROM (
             SELECT count(*) AS n, coalesce(sum(hashtextextended(
                        a.attnum || ':' || a.attnotnull || ':' || a.atthasdef || ':' || ({identity})::text || ':'
                        || ({generated})::text || ':' || length(a.attname) || ':' || a.attname
-                       || pg_catalog.format_type(a.atttypid, a.atttypmod), 0)), 0) AS s
+                       || pg_catalog.format_type(a.atttypid, a.atttypmod) || ':' || a.atttypid, 0)), 0) AS s
             FROM pg_catalog.pg_attribute AS a
             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
         ) AS h
@@ -458,7 +461,7 @@ def _postgresql(
     ids: dict[str, int] = {}
     locations: dict[str, tuple[str | None, str]] = {}
     marks: dict[str, object] = {}
-    for table, oid, name, type_, nullable, has_default, generated, attnum, nspname, current, *mark in _rows(
+    for table, oid, name, type_, nullable, has_default, generated, attnum, type_id, nspname, current, *mark in _rows(
         connection, sql, params
     ):
         key = table if current or schema is not None else f"{nspname}.{table}"
@@ -474,7 +477,9 @@ def _postgresql(
             else:
                 tables[key] = {}
         if name is not None:  # a table with no columns still counts
-            tables[key][name] = Column(name, type_, bool(nullable), bool(has_default), bool(generated), int(attnum))
+            tables[key][name] = Column(
+                name, type_, bool(nullable), bool(has_default), bool(generated), int(attnum), type_id=int(type_id)
+            )
     return tables, ids, locations, marks
 
 
@@ -752,6 +757,9 @@ def _column_losses(family: str, table: str, old: dict[str, Column], new: dict[st
             )
         elif not _same_or_widened(family, column.type, now.type):
             found.append(Loss("change type", table, name, f"{column.type} -> {now.type}"))
+        elif column.type_id is not None and now.type_id is not None and column.type_id != now.type_id:
+            # The same name, another type (an enum rebuilt): judged by the values, as any type change.
+            found.append(Loss("change type", table, name, f"{column.type} -> {now.type} (a new type of that name)"))
         elif now.generated and not column.generated:
             found.append(Loss("change type", table, name, f"{column.type} -> {now.type} GENERATED"))
         if column.nullable and not now.nullable:

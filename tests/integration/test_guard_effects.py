@@ -735,13 +735,14 @@ def test_postgresql_snapshot_reads_defaults_identity_and_generated(pg_engine: sa
         connection.exec_driver_sql("CREATE TABLE nothing ()")
         connection.exec_driver_sql("CREATE VIEW w AS SELECT id FROM t")
         taken = snapshot(connection, "postgresql")
+    # type_id: PostgreSQL's fixed oids of its built-in types (pg_type.dat)
     assert taken.tables["t"] == {
-        "id": Column("id", "integer", False, True, False, 1),
-        "n": Column("n", "integer", False, True, False, 2),
-        "a": Column("a", "numeric(10,2)", False, True, False, 3),
-        "g": Column("g", "integer", True, False, True, 4),
-        "v": Column("v", "character varying(40)", True, False, False, 5),
-        "z": Column("z", "timestamp(3) with time zone", True, False, False, 6),
+        "id": Column("id", "integer", False, True, False, 1, type_id=23),
+        "n": Column("n", "integer", False, True, False, 2, type_id=23),
+        "a": Column("a", "numeric(10,2)", False, True, False, 3, type_id=1700),
+        "g": Column("g", "integer", True, False, True, 4, type_id=23),
+        "v": Column("v", "character varying(40)", True, False, False, 5, type_id=1043),
+        "z": Column("z", "timestamp(3) with time zone", True, False, False, 6, type_id=1184),
     }
     assert taken.tables["nothing"] == {} and "w" not in taken.tables
     assert set(taken.table_ids) == {"t", "nothing"}

@@ -312,3 +312,46 @@ def test_postgresql_change_in_a_non_default_schema_that_loses_nothing_passes(pg_
     assert result.code == 0, result.out
     assert versions(pg_url) == [LAST]
     assert query(pg_url, "SELECT note FROM vault.ledger WHERE id = 1") == [("kept",)]
+
+
+# --------------------------------------------------------------------------- an enum rebuilt under its name
+
+# Issue 25 N3, second shape: the type keeps its name, so format_type() reads the same before and
+# after; only the column's type oid (atttypid) tells that the column now holds another type.
+MOOD = """
+op.execute("CREATE TYPE mood AS ENUM ('glad', 'sad')")
+op.execute("CREATE TABLE feeling (id integer PRIMARY KEY, mood mood)")
+op.execute("INSERT INTO feeling VALUES (1, 'glad'), (2, 'sad'), (3, NULL)")
+"""
+MOOD_REBUILT = """
+op.execute("ALTER TYPE mood RENAME TO mood_old")
+op.execute("CREATE TYPE mood AS ENUM ('glad', 'sad', 'calm')")
+op.execute("ALTER TABLE feeling ALTER COLUMN mood TYPE mood USING {using}")
+op.execute("DROP TYPE mood_old")
+"""
+
+
+def mood_chain(tmp_path: Path, using: str) -> Chain:
+    chain = Chain(tmp_path / "migrations")
+    chain.add(LEDGER, MOOD, name="mood")
+    chain.add(LAST, MOOD_REBUILT.format(using=using), name="mood_rebuilt")
+    return chain
+
+
+def test_postgresql_enum_rebuilt_under_its_name_that_nulls_the_values_is_refused(pg_url: str, tmp_path: Path) -> None:
+    result = run_chain(pg_url, tmp_path, mood_chain(tmp_path, "NULL"))
+    assert result.code == 8, result.out
+    assert f"Migration {LAST} (" in result.out and f"ALLOW_DESTRUCTIVE={LAST}" in result.out, result.out
+    assert "feeling.mood" in result.out, result.out
+    assert versions(pg_url) == [LEDGER]
+    assert query(pg_url, "SELECT id, mood::text FROM feeling ORDER BY id") == [(1, "glad"), (2, "sad"), (3, None)]
+    # the rebuild was rolled back whole: the old type is back under its name, with its two labels
+    assert query(pg_url, "SELECT enum_range(NULL::mood)::text") == [("{glad,sad}",)]
+
+
+def test_postgresql_enum_rebuilt_under_its_name_that_keeps_the_values_passes(pg_url: str, tmp_path: Path) -> None:
+    result = run_chain(pg_url, tmp_path, mood_chain(tmp_path, "mood::text::mood"))
+    assert result.code == 0, result.out
+    assert versions(pg_url) == [LAST]
+    assert query(pg_url, "SELECT id, mood::text FROM feeling ORDER BY id") == [(1, "glad"), (2, "sad"), (3, None)]
+    assert query(pg_url, "SELECT enum_range(NULL::mood)::text") == [("{glad,sad,calm}",)]
