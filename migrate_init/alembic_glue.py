@@ -309,6 +309,14 @@ def load_script(config: AlembicConfig) -> ScriptDirectory:
         heads = script.get_heads()
     except ConfigError:
         raise
+    except ModuleNotFoundError as exc:
+        # Not the script's fault: a package it imports is missing from this image (a derived image
+        # without its project's pins, or a package the app installs and migrate-init does not).
+        raise ScriptError(
+            f"Alembic could not load the migration scripts in {folder}: {where(exc, folder)}. The package "
+            f"{exc.name or 'it imports'!r} is not installed here: name it in EXTRA_PIP_PACKAGES or "
+            "PIP_REQUIREMENTS, or install it in an image derived from this one (docs/image.md)."
+        ) from exc
     except Exception as exc:
         raise ScriptError(
             f"Alembic could not load the migration scripts in {folder}: {where(exc, folder)}. Fix the script it names."

@@ -423,3 +423,20 @@ def test_a_slow_migration_gives_heartbeats_naming_it_and_migration_timeout(sqlit
         " WARNING [migrate_init] MODELS is not set"
         in run_migrate(env=operator_env(sqlite_url, tmp_path, MIGRATIONS_DIR=chain.path)).out
     )
+
+
+def test_a_revision_importing_a_package_this_image_lacks_names_the_package_and_where_to_add_it(sqlite_url, tmp_path):
+    # A derived image without its project's pins (docs/image.md): "fix the script" would send the
+    # operator to a file that is right; the package is what is missing.
+    chain = Chain(tmp_path / "migrations")
+    module = chain.add("ab5e00000001", "pass", name="needs_a_package")
+    module.write_text("import migrate_init_absent_package_xyz  # noqa: F401\n" + module.read_text())
+
+    result = run_migrate(env=operator_env(sqlite_url, tmp_path, **chain.env()))
+
+    assert result.code == 1, result.out
+    summary = summary_line(result.out)
+    assert "'migrate_init_absent_package_xyz' is not installed here" in summary, summary
+    assert "EXTRA_PIP_PACKAGES" in summary and module.name in summary, summary
+    assert "Fix the script it names" not in summary, summary
+    assert not sqlite_path(sqlite_url).exists() or tables(sqlite_url) == [], "nothing may be created"
