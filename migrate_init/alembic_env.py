@@ -51,6 +51,8 @@ def run(context: Any) -> None:
 
 
 def _run_online(context: Any, connection: Any, metadata: Any) -> None:
+    from . import engines
+
     # A connection handed over outside a transaction gets one transaction per
     # migration; one inside a transaction (the dry run of `plan` and `lint`)
     # keeps everything in that transaction, which the caller rolls back.
@@ -61,7 +63,7 @@ def _run_online(context: Any, connection: Any, metadata: Any) -> None:
         # what finished and rolls back only the migration in progress.
         transactional_ddl=True,
         transaction_per_migration=True,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=engines.of_connection(connection).alters_by_rebuild,
         compare_type=True,
     )
     with context.begin_transaction():

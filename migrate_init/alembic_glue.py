@@ -21,7 +21,6 @@ import importlib.util
 import inspect
 import io
 import os
-import sqlite3
 import threading
 import time
 import traceback
@@ -38,8 +37,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspection
 from sqlalchemy.engine import Engine
 
+from . import engines, report
 from . import progress as progress_record
-from . import report
 from .errors import (
     AccessDenied,
     ConfigError,
@@ -52,7 +51,6 @@ from .errors import (
     missing_driver_error,
     undone,
 )
-from .probe import sqlite_uri
 from .url import ASYNC_DRIVERS
 
 if TYPE_CHECKING:
@@ -135,29 +133,11 @@ def create_engine(
     https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl
     """
     # A small pool: one run opens the same few connections again and again.
+    chosen = database.engine
     kwargs: dict[str, Any] = {"pool_size": 2, "max_overflow": 2}
-    if database.backend == "sqlite":
-        kwargs["connect_args"] = {"timeout": _SQLITE_SLICE, "check_same_thread": False}
-        if read_only:
-            # Read-only means opened read-only: nothing is created, and a read-only mount works.
-            uri = sqlite_uri(database.sqlite_path or "", "ro")
-            kwargs["creator"] = lambda: sqlite3.connect(uri, uri=True, timeout=_SQLITE_SLICE, check_same_thread=False)
-    elif database.backend == "postgresql":
-        kwargs["connect_args"] = {"connect_timeout": max(int(connect_timeout), 2), "application_name": "migrate-init"}
-    elif database.backend == "mysql":
-        kwargs["connect_args"] = {"connect_timeout": max(int(connect_timeout), 1), "program_name": "migrate-init"}
-        # No socket wait without a bound (issue 25, N24): a read-only session waits for a lock at
-        # most busy_timeout; a migration's statement may run long (the watchdog bounds it), so
-        # only its writes are bounded, and its reads are left to the watchdog's hard exit.
-        from .probe import mysql_io_timeout
-
-        io = mysql_io_timeout(max(connect_timeout, busy_timeout))
-        kwargs["connect_args"]["write_timeout"] = io
-        if read_only:
-            kwargs["connect_args"]["read_timeout"] = io
-        if database.password:
-            # PyMySQL sends a str password as latin-1; the server hashed the UTF-8 bytes.
-            kwargs["connect_args"]["passwd"] = database.password.encode("utf-8")
+    kwargs.update(
+        chosen.engine_options(database, busy_timeout=busy_timeout, connect_timeout=connect_timeout, read_only=read_only)
+    )
     try:
         engine = sqlalchemy.create_engine(sqlalchemy_url(database), **kwargs)
     except ModuleNotFoundError as exc:
@@ -180,79 +160,8 @@ def create_engine(
         # Before every statement: a stop recorded meanwhile ends a migration that sends many
         # short statements, which no single cancel() would.
         event.listen(engine, "before_cursor_execute", lambda *_args: checkpoint())
-    if database.backend == "sqlite":
-        _sqlite_events(engine, "BEGIN" if read_only else "BEGIN IMMEDIATE", busy_timeout, checkpoint)
-    elif database.backend == "postgresql":
-        event.listen(engine, "connect", _postgresql_read_only if read_only else _postgresql_connect)
-    elif database.backend == "mysql":
-        event.listen(engine, "do_connect", _mysql_do_connect)
-        if read_only:
-            event.listen(engine, "connect", _mysql_read_only)
+    chosen.configure_engine(engine, read_only=read_only, busy_timeout=busy_timeout, checkpoint=checkpoint)
     return engine
-
-
-def _mysql_do_connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-    """PyMySQL's connect with SQLAlchemy's arguments, through :func:`probe.mysql_connection_class`.
-
-    The same connection, without the 20 ms CA-store load of TLS "preferred"
-    that each pooled connection paid (issue 14).  Another MySQL driver
-    (``mysql+mysqldb://``) connects as SQLAlchemy does.
-    """
-    if dialect.driver != "pymysql":
-        return None
-    from .probe import mysql_connection_class
-
-    return mysql_connection_class()(*cargs, **cparams)
-
-
-#: SQLite's own busy wait, per try: short, since nothing can interrupt it.
-_SQLITE_SLICE = 0.2
-
-
-def _sqlite_events(engine: Engine, begin: str, busy_timeout: float, checkpoint: Callable[[], None] | None) -> None:
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let the engine, not the driver, decide where transactions begin.
-        dbapi_connection.isolation_level = None
-        dbapi_connection.execute(f"PRAGMA busy_timeout = {int(_SQLITE_SLICE * 1000)}")
-        dbapi_connection.execute("PRAGMA foreign_keys = OFF")
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection: Connection) -> None:
-        dbapi: Any = connection.connection.driver_connection
-        deadline = time.monotonic() + max(busy_timeout, _SQLITE_SLICE)
-        while True:
-            try:
-                dbapi.execute(begin)
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
-                    raise
-            if checkpoint is not None:
-                checkpoint()
-
-
-def _postgresql_connect(dbapi_connection: Any, _record: Any) -> None:
-    # A killed migrator's server session would otherwise run its statement
-    # (and hold its locks) to the end; PostgreSQL 14+ notices the vanished client.
-    if getattr(dbapi_connection, "server_version", 0) >= 140000:
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute("SET client_connection_check_interval = 1000")
-        if not getattr(dbapi_connection, "autocommit", True):
-            dbapi_connection.commit()
-
-
-def _mysql_read_only(dbapi_connection: Any, _record: Any) -> None:
-    with dbapi_connection.cursor() as cursor:
-        cursor.execute("SET SESSION TRANSACTION READ ONLY")
-
-
-def _postgresql_read_only(dbapi_connection: Any, record: Any) -> None:
-    _postgresql_connect(dbapi_connection, record)
-    # psycopg2 then opens each transaction with BEGIN READ ONLY.  Not SET SESSION
-    # CHARACTERISTICS: behind PgBouncer in transaction pooling that lands on a pooled
-    # server connection and makes another client's migration read-only (issue 23).
-    dbapi_connection.readonly = True
 
 
 # -- the folder ----------------------------------------------------------------
@@ -852,7 +761,7 @@ def owned_context(connection: Connection, progress: Progress) -> Iterator[dict[s
             opts.pop(key, None)
         opts["connection"] = connection
         opts["transaction_per_migration"] = True
-        if connection.dialect.name in ("sqlite", "postgresql"):
+        if engines.known(connection.dialect.name) and engines.of_connection(connection).transactional_ddl:
             opts["transactional_ddl"] = True
         user_callbacks = opts.get("on_version_apply") or ()
         if callable(user_callbacks):
@@ -900,7 +809,7 @@ def owned_context(connection: Connection, progress: Progress) -> Iterator[dict[s
 def _same_database(theirs: sqlalchemy.engine.URL, ours: sqlalchemy.engine.URL) -> bool:
     if theirs.get_backend_name() != ours.get_backend_name():
         return False
-    if ours.get_backend_name() == "sqlite":
+    if engines.of(ours.get_backend_name()).file_based:
         return os.path.realpath(theirs.database or "") == os.path.realpath(ours.database or "")
     return (theirs.host or "", theirs.port, theirs.database) == (ours.host or "", ours.port, ours.database)
 
@@ -912,22 +821,9 @@ def _read_only(conn: Connection) -> None:
     driver (an async env.py's own engine) is SQLAlchemy's sync adapter: the
     same three statements work for every driver.
     """
-    statement = {
-        "sqlite": "PRAGMA query_only = ON",
-        "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
-        "mysql": "SET SESSION TRANSACTION READ ONLY",
-        "mariadb": "SET SESSION TRANSACTION READ ONLY",
-    }.get(conn.dialect.name)
-    if statement is None:
+    if not engines.known(conn.dialect.name):
         return
-    dbapi: Any = conn.connection.dbapi_connection
-    cursor = dbapi.cursor()
-    try:
-        cursor.execute(statement)
-    finally:
-        cursor.close()
-    if conn.dialect.name == "postgresql" and not getattr(dbapi, "autocommit", True):
-        dbapi.commit()
+    engines.of_connection(conn).make_read_only(conn.connection.dbapi_connection)
 
 
 def run_env(
@@ -950,7 +846,7 @@ def run_env(
     config.attributes["connection"] = connection
     asked: dict[str, Any] = {}
     outside = None
-    if progress.guard is not None and connection.dialect.name in ("sqlite", "postgresql", "mysql", "mariadb"):
+    if progress.guard is not None and engines.known(connection.dialect.name):
         from .outside import OutsideJudge
 
         # What env.py runs on this connection outside a migration is judged too (issue 25 N11).

@@ -32,8 +32,8 @@ import sqlite3
 from pathlib import Path
 
 from . import report
+from .engines.sqlite import sqlite_uri
 from .errors import BackupFailed
-from .probe import sqlite_uri
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import engines
 from .errors import ConfigError, DestructiveOperation
 
 VERSION_TABLE = "alembic_version"
@@ -188,23 +189,34 @@ class Finding:
 # --------------------------------------------------------------------------- reading
 
 
+@dataclass
+class CatalogRead:
+    """What an engine's catalog reader (:meth:`migrate_init.engines.Engine.read_catalog`) found."""
+
+    #: ``{table: {column name: Column}}``, every table the reader was asked to watch.
+    tables: dict[str, dict[str, Column]]
+    #: The table's identity where the engine has one (SQLite's root page, PostgreSQL's oid).
+    ids: dict[str, int] = field(default_factory=dict)
+    #: PostgreSQL: ``{table: (schema, name)}``.
+    locations: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+    #: MySQL: ``{table: (storage engine, default character set)}``.
+    options: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: A mark per table that changes whenever its columns do (incremental reads, issue 27).
+    marks: dict[str, object] = field(default_factory=dict)
+
+
 def engine_family(dialect: str) -> str:
     """``"sqlite"``, ``"postgresql"`` or ``"mysql"`` (MariaDB included) for a dialect name.
 
     Raises ConfigError for an engine whose catalog this module cannot read.
     """
-    name = dialect.lower().partition("+")[0]
-    if name == "sqlite":
-        return "sqlite"
-    if name in ("postgresql", "postgres"):
-        return "postgresql"
-    if name in ("mysql", "mariadb"):
-        return "mysql"
-    raise ConfigError(
-        f"The destructive-change guard cannot read the catalog of a '{dialect}' "
-        "database (it knows SQLite, PostgreSQL, MySQL and MariaDB). Set "
-        "ALLOW_DESTRUCTIVE=true to migrate without the guard, after a backup."
-    )
+    if not engines.known(dialect):
+        raise ConfigError(
+            f"The destructive-change guard cannot read the catalog of a '{dialect}' "
+            "database (it knows SQLite, PostgreSQL, MySQL and MariaDB). Set "
+            "ALLOW_DESTRUCTIVE=true to migrate without the guard, after a backup."
+        )
+    return engines.of(dialect).name
 
 
 def snapshot(
@@ -235,25 +247,19 @@ def snapshot(
     family = engine_family(dialect)
     skip = _name_key(family, version_table)
 
+    internal = engines.of(family).internal_prefix
+
     def watched(name: str, relname: str) -> bool:
         return (
             _name_key(family, relname) != skip
             and not name.startswith(BATCH_TMP_PREFIX)
-            and not (family == "sqlite" and name.lower().startswith("sqlite_"))
+            and not (internal and name.lower().startswith(internal))
         )
 
     if previous is not None and (previous.dialect != family or previous.schema != schema):
         previous = None
-    ids: dict[str, int] = {}
-    locations: dict[str, tuple[str | None, str]] = {}
-    options: dict[str, tuple[str, str]] = {}
-    marks: dict[str, object] = {}
-    if family == "sqlite":
-        tables, ids, marks = _sqlite(connection, schema or "main", watched, previous)
-    elif family == "postgresql":
-        tables, ids, locations, marks = _postgresql(connection, schema, previous)
-    else:
-        tables, options = _mysql(connection, schema)
+    read = engines.of(family).read_catalog(connection, schema, watched, previous)
+    tables, ids, locations, options, marks = read.tables, read.ids, read.locations, read.options, read.marks
     kept = {name: columns for name, columns in tables.items() if watched(name, locations.get(name, (None, name))[1])}
     return Snapshot(
         dialect=family,
@@ -267,7 +273,7 @@ def snapshot(
     )
 
 
-def _known(previous: Snapshot | None) -> dict[object, dict[str, Column]]:
+def known_columns(previous: Snapshot | None) -> dict[object, dict[str, Column]]:
     """``previous``'s columns by mark: a table whose mark is among them has exactly those columns.
 
     By mark, not by name: a table renamed on PostgreSQL keeps its oid and columns, hence its mark.
@@ -277,7 +283,7 @@ def _known(previous: Snapshot | None) -> dict[object, dict[str, Column]]:
     return {mark: previous.tables[name] for name, mark in previous.marks.items() if name in previous.tables}
 
 
-def _rows(connection: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def query_rows(connection: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     # The SQL goes to the DBAPI as is (no SQLAlchemy text() parsing), so it is
     # written in the driver's paramstyle and holds no literal '%'.
     exec_driver_sql = getattr(connection, "exec_driver_sql", None)
@@ -293,246 +299,6 @@ def _rows(connection: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple
         return [tuple(row) for row in cursor.fetchall()]
     finally:
         cursor.close()
-
-
-# The columns of a table come from its CREATE text alone (SQLite parses it at
-# each schema load; ADD, DROP and RENAME COLUMN rewrite it), and its identity is
-# its root page: an unchanged (rootpage, sql) pair means unchanged columns.
-_SQLITE_MASTER = "SELECT name, rootpage, sql FROM {master} WHERE type = 'table' ORDER BY name"
-_SQLITE_COLUMNS = """
-SELECT m.name, p.name, p.type, p."notnull", p.dflt_value IS NOT NULL, p.pk, p.hidden
-FROM {master} AS m JOIN pragma_table_xinfo(m.name, ?) AS p
-WHERE m.type = 'table' AND m.sql NOT LIKE 'CREATE VIRTUAL TABLE %'{only}
-ORDER BY m.name, p.cid
-"""
-# Names per query when only some tables are read (SQLite's default limit on parameters is 999).
-_SQLITE_BATCH = 500
-
-
-def _sqlite(
-    connection: Any, schema: str, watched: Callable[[str, str], bool], previous: Snapshot | None
-) -> tuple[dict[str, dict[str, Column]], dict[str, int], dict[str, object]]:
-    master = f"{_quote(schema)}.sqlite_master"
-    # The root page is the table's identity: a batch rebuild (or a DROP and
-    # CREATE) gives the table a new one, ALTER TABLE ... RENAME keeps it.
-    ids: dict[str, int] = {}
-    marks: dict[str, object] = {}
-    known: dict[str, dict[str, Column]] = {}
-    plain: list[str] = []
-    virtual: list[str] = []
-    watched_plain = 0
-    cached = _known(previous)
-    for name, rootpage, sql in _rows(connection, _SQLITE_MASTER.format(master=master)):
-        if sql is None or not watched(name, name):  # (the column query never read a table without sql)
-            continue
-        # SQLite normalises the stored text to start "CREATE VIRTUAL TABLE ".
-        is_virtual = sql[:21].upper() == "CREATE VIRTUAL TABLE "
-        if not is_virtual:  # a virtual table has no b-tree of its own (root page 0)
-            ids[name] = int(rootpage or 0)
-            watched_plain += 1
-        marks[name] = (rootpage, sql)
-        columns = cached.get(marks[name])
-        if columns is not None:
-            known[name] = columns
-        else:
-            (virtual if is_virtual else plain).append(name)
-    read: dict[str, dict[str, Column]] = {}
-    if plain:
-        # Everything (the first snapshot): one query; otherwise only the tables that changed.
-        batches: list[list[str]] = (
-            [[]]
-            if len(plain) == watched_plain
-            else [plain[i : i + _SQLITE_BATCH] for i in range(0, len(plain), _SQLITE_BATCH)]
-        )
-        for batch in batches:
-            only = f" AND m.name IN ({', '.join('?' * len(batch))})" if batch else ""
-            for row in _rows(connection, _SQLITE_COLUMNS.format(master=master, only=only), (schema, *batch)):
-                _sqlite_column(read.setdefault(row[0], {}), row[1:])
-    # A virtual table is read on its own: when its module is not loaded, its
-    # pragma fails, and that must not blind the guard to the other tables.
-    for table in virtual:
-        columns = read.setdefault(table, {})
-        try:
-            infos = _rows(
-                connection,
-                'SELECT name, type, "notnull", dflt_value IS NOT NULL, pk, hidden '
-                "FROM pragma_table_xinfo(?, ?) ORDER BY cid",
-                (table, schema),
-            )
-        except Exception as exc:
-            if "no such module" not in str(exc):
-                raise
-            continue  # its columns cannot be read; it is still watched as a table
-        for info in infos:
-            _sqlite_column(columns, info)
-    # In sqlite_master's order of names, as a full read gives them.
-    tables = {name: known[name] if name in known else read[name] for name in marks if name in known or name in read}
-    return tables, ids, marks
-
-
-def _sqlite_column(columns: dict[str, Column], info: tuple[Any, ...]) -> None:
-    name, declared, notnull, has_default, pk, hidden = info
-    if hidden == 1:  # a virtual table's hidden column (fts5's rank, the table-name column)
-        return
-    columns[name] = Column(
-        name=name,
-        type=str(declared or "").upper(),
-        # A primary-key column cannot take a NULL the application could rely
-        # on (INTEGER PRIMARY KEY fills it in), so re-declaring it NOT NULL,
-        # as a batch rebuild does, takes nothing away.
-        nullable=not notnull and not pk,
-        default_present=bool(has_default),
-        generated=hidden in (2, 3),
-    )
-
-
-# attidentity (PostgreSQL 10) counts as a default; attgenerated exists from 12 on,
-# and a generated column's expression sits in pg_attrdef too (atthasdef).
-# Every schema a migration may touch (issue 25, N4: op.drop_column(..., schema="app")),
-# not only current_schema(); the current schema's tables keep their bare names.
-_PG_COLUMNS = """
-SELECT c.relname, c.oid::bigint, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
-       NOT a.attnotnull, (a.atthasdef AND NOT {generated}) OR {identity}, {generated},
-       a.attnum, a.atttypid::bigint, n.nspname, n.nspname = current_schema()
-FROM pg_catalog.pg_class AS c
-JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-LEFT JOIN pg_catalog.pg_attribute AS a
-       ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-WHERE c.relkind IN ('r', 'p') AND {schema}
-ORDER BY n.nspname, c.relname, a.attnum
-"""
-# The incremental read (issue 27), one round trip: every table with its mark (its
-# oid, and a digest of exactly the pg_attribute values the query above turns into
-# its columns: the count and the sum of 64-bit hashtextextended, PostgreSQL 11),
-# and the columns of only those tables whose mark is not among the previous
-# snapshot's (the three arrays).  length(attname) keeps the name and the type
-# text after it apart.  A table whose mark is known comes as one row with no column.
-_PG_INCREMENTAL = """
-SELECT t.relname, t.oid::bigint, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
-       NOT a.attnotnull, (a.atthasdef AND NOT {generated}) OR {identity}, {generated},
-       a.attnum, a.atttypid::bigint, t.nspname, t.current, t.n, t.s
-FROM (
-    SELECT m.*, known.id IS NOT NULL AS same
-    FROM (
-        SELECT c.relname, c.oid, n.nspname, n.nspname = current_schema() AS current, h.n, h.s
-        FROM pg_catalog.pg_class AS c
-        JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-        CROSS JOIN LATERAL (
-            SELECT count(*) AS n, coalesce(sum(hashtextextended(
-                       a.attnum || ':' || a.attnotnull || ':' || a.atthasdef || ':' || ({identity})::text || ':'
-                       || ({generated})::text || ':' || length(a.attname) || ':' || a.attname
-                       || pg_catalog.format_type(a.atttypid, a.atttypmod) || ':' || a.atttypid, 0)), 0) AS s
-            FROM pg_catalog.pg_attribute AS a
-            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-        ) AS h
-        WHERE c.relkind IN ('r', 'p') AND {schema}
-    ) AS m
-    LEFT JOIN unnest(%s::bigint[], %s::bigint[], %s::numeric[]) AS known (id, n, s)
-           ON known.id = m.oid::bigint AND known.n = m.n AND known.s = m.s
-    OFFSET 0  -- each table's mark is computed once, not once per column row below
-) AS t
-LEFT JOIN LATERAL (
-    SELECT * FROM pg_catalog.pg_attribute AS a
-    WHERE NOT t.same AND a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
-    OFFSET 0  -- an index lookup per changed table, not a scan of all of pg_attribute
-) AS a ON true
-ORDER BY t.nspname, t.relname, a.attnum
-"""
-_PG_USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND left(n.nspname, 3) <> 'pg_'"
-
-
-def _postgresql(
-    connection: Any, schema: str | None, previous: Snapshot | None
-) -> tuple[dict[str, dict[str, Column]], dict[str, int], dict[str, tuple[str | None, str]], dict[str, object]]:
-    version = _pg_server_version(connection)
-    parts = {
-        "identity": "a.attidentity <> ''" if version >= 100000 else "false",
-        "generated": "a.attgenerated <> ''" if version >= 120000 else "false",
-        "schema": _PG_USER_SCHEMAS if schema is None else "n.nspname = %s",
-    }
-    params: tuple[Any, ...] = () if schema is None else (schema,)
-    incremental = version >= 110000  # before 11 (no hashtextextended): read in full, every time
-    cached = _known(previous) if incremental else {}
-    if incremental:
-        known = [mark for mark in cached if isinstance(mark, tuple) and len(mark) == 3]
-        params = (*params, [m[0] for m in known], [m[1] for m in known], [m[2] for m in known])
-    sql = (_PG_INCREMENTAL if incremental else _PG_COLUMNS).format(**parts)
-    tables: dict[str, dict[str, Column]] = {}
-    ids: dict[str, int] = {}
-    locations: dict[str, tuple[str | None, str]] = {}
-    marks: dict[str, object] = {}
-    for table, oid, name, type_, nullable, has_default, generated, attnum, type_id, nspname, current, *mark in _rows(
-        connection, sql, params
-    ):
-        key = table if current or schema is not None else f"{nspname}.{table}"
-        if key not in tables:
-            ids[key] = int(oid)
-            locations[key] = (nspname, table)
-            if incremental:
-                marks[key] = (int(oid), int(mark[0]), mark[1])
-                reused = cached.get(marks[key])
-                tables[key] = reused if reused is not None else {}
-                if reused is not None:  # the server sent no column of it
-                    continue
-            else:
-                tables[key] = {}
-        if name is not None:  # a table with no columns still counts
-            tables[key][name] = Column(
-                name, type_, bool(nullable), bool(has_default), bool(generated), int(attnum), type_id=int(type_id)
-            )
-    return tables, ids, locations, marks
-
-
-def _pg_server_version(connection: Any) -> int:
-    dialect = getattr(connection, "dialect", None)
-    info = getattr(dialect, "server_version_info", None)
-    if info:  # SQLAlchemy: (15, 4) from PostgreSQL 10 on, (9, 6, 24) before
-        major, minor, patch = ((*tuple(int(part) for part in info), 0, 0))[:3]
-        return major * 10000 + (minor if major >= 10 else minor * 100 + patch)
-    raw_version = getattr(connection, "server_version", None)  # psycopg2
-    if raw_version is None:
-        # psycopg 3
-        raw_version = getattr(getattr(connection, "info", None), "server_version", None)
-    if isinstance(raw_version, int):
-        return raw_version
-    return int(_rows(connection, "SELECT current_setting('server_version_num')")[0][0])
-
-
-_MYSQL_COLUMNS = """
-SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE, c.COLUMN_DEFAULT, c.EXTRA,
-  c.CHARACTER_SET_NAME, t.ENGINE, t.TABLE_COLLATION
-FROM information_schema.COLUMNS AS c
-JOIN information_schema.TABLES AS t
-  ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
-WHERE t.TABLE_TYPE = 'BASE TABLE' AND c.TABLE_SCHEMA = {schema}
-ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION
-"""
-
-
-def _mysql(connection: Any, schema: str | None) -> tuple[dict[str, dict[str, Column]], dict[str, tuple[str, str]]]:
-    """MySQL and MariaDB: the columns, and each table's ``(engine, default character set)``."""
-    sql = _MYSQL_COLUMNS.format(schema="DATABASE()" if schema is None else "%s")
-    tables: dict[str, dict[str, Column]] = {}
-    options: dict[str, tuple[str, str]] = {}
-    for table, name, type_, is_nullable, default, extra, charset, engine, collation in _rows(
-        connection, sql, () if schema is None else (schema,)
-    ):
-        options[_text(table)] = (_text(engine or ""), charset_of_collation(_text(collation or "")))
-        extra_text = _text(extra).upper()
-        default_text = None if default is None else _text(default)
-        tables.setdefault(_text(table), {})[_text(name)] = Column(
-            name=_text(name),
-            type=_text(type_).lower(),
-            nullable=_text(is_nullable).upper() == "YES",
-            # MariaDB reports the default of a nullable column as the word NULL.
-            default_present=(default_text is not None and default_text != "NULL") or "AUTO_INCREMENT" in extra_text,
-            # MySQL 8 marks expression defaults DEFAULT_GENERATED; those are defaults.
-            generated="VIRTUAL GENERATED" in extra_text
-            or "STORED GENERATED" in extra_text
-            or "PERSISTENT GENERATED" in extra_text,
-            charset=charset_name(_text(charset)) if charset is not None else None,
-        )
-    return tables, options
 
 
 def charset_of_collation(collation: str) -> str:
@@ -587,14 +353,18 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+#: The engine of a family, memoised: the keys below are computed for every column of every migration.
+_engine = functools.cache(engines.of)
+
+
 def _name_key(family: str, name: str) -> str:
     # SQLite compares identifiers case-insensitively (ASCII only); MySQL does
     # so for column names, and for table names only on some platforms.
-    return name.lower() if family == "sqlite" else name
+    return name.lower() if _engine(family).folds_table_names else name
 
 
 def _column_key(family: str, name: str) -> str:
-    return name.lower() if family in ("sqlite", "mysql") else name
+    return name.lower() if _engine(family).folds_column_names else name
 
 
 # --------------------------------------------------------------------------- judging
@@ -1164,7 +934,7 @@ class EffectGuard:
         if not statements.worth_judging(statement):
             return
         # Read as the server will read it: quoting depends on the session's sql_mode (N8).
-        sql_mode = _text(_rows(connection, "SELECT @@SESSION.sql_mode")[0][0])
+        sql_mode = _text(query_rows(connection, "SELECT @@SESSION.sql_mode")[0][0])
         if statements.only_adds(statement, sql_mode):
             return
         allowed = self.allowed(revision, reviewed)
@@ -1235,7 +1005,7 @@ def _deferred_triggers(connection: Any) -> str:
     By name, not ``ALL``: foreign keys keep their own timing, and the trigger a
     dry run arms in ``pg_temp`` against any commit (:mod:`preview`) stays deferred.
     """
-    rows = _rows(
+    rows = query_rows(
         connection,
         "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.conname) FROM pg_constraint c "
         "JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 't' "
@@ -1277,7 +1047,7 @@ class _CommitWatch:
     def _transaction_id(self) -> object:
         if self.family != "postgresql":
             return None
-        return _rows(self.connection, "SELECT txid_current()")[0][0]
+        return query_rows(self.connection, "SELECT txid_current()")[0][0]
 
     def stop(self) -> None:
         if self._listening:
@@ -1331,7 +1101,7 @@ def _charset_fits(connection: Any, live: Snapshot, predicted: Snapshot, loss: Lo
     if not _same_or_widened("mysql", old.type, new.type) or not re.fullmatch(r"\w+", old.charset + new.charset):
         return False
     column = "`" + loss.column.replace("`", "``") + "`"
-    changed = _rows(
+    changed = query_rows(
         connection,
         f"SELECT COUNT(*) FROM {qualified(live, loss.table)} WHERE {column} IS NOT NULL AND "
         f"BINARY CONVERT(CONVERT({column} USING {new.charset}) USING {old.charset}) "

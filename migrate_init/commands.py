@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import guard, lock, manifest, report, retry, wait
+from . import guard, manifest, report, retry, wait
 from . import lint as lint_module
 from .errors import (
     ConfigError,
@@ -30,7 +30,7 @@ from .errors import (
     VerificationFailed,
     first_line,
 )
-from .probe import connect_mysql, connect_postgresql, describe_missing
+from .probe import describe_missing
 from .run import Loaded, at_target, expected_for, fast_path_taken, revs, standing_of, verified
 from .upgrade import effect_guard, migration_lock
 
@@ -192,23 +192,7 @@ def wait_for_target(cfg: Config, watchdog: Watchdog) -> report.Summary:
 
 
 def _holder(cfg: Config, expected: Any) -> str | None:
-    path = cfg.database.sqlite_path
-    if path is not None:
-        return lock.holder_sqlite(path)
-    if cfg.database.backend == "postgresql":
-        connection = connect_postgresql(cfg.database, 5, None)
-        try:
-            connection.autocommit = True
-            return lock.holder_postgresql(connection, cfg.database.database or "", expected.version_table)
-        finally:
-            connection.close()
-    if cfg.database.backend == "mysql":
-        connection = connect_mysql(cfg.database, 5, None)
-        try:
-            return lock.holder_mysql(connection, cfg.database.database or "", expected.version_table)
-        finally:
-            connection.close()
-    return None
+    return cfg.database.engine.holder(cfg.database, expected.version_table)
 
 
 def check(cfg: Config, watchdog: Watchdog) -> Listing:
@@ -257,7 +241,7 @@ def plan(cfg: Config, watchdog: Watchdog, sql_file: str | None = None) -> Listin
         if not state.pending:
             lines.append("-- Nothing to apply: the database is at its target.")
             return _planned(lines, sql_file)
-        if cfg.database.backend == "mysql":
+        if not cfg.database.engine.transactional_ddl:  # a rehearsal would commit each statement
             return _planned(_plan_without_running(lines, loaded.script, state).lines, sql_file)
         destinations = [cfg.migration_target, "heads"] if state.target_exists else ["heads"]
         effects = effect_guard(cfg, expected.version_table, loaded.script, record=True)
@@ -415,8 +399,8 @@ def _plan_without_running(lines: list[str], script: Any, state: Any) -> Listing:
 
 def _ddl_lock_timeout(cfg: Config) -> Any:
     def prepare(connection: Any) -> None:
-        if connection.dialect.name == "postgresql" and cfg.ddl_lock_timeout > 0:
-            connection.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(cfg.ddl_lock_timeout * 1000))}")
+        if cfg.ddl_lock_timeout > 0:
+            cfg.database.engine.ddl_transaction(connection, cfg.ddl_lock_timeout)
 
     return prepare
 
@@ -529,10 +513,10 @@ def resolve(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
     For an operator who has undone what an interrupted, non-idempotent
     migration left behind (see :mod:`migrate_init.progress`).
     """
-    if cfg.database.backend != "mysql":
+    if cfg.database.engine.transactional_ddl:
         raise ConfigError(
             f"resolve {revision}: only MySQL/MariaDB record interrupted migrations. "
-            f"{cfg.database.backend} rolls an interrupted migration back whole, so there "
+            f"{cfg.database.engine.label} rolls an interrupted migration back whole, so there "
             "is nothing to resolve."
         )
     from . import progress

@@ -578,7 +578,9 @@ _DRIVER_PACKAGES = {
 
 def undone(backend: str, subject: str = "It") -> str:
     """What stays of a migration that failed or was stopped: nothing, except on MySQL/MariaDB."""
-    if backend in ("mysql", "mariadb"):
+    from . import engines
+
+    if engines.known(backend) and not engines.of(backend).transactional_ddl:
         return (
             f"{subject} may be partly applied: MySQL/MariaDB commit each DDL statement at once. It "
             "is recorded as interrupted; the next run runs it again if its module declares "

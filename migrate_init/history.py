@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import time
 
-from . import __version__, report
+from . import __version__, engines, report
 from .errors import EditedRevision
 from .probe import HISTORY_TABLE, REMOVED_CHECKSUM
 
@@ -71,16 +71,11 @@ COLUMNS = (
     "host",
     "detail",
 )
-_ID = {
-    "sqlite": "id INTEGER PRIMARY KEY AUTOINCREMENT",
-    "postgresql": "id BIGSERIAL PRIMARY KEY",
-    "mysql": "id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
-}
 
 
 def create_sql(dialect: str) -> str:
     return (
-        f"CREATE TABLE IF NOT EXISTS {TABLE} ({_ID['mysql' if dialect == 'mariadb' else dialect]}, "
+        f"CREATE TABLE IF NOT EXISTS {TABLE} ({engines.of(dialect).history_id}, "
         "revision VARCHAR(255) NOT NULL, kind VARCHAR(20) NOT NULL, outcome VARCHAR(20) NOT NULL, "
         "started_at VARCHAR(40) NOT NULL, finished_at VARCHAR(40), duration_ms INTEGER, checksum VARCHAR(80), "
         "migrate_init_version VARCHAR(40) NOT NULL, image_revision VARCHAR(255), host VARCHAR(255) NOT NULL, "
@@ -119,7 +114,7 @@ class Recorder:
         """One row, in ``connection``'s transaction (a SQLAlchemy Connection); not committed here."""
         finished = time.time()
         started = finished - (elapsed or 0.0)
-        marker = "?" if connection.dialect.name == "sqlite" else "%s"
+        marker = engines.of_connection(connection).placeholder
         connection.exec_driver_sql(
             f"INSERT INTO {TABLE} (revision, kind, outcome, started_at, finished_at, duration_ms, checksum, "
             f"migrate_init_version, image_revision, host, detail) VALUES ({', '.join([marker] * 11)})",
@@ -230,14 +225,14 @@ def describe_edits(cfg: Config, edited: tuple[str, ...], vanished: tuple[str, ..
 
 def read(reader: Any, snapshot: Any) -> list[dict[str, Any]]:
     """Every row, newest first; [] when ``snapshot`` (the reader's) shows no table.  Read-only."""
-    from .probe import _text
+    from .probe import text_of
 
     if TABLE not in snapshot.columns:
         return []
     rows = reader.rows(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} ORDER BY id DESC")
     return [
         {
-            name: (_text(value) if isinstance(value, bytes | bytearray) else value)
+            name: (text_of(value) if isinstance(value, bytes | bytearray) else value)
             for name, value in zip(COLUMNS, row, strict=True)
         }
         for row in rows

@@ -42,7 +42,9 @@ _CREATE = (
 
 def needed(connection: Connection) -> bool:
     """Whether this database commits DDL statement by statement (so progress is recorded)."""
-    return connection.dialect.name in ("mysql", "mariadb")
+    from . import engines
+
+    return not engines.of_connection(connection).transactional_ddl
 
 
 def begin(connection: Connection, revision: str) -> None:

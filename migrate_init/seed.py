@@ -30,7 +30,7 @@ import runpy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import report
+from . import engines, report
 from .errors import SeedFailed, first_line
 from .probe import SEED_TABLE
 
@@ -63,7 +63,7 @@ def run(engine: Engine, folder: Path, owed: list[str], metadata: Any = None) -> 
         return []
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     # MySQL/MariaDB commit DDL at once: one file, one transaction, one record.
-    units = [[path] for path in seeds] if engine.dialect.name in ("mysql", "mariadb") else [seeds]
+    units = [seeds] if engines.of_connection(engine).transactional_ddl else [[path] for path in seeds]
     done: list[str] = []
     for unit in units:
         with engine.begin() as connection:
@@ -107,7 +107,7 @@ def _run_one(connection: Connection, path: Path, metadata: Any, now: str, done: 
 
 def _record(connection: Connection, name: str, when: str) -> None:
     dbapi: Any = connection.connection.driver_connection
-    marker = "?" if connection.dialect.name == "sqlite" else "%s"
+    marker = engines.of_connection(connection).placeholder
     cursor = dbapi.cursor()
     try:
         cursor.execute(f"INSERT INTO {TABLE} (name, seeded_at) VALUES ({marker}, {marker})", (name, when))
@@ -116,50 +116,5 @@ def _record(connection: Connection, name: str, when: str) -> None:
 
 
 def _run_sql(connection: Connection, script: str) -> None:
-    dbapi: Any = connection.connection.driver_connection
-    if connection.dialect.name == "sqlite":
-        # executescript would COMMIT first; run statement by statement inside our transaction.
-        import sqlite3
-
-        buffer = ""
-        for line in script.splitlines(keepends=True):
-            buffer += line
-            if sqlite3.complete_statement(buffer):
-                dbapi.execute(buffer)
-                buffer = ""
-        if buffer.strip():
-            dbapi.execute(buffer)
-        return
-    # The driver's own cursor with no parameters: nothing interpolates a '%'.
-    cursor = dbapi.cursor()
-    try:
-        if connection.dialect.name in ("mysql", "mariadb"):
-            _run_mysql(cursor, script)
-        else:
-            cursor.execute(script)  # psycopg2 sends several statements in one string
-    finally:
-        cursor.close()
-
-
-def _run_mysql(cursor: Any, script: str) -> None:
-    """MySQL/MariaDB take one statement per call (issue 25, N30): the script is cut as the mysql client does.
-
-    Quoting follows the session's ``sql_mode``, read again after a statement
-    that may change it, and ``DELIMITER`` lines work as in the client.
-    """
-    from .statements import scan
-
-    def sql_mode() -> str:
-        cursor.execute("SELECT @@SESSION.sql_mode")
-        value = cursor.fetchone()[0]
-        return value.decode() if isinstance(value, bytes) else str(value)
-
-    position, delimiter, mode = 0, ";", sql_mode()
-    while True:
-        found = next(scan(script, mode, client=True, start=position, delimiter=delimiter), None)
-        if found is None:
-            return
-        statement, position, delimiter = found
-        cursor.execute(statement)
-        if "sql_mode" in statement.lower():
-            mode = sql_mode()
+    """The statements of one seed file, in ``connection``'s transaction, as the engine's own client would."""
+    engines.of_connection(connection).run_script(connection.connection.driver_connection, script)

@@ -15,7 +15,7 @@ import contextlib
 import os
 import time
 
-from . import lock, report, wait
+from . import report, wait
 from .errors import (
     AccessDenied,
     ConfigError,
@@ -115,45 +115,32 @@ def migration_lock(
     the work meanwhile) yields False without the lock: waiters then need
     not take the lock one after the other just to find nothing to do.
     ``reader``: on PostgreSQL and MySQL the lock is taken in the reader's
-    session, not in one of its own (see :func:`lock.postgresql_lock`).
+    session, not in one of its own (see :mod:`engines.postgresql`).
     """
     database = cfg.database
 
     def waiting(sentence: str) -> None:
         report.event("lock_waiting", sentence)
 
-    held: lock.MigrationLock
-    if database.sqlite_path is not None:
-        held = lock.sqlite_lock(
-            database.sqlite_path,
-            timeout=cfg.lock_timeout,
-            allow_network_fs=cfg.sqlite_allow_network_fs,
-            checkpoint=watchdog.checkpoint,
-            on_wait=waiting,
-        )
-    elif database.backend in ("postgresql", "mysql"):
-        from . import probe
-
-        # In the reader's session when there is one (tracked by the watchdog since the wait).
-        shared = reader is not None and reader.backend == database.backend
-        if shared:
-            connection = reader.connection if reader is not None else None
-        else:
-            connect = probe.connect_postgresql if database.backend == "postgresql" else probe.connect_mysql
-            connection = connect(database, min(cfg.db_wait_timeout, 10), watchdog.checkpoint)
-            watchdog.track(connection)
-        make = lock.postgresql_lock if database.backend == "postgresql" else lock.mysql_lock
-        held = make(
-            connection,
-            database.database or "",
-            version_table=expected.version_table,
-            timeout=cfg.lock_timeout,
-            checkpoint=watchdog.checkpoint,
-            on_wait=waiting,
-            shared=shared,
-        )
-    else:
-        raise ConfigError(f"DATABASE_URL={database.safe}: no migration lock for '{database.backend}'.")
+    engine = database.engine
+    connection = None
+    # On a server, in the reader's session when there is one (tracked by the watchdog since the wait).
+    shared = not engine.file_based and reader is not None and reader.backend == engine.name
+    if shared:
+        connection = reader.connection if reader is not None else None
+    elif not engine.file_based:
+        connection = engine.connect(database, min(cfg.db_wait_timeout, 10), watchdog.checkpoint)
+        watchdog.track(connection)
+    held = engine.lock(
+        database,
+        connection=connection,
+        version_table=expected.version_table,
+        timeout=cfg.lock_timeout,
+        checkpoint=watchdog.checkpoint,
+        on_wait=waiting,
+        shared=shared,
+        allow_network_fs=cfg.sqlite_allow_network_fs,
+    )
     try:
         watchdog.limit_phase(cfg.lock_timeout, "LOCK_TIMEOUT")  # for the heartbeat while it waits
         if not held.acquire(until):
@@ -279,7 +266,7 @@ def _migrate(
                 watchdog.set_interruptible(False)
         except MigrationFailed as exc:
             watchdog.checkpoint()  # a cancelled statement is the stop, not a failed migration
-            if cfg.database.backend != "sqlite" and classify(exc) == "unreachable":
+            if not cfg.database.engine.file_based and classify(exc) == "unreachable":
                 summary.failed_revision = exc.revision
                 raise _connection_lost(exc, cfg.database.backend) from exc
             failure = exc
@@ -508,14 +495,8 @@ def _upgrade(
     delays = retry.Backoff(initial=0.5, maximum=5.0).delays()
     retries = 0
     with engine.connect() as connection:
-        if connection.dialect.name == "postgresql" and cfg.ddl_lock_timeout > 0:
-            # A queued ALTER would block every reader of the table behind it; give up quickly and retry.
-            connection.exec_driver_sql(f"SET lock_timeout = {max(1, int(cfg.ddl_lock_timeout * 1000))}")
-            connection.commit()
-        elif connection.dialect.name in ("mysql", "mariadb") and cfg.ddl_lock_timeout > 0:
-            # The same for MySQL's metadata locks (whole seconds; error 1205 when it runs out).
-            connection.exec_driver_sql(f"SET SESSION lock_wait_timeout = {max(1, round(cfg.ddl_lock_timeout))}")
-            connection.commit()
+        if cfg.ddl_lock_timeout > 0:
+            cfg.database.engine.ddl_session(connection, cfg.ddl_lock_timeout)
         for destination in destinations:
             while True:
                 if connection.in_transaction():
@@ -647,7 +628,7 @@ def _failed(
             how = (
                 f"through DDL_LOCK_RETRIES={cfg.ddl_lock_retries} retries of DDL_LOCK_TIMEOUT={cfg.ddl_lock_timeout:g}s"
             )
-        where = "SHOW PROCESSLIST" if cfg.database.backend == "mysql" else "pg_stat_activity"
+        where = cfg.database.engine.activity_view
         raise MigrationFailed(
             f"{failure} Another transaction kept its lock on the table {how}; the fallback was not tried, "
             f"since it cannot apply this change. End the long transaction (see {where}) or raise "
@@ -806,7 +787,7 @@ def _history(cfg: Config, engine: Any, loaded: Loaded, current: tuple[str, ...])
 
 def _left(cfg: Config) -> str:
     """What a failed migration left: nothing where DDL is transactional, maybe part of it on MySQL/MariaDB."""
-    return "partial" if cfg.database.backend == "mysql" else "rolled_back"
+    return "rolled_back" if cfg.database.engine.transactional_ddl else "partial"
 
 
 def allowed_revisions_known(cfg: Config, script: Any) -> None:
@@ -849,8 +830,6 @@ class QuickCheck:
     def __init__(self, cfg: Config, watchdog: Watchdog) -> None:
         import threading
 
-        from .probe import SqliteReader
-
         self.path = cfg.database.sqlite_path
         self._outcome: list[Any] = []
         self._connection: Any = None
@@ -859,7 +838,9 @@ class QuickCheck:
             self._connection = connection
             watchdog.track(connection)
 
-        self._reader = SqliteReader(cfg.database, read_only=True, checkpoint=None, track=track)
+        self._reader = cfg.database.engine.reader(
+            cfg.database, read_only=True, connect_timeout=10, statement_timeout=30, checkpoint=None, track=track
+        )
         self._watchdog = watchdog
         self._thread = threading.Thread(target=self._run, name="quick_check", daemon=True)
         self._thread.start()

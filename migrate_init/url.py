@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import re
     from typing import Any
 
+    from .engines import Engine
+
 #: SQLAlchemy's URL grammar, read by the scanners below without ``re`` (which imports ``enum``:
 #: about 3 ms of a run with nothing to do, issue 14).  tests/unit/test_url_grammar.py holds the
 #: scanners to these patterns on generated text.
@@ -268,6 +270,14 @@ class Url:
     def is_memory(self) -> bool:
         """Whether this names an in-memory SQLite database (which :func:`parse` refuses)."""
         return self._is_memory
+
+    @property
+    def engine(self) -> Engine:
+        """The engine this URL names (:mod:`migrate_init.engines`); a scheme migrate-init does not serve
+        is :class:`ConfigError`."""
+        from . import engines
+
+        return engines.of(self.backend)
 
     @property
     def safe(self) -> str:

@@ -20,7 +20,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import Snapshot, _quote, _rows
+from .catalog import Snapshot, _quote, query_rows
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def _table(connection: Any, snapshot: Snapshot, table: str, columns: dict[str, b
     family = snapshot.dialect
     name = qualified(snapshot, table)
     counts = [f"COUNT({_q(family, c)})" for c in columns]
-    row = _rows(connection, f"SELECT {', '.join(['COUNT(*)', *counts])} FROM {name}")[0]
+    row = query_rows(connection, f"SELECT {', '.join(['COUNT(*)', *counts])} FROM {name}")[0]
     rows = int(row[0])
     found: dict[str, tuple[int, str | None]] = {c: (int(n), None) for c, n in zip(columns, row[1:], strict=True)}
     for column, digest in columns.items():
@@ -69,10 +69,10 @@ def _digest(connection: Any, family: str, table: str, column: str) -> str:
             f"SELECT md5(string_agg({column}::text, chr(31) ORDER BY {column}::text)) "
             f"FROM {table} WHERE {column} IS NOT NULL"
         )
-        return str(_rows(connection, sql)[0][0])
+        return str(query_rows(connection, sql)[0][0])
     # A BLOB as hex: its bytes need not be UTF-8 text.
     text = f"CASE WHEN typeof({column}) = 'blob' THEN hex({column}) ELSE CAST({column} AS TEXT) END"
-    values = sorted(str(v) for (v,) in _rows(connection, f"SELECT {text} FROM {table} WHERE {column} IS NOT NULL"))
+    values = sorted(str(v) for (v,) in query_rows(connection, f"SELECT {text} FROM {table} WHERE {column} IS NOT NULL"))
     digest = hashlib.blake2b(digest_size=16)
     for value in values:
         digest.update(value.encode("utf-8", "surrogatepass") + b"\x1f")

@@ -23,7 +23,7 @@ from .errors import (
     classify,
     first_line,
 )
-from .probe import Reader, SqliteReader, open_reader
+from .probe import Reader, open_reader
 
 TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
 if TYPE_CHECKING:
@@ -91,13 +91,11 @@ def connect(
                 checkpoint=watchdog.checkpoint,
                 track=watchdog.track,
             )
-            if isinstance(reader, SqliteReader):
-                reader.busy_timeout = left  # a file locked by another process is waited for here, not longer
+            reader.busy_timeout = left  # a file locked by another process is waited for here, not longer
             # Reading the catalog parses the schema: a damaged SQLite file is
             # found here, before anything is locked or written.
             reader.answered("alembic_version", reader.snapshot("alembic_version"))
-            if isinstance(reader, SqliteReader):
-                reader.busy_timeout = timeout  # each later read waits for a writer at most DB_WAIT_TIMEOUT
+            reader.busy_timeout = timeout  # each later read waits for a writer at most DB_WAIT_TIMEOUT
         except DatabaseMissing as exc:
             if not missing_is_transient:
                 raise
@@ -107,6 +105,8 @@ def connect(
             return None
         except (ConfigError, AccessDenied, DatabaseUnreachable):
             raise
+        except ImportError:
+            raise  # this installation's fault, not the database's: waiting would not help
         except Exception as exc:
             if reader is not None:
                 reader.close()
@@ -167,13 +167,13 @@ def _advice(database: Url, kind: str, reason: str) -> str:
             "create it, or fix the database name in DATABASE_URL."
         )
     if kind in ("lock_not_available", "query_canceled"):
-        where = "SHOW PROCESSLIST" if database.backend == "mysql" else "pg_stat_activity"
+        where = database.engine.activity_view
         return (
             "The server answers, but reading where the database stands waited on a lock another "
             f"session holds (LOCK TABLES or LOCK TABLE, a long ALTER): find it ({where}), or raise "
             "DB_WAIT_TIMEOUT."
         )
-    if database.backend == "sqlite":
+    if database.engine.file_based:
         return f"Check the SQLite file {database.sqlite_path} and its volume, or raise DB_WAIT_TIMEOUT."
     return "Check the host, port and database name in DATABASE_URL, or raise DB_WAIT_TIMEOUT."
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from migrate_init.lock import mysql_lock_name
+from migrate_init.engines.mysql import mysql_lock_name
 from tests.support.chains import REVISIONS, build_chain, marker_says
 from tests.support.dbstate import (
     assert_at_head,

@@ -33,7 +33,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from migrate_init import lock, wait
+from migrate_init import wait
+from migrate_init.engines import sqlite as engines_sqlite
 from tests.support import mounts
 from tests.support.chains import TARGET, build_chain, marker_says
 from tests.support.dbstate import (
@@ -579,7 +580,7 @@ def test_a_lock_file_left_by_another_uid_still_serves_through_a_read_only_descri
     nobody = (UNPRIVILEGED, UNPRIVILEGED)
     os.chown(folder, *nobody)
     os.chown(db, *nobody)
-    named = Path(lock.lock_path(db))
+    named = Path(engines_sqlite.lock_path(db))
     named.chmod(0o644)  # root's, and not writable by UID 65534
     assert named.stat().st_uid == 0
     for leftover in folder.glob("backups"):
@@ -620,7 +621,7 @@ def test_full_disk_for_the_lock_file_exits_1_naming_it(tmp_path):
         db = volume / "webui.db"
         url = f"sqlite:///{db}"
         upgrade_to(url, "70c7b727736e", tmp_path)
-        Path(lock.lock_path(db)).unlink()
+        Path(engines_sqlite.lock_path(db)).unlink()
         digest = file_hash(db)
         mounts.fill_disk(volume)
 
@@ -628,7 +629,7 @@ def test_full_disk_for_the_lock_file_exits_1_naming_it(tmp_path):
 
         assert runner.proc.returncode == 1, runner.out
         summary = runner.out.splitlines()[-1]
-        assert str(lock.lock_path(db)) in summary and "is full" in summary, summary
+        assert str(engines_sqlite.lock_path(db)) in summary and "is full" in summary, summary
         assert "Traceback" not in runner.out
         assert file_hash(db) == digest
 
@@ -648,7 +649,7 @@ def test_corrupt_sqlite_file_is_named_and_left_untouched(damage, tmp_path):
         db.write_bytes(bytes(data))
     digest = file_hash(db)
     # Besides the database: the lock file and the manifest cache of the run that made it, if any.
-    before = sorted(p.name for p in db.parent.iterdir() if p.name != Path(lock.lock_path(db)).name)
+    before = sorted(p.name for p in db.parent.iterdir() if p.name != Path(engines_sqlite.lock_path(db)).name)
 
     runner = run(url, tmp_path)
 
@@ -658,7 +659,7 @@ def test_corrupt_sqlite_file_is_named_and_left_untouched(damage, tmp_path):
     assert "Traceback" not in runner.out
     assert file_hash(db) == digest
     assert "webui.db" in before
-    assert sorted(p.name for p in db.parent.iterdir() if p.name != Path(lock.lock_path(db)).name) == before
+    assert sorted(p.name for p in db.parent.iterdir() if p.name != Path(engines_sqlite.lock_path(db)).name) == before
 
 
 # --- network filesystems -----------------------------------------------------------

@@ -6,7 +6,7 @@ contends from this process.  Killed holders are SIGKILLed: no Python code of
 theirs runs, so what frees the lock is the kernel (flock) or the server
 (the session ends).
 
-MySQL's lock (lock.mysql_lock) is not exercised: no MySQL server here.
+MySQL's lock (engines.mysql.mysql_lock) is not exercised: no MySQL server here.
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from migrate_init import lock, wait  # noqa: E402
+from migrate_init import wait  # noqa: E402
+from migrate_init.engines import mysql as engines_mysql  # noqa: E402
+from migrate_init.engines import postgresql as engines_postgresql  # noqa: E402
+from migrate_init.engines import sqlite as engines_sqlite  # noqa: E402
 from migrate_init.errors import AccessDenied, DatabaseUnreachable, LockTimeout, MigrateInitError  # noqa: E402
 from migrate_init.lock import MigrationLock  # noqa: E402
 
@@ -45,18 +48,18 @@ HOLDER_APP = "lock-test-holder"
 _HOLDER = r"""
 import os, sys, time
 sys.path.insert(0, os.environ["LOCK_TEST_REPO"])
-from migrate_init import lock
+from migrate_init.engines import postgresql as engines_postgresql, sqlite as engines_sqlite
 kind, target = sys.argv[1], sys.argv[2]
 try:
     if kind == "sqlite":
-        held = lock.sqlite_lock(target, timeout=30)
+        held = engines_sqlite.sqlite_lock(target, timeout=30)
         who = os.getpid()
     else:
         import psycopg2
         connection = psycopg2.connect(os.environ["LOCK_TEST_DSN"], application_name=sys.argv[3])
         connection.autocommit = True
         who = connection.get_backend_pid()
-        held = lock.postgresql_lock(connection, target, timeout=30)
+        held = engines_postgresql.postgresql_lock(connection, target, timeout=30)
     held.acquire()
 except Exception as exc:
     print("error", type(exc).__name__, exc, flush=True)
@@ -144,12 +147,12 @@ class SqliteBackend:
     def new_lock(
         self, timeout: float, checkpoint: Callable[[], None] | None = None, on_wait: Callable[[str], None] | None = None
     ) -> MigrationLock:
-        return lock.sqlite_lock(
+        return engines_sqlite.sqlite_lock(
             self.database, timeout=timeout, allow_network_fs=False, checkpoint=checkpoint, on_wait=on_wait
         )
 
     def holder(self) -> str | None:
-        return lock.holder_sqlite(self.database)
+        return engines_sqlite.holder_sqlite(self.database)
 
     def start_holder(self) -> Holder:
         proc, line = _start([sys.executable, "-c", _HOLDER, "sqlite", self.database], _child_env(), self.processes)
@@ -158,7 +161,7 @@ class SqliteBackend:
 
     def names(self, holder: Holder) -> list[str]:
         """Words that name the lock and that holder."""
-        return [lock.lock_path(self.database), f"PID {holder.who}", socket.gethostname()]
+        return [engines_sqlite.lock_path(self.database), f"PID {holder.who}", socket.gethostname()]
 
     def me(self, held: MigrationLock) -> list[str]:
         return [f"PID {os.getpid()}", socket.gethostname()]
@@ -175,7 +178,7 @@ class PostgresqlBackend:
             host=u.host, port=u.port, user=u.username, password=u.password, dbname=u.database, connect_timeout=10
         )
         self.processes = processes
-        self.key = lock.advisory_key(self.database, "alembic_version")
+        self.key = engines_postgresql.advisory_key(self.database, "alembic_version")
         self._connections: list[psycopg2.extensions.connection] = []
 
     def connect(self, application_name: str = "lock-test") -> psycopg2.extensions.connection:
@@ -192,7 +195,7 @@ class PostgresqlBackend:
     def new_lock(
         self, timeout: float, checkpoint: Callable[[], None] | None = None, on_wait: Callable[[str], None] | None = None
     ) -> MigrationLock:
-        return lock.postgresql_lock(
+        return engines_postgresql.postgresql_lock(
             self.connect(),
             self.database,
             version_table="alembic_version",
@@ -204,7 +207,7 @@ class PostgresqlBackend:
     def holder(self) -> str | None:
         connection = self.connect("lock-test-observer")
         try:
-            return lock.holder_postgresql(connection, self.database, "alembic_version")
+            return engines_postgresql.holder_postgresql(connection, self.database, "alembic_version")
         finally:
             connection.close()
 
@@ -356,11 +359,11 @@ def test_a_free_lock_is_taken_even_with_a_zero_timeout(backend: Backend) -> None
 
 def test_sqlite_lock_file_is_group_writable_and_records_the_holder_until_released(tmp_path: Path) -> None:
     database = tmp_path / "webui.db"
-    path = lock.lock_path(database)
+    path = engines_sqlite.lock_path(database)
     assert path == f"{database}.migrate.lock"
     previous = os.umask(0o022)
     try:
-        held = lock.sqlite_lock(str(database), timeout=1)
+        held = engines_sqlite.sqlite_lock(str(database), timeout=1)
         with held:
             info = os.stat(path)
             record = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -381,7 +384,7 @@ def test_sqlite_lock_file_is_group_writable_and_records_the_holder_until_release
 def test_sqlite_lock_in_a_missing_folder_says_so_and_creates_nothing(tmp_path: Path) -> None:
     database = tmp_path / "missing" / "webui.db"
     with pytest.raises(MigrateInitError) as raised:
-        lock.sqlite_lock(str(database), timeout=1).acquire()
+        engines_sqlite.sqlite_lock(str(database), timeout=1).acquire()
     assert str(tmp_path / "missing") in str(raised.value)
     assert "Nothing was changed" in str(raised.value)
     assert not (tmp_path / "missing").exists()
@@ -422,7 +425,7 @@ def _python_for_nobody() -> str:
                 [
                     candidate,
                     "-c",
-                    "import os, sys; sys.path.insert(0, os.environ['LOCK_TEST_REPO']); import migrate_init.lock",
+                    "import os, sys; sys.path.insert(0, os.environ['LOCK_TEST_REPO']); import migrate_init.engines.sqlite",
                 ],
                 env=_child_env(),
                 preexec_fn=_as_nobody,
@@ -453,8 +456,8 @@ def test_lock_file_left_by_another_uid_read_only_is_still_locked_through_a_read_
 ) -> None:
     _require_root("running a lock holder as another UID")
     database = str(shared_folder / "webui.db")
-    path = lock.lock_path(database)
-    with lock.sqlite_lock(database, timeout=1):  # root's run leaves the file behind
+    path = engines_sqlite.lock_path(database)
+    with engines_sqlite.sqlite_lock(database, timeout=1):  # root's run leaves the file behind
         pass
     os.chmod(path, 0o444)
     before = os.stat(path)
@@ -467,16 +470,16 @@ def test_lock_file_left_by_another_uid_read_only_is_still_locked_through_a_read_
 
     # The read-only flock excludes everyone else; its holder could not record a name.
     with pytest.raises(LockTimeout) as raised:
-        lock.sqlite_lock(database, timeout=0.3).acquire()
+        engines_sqlite.sqlite_lock(database, timeout=0.3).acquire()
     assert "has not recorded its name" in str(raised.value), raised.value
-    assert lock.holder_sqlite(database) is not None
+    assert engines_sqlite.holder_sqlite(database) is not None
     after = os.stat(path)
     assert (after.st_uid, after.st_mode, after.st_size) == (0, before.st_mode, before.st_size)  # untouched
 
     proc.kill()
     proc.wait(10)
     assert pid == proc.pid
-    with lock.sqlite_lock(database, timeout=0) as taken:
+    with engines_sqlite.sqlite_lock(database, timeout=0) as taken:
         assert taken.held
 
 
@@ -485,8 +488,8 @@ def test_lock_file_another_uid_cannot_even_read_is_access_denied_naming_uid_owne
 ) -> None:
     _require_root("running a lock holder as another UID")
     database = str(shared_folder / "webui.db")
-    path = lock.lock_path(database)
-    with lock.sqlite_lock(database, timeout=1):
+    path = engines_sqlite.lock_path(database)
+    with engines_sqlite.sqlite_lock(database, timeout=1):
         pass
     os.chmod(path, 0o600)
 
@@ -506,8 +509,10 @@ def test_lock_file_another_uid_cannot_even_read_is_access_denied_naming_uid_owne
 def test_advisory_key_keeps_the_recipe_of_earlier_releases() -> None:
     """An old replica and a new one must take the same key during a rolling update."""
     digest = hashlib.sha256(b"migrate-init:webui:alembic_version").digest()
-    assert lock.advisory_key("webui", "alembic_version") == int.from_bytes(digest[:8], "big", signed=True)
-    assert lock.advisory_key("webui", "alembic_version") == 3139527983616900291  # what the previous release computed
+    assert engines_postgresql.advisory_key("webui", "alembic_version") == int.from_bytes(digest[:8], "big", signed=True)
+    assert (
+        engines_postgresql.advisory_key("webui", "alembic_version") == 3139527983616900291
+    )  # what the previous release computed
 
 
 def test_postgresql_lock_excludes_a_session_holding_the_key_the_old_way(pg_url: str) -> None:
@@ -536,7 +541,7 @@ def test_postgresql_lock_connection_has_a_short_statement_timeout_and_closes_on_
     try:
         connection = backend.connect()
         connection.autocommit = False  # the lock puts it in autocommit itself
-        held = lock.postgresql_lock(connection, backend.database, timeout=5)
+        held = engines_postgresql.postgresql_lock(connection, backend.database, timeout=5)
         with held:
             assert connection.autocommit
             with connection.cursor() as cursor:
@@ -562,7 +567,7 @@ def test_a_lock_connection_lost_while_waiting_is_database_unreachable(pg_url: st
             with admin.cursor() as cursor:
                 cursor.execute("SELECT pg_terminate_backend(%s)", (connection.get_backend_pid(),))
 
-        waiting = lock.postgresql_lock(connection, backend.database, timeout=30, on_wait=terminate)
+        waiting = engines_postgresql.postgresql_lock(connection, backend.database, timeout=30, on_wait=terminate)
         started = time.monotonic()
         with pytest.raises(DatabaseUnreachable) as raised:
             waiting.acquire()
@@ -584,7 +589,7 @@ def test_holder_postgresql_leaves_a_transactional_connection_as_it_found_it(pg_u
     try:
         observer = psycopg2.connect(backend.dsn)
         try:
-            assert lock.holder_postgresql(observer, backend.database) is None
+            assert engines_postgresql.holder_postgresql(observer, backend.database) is None
             status = observer.get_transaction_status()
             assert status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
         finally:
@@ -597,8 +602,10 @@ def test_holder_postgresql_leaves_a_transactional_connection_as_it_found_it(pg_u
 
 
 def test_mysql_lock_name_fits_mysqls_64_characters_and_depends_on_database_and_table() -> None:
-    long_name = lock.mysql_lock_name("d" * 64, "t" * 64)
+    long_name = engines_mysql.mysql_lock_name("d" * 64, "t" * 64)
     assert len(long_name) <= 64
-    assert lock.mysql_lock_name("a", "alembic_version") != lock.mysql_lock_name("b", "alembic_version")
-    assert lock.mysql_lock_name("a", "alembic_version") != lock.mysql_lock_name("a", "other_version")
-    assert lock.mysql_lock_name("a", "v") == lock.mysql_lock_name("a", "v")
+    assert engines_mysql.mysql_lock_name("a", "alembic_version") != engines_mysql.mysql_lock_name(
+        "b", "alembic_version"
+    )
+    assert engines_mysql.mysql_lock_name("a", "alembic_version") != engines_mysql.mysql_lock_name("a", "other_version")
+    assert engines_mysql.mysql_lock_name("a", "v") == engines_mysql.mysql_lock_name("a", "v")

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from migrate_init.lock import mysql_lock_name
+from migrate_init.engines.mysql import mysql_lock_name
 from tests.support import FIXTURES
 from tests.support.myserver import connect, execute
 from tests.support.process import Result, Runner, operator_env, run_migrate, summary_line, wait_until

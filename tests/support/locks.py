@@ -20,7 +20,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from migrate_init.lock import advisory_key, lock_path, mysql_lock_name
+from migrate_init.engines.mysql import mysql_lock_name
+from migrate_init.engines.postgresql import advisory_key
+from migrate_init.engines.sqlite import lock_path
 
 from . import REPO
 from .dbstate import database_name, pg_query
@@ -104,7 +106,7 @@ def pg_lock_held(url: str, application_name: str = "robust-lock-holder"):
 _SQLITE_HOLDER = f"""
 import fcntl, json, os, socket, sys, time
 from pathlib import Path
-from migrate_init.lock import lock_path
+from migrate_init.engines.sqlite import lock_path
 path = Path(lock_path(Path(sys.argv[1])))
 path.parent.mkdir(parents=True, exist_ok=True)
 handle = open(path, "a+", encoding="utf-8")

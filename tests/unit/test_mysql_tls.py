@@ -12,7 +12,7 @@ import ssl
 
 import pymysql
 
-from migrate_init.probe import mysql_connection_class
+from migrate_init.engines.mysql import mysql_connection_class
 
 
 def _contexts(sslp):
