@@ -6,28 +6,12 @@ and the full path never disagree about who is first.  It is taken with the
 bare driver (stdlib ``fcntl``, psycopg2, pymysql), never SQLAlchemy, because
 the no-op fast path must not pay for that import.
 
-SQLite: ``flock`` on a lock file beside the database, on the shared volume.
-The kernel drops it when the holder's process dies.  The file records who
-holds it, so a waiter that gives up can say.  Locks on network filesystems
-cannot be trusted, so those are refused unless SQLITE_ALLOW_NETWORK_FS=true.
-
-PostgreSQL: a transaction-level advisory lock, taken by polling
-``pg_try_advisory_xact_lock`` in a transaction that stays open for as long
-as the lock is held; release is ROLLBACK.  Not a session lock: behind
-PgBouncer in transaction pooling, the next transaction of a session may run
-on another server connection, where a session lock taken in the previous one
-is not held (issue 23).  An open transaction keeps its server connection,
-whatever the pooler; when the client dies the transaction ends and the lock
-with it (PgBouncer closes a server connection whose client left mid-
-transaction).  Each poll that fails ends its transaction at once, so a
-waiter holds no server connection between polls.  A blocked
-``pg_advisory_xact_lock`` waiter would sit in the lock queue and make the
-holder's ``CREATE INDEX CONCURRENTLY`` wait for it.  Nothing in that session
-may end the transaction: the reader's reads under the lock run in savepoints
-(:class:`probe.PostgresqlReader`).
-
-MySQL: ``GET_LOCK(name, 0)``, polled the same way on a connection of its
-own; it too dies with the session.
+Each engine's lock lives in its module (:mod:`migrate_init.engines`): SQLite's
+``flock`` on a file beside the database, PostgreSQL's transaction-level
+advisory lock (PgBouncer-safe), MySQL's ``GET_LOCK``.  All three die with
+their holder's process or session.  This module is what they share: the
+protocol (:class:`MigrationLock`: wait, time out naming the holder, release)
+and its pacing.
 
 Every wait is :func:`migrate_init.retry.poll`, bounded by LOCK_TIMEOUT, and
 honours the caller's checkpoint (SIGTERM, MIGRATION_TIMEOUT) within a
@@ -36,7 +20,6 @@ quarter of a second.  Imported on the fast path: cheap stdlib only at the top.
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 from . import retry
@@ -172,8 +155,10 @@ class MigrationLock:
             pass
         finally:
             self._held = False
-            with contextlib.suppress(Exception):
+            try:
                 self._close()
+            except Exception:  # nothing more to release: the session or descriptor is gone
+                pass
 
     def _timed_out(self) -> LockTimeout:
         return LockTimeout(

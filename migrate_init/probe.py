@@ -5,6 +5,9 @@ module: the no-op fast path, the full path's first check and its check once
 the lock is held, the verification after an upgrade, ``wait``, ``status``,
 ``current`` and ``verify``.  So they cannot give different answers (issue
 10).  It imports no SQLAlchemy: stdlib ``sqlite3``, ``psycopg2`` or ``pymysql``.
+This module holds the protocol (:class:`Reader`, :class:`Snapshot`) and what
+the engines' readers share; each engine's reader lives in its module
+(:mod:`migrate_init.engines`).
 
 Read-only means opened read-only: SQLite through ``mode=ro`` (nothing is
 created, and it works on a read-only mount), PostgreSQL and MySQL in ``READ ONLY``

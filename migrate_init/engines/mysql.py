@@ -315,7 +315,7 @@ def mysql_lock(
     """``GET_LOCK(mysql_lock_name(...), 0)`` polled on ``connection`` (pymysql, dedicated to it).
 
     ``release()`` runs ``RELEASE_LOCK`` and closes the connection.  ``shared``: the
-    connection is the run's reader (:class:`probe.MysqlReader`, autocommit, its own
+    connection is the run's reader (:class:`MysqlReader`, autocommit, its own
     statement bounds), as for :func:`postgresql_lock`; ``release()`` then runs
     ``RELEASE_ALL_LOCKS()`` and leaves it open.
     """

@@ -77,7 +77,7 @@ class PostgresqlReader(Reader):
 
         A transaction of its own (REPEATABLE READ READ ONLY), or, while the
         migration lock is held in this session, a savepoint of the lock's
-        transaction (:func:`lock.postgresql_lock`): a ROLLBACK there would
+        transaction (:func:`postgresql_lock`): a ROLLBACK there would
         release the lock.  Rolling the savepoint back releases the table locks
         the read took, so a migration is never held up by them.  One round trip
         with the statements before it: psycopg2 returns the last statement's rows.
@@ -257,7 +257,7 @@ def postgresql_lock(
     ``release()`` rolls the lock's transaction back and closes it.
     ``database`` is the database's name, as in the URL.
 
-    ``shared``: the connection is the run's reader (:class:`probe.PostgresqlReader`,
+    ``shared``: the connection is the run's reader (:class:`PostgresqlReader`,
     autocommit), used between its reads: one session per runner instead of two
     (issue 14: 16 runners start at once; behind PgBouncer in session pooling,
     a second one each would exhaust the default pool of 20).  While the lock is
