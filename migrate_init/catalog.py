@@ -416,7 +416,7 @@ def losses(before: Snapshot, after: Snapshot) -> list[Loss]:
             and new_name in after.table_ids
             and before.table_ids[table] != after.table_ids[new_name]
         )
-        if recreated and family == "sqlite" and new_name is not None:
+        if recreated and _engine(family).alters_by_rebuild and new_name is not None:
             # A rebuild (batch mode, or SQLite's own ALTER TABLE ... DROP COLUMN): the same
             # table in a new b-tree.  Each column that stayed is judged by its values.
             column_found = _column_losses(family, table, old_columns, after.tables[new_name])
@@ -550,7 +550,7 @@ def _moved(family: str, old: dict[str, Column], new: dict[str, Column]) -> set[s
     seen (a documented limit; a batch rebuild is seen through the table's
     root page).
     """
-    if family != "sqlite":
+    if not _engine(family).order_tells_rebuilds:
         return set()
     kept = {_column_key(family, name) for name in new}
     was = [k for k in (_column_key(family, name) for name in old) if k in kept]
@@ -558,64 +558,13 @@ def _moved(family: str, old: dict[str, Column], new: dict[str, Column]) -> set[s
     return {a for a, b in zip(was, now, strict=True) if a != b}
 
 
-# SQLAlchemy's reading of SQLite declared types (sqlalchemy/dialects/sqlite/base.py,
-# ischema_names and _resolve_type_affinity), which is also what Alembic's batch
-# mode writes back when it rebuilds a table.  Affinity rules:
-# https://www.sqlite.org/datatype3.html#determination_of_column_affinity
-_SQLITE_NAMES = {
-    "BIGINT": "BIGINT", "BLOB": "BLOB", "BOOL": "BOOLEAN", "BOOLEAN": "BOOLEAN",
-    "CHAR": "CHAR", "DATE": "DATE", "DATE_CHAR": "DATE", "DATETIME": "DATETIME",
-    "DATETIME_CHAR": "DATETIME", "DOUBLE": "DOUBLE", "DECIMAL": "DECIMAL",
-    "FLOAT": "FLOAT", "INT": "INTEGER", "INTEGER": "INTEGER", "JSON": "JSON",
-    "JSONB": "JSONB", "NUMERIC": "NUMERIC", "REAL": "REAL", "SMALLINT": "SMALLINT",
-    "TEXT": "TEXT", "TIME": "TIME", "TIME_CHAR": "TIME", "TIMESTAMP": "TIMESTAMP",
-    "VARCHAR": "VARCHAR", "NVARCHAR": "NVARCHAR", "NCHAR": "NCHAR",
-}  # fmt: skip
-_SQLITE_TYPE = re.compile(r"([\w ]+)(\(.*?\))?")
-_MYSQL_INT_WIDTH = re.compile(r"\b(tinyint|smallint|mediumint|int|integer|bigint|year)\(\d+\)")
-#: What MySQL stores for a type written another way (as COLUMN_TYPE shows it, display widths aside):
-#: the statement guard predicts from the statement's spelling, and must agree with the catalog (N31).
-_MYSQL_SYNONYMS = {
-    "boolean": "tinyint",
-    "bool": "tinyint",
-    "decimal": "decimal(10,0)",
-    "numeric": "decimal(10,0)",
-    "real": "double",
-    "serial": "bigint unsigned",
-}
-_PG_VARCHAR = re.compile(r"character varying(?:\((\d+)\))?")
-
-
 @functools.lru_cache(maxsize=4096)
 def _canonical(family: str, declared: str) -> object:
-    """A value equal for two spellings of the same type on ``family``.
+    """A value equal for two spellings of the same type on ``family`` (:meth:`Engine.canonical_type`).
 
     Memoised: a schema spells few distinct types, and each is compared once per migration.
     """
-    text = " ".join(declared.split())
-    if family == "sqlite":
-        text = text.upper()
-        match = _SQLITE_TYPE.match(text)
-        name, args = (match.group(1).strip(), match.group(2)) if match else ("", None)
-        if name in _SQLITE_NAMES:
-            name = _SQLITE_NAMES[name]
-        elif "INT" in name:
-            name = "INTEGER"
-        elif "CHAR" in name or "CLOB" in name or "TEXT" in name:
-            name = "TEXT"
-        elif "BLOB" in name or not name:
-            name = "BLOB" if name else ""
-        elif "REAL" in name or "FLOA" in name or "DOUB" in name:
-            name = "REAL"
-        else:
-            name = "NUMERIC"
-        return (name, tuple(int(n) for n in re.findall(r"\d+", args or "")))
-    if family == "mysql":
-        # (10, 2) is (10,2); ENUM('a', 'b') is ENUM('a','b'): spaces between the values, not in them.
-        text = re.sub(r"(\d),\s+(\d)", r"\1,\2", re.sub(r"',\s+'", "','", text.lower()))
-        text = re.sub(r"^numeric\b", "decimal", _MYSQL_INT_WIDTH.sub(r"\1", text))
-        return _MYSQL_SYNONYMS.get(text, text)
-    return text
+    return _engine(family).canonical_type(declared)
 
 
 def _same_type(family: str, old: str, new: str) -> bool:
@@ -624,23 +573,7 @@ def _same_type(family: str, old: str, new: str) -> bool:
 
 def _string_class(family: str, declared: str) -> tuple[str, int | None] | None:
     """``("varchar", length or None)`` or ``("text", None)``; None for other types."""
-    canonical = _canonical(family, declared)
-    if family == "sqlite":
-        assert isinstance(canonical, tuple)
-        name, args = canonical
-        if name in ("VARCHAR", "NVARCHAR") or (name == "TEXT" and args):
-            return ("varchar", args[0] if args else None)
-        return ("text", None) if name == "TEXT" else None
-    assert isinstance(canonical, str)
-    if family == "postgresql":
-        match = _PG_VARCHAR.fullmatch(canonical)
-        if match:
-            return ("varchar", int(match.group(1)) if match.group(1) else None)
-        return ("text", None) if canonical == "text" else None
-    match = re.fullmatch(r"varchar\((\d+)\)", canonical)
-    if match:
-        return ("varchar", int(match.group(1)))
-    return ("text", None) if canonical in ("text", "mediumtext", "longtext") else None
+    return _engine(family).string_class(_canonical(family, declared))
 
 
 def _same_or_widened(family: str, old: str, new: str) -> bool:
@@ -749,7 +682,7 @@ class EffectGuard:
         if (
             before is None
             or family is None
-            or family == "mysql"
+            or not _engine(family).transactional_ddl  # judged before each statement (before_statement)
             or self.allowed(revision, reviewed)
             or not self.judge_values
         ):
@@ -814,7 +747,7 @@ class EffectGuard:
         if self._before is None:
             raise RuntimeError("EffectGuard.check() was called before begin()")
         judged = self._judged[1] if self._judged is not None and self._judged[0] == revision else None
-        deferred = _deferred_triggers(connection) if engine_family(dialect) == "postgresql" else ""
+        deferred = _engine(engine_family(dialect)).deferred_constraints(connection)
         if deferred:
             # A deferred trigger (on the version table, say) would change the schema at COMMIT, after
             # this look (issue 25 N5): run the deferred ones now, inside the transaction, and judge that.
@@ -829,17 +762,19 @@ class EffectGuard:
         # A column copied through a table rebuild is judged by its values, which only step() reads.
         found = [f for f in losses(self._before, after) if not (f.kind == "replace column" and f.recreated)]
         family = engine_family(dialect)
-        hints = [f for f in found if f.kind == "set not null" and family != "mysql"]
+        # Where DDL is not transactional, each statement was judged before it ran, by the values it touched.
+        per_statement = not _engine(family).transactional_ddl
+        hints = [f for f in found if f.kind == "set not null" and not per_statement]
         found = [f for f in found if f not in hints]
-        if family == "mysql":  # each statement was judged before it ran, by the values it touched
+        if per_statement:
             found = [f for f in found if f.key not in self._accepted]
         self._accepted = set()
         if not found:
             pass
         elif self.allowed(revision, reviewed):
-            if family != "mysql":  # there, before_statement recorded them as they ran
+            if not per_statement:  # there, before_statement recorded them as they ran
                 self.findings.append(Finding(revision, path, tuple(found)))
-        elif family == "mysql" or open_transaction(connection) is False:
+        elif per_statement or open_transaction(connection) is False:
             self._before = after  # nothing left to roll back: the change is in the database
             self._refuse(revision, path, found, committed=True)
         else:
@@ -864,7 +799,7 @@ class EffectGuard:
             # Rolled back to the savepoint, the triggers are pending again and the values are as they were.
             _exec(connection, f"ROLLBACK TO SAVEPOINT {_DEFERRED}")
             pre = values.read(connection, base, _wanted_before(found, base))
-            lost, _ = judge(found, pre, post, "postgresql")
+            lost, _ = judge(found, pre, post, engine_family(dialect))
             self._refuse(revision, path, lost, late=True)
             _exec(connection, f"SET CONSTRAINTS {deferred} IMMEDIATE")
             fired = self._snapshot(connection, dialect)
@@ -929,8 +864,8 @@ class EffectGuard:
         """
         from . import statements, values
 
-        if self._off or self._before is None or engine_family(dialect) != "mysql":
-            return
+        if self._off or self._before is None or _engine(engine_family(dialect)).transactional_ddl:
+            return  # a transaction's statements are judged together, after the migration (check)
         if not statements.worth_judging(statement):
             return
         # Read as the server will read it: quoting depends on the session's sql_mode (N8).
@@ -962,7 +897,7 @@ class EffectGuard:
             return
         # Judged on the live tables: the values are there until the statement runs.
         pre = values.read(connection, live, _wanted_before(found, live))
-        lost, _ = judge(found, pre, _replacements(connection, live, found), "mysql")
+        lost, _ = judge(found, pre, _replacements(connection, live, found), engine_family(dialect))
         lost = [loss for loss in lost if not _charset_fits(connection, live, predicted, loss)]
         self._accepted.update(f.key for f in found if f.key not in {g.key for g in lost})
         found = lost
@@ -999,21 +934,6 @@ _SAVEPOINT = "migrate_init_guard"
 _DEFERRED = "migrate_init_deferred"
 
 
-def _deferred_triggers(connection: Any) -> str:
-    """PostgreSQL: the deferrable user constraint triggers, as a list for SET CONSTRAINTS; "" when none.
-
-    By name, not ``ALL``: foreign keys keep their own timing, and the trigger a
-    dry run arms in ``pg_temp`` against any commit (:mod:`preview`) stays deferred.
-    """
-    rows = query_rows(
-        connection,
-        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.conname) FROM pg_constraint c "
-        "JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 't' "
-        "AND c.condeferrable AND left(n.nspname, 7) <> 'pg_temp' ORDER BY 1",
-    )
-    return ", ".join(sorted({str(row[0]) for row in rows}))
-
-
 def _exec(connection: Any, sql: str) -> None:
     exec_driver_sql = getattr(connection, "exec_driver_sql", None)
     if exec_driver_sql is not None:
@@ -1045,9 +965,7 @@ class _CommitWatch:
         self.seen = True
 
     def _transaction_id(self) -> object:
-        if self.family != "postgresql":
-            return None
-        return query_rows(self.connection, "SELECT txid_current()")[0][0]
+        return _engine(self.family).transaction_id(self.connection)
 
     def stop(self) -> None:
         if self._listening:
@@ -1059,7 +977,7 @@ class _CommitWatch:
     def committed(self) -> bool:
         if self.seen or open_transaction(self.connection) is False:
             return True
-        return self.family == "postgresql" and self._transaction_id() != self._xid
+        return self._xid is not None and self._transaction_id() != self._xid
 
 
 def _replacements(connection: Any, live: Snapshot, found: list[Loss]) -> dict[str, Any]:
@@ -1098,7 +1016,7 @@ def _charset_fits(connection: Any, live: Snapshot, predicted: Snapshot, loss: Lo
     new = predicted.tables.get(loss.table, {}).get(loss.column)
     if old is None or new is None or old.charset is None or new.charset is None:
         return False
-    if not _same_or_widened("mysql", old.type, new.type) or not re.fullmatch(r"\w+", old.charset + new.charset):
+    if not _same_or_widened(live.dialect, old.type, new.type) or not re.fullmatch(r"\w+", old.charset + new.charset):
         return False
     column = "`" + loss.column.replace("`", "``") + "`"
     changed = query_rows(
@@ -1154,7 +1072,7 @@ def judge(found: list[Loss], pre: dict[str, Any], post: dict[str, Any], family: 
         held = pre.get(loss.table)
         if loss.kind == "set not null":
             nulls = held.rows - held.count(loss.column or "") if held is not None and not loss.added else 0
-            if family == "mysql" and nulls:
+            if _engine(family).coerces_nulls and nulls:
                 lost.append(replace(loss, held=f"{nulls} NULL value(s) a non-strict sql_mode would overwrite"))
             else:
                 hints.append(loss)

@@ -368,7 +368,7 @@ def _database(env: _Env, data_dir: str) -> tuple[Url, str]:
         return database, raw
     password_source = env.source("DATABASE_PASSWORD")
     password_variable = env.variable("DATABASE_PASSWORD")
-    if database.backend == "sqlite":
+    if database.engine.file_based:
         raise ConfigError(
             f"{password_source} is set, but {source} names a SQLite database "
             f"({database.safe}), which has no password. Unset {password_variable}."

@@ -162,7 +162,7 @@ def scan_sql(loaded: Any, cfg: Any) -> tuple[list[Finding], list[Any], str]:
     from . import url
 
     database = cfg.database
-    if database.backend == "postgresql":
+    if database.engine.has_schemas:
         try:
             findings, steps = _scan_on(database, loaded, prepare=_scratch_schema)
             return findings, steps, f"PostgreSQL (scratch schema {_LINT_SCHEMA}, rolled back)"

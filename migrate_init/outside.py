@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from . import engines
 from .catalog import _allow_text, _exec, _wanted_after, _wanted_before, engine_family, judge, losses
 from .errors import DestructiveOperation
 
@@ -122,7 +123,7 @@ class OutsideJudge:
         self._busy = True
         try:
             raw = self._raw()
-            if self.family == "mysql":
+            if not engines.of(self.family).transactional_ddl:  # judged before it runs
                 self._before_mysql(raw, statement)
                 return
             try:
@@ -195,7 +196,7 @@ class OutsideJudge:
             if self.committed and not self.progress.dry_run
             else "Nothing of this run was committed: it was all rolled back with it"
         )
-        if self.family == "mysql":
+        if not engines.of(self.family).transactional_ddl:
             stayed = (
                 "It was not run (MySQL/MariaDB commit DDL at once, so it was judged before it ran); what ran "
                 "before it stays"

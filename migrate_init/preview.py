@@ -38,6 +38,7 @@ import re
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
+from . import engines
 from .errors import PreviewRefused
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def _heads(statement: str, dialect: str) -> list[list[str]]:
     from sqlglot.errors import SqlglotError
 
     try:
-        tokens = Dialect.get_or_raise("sqlite" if dialect == "sqlite" else "postgres").tokenize(statement)
+        tokens = Dialect.get_or_raise(engines.of(dialect).sqlglot_dialect).tokenize(statement)
     except SqlglotError:
         # Not readable as SQL: its first words are still what the server reads first.
         return [[w.upper() for w in _WORD.findall(_COMMENTS.sub(" ", statement))[:4]]]
@@ -101,7 +102,7 @@ def _heads(statement: str, dialect: str) -> list[list[str]]:
     for token in tokens:
         kind, word = token.token_type.name, token.text.upper()
         if kind == "SEMICOLON" and depth == 0 and atomic == 0:
-            if dialect == "sqlite":
+            if engines.of(dialect).one_statement_per_call:
                 break
             heads.append([])
             previous = ""
@@ -142,47 +143,20 @@ class ReadOnlyGuard:
     def install(self) -> None:
         from sqlalchemy import event
 
-        if self.dialect in ("mysql", "mariadb"):
+        engine = engines.of(self.dialect)
+        if not engine.transactional_ddl:
             raise PreviewRefused(
                 "A dry run cannot run on MySQL/MariaDB: each DDL statement commits at once there, so nothing "
                 "could be rolled back. `plan` lists the pending revisions instead, and `lint` runs the chain on "
                 "a throw-away SQLite file."
             )
-        if self.dialect == "postgresql":
-            self._xid = self.connection.exec_driver_sql("SELECT txid_current()").scalar()
-            self.armed = self._arm()
+        self._xid = engine.transaction_id(self.connection)
+        self.armed = engine.forbid_commit(self.connection, POISON)
         event.listen(self.connection, "before_cursor_execute", self.before_statement)
         event.listen(self.connection, "commit", self._commit)
         event.listen(self.connection, "rollback", self._rollback)
         if isinstance(self._raw, sqlite3.Connection):
             self._raw.set_authorizer(self._authorize)
-
-    def _arm(self) -> bool:
-        """PostgreSQL: a deferred constraint trigger in ``pg_temp`` that fails any COMMIT of this transaction.
-
-        libpq sends the driver's own ``commit()`` with no hook on the way; this
-        makes the server refuse it (the transaction is rolled back instead).
-        It lives in the dry run's transaction and goes with its rollback. A
-        role without TEMP on the database cannot arm it: the other measures stay.
-        """
-        run = self.connection.exec_driver_sql
-        run("SAVEPOINT migrate_init_arm")
-        try:
-            run(
-                f"CREATE FUNCTION pg_temp.{POISON}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                f"RAISE EXCEPTION '{POISON}: a dry run of migrate-init must not commit'; END $$"
-            )
-            run(f"CREATE TEMP TABLE {POISON} (armed boolean)")
-            run(
-                f"CREATE CONSTRAINT TRIGGER {POISON} AFTER INSERT ON pg_temp.{POISON} DEFERRABLE INITIALLY DEFERRED "
-                f"FOR EACH ROW EXECUTE PROCEDURE pg_temp.{POISON}()"
-            )
-            run(f"INSERT INTO pg_temp.{POISON} VALUES (true)")
-        except Exception:
-            run("ROLLBACK TO SAVEPOINT migrate_init_arm")
-            return False
-        run("RELEASE SAVEPOINT migrate_init_arm")
-        return True
 
     def finish(self) -> None:
         """The dry run's own rollback comes next: let it through, and stand down."""

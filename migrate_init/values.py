@@ -20,7 +20,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import Snapshot, _quote, query_rows
+from . import engines
+from .catalog import Snapshot, query_rows
 
 
 @dataclass(frozen=True)
@@ -56,19 +57,15 @@ def _table(connection: Any, snapshot: Snapshot, table: str, columns: dict[str, b
     rows = int(row[0])
     found: dict[str, tuple[int, str | None]] = {c: (int(n), None) for c, n in zip(columns, row[1:], strict=True)}
     for column, digest in columns.items():
-        # MySQL/MariaDB: judged before a statement runs, so there is no "after" to compare a digest with.
-        if digest and found[column][0] and family != "mysql":
+        # Where DDL is not transactional, judged before a statement runs: no "after" to compare a digest with.
+        if digest and found[column][0] and engines.of(family).transactional_ddl:
             found[column] = (found[column][0], _digest(connection, family, name, _q(family, column)))
     return Held(rows, found)
 
 
 def _digest(connection: Any, family: str, table: str, column: str) -> str:
-    if family == "postgresql":
-        # Sorted by their text, so a rewrite that reorders rows changes nothing.
-        sql = (
-            f"SELECT md5(string_agg({column}::text, chr(31) ORDER BY {column}::text)) "
-            f"FROM {table} WHERE {column} IS NOT NULL"
-        )
+    sql = engines.of(family).digest_sql(table, column)
+    if sql is not None:  # the server digests the values itself
         return str(query_rows(connection, sql)[0][0])
     # A BLOB as hex: its bytes need not be UTF-8 text.
     text = f"CASE WHEN typeof({column}) = 'blob' THEN hex({column}) ELSE CAST({column} AS TEXT) END"
@@ -83,14 +80,11 @@ def qualified(snapshot: Snapshot, table: str) -> str:
     """``table`` of ``snapshot`` as SQL, with its schema when it has one."""
     family = snapshot.dialect
     schema, name = snapshot.locations.get(table, (snapshot.schema, table))
-    if family == "sqlite":
-        return f"{_quote(schema or 'main')}.{_quote(name)}"
+    schema = schema or engines.of(family).default_schema
     if schema is None:
         return _q(family, name)
     return f"{_q(family, schema)}.{_q(family, name)}"
 
 
 def _q(family: str, identifier: str) -> str:
-    if family == "mysql":
-        return "`" + identifier.replace("`", "``") + "`"
-    return _quote(identifier)
+    return engines.of(family).quote(identifier)

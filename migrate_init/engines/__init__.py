@@ -61,6 +61,12 @@ class Engine:
     internal_prefix = ""
     #: Whether most ALTER TABLE forms need the table rebuilt (Alembic's batch mode, ``render_as_batch``).
     alters_by_rebuild = False
+    #: Whether a column that changed place among the columns that stayed was dropped and added back
+    #: (SQLite, which cannot reorder columns and whose catalog keeps no other trace of it).
+    order_tells_rebuilds = False
+    #: Whether adding NOT NULL may overwrite NULLs with an implicit default instead of failing
+    #: (MySQL/MariaDB outside a strict sql_mode).
+    coerces_nulls = False
     #: Whether the database is a file (a path on a volume) rather than a server's.
     file_based = False
 
@@ -108,6 +114,47 @@ class Engine:
         verification and ``check`` share.  ``previous``, an earlier read of the same schema, lets the
         engine read again only the tables that changed (their marks)."""
         raise NotImplementedError
+
+    #: The schema a table name without one is in, when the engine's SQL names it (SQLite's ``main``).
+    default_schema: str | None = None
+
+    #: Whether a chain can be rehearsed in a scratch schema of the same database, inside a transaction
+    #: that is rolled back (PostgreSQL: schemas and transactional DDL); elsewhere lint uses a SQLite file.
+    has_schemas = False
+    #: The dialect sqlglot reads this engine's SQL with.
+    sqlglot_dialect = ""
+    #: Whether the driver runs one statement per call (sqlite3: the rest of the string is ignored).
+    one_statement_per_call = False
+
+    def forbid_commit(self, connection: Any, name: str) -> bool:
+        """Make the server itself refuse any COMMIT of the transaction open on ``connection`` (a dry run's),
+        with ``name`` in its error; False where the engine cannot."""
+        return False
+
+    def quote(self, identifier: str) -> str:
+        """``identifier`` quoted for this engine's SQL."""
+        return '"' + identifier.replace('"', '""') + '"'
+
+    def digest_sql(self, table: str, column: str) -> str | None:
+        """A query whose one value digests the non-NULL values of ``column`` (both quoted), in an order of
+        their own; None where the values are read and digested here."""
+        return None
+
+    def canonical_type(self, declared: str) -> object:
+        """A value equal for two spellings of the same column type on this engine (the catalog's text)."""
+        return " ".join(declared.split())
+
+    def string_class(self, canonical: object) -> tuple[str, int | None] | None:
+        """For a :meth:`canonical_type`: ``("varchar", length or None)``, ``("text", None)``, or None."""
+        return None
+
+    def deferred_constraints(self, connection: Any) -> str:
+        """The deferred constraint triggers a COMMIT would fire, for ``SET CONSTRAINTS``; "" when none."""
+        return ""
+
+    def transaction_id(self, connection: Any) -> object:
+        """The server's id of the transaction in progress on ``connection``, or None where there is none to ask."""
+        return None
 
     def cancel(self, connection: Any) -> None:
         """Ask the engine to abort the statement in progress on the driver's ``connection``."""

@@ -502,6 +502,17 @@ def _mysql_read_only(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("SET SESSION TRANSACTION READ ONLY")
 
 
+#: What MySQL stores for a type written another way (as COLUMN_TYPE shows it, display widths aside).
+_TYPE_SYNONYMS = {
+    "boolean": "tinyint",
+    "bool": "tinyint",
+    "decimal": "decimal(10,0)",
+    "numeric": "decimal(10,0)",
+    "real": "double",
+    "serial": "bigint unsigned",
+}
+
+
 class MySQL(Engine):
     name = "mysql"
     label = "MySQL/MariaDB"
@@ -511,6 +522,8 @@ class MySQL(Engine):
     read_only_session = "SET SESSION TRANSACTION READ ONLY"
     activity_view = "SHOW PROCESSLIST"
     folds_column_names = True
+    coerces_nulls = True
+    sqlglot_dialect = "mysql"
 
     def reader(
         self,
@@ -604,6 +617,29 @@ class MySQL(Engine):
 
         tables, options = _mysql(connection, schema)
         return CatalogRead(tables, options=options)
+
+    def quote(self, identifier: str) -> str:
+        return "`" + identifier.replace("`", "``") + "`"
+
+    def canonical_type(self, declared: str) -> object:
+        """As COLUMN_TYPE shows it: the statement guard predicts from a statement's spelling and must agree (N31)."""
+        import re
+
+        text = " ".join(declared.split())
+        # (10, 2) is (10,2); ENUM('a', 'b') is ENUM('a','b'): spaces between the values, not in them.
+        text = re.sub(r"(\d),\s+(\d)", r"\1,\2", re.sub(r"',\s+'", "','", text.lower()))
+        text = re.sub(r"\b(tinyint|smallint|mediumint|int|integer|bigint|year)\(\d+\)", r"\1", text)
+        text = re.sub(r"^numeric\b", "decimal", text)
+        return _TYPE_SYNONYMS.get(text, text)
+
+    def string_class(self, canonical: object) -> tuple[str, int | None] | None:
+        import re
+
+        assert isinstance(canonical, str)
+        match = re.fullmatch(r"varchar\((\d+)\)", canonical)
+        if match:
+            return ("varchar", int(match.group(1)))
+        return ("text", None) if canonical in ("text", "mediumtext", "longtext") else None
 
     def engine_options(
         self, database: Url, *, busy_timeout: float, connect_timeout: float, read_only: bool

@@ -508,6 +508,23 @@ def _postgresql_read_only(dbapi_connection: Any, record: Any) -> None:
     dbapi_connection.readonly = True
 
 
+def _deferred_triggers(connection: Any) -> str:
+    """PostgreSQL: the deferrable user constraint triggers, as a list for SET CONSTRAINTS; "" when none.
+
+    By name, not ``ALL``: foreign keys keep their own timing, and the trigger a
+    dry run arms in ``pg_temp`` against any commit (:mod:`preview`) stays deferred.
+    """
+    from ..catalog import query_rows
+
+    rows = query_rows(
+        connection,
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.conname) FROM pg_constraint c "
+        "JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 't' "
+        "AND c.condeferrable AND left(n.nspname, 7) <> 'pg_temp' ORDER BY 1",
+    )
+    return ", ".join(sorted({str(row[0]) for row in rows}))
+
+
 class PostgreSQL(Engine):
     name = "postgresql"
     label = "PostgreSQL"
@@ -516,6 +533,8 @@ class PostgreSQL(Engine):
     history_id = "id BIGSERIAL PRIMARY KEY"
     read_only_session = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
     activity_view = "pg_stat_activity"
+    sqlglot_dialect = "postgres"
+    has_schemas = True
 
     def reader(
         self,
@@ -586,6 +605,57 @@ class PostgreSQL(Engine):
 
         tables, ids, locations, marks = _postgresql(connection, schema, previous)
         return CatalogRead(tables, ids=ids, locations=locations, marks=marks)
+
+    def digest_sql(self, table: str, column: str) -> str | None:
+        # Sorted by their text, so a rewrite that reorders rows changes nothing.
+        return (
+            f"SELECT md5(string_agg({column}::text, chr(31) ORDER BY {column}::text)) "
+            f"FROM {table} WHERE {column} IS NOT NULL"
+        )
+
+    def string_class(self, canonical: object) -> tuple[str, int | None] | None:
+        import re
+
+        assert isinstance(canonical, str)
+        match = re.fullmatch(r"character varying(?:\((\d+)\))?", canonical)
+        if match:
+            return ("varchar", int(match.group(1)) if match.group(1) else None)
+        return ("text", None) if canonical == "text" else None
+
+    def forbid_commit(self, connection: Any, name: str) -> bool:
+        """A deferred constraint trigger ``name`` in ``pg_temp`` that fails any COMMIT of this transaction.
+
+        libpq sends the driver's own ``commit()`` with no hook on the way; this
+        makes the server refuse it (the transaction is rolled back instead).
+        It lives in the dry run's transaction and goes with its rollback. A
+        role without TEMP on the database cannot arm it: the other measures stay.
+        """
+        run = connection.exec_driver_sql
+        run("SAVEPOINT migrate_init_arm")
+        try:
+            run(
+                f"CREATE FUNCTION pg_temp.{name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"RAISE EXCEPTION '{name}: a dry run of migrate-init must not commit'; END $$"
+            )
+            run(f"CREATE TEMP TABLE {name} (armed boolean)")
+            run(
+                f"CREATE CONSTRAINT TRIGGER {name} AFTER INSERT ON pg_temp.{name} DEFERRABLE INITIALLY DEFERRED "
+                f"FOR EACH ROW EXECUTE PROCEDURE pg_temp.{name}()"
+            )
+            run(f"INSERT INTO pg_temp.{name} VALUES (true)")
+        except Exception:
+            run("ROLLBACK TO SAVEPOINT migrate_init_arm")
+            return False
+        run("RELEASE SAVEPOINT migrate_init_arm")
+        return True
+
+    def deferred_constraints(self, connection: Any) -> str:
+        return _deferred_triggers(connection)
+
+    def transaction_id(self, connection: Any) -> object:
+        from ..catalog import query_rows
+
+        return query_rows(connection, "SELECT txid_current()")[0][0]
 
     def engine_options(
         self, database: Url, *, busy_timeout: float, connect_timeout: float, read_only: bool

@@ -476,6 +476,21 @@ def _sqlite_events(engine: Any, begin: str, busy_timeout: float, checkpoint: Cal
                 checkpoint()
 
 
+# SQLAlchemy's reading of SQLite declared types (sqlalchemy/dialects/sqlite/base.py,
+# ischema_names and _resolve_type_affinity), which is also what Alembic's batch
+# mode writes back when it rebuilds a table.  Affinity rules:
+# https://www.sqlite.org/datatype3.html#determination_of_column_affinity
+_TYPE_NAMES = {
+    "BIGINT": "BIGINT", "BLOB": "BLOB", "BOOL": "BOOLEAN", "BOOLEAN": "BOOLEAN",
+    "CHAR": "CHAR", "DATE": "DATE", "DATE_CHAR": "DATE", "DATETIME": "DATETIME",
+    "DATETIME_CHAR": "DATETIME", "DOUBLE": "DOUBLE", "DECIMAL": "DECIMAL",
+    "FLOAT": "FLOAT", "INT": "INTEGER", "INTEGER": "INTEGER", "JSON": "JSON",
+    "JSONB": "JSONB", "NUMERIC": "NUMERIC", "REAL": "REAL", "SMALLINT": "SMALLINT",
+    "TEXT": "TEXT", "TIME": "TIME", "TIME_CHAR": "TIME", "TIMESTAMP": "TIMESTAMP",
+    "VARCHAR": "VARCHAR", "NVARCHAR": "NVARCHAR", "NCHAR": "NCHAR",
+}  # fmt: skip
+
+
 class SQLite(Engine):
     name = "sqlite"
     label = "SQLite"
@@ -488,6 +503,10 @@ class SQLite(Engine):
     file_based = True
     alters_by_rebuild = True
     internal_prefix = "sqlite_"
+    order_tells_rebuilds = True
+    default_schema = "main"
+    sqlglot_dialect = "sqlite"
+    one_statement_per_call = True
 
     def reader(
         self,
@@ -545,6 +564,34 @@ class SQLite(Engine):
 
         tables, ids, marks = _sqlite(connection, schema or "main", watched, previous)
         return CatalogRead(tables, ids=ids, marks=marks)
+
+    def canonical_type(self, declared: str) -> object:
+        """SQLAlchemy's reading of a declared type, which is also what Alembic's batch mode writes back."""
+        import re
+
+        text = " ".join(declared.split()).upper()
+        match = re.match(r"([\w ]+)(\(.*?\))?", text)
+        name, args = (match.group(1).strip(), match.group(2)) if match else ("", None)
+        if name in _TYPE_NAMES:
+            name = _TYPE_NAMES[name]
+        elif "INT" in name:
+            name = "INTEGER"
+        elif "CHAR" in name or "CLOB" in name or "TEXT" in name:
+            name = "TEXT"
+        elif "BLOB" in name or not name:
+            name = "BLOB" if name else ""
+        elif "REAL" in name or "FLOA" in name or "DOUB" in name:
+            name = "REAL"
+        else:
+            name = "NUMERIC"
+        return (name, tuple(int(n) for n in re.findall(r"\d+", args or "")))
+
+    def string_class(self, canonical: object) -> tuple[str, int | None] | None:
+        assert isinstance(canonical, tuple)
+        name, args = canonical
+        if name in ("VARCHAR", "NVARCHAR") or (name == "TEXT" and args):
+            return ("varchar", args[0] if args else None)
+        return ("text", None) if name == "TEXT" else None
 
     def engine_options(
         self, database: Url, *, busy_timeout: float, connect_timeout: float, read_only: bool
