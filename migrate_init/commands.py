@@ -31,7 +31,7 @@ from .errors import (
     first_line,
 )
 from .probe import describe_missing
-from .run import Loaded, at_target, expected_for, fast_path_taken, revs, standing_of, verified
+from .state import Loaded, at_target, expected_for, fast_path_taken, revs, standing_of, verified
 from .upgrade import effect_guard, migration_lock
 
 if TYPE_CHECKING:

@@ -146,7 +146,7 @@ class Config:
     backup_keep: int
     seed_dir: str
     repair_missing_columns: bool
-    #: FAST_PATH=false always runs the full sequence (run.expected_for, issue 7).
+    #: FAST_PATH=false always runs the full sequence (state.expected_for, issue 7).
     fast_path: bool
     #: ON_EDITED_REVISION: "warn" or "fail" when an applied revision's script changed (:mod:`history`).
     on_edited_revision: str

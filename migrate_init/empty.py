@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from .config import Config
     from .probe import Reader
-    from .run import Expected, Loaded, Standing
+    from .state import Expected, Loaded, Standing
     from .watchdog import Watchdog
 
 
@@ -56,8 +56,7 @@ def build_models(
     cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected, loaded: Loaded
 ) -> report.Summary:
     """EMPTY_DATABASE=models: create_all from MODELS, stamp the heads, verify, seed."""
-    from .run import cache_manifest, revs, standing_of, verified
-    from .upgrade import _seed
+    from .state import cache_manifest, revs, standing_of, verified
 
     assert loaded.metadata is not None  # config refuses EMPTY_DATABASE=models without MODELS
     heads = sorted(loaded.script.get_heads())
@@ -90,7 +89,7 @@ def build_models(
         summary.to_revisions = list(after.current)
         verified(summary, reader, expected, after, after="create_all from MODELS (EMPTY_DATABASE=models)")
         cache_manifest(cfg, loaded)
-        _seed(cfg, watchdog, engine, loaded, summary, after.owed)
+        seed.apply(cfg, watchdog, engine, loaded.metadata, summary, after.owed)
     finally:
         engine.dispose()
     summary.outcome = "created"

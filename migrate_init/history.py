@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .config import Config
-    from .run import Standing
+    from .state import Standing
 
 TABLE = HISTORY_TABLE  # one spelling
 REMOVED = REMOVED_CHECKSUM

@@ -3,7 +3,7 @@
 The image ships requirements.txt's pins.  A derived image that installs a project's own pins
 (docs/image.md, "A project pinned to another SQLAlchemy") replaces them, and may leave the range
 migrate-init is tested on: SQLAlchemy 1.4, or a 2.2 nobody has run it with, would fail somewhere
-inside a migration, far from the cause.  So the heavy-import boundary (``run.Loaded``, and the
+inside a migration, far from the cause.  So the heavy-import boundary (``state.Loaded``, and the
 ``alembic`` verb) asks first, and a release outside the range is exit 2 naming both versions.
 
 The versions come from the installed distributions' metadata (``importlib.metadata``, which

@@ -31,11 +31,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import engines, report
-from .errors import SeedFailed, first_line
+from .errors import Interrupted, SeedFailed, first_line
 from .probe import SEED_TABLE
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
+
+    from .config import Config
+    from .watchdog import Watchdog
 
 TABLE = SEED_TABLE  # the reader's name for it: one spelling
 
@@ -118,3 +121,38 @@ def _record(connection: Connection, name: str, when: str) -> None:
 def _run_sql(connection: Connection, script: str) -> None:
     """The statements of one seed file, in ``connection``'s transaction, as the engine's own client would."""
     engines.of_connection(connection).run_script(connection.connection.driver_connection, script)
+
+
+def apply(
+    cfg: Config, watchdog: Watchdog, engine: Any, metadata: Any, summary: report.Summary, owed: list[str]
+) -> None:
+    """Run the seed files ``owed`` (SEED_DIR) on ``engine``, record them, and say so in ``summary``."""
+    if not owed:
+        return
+    watchdog.phase = "seeding"
+    watchdog.checkpoint()
+    try:
+        from pathlib import Path
+
+        seeded = run(engine, Path(cfg.seed_dir), owed, metadata)
+    except SeedFailed as exc:
+        summary.seeded = exc.seeded  # the files that committed before it (MySQL/MariaDB: issue 25 N20)
+        watchdog.checkpoint()  # a statement cancelled by the stop is the stop, not a seed to fix
+        raise
+    if seeded:
+        # Before the checkpoint: a stop that came while they ran finds them committed (issue 25 N21).
+        summary.seeded = seeded
+        report.event("seeded", f"Seeded the database from {cfg.seed_dir}: {', '.join(seeded)}.", files=seeded)
+    try:
+        watchdog.checkpoint()
+    except Interrupted as exc:
+        if not seeded:
+            raise
+        raise Interrupted(
+            exc.signum,
+            message=(
+                f"Stopped by {exc.signal_name} while seeding, after the seed file(s) {', '.join(seeded)} had "
+                f"committed; they are recorded in {TABLE} and will not run again. Run again to finish the "
+                "job."
+            ),
+        ) from None

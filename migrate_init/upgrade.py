@@ -15,7 +15,7 @@ import contextlib
 import os
 import time
 
-from . import report, wait
+from . import report, seed, wait
 from .errors import (
     AccessDenied,
     ConfigError,
@@ -27,13 +27,12 @@ from .errors import (
     MigrationFailed,
     MigrationTimeout,
     ScriptError,
-    SeedFailed,
     causes,
     classify,
     first_line,
     undone,
 )
-from .run import (
+from .state import (
     Expected,
     Loaded,
     Standing,
@@ -241,8 +240,6 @@ def _migrate(
     watchdog.track_sqlalchemy()
     try:
         if was_empty and expected.seeds:
-            from . import seed
-
             seed.owe(engine)  # committed first: a run stopped after the migrations still owes the seeds
         if was_empty and revision is None and cfg.empty_database.startswith("initial:"):
             from . import empty
@@ -331,7 +328,7 @@ def _migrate(
         watchdog.checkpoint()
         verified(summary, reader, expected, after, after="the upgrade")
         cache_manifest(cfg, loaded)
-        _seed(cfg, watchdog, engine, loaded, summary, after.owed)
+        seed.apply(cfg, watchdog, engine, loaded.metadata, summary, after.owed)
         summary.outcome = "upgraded" if summary.applied else "at_target"
         summary.message = (
             f"Upgraded {_found(summary.from_revisions, standing.snapshot, expected)} -> "
@@ -686,7 +683,7 @@ def _failed(
     after = standing_of(reader, expected)
     summary.to_revisions = list(after.current)
     verified(summary, reader, expected, after, after="the create_all fallback")
-    _seed(cfg, watchdog, engine, loaded, summary, after.owed)
+    seed.apply(cfg, watchdog, engine, loaded.metadata, summary, after.owed)
     summary.outcome = "fallback"
     made = f"created {len(created)} missing table(s) ({', '.join(created)})" if created else "created no table"
     summary.message = (
@@ -749,7 +746,7 @@ def _at_heads(
             repaired = _repair(engine, loaded)
         after = standing_of(reader, expected)
         at_target(summary, reader, expected, after, after="the check")
-        _seed(cfg, watchdog, engine, loaded, summary, after.owed)
+        seed.apply(cfg, watchdog, engine, loaded.metadata, summary, after.owed)
     finally:
         engine.dispose()
     if created:
@@ -898,42 +895,6 @@ def _backup(cfg: Config, state: Any, watchdog: Watchdog) -> str | None:
     label = "-".join(state.current) or "base"
     taken = backup.take(Path(path), folder, keep=cfg.backup_keep, label=label[:60], watchdog=watchdog)
     return str(taken) if taken else None
-
-
-def _seed(
-    cfg: Config, watchdog: Watchdog, engine: Any, loaded: Loaded, summary: report.Summary, owed: list[str]
-) -> None:
-    if not owed:
-        return
-    from . import seed
-
-    watchdog.phase = "seeding"
-    watchdog.checkpoint()
-    try:
-        from pathlib import Path
-
-        seeded = seed.run(engine, Path(cfg.seed_dir), owed, loaded.metadata)
-    except SeedFailed as exc:
-        summary.seeded = exc.seeded  # the files that committed before it (MySQL/MariaDB: issue 25 N20)
-        watchdog.checkpoint()  # a statement cancelled by the stop is the stop, not a seed to fix
-        raise
-    if seeded:
-        # Before the checkpoint: a stop that came while they ran finds them committed (issue 25 N21).
-        summary.seeded = seeded
-        report.event("seeded", f"Seeded the database from {cfg.seed_dir}: {', '.join(seeded)}.", files=seeded)
-    try:
-        watchdog.checkpoint()
-    except Interrupted as exc:
-        if not seeded:
-            raise
-        raise Interrupted(
-            exc.signum,
-            message=(
-                f"Stopped by {exc.signal_name} while seeding, after the seed file(s) {', '.join(seeded)} had "
-                f"committed; they are recorded in {seed.TABLE} and will not run again. Run again to finish the "
-                "job."
-            ),
-        ) from None
 
 
 def _explain_branches(cfg: Config, state: Any, summary: report.Summary) -> None:

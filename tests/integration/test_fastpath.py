@@ -1,7 +1,7 @@
 """Issue 7, the fast path: a run with nothing to do loads neither SQLAlchemy nor Alembic.
 
 There is one reader (issue 10): every path reads the database through
-``probe`` and decides with ``run.standing_of``.  What the scripts and models
+``probe`` and decides with ``state.standing_of``.  What the scripts and models
 expect comes from a fresh manifest (the fast path: nothing heavy imported)
 or from loading them.  So the fast path is not a second opinion that
 "declines": where it answers, it answers what the full path answers, and
