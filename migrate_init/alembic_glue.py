@@ -45,12 +45,14 @@ from .errors import (
     InconsistentVersionTable,
     MigrateInitError,
     MigrationFailed,
+    PreviewRefused,
     ScriptError,
     classify,
     first_line,
     missing_driver_error,
     undone,
 )
+from .preview import ReadOnlyGuard, poisoned, refusal
 from .url import ASYNC_DRIVERS
 
 if TYPE_CHECKING:
@@ -940,8 +942,6 @@ def dry_run(
     database (issue 25 N1).  So ``plan`` and ``lint`` change nothing: not the
     schema, not the version table.
     """
-    from .errors import PreviewRefused
-    from .preview import ReadOnlyGuard, poisoned, refusal
 
     report.set_dry_run(True)
     try:

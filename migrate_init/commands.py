@@ -10,13 +10,19 @@ inside one transaction that is rolled back (:func:`alembic_glue.dry_run`).
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import guard, manifest, report, retry, wait
+from alembic.config import CommandLine
+from alembic.util import CommandError
+
+from . import graph as graph_module
+from . import guard, libraries, manifest, progress, report, retry, wait
+from . import history as history_module
 from . import lint as lint_module
 from .errors import (
     ConfigError,
@@ -347,7 +353,6 @@ def _runnable(statement: str) -> str:
     The dry run records ``SQL  -- parameters: (...)``; what cannot be written as a literal stays
     a comment, and the line says so.
     """
-    import ast
 
     sql, marker, shown = statement.partition("  -- parameters: ")
     if not marker:
@@ -519,7 +524,6 @@ def resolve(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
             f"{cfg.database.engine.label} rolls an interrupted migration back whole, so there "
             "is nothing to resolve."
         )
-    from . import progress
 
     with _recording(cfg, watchdog, "resolve") as (summary, loaded, standing):
         recorded = standing.snapshot.in_progress or ()
@@ -578,16 +582,15 @@ def history_of(cfg: Config, watchdog: Watchdog, *, as_json: bool) -> Listing:
 
     Read-only.  ``history --graph`` is Alembic's view of the scripts (:func:`history`).
     """
-    from . import history
 
     loaded = Loaded(cfg)
     expected = loaded.expected()
     with _reader(cfg, watchdog) as reader:
         standing = standing_of(reader, expected)
-        rows = history.read(reader, standing.snapshot)
+        rows = history_module.read(reader, standing.snapshot)
     state = loaded.glue.state(loaded.script, standing.current, cfg.migration_target, expected.version_table)
     return Listing(
-        history.listing(
+        history_module.listing(
             cfg.database.safe,
             rows,
             scripts=expected.checksums,
@@ -607,7 +610,6 @@ def graph(cfg: Config, watchdog: Watchdog, fmt: str) -> Listing:
 
     A SQLite file that does not exist yet is an empty database: every revision is pending.
     """
-    from . import graph as graph_module
 
     loaded = Loaded(cfg)
     try:
@@ -625,7 +627,6 @@ def accept(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
     Writes a history row of kind ``accepted`` whose checksum is the script's
     now: ``verify`` and the runs stop naming REV.
     """
-    from . import history
 
     with _recording(cfg, watchdog, "accept") as (summary, loaded, standing):
         expected = loaded.expected()
@@ -636,7 +637,11 @@ def accept(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
                 "(it was not applied by migrate-init, or not at all). `migrate.py history` lists "
                 "what was."
             )
-        now = expected.checksums.get(revision, history.REMOVED) if revision in expected.revisions else history.REMOVED
+        now = (
+            expected.checksums.get(revision, history_module.REMOVED)
+            if revision in expected.revisions
+            else history_module.REMOVED
+        )
         if now == recorded:
             summary.outcome = "accepted"
             summary.message = f"Nothing to accept: {revision}'s script matches the checksum recorded for it."
@@ -644,8 +649,8 @@ def accept(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
         engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint)
         try:
             with engine.begin() as connection:
-                gone = now == history.REMOVED
-                history.Recorder(cfg, expected.checksums).write(
+                gone = now == history_module.REMOVED
+                history_module.Recorder(cfg, expected.checksums).write(
                     connection,
                     revision,
                     "accepted",
@@ -654,15 +659,15 @@ def accept(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
                         f"migrate.py accept: the script is gone from {cfg.migrations_dir}/versions; "
                         "accepted after a review."
                         if gone
-                        else f"migrate.py accept: checksum {history.short_sum(recorded)} -> "
-                        f"{history.short_sum(now)}, accepted after a review."
+                        else f"migrate.py accept: checksum {history_module.short_sum(recorded)} -> "
+                        f"{history_module.short_sum(now)}, accepted after a review."
                     ),
                 )
         finally:
             engine.dispose()
     summary.outcome = "accepted"
     summary.message = (
-        f"Accepted {revision}: its script as it is now is recorded in {history.TABLE}; verify and "
+        f"Accepted {revision}: its script as it is now is recorded in {history_module.TABLE}; verify and "
         "the next runs no longer name it. The database was not changed otherwise."
     )
     return summary
@@ -695,11 +700,8 @@ def alembic(cfg: Config, watchdog: Watchdog, arguments: list[str]) -> Listing:
     ``sqlalchemy.url``, without migrate-init's lock, guard or verification.
     For upgrades, use ``run`` or ``upgrade REV``.
     """
-    from . import libraries
 
     libraries.check()  # as Loaded does, before Alembic is imported
-    from alembic.config import CommandLine
-    from alembic.util import CommandError
 
     line = CommandLine(prog="migrate.py alembic")
     try:

@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib.machinery import PathFinder
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -39,6 +40,7 @@ from packaging.version import InvalidVersion
 
 from . import report
 from .errors import ConfigError, DependencyInstallFailed
+from .url import ASYNC_DRIVERS
 
 _log = logging.getLogger("migrate_init.deps")
 
@@ -159,9 +161,6 @@ def async_driver_requirements(driver: str, target: str) -> list[str]:
     neither the image nor ``target`` has them.  A cheap look-up by module
     name (each package here is imported under its own name), nothing imported.
     """
-    from importlib.machinery import PathFinder
-
-    from .url import ASYNC_DRIVERS
 
     known = ASYNC_DRIVERS.get(driver.lower())
     if known is None:

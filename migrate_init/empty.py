@@ -30,9 +30,14 @@ how to adopt it, and replays as before.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
-from . import report
+import sqlalchemy as sa
+
+from . import report, schema
 from .errors import ConfigError, MigrationFailed, first_line
+from .probe import PROGRESS_TABLE, SEED_TABLE
+from .state import cache_manifest, revs, standing_of, verified
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,7 +51,6 @@ if TYPE_CHECKING:
 
 def tables_held(standing: Standing, expected: Expected) -> list[str]:
     """The tables a snapshot holds, without the version table and migrate-init's own bookkeeping."""
-    from .probe import PROGRESS_TABLE, SEED_TABLE
 
     ours = {expected.version_table, PROGRESS_TABLE, SEED_TABLE}
     return sorted(t for t in standing.snapshot.columns if t not in ours)
@@ -56,7 +60,6 @@ def build_models(
     cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected, loaded: Loaded
 ) -> report.Summary:
     """EMPTY_DATABASE=models: create_all from MODELS, stamp the heads, verify, seed."""
-    from .state import cache_manifest, revs, standing_of, verified
 
     assert loaded.metadata is not None  # config refuses EMPTY_DATABASE=models without MODELS
     heads = sorted(loaded.script.get_heads())
@@ -106,9 +109,6 @@ def build_initial(cfg: Config, watchdog: Watchdog, engine: Any) -> str:
 
     Returns the start of the summary's sentence.
     """
-    from pathlib import Path
-
-    from . import schema
 
     spec = cfg.empty_database.partition(":")[2]
     try:
@@ -143,7 +143,6 @@ def complete_from_models(cfg: Config, engine: Any, loaded: Loaded, standing: Sta
 
 def _create_all(engine: Any, metadata: Any, source: str) -> list[str]:
     """create_all in one transaction (rolled back whole if it fails); the tables it made, logged."""
-    import sqlalchemy as sa
 
     try:
         with engine.begin() as connection:

@@ -41,11 +41,13 @@ top level imports only the standard library.
 
 from __future__ import annotations
 
+import datetime
+import socket
 import time
 
 from . import __version__, engines, report
 from .errors import EditedRevision
-from .probe import HISTORY_TABLE, REMOVED_CHECKSUM
+from .probe import HISTORY_TABLE, REMOVED_CHECKSUM, text_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -84,7 +86,6 @@ def create_sql(dialect: str) -> str:
 
 
 def utc(epoch: float) -> str:
-    import datetime
 
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat(timespec="milliseconds")
 
@@ -93,7 +94,6 @@ class Recorder:
     """Writes the rows of one process: its release, image and host, and the scripts' checksums."""
 
     def __init__(self, cfg: Config, checksums: dict[str, str]) -> None:
-        import socket
 
         self.image_revision = cfg.image_revision
         # In Kubernetes the host name is the pod's name.
@@ -225,7 +225,6 @@ def describe_edits(cfg: Config, edited: tuple[str, ...], vanished: tuple[str, ..
 
 def read(reader: Any, snapshot: Any) -> list[dict[str, Any]]:
     """Every row, newest first; [] when ``snapshot`` (the reader's) shows no table.  Read-only."""
-    from .probe import text_of
 
     if TABLE not in snapshot.columns:
         return []

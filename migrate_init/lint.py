@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import guard, report
+from . import guard, report, url
+from .catalog import EffectGuard
 from .errors import PreviewRefused, first_line
 
 _DESTRUCTIVE_CALLS = {
@@ -159,7 +160,6 @@ def scan_sql(loaded: Any, cfg: Any) -> tuple[list[Finding], list[Any], str]:
     that is not possible, on a throw-away SQLite file.  Returns the
     findings, the steps (revision, path, statements) and where the SQL came from.
     """
-    from . import url
 
     database = cfg.database
     if database.engine.has_schemas:
@@ -202,7 +202,6 @@ def _scan_on(database: Any, loaded: Any, prepare: Any = None) -> tuple[list[Find
     config = glue.alembic_config(
         loaded.script.dir and Path(loaded.script.dir), database, models=loaded.config.attributes.get("models")
     )
-    from .catalog import EffectGuard
 
     # From an empty database every table is empty, so judging by values would
     # find nothing: lint reports the candidates, what `run` judges by the data.

@@ -28,8 +28,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import event
+
 from . import engines
-from .catalog import _allow_text, _exec, _wanted_after, _wanted_before, engine_family, judge, losses
+from .catalog import Finding, _allow_text, _exec, _wanted_after, _wanted_before, engine_family, judge, losses
 from .errors import DestructiveOperation
 
 if TYPE_CHECKING:
@@ -89,14 +91,12 @@ class OutsideJudge:
         self.committed: list[str] = []
 
     def install(self) -> None:
-        from sqlalchemy import event
 
         event.listen(self.connection, "before_cursor_execute", self.before)
         event.listen(self.connection, "after_cursor_execute", self.after)
         event.listen(self.connection, "commit", self._commit)
 
     def remove(self) -> None:
-        from sqlalchemy import event
 
         for name, listener in (
             ("before_cursor_execute", self.before),
@@ -180,7 +180,6 @@ class OutsideJudge:
             self._refuse(statement, "; ".join(loss.describe() for loss in found), judged_loss=True)
 
     def _lost(self, statement: str, lost: list[Any]) -> None:
-        from .catalog import Finding
 
         if self.guard.record:
             self.guard.findings.append(Finding("env.py", self.env_py, tuple(lost)))

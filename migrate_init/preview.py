@@ -38,6 +38,8 @@ import re
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import event
+
 from . import engines
 from .errors import PreviewRefused
 
@@ -141,7 +143,6 @@ class ReadOnlyGuard:
         self.armed = False
 
     def install(self) -> None:
-        from sqlalchemy import event
 
         engine = engines.of(self.dialect)
         if not engine.transactional_ddl:
@@ -160,7 +161,6 @@ class ReadOnlyGuard:
 
     def finish(self) -> None:
         """The dry run's own rollback comes next: let it through, and stand down."""
-        from sqlalchemy import event
 
         self._finishing = True
         if isinstance(self._raw, sqlite3.Connection):

@@ -26,6 +26,7 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
+from . import engines
 from .errors import MigrationInterrupted
 from .probe import PROGRESS_TABLE
 
@@ -42,7 +43,6 @@ _CREATE = (
 
 def needed(connection: Connection) -> bool:
     """Whether this database commits DDL statement by statement (so progress is recorded)."""
-    from . import engines
 
     return not engines.of_connection(connection).transactional_ddl
 

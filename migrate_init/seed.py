@@ -26,6 +26,7 @@ None) in their globals.
 
 from __future__ import annotations
 
+import datetime
 import runpy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,6 @@ def owe(engine: Engine) -> None:
 
 def run(engine: Engine, folder: Path, owed: list[str], metadata: Any = None) -> list[str]:
     """Run the ``owed`` seed files of ``folder`` in name order, recording each; return their names."""
-    import datetime
 
     seeds = [p for p in files(folder) if p.name in set(owed)]
     if not seeds:

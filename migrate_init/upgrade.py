@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
+from pathlib import Path
 
-from . import report, seed, wait
+from . import alembic_glue as glue
+from . import backup, progress, report, retry, schema, seed, wait
+from .catalog import EffectGuard
 from .errors import (
     AccessDenied,
     ConfigError,
+    CorruptDatabase,
     DatabaseUnreachable,
     DestructiveOperation,
     DiskFull,
@@ -32,6 +37,8 @@ from .errors import (
     first_line,
     undone,
 )
+from .history import Recorder
+from .probe import PROGRESS_TABLE, SEED_TABLE
 from .state import (
     Expected,
     Loaded,
@@ -45,6 +52,7 @@ from .state import (
     verified,
     why_loaded,
 )
+from .watchdog import block_stop_signals
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -344,7 +352,6 @@ def _migrate(
 
 def _interrupted_earlier(cfg: Config, loaded: Loaded, standing: Standing) -> None:
     """Revisions an earlier run began and never finished (MySQL/MariaDB): run again, clear, or stop (exit 1)."""
-    from . import progress
 
     def rerun(revision: str) -> None:
         report.warning(
@@ -478,7 +485,6 @@ def _upgrade(
     summary: report.Summary,
 ) -> None:
     """Run env.py on our connection through ``destinations``; retry a migration that lost a lock wait."""
-    from . import retry
 
     glue = loaded.glue
     name = _layer_name(cfg, destinations, None if summary.command == "run" else destinations[0])
@@ -529,7 +535,6 @@ def _upgrade(
 
 def _may_run_again(connection: Any, script: Any, revision: str | None) -> bool:
     """Whether a failed migration can simply run again: always where DDL rolls back, else only if idempotent."""
-    from . import progress
 
     return not progress.needed(connection) or progress.idempotent(script, revision)
 
@@ -568,7 +573,6 @@ def _record_where_left(
             summary.to_revisions = None
             return
     summary.to_revisions = list(after.current)
-    from . import alembic_glue as glue
 
     summary.applied = _applied(glue, script, state.current, after.current)
 
@@ -633,7 +637,6 @@ def _failed(
             revision=failure.revision,
         ) from failure
     report.error("migration_failed", str(failure), revision=failure.revision)
-    from .history import Recorder
 
     fallback = cfg.enable_fallback_create and loaded.metadata is not None
     Recorder(cfg, loaded.checksums).best_effort(
@@ -657,7 +660,6 @@ def _failed(
         raise MigrationFailed(
             f"{failure} {_nothing_to_rescue(failure.revision, now, expected, loaded)}", revision=failure.revision
         )
-    from . import schema
 
     report.warning(
         "fallback",
@@ -696,7 +698,6 @@ def _failed(
 
 def _tables_of(snapshot: Any, expected: Expected) -> list[str]:
     """The tables a snapshot holds, without the version table and migrate-init's bookkeeping."""
-    from .probe import PROGRESS_TABLE, SEED_TABLE
 
     ours = {expected.version_table, PROGRESS_TABLE, SEED_TABLE}
     return sorted(t for t in snapshot.columns if t not in ours)
@@ -768,14 +769,12 @@ def _at_heads(
 
 
 def _repair(engine: Any, loaded: Loaded) -> list[str]:
-    from . import schema
 
     return schema.add_missing_columns(engine, loaded.metadata) if loaded.metadata is not None else []
 
 
 def _history(cfg: Config, engine: Any, loaded: Loaded, current: tuple[str, ...]) -> Any:
     """The history table, created (and a migrated database's baseline recorded) before anything runs."""
-    from .history import Recorder
 
     recorder = Recorder(cfg, loaded.checksums)
     recorder.ensure(engine, loaded.script, current)
@@ -803,7 +802,6 @@ def allowed_revisions_known(cfg: Config, script: Any) -> None:
 
 def effect_guard(cfg: Config, version_table: str, script: Any, *, record: bool = False) -> Any:
     """The destructive guard, with the revisions ALLOW_DESTRUCTIVE names checked against ``script``."""
-    from .catalog import EffectGuard
 
     allowed_revisions_known(cfg, script)
     return EffectGuard(
@@ -825,7 +823,6 @@ class QuickCheck:
     """
 
     def __init__(self, cfg: Config, watchdog: Watchdog) -> None:
-        import threading
 
         self.path = cfg.database.sqlite_path
         self._outcome: list[Any] = []
@@ -851,7 +848,6 @@ class QuickCheck:
         return cls(cfg, watchdog)
 
     def _run(self) -> None:
-        from .watchdog import block_stop_signals
 
         block_stop_signals()
         try:
@@ -865,7 +861,6 @@ class QuickCheck:
 
     def verdict(self, watchdog: Watchdog) -> None:
         """Wait for the check (a stop ends the wait); CorruptDatabase when the file is damaged."""
-        from .errors import CorruptDatabase
 
         while self._thread.is_alive():
             self._thread.join(0.1)
@@ -886,9 +881,6 @@ def _backup(cfg: Config, state: Any, watchdog: Watchdog) -> str | None:
     path = cfg.database.sqlite_path
     if path is None or not state.pending or cfg.backup_keep == 0:
         return None
-    from pathlib import Path
-
-    from . import backup
 
     watchdog.phase = "backing up the database"
     folder = Path(cfg.backup_dir) if cfg.backup_dir else backup.default_folder(Path(path))
