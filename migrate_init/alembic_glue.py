@@ -1,10 +1,11 @@
 """Alembic, owned: the engine, the folder's config and graph, and the user's env.py run on our connection.
 
-migrate-init does not hope that ``env.py`` cooperates (issue 11).  While a
-user's ``env.py`` runs, :func:`owned_context` wraps Alembic's public
-``EnvironmentContext.configure``: whatever connection or URL ``env.py``
-passes, the migrations run on the connection migrate-init controls, one
-transaction per migration, with migrate-init's ``on_version_apply`` callback
+migrate-init does not hope that ``env.py`` cooperates (issue 11).  A user's
+``env.py`` runs in an ``EnvironmentContext`` of migrate-init's own
+(:func:`owned_environment`), whose ``configure()`` (:func:`owned_context`)
+is the one ``env.py`` reaches through ``alembic.context``: whatever
+connection or URL ``env.py`` passes, the migrations run on the connection
+migrate-init controls, one transaction per migration, with migrate-init's ``on_version_apply`` callback
 added to the user's.  A connection that ``env.py`` opens itself is made
 read-only, and one to another database is refused before anything runs.  The
 steps themselves come from migrate-init's own ``fn`` (the same recipe as
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import functools
 import importlib.util
 import inspect
 import io
@@ -577,6 +579,21 @@ _CONFIGURE = EnvironmentContext.configure
 _CONFIGURE_SIGNATURE = inspect.signature(_CONFIGURE)
 
 
+def owned_environment(
+    config: AlembicConfig, script: ScriptDirectory, *, on_configure: Callable[..., None], **kwargs: Any
+) -> EnvironmentContext:
+    """Alembic's EnvironmentContext for one run of a user's env.py, whose ``configure()`` goes through
+    ``on_configure`` (which calls Alembic's own with the options it keeps).
+
+    The override is this instance's own attribute: env.py reaches it through
+    ``alembic.context``, Alembic's proxy to the context in use, which calls
+    ``configure`` on that instance.  Alembic's class is never patched (issue 21).
+    """
+    environment = EnvironmentContext(config, script, **kwargs)
+    environment.configure = functools.partial(on_configure, environment)  # type: ignore[method-assign]
+    return environment
+
+
 class Lent:
     """The migrations' connection, lent to code that asked for a connection of its own (issue 22).
 
@@ -699,12 +716,12 @@ def asked_version_table(config: AlembicConfig, script: ScriptDirectory) -> str |
     def no_connection(*_args: Any) -> None:
         raise _Configured
 
-    EnvironmentContext.configure = configure  # type: ignore[method-assign,assignment]
     event.listen(Engine, "do_connect", no_connection)
     try:
-        with EnvironmentContext(
+        with owned_environment(
             config,
             script,
+            on_configure=configure,
             fn=lambda _rev, _context: [],
             as_sql=True,
             starting_rev=None,
@@ -718,7 +735,6 @@ def asked_version_table(config: AlembicConfig, script: ScriptDirectory) -> str |
         return None
     finally:
         event.remove(Engine, "do_connect", no_connection)
-        EnvironmentContext.configure = _CONFIGURE  # type: ignore[method-assign]
         report.reclaim()
     return _version_table(found)
 
@@ -732,11 +748,12 @@ def _version_table(opts: dict[str, Any]) -> str | None:
 
 
 @contextlib.contextmanager
-def owned_context(connection: Connection, progress: Progress) -> Iterator[dict[str, Any]]:
+def owned_context(connection: Connection, progress: Progress) -> Iterator[tuple[dict[str, Any], Callable[..., None]]]:
     """While the body runs a user's env.py: every migration runs on ``connection``.
 
     Yields a dict that records what env.py asked for (``version_table``,
-    ``version_table_schema``).  See the module docstring.
+    ``version_table_schema``), and the ``on_configure`` of the
+    :func:`owned_environment` the body runs env.py in.  See the module docstring.
     """
     asked: dict[str, Any] = {"calls": 0}
     own_engine = connection.engine
@@ -798,13 +815,11 @@ def owned_context(connection: Connection, progress: Progress) -> Iterator[dict[s
         # A statement failed on a connection env.py opened itself (made read-only above).
         asked["foreign_error"] = True
 
-    EnvironmentContext.configure = configure  # type: ignore[method-assign,assignment]
     event.listen(Engine, "engine_connect", foreign)
     try:
-        yield asked
+        yield asked, configure
     finally:
         event.remove(Engine, "engine_connect", foreign)
-        EnvironmentContext.configure = _CONFIGURE  # type: ignore[method-assign]
         report.reclaim()
 
 
@@ -857,10 +872,11 @@ def run_env(
     try:
         with (
             lending(connection),
-            owned_context(connection, progress) as asked,
-            EnvironmentContext(
+            owned_context(connection, progress) as (asked, on_configure),
+            owned_environment(
                 config,
                 script,
+                on_configure=on_configure,
                 fn=upgrade,
                 as_sql=False,
                 starting_rev=None,
@@ -990,10 +1006,11 @@ def stamp(config: AlembicConfig, script: ScriptDirectory, engine: Engine, revisi
         try:
             with (
                 lending(connection),
-                owned_context(connection, Progress(script, 0)),
-                EnvironmentContext(
+                owned_context(connection, Progress(script, 0)) as (_asked, on_configure),
+                owned_environment(
                     config,
                     script,
+                    on_configure=on_configure,
                     fn=fn,
                     as_sql=False,
                     starting_rev=None,

@@ -136,14 +136,13 @@ def main(argv: list[str] | None = None) -> None:
         cfg = config_module.load()
     except ConfigError as exc:
         log_format, report_file = config_module.reporting()
-        report.setup(log_format=log_format)
-        report.stop_writing = lambda: watchdog.stopped
+        report.setup(log_format=log_format, stopping=lambda: watchdog.stopped)
         report.finish(
             report.Summary(command=command, outcome=exc.outcome, exit_code=exc.exit_code, message=str(exc)), report_file
         )
         _exit(_honour(watchdog, exc.exit_code))
-    report.setup(log_format=cfg.log_format, level=cfg.log_level, secrets=cfg.secrets)
-    report.stop_writing = lambda: watchdog.stopped  # a stalled stderr never holds a stop back
+    # A stalled stderr never holds a stop back.
+    report.setup(log_format=cfg.log_format, level=cfg.log_level, secrets=cfg.secrets, stopping=lambda: watchdog.stopped)
     watchdog.on_hard_exit = lambda stop, grace: report.finish(
         report.Summary(
             command=command,
@@ -160,12 +159,14 @@ def main(argv: list[str] | None = None) -> None:
     if command in ("plan", "stamp", "resolve", "accept"):
         bound_run(cfg, watchdog)
     summary: report.Summary | None = None
+    # What run/upgrade did, kept here: a failure reports it with its own message (issue 21: not on the exception).
+    record = report.Summary(command=command, database=cfg.database.safe) if command in ("run", "upgrade") else None
     try:
         watchdog.checkpoint()  # a stop that came before the watchdog (issue 25 N32): nothing is touched
         if command != "current":  # the one verb that needs no scripts
             config_module.check_migrations_dir(cfg.migrations_dir)
         try:
-            result = _dispatch(command, args, cfg, watchdog)
+            result = _dispatch(command, args, cfg, watchdog, record)
         except SystemExit as exc:
             # Only ours may end the process: an env.py, a migration or MODELS that calls sys.exit()
             # (open-webui's env.py without WEBUI_SECRET_KEY) is a failure to report (issue 24).
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
             watchdog.close()
             _exit(_honour(watchdog, code))
     except MigrateInitError as exc:
-        summary = _failure(command, cfg, exc)
+        summary = _failure(command, cfg, exc, record)
     except KeyboardInterrupt:
         summary = report.Summary(
             command=command,
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
             message="Stopped by SIGINT.",
         )
     except Exception as exc:  # an error no verb anticipated: still one summary and exit 1
-        summary = _failure(command, cfg, _unexpected(exc, watchdog, cfg))
+        summary = _failure(command, cfg, _unexpected(exc, watchdog, cfg), record)
     finally:
         watchdog.close()
     stop = watchdog.reason
@@ -230,13 +231,14 @@ def _exit(code: int) -> NoReturn:
     sys.exit(code)
 
 
-def _dispatch(command: str, args: Any, cfg: Config, watchdog: Watchdog) -> Any:
+def _dispatch(command: str, args: Any, cfg: Config, watchdog: Watchdog, record: report.Summary | None) -> Any:
     revision = getattr(args, "revision", None)
     if command in ("run", "upgrade"):
         # The init container's every start: nothing else is imported (issue 14).
         from . import run
 
-        return run.run(cfg, watchdog, revision=revision)
+        assert record is not None
+        return run.run(cfg, watchdog, record, revision=revision)
     report.use_logging()  # the other verbs load Alembic, whose records go through our handler
     from . import commands
 
@@ -271,8 +273,8 @@ def bound_run(cfg: Config, watchdog: Watchdog) -> None:
         watchdog.bound_run(sum(limits) + 30, "DB_WAIT_TIMEOUT + LOCK_TIMEOUT + MIGRATION_TIMEOUT + 30")
 
 
-def _failure(command: str, cfg: Config, exc: MigrateInitError) -> report.Summary:
-    summary = getattr(exc, "summary", None) or report.Summary(command=command, database=cfg.database.safe)
+def _failure(command: str, cfg: Config, exc: MigrateInitError, record: report.Summary | None) -> report.Summary:
+    summary = record or report.Summary(command=command, database=cfg.database.safe)
     summary.outcome, summary.exit_code, summary.message = exc.outcome, exc.exit_code, str(exc)
     if isinstance(exc, MigrationFailed) and exc.revision:
         summary.failed_revision = exc.revision
@@ -338,9 +340,6 @@ def _exited(exc: SystemExit, watchdog: Watchdog) -> MigrateInitError:
         "migrate-init stopped there; fix what it asks for (often an environment variable the app's env.py "
         "needs) and run again."
     )
-    summary = getattr(exc, "summary", None)
-    if summary is not None:
-        error.summary = summary  # type: ignore[attr-defined]  # what the run did before it
     return error
 
 

@@ -35,6 +35,8 @@ class MigrationFailed(MigrateInitError):
     def __init__(self, message: str, revision: str | None = None):
         super().__init__(message)
         self.revision = revision
+        #: The revision's table stayed locked by another transaction through every DDL_LOCK_RETRIES retry.
+        self.retries_refused = False
 
 
 class MigrationInterrupted(MigrateInitError):

@@ -191,7 +191,7 @@ def _put(text: str) -> None:
 
     A stalled log reader (a full pipe) blocks ``write()``; a signal then only
     interrupts it for Python to retry it.  So the line is written with
-    ``select()`` in short waits, and once :func:`stop_writing` says so (a
+    ``select()`` in short waits, and once :func:`setup`'s ``stopping`` says so (a
     SIGTERM or MIGRATION_TIMEOUT was recorded), the rest of the line is
     dropped after a short grace: the stop is honoured, never stuck behind a
     log line (issue 12).  Never raises.
@@ -300,8 +300,8 @@ def _logging_handler() -> logging.Handler:
     return handler
 
 
-#: Set by the CLI: whether the run has been told to stop (then a stalled stderr is not waited for).
-stop_writing: Any = None
+#: Whether the run has been told to stop (then a stalled stderr is not waited for): :func:`setup`'s ``stopping``.
+_stopping: Callable[[], bool] | None = None
 #: How long a line may wait for a stalled reader once the run must stop.
 _STOP_GRACE = 0.5
 _stalled = False
@@ -314,7 +314,7 @@ def _write(fd: int, data: bytes) -> None:
     view = memoryview(data)
     give_up: float | None = None
     while view:
-        stopping = stop_writing is not None and stop_writing()
+        stopping = _stopping is not None and _stopping()
         if stopping and give_up is None:
             # Once one line was given up on, the reader is stalled: the next ones get no grace.
             give_up = time.monotonic() + (0.0 if _stalled else _STOP_GRACE)
@@ -344,14 +344,24 @@ _format = "text"
 _light = False
 
 
-def setup(*, log_format: str = "text", level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+def setup(
+    *,
+    log_format: str = "text",
+    level: str = "INFO",
+    secrets: Iterable[str] = (),
+    stopping: Callable[[], bool] | None = None,
+) -> None:
     """Send our records and Alembic's to stderr in the chosen format, with ``secrets`` masked.
+
+    ``stopping`` tells whether the run must stop: a line then waits for a stalled stderr
+    at most half a second, and not at all once one was given up on.
 
     When nothing has imported logging yet, our own lines are written without it, through the
     same mask, format and writer, until :func:`use_logging` hands them to logging.
     """
-    global _masker, _handler, _level, _format, _light
+    global _masker, _handler, _level, _format, _light, _stopping
     _masker = _Masker(secrets)
+    _stopping = stopping
     _level, _format = level, log_format
     _handler = None
     _light = "logging" not in sys.modules

@@ -18,7 +18,6 @@ import sys
 import time
 
 from . import report, wait
-from .errors import MigrateInitError
 from .probe import Reader
 from .state import (
     Standing,
@@ -44,9 +43,11 @@ if TYPE_CHECKING:
 # -- the init sequence -------------------------------------------------------------
 
 
-def run(cfg: Config, watchdog: Watchdog, *, revision: str | None = None) -> report.Summary:
-    """The init sequence (``revision`` None) or ``upgrade REV``."""
-    summary = report.Summary(command="upgrade" if revision else "run", database=cfg.database.safe)
+def run(cfg: Config, watchdog: Watchdog, summary: report.Summary, *, revision: str | None = None) -> report.Summary:
+    """The init sequence (``revision`` None) or ``upgrade REV``, recorded in ``summary`` as it goes.
+
+    ``summary`` is the caller's: when this raises, it holds what was done before.
+    """
     if revision is not None:
         refuse_odd_revision(revision)  # before anything is waited for, locked or read (issue 12)
     _install_dependencies(cfg, summary)
@@ -65,9 +66,6 @@ def run(cfg: Config, watchdog: Watchdog, *, revision: str | None = None) -> repo
     summary.timed("wait", started)
     try:
         return _run(cfg, watchdog, summary, reader, revision)
-    except (MigrateInitError, SystemExit) as exc:  # SystemExit: a user's env.py called sys.exit()
-        exc.summary = summary  # type: ignore[union-attr]  # the CLI reports what was done before it
-        raise
     finally:
         reader.close()
 

@@ -514,7 +514,7 @@ def _upgrade(
                     if kind not in ("lock_not_available", "busy") or retries >= cfg.ddl_lock_retries:
                         raise
                     if not _may_run_again(connection, loaded.script, exc.revision):
-                        exc.retries_refused = True  # type: ignore[attr-defined]
+                        exc.retries_refused = True
                         raise
                     retries += 1
                     delay = next(delays)
@@ -620,7 +620,7 @@ def _failed(
     if kind in ("lock_not_available", "busy"):
         # create_all cannot make an ALTER happen: the fallback would only turn
         # this into a misleading verification failure.
-        if getattr(failure, "retries_refused", False):
+        if failure.retries_refused:
             how = (
                 f"past DDL_LOCK_TIMEOUT={cfg.ddl_lock_timeout:g}s; it was not retried, since MySQL/MariaDB "
                 "keep what it applied before and its module does not declare idempotent = True"

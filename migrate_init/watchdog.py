@@ -390,13 +390,17 @@ class Watchdog:
 
 
 def _in_logging(frame: FrameType | None) -> bool:
-    """Whether ``frame`` or a caller is inside the logging package, or our report module."""
+    """Whether ``frame`` or a caller is inside the logging package, or our report module (by module name)."""
     while frame is not None:
-        filename = frame.f_code.co_filename
-        if f"{os.sep}logging{os.sep}" in filename or filename.endswith(f"{os.sep}report.py"):
+        module = frame.f_globals.get("__name__", "")
+        if module == "logging" or module.startswith("logging.") or module == _REPORT_MODULE:
             return True
         frame = frame.f_back
     return False
+
+
+#: The module whose writes a stop must not interrupt halfway (a line, a JSON report).
+_REPORT_MODULE = __name__.rpartition(".")[0] + ".report"
 
 
 def _cancel(dbapi_connection: Any) -> None:
