@@ -44,8 +44,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .config import Config
-    from .probe import Reader
-    from .state import Expected, Loaded, Standing
+    from .state import Expected, Loaded, Run, Standing
     from .watchdog import Watchdog
 
 
@@ -56,10 +55,9 @@ def tables_held(standing: Standing, expected: Expected) -> list[str]:
     return sorted(t for t in standing.snapshot.columns if t not in ours)
 
 
-def build_models(
-    cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected, loaded: Loaded
-) -> report.Summary:
+def build_models(run: Run, loaded: Loaded) -> report.Summary:
     """EMPTY_DATABASE=models: create_all from MODELS, stamp the heads, verify, seed."""
+    cfg, watchdog, summary, reader, expected = run.cfg, run.watchdog, run.summary, run.reader, run.expected
 
     assert loaded.metadata is not None  # config refuses EMPTY_DATABASE=models without MODELS
     heads = sorted(loaded.script.get_heads())

@@ -20,6 +20,7 @@ import time
 from . import report, wait
 from .probe import Reader
 from .state import (
+    Run,
     Standing,
     at_target,
     cache_manifest,
@@ -116,7 +117,7 @@ def _run(
     from . import upgrade
 
     if not cfg.enable_auto_migration:
-        return upgrade.auto_migration_off(cfg, summary, reader, expected, standing)
+        return upgrade.auto_migration_off(Run(cfg, watchdog, summary, reader, expected, revision), standing)
 
     def done_meanwhile() -> bool:
         # The version rows first (one small query); the whole snapshot only once they are the heads.
@@ -138,7 +139,7 @@ def _run(
                     cache_manifest(cfg, expected.loaded)
                 return summary
             if held:
-                return upgrade.under_lock(cfg, watchdog, summary, reader, expected, standing, revision)
+                return upgrade.under_lock(Run(cfg, watchdog, summary, reader, expected, revision), standing)
         # Done, then not done again by the time it was read twice: wait for the lock itself.
 
 

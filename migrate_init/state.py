@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .config import Config
+    from .watchdog import Watchdog
 
 
 VERSION_TABLE = "alembic_version"
@@ -391,3 +392,33 @@ def refuse_odd_revision(revision: str) -> None:
             f"upgrade {revision}: relative revisions and ranges are not accepted; name a revision id, "
             "'heads', or a branch head such as 'mybranch@head'. Run `migrate.py history --graph`."
         )
+
+
+class Run:
+    """One run of the init sequence (or ``upgrade REV``) once the database answered: what its steps share.
+
+    Passed to the steps under the lock (:mod:`upgrade`, :mod:`empty`) instead
+    of their seven arguments each (issue 21).  ``expected`` is replaced when
+    the heavy half loads: the manifest's answer becomes the scripts' own.
+    """
+
+    __slots__ = ("cfg", "expected", "reader", "revision", "summary", "watchdog")
+
+    def __init__(
+        self,
+        cfg: Config,
+        watchdog: Watchdog,
+        summary: report.Summary,
+        reader: Reader,
+        expected: Expected,
+        revision: str | None,
+    ) -> None:
+        self.cfg = cfg
+        self.watchdog = watchdog
+        #: What the run did so far: the CLI's, reported whatever happens next.
+        self.summary = summary
+        #: The one reader (:mod:`probe`), in the session that holds the lock on a server.
+        self.reader = reader
+        self.expected = expected
+        #: ``upgrade REV``'s target; None for the init sequence (every head).
+        self.revision = revision

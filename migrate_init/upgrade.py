@@ -42,6 +42,7 @@ from .probe import PROGRESS_TABLE, SEED_TABLE
 from .state import (
     Expected,
     Loaded,
+    Run,
     Standing,
     at_target,
     cache_manifest,
@@ -64,33 +65,25 @@ if TYPE_CHECKING:
     from .watchdog import Watchdog
 
 
-def under_lock(
-    cfg: Config,
-    watchdog: Watchdog,
-    summary: report.Summary,
-    reader: Reader,
-    expected: Expected,
-    standing: Standing,
-    revision: str | None,
-) -> report.Summary:
+def under_lock(run: Run, standing: Standing) -> report.Summary:
     """The lock is held and there is work: load the heavy half if needed, then migrate."""
+    cfg, watchdog, summary, reader, expected = run.cfg, run.watchdog, run.summary, run.reader, run.expected
     # SQLite's quick_check reads the whole file; it runs while the scripts and models load.
     check = QuickCheck.start(cfg, watchdog)
     if expected.loaded is None:
         watchdog.phase = "loading the migration scripts and MODELS"
         watchdog.checkpoint()  # before a second of imports that nothing can interrupt
-        expected = load(cfg, why_loaded(standing, expected))
+        expected = run.expected = load(cfg, why_loaded(standing, expected))
         standing = standing_of(reader, expected)
         if standing.unknown:
             return schema_ahead(cfg, summary, reader, expected, standing)
     loaded = expected.loaded
     assert loaded is not None
-    return _migrate(cfg, watchdog, summary, reader, expected, loaded, standing, revision, check)
+    return _migrate(run, loaded, standing, check)
 
 
-def auto_migration_off(
-    cfg: Config, summary: report.Summary, reader: Reader, expected: Expected, standing: Standing
-) -> report.Summary:
+def auto_migration_off(run: Run, standing: Standing) -> report.Summary:
+    cfg, summary, reader, expected = run.cfg, run.summary, run.reader, run.expected
     if expected.loaded is None:
         expected = load(cfg, "ENABLE_AUTO_MIGRATION=false, with migrations pending")
     loaded = expected.loaded
@@ -186,17 +179,9 @@ def _connection_lost(failure: MigrationFailed, backend: str) -> DatabaseUnreacha
 # -- the work, under the lock ------------------------------------------------------
 
 
-def _migrate(
-    cfg: Config,
-    watchdog: Watchdog,
-    summary: report.Summary,
-    reader: Reader,
-    expected: Expected,
-    loaded: Loaded,
-    standing: Standing,
-    revision: str | None,
-    check: QuickCheck | None = None,
-) -> report.Summary:
+def _migrate(run: Run, loaded: Loaded, standing: Standing, check: QuickCheck | None = None) -> report.Summary:
+    cfg, watchdog, summary, reader, expected = run.cfg, run.watchdog, run.summary, run.reader, run.expected
+    revision = run.revision
     glue = loaded.glue
     script = loaded.script
     allowed_revisions_known(cfg, script)
@@ -210,7 +195,7 @@ def _migrate(
     if standing.interrupted:
         _interrupted_earlier(cfg, loaded, standing)
     if revision is None and standing.at_heads:
-        return _at_heads(cfg, watchdog, summary, reader, expected, loaded)
+        return _at_heads(run, loaded)
     built = ""  # what was done before the first migration, for the summary
     if revision is None and not state.current:
         # No version row: build an empty database the project's way, or adopt one with tables (issue 22).
@@ -221,13 +206,13 @@ def _migrate(
             if built:
                 standing = standing_of(reader, expected)
                 if standing.at_heads:
-                    summary = _at_heads(cfg, watchdog, summary, reader, expected, loaded)
+                    summary = _at_heads(run, loaded)
                     summary.message = built + summary.message
                     return summary
                 state = glue.state(script, standing.current, cfg.migration_target, expected.version_table)
                 summary.from_revisions = list(state.current)
         elif cfg.empty_database == "models":
-            return empty.build_models(cfg, watchdog, summary, reader, expected, loaded)
+            return empty.build_models(run, loaded)
 
     destinations = _destinations(glue, script, cfg, state, revision)
     total = len(glue.pending_revisions(script, state.current, destinations[-1:] if revision else list(state.heads)))
@@ -304,7 +289,7 @@ def _migrate(
         summary.to_revisions = list(after.current)
         summary.applied = _applied(glue, script, state.current, after.current)
         if failure is not None:
-            return _failed(cfg, watchdog, summary, reader, expected, loaded, engine, failure)
+            return _failed(run, loaded, engine, failure)
         if revision is None and not state.target_exists and cfg.migration_target_set:
             summary.warnings.append(
                 f"MIGRATION_TARGET={cfg.migration_target} is not a revision of these "
@@ -584,17 +569,9 @@ def _disk_full_left(summary: report.Summary) -> str:
     return f"the database is at {revs(summary.to_revisions)} ({len(summary.applied)} applied by this run)"
 
 
-def _failed(
-    cfg: Config,
-    watchdog: Watchdog,
-    summary: report.Summary,
-    reader: Reader,
-    expected: Expected,
-    loaded: Loaded,
-    engine: Any,
-    failure: MigrationFailed,
-) -> report.Summary:
+def _failed(run: Run, loaded: Loaded, engine: Any, failure: MigrationFailed) -> report.Summary:
     """A named revision failed and was rolled back: stop, or run the create_all fallback."""
+    cfg, watchdog, summary, reader, expected = run.cfg, run.watchdog, run.summary, run.reader, run.expected
     summary.failed_revision = failure.revision
     kind = classify(failure)
     where = f" while applying {failure.revision}" if failure.revision else ""
@@ -731,10 +708,9 @@ def _nothing_to_rescue(revision: str | None, now: Standing, expected: Expected, 
     )
 
 
-def _at_heads(
-    cfg: Config, watchdog: Watchdog, summary: report.Summary, reader: Reader, expected: Expected, loaded: Loaded
-) -> report.Summary:
+def _at_heads(run: Run, loaded: Loaded) -> report.Summary:
     """At the heads, with work left: missing columns (REPAIR_MISSING_COLUMNS=true) or seeds owed."""
+    cfg, watchdog, summary, reader, expected = run.cfg, run.watchdog, run.summary, run.reader, run.expected
     engine = loaded.glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint)
     try:
         _history(cfg, engine, loaded, standing_of(reader, expected).current)  # a baseline, if none was recorded
