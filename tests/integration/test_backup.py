@@ -295,6 +295,7 @@ def test_backup_into_another_filesystem_is_the_database_bytes(sqlite_url, tmp_pa
     [backup] = _backups(roomy_tmpfs)
     assert file_digest(backup) == before
     assert list(roomy_tmpfs.iterdir()) == [backup]
+    _open_backup(backup).close()
     assert versions(sqlite_url) == [TARGET]
 
 
