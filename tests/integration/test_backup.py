@@ -1,7 +1,8 @@
 """Issue 5, SQLite backups: taken before pending migrations and only then, pruned, checked for space.
 
 Every backup is opened with sqlite3 and must pass ``PRAGMA integrity_check``
-and hold the rows the database held before the run.
+and hold the rows the database held before the run.  Issue 27: the copy is the
+database's bytes, one committed state while another process writes, on any filesystem.
 """
 
 from __future__ import annotations
