@@ -1,7 +1,8 @@
 """Issue 5, SQLite backups: taken before pending migrations and only then, pruned, checked for space.
 
 Every backup is opened with sqlite3 and must pass ``PRAGMA integrity_check``
-and hold the rows the database held before the run.
+and hold the rows the database held before the run.  Issue 27: the copy is the
+database's bytes, one committed state while another process writes, on any filesystem.
 """
 
 from __future__ import annotations
@@ -17,7 +18,17 @@ import pytest
 
 from tests.support.chains import TARGET
 from tests.support.dbstate import add_blobs, add_users, count, query, snapshot, sqlite_path, versions
-from tests.support.process import Runner, operator_env, report_of, run_migrate, summary_line, wait_until
+from tests.support.faults import file_digest
+from tests.support.process import (
+    Runner,
+    kill_group,
+    operator_env,
+    report_of,
+    run_migrate,
+    start_python,
+    summary_line,
+    wait_until,
+)
 
 
 def _backups(folder: Path) -> list[Path]:
@@ -94,13 +105,11 @@ def test_backup_keep_keeps_the_newest_backups(sqlite_url, tmp_path):
         connection.close()
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
-    """A 64 KiB tmpfs; CI runs the tests as root, so failing to mount it fails the test there."""
-    mount = tmp_path / "tiny"
+def _tmpfs(mount: Path, size: str):
+    """A tmpfs of ``size`` on ``mount``; CI runs the tests as root, so failing to mount it fails the test there."""
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True, text=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True, text=True
     )
     if done.returncode != 0:
         message = f"cannot mount a tmpfs on {mount}: {done.stderr.strip()} (needs root)"
@@ -111,6 +120,18 @@ def tiny_tmpfs(tmp_path):
         yield mount
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 64 KiB tmpfs."""
+    yield from _tmpfs(tmp_path / "tiny", "64k")
+
+
+@pytest.fixture
+def roomy_tmpfs(tmp_path):
+    """A 128 MiB tmpfs: another filesystem than the database's, where copy_file_range says EXDEV."""
+    yield from _tmpfs(tmp_path / "roomy", "128m")
 
 
 def test_short_free_space_fails_before_any_ddl_and_says_how_much_is_needed(sqlite_url, tmp_path, tiny_tmpfs):
@@ -240,3 +261,127 @@ def test_backup_of_a_database_in_a_folder_whose_name_holds_uri_characters_holds_
     finally:
         connection.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == before, "a file appeared beside the folder"
+
+
+# --- the copy: the database's bytes, one consistent state, on any filesystem (issue 27) ----------------------
+
+
+def test_backup_of_a_rollback_journal_database_is_its_bytes(sqlite_url, tmp_path):
+    """Some 40 MB, copied in several chunks: the backup is the file byte for byte, as it was before the run."""
+    _at_70c7_with_rows(sqlite_url, tmp_path)
+    add_blobs(sqlite_url, 40)
+    database = sqlite_path(sqlite_url)
+    before = file_digest(database)
+
+    result = run_migrate(env=operator_env(sqlite_url, tmp_path))
+
+    assert result.code == 0, result.out
+    [backup] = _backups(database.parent / "backups")
+    assert file_digest(backup) == before
+    _open_backup(backup).close()
+    assert versions(sqlite_url) == [TARGET]
+
+
+def test_backup_into_another_filesystem_is_the_database_bytes(sqlite_url, tmp_path, roomy_tmpfs):
+    """BACKUP_DIR on a tmpfs, the database on the disk: the kernel will not copy_file_range between them, and the
+    copy goes on another way (sendfile)."""
+    _at_70c7_with_rows(sqlite_url, tmp_path)
+    add_blobs(sqlite_url, 40)
+    database = sqlite_path(sqlite_url)
+    before = file_digest(database)
+
+    result = run_migrate(env=operator_env(sqlite_url, tmp_path, BACKUP_DIR=roomy_tmpfs))
+
+    assert result.code == 0, result.out
+    [backup] = _backups(roomy_tmpfs)
+    assert file_digest(backup) == before
+    assert list(roomy_tmpfs.iterdir()) == [backup]
+    _open_backup(backup).close()
+    assert versions(sqlite_url) == [TARGET]
+
+
+# Rewrites every row of "pair" in one transaction, as fast as it can, until the file `stop` exists.
+_WRITER = """
+import os, sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
+connection.execute("PRAGMA synchronous=OFF")
+commits = 0
+while not os.path.exists(sys.argv[2]):
+    connection.execute("BEGIN IMMEDIATE")
+    connection.execute("UPDATE pair SET n = n + 1")
+    connection.execute("COMMIT")
+    commits += 1
+    time.sleep(0.002)
+print(commits)
+"""
+
+
+def test_a_writer_committing_throughout_the_backup_leaves_it_one_consistent_state(sqlite_url, tmp_path):
+    """Another process rewrites 2,000 rows spread over a 200 MB file in every transaction while migrate.py runs:
+    every row of the backup holds the same value (one committed state, not pages of several), and it passes
+    integrity_check.  A byte copy taken without holding SQLite's read lock tears here."""
+    _at_70c7_with_rows(sqlite_url, tmp_path)
+    database = sqlite_path(sqlite_url)
+    connection = sqlite3.connect(database)
+    with connection:
+        connection.execute("CREATE TABLE pair (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, pad BLOB)")
+        connection.execute("CREATE TABLE filler (b BLOB)")
+        for _ in range(20):  # the rows of pair lie between 10 MB blobs, all along the file
+            connection.execute("INSERT INTO filler VALUES (zeroblob(10000000))")
+            connection.executemany("INSERT INTO pair (n, pad) VALUES (0, zeroblob(400))", [()] * 100)
+    connection.close()
+    stop = tmp_path / "stop-writing"
+    writer = start_python("-c", _WRITER, database, stop)
+    try:
+        wait_until(lambda: query(sqlite_url, "SELECT max(n) FROM pair")[0][0] > 0, 60, "the writer's first commit")
+
+        result = run_migrate(env=operator_env(sqlite_url, tmp_path))
+
+        stop.touch()
+        out, _ = writer.communicate(timeout=120)
+    finally:
+        kill_group(writer)
+    assert writer.returncode == 0 and int(out) > 0, out
+    assert result.code == 0, result.out
+    assert versions(sqlite_url) == [TARGET]
+    [backup] = _backups(database.parent / "backups")
+    connection = _open_backup(backup)
+    try:
+        assert connection.execute("SELECT count(*), count(DISTINCT n) FROM pair").fetchone() == (2000, 1)
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("70c7b727736e",)]
+    finally:
+        connection.close()
+    assert query(sqlite_url, "SELECT count(*), count(DISTINCT n) FROM pair") == [(2000, 1)]
+
+
+def test_backup_of_a_wal_database_holds_its_rows_and_leaves_no_side_file(sqlite_url, tmp_path):
+    """A database in WAL mode, with commits still in its -wal: copied with SQLite's backup API (its main file
+    alone is not a state); the backup holds every committed row and the folder only the backup."""
+    _at_70c7_with_rows(sqlite_url, tmp_path)
+    database = sqlite_path(sqlite_url)
+    connection = sqlite3.connect(database)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA wal_autocheckpoint=0")  # keep what follows in the -wal
+    with connection:
+        connection.execute("INSERT INTO \"user\" (id, name, email, role) VALUES ('u4', 'u4', 'u4@example.com', 'user')")
+    assert Path(f"{database}-wal").stat().st_size > 0
+    try:
+        result = run_migrate(env=operator_env(sqlite_url, tmp_path))
+    finally:
+        connection.close()
+
+    assert result.code == 0, result.out
+    folder = database.parent / "backups"
+    [backup] = _backups(folder)
+    assert list(folder.iterdir()) == [backup]
+    connection = _open_backup(backup)
+    try:
+        assert connection.execute('SELECT id FROM "user" ORDER BY id').fetchall() == [
+            ("u1",),
+            ("u2",),
+            ("u3",),
+            ("u4",),
+        ]
+    finally:
+        connection.close()
+    assert versions(sqlite_url) == [TARGET]
