@@ -199,6 +199,66 @@ class Engine:
         return f"<engine {self.name}>"
 
 
+class ServerEngine(Engine):
+    """An engine behind a server: its reader class and lock factory, and the lock taken in a session."""
+
+    #: The reader (:class:`migrate_init.probe.Reader`) of this engine.
+    reader_class: Any = None
+    #: ``(connection, database name, *, version_table, timeout, checkpoint, on_wait, shared)`` -> the lock
+    #: of that database, taken in ``connection``'s session.
+    session_lock: Callable[..., MigrationLock]
+    #: ``(connection, database name, version_table)`` -> who holds the lock, read on ``connection``; None: nobody.
+    holder_in: Callable[[Any, str, str], str | None]
+
+    def reader(
+        self,
+        database: Url,
+        *,
+        read_only: bool,
+        connect_timeout: float,
+        statement_timeout: float,
+        checkpoint: Callable[[], None] | None,
+        track: Callable[[Any], None] | None,
+    ) -> Reader:
+        reader: Reader = self.reader_class(
+            database,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            track=track,
+            checkpoint=checkpoint,
+        )
+        return reader
+
+    def lock(
+        self,
+        database: Url,
+        *,
+        connection: Any,
+        version_table: str,
+        timeout: float,
+        checkpoint: Callable[[], None] | None,
+        on_wait: Callable[[str], None] | None,
+        shared: bool,
+        allow_network_fs: bool,
+    ) -> MigrationLock:
+        return self.session_lock(
+            connection,
+            database.database or "",
+            version_table=version_table,
+            timeout=timeout,
+            checkpoint=checkpoint,
+            on_wait=on_wait,
+            shared=shared,
+        )
+
+    def holder(self, database: Url, version_table: str) -> str | None:
+        connection = self.connect(database, 5, None)
+        try:
+            return self.holder_in(connection, database.database or "", version_table)
+        finally:
+            connection.close()
+
+
 def of(name: str) -> Engine:
     """The engine for any of its spellings (``sqlite``, ``postgres``, ``mariadb``, a dialect name...).
 

@@ -27,7 +27,7 @@ from ..probe import (
     version_source,
     versions_and_checksums,
 )
-from . import Engine
+from . import ServerEngine
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -513,8 +513,11 @@ _TYPE_SYNONYMS = {
 }
 
 
-class MySQL(Engine):
+class MySQL(ServerEngine):
     name = "mysql"
+    session_lock = staticmethod(mysql_lock)
+    holder_in = staticmethod(holder_mysql)
+    reader_class = MysqlReader
     label = "MySQL/MariaDB"
     transactional_ddl = False
     placeholder = "%s"
@@ -525,55 +528,8 @@ class MySQL(Engine):
     coerces_nulls = True
     sqlglot_dialect = "mysql"
 
-    def reader(
-        self,
-        database: Url,
-        *,
-        read_only: bool,
-        connect_timeout: float,
-        statement_timeout: float,
-        checkpoint: Callable[[], None] | None,
-        track: Callable[[Any], None] | None,
-    ) -> Reader:
-        return MysqlReader(
-            database,
-            connect_timeout=connect_timeout,
-            statement_timeout=statement_timeout,
-            track=track,
-            checkpoint=checkpoint,
-        )
-
     def connect(self, database: Url, connect_timeout: float, checkpoint: Callable[[], None] | None) -> Any:
         return connect_mysql(database, connect_timeout, checkpoint)
-
-    def lock(
-        self,
-        database: Url,
-        *,
-        connection: Any,
-        version_table: str,
-        timeout: float,
-        checkpoint: Callable[[], None] | None,
-        on_wait: Callable[[str], None] | None,
-        shared: bool,
-        allow_network_fs: bool,
-    ) -> MigrationLock:
-        return mysql_lock(
-            connection,
-            database.database or "",
-            version_table=version_table,
-            timeout=timeout,
-            checkpoint=checkpoint,
-            on_wait=on_wait,
-            shared=shared,
-        )
-
-    def holder(self, database: Url, version_table: str) -> str | None:
-        connection = connect_mysql(database, 5, None)
-        try:
-            return holder_mysql(connection, database.database or "", version_table)
-        finally:
-            connection.close()
 
     def cancel(self, connection: Any) -> None:
         inner = getattr(connection, "driver_connection", None) or connection

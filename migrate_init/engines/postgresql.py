@@ -34,7 +34,7 @@ from ..probe import (
     version_source,
     versions_and_checksums,
 )
-from . import Engine
+from . import ServerEngine
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -525,8 +525,11 @@ def _deferred_triggers(connection: Any) -> str:
     return ", ".join(sorted({str(row[0]) for row in rows}))
 
 
-class PostgreSQL(Engine):
+class PostgreSQL(ServerEngine):
     name = "postgresql"
+    session_lock = staticmethod(postgresql_lock)
+    holder_in = staticmethod(holder_postgresql)
+    reader_class = PostgresqlReader
     label = "PostgreSQL"
     transactional_ddl = True
     placeholder = "%s"
@@ -536,56 +539,8 @@ class PostgreSQL(Engine):
     sqlglot_dialect = "postgres"
     has_schemas = True
 
-    def reader(
-        self,
-        database: Url,
-        *,
-        read_only: bool,
-        connect_timeout: float,
-        statement_timeout: float,
-        checkpoint: Callable[[], None] | None,
-        track: Callable[[Any], None] | None,
-    ) -> Reader:
-        return PostgresqlReader(
-            database,
-            connect_timeout=connect_timeout,
-            statement_timeout=statement_timeout,
-            track=track,
-            checkpoint=checkpoint,
-        )
-
     def connect(self, database: Url, connect_timeout: float, checkpoint: Callable[[], None] | None) -> Any:
         return connect_postgresql(database, connect_timeout, checkpoint)
-
-    def lock(
-        self,
-        database: Url,
-        *,
-        connection: Any,
-        version_table: str,
-        timeout: float,
-        checkpoint: Callable[[], None] | None,
-        on_wait: Callable[[str], None] | None,
-        shared: bool,
-        allow_network_fs: bool,
-    ) -> MigrationLock:
-        return postgresql_lock(
-            connection,
-            database.database or "",
-            version_table=version_table,
-            timeout=timeout,
-            checkpoint=checkpoint,
-            on_wait=on_wait,
-            shared=shared,
-        )
-
-    def holder(self, database: Url, version_table: str) -> str | None:
-        connection = connect_postgresql(database, 5, None)
-        try:
-            connection.autocommit = True
-            return holder_postgresql(connection, database.database or "", version_table)
-        finally:
-            connection.close()
 
     def cancel(self, connection: Any) -> None:
         inner = getattr(connection, "driver_connection", None) or connection
