@@ -626,8 +626,21 @@ class PostgreSQL(ServerEngine):
 
     def ddl_session(self, connection: Any, ddl_lock_timeout: float) -> None:
         # A queued ALTER would block every reader of the table behind it; give up quickly and retry.
-        connection.exec_driver_sql(f"SET lock_timeout = {max(1, int(ddl_lock_timeout * 1000))}")
-        connection.commit()
+        # SET LOCAL as each transaction begins, not a session SET: behind PgBouncer in transaction
+        # pooling a session setting lands on one pooled server connection, stays there for the next
+        # client, and misses the server connections this session's later transactions run on.
+        from sqlalchemy import event
+
+        statement = f"SET LOCAL lock_timeout = {max(1, int(ddl_lock_timeout * 1000))}"
+
+        def begin(conn: Any) -> None:
+            cursor = conn.connection.driver_connection.cursor()
+            try:
+                cursor.execute(statement)  # psycopg2 opens the transaction with it
+            finally:
+                cursor.close()
+
+        event.listen(connection, "begin", begin)
 
     def ddl_transaction(self, connection: Any, ddl_lock_timeout: float) -> None:
         connection.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(ddl_lock_timeout * 1000))}")

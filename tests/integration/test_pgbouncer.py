@@ -190,3 +190,35 @@ def test_a_server_idle_in_transaction_timeout_does_not_end_the_held_lock(
     assert upgrade_counts(outs)["robust_slow"] == 1, "\n\n".join(outs)
     assert_at_head(direct, ["robust_slow"], slow_tables=("robust_slow",))
     assert_no_lock_left(direct)
+
+
+def test_ddl_lock_timeout_is_set_per_transaction_and_leaves_no_pooled_server_connection_changed(
+    bouncer: PgBouncer, pg_server: PgServer, fresh: list[str], tmp_path: Path
+) -> None:
+    """DDL_LOCK_TIMEOUT bounds each migration's lock waits; a session SET behind transaction pooling
+    would land on one pooled server connection and stay there for the next client's transactions."""
+    import psycopg2
+
+    direct = new_database(pg_server, fresh)
+    migrations = build_chain(tmp_path / "migrations")
+    run = Runner(migrate_env(bouncer.through(direct), migrations, DDL_LOCK_TIMEOUT=3), tmp_path / "run.log")
+    assert run.wait(120) == 0, run.out
+    assert_at_head(direct, [REVISIONS[-1][0]])
+
+    # Every server connection the pool keeps for this database, each held by a client of its own in an
+    # open transaction (so no two share one): none may carry the run's lock_timeout.
+    servers = pg_query(
+        direct,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )[0][0]
+    clients = [psycopg2.connect(bouncer.through(direct)) for _ in range(max(servers, 1) + 1)]
+    try:
+        seen = []
+        for client in clients:
+            with client.cursor() as cursor:  # psycopg2 opens a transaction, which keeps its server connection
+                cursor.execute("SHOW lock_timeout")
+                seen.append(cursor.fetchone()[0])
+    finally:
+        for client in clients:
+            client.close()
+    assert set(seen) == {"0"}, f"pooled server connections kept a lock_timeout: {seen} ({bouncer.pool_mode})"
