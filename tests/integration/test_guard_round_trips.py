@@ -2,8 +2,9 @@
 
 The savepoint before a migration and the transaction's id share one round trip,
 and the catalog read after it also brings back the transaction's id (if one is
-assigned) and the deferred constraint triggers, so a migration costs the guard
-three round trips instead of six.  What the folded reads decide must not
+assigned) and the deferred constraint triggers, and a run leaves the savepoint
+to the migration's own COMMIT: two statements instead of six.  What the folded
+reads decide must not
 change: a migration that commits and opens a new transaction in its own SQL is
 still told apart (the savepoint it would roll back to is gone), and the deferred
 triggers are still run before the commit and judged (test_read_only_preview's
