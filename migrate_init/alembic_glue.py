@@ -567,9 +567,21 @@ class _GuardedStep:
                 lambda: inner(**kw),
                 reviewed=reviewed(script),
                 rerun=progress.capture_paused,
+                commit_follows=_commit_follows(self._context),
             )
 
         return run
+
+
+def _commit_follows(context: Any) -> bool:
+    """Whether Alembic ends the transaction right after this migration (transaction_per_migration, in a
+    transaction of its own): a run's migrations, not a dry run's, nor those of an env.py that opened its own."""
+    return (
+        getattr(context, "_transaction_per_migration", False) is True
+        and getattr(context, "_in_external_transaction", True) is False
+        and not getattr(context, "as_sql", True)
+        and bool(getattr(getattr(context, "impl", None), "transactional_ddl", False))
+    )
 
 
 # Introspection and bookkeeping a reader does not need to see in a plan.

@@ -109,6 +109,11 @@ class Snapshot:
     #: pg_attribute rows): the next :func:`snapshot` reuses the columns of a table whose mark is unchanged,
     #: so two snapshots may share a table's column dict; nothing may change one in place (copy it first).
     marks: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+    #: Read in the same round trip where the engine can (PostgreSQL 11+; None: not read), for the guard:
+    #: the id of the transaction it was read in (a 1-tuple; its value None when none is assigned yet)
+    #: and the deferred constraint triggers a COMMIT would fire (issue 27: fewer round trips).
+    transaction: tuple[object] | None = field(default=None, compare=False, repr=False)
+    deferred: str | None = field(default=None, compare=False, repr=False)
 
     def table(self, name: str) -> Table | None:
         columns = self.tables.get(name)
@@ -203,6 +208,9 @@ class CatalogRead:
     options: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: A mark per table that changes whenever its columns do (incremental reads, issue 27).
     marks: dict[str, object] = field(default_factory=dict)
+    #: See :class:`Snapshot`: what the same round trip read of the session, where the engine folds it in.
+    transaction: tuple[object] | None = None
+    deferred: str | None = None
 
 
 def engine_family(dialect: str) -> str:
@@ -270,6 +278,8 @@ def snapshot(
         engines={name: options[name][0] for name in kept if name in options},
         charsets={name: options[name][1] for name in kept if name in options},
         marks={name: marks[name] for name in kept if name in marks},
+        transaction=read.transaction,
+        deferred=read.deferred,
     )
 
 
@@ -670,12 +680,17 @@ class EffectGuard:
         *,
         reviewed: bool = False,
         rerun: Callable[[], None] | None = None,
+        commit_follows: bool = False,
     ) -> None:
         """Run one migration's function under the guard (SQLite, PostgreSQL); see the class.
 
         ``rerun`` is called before the function runs a second time (a dry run
-        stops capturing its SQL).  Raises DestructiveOperation when values
-        would be lost; the caller's transaction then rolls the migration back.
+        stops capturing its SQL).  ``commit_follows``: the migration's own
+        transaction ends right after its bookkeeping (Alembic's
+        transaction_per_migration), and that COMMIT or ROLLBACK ends the guard's
+        savepoint too, so it is not released here: one round trip less per
+        migration (issue 27).  Raises DestructiveOperation when values would
+        be lost; the caller's transaction then rolls the migration back.
         """
         before = self._before
         family = None if self._off or before is None else engine_family(dialect)
@@ -688,8 +703,7 @@ class EffectGuard:
         ):
             run()
             return
-        watch = _CommitWatch(connection, family)
-        _exec(connection, f"SAVEPOINT {_SAVEPOINT}")
+        watch = _CommitWatch(connection, family, _SAVEPOINT)
         try:
             run()
         finally:
@@ -700,13 +714,14 @@ class EffectGuard:
         hints = [f for f in found if f.kind == "set not null"]
         found = [f for f in found if f.kind != "set not null"]
         self._judged = (revision, after)
-        if watch.committed():
+        if watch.committed(after):
             # The savepoint went with the commit: there is nothing to go back to and read.
             self._refuse(revision, path, found, committed=True)
             self._hint(revision, path, hints)
             return
         if not found:
-            _exec(connection, f"RELEASE SAVEPOINT {_SAVEPOINT}")
+            if not commit_follows:
+                _exec(connection, f"RELEASE SAVEPOINT {_SAVEPOINT}")
             self._hint(revision, path, hints)
             return
         from . import values
@@ -731,7 +746,8 @@ class EffectGuard:
                 "the catalog alone, and then runs the migration again). It was rolled back and the database "
                 f"stays at the revision before it. Make it deterministic, or {_allow_text(revision)}."
             )
-        _exec(connection, f"RELEASE SAVEPOINT {_SAVEPOINT}")
+        if not commit_follows:
+            _exec(connection, f"RELEASE SAVEPOINT {_SAVEPOINT}")
         self._hint(revision, path, hints)
         self._judged = (revision, again)
 
@@ -747,7 +763,10 @@ class EffectGuard:
         if self._before is None:
             raise RuntimeError("EffectGuard.check() was called before begin()")
         judged = self._judged[1] if self._judged is not None and self._judged[0] == revision else None
-        deferred = _engine(engine_family(dialect)).deferred_constraints(connection)
+        # The snapshot step() judged carries them when its read did (no statement of ours ran since).
+        deferred = judged.deferred if judged is not None else None
+        if deferred is None:
+            deferred = _engine(engine_family(dialect)).deferred_constraints(connection)
         if deferred:
             # A deferred trigger (on the version table, say) would change the schema at COMMIT, after
             # this look (issue 25 N5): run the deferred ones now, inside the transaction, and judge that.
@@ -949,12 +968,18 @@ def _exec(connection: Any, sql: str) -> None:
 class _CommitWatch:
     """Whether a migration committed by itself: through SQLAlchemy (autocommit_block) or in its SQL."""
 
-    def __init__(self, connection: Any, family: str) -> None:
+    def __init__(self, connection: Any, family: str, savepoint: str) -> None:
+        """Sets ``savepoint`` and reads the transaction's id: in one round trip where the driver takes both."""
         self.connection = connection
         self.family = family
         self.seen = False
         self._listening = False
-        self._xid = self._transaction_id()
+        engine = _engine(family)
+        if engine.transaction_id_sql and not engine.one_statement_per_call:
+            self._xid = query_rows(connection, f"SAVEPOINT {savepoint}; {engine.transaction_id_sql}")[0][0]
+        else:
+            self._xid = self._transaction_id()
+            _exec(connection, f"SAVEPOINT {savepoint}")
         if hasattr(connection, "exec_driver_sql"):
             from sqlalchemy import event
 
@@ -974,10 +999,15 @@ class _CommitWatch:
             event.remove(self.connection, "commit", self._commit)
             self._listening = False
 
-    def committed(self) -> bool:
+    def committed(self, after: Snapshot | None = None) -> bool:
+        """``after``: a snapshot read since the migration ran, whose read may carry the transaction's id."""
         if self.seen or open_transaction(self.connection) is False:
             return True
-        return self._xid is not None and self._transaction_id() != self._xid
+        if self._xid is None:
+            return False
+        # The id this transaction was given at the start: another one (or none) means a new transaction.
+        now = after.transaction[0] if after is not None and after.transaction is not None else self._transaction_id()
+        return bool(now != self._xid)
 
 
 def _replacements(connection: Any, live: Snapshot, found: list[Loss]) -> dict[str, Any]:

@@ -156,6 +156,9 @@ class Engine:
         """The server's id of the transaction in progress on ``connection``, or None where there is none to ask."""
         return None
 
+    #: The query of :meth:`transaction_id`, where there is one: the guard sends it with its savepoint.
+    transaction_id_sql = ""
+
     def cancel(self, connection: Any) -> None:
         """Ask the engine to abort the statement in progress on the driver's ``connection``."""
         cancel_by_driver(connection)

@@ -516,13 +516,11 @@ def _deferred_triggers(connection: Any) -> str:
     """
     from ..catalog import query_rows
 
-    rows = query_rows(
-        connection,
-        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.conname) FROM pg_constraint c "
-        "JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 't' "
-        "AND c.condeferrable AND left(n.nspname, 7) <> 'pg_temp' ORDER BY 1",
-    )
-    return ", ".join(sorted({str(row[0]) for row in rows}))
+    return _deferred_list(query_rows(connection, _PG_DEFERRED)[0][0])
+
+
+def _deferred_list(names: list[str] | None) -> str:
+    return ", ".join(sorted({str(name) for name in names or ()}))
 
 
 class PostgreSQL(ServerEngine):
@@ -558,8 +556,12 @@ class PostgreSQL(ServerEngine):
     ) -> CatalogRead:
         from ..catalog import CatalogRead
 
-        tables, ids, locations, marks = _postgresql(connection, schema, previous)
-        return CatalogRead(tables, ids=ids, locations=locations, marks=marks)
+        tables, ids, locations, marks, session = _postgresql(connection, schema, previous)
+        if session is None:
+            return CatalogRead(tables, ids=ids, locations=locations, marks=marks)
+        return CatalogRead(
+            tables, ids=ids, locations=locations, marks=marks, transaction=(session[0],), deferred=session[1]
+        )
 
     def digest_sql(self, table: str, column: str) -> str | None:
         # Sorted by their text, so a rewrite that reorders rows changes nothing.
@@ -607,10 +609,13 @@ class PostgreSQL(ServerEngine):
     def deferred_constraints(self, connection: Any) -> str:
         return _deferred_triggers(connection)
 
+    # txid_current() gives the transaction an id if it has none yet, so that a later read tells it apart.
+    transaction_id_sql = "SELECT txid_current()"
+
     def transaction_id(self, connection: Any) -> object:
         from ..catalog import query_rows
 
-        return query_rows(connection, "SELECT txid_current()")[0][0]
+        return query_rows(connection, self.transaction_id_sql)[0][0]
 
     def engine_options(
         self, database: Url, *, busy_timeout: float, connect_timeout: float, read_only: bool
@@ -675,7 +680,8 @@ ORDER BY n.nspname, c.relname, a.attnum
 _PG_INCREMENTAL = """
 SELECT t.relname, t.oid::bigint, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
        NOT a.attnotnull, (a.atthasdef AND NOT {generated}) OR {identity}, {generated},
-       a.attnum, a.atttypid::bigint, t.nspname, t.current, t.n, t.s
+       a.attnum, a.atttypid::bigint, t.nspname, t.current, t.n, t.s,
+       (SELECT txid_current_if_assigned()), ({deferred})
 FROM (
     SELECT m.*, known.id IS NOT NULL AS same
     FROM (
@@ -705,12 +711,30 @@ ORDER BY t.nspname, t.relname, a.attnum
 """
 
 
+# The deferrable user constraint triggers (see _deferred_triggers), as one array: the guard's
+# catalog read after each migration carries them, and the transaction's id, in its own round trip.
+_PG_DEFERRED = (
+    "SELECT array_agg(quote_ident(n.nspname) || '.' || quote_ident(c.conname)) FROM pg_constraint c "
+    "JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 't' "
+    "AND c.condeferrable AND left(n.nspname, 7) <> 'pg_temp'"
+)
+
+
 _PG_USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND left(n.nspname, 3) <> 'pg_'"
 
 
 def _postgresql(
     connection: Any, schema: str | None, previous: CatalogSnapshot | None
-) -> tuple[dict[str, dict[str, Column]], dict[str, int], dict[str, tuple[str | None, str]], dict[str, object]]:
+) -> tuple[
+    dict[str, dict[str, Column]],
+    dict[str, int],
+    dict[str, tuple[str | None, str]],
+    dict[str, object],
+    tuple[object, str] | None,
+]:
+    """The tables, their oids, locations and marks; and, read by the incremental query in the same round
+    trip, ``(txid_current_if_assigned(), the deferred constraint triggers)``: None when not read (no
+    table, or a server before 11)."""
     from ..catalog import Column, known_columns, query_rows
 
     version = _pg_server_version(connection)
@@ -718,6 +742,7 @@ def _postgresql(
         "identity": "a.attidentity <> ''" if version >= 100000 else "false",
         "generated": "a.attgenerated <> ''" if version >= 120000 else "false",
         "schema": _PG_USER_SCHEMAS if schema is None else "n.nspname = %s",
+        "deferred": _PG_DEFERRED,
     }
     params: tuple[Any, ...] = () if schema is None else (schema,)
     incremental = version >= 110000  # before 11 (no hashtextextended): read in full, every time
@@ -730,6 +755,7 @@ def _postgresql(
     ids: dict[str, int] = {}
     locations: dict[str, tuple[str | None, str]] = {}
     marks: dict[str, object] = {}
+    session: tuple[object, str] | None = None
     for (
         table,
         oid,
@@ -750,6 +776,7 @@ def _postgresql(
             locations[key] = (nspname, table)
             if incremental:
                 marks[key] = (int(oid), int(mark[0]), mark[1])
+                session = (mark[2], _deferred_list(mark[3]))
                 reused = cached.get(marks[key])
                 tables[key] = reused if reused is not None else {}
                 if reused is not None:  # the server sent no column of it
@@ -760,7 +787,7 @@ def _postgresql(
             tables[key][name] = Column(
                 name, type_, bool(nullable), bool(has_default), bool(generated), int(attnum), type_id=int(type_id)
             )
-    return tables, ids, locations, marks
+    return tables, ids, locations, marks, session
 
 
 def _pg_server_version(connection: Any) -> int:
