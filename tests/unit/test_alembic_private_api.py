@@ -1,4 +1,4 @@
-"""The two private Alembic methods migrate-init calls, pinned (issue 21, item 4).
+"""The private Alembic names migrate-init relies on, pinned (issue 21, item 4).
 
 ``ScriptDirectory._upgrade_revs`` and ``ScriptDirectory._stamp_revs`` have no
 public equivalent: they are what ``alembic.command.upgrade`` and
@@ -39,3 +39,15 @@ def test_alembics_own_upgrade_and_stamp_commands_call_the_same_private_methods()
 def test_the_private_methods_take_the_arguments_migrate_init_passes():
     assert list(inspect.signature(ScriptDirectory._upgrade_revs).parameters) == ["self", "destination", "current_rev"]
     assert list(inspect.signature(ScriptDirectory._stamp_revs).parameters)[:3] == ["self", "revision", "heads"]
+
+
+def test_the_migration_contexts_transaction_flags_the_guard_reads_still_exist():
+    """alembic_glue._commit_follows reads MigrationContext._transaction_per_migration and
+    ._in_external_transaction to skip a RELEASE SAVEPOINT that the migration's COMMIT makes moot
+    (issue 27).  Were they renamed it would read False and release as before (slower, not wrong);
+    this says so first."""
+    from alembic.runtime.migration import MigrationContext
+
+    source = inspect.getsource(MigrationContext.__init__)
+    assert "self._transaction_per_migration = " in source
+    assert "self._in_external_transaction = " in source
