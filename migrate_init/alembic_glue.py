@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from alembic.script import Script
     from sqlalchemy.engine import Connection
 
-    from .catalog import EffectGuard
+    from .effects import EffectGuard
     from .url import Url
 
 #: The ini handed to Alembic when the migrations folder has none, so that an

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import guard, report, url
-from .catalog import EffectGuard
+from .effects import EffectGuard
 from .errors import PreviewRefused, first_line
 
 _DESTRUCTIVE_CALLS = {

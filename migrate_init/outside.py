@@ -1,7 +1,7 @@
 """What env.py does on migrate-init's connection outside any migration is judged too (issue 25 N11).
 
 The destructive guard judges each migration inside its transaction
-(:class:`catalog.EffectGuard`).  An ``env.py`` that takes
+(:class:`effects.EffectGuard`).  An ``env.py`` that takes
 ``config.attributes["connection"]`` can also run statements on it before
 ``run_migrations()`` or after it (``connection.execute(text("DROP TABLE
 account"))``), and those were committed unjudged.  :class:`OutsideJudge`
@@ -31,13 +31,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event
 
 from . import engines
-from .catalog import Finding, _allow_text, _exec, _wanted_after, _wanted_before, engine_family, judge, losses
+from .catalog import Finding, engine_family, losses
+from .effects import _allow_text, _exec, _wanted_after, _wanted_before, judge
 from .errors import DestructiveOperation
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from .catalog import EffectGuard, Snapshot
+    from .catalog import Snapshot
+    from .effects import EffectGuard
 
 #: First words of statements that change no table or column (the guard judges schema changes, not rows).
 _NOT_JUDGED = {

@@ -1,6 +1,6 @@
 """MySQL and MariaDB: judge a statement's effect on the catalog before it runs.
 
-On SQLite and PostgreSQL the destructive guard (:class:`catalog.EffectGuard`)
+On SQLite and PostgreSQL the destructive guard (:class:`effects.EffectGuard`)
 compares the catalog after a migration with the one before, and rolls the
 migration back.  MySQL commits every DDL statement on its own, so there is
 nothing to roll back: the guard has to decide before a statement runs.

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import alembic_glue as glue
 from . import backup, progress, report, retry, schema, seed, wait
-from .catalog import EffectGuard
+from .effects import EffectGuard
 from .errors import (
     AccessDenied,
     ConfigError,

@@ -24,7 +24,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from migrate_init.catalog import Column, EffectGuard, snapshot
+from migrate_init.catalog import Column, snapshot
+from migrate_init.effects import EffectGuard
 from migrate_init.errors import DestructiveOperation
 
 ROWS = [(1, "alice", "alice@example.com"), (2, "bob", None)]

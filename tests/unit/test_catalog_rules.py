@@ -6,12 +6,12 @@ import pytest
 
 from migrate_init.catalog import (
     Column,
-    EffectGuard,
     Loss,
     Snapshot,
     engine_family,
     losses,
 )
+from migrate_init.effects import EffectGuard
 from migrate_init.errors import ConfigError
 
 
