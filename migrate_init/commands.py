@@ -17,13 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from alembic.config import CommandLine
-from alembic.util import CommandError
-
 from . import graph as graph_module
 from . import guard, libraries, manifest, progress, report, retry, wait
 from . import history as history_module
 from . import lint as lint_module
+from .effects import effect_guard
 from .errors import (
     ConfigError,
     DatabaseMissing,
@@ -36,9 +34,9 @@ from .errors import (
     VerificationFailed,
     first_line,
 )
+from .lock import migration_lock
 from .probe import describe_missing
 from .state import Loaded, at_target, expected_for, fast_path_taken, revs, standing_of, verified
-from .upgrade import effect_guard, migration_lock
 
 if TYPE_CHECKING:
     from .config import Config
@@ -702,6 +700,8 @@ def alembic(cfg: Config, watchdog: Watchdog, arguments: list[str]) -> Listing:
     """
 
     libraries.check()  # as Loaded does, before Alembic is imported
+    from alembic.config import CommandLine
+    from alembic.util import CommandError
 
     line = CommandLine(prog="migrate.py alembic")
     try:

@@ -35,6 +35,10 @@ from .catalog import (
 from .errors import ConfigError, DestructiveOperation
 from .values import qualified
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .config import Config
+
 
 class EffectGuard:
     """Refuse a migration that loses values: judged by its effect on the catalog, then by the data.
@@ -579,3 +583,29 @@ def judge(found: list[Loss], pre: dict[str, Any], post: dict[str, Any], family: 
             how = "a different set of values" if left == count else f"{left} after"
             lost.append(replace(loss, held=f"{count} non-NULL value(s) before, {how}"))
     return lost, hints
+
+
+def allowed_revisions_known(cfg: Config, script: Any) -> None:
+    """Exit 2 when ALLOW_DESTRUCTIVE names a revision these scripts do not have (a typo allows nothing)."""
+    if not cfg.allow_destructive_revisions:
+        return
+    known = {found.revision for found in script.walk_revisions()}
+    for name in cfg.allow_destructive_revisions:
+        if name not in known:
+            raise ConfigError(
+                f"ALLOW_DESTRUCTIVE names {name}, which is not a revision of the scripts in "
+                f"{cfg.migrations_dir}. Use the exact revision ids `migrate.py history` lists "
+                "(comma-separated), true, or false."
+            )
+
+
+def effect_guard(cfg: Config, version_table: str, script: Any, *, record: bool = False) -> Any:
+    """The destructive guard, with the revisions ALLOW_DESTRUCTIVE names checked against ``script``."""
+
+    allowed_revisions_known(cfg, script)
+    return EffectGuard(
+        cfg.allow_destructive,
+        record=record,
+        version_table=version_table,
+        allow_revisions=cfg.allow_destructive_revisions,
+    )

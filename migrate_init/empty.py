@@ -34,7 +34,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from . import report, schema
+from . import report, schema, seed
 from .errors import ConfigError, MigrationFailed, first_line
 from .probe import PROGRESS_TABLE, SEED_TABLE
 from .state import cache_manifest, revs, standing_of, verified
@@ -74,8 +74,6 @@ def build_models(run: Run, loaded: Loaded) -> report.Summary:
     watchdog.track_sqlalchemy()
     try:
         if expected.seeds:
-            from . import seed
-
             seed.owe(engine)
         created = _create_all(engine, loaded.metadata, f"MODELS={cfg.models}")
         watchdog.checkpoint()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 
-from . import retry
+from . import report, retry
 from .errors import (
     DatabaseUnreachable,
     LockTimeout,
@@ -34,6 +34,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
     from typing import Self
+
+    from .config import Config
+    from .probe import Reader
+    from .state import Expected
+    from .watchdog import Watchdog
 
 #: Polling starts fast and slows down gently: a waiter notices a released lock (or finished work)
 #: within 0.1 s during the first second of its wait, when most migrations end, and within 1 s of
@@ -205,3 +210,79 @@ def unreachable(description: str, where: str, exc: BaseException) -> DatabaseUnr
         f"The connection for {description} at {where} failed: {reason}. Nothing more was "
         "changed. Check that the database is up and reachable, then run again."
     )
+
+
+def migration_lock(
+    cfg: Config,
+    expected: Expected,
+    watchdog: Watchdog,
+    until: Callable[[], bool] | None = None,
+    reader: Reader | None = None,
+) -> HeldForRun:
+    """The one migration lock, with the bare driver: replicas that find work wait here, not elsewhere.
+
+    ``with migration_lock(...) as held:`` -- ``held`` is True once the lock is
+    held.  With ``until``, a waiter asks it between attempts, and when it
+    answers True (another replica finished the work meanwhile) ``held`` is
+    False, without the lock: waiters then need not take the lock one after the
+    other just to find nothing to do.  ``reader``: on PostgreSQL and MySQL the
+    lock is taken in the reader's session, not in one of its own.
+    """
+    database = cfg.database
+
+    def waiting(sentence: str) -> None:
+        report.event("lock_waiting", sentence)
+
+    engine = database.engine
+    connection = None
+    # On a server, in the reader's session when there is one (tracked by the watchdog since the wait).
+    shared = not engine.file_based and reader is not None and reader.backend == engine.name
+    if shared:
+        connection = reader.connection if reader is not None else None
+    elif not engine.file_based:
+        connection = engine.connect(database, min(cfg.db_wait_timeout, 10), watchdog.checkpoint)
+        watchdog.track(connection)
+    held = engine.lock(
+        database,
+        connection=connection,
+        version_table=expected.version_table,
+        timeout=cfg.lock_timeout,
+        checkpoint=watchdog.checkpoint,
+        on_wait=waiting,
+        shared=shared,
+        allow_network_fs=cfg.sqlite_allow_network_fs,
+    )
+    return HeldForRun(held, cfg, watchdog, until)
+
+
+class HeldForRun:
+    """A run's hold on the migration lock: MIGRATION_TIMEOUT runs while it is held; leaving releases it."""
+
+    def __init__(self, lock: MigrationLock, cfg: Config, watchdog: Watchdog, until: Callable[[], bool] | None) -> None:
+        self.lock, self.cfg, self.watchdog, self.until = lock, cfg, watchdog, until
+        self._armed = False
+
+    def __enter__(self) -> bool:
+        try:
+            self.watchdog.limit_phase(self.cfg.lock_timeout, "LOCK_TIMEOUT")  # for the heartbeat while it waits
+            if not self.lock.acquire(self.until):
+                return False
+            # MIGRATION_TIMEOUT runs from the moment the lock is held, before any line is logged:
+            # a stalled log reader cannot hold the run past it.
+            self.watchdog.arm(self.cfg.migration_timeout)
+            self._armed = True
+            self.watchdog.phase = "holding the migration lock"
+            report.event("lock_acquired", f"Acquired {self.lock.description}.")
+            self.watchdog.checkpoint()  # a stop recorded while that line waited for a stalled reader
+            return True
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            if self._armed:
+                self._armed = False
+                self.watchdog.disarm()
+        finally:
+            self.lock.release()

@@ -18,6 +18,7 @@ import sys
 import time
 
 from . import report, wait
+from .lock import migration_lock
 from .probe import Reader
 from .state import (
     Run,
@@ -113,10 +114,9 @@ def _run(
         return summary
     if standing.unknown:
         return schema_ahead(cfg, summary, reader, expected, standing)
-    # There is work: the lock and what runs under it load now, not on the way to "nothing to do".
-    from . import upgrade
-
     if not cfg.enable_auto_migration:
+        from . import upgrade  # the heavy half: not on the way to "nothing to do"
+
         return upgrade.auto_migration_off(Run(cfg, watchdog, summary, reader, expected, revision), standing)
 
     def done_meanwhile() -> bool:
@@ -129,7 +129,7 @@ def _run(
 
     while True:
         watchdog.phase = "waiting for the migration lock"
-        with upgrade.migration_lock(cfg, expected, watchdog, until=done_meanwhile, reader=reader) as held:
+        with migration_lock(cfg, expected, watchdog, until=done_meanwhile, reader=reader) as held:
             watchdog.phase = "checking the database under the lock" if held else "checking the database"
             standing = standing_of(reader, expected)
             if revision is None and standing.done:
@@ -139,6 +139,9 @@ def _run(
                     cache_manifest(cfg, expected.loaded)
                 return summary
             if held:
+                # There is work: what runs under the lock loads now, not on the way to "nothing to do".
+                from . import upgrade
+
                 return upgrade.under_lock(Run(cfg, watchdog, summary, reader, expected, revision), standing)
         # Done, then not done again by the time it was read twice: wait for the lock itself.
 

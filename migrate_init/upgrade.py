@@ -11,18 +11,15 @@ named revision failed; the version table read back, verification, seeding.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
 from pathlib import Path
 
-from . import alembic_glue as glue
-from . import backup, progress, report, retry, schema, seed, wait
-from .effects import EffectGuard
+from . import backup, progress, report, retry, seed, wait
+from .effects import allowed_revisions_known, effect_guard
 from .errors import (
     AccessDenied,
-    ConfigError,
     CorruptDatabase,
     DatabaseUnreachable,
     DestructiveOperation,
@@ -57,7 +54,6 @@ from .watchdog import block_stop_signals
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
     from typing import Any
 
     from .config import Config
@@ -98,66 +94,6 @@ def auto_migration_off(run: Run, standing: Standing) -> report.Summary:
     verified(summary, reader, expected, standing, after="the check (ENABLE_AUTO_MIGRATION=false)")
     summary.message = f"ENABLE_AUTO_MIGRATION=false; {len(state.pending)} migration(s) pending; verification passed."
     return summary
-
-
-@contextlib.contextmanager
-def migration_lock(
-    cfg: Config,
-    expected: Expected,
-    watchdog: Watchdog,
-    until: Callable[[], bool] | None = None,
-    reader: Reader | None = None,
-) -> Iterator[bool]:
-    """The one migration lock, with the bare driver: replicas that find work wait here, not elsewhere.
-
-    Yields True once the lock is held.  With ``until``, a waiter asks it
-    between attempts, and when it answers True (another replica finished
-    the work meanwhile) yields False without the lock: waiters then need
-    not take the lock one after the other just to find nothing to do.
-    ``reader``: on PostgreSQL and MySQL the lock is taken in the reader's
-    session, not in one of its own (see :mod:`engines.postgresql`).
-    """
-    database = cfg.database
-
-    def waiting(sentence: str) -> None:
-        report.event("lock_waiting", sentence)
-
-    engine = database.engine
-    connection = None
-    # On a server, in the reader's session when there is one (tracked by the watchdog since the wait).
-    shared = not engine.file_based and reader is not None and reader.backend == engine.name
-    if shared:
-        connection = reader.connection if reader is not None else None
-    elif not engine.file_based:
-        connection = engine.connect(database, min(cfg.db_wait_timeout, 10), watchdog.checkpoint)
-        watchdog.track(connection)
-    held = engine.lock(
-        database,
-        connection=connection,
-        version_table=expected.version_table,
-        timeout=cfg.lock_timeout,
-        checkpoint=watchdog.checkpoint,
-        on_wait=waiting,
-        shared=shared,
-        allow_network_fs=cfg.sqlite_allow_network_fs,
-    )
-    try:
-        watchdog.limit_phase(cfg.lock_timeout, "LOCK_TIMEOUT")  # for the heartbeat while it waits
-        if not held.acquire(until):
-            yield False
-            return
-        # MIGRATION_TIMEOUT runs from the moment the lock is held, before any line is logged:
-        # a stalled log reader cannot hold the run past it.
-        watchdog.arm(cfg.migration_timeout)
-        watchdog.phase = "holding the migration lock"
-        try:
-            report.event("lock_acquired", f"Acquired {held.description}.")
-            watchdog.checkpoint()  # a stop recorded while that line waited for a stalled reader
-            yield True
-        finally:
-            watchdog.disarm()
-    finally:
-        held.release()
 
 
 def _connection_lost(failure: MigrationFailed, backend: str) -> DatabaseUnreachable:
@@ -263,7 +199,7 @@ def _migrate(run: Run, loaded: Loaded, standing: Standing, check: QuickCheck | N
         except BaseException as exc:
             running = progress.failed_revision
             summary.failed_revision = running
-            _record_where_left(summary, reader, expected, script, state, cfg)
+            _record_where_left(summary, reader, expected, loaded, state, cfg)
             if isinstance(exc, DestructiveOperation):
                 recorder.best_effort(engine, running, "refused", outcome=_left(cfg), detail=first_line(exc))
             if isinstance(exc, (Interrupted, MigrationTimeout)):
@@ -285,9 +221,9 @@ def _migrate(run: Run, loaded: Loaded, standing: Standing, check: QuickCheck | N
         except Exception as exc:
             if classify(exc) != "unreachable":
                 raise
-            raise _reader_lost(exc, summary, reader, expected, script, state, cfg, progress.applied) from exc
+            raise _reader_lost(exc, summary, reader, expected, loaded, state, cfg, progress.applied) from exc
         summary.to_revisions = list(after.current)
-        summary.applied = _applied(glue, script, state.current, after.current)
+        summary.applied = _applied(loaded.glue, loaded.script, state.current, after.current)
         if failure is not None:
             return _failed(run, loaded, engine, failure)
         if revision is None and not state.target_exists and cfg.migration_target_set:
@@ -387,7 +323,7 @@ def _reader_lost(
     summary: report.Summary,
     reader: Reader,
     expected: Expected,
-    script: Any,
+    loaded: Loaded,
     state: Any,
     cfg: Config,
     applied: list[str],
@@ -398,7 +334,7 @@ def _reader_lost(
     committed: say which, and where a new connection finds the database
     (issue 25 N35), not "check the host and port" of a server that answers.
     """
-    _record_where_left(summary, reader, expected, script, state, cfg)
+    _record_where_left(summary, reader, expected, loaded, state, cfg)
     where = (
         f"the database is at {revs(summary.to_revisions)}"
         if summary.to_revisions is not None
@@ -535,7 +471,7 @@ def _applied(glue: Any, script: Any, before: tuple[str, ...], after: tuple[str, 
 
 
 def _record_where_left(
-    summary: report.Summary, reader: Reader, expected: Expected, script: Any, state: Any, cfg: Config
+    summary: report.Summary, reader: Reader, expected: Expected, loaded: Loaded, state: Any, cfg: Config
 ) -> None:
     """A failed run's summary says where it left the database, read back.  Best effort, bounded.
 
@@ -559,7 +495,7 @@ def _record_where_left(
             return
     summary.to_revisions = list(after.current)
 
-    summary.applied = _applied(glue, script, state.current, after.current)
+    summary.applied = _applied(loaded.glue, loaded.script, state.current, after.current)
 
 
 def _disk_full_left(summary: report.Summary) -> str:
@@ -646,7 +582,7 @@ def _failed(run: Run, loaded: Loaded, engine: Any, failure: MigrationFailed) -> 
     watchdog.phase = "running the create_all fallback"
     started = time.monotonic()
     try:
-        created = schema.create_missing_tables(engine, loaded.metadata)
+        created = loaded.schema.create_missing_tables(engine, loaded.metadata)
     except Exception as exc:
         watchdog.checkpoint()
         raise MigrationFailed(
@@ -746,7 +682,7 @@ def _at_heads(run: Run, loaded: Loaded) -> report.Summary:
 
 def _repair(engine: Any, loaded: Loaded) -> list[str]:
 
-    return schema.add_missing_columns(engine, loaded.metadata) if loaded.metadata is not None else []
+    return loaded.schema.add_missing_columns(engine, loaded.metadata) if loaded.metadata is not None else []
 
 
 def _history(cfg: Config, engine: Any, loaded: Loaded, current: tuple[str, ...]) -> Any:
@@ -760,32 +696,6 @@ def _history(cfg: Config, engine: Any, loaded: Loaded, current: tuple[str, ...])
 def _left(cfg: Config) -> str:
     """What a failed migration left: nothing where DDL is transactional, maybe part of it on MySQL/MariaDB."""
     return "rolled_back" if cfg.database.engine.transactional_ddl else "partial"
-
-
-def allowed_revisions_known(cfg: Config, script: Any) -> None:
-    """Exit 2 when ALLOW_DESTRUCTIVE names a revision these scripts do not have (a typo allows nothing)."""
-    if not cfg.allow_destructive_revisions:
-        return
-    known = {found.revision for found in script.walk_revisions()}
-    for name in cfg.allow_destructive_revisions:
-        if name not in known:
-            raise ConfigError(
-                f"ALLOW_DESTRUCTIVE names {name}, which is not a revision of the scripts in "
-                f"{cfg.migrations_dir}. Use the exact revision ids `migrate.py history` lists "
-                "(comma-separated), true, or false."
-            )
-
-
-def effect_guard(cfg: Config, version_table: str, script: Any, *, record: bool = False) -> Any:
-    """The destructive guard, with the revisions ALLOW_DESTRUCTIVE names checked against ``script``."""
-
-    allowed_revisions_known(cfg, script)
-    return EffectGuard(
-        cfg.allow_destructive,
-        record=record,
-        version_table=version_table,
-        allow_revisions=cfg.allow_destructive_revisions,
-    )
 
 
 class QuickCheck:
