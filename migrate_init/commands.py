@@ -36,7 +36,7 @@ from .errors import (
 )
 from .lock import migration_lock
 from .probe import describe_missing
-from .state import Loaded, at_target, expected_for, fast_path_taken, revs, standing_of, verified
+from .state import Loaded, at_target, expected_for, fast_path_taken, manifest_of, revs, standing_of, verified
 
 if TYPE_CHECKING:
     from .config import Config
@@ -673,16 +673,7 @@ def accept(cfg: Config, watchdog: Watchdog, revision: str) -> report.Summary:
 
 def write_manifest(cfg: Config) -> report.Summary:
     """``manifest``: reads the scripts and models, writes ``MIGRATIONS_DIR/.manifest.marshal``; no database."""
-    loaded = Loaded(cfg)
-    data = manifest.build(
-        loaded.script,
-        loaded.metadata,
-        models=cfg.models,
-        version_table=loaded.version_table,
-        migrations_dir=cfg.migrations_dir,
-        files=loaded.files,
-        checksums=loaded.checksums,
-    )
+    data = manifest_of(cfg, Loaded(cfg))
     path = manifest.baked_path(cfg.migrations_dir)
     manifest.write(path, data, required=True)
     summary = report.Summary(command="manifest", database=cfg.database.safe)

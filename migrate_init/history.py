@@ -86,7 +86,6 @@ def create_sql(dialect: str) -> str:
 
 
 def utc(epoch: float) -> str:
-
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat(timespec="milliseconds")
 
 
@@ -94,7 +93,6 @@ class Recorder:
     """Writes the rows of one process: its release, image and host, and the scripts' checksums."""
 
     def __init__(self, cfg: Config, checksums: dict[str, str]) -> None:
-
         self.image_revision = cfg.image_revision
         # In Kubernetes the host name is the pod's name.
         self.host = socket.gethostname()[:255]

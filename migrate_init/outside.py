@@ -93,13 +93,11 @@ class OutsideJudge:
         self.committed: list[str] = []
 
     def install(self) -> None:
-
         event.listen(self.connection, "before_cursor_execute", self.before)
         event.listen(self.connection, "after_cursor_execute", self.after)
         event.listen(self.connection, "commit", self._commit)
 
     def remove(self) -> None:
-
         for name, listener in (
             ("before_cursor_execute", self.before),
             ("after_cursor_execute", self.after),
@@ -182,7 +180,6 @@ class OutsideJudge:
             self._refuse(statement, "; ".join(loss.describe() for loss in found), judged_loss=True)
 
     def _lost(self, statement: str, lost: list[Any]) -> None:
-
         if self.guard.record:
             self.guard.findings.append(Finding("env.py", self.env_py, tuple(lost)))
             return

@@ -143,7 +143,6 @@ class ReadOnlyGuard:
         self.armed = False
 
     def install(self) -> None:
-
         engine = engines.of(self.dialect)
         if not engine.transactional_ddl:
             raise PreviewRefused(

@@ -272,11 +272,9 @@ def _manifest_places(cfg: Config) -> list[str]:
     return places
 
 
-def cache_manifest(cfg: Config, loaded: Loaded) -> None:
-    """The first full run leaves the manifest behind, so the next run with nothing to do needs no imports."""
-    if not cfg.fast_path:
-        return
-    data = manifest.build(
+def manifest_of(cfg: Config, loaded: Loaded) -> dict[str, Any]:
+    """What the loaded scripts and models expect, as the manifest records it (:func:`manifest.build`)."""
+    data: dict[str, Any] = manifest.build(
         loaded.script,
         loaded.metadata,
         models=cfg.models,
@@ -285,6 +283,14 @@ def cache_manifest(cfg: Config, loaded: Loaded) -> None:
         files=loaded.files,
         checksums=loaded.checksums,
     )
+    return data
+
+
+def cache_manifest(cfg: Config, loaded: Loaded) -> None:
+    """The first full run leaves the manifest behind, so the next run with nothing to do needs no imports."""
+    if not cfg.fast_path:
+        return
+    data = manifest_of(cfg, loaded)
     for path in _manifest_places(cfg)[1:]:
         if manifest.write(path, data, required=False):
             report.event(

@@ -681,7 +681,6 @@ def _at_heads(run: Run, loaded: Loaded) -> report.Summary:
 
 
 def _repair(engine: Any, loaded: Loaded) -> list[str]:
-
     return loaded.schema.add_missing_columns(engine, loaded.metadata) if loaded.metadata is not None else []
 
 
@@ -709,7 +708,6 @@ class QuickCheck:
     """
 
     def __init__(self, cfg: Config, watchdog: Watchdog) -> None:
-
         self.path = cfg.database.sqlite_path
         self._outcome: list[Any] = []
         self._connection: Any = None
@@ -734,7 +732,6 @@ class QuickCheck:
         return cls(cfg, watchdog)
 
     def _run(self) -> None:
-
         block_stop_signals()
         try:
             self._outcome.append(self._reader.quick_check())
