@@ -50,7 +50,6 @@ from .errors import (
     PreviewRefused,
     ScriptError,
     classify,
-    first_line,
     missing_driver_error,
     undone,
 )
@@ -145,7 +144,7 @@ def create_engine(
     try:
         engine = sqlalchemy.create_engine(sqlalchemy_url(database), **kwargs)
     except ModuleNotFoundError as exc:
-        raise missing_driver_error(database, exc) from None
+        raise missing_driver_error(database.drivername, exc) from None
     except sqlalchemy.exc.NoSuchModuleError:
         raise ConfigError(
             f"DATABASE_URL={database.safe} names the dialect '{database.drivername}', which "
@@ -249,7 +248,7 @@ def load_script(config: AlembicConfig) -> ScriptDirectory:
 
 def where(exc: BaseException, folder: Path) -> str:
     """``file:line: Type: first line`` of the innermost frame inside ``folder``, or the error alone."""
-    text = f"{type(exc).__name__}: {first_line(exc)}"
+    text = f"{type(exc).__name__}: {report.first_line(exc)}"
     root = str(folder.resolve())
     place = None
     for frame in traceback.extract_tb(exc.__traceback__):
@@ -911,22 +910,22 @@ def run_env(
         if classify(exc) == "access" and revision is None:
             # Before any migration: the version table itself (a role without CREATE on the schema).
             raise AccessDenied(
-                f"The database refused what Alembic needs before the first migration: {first_line(exc)}. "
+                f"The database refused what Alembic needs before the first migration: {report.first_line(exc)}. "
                 "Nothing was applied and it is not retried; grant the user what it needs (CREATE on the "
                 "schema, for the version table) and run again."
             ) from exc
         if revision is not None:
             raise MigrationFailed(
                 f"Migration {revision} ({path}) failed: {where(exc, folder)}. "
-                f"{undone(connection.dialect.name)}; fix it and run again.",
+                f"{undone(engines.of(connection.dialect.name).transactional_ddl)}; fix it and run again.",
                 revision=revision,
             ) from exc
         if progress.applied and classify(exc) == "disk_full":
             # A step's COMMIT found the disk full, after Alembic had reported the step applied:
             # that step was rolled back (issue 25 N22).  The caller reads back what stayed.
             raise MigrationFailed(
-                f"Committing migration {progress.applied[-1]} failed: {first_line(exc)}. "
-                f"{undone(connection.dialect.name)}.",
+                f"Committing migration {progress.applied[-1]} failed: {report.first_line(exc)}. "
+                f"{undone(engines.of(connection.dialect.name).transactional_ddl)}.",
                 revision=progress.applied[-1],
             ) from exc
         if progress.applied:

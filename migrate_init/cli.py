@@ -291,7 +291,7 @@ def _unexpected(exc: BaseException, watchdog: Watchdog, cfg: Config) -> MigrateI
     """Name a database error in words; keep the traceback for LOG_LEVEL=DEBUG."""
     import logging
 
-    from .errors import AccessDenied, CorruptDatabase, DatabaseMissing, DatabaseUnreachable, classify, first_line
+    from .errors import AccessDenied, CorruptDatabase, DatabaseMissing, DatabaseUnreachable, classify
 
     stop = watchdog.reason
     if stop is not None:
@@ -302,38 +302,38 @@ def _unexpected(exc: BaseException, watchdog: Watchdog, cfg: Config) -> MigrateI
     if kind == "corrupt":
         where = cfg.database.sqlite_path or cfg.database.safe
         return CorruptDatabase(
-            f"The database {where} is damaged ({first_line(exc)}); it was left as it is. "
+            f"The database {where} is damaged ({report.first_line(exc)}); it was left as it is. "
             "Restore it from a backup (BACKUP_DIR), or check it with PRAGMA integrity_check."
         )
     # A connection that code we do not own opened (`migrate.py alembic`, a user's env.py) is read
     # like ours: a refused password is exit 4 there too, a server that is not there exit 3 (issue 24).
     if kind == "access":
         return AccessDenied(
-            f"The database at {cfg.database.safe} refused access: {first_line(exc)}. Check the user "
+            f"The database at {cfg.database.safe} refused access: {report.first_line(exc)}. Check the user "
             "and password in DATABASE_URL (or DATABASE_PASSWORD / their _FILE variants) and the "
             "database's grants."
         )
     if kind in ("unreachable", "missing_database"):
         error = DatabaseMissing if kind == "missing_database" else DatabaseUnreachable
         return error(
-            f"The database at {cfg.database.safe} did not answer: {first_line(exc)}. Check the host, "
+            f"The database at {cfg.database.safe} did not answer: {report.first_line(exc)}. Check the host, "
             "port and database name in DATABASE_URL, and that the server is up."
         )
     return MigrateInitError(
-        f"Unexpected {type(exc).__name__}: {first_line(exc)}. Nothing more was attempted; run "
+        f"Unexpected {type(exc).__name__}: {report.first_line(exc)}. Nothing more was attempted; run "
         "with LOG_LEVEL=DEBUG for the traceback and report it if it looks like a bug."
     )
 
 
 def _exited(exc: SystemExit, watchdog: Watchdog) -> MigrateInitError:
     """A ``sys.exit()`` in code migrate-init runs (env.py, a migration, MODELS), as a ScriptError with its code."""
-    from .errors import ScriptError, first_line
+    from .errors import ScriptError
 
     stop = watchdog.reason
     if stop is not None:
         return stop
     code = exc.code
-    said = f"SystemExit({code!r})" if not isinstance(code, str) else f"SystemExit: {first_line(exc)}"
+    said = f"SystemExit({code!r})" if not isinstance(code, str) else f"SystemExit: {report.first_line(exc)}"
     where = _caller_of(exc)
     error = ScriptError(
         f"{where or 'env.py, a migration script or MODELS'} called sys.exit() while {watchdog.phase}: {said}. "

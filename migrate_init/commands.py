@@ -32,7 +32,6 @@ from .errors import (
     PreviewRefused,
     UnknownRevision,
     VerificationFailed,
-    first_line,
 )
 from .lock import migration_lock
 from .probe import describe_missing
@@ -727,5 +726,5 @@ def alembic(cfg: Config, watchdog: Watchdog, arguments: list[str]) -> Listing:
             import logging
 
             logging.getLogger(report.LOGGER).error("Alembic raised", exc_info=exc)
-        raise MigrateInitError(f"migrate.py alembic {' '.join(arguments)}: {first_line(exc)}.") from exc
+        raise MigrateInitError(f"migrate.py alembic {' '.join(arguments)}: {report.first_line(exc)}.") from exc
     return Listing([])

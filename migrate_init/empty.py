@@ -35,7 +35,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from . import report, schema, seed
-from .errors import ConfigError, MigrationFailed, first_line
+from .errors import ConfigError, MigrationFailed
 from .probe import PROGRESS_TABLE, SEED_TABLE
 from .state import cache_manifest, revs, standing_of, verified
 
@@ -146,7 +146,7 @@ def _create_all(engine: Any, metadata: Any, source: str) -> list[str]:
             metadata.create_all(connection, checkfirst=True)
     except Exception as exc:
         raise MigrationFailed(
-            f"create_all from {source} failed: {type(exc).__name__}: {first_line(exc)}. "
+            f"create_all from {source} failed: {type(exc).__name__}: {report.first_line(exc)}. "
             "It was rolled back; fix the models, or unset EMPTY_DATABASE to replay the "
             "migrations."
         ) from exc

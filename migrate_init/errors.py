@@ -3,20 +3,17 @@
 Only ``cli`` turns these into exit codes; everything else raises them.
 Every message is a full sentence that tells the user what to do next.
 
-:func:`classify` and :func:`first_line` are the one reading of database
-errors (psycopg2, sqlite3, PyMySQL, OS errors, and SQLAlchemy's wrappers of
-them) for the whole package; this module imports nothing but the standard
-library, since the fast path loads it too.
+:func:`classify` is the one reading of database errors (psycopg2, sqlite3,
+PyMySQL, OS errors, and SQLAlchemy's wrappers of them) for the whole package
+(:func:`migrate_init.report.first_line` says one in words).  This module
+imports nothing but the standard library, and nothing of the package: the
+fast path loads it too, and every module may import it.
 """
 
 from __future__ import annotations
 
 import errno
 import sys
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from .url import Url
 
 
 class MigrateInitError(Exception):
@@ -541,26 +538,6 @@ def _is_mysql(exc: BaseException) -> bool:
     return bool(args) and type(args[0]) is int and type(exc).__module__.split(".")[0] in _MYSQL_MODULES
 
 
-def first_line(exc: BaseException) -> str:
-    """The most telling line of ``exc``, redacted, never empty.
-
-    The driver's own error (``.orig``) rather than SQLAlchemy's wrapper with
-    its SQL and its link to the FAQ; of libpq's lines, the one with
-    ``FATAL:``; else the first non-blank line; else the type's name.
-    """
-    from .url import redact
-
-    orig = getattr(exc, "orig", None)
-    target = orig if isinstance(orig, BaseException) else exc
-    try:
-        text = str(target)
-    except Exception:  # a broken __str__ must not hide the error it describes
-        text = ""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    line = next((line for line in lines if "FATAL:" in line), lines[0] if lines else "")
-    return redact(line) or type(target).__name__
-
-
 # Python module of a DBAPI -> the pip requirement that provides it.
 _DRIVER_PACKAGES = {
     "pymysql": "pymysql",
@@ -578,11 +555,9 @@ _DRIVER_PACKAGES = {
 }
 
 
-def undone(backend: str, subject: str = "It") -> str:
-    """What stays of a migration that failed or was stopped: nothing, except on MySQL/MariaDB."""
-    from . import engines
-
-    if engines.known(backend) and not engines.of(backend).transactional_ddl:
+def undone(transactional_ddl: bool, subject: str = "It") -> str:
+    """What stays of a migration that failed or was stopped: nothing, where DDL is transactional."""
+    if not transactional_ddl:
         return (
             f"{subject} may be partly applied: MySQL/MariaDB commit each DDL statement at once. It "
             "is recorded as interrupted; the next run runs it again if its module declares "
@@ -591,11 +566,11 @@ def undone(backend: str, subject: str = "It") -> str:
     return f"{subject} was rolled back"
 
 
-def missing_driver_error(database: Url, exc: BaseException) -> ConfigError:
+def missing_driver_error(drivername: str, exc: BaseException) -> ConfigError:
     """Explain which package to add when the URL's DBAPI is not installed."""
     module = getattr(exc, "name", None) or str(exc)
     package = _DRIVER_PACKAGES.get(module.split(".")[0], module)
     return ConfigError(
-        f"DATABASE_URL uses the driver '{database.drivername}', whose Python module "
+        f"DATABASE_URL uses the driver '{drivername}', whose Python module "
         f"'{module}' is not installed. Add '{package}' to EXTRA_PIP_PACKAGES."
     )

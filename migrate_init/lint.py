@@ -20,7 +20,7 @@ from typing import Any
 
 from . import guard, report, url
 from .effects import EffectGuard
-from .errors import PreviewRefused, first_line
+from .errors import PreviewRefused
 
 _DESTRUCTIVE_CALLS = {
     "drop_table": "drop table",
@@ -167,7 +167,7 @@ def scan_sql(loaded: Any, cfg: Any) -> tuple[list[Finding], list[Any], str]:
             findings, steps = _scan_on(database, loaded, prepare=_scratch_schema)
             return findings, steps, f"PostgreSQL (scratch schema {_LINT_SCHEMA}, rolled back)"
         except Exception as exc:  # unreachable, or no right to create a schema
-            note = f"SQLite: the PostgreSQL dry run was not possible ({first_line(exc)})"
+            note = f"SQLite: the PostgreSQL dry run was not possible ({report.first_line(exc)})"
     else:
         note = "SQLite (a throw-away file)"
     with tempfile.TemporaryDirectory(prefix="migrate-init-lint-") as folder:
@@ -233,7 +233,7 @@ def _scan_on(database: Any, loaded: Any, prepare: Any = None) -> tuple[list[Find
                 1,
                 "error",
                 f"the chain does not run on an empty {database.backend} database: "
-                f"{type(exc).__name__}: {first_line(exc)}",
+                f"{type(exc).__name__}: {report.first_line(exc)}",
             )
         ], _steps(progress)
     finally:

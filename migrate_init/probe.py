@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
-    from .url import Url
-
 
 #: migrate-init's own bookkeeping of seeds (:mod:`seed`).
 SEED_TABLE = "migrate_init_seed"
@@ -113,7 +111,7 @@ class Snapshot:
 
 
 class Reader:
-    """A bare-driver connection that reads.  Use :func:`open_reader`."""
+    """A bare-driver connection that reads.  Opened by the engine's :meth:`~migrate_init.engines.Engine.reader`."""
 
     backend = ""
     safe_url = ""
@@ -178,34 +176,6 @@ class Reader:
         self.close()
 
 
-def open_reader(
-    database: Url,
-    *,
-    read_only: bool,
-    connect_timeout: float = 10.0,
-    statement_timeout: float = 30.0,
-    checkpoint: Callable[[], None] | None = None,
-    track: Callable[[Any], None] | None = None,
-) -> Reader:
-    """Connect once.  Errors are the driver's own; :mod:`errors` classifies them.
-
-    ``read_only``: SQLite opens with ``mode=ro`` and a missing file is
-    :class:`DatabaseMissing` (exit 3, path named); otherwise a missing file
-    reads as an empty database and nothing is created.  ``track`` receives
-    the driver connection, for the watchdog to cancel.
-    """
-    from . import engines
-
-    return engines.of(database.backend).reader(
-        database,
-        read_only=read_only,
-        connect_timeout=connect_timeout,
-        statement_timeout=statement_timeout,
-        checkpoint=checkpoint,
-        track=track,
-    )
-
-
 def versions_and_checksums(
     fetch: Callable[[str], Any], live: Mapping[str, object], version_table: str | None
 ) -> tuple[tuple[str, ...] | None, dict[str, str] | None]:
@@ -227,13 +197,6 @@ def versions_and_checksums(
 def text_of(value: Any) -> str:
     """information_schema values come as bytes from some servers and drivers."""
     return value.decode() if isinstance(value, bytes | bytearray) else str(value)
-
-
-def connect(database: Url, connect_timeout: float, checkpoint: Callable[[], None] | None) -> Any:
-    """A bare-driver connection to a server database (psycopg2 or PyMySQL) that a stop can interrupt."""
-    from . import engines
-
-    return engines.of(database.backend).connect(database, connect_timeout, checkpoint)
 
 
 def in_thread(connect_now: Callable[[], Any], checkpoint: Callable[[], None] | None) -> Any:

@@ -781,3 +781,21 @@ def _report_path(report_file: str | None) -> str | None:
     if os.path.exists(_TERMINATION_LOG) and os.access(_TERMINATION_LOG, os.W_OK):
         return _TERMINATION_LOG
     return None
+
+
+def first_line(exc: BaseException) -> str:
+    """The most telling line of ``exc``, redacted, never empty.
+
+    The driver's own error (``.orig``) rather than SQLAlchemy's wrapper with
+    its SQL and its link to the FAQ; of libpq's lines, the one with
+    ``FATAL:``; else the first non-blank line; else the type's name.
+    """
+    orig = getattr(exc, "orig", None)
+    target = orig if isinstance(orig, BaseException) else exc
+    try:
+        text = str(target)
+    except Exception:  # a broken __str__ must not hide the error it describes
+        text = ""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    line = next((line for line in lines if "FATAL:" in line), lines[0] if lines else "")
+    return url.redact(line) or type(target).__name__

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import engines, report
-from .errors import Interrupted, SeedFailed, first_line
+from .errors import Interrupted, SeedFailed
 from .probe import SEED_TABLE
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def _run_one(connection: Connection, path: Path, metadata: Any, now: str, done: 
                 "run runs only the seed files still owed."
             )
         raise SeedFailed(
-            f"The seed file {path} failed: {type(exc).__name__}: {first_line(exc)}. {stayed}", seeded=list(done)
+            f"The seed file {path} failed: {type(exc).__name__}: {report.first_line(exc)}. {stayed}", seeded=list(done)
         ) from exc
 
 

@@ -31,7 +31,6 @@ from .errors import (
     ScriptError,
     causes,
     classify,
-    first_line,
     undone,
 )
 from .history import Recorder
@@ -96,7 +95,7 @@ def auto_migration_off(run: Run, standing: Standing) -> report.Summary:
     return summary
 
 
-def _connection_lost(failure: MigrationFailed, backend: str) -> DatabaseUnreachable:
+def _connection_lost(failure: MigrationFailed, transactional_ddl: bool) -> DatabaseUnreachable:
     """The server went away under a migration (a restart, a failover): exit 3, the revision named.
 
     Not the fallback: it would need the same server.  Nothing else is read or
@@ -106,7 +105,7 @@ def _connection_lost(failure: MigrationFailed, backend: str) -> DatabaseUnreacha
     cause = next((link for link in causes(failure) if not isinstance(link, MigrateInitError)), failure)
     return DatabaseUnreachable(
         f"The connection to the database was lost during revision {revision} (the server restarted, "
-        f"failed over or dropped the session): {first_line(cause)}. {undone(backend, 'That revision')}, "
+        f"failed over or dropped the session): {report.first_line(cause)}. {undone(transactional_ddl, 'That revision')}, "
         "and the migration lock went with the connection. Nothing more was attempted. Run again once "
         "the database answers (at the primary); the next run applies that revision again."
     )
@@ -194,16 +193,16 @@ def _migrate(run: Run, loaded: Loaded, standing: Standing, check: QuickCheck | N
             watchdog.checkpoint()  # a cancelled statement is the stop, not a failed migration
             if not cfg.database.engine.file_based and classify(exc) == "unreachable":
                 summary.failed_revision = exc.revision
-                raise _connection_lost(exc, cfg.database.backend) from exc
+                raise _connection_lost(exc, cfg.database.engine.transactional_ddl) from exc
             failure = exc
         except BaseException as exc:
             running = progress.failed_revision
             summary.failed_revision = running
             _record_where_left(summary, reader, expected, loaded, state, cfg)
             if isinstance(exc, DestructiveOperation):
-                recorder.best_effort(engine, running, "refused", outcome=_left(cfg), detail=first_line(exc))
+                recorder.best_effort(engine, running, "refused", outcome=_left(cfg), detail=report.first_line(exc))
             if isinstance(exc, (Interrupted, MigrationTimeout)):
-                raise _stopped(exc, running, summary, total, cfg.database.backend) from None
+                raise _stopped(exc, running, summary, total, cfg.database.engine.transactional_ddl) from None
             if isinstance(exc, ScriptError) and summary.applied:
                 exc.args = (
                     f"{exc} The database is at {revs(summary.to_revisions)} "
@@ -342,18 +341,24 @@ def _reader_lost(
     )
     return DatabaseUnreachable(
         f"The session that held the migration lock was ended by the server while the migrations ran (a "
-        f"restart, a failover or pg_terminate_backend): {first_line(exc)}. Alembic had applied "
+        f"restart, a failover or pg_terminate_backend): {report.first_line(exc)}. Alembic had applied "
         f"{', '.join(applied) or 'nothing'} on its own connection; {where}. Nothing more was done "
         "(verification, seeds). Run again: it verifies and applies what is left under a new lock."
     )
 
 
 def _stopped(
-    exc: Interrupted | MigrationTimeout, running: str | None, summary: report.Summary, total: int, backend: str
+    exc: Interrupted | MigrationTimeout,
+    running: str | None,
+    summary: report.Summary,
+    total: int,
+    transactional_ddl: bool,
 ) -> MigrateInitError:
     """The stop, saying only what happened: which migration ran, and where the version table says we are."""
     what = (
-        f"Migration {running} was cancelled. {undone(backend)}" if running is not None else "No migration was running"
+        f"Migration {running} was cancelled. {undone(transactional_ddl)}"
+        if running is not None
+        else "No migration was running"
     )
     where = (
         f"the database is at {revs(summary.to_revisions)} ({len(summary.applied)} of {total} applied)"
@@ -485,10 +490,11 @@ def _record_where_left(
     try:
         after = standing_of(reader, expected)
     except Exception:  # the failure itself is what the summary must report
-        from .probe import open_reader
-
+        reopen = cfg.database.engine.reader
         try:
-            with open_reader(cfg.database, read_only=True, connect_timeout=2, statement_timeout=2) as fresh:
+            with reopen(
+                cfg.database, read_only=True, connect_timeout=2, statement_timeout=2, checkpoint=None, track=None
+            ) as fresh:
                 after = standing_of(fresh, expected)
         except Exception:
             summary.to_revisions = None
@@ -520,14 +526,14 @@ def _failed(run: Run, loaded: Loaded, engine: Any, failure: MigrationFailed) -> 
             else f"The database server at {cfg.database.safe} ran out of disk space{where}"
         )
         raise DiskFull(
-            f"{disk} ({first_line(failure.__cause__ or failure)}). {undone(cfg.database.backend, 'The migration')}; "
+            f"{disk} ({report.first_line(failure.__cause__ or failure)}). {undone(cfg.database.engine.transactional_ddl, 'The migration')}; "
             f"{_disk_full_left(summary)}; the create_all fallback was not tried. Free space on that "
             "volume (or grow it) and run again."
         ) from failure
     if kind == "access":
         raise AccessDenied(
             f"The database refused a statement of migration {failure.revision}: "
-            f"{first_line(failure.__cause__ or failure)}. {undone(cfg.database.backend)}; it is not retried; grant the "
+            f"{report.first_line(failure.__cause__ or failure)}. {undone(cfg.database.engine.transactional_ddl)}; it is not retried; grant the "
             "user what the migration needs (e.g. CREATE on the schema) and run again."
         ) from failure
     if kind in ("lock_not_available", "busy"):
@@ -557,7 +563,7 @@ def _failed(run: Run, loaded: Loaded, engine: Any, failure: MigrationFailed) -> 
         failure.revision,
         "fallback" if fallback else "failed",
         outcome=_left(cfg),
-        detail=first_line(failure) + (" The create_all fallback ran." if fallback else ""),
+        detail=report.first_line(failure) + (" The create_all fallback ran." if fallback else ""),
     )
     if not cfg.enable_fallback_create:
         raise MigrationFailed(
@@ -586,7 +592,7 @@ def _failed(run: Run, loaded: Loaded, engine: Any, failure: MigrationFailed) -> 
     except Exception as exc:
         watchdog.checkpoint()
         raise MigrationFailed(
-            f"{failure} The create_all fallback failed too: {type(exc).__name__}: {first_line(exc)}.",
+            f"{failure} The create_all fallback failed too: {type(exc).__name__}: {report.first_line(exc)}.",
             revision=failure.revision,
         ) from exc
     summary.timed("fallback", started)

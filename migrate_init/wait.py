@@ -21,9 +21,8 @@ from .errors import (
     DatabaseMissing,
     DatabaseUnreachable,
     classify,
-    first_line,
 )
-from .probe import Reader, open_reader
+from .probe import Reader
 
 TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
 if TYPE_CHECKING:
@@ -83,7 +82,7 @@ def connect(
         left = max(deadline - time.monotonic(), 0.5)
         reader = None
         try:
-            reader = open_reader(
+            reader = database.engine.reader(
                 database,
                 read_only=read_only,
                 connect_timeout=left,
@@ -112,7 +111,7 @@ def connect(
                 reader.close()
             watchdog.checkpoint()
             kind = classify(exc)
-            reason = first_line(exc)
+            reason = report.first_line(exc)
             if kind == "access":
                 raise AccessDenied(
                     f"The database at {database.safe} refused access: {reason}. Check the user and "

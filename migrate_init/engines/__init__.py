@@ -277,9 +277,9 @@ def of(name: str) -> Engine:
         )
     engine = _LOADED.get(key)
     if engine is None:
-        import importlib
-
-        engine = _LOADED[key] = importlib.import_module(f"{__name__}.{key}").ENGINE
+        # __import__, not importlib.import_module: importlib (and warnings) cost a millisecond on the
+        # no-op path, and the module is a fixed sibling of this one (docs/performance.md).
+        engine = _LOADED[key] = __import__(f"{__name__}.{key}", fromlist=["ENGINE"]).ENGINE
     return engine
 
 

@@ -235,7 +235,7 @@ def connect_mysql(
     try:
         connection_class = mysql_connection_class()
     except ModuleNotFoundError as exc:
-        raise missing_driver_error(database, exc) from None
+        raise missing_driver_error(database.drivername, exc) from None
     arguments = database.connect_kwargs_pymysql()
     arguments.setdefault("connect_timeout", max(1, int(connect_timeout + 0.999)))
     io = mysql_io_timeout(connect_timeout if io_timeout is None else io_timeout)

@@ -1,4 +1,4 @@
-"""errors.classify / errors.first_line on the real PostgreSQL and MariaDB servers' errors,
+"""errors.classify / report.first_line on the real PostgreSQL and MariaDB servers' errors,
 and what the wait for the database makes of them.
 
 The unit tests (tests/unit/test_errors.py) cover what needs no server; here
@@ -29,7 +29,8 @@ import pytest
 import sqlalchemy
 from sqlalchemy.engine import make_url
 
-from migrate_init.errors import classify, first_line
+from migrate_init.errors import classify
+from migrate_init.report import first_line
 from tests.support.chains import TARGET
 from tests.support.dbstate import versions
 from tests.support.myserver import MyServer

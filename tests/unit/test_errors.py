@@ -1,4 +1,4 @@
-"""errors.classify / errors.first_line on real driver errors, and the stop errors' words.
+"""errors.classify / report.first_line on real driver errors, and the stop errors' words.
 
 Every error here is raised by the real driver: sqlite3 on real files,
 psycopg2 against a closed port, PyMySQL against a closed port or a socket
@@ -31,8 +31,8 @@ from migrate_init.errors import (
     MigrationFailed,
     MigrationTimeout,
     classify,
-    first_line,
 )
+from migrate_init.report import first_line
 
 
 def raised(action: Callable[[], object]) -> BaseException:
