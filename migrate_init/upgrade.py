@@ -56,7 +56,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .config import Config
-    from .probe import Reader
     from .watchdog import Watchdog
 
 
@@ -186,7 +185,7 @@ def _migrate(run: Run, loaded: Loaded, standing: Standing, check: QuickCheck | N
         watchdog.detail = lambda: f"applying {progress.running.revision}" if progress.running is not None else None
         try:
             try:
-                _upgrade(cfg, watchdog, loaded, engine, progress, destinations, summary)
+                _upgrade(run, loaded, engine, progress, destinations)
             finally:
                 watchdog.set_interruptible(False)
         except MigrationFailed as exc:
@@ -198,7 +197,7 @@ def _migrate(run: Run, loaded: Loaded, standing: Standing, check: QuickCheck | N
         except BaseException as exc:
             running = progress.failed_revision
             summary.failed_revision = running
-            _record_where_left(summary, reader, expected, loaded, state, cfg)
+            _record_where_left(run, loaded, state)
             if isinstance(exc, DestructiveOperation):
                 recorder.best_effort(engine, running, "refused", outcome=_left(cfg), detail=report.first_line(exc))
             if isinstance(exc, (Interrupted, MigrationTimeout)):
@@ -220,7 +219,7 @@ def _migrate(run: Run, loaded: Loaded, standing: Standing, check: QuickCheck | N
         except Exception as exc:
             if classify(exc) != "unreachable":
                 raise
-            raise _reader_lost(exc, summary, reader, expected, loaded, state, cfg, progress.applied) from exc
+            raise _reader_lost(run, exc, loaded, state, progress.applied) from exc
         summary.to_revisions = list(after.current)
         summary.applied = _applied(loaded.glue, loaded.script, state.current, after.current)
         if failure is not None:
@@ -317,23 +316,15 @@ def _interrupted_earlier(cfg: Config, loaded: Loaded, standing: Standing) -> Non
         engine.dispose()
 
 
-def _reader_lost(
-    exc: Exception,
-    summary: report.Summary,
-    reader: Reader,
-    expected: Expected,
-    loaded: Loaded,
-    state: Any,
-    cfg: Config,
-    applied: list[str],
-) -> DatabaseUnreachable:
+def _reader_lost(run: Run, exc: Exception, loaded: Loaded, state: Any, applied: list[str]) -> DatabaseUnreachable:
     """The session that held the lock and reads was ended under the run (a restart, pg_terminate_backend).
 
     The migrations ran on their own connection, so they may all have
     committed: say which, and where a new connection finds the database
     (issue 25 N35), not "check the host and port" of a server that answers.
     """
-    _record_where_left(summary, reader, expected, loaded, state, cfg)
+    summary = run.summary
+    _record_where_left(run, loaded, state)
     where = (
         f"the database is at {revs(summary.to_revisions)}"
         if summary.to_revisions is not None
@@ -401,17 +392,9 @@ def _layer_name(cfg: Config, destinations: list[str], revision: str | None) -> s
     return "layer 2" if cfg.migration_target_set else "every head"
 
 
-def _upgrade(
-    cfg: Config,
-    watchdog: Watchdog,
-    loaded: Loaded,
-    engine: Any,
-    progress: Any,
-    destinations: list[str],
-    summary: report.Summary,
-) -> None:
+def _upgrade(run: Run, loaded: Loaded, engine: Any, progress: Any, destinations: list[str]) -> None:
     """Run env.py on our connection through ``destinations``; retry a migration that lost a lock wait."""
-
+    cfg, watchdog, summary = run.cfg, run.watchdog, run.summary
     glue = loaded.glue
     name = _layer_name(cfg, destinations, None if summary.command == "run" else destinations[0])
     summary.layers_tried.append(name)
@@ -475,9 +458,7 @@ def _applied(glue: Any, script: Any, before: tuple[str, ...], after: tuple[str, 
         return []
 
 
-def _record_where_left(
-    summary: report.Summary, reader: Reader, expected: Expected, loaded: Loaded, state: Any, cfg: Config
-) -> None:
+def _record_where_left(run: Run, loaded: Loaded, state: Any) -> None:
     """A failed run's summary says where it left the database, read back.  Best effort, bounded.
 
     A stop cancels the run's connections, the reader's too: on MySQL/MariaDB
@@ -487,13 +468,14 @@ def _record_where_left(
     track, bounded by a few seconds; failing that, the summary says the
     revision is unknown (``to_revisions`` None) rather than a wrong one.
     """
+    summary, expected, database = run.summary, run.expected, run.cfg.database
     try:
-        after = standing_of(reader, expected)
+        after = standing_of(run.reader, expected)
     except Exception:  # the failure itself is what the summary must report
-        reopen = cfg.database.engine.reader
+        reopen = database.engine.reader
         try:
             with reopen(
-                cfg.database, read_only=True, connect_timeout=2, statement_timeout=2, checkpoint=None, track=None
+                database, read_only=True, connect_timeout=2, statement_timeout=2, checkpoint=None, track=None
             ) as fresh:
                 after = standing_of(fresh, expected)
         except Exception:
