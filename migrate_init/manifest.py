@@ -111,7 +111,8 @@ def _walk(folders: list[str]) -> list[str]:
     for top in folders:
         for folder, subfolders, filenames in os.walk(top):
             subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
-            found.extend(os.path.join(folder, n) for n in filenames)
+            inside = os.path.join(folder, "")
+            found.extend(inside + n for n in filenames)
     return found
 
 
@@ -121,7 +122,11 @@ def _named(what: str, root: str, versions: list[str] | None) -> Any:
     ``versions``: the folders of :func:`version_dirs`; by default ``versions/``.
     """
     folders = [_resolved(v, root) for v in versions] if versions else [os.path.join(root, "versions")]
-    names = {os.path.relpath(path, root) for path in _walk(folders)}
+    # A path under root is root's spelling, a separator and the name: cut, not os.path.relpath, which
+    # costs 30 us a file (30 ms at 1,000 revisions on the way to "nothing to do", issue 27).
+    inside = root.rstrip(os.sep) + os.sep
+    cut = len(inside)
+    names = {path[cut:] if path.startswith(inside) else os.path.relpath(path, root) for path in _walk(folders)}
     digest = sha256(f"migrate-init {what} {FORMAT}\0".encode())
     for name in sorted(names):
         digest.update(f"name\0{name}\0".encode())
@@ -139,9 +144,10 @@ def stat_key(migrations_dir: str | os.PathLike[str], files: list[str], versions:
     """
     root = os.fspath(migrations_dir)
     digest = _named("stat", root, versions)
+    inside = os.path.join(root, "")
     for path in sorted(set(files)):
         try:
-            st = os.stat(_resolved(path, root))
+            st = os.stat(path if path.startswith(os.sep) else inside + path)  # _resolved, inlined: 1,000 calls
         except OSError:
             return None
         digest.update(
