@@ -128,8 +128,7 @@ def _named(what: str, root: str, versions: list[str] | None) -> Any:
     cut = len(inside)
     names = {path[cut:] if path.startswith(inside) else os.path.relpath(path, root) for path in _walk(folders)}
     digest = sha256(f"migrate-init {what} {FORMAT}\0".encode())
-    for name in sorted(names):
-        digest.update(f"name\0{name}\0".encode())
+    digest.update("".join([f"name\0{name}\0" for name in sorted(names)]).encode())  # one update: the same digest
     return digest
 
 
@@ -145,14 +144,14 @@ def stat_key(migrations_dir: str | os.PathLike[str], files: list[str], versions:
     root = os.fspath(migrations_dir)
     digest = _named("stat", root, versions)
     inside = os.path.join(root, "")
+    parts: list[str] = []
     for path in sorted(set(files)):
         try:
             st = os.stat(path if path.startswith(os.sep) else inside + path)  # _resolved, inlined: 1,000 calls
         except OSError:
             return None
-        digest.update(
-            f"file\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_dev}\0".encode()
-        )
+        parts.append(f"file\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_dev}\0")
+    digest.update("".join(parts).encode())  # one update of the whole: the same digest as one a file
     hexdigest: str = digest.hexdigest()
     return hexdigest
 

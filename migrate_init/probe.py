@@ -189,8 +189,11 @@ def versions_and_checksums(
     if not parts:
         return None, None
     rows = fetch(" UNION ALL ".join(parts))
-    versions = tuple(sorted(text_of(r[1]) for r in rows if text_of(r[0]) == "v")) if version_table is not None else None
-    checksums = {text_of(r[1]): text_of(r[2]) for r in rows if text_of(r[0]) == "h"} if HISTORY_TABLE in live else None
+    if not all(type(value) is str for row in rows for value in row if value is not None):
+        rows = [tuple(None if value is None else text_of(value) for value in row) for row in rows]
+    # Every value is text now (SQLite and psycopg2 give text already): one pass over 1,000 rows, not 4,000 calls.
+    versions = tuple(sorted(r[1] for r in rows if r[0] == "v")) if version_table is not None else None
+    checksums = {r[1]: r[2] for r in rows if r[0] == "h"} if HISTORY_TABLE in live else None
     return versions, checksums
 
 
