@@ -1,7 +1,7 @@
 """Issue 4: migrate-init survives held locks, kills, signals, timeouts and bad input.
 
 Every test runs migrate.py as a real process against a real SQLite file or
-the real PostgreSQL test server, and asserts the exit code, the message and
+the real PostgreSQL test server (a held lock: the MariaDB one too), and asserts the exit code, the message and
 the state the database is left in.  The slow fixture revision (see
 tests/support/chains.py, ``BODIES["slow"]``) creates a table, fills it, then waits in
 pg_sleep, Python's time.sleep or a long recursive CTE, so that a kill, a
@@ -21,6 +21,7 @@ import importlib.util
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -35,14 +36,19 @@ from sqlalchemy.engine import make_url
 
 from migrate_init import wait
 from migrate_init.engines import sqlite as engines_sqlite
+from migrate_init.engines.mysql import mysql_lock_name
+from migrate_init.engines.postgresql import advisory_key
+from migrate_init.url import parse as parse_url
 from tests.support import mounts
 from tests.support.chains import TARGET, build_chain, marker_says
 from tests.support.dbstate import (
     assert_at_head,
     columns,
     count,
+    database_name,
     fingerprint,
     integrity,
+    is_mysql,
     is_sqlite,
     pg_query,
     sqlite_path,
@@ -55,6 +61,7 @@ from tests.support.locks import (
     advisory_locks,
     flock_free,
     migrator_backends,
+    my_lock_held,
     pg_lock_held,
     sqlite_lock_held,
 )
@@ -66,6 +73,7 @@ from tests.support.process import (
     child_env,
     migrate_env,
     run_unprivileged,
+    summary_line,
     wait_until,
 )
 
@@ -77,6 +85,8 @@ SIGNAL_MARGIN = 2.0
 #: How late the database comes up: the issue's 20 s (ROBUST_LATE_SECONDS to change it).
 LATE_SECONDS = float(os.environ.get("ROBUST_LATE_SECONDS", "20"))
 SLOW = "robust_slow"
+#: How long past LOCK_TIMEOUT a run may take to end: the interpreter's start and the report.
+LOCK_MARGIN = 7.0
 
 
 @pytest.fixture(autouse=True)
@@ -143,49 +153,65 @@ def lock_released(url: str) -> bool:
 # --- the lock ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def lock_holder(db_url: str):
-    """Hold the migration lock as another session would: yields (pid, words that name it)."""
-    if is_sqlite(db_url):
-        db = sqlite_path(db_url)
-
-        @contextlib.contextmanager
-        def hold():
-            with sqlite_lock_held(db) as pid:
-                yield pid, [f"PID {pid}", socket.gethostname(), HOLDER_STARTED]
+@contextlib.contextmanager
+def held_by_another(url: str):
+    """Hold the migration lock as another session would: yields (words that name the lock, words that name
+    the holder)."""
+    if is_sqlite(url):
+        db = sqlite_path(url)
+        with sqlite_lock_held(db) as pid:
+            yield engines_sqlite.lock_path(db), [f"PID {pid}", socket.gethostname(), HOLDER_STARTED]
+    elif is_mysql(url):
+        with my_lock_held(url) as session:
+            # mysql_url's account is root, connected over TCP from this machine.
+            yield mysql_lock_name(database_name(url), "alembic_version"), [
+                f"connection ID {session}, user 'root' from 127.0.0.1"
+            ]
     else:
+        with pg_lock_held(url, application_name="robust-lock-holder") as pid:
+            yield str(advisory_key(database_name(url), "alembic_version")), [
+                f"backend PID {pid}",
+                "robust-lock-holder",
+                "127.0.0.1",
+            ]
 
-        @contextlib.contextmanager
-        def hold():
-            with pg_lock_held(db_url, application_name="robust-lock-holder") as pid:
-                yield pid, [f"backend PID {pid}", "robust-lock-holder", "127.0.0.1"]
 
-    return hold
+def test_lock_held_past_lock_timeout_exits_5_names_the_holder_and_changes_nothing(any_url, tmp_path):
+    upgrade_to(any_url, "70c7b727736e", tmp_path)  # four migrations pending
+    before = fingerprint(any_url)
+    file_based = parse_url(any_url).engine.file_based
+    digest = file_hash(sqlite_path(any_url)) if file_based else None
 
-
-def test_lock_held_past_lock_timeout_exits_5_names_the_holder_and_changes_nothing(db_url, lock_holder, tmp_path):
-    upgrade_to(db_url, "70c7b727736e", tmp_path)  # four migrations pending
-    before = fingerprint(db_url)
-    digest = file_hash(sqlite_path(db_url)) if is_sqlite(db_url) else None
-
-    with lock_holder() as (_pid, names):
-        runner = run(db_url, tmp_path, LOCK_TIMEOUT=2)
+    with held_by_another(any_url) as (lock, names):
+        started = time.monotonic()
+        runner = run(any_url, tmp_path, LOCK_TIMEOUT=2)
+        took = time.monotonic() - started
+        # `wait` takes the lock too (shared): it ends the same way, naming the same holder.
+        waiter = Runner(migrate_env(any_url, LOCK_TIMEOUT=1, MIGRATION_TIMEOUT=1), tmp_path / "wait.log", "wait")
+        waiter.wait()
 
     assert runner.proc.returncode == 5, runner.out
-    assert "LOCK_TIMEOUT=2s" in runner.out
+    summary = summary_line(runner.out)
+    assert "LOCK_TIMEOUT=2s" in summary, summary
     for word in names:
-        assert word in runner.out, f"the holder's {word!r} is not named:\n{runner.out}"
+        assert word in summary, f"the holder's {word!r} is not named:\n{runner.out}"
+    waiting = [line for line in runner.out.splitlines() if re.search(r"Waiting for .*, held by ", line)]
+    assert waiting and lock in waiting[0], runner.out
+    assert took < 2 + LOCK_MARGIN, f"LOCK_TIMEOUT=2 ended the run after {took:.1f}s"
     assert "Running upgrade" not in runner.out
-    assert fingerprint(db_url) == before
+    assert fingerprint(any_url) == before, "a run that never got the lock must change nothing"
     if digest is not None:
-        assert file_hash(sqlite_path(db_url)) == digest
+        assert file_hash(sqlite_path(any_url)) == digest
+    assert waiter.proc.returncode == 5, waiter.out
+    for word in names:
+        assert word in summary_line(waiter.out), f"the holder's {word!r} is not named:\n{waiter.out}"
 
 
-def test_database_at_its_target_needs_no_lock(db_url, lock_holder, tmp_path):
+def test_database_at_its_target_needs_no_lock(db_url, tmp_path):
     first = run(db_url, tmp_path)
     assert first.proc.returncode == 0, first.out
 
-    with lock_holder():
+    with held_by_another(db_url):
         runner = run(db_url, tmp_path, LOCK_TIMEOUT=2)
 
     assert runner.proc.returncode == 0, runner.out
@@ -194,9 +220,9 @@ def test_database_at_its_target_needs_no_lock(db_url, lock_holder, tmp_path):
     assert versions(db_url) == [TARGET]
 
 
-def test_sigterm_while_waiting_for_the_lock_exits_143_at_once(db_url, lock_holder, tmp_path):
+def test_sigterm_while_waiting_for_the_lock_exits_143_at_once(db_url, tmp_path):
     upgrade_to(db_url, "70c7b727736e", tmp_path)
-    with lock_holder():
+    with held_by_another(db_url):
         runner = Runner(migrate_env(db_url, LOCK_TIMEOUT=120), tmp_path / "waiting.log")
         wait_until(lambda: "Waiting for the" in runner.out, 30, "the run to wait for the lock", runner)
         started = time.monotonic()

@@ -6,16 +6,16 @@ stays half-applied.  migrate-init records the revision under way in
 the record: it runs an idempotent revision again, clears a stale record, or
 stops (exit 1) naming ``migrate.py resolve REV``.  Here: that cycle with a
 migrator killed inside a revision, both ways out of it (``resolve`` and
-``alembic stamp``), the GET_LOCK migration lock and its holder, ``stamp`` to
+``alembic stamp``), the GET_LOCK migration lock being per database, ``stamp`` to
 adopt a database, and DDL_LOCK_TIMEOUT as lock_wait_timeout.
 
 What MariaDB shares with SQLite and PostgreSQL runs through ``any_url`` in the
-other files (test_upgrade.py, test_commands.py, test_fastpath.py...).
+other files (test_upgrade.py, test_commands.py, test_fastpath.py, a held lock in
+test_faults.py...).
 """
 
 from __future__ import annotations
 
-import re
 import signal
 import time
 
@@ -130,23 +130,6 @@ def test_a_successful_run_leaves_no_revision_recorded_as_under_way(mysql_url, tm
 
 
 # --- the GET_LOCK migration lock ----------------------------------------------------------------------
-
-
-def test_a_held_lock_is_exit_5_naming_the_holding_session_and_nothing_is_applied(mysql_url, tmp_path):
-    with my_lock_held(mysql_url) as holder:
-        started = time.monotonic()
-        run = migrate(mysql_url, tmp_path, LOCK_TIMEOUT=1)
-        took = time.monotonic() - started
-        wait = migrate(mysql_url, tmp_path, "wait", LOCK_TIMEOUT=1, MIGRATION_TIMEOUT=1)
-
-    assert run.code == 5, run.out
-    holder_words = f"connection ID {holder}, user 'root' from 127.0.0.1"
-    assert holder_words in summary_line(run.out), run.out
-    assert re.search(r"Waiting for the MySQL lock 'migrate-init:[0-9a-f]{40}', held by ", run.out), run.out
-    assert took < 10
-    assert tables(mysql_url) == set()
-    assert wait.code == 5, wait.out
-    assert holder_words in summary_line(wait.out), wait.out
 
 
 def test_the_lock_is_per_database_so_two_databases_migrate_side_by_side(mysql_server, mysql_url, tmp_path):
