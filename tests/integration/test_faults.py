@@ -164,16 +164,12 @@ def held_by_another(url: str):
     elif is_mysql(url):
         with my_lock_held(url) as session:
             # mysql_url's account is root, connected over TCP from this machine.
-            yield mysql_lock_name(database_name(url), "alembic_version"), [
-                f"connection ID {session}, user 'root' from 127.0.0.1"
-            ]
+            lock = mysql_lock_name(database_name(url), "alembic_version")
+            yield lock, [f"connection ID {session}, user 'root' from 127.0.0.1"]
     else:
         with pg_lock_held(url, application_name="robust-lock-holder") as pid:
-            yield str(advisory_key(database_name(url), "alembic_version")), [
-                f"backend PID {pid}",
-                "robust-lock-holder",
-                "127.0.0.1",
-            ]
+            key = str(advisory_key(database_name(url), "alembic_version"))
+            yield key, [f"backend PID {pid}", "robust-lock-holder", "127.0.0.1"]
 
 
 def test_lock_held_past_lock_timeout_exits_5_names_the_holder_and_changes_nothing(any_url, tmp_path):
