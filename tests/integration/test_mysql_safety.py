@@ -14,9 +14,11 @@ through a connection of its own:
   ``migrate.py resolve REV``; a stale record is cleared;
 - (SIGTERM and MIGRATION_TIMEOUT end the statement on the server, ``KILL QUERY``:
   test_faults.py and test_exit_codes.py, on every engine);
-- DDL_LOCK_TIMEOUT / DDL_LOCK_RETRIES retry an idempotent revision only;
-- the GET_LOCK migration lock is released after a failed migration (that a
-  held one is exit 5 naming its holder is proved on every engine in test_faults.py).
+- DDL_LOCK_TIMEOUT / DDL_LOCK_RETRIES retry an idempotent revision only.
+
+That the migration lock is released after a failed migration (test_upgrade.py)
+and that a held one is exit 5 naming its holder (test_faults.py) is proved on
+every engine.
 """
 
 from __future__ import annotations
@@ -627,16 +629,3 @@ def test_a_non_idempotent_revision_that_loses_a_metadata_lock_wait_is_not_retrie
     assert "through DDL_LOCK_RETRIES=2 retries" not in summary, f"no retry happened, yet: {summary}"
     assert columns_of(mysql_url, "account") == ACCOUNT_COLUMNS
     assert versions_of(mysql_url) == []
-
-
-# --- the migration lock --------------------------------------------------------------------------------
-
-
-def test_the_migration_lock_is_released_after_a_failed_migration(mysql_url, tmp_path):
-    project = write_project(
-        tmp_path / "project", (CREATE_ACCOUNT, False), ('op.execute("INSERT INTO no_such_table VALUES (1)")', False)
-    )
-    result, _ = migrate(mysql_url, project, tmp_path)
-    assert result.code == 1, result.out
-    assert "r2" in summary_line(result.out)
-    assert lock_is_free(mysql_url), "a failed migration must release the migration lock"
