@@ -12,14 +12,14 @@ session the server ends.  PostgreSQL is reached over TCP with password
 one says: a missing role (PostgreSQL), no grant on the database and a
 refused port (MariaDB).
 
-Then migrate.py itself on MariaDB: a refused or starting server is waited
-for until DB_WAIT_TIMEOUT (exit 3, or 0 when it comes up); a bad password or
-a missing grant is exit 4 at once; an unknown database is exit 3, named.
+Then migrate.py itself on MariaDB: a server still starting is retried until
+DB_WAIT_TIMEOUT (exit 3); a missing grant is exit 4 at once.  (A server that
+comes up late and a database that does not exist are waited for on both
+servers in test_faults.py.)
 """
 
 from __future__ import annotations
 
-import re
 import socket
 import threading
 import time
@@ -36,11 +36,9 @@ from sqlalchemy.engine import make_url
 
 from migrate_init.errors import classify, first_line
 from migrate_init.url import parse as parse_url
-from tests.support.chains import TARGET
-from tests.support.dbstate import versions
 from tests.support.myserver import MyServer
 from tests.support.myserver import connect as my_connect
-from tests.support.network import LateServer, free_port
+from tests.support.network import free_port
 from tests.support.pgserver import PgServer, connect
 from tests.support.process import Result, run_migrate, summary_line
 
@@ -384,20 +382,6 @@ def _waited(url: str, *args: str, timeout: float) -> tuple[Result, float]:
     return result, time.monotonic() - started
 
 
-def test_mariadb_that_refuses_at_first_is_waited_for_and_then_migrated(mysql_url):
-    server = make_url(mysql_url)
-    late = LateServer(server.host, server.port, delay=1.5)
-    try:
-        result, _took = _waited(server.set(port=late.port).render_as_string(hide_password=False), timeout=30)
-    finally:
-        late.close()
-
-    assert result.code == 0, result.out
-    assert "Waiting for the database at mysql://root:***@" in result.out, result.out
-    assert re.search(r"The database answered after \d+ attempts\.", result.out), result.out
-    assert versions(mysql_url) == [TARGET]
-
-
 def test_mariadb_still_starting_is_retried_until_db_wait_timeout_then_exit_3(mysql_url):
     starting = _Starting()
     try:
@@ -429,18 +413,3 @@ def test_mariadb_missing_grant_is_exit_4_at_once(mysql_server, mysql_url):
     assert took < 10, f"took {took:.1f}s: a missing grant was retried"
     assert PASSWORD not in result.out
     assert mysql_server.query(f"SHOW TABLES FROM `{make_url(mysql_url).database}`") == []
-
-
-def test_mariadb_unknown_database_is_retried_then_exit_3_naming_it(mysql_server):
-    missing = f"missing_{uuid.uuid4().hex[:8]}"
-    url = mysql_server.url(database=missing)
-
-    result, took = _waited(url, timeout=2)
-
-    assert result.code == 3, result.out
-    summary = summary_line(result.out)
-    assert f"The server answers, but the database '{missing}' does not exist on it" in summary, summary
-    assert f"Unknown database '{missing}'" in summary, summary
-    assert "Waiting for the database" in result.out
-    assert 2 <= took < 15, took
-    assert not mysql_server.query("SHOW DATABASES LIKE %s", params=(missing,))

@@ -469,17 +469,41 @@ def test_plain_postgresql_scheme_works_without_psycopg3(pg_url, tmp_path):
     assert_at_head(pg_url, [TARGET])
 
 
-def test_missing_database_is_waited_for_then_exits_3_naming_it(pg_server, tmp_path):
+#: The same wait on the PostgreSQL server and on the MariaDB one: the prefix of their fixtures.
+servers = pytest.mark.parametrize(
+    "server_name",
+    [
+        pytest.param("pg", marks=pytest.mark.postgres, id="postgresql"),
+        pytest.param("mysql", marks=pytest.mark.mysql, id="mysql"),
+    ],
+)
+#: Per server: its driver's words for a database that does not exist, and how to look one up as superuser
+#: (the harness's method, the statement).
+MISSING_DATABASE = {
+    "pg": ('database "{}" does not exist', "psql", "SELECT 1 FROM pg_database WHERE datname = %s"),
+    "mysql": ("Unknown database '{}'", "query", "SHOW DATABASES LIKE %s"),
+}
+
+
+@servers
+def test_missing_database_is_waited_for_then_exits_3_naming_it(server_name, request, tmp_path):
     """'database does not exist' is retried, not final: a server's init scripts or
     an operator may still create it.  After DB_WAIT_TIMEOUT: exit 3, naming it."""
+    server = request.getfixturevalue(f"{server_name}_server")
+    driver_words, superuser, exists = MISSING_DATABASE[server_name]
     name = f"robust_missing_{uuid.uuid4().hex[:8]}"
-    runner = run(pg_server.url(database=name), tmp_path, DB_WAIT_TIMEOUT=2)
+    started = time.monotonic()
+    runner = run(server.url(database=name), tmp_path, DB_WAIT_TIMEOUT=2)
+    took = time.monotonic() - started
 
     assert runner.proc.returncode == 3, runner.out
-    summary = runner.out.splitlines()[-1]
-    assert f"the database '{name}' does not exist" in summary
+    summary = summary_line(runner.out)
+    assert f"The server answers, but the database '{name}' does not exist on it" in summary, summary
+    assert driver_words.format(name) in summary, summary
     assert "DB_WAIT_TIMEOUT=2s" in summary
-    assert not pg_query(pg_server.superuser_url, "SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+    assert "Waiting for the database" in runner.out
+    assert 2 <= took < 15, took
+    assert not getattr(server, superuser)(exists, params=(name,))
 
 
 def test_missing_database_created_while_waiting_is_migrated(pg_server, tmp_path):
@@ -537,8 +561,9 @@ def test_server_that_accepts_but_never_answers_exits_3_within_db_wait_timeout(tm
     assert total < 3 + 3, f"the run took {total:.1f}s of DB_WAIT_TIMEOUT=3s"
 
 
-def test_server_that_comes_up_late_is_waited_for_then_migrated(pg_server, pg_url, tmp_path):
-    target = make_url(pg_url)
+@servers
+def test_server_that_comes_up_late_is_waited_for_then_migrated(server_name, request, tmp_path):
+    target = make_url(request.getfixturevalue(f"{server_name}_url"))
     late = LateServer(target.host, target.port, delay=LATE_SECONDS)
     try:
         url = target.set(port=late.port).render_as_string(hide_password=False)
@@ -549,8 +574,9 @@ def test_server_that_comes_up_late_is_waited_for_then_migrated(pg_server, pg_url
 
     assert runner.proc.returncode == 0, runner.out
     assert "Connection refused" in runner.out  # it did wait
-    assert "The database answered after" in runner.out
-    assert_at_head(pg_url, [TARGET])
+    assert f"Waiting for the database at {target.drivername}://{target.username}:***@" in runner.out, runner.out
+    assert re.search(r"The database answered after \d+ attempts\.", runner.out), runner.out
+    assert_at_head(target.render_as_string(hide_password=False), [TARGET])
 
 
 # --- bad input: the SQLite file and its folder --------------------------------------
