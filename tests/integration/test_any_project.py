@@ -13,8 +13,6 @@ import sqlite3
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from tests.support.chains import TARGET, Chain
 from tests.support.dbstate import columns, count, query, snapshot, sqlite_path, versions
 from tests.support.process import operator_env, run_migrate, summary_line
@@ -290,9 +288,8 @@ def test_a_generated_column_counts_as_a_column_on_both_paths(sqlite_url, tmp_pat
 # -- check, in words ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
-def test_check_names_a_foreign_key_difference_in_words(engine, tmp_path, request):
-    url = request.getfixturevalue("sqlite_url" if engine == "sqlite" else "pg_url")
+def test_check_names_a_foreign_key_difference_in_words(any_url, tmp_path):
+    url = any_url
     chain = Chain(tmp_path / "migrations")
     env = operator_env(url, tmp_path, **chain.env())
     assert run_migrate(env=env).code == 0
