@@ -468,7 +468,9 @@ def test_a_second_configure_after_migrations_committed_says_what_was_applied(sql
     assert versions(sqlite_url) == ["h2"]
 
 
-@pytest.fixture(params=["postgresql", "mysql"])
+@pytest.fixture(
+    params=[pytest.param("postgresql", marks=pytest.mark.postgres), pytest.param("mysql", marks=pytest.mark.mysql)]
+)
 def server_url(request: pytest.FixtureRequest) -> str:
     """A schema of its own is a server's notion (SQLite would need an attached file)."""
     return request.getfixturevalue({"postgresql": "pg_url", "mysql": "mysql_url"}[request.param])

@@ -737,7 +737,11 @@ def test_upgrade_to_a_revision_loads_the_scripts(sqlite_url, migrations):
 @servers
 def test_a_database_that_does_not_answer_is_waited_for_with_the_bare_driver(server, driver, request, migrations):
     # Nothing answers on that port: which database the URL names does not matter.
-    closed = make_url(request.getfixturevalue(server).url(database="app")).set(port=free_port()).render_as_string(hide_password=False)
+    closed = (
+        make_url(request.getfixturevalue(server).url(database="app"))
+        .set(port=free_port())
+        .render_as_string(hide_password=False)
+    )
 
     result = traced_run(closed, migrations, DB_WAIT_TIMEOUT=1)
 
@@ -984,7 +988,9 @@ def test_a_runner_that_waited_for_the_lock_answers_without_sqlalchemy_when_the_h
     assert versions(any_url) == [TARGET]
 
 
-@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+@pytest.mark.parametrize(
+    "engine", [pytest.param("postgresql", marks=pytest.mark.postgres), pytest.param("mysql", marks=pytest.mark.mysql)]
+)
 def test_a_runner_waits_for_the_lock_in_the_session_it_reads_with(engine, request, migrations):
     """One session per runner, not two (issue 14): 16 replicas are 16 connections while they wait."""
     url = request.getfixturevalue("pg_url" if engine == "postgresql" else "mysql_url")
