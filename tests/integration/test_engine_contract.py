@@ -3,12 +3,13 @@
 golang-migrate's database/testing is the model: one suite, parametrized over
 the engines, against real servers (SQLite files, the session's PostgreSQL and
 MariaDB).  A new engine is served when it passes these: connect and read
-(versions, catalog, counts, the digest of a column's values), quote, lock and
-name the holder, cancel, whether DDL rolls back, run a script, make a session
-read-only, forbid a COMMIT, list the deferred triggers a COMMIT would fire,
-tell one transaction from the next, and class the catalog's types.  Where an
-engine cannot do something (forbid a COMMIT, digest on the server), the test
-proves that it says so and that nothing else changes.
+(versions, the catalog, incrementally too, counts, the digest of a column's
+values), quote, lock and name the holder, cancel, bound a DDL statement's wait
+for a lock, whether DDL rolls back, run a script, make a session read-only,
+forbid a COMMIT, list the deferred triggers a COMMIT would fire, tell one
+transaction from the next, and class the catalog's types.  Where an engine
+cannot do something (forbid a COMMIT, digest on the server), the test proves
+that it says so and that nothing else changes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sqlalchemy
 
 from migrate_init import alembic_glue, catalog, engines, url, values
 from migrate_init.catalog import CatalogRead
-from migrate_init.errors import ConfigError, LockTimeout
+from migrate_init.errors import ConfigError, LockTimeout, classify
 from tests.support import not_a_case
 
 
@@ -475,3 +476,26 @@ def test_a_catalog_read_given_the_previous_one_is_a_full_read_after_each_change(
         assert incremental.tables["other"] is before.tables["other"]
     else:  # it reads in full: the same columns, read again
         assert incremental.tables["other"] == before.tables["other"]
+
+
+def test_ddl_behind_another_sessions_open_transaction_gives_up_within_the_engines_bound(any_url: str) -> None:
+    """What upgrade does before each migration (DDL_LOCK_TIMEOUT; SQLite's wait is its busy timeout): the
+    ALTER gives up, with an error that classify calls one upgrade retries, instead of queueing for ever."""
+    database, engine = _engine(any_url)
+    _create(database, "CREATE TABLE contract_held (id INTEGER)", "INSERT INTO contract_held (id) VALUES (1)")
+    with _connection(database) as reader:
+        reader.begin()
+        # An open transaction that read the table: PostgreSQL's ACCESS SHARE lock, MySQL's metadata lock;
+        # on SQLite the file's write lock, which migrate-init's engine takes as a transaction begins.
+        assert reader.exec_driver_sql("SELECT count(*) FROM contract_held").scalar() == 1
+        sa_engine = alembic_glue.create_engine(database, busy_timeout=0.5)
+        try:
+            with sa_engine.connect() as connection:
+                engine.ddl_session(connection, 0.5)
+                with pytest.raises(Exception) as gave_up, connection.begin():  # whichever driver's error
+                    connection.exec_driver_sql("ALTER TABLE contract_held ADD COLUMN note VARCHAR(20)")
+        finally:
+            sa_engine.dispose()
+        reader.rollback()
+    assert classify(gave_up.value) in ("lock_not_available", "busy"), gave_up.value
+    assert "note" not in _read_catalog(database, engine, lambda name, relname: True).tables["contract_held"]
