@@ -6,12 +6,12 @@ stays half-applied.  migrate-init records the revision under way in
 the record: it runs an idempotent revision again, clears a stale record, or
 stops (exit 1) naming ``migrate.py resolve REV``.  Here: that cycle with a
 migrator killed inside a revision, both ways out of it (``resolve`` and
-``alembic stamp``), the GET_LOCK migration lock being per database, ``stamp`` to
-adopt a database, and DDL_LOCK_TIMEOUT as lock_wait_timeout.
+``alembic stamp``), the GET_LOCK migration lock being per database, and
+DDL_LOCK_TIMEOUT as lock_wait_timeout.
 
 What MariaDB shares with SQLite and PostgreSQL runs through ``any_url`` in the
 other files (test_upgrade.py, test_commands.py, test_fastpath.py, a held lock in
-test_faults.py...).
+test_faults.py, ``stamp`` adopting a database in test_any_project.py...).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import signal
 import time
 
 import pytest
-import sqlalchemy as sa
 
 from tests.support.chains import TARGET, Chain
 from tests.support.dbstate import (
@@ -28,7 +27,6 @@ from tests.support.dbstate import (
     columns,
     database_name,
     in_progress,
-    load_models,
     my_query,
     running_upgrade_lines,
     schema,
@@ -141,33 +139,6 @@ def test_the_lock_is_per_database_so_two_databases_migrate_side_by_side(mysql_se
         assert versions(mysql_url) == [TARGET]
     finally:
         mysql_server.drop_database(f"{database_name(mysql_url)}_b")
-
-
-# --- stamp: adopt a database made by create_all ------------------------------------------------------
-
-
-def test_stamp_adopts_a_create_all_database_and_refuses_one_short_of_a_column(mysql_url, tmp_path):
-    engine = sa.create_engine(mysql_url.replace("mysql://", "mysql+pymysql://", 1))
-    try:
-        load_models().create_all(engine)
-    finally:
-        engine.dispose()
-    my_query(mysql_url, "ALTER TABLE user DROP COLUMN phone")
-
-    refused = migrate(mysql_url, tmp_path, "stamp", TARGET)
-
-    assert refused.code == 7, refused.out
-    assert "table 'user' lacks columns: phone" in summary_line(refused.out)
-    assert versions(mysql_url) == []
-
-    my_query(mysql_url, "ALTER TABLE user ADD COLUMN phone VARCHAR(32)")
-    stamped = migrate(mysql_url, tmp_path, "stamp", TARGET)
-    again = migrate(mysql_url, tmp_path)
-
-    assert stamped.code == 0, stamped.out
-    assert versions(mysql_url) == [TARGET]
-    assert again.code == 0 and "nothing to do" in summary_line(again.out), again.out
-    assert running_upgrade_lines(again.out) == []
 
 
 # --- DDL_LOCK_TIMEOUT is lock_wait_timeout ---------------------------------------------------------------
