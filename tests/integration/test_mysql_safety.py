@@ -571,8 +571,6 @@ def test_the_shipped_chain_killed_at_a_random_moment_reaches_its_head_on_the_nex
         assert verify.code == 0, verify.out
 
 
-# --- stops: the statement ends on the server ------------------------------------------------------
-
 # --- DDL lock waits ---------------------------------------------------------------------------------
 
 ADD_NICK_IDEMPOTENT = 'ops.add_column_if_missing("account", sa.Column("nick", sa.String(20)))'
