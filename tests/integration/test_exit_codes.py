@@ -155,13 +155,17 @@ SLOW_REVISION = "c0ffee005105"
 CREATE_SLOW_TABLE = """
 ops.create_table_if_missing("slow_table", sa.Column("id", sa.Integer, primary_key=True))
 """
-# Each takes far longer than the test allows: only a cancel ends them in time.
+# Each takes far longer than the test allows: only a cancel ends them in time.  Sent while SLOW is set,
+# so that the run after the timeout applies the revision.
 SLOW_STATEMENT = {
     "postgresql": 'op.execute("SELECT pg_sleep(60)")',
     "mysql": 'op.execute("SELECT SLEEP(60)")',
     "sqlite": 'op.execute("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c '
     'WHERE x < 100000000000) SELECT count(*) FROM c")',
 }
+ONLY_WHILE_SLOW = 'if os.environ.get("SLOW"):\n    '
+MARK_INSIDE = 'Path(os.environ["SLOW"]).write_text("inside")\n'
+
 #: What each statement's text holds, to find it on the server.
 SLOW_TEXT = {"postgresql": "pg_sleep(60)", "mysql": "SLEEP(60)"}
 
@@ -171,34 +175,38 @@ def test_migration_timeout_cancels_the_running_statement_and_rolls_back_what_the
     table the migration created before it stays committed: the revision is recorded as interrupted."""
     engine = parse_url(any_url).engine
     migrations = Chain(tmp_path / "core_slow_migrations")
-    migrations.add(SLOW_REVISION, CREATE_SLOW_TABLE + SLOW_STATEMENT[engine.name], down=TARGET, name="slow_migration")
+    body = CREATE_SLOW_TABLE + ONLY_WHILE_SLOW + MARK_INSIDE + "    " + SLOW_STATEMENT[engine.name]
+    migrations.add(SLOW_REVISION, body, down=TARGET, name="slow_migration")
     built = run_migrate(env={"DATABASE_URL": any_url})
     assert built.code == 0, built.out
+    env = {"DATABASE_URL": any_url, "MIGRATIONS_DIR": migrations.path, "MODELS": "models:Base"}
+    inside = tmp_path / "inside"
 
     result, elapsed = timed_migrate(
-        env={
-            "DATABASE_URL": any_url,
-            "MIGRATIONS_DIR": migrations.path,
-            "MODELS": "models:Base",
-            # 3 s, not 1: the timeout must fall in the slow statement, after the table was created; on a
-            # loaded CI machine 1 s ran out before CREATE TABLE on MariaDB (no slow_table to find).
-            "MIGRATION_TIMEOUT": "3",
-        }
+        # 3 s, not 1: the timeout must fall in the slow statement, after the table was created; on a
+        # loaded CI machine 1 s ran out before CREATE TABLE on MariaDB (no slow_table to find).
+        env={**env, "MIGRATION_TIMEOUT": "3", "SLOW": str(inside)}
     )
 
     assert result.code == 10, result.out
+    assert inside.read_text() == "inside"  # the timeout struck inside the slow revision
     summary = summary_line(result.out)
     assert "MIGRATION_TIMEOUT=3s" in summary, summary
     assert elapsed < 20, f"took {elapsed:.1f}s: the statement was not cancelled"
     assert versions(any_url) == [TARGET]
     assert migration_lock_free(any_url), "MIGRATION_TIMEOUT must release the migration lock"
-    if engine.transactional_ddl:
-        assert "slow_table" not in tables(any_url)
-    else:
-        assert "slow_table" in tables(any_url)
-        assert in_progress(any_url) == [SLOW_REVISION]
-        assert "rolled back" not in summary, result.out
     if not engine.file_based:
         # The server stopped the statement (a cancel, KILL QUERY): it does not run on after the process
         # left (nor hold its session, and with it the migration lock, until the server notices).
         assert still_running(any_url, SLOW_TEXT[engine.name]) == 0, "the cancel did not reach the server"
+    if engine.transactional_ddl:
+        assert "slow_table" not in tables(any_url)
+        # Nothing was left half-done: the next run applies the revision whole.
+        again = run_migrate(env={**env, "LOCK_TIMEOUT": "3"})
+        assert again.code == 0, again.out
+        assert versions(any_url) == [SLOW_REVISION]
+        assert "slow_table" in tables(any_url)
+    else:  # the next run stops and names `migrate.py resolve` (test_mysql_engine.py)
+        assert "slow_table" in tables(any_url)
+        assert in_progress(any_url) == [SLOW_REVISION]
+        assert "rolled back" not in summary, result.out
