@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import json
 import os
 import random
 import re
@@ -508,26 +507,6 @@ def test_server_that_never_comes_up_exits_3_after_db_wait_timeout(tmp_path):
     assert runner.out.count("Connection refused") >= 1
     summary = runner.out.splitlines()[-1]
     assert f"127.0.0.1:{port}/app" in summary and "DB_WAIT_TIMEOUT=3s" in summary
-
-
-def test_server_that_accepts_but_never_answers_exits_3_within_db_wait_timeout(tmp_path):
-    """A hung server (or a proxy with nothing behind it): TCP connects, the
-    startup packet is never answered.  Each attempt is bounded by what is left
-    of DB_WAIT_TIMEOUT, so the run does not overstay it by a whole connect timeout."""
-    with socket.socket() as hung:
-        hung.bind(("127.0.0.1", 0))
-        hung.listen(16)  # never accept(): the kernel completes the handshakes, nobody answers
-        port = hung.getsockname()[1]
-        report = tmp_path / "report.json"
-        runner = run(f"postgresql://app:pw@127.0.0.1:{port}/app", tmp_path, DB_WAIT_TIMEOUT=3, REPORT_FILE=report)
-
-    assert runner.proc.returncode == 3, runner.out
-    summary = runner.out.splitlines()[-1]
-    assert f"127.0.0.1:{port}/app" in summary and "DB_WAIT_TIMEOUT=3s" in summary, summary
-    # DB_WAIT_TIMEOUT plus libpq's rounding to whole seconds; a connect timeout
-    # of its own (10 s) would overshoot this.
-    total = json.loads(report.read_text())["durations"]["total"]
-    assert total < 3 + 3, f"the run took {total:.1f}s of DB_WAIT_TIMEOUT=3s"
 
 
 @servers
