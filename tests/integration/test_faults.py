@@ -499,9 +499,10 @@ def test_dns_failure_is_retried_until_db_wait_timeout_then_exits_3(tmp_path):
     assert "could not translate host name" in summary
 
 
-def test_server_that_never_comes_up_exits_3_after_db_wait_timeout(tmp_path):
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql"])
+def test_server_that_never_comes_up_exits_3_after_db_wait_timeout(tmp_path, scheme):
     port = free_port()  # nothing listens: connection refused at every attempt
-    runner = run(f"postgresql://app:pw@127.0.0.1:{port}/app", tmp_path, DB_WAIT_TIMEOUT=3)
+    runner = run(f"{scheme}://app:pw@127.0.0.1:{port}/app", tmp_path, DB_WAIT_TIMEOUT=3)
 
     assert runner.proc.returncode == 3, runner.out
     assert runner.out.count("Connection refused") >= 1
