@@ -609,8 +609,10 @@ class MySQL(ServerEngine):
         if read_only:
             connect_args["read_timeout"] = io
         if database.password:
-            # PyMySQL sends a str password as latin-1; the server hashed the UTF-8 bytes.
-            connect_args["passwd"] = database.password.encode("utf-8")
+            # PyMySQL sends a str password as latin-1; the server hashed the UTF-8 bytes.  Under
+            # "password", the key SQLAlchemy 2.1 passes the URL's str under: PyMySQL ignores "passwd"
+            # beside a password, and a non-ASCII one was refused (exit 4) once migrations ran.
+            connect_args["password"] = database.password.encode("utf-8")
         return {"connect_args": connect_args}
 
     def configure_engine(

@@ -1,6 +1,6 @@
 """Issue 11: any Alembic project as it is, adopting a database, and what is refused before anything runs.
 
-Real SQLite files and the real PostgreSQL server, migrate.py as a real process.
+Real SQLite files and the real PostgreSQL and MariaDB servers, migrate.py as a real process.
 The env.py files here are written the way users write them, not the way
 migrate-init would like them: migrate-init must own the migration context
 whatever they do, or refuse before anything is applied.
@@ -16,10 +16,19 @@ from pathlib import Path
 import pytest
 
 from tests.support.chains import TARGET, Chain
-from tests.support.dbstate import columns, count, query, snapshot, sqlite_path, versions
+from tests.support.dbstate import columns, count, query, running_upgrade_lines, snapshot, sqlite_path, versions
 from tests.support.process import operator_env, run_migrate, summary_line
 
 # -- adopting an existing database: stamp ---------------------------------------------
+
+
+#: The driver an app's own create_all names (SQLAlchemy's bare postgresql:// and mysql:// mean others).
+_DRIVERS = {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql"}
+
+
+def _with_driver(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"{_DRIVERS.get(scheme, scheme)}://{rest}"
 
 
 def _made_by_create_all(url: str, tmp_path: Path) -> None:
@@ -29,10 +38,10 @@ def _made_by_create_all(url: str, tmp_path: Path) -> None:
         sys.path.insert(0, {str(Path(__file__).resolve().parents[2] / "migrations")!r})
         import sqlalchemy as sa
         from models import Base
-        engine = sa.create_engine({url.replace("postgresql://", "postgresql+psycopg2://", 1)!r})
+        engine = sa.create_engine({_with_driver(url)!r})
         Base.metadata.create_all(engine)
         with engine.begin() as c:
-            c.execute(sa.text("INSERT INTO \\"user\\" (id, name, email, role) VALUES ('u1', 'Ann', 'a@x', 'admin')"))
+            c.execute(Base.metadata.tables["user"].insert().values(id="u1", name="Ann", email="a@x", role="admin"))
         engine.dispose()
     """)
     if url.startswith("sqlite"):
@@ -43,33 +52,44 @@ def _made_by_create_all(url: str, tmp_path: Path) -> None:
     assert made.code == 0, made.out
 
 
-def test_stamp_adopts_a_database_made_by_create_all_and_the_next_run_has_nothing_to_do(db_url, tmp_path):
-    _made_by_create_all(db_url, tmp_path)
-    env = operator_env(db_url, tmp_path)
+def test_stamp_adopts_a_database_made_by_create_all_and_the_next_run_has_nothing_to_do(any_url, tmp_path):
+    _made_by_create_all(any_url, tmp_path)
+    env = operator_env(any_url, tmp_path)
 
     stamped = run_migrate("stamp", TARGET, env=env)
     again = run_migrate(env=env)
 
     assert stamped.code == 0, stamped.out
     assert f"-> {TARGET}" in summary_line(stamped.out), stamped.out
-    assert versions(db_url) == [TARGET]
+    assert versions(any_url) == [TARGET]
     assert again.code == 0, again.out
     assert "nothing to do" in summary_line(again.out), again.out
-    assert count(db_url, "user") == 1
+    assert running_upgrade_lines(again.out) == []
+    assert count(any_url, "user") == 1
 
 
-def test_stamp_on_a_database_that_does_not_match_models_exits_7_and_records_nothing(db_url, tmp_path):
-    _made_by_create_all(db_url, tmp_path)
-    query(db_url, "DROP TABLE payment")
-    before = snapshot(db_url)
+@pytest.mark.parametrize(
+    ("statement", "named"),
+    [
+        ("DROP TABLE payment", "missing tables: payment"),
+        ('ALTER TABLE "user" DROP COLUMN phone', "table 'user' lacks columns: phone"),
+    ],
+    ids=["a table", "a column"],
+)
+def test_stamp_on_a_database_that_does_not_match_models_exits_7_and_records_nothing(
+    any_url, tmp_path, statement, named
+):
+    _made_by_create_all(any_url, tmp_path)
+    query(any_url, statement)
+    before = snapshot(any_url)
 
-    result = run_migrate("stamp", TARGET, env=operator_env(db_url, tmp_path))
+    result = run_migrate("stamp", TARGET, env=operator_env(any_url, tmp_path))
 
     assert result.code == 7, result.out
-    assert "missing tables: payment" in summary_line(result.out), result.out
+    assert named in summary_line(result.out), result.out
     assert "no revision was recorded" in summary_line(result.out)
-    assert snapshot(db_url) == before
-    assert versions(db_url) == []
+    assert snapshot(any_url) == before
+    assert versions(any_url) == []
 
 
 def test_stamp_of_an_unknown_revision_exits_2(sqlite_url, tmp_path):
@@ -290,9 +310,8 @@ def test_a_generated_column_counts_as_a_column_on_both_paths(sqlite_url, tmp_pat
 # -- check, in words ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
-def test_check_names_a_foreign_key_difference_in_words(engine, tmp_path, request):
-    url = request.getfixturevalue("sqlite_url" if engine == "sqlite" else "pg_url")
+def test_check_names_a_foreign_key_difference_in_words(any_url, tmp_path):
+    url = any_url
     chain = Chain(tmp_path / "migrations")
     env = operator_env(url, tmp_path, **chain.env())
     assert run_migrate(env=env).code == 0

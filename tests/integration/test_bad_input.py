@@ -14,13 +14,16 @@ import os
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
+from tests.support.accounts import limited_account, own_database
 from tests.support.chains import TARGET, Chain
-from tests.support.dbstate import fingerprint, is_sqlite, sqlite_path, tables, versions
+from tests.support.dbstate import database_name, fingerprint, is_sqlite, sqlite_path, tables, versions
 from tests.support.faults import (
     assert_no_secret,
     entrypoint_argv,
@@ -30,7 +33,9 @@ from tests.support.faults import (
     pg_table_locks,
     stranger_env,
 )
+from tests.support.myserver import MyServer
 from tests.support.network import free_port
+from tests.support.pgserver import PgServer
 from tests.support.process import child_env, report_of, run_migrate, run_unprivileged, start_migrate, summary_line
 
 #: What a refused configuration may take: no waiting at all (DB_WAIT_TIMEOUT is 30 in these cases).
@@ -220,105 +225,100 @@ def test_ddl_lock_timeout_0_is_still_bounded_by_migration_timeout(pg_url, tmp_pa
     assert took < 3 + 5, f"MIGRATION_TIMEOUT=3 ended the run after {took:.1f}s"
 
 
-# --- a role that may not create -----------------------------------------------------------------------------
+# --- an account that may not create, or only read: the same case on both servers ----------------------------
 
 
-@pytest.fixture
-def role_without_create(pg_server):
-    """A database owned by the superuser and a login role that may connect but not CREATE in public."""
-    name = f"nocreate_{uuid.uuid4().hex[:8]}"
-    password = "Nc-" + uuid.uuid4().hex
-    database = f"t_{uuid.uuid4().hex[:16]}"
-    pg_server.create_role(name, password)
-    pg_server.create_database(database)
-    pg_server.psql("REVOKE CREATE ON SCHEMA public FROM PUBLIC", dbname=database)
-    try:
-        yield pg_server.url(database=database, user=name, password=password), pg_server.url(database=database)
-    finally:
-        pg_server.drop_database(database)
-        pg_server.drop_role(name)
+@dataclass(frozen=True)
+class Server:
+    """A brand-new database on one test server, and what that server says and offers."""
+
+    server: PgServer | MyServer
+    database: str
+    alias: str  #: another scheme of the same engine (DATABASE_URL may use either)
+    denied_create: str  #: the words of a CREATE the account may not run
+    wrong_password: str  #: the words of a wrong password
+    #: Whether the server can make one database refuse every write (as a hot standby does); an account
+    #: granted SELECT only refuses them on every server.
+    read_only_database: bool
+
+    @property
+    def admin_url(self) -> str:
+        return self.server.url(database=self.database)
 
 
-def test_role_without_create_on_the_schema_is_exit_4_at_once_without_retry(role_without_create, tmp_path):
-    url, admin_url = role_without_create
+#: Each server's fixtures and what it says and offers.
+_SERVERS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "postgresql": (
+        "pg_server",
+        "pg_url",
+        {
+            "alias": "postgres",
+            "denied_create": "permission denied for schema public",
+            "wrong_password": "password authentication failed",
+            "read_only_database": True,
+        },
+    ),
+    "mysql": (
+        "mysql_server",
+        "mysql_url",
+        {
+            "alias": "mariadb",
+            "denied_create": "CREATE command denied",
+            "wrong_password": "Access denied for user",
+            "read_only_database": False,
+        },
+    ),
+}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
+def server(request: pytest.FixtureRequest) -> Server:
+    """The same case on the PostgreSQL server and on the MariaDB one."""
+    server_fixture, url_fixture, said = _SERVERS[request.param]
+    database = database_name(request.getfixturevalue(url_fixture))
+    return Server(request.getfixturevalue(server_fixture), database, **said)
+
+
+def test_an_account_that_may_not_create_is_exit_4_at_once_without_retry(server, tmp_path):
     report = tmp_path / "report.json"
-    result, took = migrate(url, tmp_path, REPORT_FILE=report)
-    assert result.code == 4, result.out
-    assert result.out.count("Running upgrade") <= 1, "the same step was tried again"
-    assert "FALLBACK" not in result.out and "retry" not in result.out.lower(), result.out
-    assert not report_of(report)["fallback_used"]
-    assert not tables(admin_url)
-    assert took < 15
-
-
-@pytest.fixture
-def my_database(mysql_server):
-    """A fresh MariaDB database and a way to make accounts on it; dropped (with the accounts) afterwards."""
-    database = f"t_{uuid.uuid4().hex[:16]}"
-    mysql_server.create_database(database)
-    made: list[str] = []
-
-    def account(password: str, *grants: str) -> str:
-        """A new account with ``password`` and ``grants`` ("SELECT, INSERT", "ALL PRIVILEGES"...) on the database."""
-        name = f"u_{uuid.uuid4().hex[:12]}"
-        mysql_server.create_user(name, password, *(f"{grant} ON `{database}`.*" for grant in grants))
-        made.append(name)
-        return name
-
-    try:
-        yield database, account, mysql_server
-    finally:
-        mysql_server.drop_database(database)
-        for name in made:
-            mysql_server.drop_user(name)
-
-
-def _port_of(server) -> int:
-    from sqlalchemy.engine import make_url
-
-    return make_url(server.url()).port
-
-
-def _my_url(server, user: str, password: str | None, database: str, scheme: str = "mysql") -> str:
-    port = _port_of(server)
-    secret = "" if password is None else ":" + quote(password, safe="")
-    return f"{scheme}://{user}{secret}@127.0.0.1:{port}/{database}"
-
-
-def test_mariadb_account_without_create_is_exit_4_at_once_without_retry(my_database, tmp_path):
-    database, account, server = my_database
     password = "Nc-" + uuid.uuid4().hex
-    name = account(password, "SELECT, INSERT, UPDATE, DELETE")
-    url = _my_url(server, name, password, database)
-    report = tmp_path / "report.json"
-
-    result, took = migrate(url, tmp_path, REPORT_FILE=report, DB_WAIT_TIMEOUT=30)
+    with limited_account(server.server, server.database, password, "SELECT, INSERT, UPDATE, DELETE") as url:
+        result, took = migrate(url, tmp_path, REPORT_FILE=report, DB_WAIT_TIMEOUT=30)
 
     assert result.code == 4, result.out
-    assert "CREATE command denied" in summary_line(result.out), result.out
+    assert server.denied_create in summary_line(result.out), result.out
     assert "Running upgrade" not in result.out, "a migration ran without CREATE"
     assert "FALLBACK" not in result.out and "retry" not in result.out.lower(), result.out
     assert not report_of(report)["fallback_used"]
-    assert not tables(server.url(database=database))
+    assert not tables(server.admin_url)
     assert took < 15
 
 
-def test_read_only_commands_work_with_a_select_only_mariadb_account(my_database, tmp_path):
-    """Reading needs no write: a SELECT-only account runs every read-only verb and changes nothing."""
-    database, account, server = my_database
-    admin_url = server.url(database=database)
-    upgrade_to(admin_url, tmp_path, TARGET)
-    password = "Ro-" + uuid.uuid4().hex
-    name = account(password, "SELECT")
-    url = _my_url(server, name, password, database)
-    before = fingerprint(admin_url)
-    verbs = ("status", "current", "verify", "wait")
-    results = run_many(
-        [(verb, [verb], stranger_env(url, tmp_path, LOCK_TIMEOUT=5, MIGRATION_TIMEOUT=5)) for verb in verbs]
-    )
-    for verb, (code, out, _took) in results.items():
-        assert code == 0, f"{verb} with a SELECT-only account: exit {code}\n{out}"
-    assert fingerprint(admin_url) == before
+def test_read_only_commands_work_where_the_database_refuses_every_write(server, tmp_path):
+    """Reading needs no write: with a SELECT-only account, and on a database whose every transaction is
+    read-only (as on a hot standby) where the server has one, every read-only verb runs and changes nothing."""
+    upgrade_to(server.admin_url, tmp_path, TARGET)
+    before = fingerprint(server.admin_url)
+    verbs = ("status", "current", "verify", "check", "wait")
+
+    def every_verb_works(url: str, way: str) -> None:
+        results = run_many(
+            [(verb, [verb], stranger_env(url, tmp_path, LOCK_TIMEOUT=5, MIGRATION_TIMEOUT=5)) for verb in verbs]
+        )
+        for verb, (code, out, _took) in results.items():
+            assert code == 0, f"{verb} with {way}: exit {code}\n{out}"
+
+    with limited_account(server.server, server.database, "Ro-" + uuid.uuid4().hex, "SELECT") as select_only:
+        every_verb_works(select_only, "a SELECT-only account")
+    if server.read_only_database:
+        server.server.psql(f'ALTER DATABASE "{server.database}" SET default_transaction_read_only = on')
+        every_verb_works(server.admin_url, "a read-only database")
+    assert fingerprint(server.admin_url) == before
 
 
 # --- passwords never leak -----------------------------------------------------------------------------------
@@ -328,26 +328,6 @@ SEGMENTS = ("Zq7", "Kx9", "Wm3", "Pv5", "Rt6", "Yh8")
 WEIRD = 'Zq7\\Kx9"Wm3äPv5@Rt6/Yh8#Nb4'
 
 
-@pytest.fixture
-def weird_role(pg_server):
-    """A role whose password has every character the probe found leaking, owning a fresh database."""
-    name = f"weird_{uuid.uuid4().hex[:8]}"
-    database = f"t_{uuid.uuid4().hex[:16]}"
-    pg_server.create_role(name, WEIRD)
-    pg_server.create_database(database, owner=name)
-    try:
-        yield name, database, pg_server
-    finally:
-        pg_server.drop_database(database)
-        pg_server.drop_role(name)
-
-
-def _port(pg_server) -> int:
-    from sqlalchemy.engine import make_url
-
-    return make_url(pg_server.url()).port
-
-
 def _assert_nothing_leaks(results: dict, tmp_path: Path, secret: str) -> None:
     for name, (_code, out, _took) in results.items():
         assert_no_secret(out, secret, name, fragments=SEGMENTS)
@@ -355,40 +335,52 @@ def _assert_nothing_leaks(results: dict, tmp_path: Path, secret: str) -> None:
         assert_no_secret(report.read_text(encoding="utf-8"), secret, report.name, fragments=SEGMENTS)
 
 
-def test_weird_password_percent_encoded_or_from_database_password_works_and_never_shows(weird_role, tmp_path):
-    name, database, pg_server = weird_role
-    port = _port(pg_server)
-    encoded = f"postgresql://{name}:{quote(WEIRD, safe='')}@127.0.0.1:{port}/{database}"
-    bare = f"postgresql://{name}@127.0.0.1:{port}/{database}"
-    password_file = tmp_path / "password"
-    password_file.write_text(WEIRD + "\n", encoding="utf-8")
-    cases = []
-    for label, url, extra in (
-        ("encoded", encoded, {}),
-        ("DATABASE_PASSWORD", bare, {"DATABASE_PASSWORD": WEIRD}),
-        ("DATABASE_PASSWORD_FILE", bare, {"DATABASE_PASSWORD_FILE": str(password_file)}),
-    ):
-        for log_format in ("text", "json"):
-            for verb in ("run", "status", "verify"):
-                key = f"{label}-{log_format}-{verb}"
-                env = stranger_env(
-                    url,
-                    tmp_path,
-                    LOG_FORMAT=log_format,
-                    REPORT_FILE=tmp_path / f"report-{key}.json",
-                    LOG_LEVEL="DEBUG",
-                    **extra,
-                )
-                cases.append((key, [] if verb == "run" else [verb], env))
-    # The runs of one label share a database: run first, then the read-only verbs.
-    results = run_many([c for c in cases if c[0].endswith("-run") and c[0].startswith("encoded-text")])
-    results.update(run_many([c for c in cases if not (c[0].endswith("-run") and c[0].startswith("encoded-text"))]))
+#: Every character the probe found leaking (\\ " ä and @ / #), and every ASCII one that breaks a naive
+#: URL parser or masker.  MariaDB logs in with the ä too: migrate-init sends the password's UTF-8 bytes.
+EVERY_WEIRD = "Zq7\\Kx9\"Wm3'Pv5ä@Rt6/Yh8#Nb4%25:?&="
+
+
+def test_weird_password_percent_encoded_or_from_database_password_works_and_never_shows(server, tmp_path):
+    name = f"weird_{uuid.uuid4().hex[:8]}"
+    with own_database(server.server, name, EVERY_WEIRD) as encoded:
+        parts = make_url(encoded)
+        where = f"127.0.0.1:{parts.port}/{name}"
+        bare = f"{parts.drivername}://{name}@{where}"
+        password_file = tmp_path / "password"
+        password_file.write_text(EVERY_WEIRD + "\n", encoding="utf-8")
+        cases = []
+        for label, url, extra in (
+            ("encoded", encoded, {}),
+            ("DATABASE_PASSWORD", f"{server.alias}://{name}@{where}", {"DATABASE_PASSWORD": EVERY_WEIRD}),
+            ("DATABASE_PASSWORD_FILE", bare, {"DATABASE_PASSWORD_FILE": str(password_file)}),
+        ):
+            for log_format in ("text", "json"):
+                for verb in ("run", "status", "verify"):
+                    key = f"{label}-{log_format}-{verb}"
+                    env = stranger_env(
+                        url,
+                        tmp_path,
+                        LOG_FORMAT=log_format,
+                        REPORT_FILE=tmp_path / f"report-{key}.json",
+                        LOG_LEVEL="DEBUG",
+                        **extra,
+                    )
+                    cases.append((key, [] if verb == "run" else [verb], env))
+        # The runs share the database: the first one migrates it, then the others run together.
+        first = "encoded-text-run"
+        results = run_many([c for c in cases if c[0] == first])
+        results.update(run_many([c for c in cases if c[0] != first]))
+        at = versions(server.server.url(database=name))  # as the server's superuser (an ASCII password)
     for key, (code, out, _took) in results.items():
         assert code == 0, f"{key}: exit {code}\n{out}"
-    _assert_nothing_leaks(results, tmp_path, WEIRD)
-    assert versions(encoded) == [TARGET]
-    status = next(out for key, (_c, out, _t) in results.items() if key == "encoded-text-status")
-    assert "127.0.0.1" in status, "the host must stay visible"
+        if key.endswith("-json-run"):  # one JSON object per line, Alembic's DEBUG lines included
+            assert all(isinstance(json.loads(line), dict) for line in out.splitlines() if line.strip()), out
+    _assert_nothing_leaks(results, tmp_path, EVERY_WEIRD)
+    assert "Upgraded base (empty) -> merge_heads_final" in summary_line(results[first][1])
+    assert at == [TARGET]
+    for label in ("encoded", "DATABASE_PASSWORD_FILE"):
+        status = results[f"{label}-text-status"][1]
+        assert where in status, "the host, port and database must stay visible"
 
 
 #: The schemes the malformed-URL test tries, and the verbs it runs with each (MySQL's fewer: time).
@@ -466,96 +458,30 @@ def _run_with_the_password_in_the_query(tmp_path, password, good, wrong, nowhere
     return results
 
 
-def test_password_in_the_query_string_never_shows(pg_server, tmp_path):
+def test_a_password_in_the_query_string_never_shows_and_the_host_stays_visible(server, tmp_path):
     name = f"query_{uuid.uuid4().hex[:8]}"
     password = "Qs7Password" + uuid.uuid4().hex[:8]
-    database = f"t_{uuid.uuid4().hex[:16]}"
-    pg_server.create_role(name, password)
-    pg_server.create_database(database, owner=name)
-    port = _port(pg_server)
-    try:
-        good = f"postgresql://{name}@127.0.0.1:{port}/{database}?password={password}"
-        wrong = f"postgresql://{name}@127.0.0.1:{port}/{database}?password={password}Wrong"
-        nowhere = f"postgresql://{name}@127.0.0.1:{free_port()}/{database}?password={password}"
-        results = _run_with_the_password_in_the_query(tmp_path, password, good, wrong, nowhere, status_code=None)
-        assert "127.0.0.1" in results["nowhere-text"][1], "the host must stay visible"
-    finally:
-        pg_server.drop_database(database)
-        pg_server.drop_role(name)
+    with own_database(server.server, name, password) as url:
+        parts = make_url(url)
+        where = f"127.0.0.1:{parts.port}/{name}"
+        good = f"{parts.drivername}://{name}@{where}?password={password}"
+        wrong = f"{parts.drivername}://{name}@{where}?password={password}Wrong"
+        nowhere = f"{parts.drivername}://{name}@127.0.0.1:{free_port()}/{name}?password={password}"
+        results = _run_with_the_password_in_the_query(tmp_path, password, good, wrong, nowhere, status_code=0)
+    assert "127.0.0.1" in results["nowhere-text"][1], "the host must stay visible"
+    refused = summary_line(results["wrong-text"][1])
+    assert where in refused and server.wrong_password in refused, refused
 
 
-#: Every ASCII character that breaks a naive URL parser or masker (PyMySQL sends a str password
-#: as latin-1, so a non-ASCII one has a test of its own below).
-MY_WEIRD = "Zq7\\Kx9\"Wm3'Pv5@Rt6/Yh8#Nb4%25:?&="
-
-
-def test_mariadb_weird_password_percent_encoded_or_from_database_password_works_and_never_shows(my_database, tmp_path):
-    database, account, server = my_database
-    name = account(MY_WEIRD, "ALL PRIVILEGES")
-    encoded = _my_url(server, name, MY_WEIRD, database)
-    password_file = tmp_path / "password"
-    password_file.write_text(MY_WEIRD + "\n", encoding="utf-8")
-    cases = []
-    for label, url, extra in (
-        ("encoded", encoded, {}),
-        ("DATABASE_PASSWORD", _my_url(server, name, None, database, scheme="mariadb"), {"DATABASE_PASSWORD": MY_WEIRD}),
-        (
-            "DATABASE_PASSWORD_FILE",
-            _my_url(server, name, None, database),
-            {"DATABASE_PASSWORD_FILE": str(password_file)},
-        ),
-    ):
-        for log_format in ("text", "json"):
-            for verb in ("run", "status"):
-                key = f"{label}-{log_format}-{verb}"
-                env = stranger_env(
-                    url,
-                    tmp_path,
-                    LOG_FORMAT=log_format,
-                    REPORT_FILE=tmp_path / f"report-{key}.json",
-                    LOG_LEVEL="DEBUG",
-                    **extra,
-                )
-                cases.append((key, [] if verb == "run" else [verb], env))
-    first = "encoded-text-run"
-    results = run_many([c for c in cases if c[0] == first])
-    results.update(run_many([c for c in cases if c[0] != first]))
-    _assert_nothing_leaks(results, tmp_path, MY_WEIRD)
-    for key, (code, out, _took) in results.items():
-        assert code == 0, f"{key}: exit {code}\n{out}"
-        if key.endswith("-json-run"):  # one JSON object per line, Alembic's DEBUG lines included
-            assert all(isinstance(json.loads(line), dict) for line in out.splitlines() if line.strip()), out
-    assert "Upgraded base (empty) -> merge_heads_final" in summary_line(results[first][1])
-    assert versions(server.url(database=database)) == [TARGET]
-    status = results["DATABASE_PASSWORD_FILE-text-status"][1]
-    assert f"127.0.0.1:{_port_of(server)}/{database}" in status, "the host, port and database must stay visible"
-
-
-def test_mariadb_password_with_a_non_ascii_character_logs_in(my_database, tmp_path):
+def test_mariadb_password_with_a_non_ascii_character_logs_in(mysql_server, tmp_path):
     """MariaDB hashes the UTF-8 bytes of a password set over a utf8mb4 connection (as the mysql
     client does); PyMySQL sends a str password as latin-1 unless it is given bytes."""
-    database, account, server = my_database
     password = "pässwörd-" + uuid.uuid4().hex[:8]
-    name = account(password, "ALL PRIVILEGES")
-
-    result, _ = migrate(_my_url(server, name, password, database), tmp_path, "current")
+    with own_database(mysql_server, f"na_{uuid.uuid4().hex[:8]}", password) as url:
+        result, _ = migrate(url, tmp_path, "current")
 
     assert result.code == 0, result.out
     assert_no_secret(result.out, password, "current")
-
-
-def test_mariadb_password_in_the_query_string_never_shows_and_the_host_stays_visible(my_database, tmp_path):
-    database, account, server = my_database
-    password = "Qs7Password" + uuid.uuid4().hex[:8]
-    name = account(password, "ALL PRIVILEGES")
-    where = f"127.0.0.1:{_port_of(server)}/{database}"
-    good = f"mysql://{name}@{where}?password={password}"
-    wrong = f"mysql://{name}@{where}?password={password}Wrong"
-    nowhere = f"mysql://{name}@127.0.0.1:{free_port()}/{database}?password={password}"
-    results = _run_with_the_password_in_the_query(tmp_path, password, good, wrong, nowhere, status_code=0)
-    assert "127.0.0.1" in results["nowhere-text"][1], "the host must stay visible"
-    refused = summary_line(results["wrong-text"][1])
-    assert where in refused and "Access denied for user" in refused, refused
 
 
 def test_sqlite_paths_stay_visible(sqlite_url, tmp_path):
@@ -599,23 +525,6 @@ def test_read_only_commands_work_on_a_read_only_file_in_a_read_only_folder(share
             f"{verb} as UID 65534 on a 0444 file in a 0555 folder: exit {result.code}\n{result.out}"
         )
     assert (file_digest(db), sorted(p.name for p in data.iterdir())) == before
-
-
-def test_read_only_commands_work_on_a_read_only_postgresql_database(pg_url, pg_server, tmp_path):
-    """A database whose every transaction is read-only, as on a hot standby: reading needs no write."""
-    upgrade_to(pg_url, tmp_path, TARGET)
-    from sqlalchemy.engine import make_url
-
-    database = make_url(pg_url).database
-    pg_server.psql(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
-    before = fingerprint(pg_url)
-    verbs = ("status", "current", "verify", "check", "wait")
-    results = run_many(
-        [(verb, [verb], stranger_env(pg_url, tmp_path, LOCK_TIMEOUT=5, MIGRATION_TIMEOUT=5)) for verb in verbs]
-    )
-    for verb, (code, out, _took) in results.items():
-        assert code == 0, f"{verb} on a read-only database: exit {code}\n{out}"
-    assert fingerprint(pg_url) == before
 
 
 def test_plan_runs_under_ddl_lock_timeout_and_ends_behind_a_locked_table(pg_url, tmp_path):

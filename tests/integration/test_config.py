@@ -7,15 +7,20 @@ database untouched (for SQLite: not even its folder is created).
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 from urllib.parse import quote, quote_plus
 
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.support.accounts import own_database
 from tests.support.chains import SHIPPED, TARGET
 from tests.support.dbstate import running_upgrade_lines, sqlite_path, tables, versions
+from tests.support.myserver import MyServer
+from tests.support.pgserver import PgServer
 from tests.support.process import report_of, run_migrate, run_python, summary_line
 
 # Every character the issue names, plus a literal "%25" that a double decode would spoil.
@@ -172,49 +177,78 @@ def test_database_url_and_its_file_both_set_exit_2_naming_both(sqlite_url, tmp_p
 # -- a password with special characters never reaches the output --------------------------
 
 
-@pytest.fixture
-def secret_database(pg_server):
-    """A role whose password holds '@ / % :', owning a fresh database; its URL, percent-encoded."""
-    suffix = uuid.uuid4().hex[:12]
-    role, database = f"r_{suffix}", f"t_{suffix}"
-    pg_server.create_role(role, PASSWORD)
-    pg_server.create_database(database, owner=role)
-    server = make_url(pg_server.superuser_url)
-    yield f"postgresql://{role}:{quote(PASSWORD, safe='')}@{server.host}:{server.port}/{database}"
-    pg_server.drop_database(database)
-    pg_server.drop_role(role)
+#: Per scheme: another spelling of the same engine, the same with its driver named, and the words of a
+#: wrong password.
+SCHEMES = {
+    "postgresql": ("postgres", "postgresql+psycopg2", "password authentication failed"),
+    "mysql": ("mariadb", "mysql+pymysql", "Access denied for user"),
+}
 
 
-def test_password_with_special_characters_works_and_is_never_printed(secret_database, tmp_path):
+@contextlib.contextmanager
+def secret_account(server: PgServer | MyServer) -> Iterator[str]:
+    """An account whose password holds '@ / % :', owning a fresh database; its URL, percent-encoded."""
+    name = f"r_{uuid.uuid4().hex[:12]}"
+    with own_database(server, name, PASSWORD) as url:
+        parts = make_url(url)
+        yield f"{parts.drivername}://{name}:{quote(PASSWORD, safe='')}@{parts.host}:{parts.port}/{name}"
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("pg_server", marks=pytest.mark.postgres, id="postgresql"),
+        pytest.param("mysql_server", marks=pytest.mark.mysql, id="mysql"),
+    ]
+)
+def secret_database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """secret_account's URL on the PostgreSQL server and on the MariaDB one."""
+    with secret_account(request.getfixturevalue(request.param)) as url:
+        yield url
+
+
+def test_password_with_special_characters_works_under_every_scheme_and_is_never_printed(secret_database, tmp_path):
+    """postgres:// and postgresql+psycopg2://, mariadb:// and mysql+pymysql:// name the same database as the
+    plain scheme; DATABASE_URL_FILE too; and no verb prints the password."""
     url = secret_database
+    scheme = url.partition("://")[0]
+    alias, with_driver = (url.replace(f"{scheme}://", f"{other}://", 1) for other in SCHEMES[scheme][:2])
     url_file = tmp_path / "database_url"
-    url_file.write_text(url + "\n")
-    env = {"DATABASE_URL": url, "DB_WAIT_TIMEOUT": "5"}
-    file_env = {"DATABASE_URL_FILE": url_file, "DB_WAIT_TIMEOUT": "5"}
+    url_file.write_text(alias + "\n")
+    env = {"DB_WAIT_TIMEOUT": "5", "REPORT_FILE": "-"}
+    plain, file_env = {**env, "DATABASE_URL": url}, {**env, "DATABASE_URL_FILE": url_file}
+    report = tmp_path / "report.json"
 
-    pending = run_migrate("status", env=env)
-    first = run_migrate(env={**env, "LOG_LEVEL": "DEBUG"})
+    pending = run_migrate("status", env=plain)
+    first = run_migrate(env={**env, "DATABASE_URL": alias, "LOG_LEVEL": "DEBUG", "REPORT_FILE": report})
     runs = [
         pending,
         first,
         run_migrate(env=file_env),
+        run_migrate("status", env=plain),
         run_migrate("status", env=file_env),
-        run_migrate("current", env=env),
-        run_migrate("heads", env=env),
+        run_migrate("current", env=file_env),
+        run_migrate("current", env=plain),
+        run_migrate("heads", env=plain),
         run_migrate("history", env=file_env),
-        run_migrate(env={**env, "LOG_FORMAT": "json"}),
+        run_migrate(env={**env, "DATABASE_URL": with_driver, "LOG_FORMAT": "json"}),
+        run_migrate("alembic", "current", env={**env, "DATABASE_URL": alias}),
         run_python("-m", "alembic", "-c", "alembic.ini", "current", env=file_env),
     ]
 
     assert pending.code == 1, pending.out
     assert first.code == 0, first.out
     assert len(running_upgrade_lines(first.out)) == 10
+    written = report_of(report)
+    assert written["database"].startswith(f"{alias.partition('://')[0]}://") and "***" in written["database"], written
+    assert_no_password(report.read_text())
     assert versions(url) == [TARGET]
     for result in runs:
-        assert result.code in (0, 1), result.out
         assert_no_password(result.out)
-    assert [r.code for r in runs[2:]] == [0] * 7, [r.out for r in runs[2:]]
+    assert [r.code for r in runs[2:]] == [0] * len(runs[2:]), [r.out for r in runs[2:]]
     assert "nothing to do" in summary_line(runs[2].out)
+    assert "pending:  none" in runs[3].out, runs[3].out
+    assert runs[5].out.strip().splitlines()[-1] == TARGET
+    assert f"{TARGET} (head)" in runs[10].out
 
 
 def assert_wrong_password_exits_4_at_once_unprinted(url_with_password: str, refusal: str, where) -> None:
@@ -236,7 +270,8 @@ def assert_wrong_password_exits_4_at_once_unprinted(url_with_password: str, refu
 
 
 def test_wrong_password_exits_4_at_once_and_is_never_printed(secret_database):
-    assert_wrong_password_exits_4_at_once_unprinted(secret_database, "password authentication failed", lambda out: out)
+    refusal = SCHEMES[secret_database.partition("://")[0]][2]
+    assert_wrong_password_exits_4_at_once_unprinted(secret_database, refusal, summary_line)
     assert versions(secret_database) == []
 
 
@@ -252,55 +287,9 @@ def test_unparsable_url_does_not_print_its_password():
 
 @pytest.fixture
 def my_secret_database(mysql_server):
-    """A MariaDB account whose password holds '@ / % :' with every privilege on a fresh database;
-    its URL (percent-encoded, mysql://), and the server."""
-    suffix = uuid.uuid4().hex[:12]
-    user, database = f"r_{suffix}", f"t_{suffix}"
-    mysql_server.create_database(database)
-    mysql_server.create_user(user, PASSWORD, f"ALL PRIVILEGES ON `{database}`.*")
-    server = make_url(mysql_server.superuser_url)
-    yield f"mysql://{user}:{quote(PASSWORD, safe='')}@{server.host}:{server.port}/{database}"
-    mysql_server.drop_database(database)
-    mysql_server.drop_user(user)
-
-
-def test_mariadb_scheme_works_like_mysql_and_the_password_is_never_printed(my_secret_database, tmp_path):
-    """mariadb://, mysql:// and mysql+pymysql:// name the same database; DATABASE_URL_FILE too."""
-    url = my_secret_database
-    mariadb = url.replace("mysql://", "mariadb://", 1)
-    pymysql = url.replace("mysql://", "mysql+pymysql://", 1)
-    url_file = tmp_path / "database_url"
-    url_file.write_text(mariadb + "\n")
-    env = {"DB_WAIT_TIMEOUT": "5", "REPORT_FILE": "-"}
-
-    report = tmp_path / "report.json"
-    first = run_migrate(env={**env, "DATABASE_URL": mariadb, "LOG_LEVEL": "DEBUG", "REPORT_FILE": report})
-    runs = [
-        first,
-        run_migrate("status", env={**env, "DATABASE_URL": url}),
-        run_migrate(env={**env, "DATABASE_URL": pymysql, "LOG_FORMAT": "json"}),
-        run_migrate("current", env={**env, "DATABASE_URL_FILE": url_file}),
-        run_migrate("alembic", "current", env={**env, "DATABASE_URL": mariadb}),
-    ]
-
-    assert first.code == 0, first.out
-    assert len(running_upgrade_lines(first.out)) == 10
-    written = report_of(report)
-    assert written["database"].startswith("mariadb://") and "***" in written["database"], written
-    assert_no_password(report.read_text())
-    assert versions(url) == [TARGET]
-    for result in runs:
-        assert_no_password(result.out)
-    assert [r.code for r in runs] == [0] * len(runs), [r.out for r in runs]
-    assert "pending:  none" in runs[1].out, runs[1].out
-    assert "nothing to do" in summary_line(runs[2].out)
-    assert runs[3].out.strip().splitlines()[-1] == TARGET
-    assert f"{TARGET} (head)" in runs[4].out
-
-
-def test_mariadb_wrong_password_exits_4_at_once_and_is_never_printed(my_secret_database):
-    assert_wrong_password_exits_4_at_once_unprinted(my_secret_database, "Access denied for user", summary_line)
-    assert versions(my_secret_database) == []
+    """secret_account's URL on the MariaDB server (mysql://)."""
+    with secret_account(mysql_server) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

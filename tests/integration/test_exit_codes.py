@@ -14,19 +14,18 @@ import time
 
 import pytest
 
+from migrate_init.url import parse as parse_url
 from tests.support.chains import TARGET, Chain
 from tests.support.dbstate import (
-    engine_of,
     in_progress,
-    is_mysql,
     is_sqlite,
-    my_query,
-    query,
     schema,
     sqlite_path,
+    still_running,
     tables,
     versions,
 )
+from tests.support.locks import migration_lock_free
 from tests.support.network import free_port
 from tests.support.process import Result, give_away, run_migrate, run_unprivileged, summary_line
 
@@ -156,61 +155,58 @@ SLOW_REVISION = "c0ffee005105"
 CREATE_SLOW_TABLE = """
 ops.create_table_if_missing("slow_table", sa.Column("id", sa.Integer, primary_key=True))
 """
-# Each takes far longer than the test allows: only a cancel ends them in time.
+# Each takes far longer than the test allows: only a cancel ends them in time.  Sent while SLOW is set,
+# so that the run after the timeout applies the revision.
 SLOW_STATEMENT = {
     "postgresql": 'op.execute("SELECT pg_sleep(60)")',
     "mysql": 'op.execute("SELECT SLEEP(60)")',
     "sqlite": 'op.execute("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c '
     'WHERE x < 100000000000) SELECT count(*) FROM c")',
 }
+ONLY_WHILE_SLOW = 'if os.environ.get("SLOW"):\n    '
+MARK_INSIDE = 'Path(os.environ["SLOW"]).write_text("inside")\n'
+
+#: What each statement's text holds, to find it on the server.
+SLOW_TEXT = {"postgresql": "pg_sleep(60)", "mysql": "SLEEP(60)"}
 
 
-def test_migration_timeout_cancels_and_rolls_back_the_running_migration(any_url, tmp_path):
-    """On MySQL/MariaDB the statement is cancelled too (KILL QUERY), but the table the
-    migration created before it stays committed: the revision is recorded as interrupted."""
-    engine = engine_of(any_url)
+def test_migration_timeout_cancels_the_running_statement_and_rolls_back_what_the_engine_can(any_url, tmp_path):
+    """Where DDL is not transactional (MySQL/MariaDB) the statement is cancelled too (KILL QUERY), but the
+    table the migration created before it stays committed: the revision is recorded as interrupted."""
+    engine = parse_url(any_url).engine
     migrations = Chain(tmp_path / "core_slow_migrations")
-    migrations.add(SLOW_REVISION, CREATE_SLOW_TABLE + SLOW_STATEMENT[engine], down=TARGET, name="slow_migration")
+    body = CREATE_SLOW_TABLE + ONLY_WHILE_SLOW + MARK_INSIDE + "    " + SLOW_STATEMENT[engine.name]
+    migrations.add(SLOW_REVISION, body, down=TARGET, name="slow_migration")
     built = run_migrate(env={"DATABASE_URL": any_url})
     assert built.code == 0, built.out
+    env = {"DATABASE_URL": any_url, "MIGRATIONS_DIR": migrations.path, "MODELS": "models:Base"}
+    inside = tmp_path / "inside"
 
     result, elapsed = timed_migrate(
-        env={
-            "DATABASE_URL": any_url,
-            "MIGRATIONS_DIR": migrations.path,
-            "MODELS": "models:Base",
-            # 3 s, not 1: the timeout must fall in the slow statement, after the table was created; on a
-            # loaded CI machine 1 s ran out before CREATE TABLE on MariaDB (no slow_table to find).
-            "MIGRATION_TIMEOUT": "3",
-        }
+        # 3 s, not 1: the timeout must fall in the slow statement, after the table was created; on a
+        # loaded CI machine 1 s ran out before CREATE TABLE on MariaDB (no slow_table to find).
+        env={**env, "MIGRATION_TIMEOUT": "3", "SLOW": str(inside)}
     )
 
     assert result.code == 10, result.out
-    assert "MIGRATION_TIMEOUT=3s" in summary_line(result.out)
+    assert inside.read_text() == "inside"  # the timeout struck inside the slow revision
+    summary = summary_line(result.out)
+    assert "MIGRATION_TIMEOUT=3s" in summary, summary
     assert elapsed < 20, f"took {elapsed:.1f}s: the statement was not cancelled"
     assert versions(any_url) == [TARGET]
-    if is_mysql(any_url):
+    assert migration_lock_free(any_url), "MIGRATION_TIMEOUT must release the migration lock"
+    if not engine.file_based:
+        # The server stopped the statement (a cancel, KILL QUERY): it does not run on after the process
+        # left (nor hold its session, and with it the migration lock, until the server notices).
+        assert still_running(any_url, SLOW_TEXT[engine.name]) == 0, "the cancel did not reach the server"
+    if engine.transactional_ddl:
+        assert "slow_table" not in tables(any_url)
+        # Nothing was left half-done: the next run applies the revision whole.
+        again = run_migrate(env={**env, "LOCK_TIMEOUT": "3"})
+        assert again.code == 0, again.out
+        assert versions(any_url) == [SLOW_REVISION]
+        assert "slow_table" in tables(any_url)
+    else:  # the next run stops and names `migrate.py resolve` (test_mysql_engine.py)
         assert "slow_table" in tables(any_url)
         assert in_progress(any_url) == [SLOW_REVISION]
-        assert "rolled back" not in summary_line(result.out), result.out
-        # KILL QUERY stopped the statement: it does not sleep on after the process left
-        # (nor hold its session, and with it the GET_LOCK lock, until the server notices).
-        deadline = time.monotonic() + 2
-        while my_query(
-            any_url,
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-            "WHERE INFO LIKE '%SLEEP(60)%' AND ID <> CONNECTION_ID()",
-        ) != [(0,)]:
-            assert time.monotonic() < deadline, "SLEEP(60) is still running on the server: no KILL QUERY"
-            time.sleep(0.1)
-        return
-    assert "slow_table" not in tables(any_url)
-    if engine == "postgresql":
-        # The server stopped the statement; it does not sleep on after the process left.
-        deadline = time.monotonic() + 5
-        while query(
-            any_url,
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()",
-        ) != [(0,)]:
-            assert time.monotonic() < deadline, "pg_sleep is still running on the server"
-            time.sleep(0.1)
+        assert "rolled back" not in summary, result.out

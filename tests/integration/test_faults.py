@@ -1,11 +1,12 @@
 """Issue 4: migrate-init survives held locks, kills, signals, timeouts and bad input.
 
 Every test runs migrate.py as a real process against a real SQLite file or
-the real PostgreSQL test server, and asserts the exit code, the message and
+the real PostgreSQL test server (a held lock and a signal mid-migration: the
+MariaDB one too), and asserts the exit code, the message and
 the state the database is left in.  The slow fixture revision (see
 tests/support/chains.py, ``BODIES["slow"]``) creates a table, fills it, then waits in
-pg_sleep, Python's time.sleep or a long recursive CTE, so that a kill, a
-signal or a timeout lands in the middle of a migration.
+pg_sleep, Python's time.sleep or a long recursive CTE, so that a kill or a
+signal lands in the middle of a migration (MIGRATION_TIMEOUT there: test_exit_codes.py).
 
 Cases that test_config.py and test_upgrade.py already prove (an
 unparsable URL, X and X_FILE, a missing, empty or newline-terminated _FILE, a
@@ -18,9 +19,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -35,18 +36,25 @@ from sqlalchemy.engine import make_url
 
 from migrate_init import wait
 from migrate_init.engines import sqlite as engines_sqlite
+from migrate_init.engines.mysql import mysql_lock_name
+from migrate_init.engines.postgresql import advisory_key
+from migrate_init.url import parse as parse_url
 from tests.support import mounts
 from tests.support.chains import TARGET, build_chain, marker_says
 from tests.support.dbstate import (
     assert_at_head,
     columns,
     count,
+    database_name,
     fingerprint,
+    in_progress,
     integrity,
+    is_mysql,
     is_sqlite,
     pg_query,
     sqlite_path,
     sqlite_query,
+    still_running,
     table_count,
     versions,
 )
@@ -54,7 +62,9 @@ from tests.support.locks import (
     HOLDER_STARTED,
     advisory_locks,
     flock_free,
+    migration_lock_free,
     migrator_backends,
+    my_lock_held,
     pg_lock_held,
     sqlite_lock_held,
 )
@@ -66,6 +76,7 @@ from tests.support.process import (
     child_env,
     migrate_env,
     run_unprivileged,
+    summary_line,
     wait_until,
 )
 
@@ -77,6 +88,8 @@ SIGNAL_MARGIN = 2.0
 #: How late the database comes up: the issue's 20 s (ROBUST_LATE_SECONDS to change it).
 LATE_SECONDS = float(os.environ.get("ROBUST_LATE_SECONDS", "20"))
 SLOW = "robust_slow"
+#: How long past LOCK_TIMEOUT a run may take to end: the interpreter's start and the report.
+LOCK_MARGIN = 7.0
 
 
 @pytest.fixture(autouse=True)
@@ -134,58 +147,64 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def lock_released(url: str) -> bool:
-    if is_sqlite(url):
-        return flock_free(sqlite_path(url))
-    return advisory_locks(url) == 0
-
-
 # --- the lock ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def lock_holder(db_url: str):
-    """Hold the migration lock as another session would: yields (pid, words that name it)."""
-    if is_sqlite(db_url):
-        db = sqlite_path(db_url)
-
-        @contextlib.contextmanager
-        def hold():
-            with sqlite_lock_held(db) as pid:
-                yield pid, [f"PID {pid}", socket.gethostname(), HOLDER_STARTED]
+@contextlib.contextmanager
+def held_by_another(url: str):
+    """Hold the migration lock as another session would: yields (words that name the lock, words that name
+    the holder)."""
+    if is_sqlite(url):
+        db = sqlite_path(url)
+        with sqlite_lock_held(db) as pid:
+            yield engines_sqlite.lock_path(db), [f"PID {pid}", socket.gethostname(), HOLDER_STARTED]
+    elif is_mysql(url):
+        with my_lock_held(url) as session:
+            # mysql_url's account is root, connected over TCP from this machine.
+            lock = mysql_lock_name(database_name(url), "alembic_version")
+            yield lock, [f"connection ID {session}, user 'root' from 127.0.0.1"]
     else:
-
-        @contextlib.contextmanager
-        def hold():
-            with pg_lock_held(db_url, application_name="robust-lock-holder") as pid:
-                yield pid, [f"backend PID {pid}", "robust-lock-holder", "127.0.0.1"]
-
-    return hold
+        with pg_lock_held(url, application_name="robust-lock-holder") as pid:
+            key = str(advisory_key(database_name(url), "alembic_version"))
+            yield key, [f"backend PID {pid}", "robust-lock-holder", "127.0.0.1"]
 
 
-def test_lock_held_past_lock_timeout_exits_5_names_the_holder_and_changes_nothing(db_url, lock_holder, tmp_path):
-    upgrade_to(db_url, "70c7b727736e", tmp_path)  # four migrations pending
-    before = fingerprint(db_url)
-    digest = file_hash(sqlite_path(db_url)) if is_sqlite(db_url) else None
+def test_lock_held_past_lock_timeout_exits_5_names_the_holder_and_changes_nothing(any_url, tmp_path):
+    upgrade_to(any_url, "70c7b727736e", tmp_path)  # four migrations pending
+    before = fingerprint(any_url)
+    file_based = parse_url(any_url).engine.file_based
+    digest = file_hash(sqlite_path(any_url)) if file_based else None
 
-    with lock_holder() as (_pid, names):
-        runner = run(db_url, tmp_path, LOCK_TIMEOUT=2)
+    with held_by_another(any_url) as (lock, names):
+        started = time.monotonic()
+        runner = run(any_url, tmp_path, LOCK_TIMEOUT=2)
+        took = time.monotonic() - started
+        # `wait` takes the lock too (shared): it ends the same way, naming the same holder.
+        waiter = Runner(migrate_env(any_url, LOCK_TIMEOUT=1, MIGRATION_TIMEOUT=1), tmp_path / "wait.log", "wait")
+        waiter.wait()
 
     assert runner.proc.returncode == 5, runner.out
-    assert "LOCK_TIMEOUT=2s" in runner.out
+    summary = summary_line(runner.out)
+    assert "LOCK_TIMEOUT=2s" in summary, summary
     for word in names:
-        assert word in runner.out, f"the holder's {word!r} is not named:\n{runner.out}"
+        assert word in summary, f"the holder's {word!r} is not named:\n{runner.out}"
+    waiting = [line for line in runner.out.splitlines() if re.search(r"Waiting for .*, held by ", line)]
+    assert waiting and lock in waiting[0], runner.out
+    assert took < 2 + LOCK_MARGIN, f"LOCK_TIMEOUT=2 ended the run after {took:.1f}s"
     assert "Running upgrade" not in runner.out
-    assert fingerprint(db_url) == before
+    assert fingerprint(any_url) == before, "a run that never got the lock must change nothing"
     if digest is not None:
-        assert file_hash(sqlite_path(db_url)) == digest
+        assert file_hash(sqlite_path(any_url)) == digest
+    assert waiter.proc.returncode == 5, waiter.out
+    for word in names:
+        assert word in summary_line(waiter.out), f"the holder's {word!r} is not named:\n{waiter.out}"
 
 
-def test_database_at_its_target_needs_no_lock(db_url, lock_holder, tmp_path):
+def test_database_at_its_target_needs_no_lock(db_url, tmp_path):
     first = run(db_url, tmp_path)
     assert first.proc.returncode == 0, first.out
 
-    with lock_holder():
+    with held_by_another(db_url):
         runner = run(db_url, tmp_path, LOCK_TIMEOUT=2)
 
     assert runner.proc.returncode == 0, runner.out
@@ -194,9 +213,9 @@ def test_database_at_its_target_needs_no_lock(db_url, lock_holder, tmp_path):
     assert versions(db_url) == [TARGET]
 
 
-def test_sigterm_while_waiting_for_the_lock_exits_143_at_once(db_url, lock_holder, tmp_path):
+def test_sigterm_while_waiting_for_the_lock_exits_143_at_once(db_url, tmp_path):
     upgrade_to(db_url, "70c7b727736e", tmp_path)
-    with lock_holder():
+    with held_by_another(db_url):
         runner = Runner(migrate_env(db_url, LOCK_TIMEOUT=120), tmp_path / "waiting.log")
         wait_until(lambda: "Waiting for the" in runner.out, 30, "the run to wait for the lock", runner)
         started = time.monotonic()
@@ -247,13 +266,14 @@ def test_sigkill_mid_migration_leaves_nothing_half_applied_and_no_stale_lock(db_
     ],
     ids=["SIGTERM", "SIGINT", "SIGTERM-during-long-statement"],
 )
-def test_signal_mid_migration_rolls_back_releases_the_lock_and_exits_fast(
-    db_url, slow_migrations, marker, tmp_path, sig, code, mode
+def test_signal_mid_migration_rolls_back_what_the_engine_can_releases_the_lock_and_exits_fast(
+    any_url, slow_migrations, marker, tmp_path, sig, code, mode
 ):
-    """sleep: PostgreSQL is in pg_sleep(60), SQLite in Python's time.sleep after
-    its DDL.  statement: SQLite runs a recursive CTE that lasts minutes; only
-    the watchdog's interrupt() (PostgreSQL: cancel) ends it."""
-    runner = start_slow(db_url, slow_migrations, marker, tmp_path / "signalled.log", mode=mode)
+    """sleep: PostgreSQL is in pg_sleep(60), MariaDB in SLEEP(60), SQLite in Python's time.sleep after
+    its DDL.  statement: SQLite runs a recursive CTE that lasts minutes; only the watchdog's interrupt()
+    (PostgreSQL: cancel; MariaDB: KILL QUERY) ends it, and on a server it must end there too."""
+    engine = parse_url(any_url).engine
+    runner = start_slow(any_url, slow_migrations, marker, tmp_path / "signalled.log", mode=mode)
     time.sleep(0.3)  # let the statement start
     started = time.monotonic()
     runner.signal(sig)
@@ -263,39 +283,21 @@ def test_signal_mid_migration_rolls_back_releases_the_lock_and_exits_fast(
     assert returncode == code, runner.out
     assert elapsed < SIGNAL_DEADLINE + SIGNAL_MARGIN, f"exit took {elapsed:.1f}s:\n{runner.out}"
     assert f"Stopped by {signal.Signals(sig).name}" in runner.out
-    # Rolled back whole: no table, no rows, the version before robust_slow.
-    assert versions(db_url) == [TARGET]
-    assert table_count(db_url, SLOW) == 0
-    assert lock_released(db_url)
-    if is_sqlite(db_url):
-        db = sqlite_path(db_url)
+    summary = summary_line(runner.out)
+    assert signal.Signals(sig).name in summary and SLOW in summary, summary
+    assert versions(any_url) == [TARGET]
+    assert migration_lock_free(any_url), "a signal must release the migration lock"
+    if engine.transactional_ddl:  # rolled back whole: no table, no rows, the version before robust_slow
+        assert table_count(any_url, SLOW) == 0
+    else:  # its table committed at once: the revision is recorded as interrupted, and nothing claims a rollback
+        assert in_progress(any_url) == [SLOW]
+        assert "rolled back" not in summary, summary
+    if engine.file_based:
+        db = sqlite_path(any_url)
         assert not db.with_name(db.name + "-journal").exists()
-        assert integrity(db_url) == [("ok",)]
-
-
-def test_migration_timeout_cancels_the_statement_rolls_back_and_exits_10(db_url, slow_migrations, marker, tmp_path):
-    runner = Runner(
-        migrate_env(
-            db_url,
-            slow_migrations,
-            ROBUST_MARKER=marker,
-            ROBUST_SLOW_SECONDS=600,
-            ROBUST_SLOW_MODE="statement",
-            MIGRATION_TIMEOUT=2,
-        ),
-        tmp_path / "timeout.log",
-    )
-    code = runner.wait(60)  # a statement that was not cancelled would run for 10 minutes
-
-    assert code == 10, runner.out
-    assert "MIGRATION_TIMEOUT=2s" in runner.out
-    assert marker.read_text() == SLOW  # the timeout struck inside robust_slow
-    assert versions(db_url) == [TARGET]
-    assert table_count(db_url, SLOW) == 0
-    assert lock_released(db_url)
-    again = run(db_url, tmp_path, slow_migrations, LOCK_TIMEOUT=3)
-    assert again.proc.returncode == 0, again.out
-    assert_at_head(db_url, [SLOW], slow_tables=(SLOW,))
+        assert integrity(any_url) == [("ok",)]
+    else:
+        assert still_running(any_url, "SLEEP(") == 0, "the cancel did not reach the server"  # pg_sleep( too
 
 
 # --- DDL lock timeout (PostgreSQL) ------------------------------------------------
@@ -435,17 +437,41 @@ def test_plain_postgresql_scheme_works_without_psycopg3(pg_url, tmp_path):
     assert_at_head(pg_url, [TARGET])
 
 
-def test_missing_database_is_waited_for_then_exits_3_naming_it(pg_server, tmp_path):
+#: The same wait on the PostgreSQL server and on the MariaDB one: the prefix of their fixtures.
+servers = pytest.mark.parametrize(
+    "server_name",
+    [
+        pytest.param("pg", marks=pytest.mark.postgres, id="postgresql"),
+        pytest.param("mysql", marks=pytest.mark.mysql, id="mysql"),
+    ],
+)
+#: Per server: its driver's words for a database that does not exist, and how to look one up as superuser
+#: (the harness's method, the statement).
+MISSING_DATABASE = {
+    "pg": ('database "{}" does not exist', "psql", "SELECT 1 FROM pg_database WHERE datname = %s"),
+    "mysql": ("Unknown database '{}'", "query", "SHOW DATABASES LIKE %s"),
+}
+
+
+@servers
+def test_missing_database_is_waited_for_then_exits_3_naming_it(server_name, request, tmp_path):
     """'database does not exist' is retried, not final: a server's init scripts or
     an operator may still create it.  After DB_WAIT_TIMEOUT: exit 3, naming it."""
+    server = request.getfixturevalue(f"{server_name}_server")
+    driver_words, superuser, exists = MISSING_DATABASE[server_name]
     name = f"robust_missing_{uuid.uuid4().hex[:8]}"
-    runner = run(pg_server.url(database=name), tmp_path, DB_WAIT_TIMEOUT=2)
+    started = time.monotonic()
+    runner = run(server.url(database=name), tmp_path, DB_WAIT_TIMEOUT=2)
+    took = time.monotonic() - started
 
     assert runner.proc.returncode == 3, runner.out
-    summary = runner.out.splitlines()[-1]
-    assert f"the database '{name}' does not exist" in summary
+    summary = summary_line(runner.out)
+    assert f"The server answers, but the database '{name}' does not exist on it" in summary, summary
+    assert driver_words.format(name) in summary, summary
     assert "DB_WAIT_TIMEOUT=2s" in summary
-    assert not pg_query(pg_server.superuser_url, "SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+    assert "Waiting for the database" in runner.out
+    assert 2 <= took < 15, took
+    assert not getattr(server, superuser)(exists, params=(name,))
 
 
 def test_missing_database_created_while_waiting_is_migrated(pg_server, tmp_path):
@@ -473,9 +499,10 @@ def test_dns_failure_is_retried_until_db_wait_timeout_then_exits_3(tmp_path):
     assert "could not translate host name" in summary
 
 
-def test_server_that_never_comes_up_exits_3_after_db_wait_timeout(tmp_path):
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql"])
+def test_server_that_never_comes_up_exits_3_after_db_wait_timeout(tmp_path, scheme):
     port = free_port()  # nothing listens: connection refused at every attempt
-    runner = run(f"postgresql://app:pw@127.0.0.1:{port}/app", tmp_path, DB_WAIT_TIMEOUT=3)
+    runner = run(f"{scheme}://app:pw@127.0.0.1:{port}/app", tmp_path, DB_WAIT_TIMEOUT=3)
 
     assert runner.proc.returncode == 3, runner.out
     assert runner.out.count("Connection refused") >= 1
@@ -483,28 +510,9 @@ def test_server_that_never_comes_up_exits_3_after_db_wait_timeout(tmp_path):
     assert f"127.0.0.1:{port}/app" in summary and "DB_WAIT_TIMEOUT=3s" in summary
 
 
-def test_server_that_accepts_but_never_answers_exits_3_within_db_wait_timeout(tmp_path):
-    """A hung server (or a proxy with nothing behind it): TCP connects, the
-    startup packet is never answered.  Each attempt is bounded by what is left
-    of DB_WAIT_TIMEOUT, so the run does not overstay it by a whole connect timeout."""
-    with socket.socket() as hung:
-        hung.bind(("127.0.0.1", 0))
-        hung.listen(16)  # never accept(): the kernel completes the handshakes, nobody answers
-        port = hung.getsockname()[1]
-        report = tmp_path / "report.json"
-        runner = run(f"postgresql://app:pw@127.0.0.1:{port}/app", tmp_path, DB_WAIT_TIMEOUT=3, REPORT_FILE=report)
-
-    assert runner.proc.returncode == 3, runner.out
-    summary = runner.out.splitlines()[-1]
-    assert f"127.0.0.1:{port}/app" in summary and "DB_WAIT_TIMEOUT=3s" in summary, summary
-    # DB_WAIT_TIMEOUT plus libpq's rounding to whole seconds; a connect timeout
-    # of its own (10 s) would overshoot this.
-    total = json.loads(report.read_text())["durations"]["total"]
-    assert total < 3 + 3, f"the run took {total:.1f}s of DB_WAIT_TIMEOUT=3s"
-
-
-def test_server_that_comes_up_late_is_waited_for_then_migrated(pg_server, pg_url, tmp_path):
-    target = make_url(pg_url)
+@servers
+def test_server_that_comes_up_late_is_waited_for_then_migrated(server_name, request, tmp_path):
+    target = make_url(request.getfixturevalue(f"{server_name}_url"))
     late = LateServer(target.host, target.port, delay=LATE_SECONDS)
     try:
         url = target.set(port=late.port).render_as_string(hide_password=False)
@@ -515,8 +523,9 @@ def test_server_that_comes_up_late_is_waited_for_then_migrated(pg_server, pg_url
 
     assert runner.proc.returncode == 0, runner.out
     assert "Connection refused" in runner.out  # it did wait
-    assert "The database answered after" in runner.out
-    assert_at_head(pg_url, [TARGET])
+    assert f"Waiting for the database at {target.drivername}://{target.username}:***@" in runner.out, runner.out
+    assert re.search(r"The database answered after \d+ attempts\.", runner.out), runner.out
+    assert_at_head(target.render_as_string(hide_password=False), [TARGET])
 
 
 # --- bad input: the SQLite file and its folder --------------------------------------

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import psycopg2
@@ -63,34 +66,6 @@ def test_wrong_password_is_refused(pg_url, role):
 
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
         pg_query(url, "select 1")
-
-
-def test_pg_url_databases_are_empty_and_distinct(pg_server, pg_url):
-    other_name = f"t_{uuid.uuid4().hex[:16]}"
-    other_url = pg_server.create_database(other_name)
-    try:
-        assert make_url(other_url).database != make_url(pg_url).database
-        assert pg_query(pg_url, USER_TABLES) == [(0,)]
-        assert pg_query(other_url, USER_TABLES) == [(0,)]
-
-        pg_query(pg_url, "CREATE TABLE marker (id int)")
-
-        assert pg_query(pg_url, USER_TABLES) == [(1,)]
-        assert pg_query(other_url, USER_TABLES) == [(0,)]
-    finally:
-        pg_server.drop_database(other_name)
-    assert pg_server.psql("SELECT count(*) FROM pg_database WHERE datname = %s", params=(other_name,)) == [(0,)]
-
-
-def test_drop_database_disconnects_open_sessions(pg_server):
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    conn = psycopg2.connect(pg_server.create_database(name))
-    try:
-        pg_server.drop_database(name)
-        with pytest.raises(psycopg2.OperationalError):
-            conn.cursor().execute("select 1")
-    finally:
-        conn.close()
 
 
 # --- MariaDB (tests/support/myserver.py) ------------------------------------------
@@ -199,45 +174,100 @@ def test_mysql_create_user_grants_at_once_and_returns_its_url(mysql_server, mysq
     assert mysql_server.query("SELECT count(*) FROM mysql.user WHERE user = %s", params=(name,)) == [(0,)]
 
 
-def test_mysql_url_databases_are_empty_and_distinct(mysql_server, mysql_url):
-    u = make_url(mysql_url)
-    assert u.drivername == "mysql" and u.username == make_url(mysql_server.superuser_url).username
+# --- both servers: a database per test, dropped with its sessions ------------------------------------
+
+
+@dataclass(frozen=True)
+class Harness:
+    """What differs between the two harnesses: how each reads, connects and looks a database up."""
+
+    server_fixture: str
+    url_fixture: str
+    execute: Callable[..., list[tuple[Any, ...]]]  #: a statement on a URL, with the server's own driver
+    tables: str  #: how many user tables the connected database holds
+    encoding: tuple[str, str]  #: the query of the database's character set, and the one it must be
+    exists: tuple[str, str]  #: the superuser's method, and its query: how many databases have that name
+    connect: Callable[[str], Any]  #: a connection in a transaction of its own
+    lost: type[BaseException]  #: what the driver raises on a session whose database was dropped
+
+
+HARNESSES = {
+    "postgresql": Harness(
+        "pg_server",
+        "pg_url",
+        pg_query,
+        USER_TABLES,
+        ("SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()", "UTF8"),
+        ("psql", "SELECT count(*) FROM pg_database WHERE datname = %s"),
+        lambda url: psycopg2.connect(url),
+        psycopg2.OperationalError,
+    ),
+    "mysql": Harness(
+        "mysql_server",
+        "mysql_url",
+        myserver.execute,
+        MY_TABLES,
+        ("SELECT @@character_set_database", "utf8mb4"),
+        ("query", "SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s"),
+        lambda url: myserver.connect(url, autocommit=False),
+        pymysql.err.OperationalError,
+    ),
+}
+servers = pytest.mark.parametrize(
+    "harness",
+    [
+        pytest.param(HARNESSES["postgresql"], marks=pytest.mark.postgres, id="postgresql"),
+        pytest.param(HARNESSES["mysql"], marks=pytest.mark.mysql, id="mysql"),
+    ],
+)
+
+
+@servers
+def test_url_databases_are_empty_distinct_and_owned_by_the_superuser(harness, request):
+    server = request.getfixturevalue(harness.server_fixture)
+    url = request.getfixturevalue(harness.url_fixture)
+    u = make_url(url)
+    assert (u.drivername, u.username) == (
+        make_url(server.superuser_url).drivername,
+        make_url(server.superuser_url).username,
+    )
     other_name = f"t_{uuid.uuid4().hex[:16]}"
-    other_url = mysql_server.create_database(other_name)
+    other_url = server.create_database(other_name)
     try:
         assert make_url(other_url).database == other_name != u.database
-        assert myserver.execute(mysql_url, MY_TABLES) == [(0,)]
-        assert myserver.execute(other_url, MY_TABLES) == [(0,)]
+        assert harness.execute(url, harness.tables) == [(0,)]
+        assert harness.execute(other_url, harness.tables) == [(0,)]
 
-        myserver.execute(mysql_url, "CREATE TABLE marker (id int)")
+        harness.execute(url, "CREATE TABLE marker (id int)")
 
-        assert myserver.execute(mysql_url, MY_TABLES) == [(1,)]
-        assert myserver.execute(other_url, MY_TABLES) == [(0,)]
-        assert myserver.execute(mysql_url, "SELECT @@character_set_database") == [("utf8mb4",)]
+        assert harness.execute(url, harness.tables) == [(1,)]
+        assert harness.execute(other_url, harness.tables) == [(0,)]
+        encoding, expected = harness.encoding
+        assert harness.execute(url, encoding) == [(expected,)]
     finally:
-        mysql_server.drop_database(other_name)
-    assert mysql_server.query(
-        "SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s", params=(other_name,)
-    ) == [(0,)]
+        server.drop_database(other_name)
+    method, exists = harness.exists
+    assert getattr(server, method)(exists, params=(other_name,)) == [(0,)]
 
 
-def test_mysql_drop_database_disconnects_open_sessions(mysql_server):
+@servers
+def test_drop_database_disconnects_open_sessions(harness, request):
+    server = request.getfixturevalue(harness.server_fixture)
     name = f"t_{uuid.uuid4().hex[:16]}"
-    conn = myserver.connect(mysql_server.create_database(name), autocommit=False)
+    conn = harness.connect(server.create_database(name))
     try:
         with conn.cursor() as cur:
-            cur.execute("CREATE TABLE held (id int) ENGINE=InnoDB")
+            cur.execute("CREATE TABLE held (id int)")
             cur.execute("INSERT INTO held VALUES (1)")  # an open transaction holding a lock
 
-        mysql_server.drop_database(name)
+        server.drop_database(name)
 
-        with pytest.raises(pymysql.err.OperationalError), conn.cursor() as cur:
+        with pytest.raises(harness.lost), conn.cursor() as cur:
             cur.execute("SELECT 1")
     finally:
         conn.close()
-    assert mysql_server.query(
-        "SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s", params=(name,)
-    ) == [(0,)]
+    method, exists = harness.exists
+    assert getattr(server, method)(exists, params=(name,)) == [(0,)]
 
 
 def test_any_url_gives_a_usable_database_on_each_engine(any_url, request):

@@ -1,12 +1,9 @@
-"""The migration lock, contended by real processes on a real SQLite folder and a real PostgreSQL.
+"""The migration lock, contended by real processes on a real SQLite folder, a real PostgreSQL and a real MariaDB.
 
 Each contention test starts a holder as a separate Python process (which
-takes the lock through migrate_init.lock, prints who it is, and sleeps), then
-contends from this process.  Killed holders are SIGKILLed: no Python code of
-theirs runs, so what frees the lock is the kernel (flock) or the server
-(the session ends).
-
-MySQL's lock (engines.mysql.mysql_lock) is not exercised: no MySQL server here.
+takes the engine's lock, prints who it is, and sleeps), then contends from
+this process.  Killed holders are SIGKILLed: no Python code of theirs runs,
+so what frees the lock is the kernel (flock) or the server (the session ends).
 """
 
 from __future__ import annotations
@@ -23,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
@@ -33,12 +31,13 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from migrate_init import wait  # noqa: E402
+from migrate_init import engines, wait  # noqa: E402
 from migrate_init.engines import mysql as engines_mysql  # noqa: E402
 from migrate_init.engines import postgresql as engines_postgresql  # noqa: E402
 from migrate_init.engines import sqlite as engines_sqlite  # noqa: E402
 from migrate_init.errors import AccessDenied, DatabaseUnreachable, LockTimeout, MigrateInitError  # noqa: E402
 from migrate_init.lock import MigrationLock  # noqa: E402
+from tests.support.myserver import connect as my_connect  # noqa: E402
 
 UNPRIVILEGED = 65534  # nobody
 START_TIMEOUT = 30.0
@@ -48,12 +47,17 @@ HOLDER_APP = "lock-test-holder"
 _HOLDER = r"""
 import os, sys, time
 sys.path.insert(0, os.environ["LOCK_TEST_REPO"])
-from migrate_init.engines import postgresql as engines_postgresql, sqlite as engines_sqlite
+from migrate_init.engines import mysql as engines_mysql, postgresql as engines_postgresql, sqlite as engines_sqlite
 kind, target = sys.argv[1], sys.argv[2]
 try:
     if kind == "sqlite":
         held = engines_sqlite.sqlite_lock(target, timeout=30)
         who = os.getpid()
+    elif kind == "mysql":
+        from tests.support.myserver import connect
+        connection = connect(os.environ["LOCK_TEST_URL"])
+        who = connection.thread_id()
+        held = engines_mysql.mysql_lock(connection, target, timeout=30)
     else:
         import psycopg2
         connection = psycopg2.connect(os.environ["LOCK_TEST_DSN"], application_name=sys.argv[3])
@@ -139,6 +143,7 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
 
 class SqliteBackend:
     kind = "sqlite"
+    engine = engines.of("sqlite")
 
     def __init__(self, folder: Path, processes: list[subprocess.Popen[str]]):
         self.database = str(folder / "webui.db")
@@ -166,9 +171,46 @@ class SqliteBackend:
     def me(self, held: MigrationLock) -> list[str]:
         return [f"PID {os.getpid()}", socket.gethostname()]
 
+    def session_closed(self, lock: MigrationLock) -> bool:
+        return True  # the flock's file descriptor is the lock's only resource: no session to close
 
-class PostgresqlBackend:
+
+class ServerBackend:
+    """A server's lock, taken and read as the engine does (its session_lock and holder_in), each in a
+    session of its own."""
+
+    engine: Any
+    database: str
+
+    def connect(self) -> Any:
+        raise NotImplementedError
+
+    def observer(self) -> Any:
+        return self.connect()
+
+    def new_lock(
+        self, timeout: float, checkpoint: Callable[[], None] | None = None, on_wait: Callable[[str], None] | None = None
+    ) -> MigrationLock:
+        return self.engine.session_lock(
+            self.connect(),
+            self.database,
+            version_table="alembic_version",
+            timeout=timeout,
+            checkpoint=checkpoint,
+            on_wait=on_wait,
+        )
+
+    def holder(self) -> str | None:
+        connection = self.observer()
+        try:
+            return self.engine.holder_in(connection, self.database, "alembic_version")
+        finally:
+            connection.close()
+
+
+class PostgresqlBackend(ServerBackend):
     kind = "postgresql"
+    engine = engines.of("postgresql")
 
     def __init__(self, url: str, processes: list[subprocess.Popen[str]]):
         u = make_url(url)
@@ -192,24 +234,8 @@ class PostgresqlBackend:
             if not connection.closed:
                 connection.close()
 
-    def new_lock(
-        self, timeout: float, checkpoint: Callable[[], None] | None = None, on_wait: Callable[[str], None] | None = None
-    ) -> MigrationLock:
-        return engines_postgresql.postgresql_lock(
-            self.connect(),
-            self.database,
-            version_table="alembic_version",
-            timeout=timeout,
-            checkpoint=checkpoint,
-            on_wait=on_wait,
-        )
-
-    def holder(self) -> str | None:
-        connection = self.connect("lock-test-observer")
-        try:
-            return engines_postgresql.holder_postgresql(connection, self.database, "alembic_version")
-        finally:
-            connection.close()
+    def observer(self) -> psycopg2.extensions.connection:
+        return self.connect("lock-test-observer")
 
     def start_holder(self) -> Holder:
         proc, line = _start(
@@ -226,21 +252,75 @@ class PostgresqlBackend:
     def me(self, held: MigrationLock) -> list[str]:
         return [f"backend PID {held.connection.get_backend_pid()}", "lock-test"]  # type: ignore[attr-defined]
 
+    def session_closed(self, lock: MigrationLock) -> bool:
+        return bool(lock.connection.closed)  # type: ignore[attr-defined]
 
-Backend = SqliteBackend | PostgresqlBackend
+
+class MysqlBackend(ServerBackend):
+    kind = "mysql"
+    engine = engines.of("mysql")
+
+    def __init__(self, url: str, processes: list[subprocess.Popen[str]]):
+        self.url = url
+        self.database = make_url(url).database or ""
+        self.name = engines_mysql.mysql_lock_name(self.database, "alembic_version")
+        self.processes = processes
+        self._connections: list[Any] = []
+
+    def connect(self) -> Any:
+        connection = my_connect(self.url)
+        self._connections.append(connection)
+        return connection
+
+    def close(self) -> None:
+        for connection in self._connections:
+            if connection.open:
+                connection.close()
+
+    def start_holder(self) -> Holder:
+        proc, line = _start(
+            [sys.executable, "-c", _HOLDER, "mysql", self.database],
+            _child_env(LOCK_TEST_URL=self.url),
+            self.processes,
+        )
+        assert line.startswith("held "), line
+        return Holder(proc, int(line.split()[1]))
+
+    def names(self, holder: Holder) -> list[str]:
+        # mysql_url's account is root, connected over TCP from this machine.
+        return [self.name, f"connection ID {holder.who}", "user 'root' from 127.0.0.1"]
+
+    def me(self, held: MigrationLock) -> list[str]:
+        return [f"connection ID {held.connection.thread_id()}"]  # type: ignore[attr-defined]
+
+    def session_closed(self, lock: MigrationLock) -> bool:
+        return not lock.connection.open  # type: ignore[attr-defined]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+Backend = SqliteBackend | PostgresqlBackend | MysqlBackend
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
 def backend(
     request: pytest.FixtureRequest, tmp_path: Path, processes: list[subprocess.Popen[str]]
 ) -> Iterator[Backend]:
-    """The same lock test on a SQLite folder and on a PostgreSQL database."""
+    """The same lock test on a SQLite folder, a PostgreSQL database and a MariaDB one."""
     if request.param == "sqlite":
         yield SqliteBackend(tmp_path, processes)
         return
-    postgresql = PostgresqlBackend(request.getfixturevalue("pg_url"), processes)
-    yield postgresql
-    postgresql.close()
+    server: ServerBackend = (
+        PostgresqlBackend(request.getfixturevalue("pg_url"), processes)
+        if request.param == "postgresql"
+        else MysqlBackend(request.getfixturevalue("mysql_url"), processes)
+    )
+    yield server
+    server.close()
 
 
 # -- contention between real processes -------------------------------------------
@@ -270,8 +350,7 @@ def test_second_process_times_out_naming_the_lock_and_the_first_holder(backend: 
         assert word in announced[0], f"{word!r} is not named: {announced[0]}"
     assert not contender.held
     assert contender.waited
-    if isinstance(backend, PostgresqlBackend):
-        assert contender.connection.closed  # type: ignore[attr-defined]
+    assert backend.session_closed(contender)
     assert holder.proc.poll() is None
     assert all(word in (backend.holder() or "") for word in backend.names(holder)[1:])
 
@@ -283,8 +362,8 @@ def test_a_killed_holders_lock_is_free_at_once(backend: Backend) -> None:
     holder.kill()
     started = time.monotonic()
     # flock: gone with the process, so a single attempt (timeout 0) succeeds.
-    # advisory lock: gone when the server notices the session's socket closed.
-    taker = backend.new_lock(timeout=0 if backend.kind == "sqlite" else 10)
+    # advisory lock, GET_LOCK: gone when the server notices the session's socket closed.
+    taker = backend.new_lock(timeout=0 if backend.engine.file_based else 10)
     taker.acquire()
     elapsed = time.monotonic() - started
 
@@ -309,9 +388,8 @@ def test_a_checkpoint_that_raises_stops_a_waiting_acquire_within_a_slice(backend
 
     assert elapsed < 2.0, f"took {elapsed:.2f}s"
     assert not waiting.held
-    if isinstance(backend, PostgresqlBackend):
-        assert waiting.connection.closed  # type: ignore[attr-defined]
-    assert f"PID {holder.who}" in (backend.holder() or "")
+    assert backend.session_closed(waiting)
+    assert backend.names(holder)[1] in (backend.holder() or "")  # the holder's PID or session
 
 
 def test_holder_is_none_when_free_and_names_the_holder_while_held(backend: Backend) -> None:
@@ -341,7 +419,7 @@ def test_the_lock_is_released_when_the_body_raises(backend: Backend, raised: Bas
         raise raised
     assert not held.held
     assert backend.holder() is None
-    again = backend.new_lock(timeout=0 if backend.kind == "sqlite" else 5)
+    again = backend.new_lock(timeout=0 if backend.engine.file_based else 5)
     with again:
         assert again.held
 

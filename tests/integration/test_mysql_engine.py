@@ -6,21 +6,20 @@ stays half-applied.  migrate-init records the revision under way in
 the record: it runs an idempotent revision again, clears a stale record, or
 stops (exit 1) naming ``migrate.py resolve REV``.  Here: that cycle with a
 migrator killed inside a revision, both ways out of it (``resolve`` and
-``alembic stamp``), the GET_LOCK migration lock and its holder, ``stamp`` to
-adopt a database, and DDL_LOCK_TIMEOUT as lock_wait_timeout.
+``alembic stamp``), the GET_LOCK migration lock being per database, and
+DDL_LOCK_TIMEOUT as lock_wait_timeout.
 
 What MariaDB shares with SQLite and PostgreSQL runs through ``any_url`` in the
-other files (test_upgrade.py, test_commands.py, test_fastpath.py...).
+other files (test_upgrade.py, test_commands.py, test_fastpath.py, a held lock in
+test_faults.py, ``stamp`` adopting a database in test_any_project.py...).
 """
 
 from __future__ import annotations
 
-import re
 import signal
 import time
 
 import pytest
-import sqlalchemy as sa
 
 from tests.support.chains import TARGET, Chain
 from tests.support.dbstate import (
@@ -28,7 +27,6 @@ from tests.support.dbstate import (
     columns,
     database_name,
     in_progress,
-    load_models,
     my_query,
     running_upgrade_lines,
     schema,
@@ -132,23 +130,6 @@ def test_a_successful_run_leaves_no_revision_recorded_as_under_way(mysql_url, tm
 # --- the GET_LOCK migration lock ----------------------------------------------------------------------
 
 
-def test_a_held_lock_is_exit_5_naming_the_holding_session_and_nothing_is_applied(mysql_url, tmp_path):
-    with my_lock_held(mysql_url) as holder:
-        started = time.monotonic()
-        run = migrate(mysql_url, tmp_path, LOCK_TIMEOUT=1)
-        took = time.monotonic() - started
-        wait = migrate(mysql_url, tmp_path, "wait", LOCK_TIMEOUT=1, MIGRATION_TIMEOUT=1)
-
-    assert run.code == 5, run.out
-    holder_words = f"connection ID {holder}, user 'root' from 127.0.0.1"
-    assert holder_words in summary_line(run.out), run.out
-    assert re.search(r"Waiting for the MySQL lock 'migrate-init:[0-9a-f]{40}', held by ", run.out), run.out
-    assert took < 10
-    assert tables(mysql_url) == set()
-    assert wait.code == 5, wait.out
-    assert holder_words in summary_line(wait.out), wait.out
-
-
 def test_the_lock_is_per_database_so_two_databases_migrate_side_by_side(mysql_server, mysql_url, tmp_path):
     other = mysql_server.create_database(f"{database_name(mysql_url)}_b")
     try:
@@ -158,33 +139,6 @@ def test_the_lock_is_per_database_so_two_databases_migrate_side_by_side(mysql_se
         assert versions(mysql_url) == [TARGET]
     finally:
         mysql_server.drop_database(f"{database_name(mysql_url)}_b")
-
-
-# --- stamp: adopt a database made by create_all ------------------------------------------------------
-
-
-def test_stamp_adopts_a_create_all_database_and_refuses_one_short_of_a_column(mysql_url, tmp_path):
-    engine = sa.create_engine(mysql_url.replace("mysql://", "mysql+pymysql://", 1))
-    try:
-        load_models().create_all(engine)
-    finally:
-        engine.dispose()
-    my_query(mysql_url, "ALTER TABLE user DROP COLUMN phone")
-
-    refused = migrate(mysql_url, tmp_path, "stamp", TARGET)
-
-    assert refused.code == 7, refused.out
-    assert "table 'user' lacks columns: phone" in summary_line(refused.out)
-    assert versions(mysql_url) == []
-
-    my_query(mysql_url, "ALTER TABLE user ADD COLUMN phone VARCHAR(32)")
-    stamped = migrate(mysql_url, tmp_path, "stamp", TARGET)
-    again = migrate(mysql_url, tmp_path)
-
-    assert stamped.code == 0, stamped.out
-    assert versions(mysql_url) == [TARGET]
-    assert again.code == 0 and "nothing to do" in summary_line(again.out), again.out
-    assert running_upgrade_lines(again.out) == []
 
 
 # --- DDL_LOCK_TIMEOUT is lock_wait_timeout ---------------------------------------------------------------

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from migrate_init.url import parse as parse_url
 from tests.support.chains import TARGET, Chain
 from tests.support.dbstate import (
     add_blobs,
@@ -143,11 +144,10 @@ def _account_intact(url: str) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
-def test_raw_sql_that_loses_data_is_refused_with_exit_8_and_the_data_intact(request, tmp_path, engine):
-    url = request.getfixturevalue("sqlite_url" if engine == "sqlite" else "pg_url")
+def test_raw_sql_that_loses_data_is_refused_with_exit_8_and_the_data_intact(db_url, tmp_path):
+    url = db_url
     chain = _account_chain(tmp_path, url)
-    shapes = SQLITE_LOSSES if engine == "sqlite" else POSTGRESQL_LOSSES
+    shapes = {"sqlite": SQLITE_LOSSES, "postgresql": POSTGRESQL_LOSSES}[parse_url(url).engine.name]
     let_through = []
     for shape, body in shapes.items():
         path = chain.add("stranger_loss", body, down="stranger_account")
@@ -184,11 +184,10 @@ ADDITIVE = {
 }
 
 
-@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
-def test_additive_changes_pass_and_allow_destructive_lets_a_loss_through(request, tmp_path, engine):
-    url = request.getfixturevalue("sqlite_url" if engine == "sqlite" else "pg_url")
+def test_additive_changes_pass_and_allow_destructive_lets_a_loss_through(db_url, tmp_path):
+    url = db_url
     chain = _account_chain(tmp_path, url)
-    chain.add("stranger_more", ADDITIVE[engine], down="stranger_account")
+    chain.add("stranger_more", ADDITIVE[parse_url(url).engine.name], down="stranger_account")
     result = migrate(url, tmp_path, **chain.env())
     assert result.code == 0, result.out
     assert versions(url) == ["stranger_more"]

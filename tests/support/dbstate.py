@@ -21,6 +21,7 @@ import importlib.util
 import re
 import sqlite3
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -140,6 +141,27 @@ def query(url: str, sql: str, params: dict | None = None) -> list[tuple]:
         rows = [tuple(r) for r in result] if result.returns_rows else []
         connection.commit()
         return rows
+
+
+def still_running(url: str, fragment: str, within: float = 2.0) -> int:
+    """How many other sessions of this server database still run a statement holding ``fragment`` (in any
+    case) once ``within`` seconds have passed (at once when none do): a cancel must reach the server."""
+    if is_mysql(url):
+        sql = (
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+            "WHERE DB = DATABASE() AND INFO LIKE :pattern AND ID <> CONNECTION_ID()"
+        )
+    else:
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query ILIKE :pattern AND pid <> pg_backend_pid()"
+        )
+    deadline = time.monotonic() + within
+    while True:
+        running = query(url, sql, {"pattern": f"%{fragment}%"})[0][0]
+        if not running or time.monotonic() >= deadline:
+            return int(running)
+        time.sleep(0.1)
 
 
 def versions(url: str) -> list[str]:

@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from migrate_init.engines.mysql import mysql_lock_name
 from migrate_init.engines.postgresql import advisory_key
 from migrate_init.engines.sqlite import lock_path
+from migrate_init.url import parse as parse_url
 
 from . import REPO
 from .dbstate import database_name, pg_query
@@ -107,6 +108,7 @@ _SQLITE_HOLDER = f"""
 import fcntl, json, os, socket, sys, time
 from pathlib import Path
 from migrate_init.engines.sqlite import lock_path
+from migrate_init.url import parse as parse_url
 path = Path(lock_path(Path(sys.argv[1])))
 path.parent.mkdir(parents=True, exist_ok=True)
 handle = open(path, "a+", encoding="utf-8")
@@ -144,3 +146,10 @@ def sqlite_lock_held(db: Path):
                 os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         proc.stdout.close()
+
+
+def migration_lock_free(url: str) -> bool:
+    """Whether nobody holds migrate-init's migration lock of this database, asked as migrate-init asks
+    (the engine's ``holder``): an flock, an advisory lock or a GET_LOCK lock alike."""
+    database = parse_url(url)
+    return database.engine.holder(database, "alembic_version") is None
