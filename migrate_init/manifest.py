@@ -124,7 +124,7 @@ def _named(what: str, root: str, versions: list[str] | None) -> Any:
     folders = [_resolved(v, root) for v in versions] if versions else [os.path.join(root, "versions")]
     # A path under root is root's spelling, a separator and the name: cut, not os.path.relpath, which
     # costs 30 us a file (30 ms at 1,000 revisions on the way to "nothing to do", issue 27).
-    inside = root.rstrip(os.sep) + os.sep
+    inside = os.path.join(root, "")
     cut = len(inside)
     names = {path[cut:] if path.startswith(inside) else os.path.relpath(path, root) for path in _walk(folders)}
     digest = sha256(f"migrate-init {what} {FORMAT}\0".encode())
