@@ -291,7 +291,7 @@ def known_columns(previous: Snapshot | None) -> dict[object, dict[str, Column]]:
     return {mark: previous.tables[name] for name, mark in previous.marks.items() if name in previous.tables}
 
 
-def query_rows(connection: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def query_rows(connection: Any, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
     # The SQL goes to the DBAPI as is (no SQLAlchemy text() parsing), so it is
     # written in the driver's paramstyle and holds no literal '%'.
     exec_driver_sql = getattr(connection, "exec_driver_sql", None)

@@ -671,40 +671,46 @@ ORDER BY n.nspname, c.relname, a.attnum
 """
 
 
-# The incremental read (issue 27), one round trip: every table with its mark (its
-# oid, and a digest of exactly the pg_attribute values the query above turns into
-# its columns: the count and the sum of 64-bit hashtextextended, PostgreSQL 11),
-# and the columns of only those tables whose mark is not among the previous
-# snapshot's (the three arrays).  length(attname) keeps the name and the type
-# text after it apart.  A table whose mark is known comes as one row with no column.
+# The incremental read (issue 27), one round trip: every table, and the columns of only
+# those that may have changed since the previous read.  A catalog row's xmin is the
+# transaction that wrote it, so a table changed since then has a pg_class or
+# pg_attribute row (a dropped column's too: attisdropped is an update) written by a
+# transaction at or after the previous read's horizon: the oldest transaction still in
+# progress then, or this session's own, whichever is older (least(): a snapshot's xmin
+# need not count one's own).  age() compares xids across wraparound, and the xmin of a frozen row ages
+# past any horizon.  What a column's type is read as (format_type) also hangs on
+# pg_type, pg_namespace and search_path: a user type or a schema written since, or
+# another search_path, makes every table read again.  A table the previous read did
+# not know is read, whatever its xmin.  Each table's check is an index lookup of its
+# own pg_attribute rows, so the read costs what the table list costs, not what every
+# column does.  The horizon read here is the next read's, in the same round trip.
 _PG_INCREMENTAL = """
 SELECT t.relname, t.oid::bigint, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
        NOT a.attnotnull, (a.atthasdef AND NOT {generated}) OR {identity}, {generated},
-       a.attnum, a.atttypid::bigint, t.nspname, t.current, t.n, t.s,
-       (SELECT txid_current_if_assigned()), ({deferred})
+       a.attnum, a.atttypid::bigint, t.nspname, t.current, t.changed,
+       (SELECT mod(least(txid_snapshot_xmin(txid_current_snapshot()), txid_current_if_assigned()),
+                   4294967296)::text),
+       current_setting('search_path'), (SELECT txid_current_if_assigned()), ({deferred})
 FROM (
-    SELECT m.*, known.id IS NOT NULL AS same
-    FROM (
-        SELECT c.relname, c.oid, n.nspname, n.nspname = current_schema() AS current, h.n, h.s
-        FROM pg_catalog.pg_class AS c
-        JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-        CROSS JOIN LATERAL (
-            SELECT count(*) AS n, coalesce(sum(hashtextextended(
-                       a.attnum || ':' || a.attnotnull || ':' || a.atthasdef || ':' || ({identity})::text || ':'
-                       || ({generated})::text || ':' || length(a.attname) || ':' || a.attname
-                       || pg_catalog.format_type(a.atttypid, a.atttypmod) || ':' || a.atttypid, 0)), 0) AS s
-            FROM pg_catalog.pg_attribute AS a
-            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-        ) AS h
-        WHERE c.relkind IN ('r', 'p') AND {schema}
-    ) AS m
-    LEFT JOIN unnest(%s::bigint[], %s::bigint[], %s::numeric[]) AS known (id, n, s)
-           ON known.id = m.oid::bigint AND known.n = m.n AND known.s = m.s
-    OFFSET 0  -- each table's mark is computed once, not once per column row below
+    SELECT c.relname, c.oid, n.nspname, n.nspname = current_schema() AS current,
+           coalesce(c.oid::bigint <> ALL(%(known)s::bigint[]) OR age(c.xmin) <= age(%(since)s::xid)
+            OR (SELECT %(since)s::xid IS NULL OR current_setting('search_path') <> %(path)s
+                        OR EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE age(xmin) <= age(%(since)s::xid))
+                        -- a user type (an array changes with its element; a table's row type with the table)
+                        OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE age(xmin) <= age(%(since)s::xid)
+                                   AND typrelid = 0 AND typcategory <> 'A')
+                        OR EXISTS (SELECT FROM pg_catalog.pg_class WHERE age(xmin) <= age(%(since)s::xid)
+                                   AND relkind = 'c'))  -- a composite type
+            OR (SELECT true FROM pg_catalog.pg_attribute AS f
+                WHERE f.attrelid = c.oid AND age(f.xmin) <= age(%(since)s::xid) LIMIT 1) IS NOT NULL, true) AS changed
+    FROM pg_catalog.pg_class AS c
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p') AND {schema}
+    OFFSET 0  -- each table judged once, not once per column row below
 ) AS t
 LEFT JOIN LATERAL (
     SELECT * FROM pg_catalog.pg_attribute AS a
-    WHERE NOT t.same AND a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE t.changed AND a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
     OFFSET 0  -- an index lookup per changed table, not a scan of all of pg_attribute
 ) AS a ON true
 ORDER BY t.nspname, t.relname, a.attnum
@@ -741,15 +747,16 @@ def _postgresql(
     parts = {
         "identity": "a.attidentity <> ''" if version >= 100000 else "false",
         "generated": "a.attgenerated <> ''" if version >= 120000 else "false",
-        "schema": _PG_USER_SCHEMAS if schema is None else "n.nspname = %s",
+        "schema": _PG_USER_SCHEMAS if schema is None else "n.nspname = %(schema)s",
         "deferred": _PG_DEFERRED,
     }
-    params: tuple[Any, ...] = () if schema is None else (schema,)
-    incremental = version >= 110000  # before 11 (no hashtextextended): read in full, every time
-    cached = known_columns(previous) if incremental else {}
-    if incremental:
-        known = [mark for mark in cached if isinstance(mark, tuple) and len(mark) == 3]
-        params = (*params, [m[0] for m in known], [m[1] for m in known], [m[2] for m in known])
+    incremental = version >= 100000  # before 10 (no txid_current_if_assigned): read in full, every time
+    # A mark is (oid, horizon, search_path); one read's marks share the last two.
+    cached = {mark[0]: columns for mark, columns in known_columns(previous).items() if isinstance(mark, tuple)}
+    since, path = next(
+        (mark[1:] for mark in (previous.marks.values() if previous else ()) if isinstance(mark, tuple)), (None, "")
+    )
+    params = {"schema": schema, "known": list(cached), "since": since, "path": path}
     sql = (_PG_INCREMENTAL if incremental else _PG_COLUMNS).format(**parts)
     tables: dict[str, dict[str, Column]] = {}
     ids: dict[str, int] = {}
@@ -774,15 +781,15 @@ def _postgresql(
         if key not in tables:
             ids[key] = int(oid)
             locations[key] = (nspname, table)
+            tables[key] = {}
             if incremental:
-                marks[key] = (int(oid), int(mark[0]), mark[1])
-                session = (mark[2], _deferred_list(mark[3]))
-                reused = cached.get(marks[key])
-                tables[key] = reused if reused is not None else {}
-                if reused is not None:  # the server sent no column of it
+                changed, horizon, search_path, *read = mark
+                marks[key] = (int(oid), horizon, search_path)
+                if session is None:
+                    session = (read[0], _deferred_list(read[1]))
+                if not changed:  # the server sent no column of it
+                    tables[key] = cached[int(oid)]
                     continue
-            else:
-                tables[key] = {}
         if name is not None:  # a table with no columns still counts
             tables[key][name] = Column(
                 name, type_, bool(nullable), bool(has_default), bool(generated), int(attnum), type_id=int(type_id)

@@ -391,7 +391,12 @@ _START = [
     "INSERT INTO account VALUES (1, 'a', 'a@x')",
 ]
 _IN_ANOTHER_SCHEMA = {
-    "postgresql": ["CREATE SCHEMA app", "CREATE TABLE app.ledger (id integer PRIMARY KEY, note text)"],
+    "postgresql": [
+        "CREATE SCHEMA app",
+        "CREATE TABLE app.ledger (id integer PRIMARY KEY, note text)",
+        "CREATE TYPE app.mood AS ENUM ('calm', 'keen')",
+        "CREATE TABLE app.diary (id integer PRIMARY KEY, feeling app.mood)",
+    ],
 }
 
 
@@ -438,11 +443,17 @@ _CHANGES: dict[str, dict[str, tuple[str, ...]]] = {
     "other-schema-drop": {"postgresql": ("ALTER TABLE app.ledger DROP COLUMN note",)},
     "other-schema-type": {"postgresql": ("ALTER TABLE app.ledger ALTER COLUMN note TYPE varchar(5)",)},
     "set-schema": {"postgresql": ("ALTER TABLE account SET SCHEMA app",)},
+    # What a column's type is read as changes with no row of the table written (format_type).
+    "type-rename": {"postgresql": ("ALTER TYPE app.mood RENAME TO temper",)},
+    "schema-rename": {"postgresql": ("ALTER SCHEMA app RENAME TO books",)},
+    "search-path": {"postgresql": ("SET LOCAL search_path = app, public",)},
 }
 
 
 #: The changes that leave a table just as it was, but for its identity.
 _IDENTICAL = {"batch-rebuild", "drop-and-recreate"}
+#: The changes that touch no table's own rows: every table is read again.
+_EVERY_TABLE = {"type-rename", "schema-rename", "search-path"}
 
 
 def _ordered(snap: catalog.Snapshot) -> list[tuple[str, list[Any]]]:
@@ -472,6 +483,8 @@ def test_a_catalog_read_given_the_previous_one_is_a_full_read_after_each_change(
     # reused: a server's oid (a file's freed page may come back as the new root page; MySQL has none).
     if change not in _IDENTICAL or (before.table_ids and not engine.file_based):
         assert (_ordered(incremental), incremental.table_ids) != (_ordered(before), before.table_ids)
+    if change in _EVERY_TABLE:  # the keys may change with the schema's name or the search_path
+        return
     if before.marks:  # the engine reads incrementally: the untouched table is handed over as it was
         assert incremental.tables["other"] is before.tables["other"]
     else:  # it reads in full: the same columns, read again

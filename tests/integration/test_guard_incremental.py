@@ -1,12 +1,14 @@
 """Issue 27: the guard reads the catalog incrementally and still sees every change.
 
 After each migration the guard reads only the tables whose mark changed
-(SQLite: root page and CREATE text; PostgreSQL: oid and a server-side digest
-of the table's pg_attribute rows) and keeps the columns of the others.  A
+(SQLite: root page and CREATE text; PostgreSQL: its oid, and whether a
+transaction since the previous read wrote its pg_class or pg_attribute rows,
+a user type, a schema or the search_path) and keeps the columns of the others.  A
 mark that misses a change would let a loss through, so these tests prove two
 things on the real engines: the incremental read gives exactly what a full
 read gives, change by change (on every engine, in test_engine_contract.py;
-here a schema read on its own and another schema's snapshot); and a real ``migrate.py`` run whose catalog
+here a schema read on its own, another schema's snapshot, a second change in
+one transaction, another session's commit and a shadowed type); and a real ``migrate.py`` run whose catalog
 cache is warm (the shipped chain, then tables and columns added elsewhere)
 still refuses a loss in an older table with exit 8 and passes the same kind
 of change when it loses nothing.  Speed is the benchmark's business (row 7),
@@ -70,6 +72,60 @@ def test_a_snapshot_of_another_schema_is_not_taken_as_the_previous_one(pg_connec
     app = snapshot(pg_connection, "postgresql", "app")
     public = snapshot(pg_connection, "postgresql", "public", previous=app)
     assert_same_as_a_full_read(public, snapshot(pg_connection, "postgresql", "public"))
+
+
+def test_postgresql_second_change_to_a_table_in_the_same_transaction_is_seen(pg_connection: Any, pg_url: str) -> None:
+    """The mark is the transaction that wrote a catalog row: a table changed again in the transaction
+    that the previous read ran in (the same writer) is still read again, even when a newer transaction
+    committed in between, and when the change is made in a savepoint (a subtransaction's own xid)."""
+    cursor = pg_connection.cursor()
+    cursor.execute("ALTER TABLE account ADD COLUMN note text")
+    newer = connect(pg_url, autocommit=True)
+    newer.cursor().execute("CREATE TABLE newer (id integer)")
+    newer.close()
+    first = snapshot(pg_connection, "postgresql", previous=snapshot(pg_connection, "postgresql"))
+    cursor.execute("ALTER TABLE account RENAME COLUMN note TO remark")
+    second = snapshot(pg_connection, "postgresql", previous=first)
+    cursor.execute("SAVEPOINT inner_step")  # a subtransaction's own xid
+    cursor.execute("ALTER TABLE account ALTER COLUMN remark SET NOT NULL")
+    third = snapshot(pg_connection, "postgresql", previous=second)
+    cursor.execute("RELEASE SAVEPOINT inner_step")
+    assert "remark" in second.tables["account"] and not third.tables["account"]["remark"].nullable
+    assert_same_as_a_full_read(third, snapshot(pg_connection, "postgresql"))
+
+
+def test_postgresql_change_committed_by_another_session_between_two_reads_is_seen(
+    pg_connection: Any, pg_url: str
+) -> None:
+    """A session whose transaction began before the previous read and committed after it: its xid
+    is older than this session's, but not older than the oldest one in progress at that read."""
+    other = connect(pg_url, autocommit=False)
+    try:
+        other.cursor().execute("ALTER TABLE other ADD COLUMN late text")  # in progress, with an xid
+        pg_connection.cursor().execute("ALTER TABLE account ADD COLUMN mine text")  # this session's xid, newer
+        before = snapshot(pg_connection, "postgresql")
+        other.commit()
+        after = snapshot(pg_connection, "postgresql", previous=before)
+        assert "late" in after.tables["other"]
+        assert_same_as_a_full_read(after, snapshot(pg_connection, "postgresql"))
+    finally:
+        other.close()
+
+
+def test_postgresql_type_shadowed_on_the_search_path_is_seen(pg_connection: Any) -> None:
+    """format_type names a type by its schema once another type of that name comes first on the
+    search_path: the table's own rows are not written, the reader still reads it again."""
+    cursor = pg_connection.cursor()
+    cursor.execute("SET search_path = public, app")
+    cursor.execute("CREATE TYPE app.mood AS ENUM ('calm')")
+    cursor.execute("CREATE TABLE app.diary (id integer, feeling app.mood)")
+    pg_connection.commit()
+    before = snapshot(pg_connection, "postgresql")
+    assert before.tables["app.diary"]["feeling"].type == "mood"
+    cursor.execute("CREATE TYPE public.mood AS ENUM ('x')")
+    after = snapshot(pg_connection, "postgresql", previous=before)
+    assert after.tables["app.diary"]["feeling"].type == "app.mood"
+    assert_same_as_a_full_read(after, snapshot(pg_connection, "postgresql"))
 
 
 # --------------------------------------------------------------------------- migrate.py, cache warm
