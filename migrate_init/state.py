@@ -99,6 +99,8 @@ class Loaded:
         self.version_table = glue.asked_version_table(self.config, self.script) or VERSION_TABLE
         self.seeds = _seed_names(cfg)
         self._checksums: dict[str, str] | None = None
+        #: A fresh manifest's checksums of these very files (see :func:`load`).
+        self.known_checksums: dict[str, str] | None = None
         # What the imports made (modules, classes, the models: about half a million objects)
         # lives until the process ends.  The collector need not walk it again in every full
         # collection of the run, nor in the three of the interpreter's teardown: 0.1 s of a
@@ -120,6 +122,8 @@ class Loaded:
             loaded=self,
         )
         expected.seeds = self.seeds
+        if self._checksums is None and self.known_checksums and set(self.known_checksums) == expected.revisions:
+            self._checksums = dict(self.known_checksums)
         expected.checksums = self.checksums
         return expected
 
@@ -215,12 +219,20 @@ def expected_for(cfg: Config, *, why_not: str = "") -> Expected:
     return load(cfg, why_not)
 
 
-def load(cfg: Config, why: str) -> Expected:
-    """The heavy half, saying why the fast path could not answer."""
+def load(cfg: Config, why: str, manifested: Expected | None = None) -> Expected:
+    """The heavy half, saying why the fast path could not answer.
+
+    ``manifested``: what a fresh manifest said, this run (its files unchanged since): its
+    checksums are the scripts' own, so they are not parsed again (issue 27: ``ast`` on every
+    revision of a fresh chain, about 1 ms each).
+    """
     report.event(
         "fast_path_declined", f"Fast path not taken: {why}; loading the scripts and models.", level=10, reason=why
     )
-    return Loaded(cfg).expected()
+    loaded = Loaded(cfg)
+    if manifested is not None and manifested.loaded is None:
+        loaded.known_checksums = manifested.checksums
+    return loaded.expected()
 
 
 def fast_path_taken(expected: Expected, standing: Standing) -> None:

@@ -67,7 +67,7 @@ def under_lock(run: Run, standing: Standing) -> report.Summary:
     if expected.loaded is None:
         watchdog.phase = "loading the migration scripts and MODELS"
         watchdog.checkpoint()  # before a second of imports that nothing can interrupt
-        expected = run.expected = load(cfg, why_loaded(standing, expected))
+        expected = run.expected = load(cfg, why_loaded(standing, expected), expected)
         standing = standing_of(reader, expected)
         if standing.unknown:
             return schema_ahead(cfg, summary, reader, expected, standing)

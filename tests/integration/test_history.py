@@ -100,6 +100,21 @@ def test_a_deploy_records_each_revision_applied_with_its_checksum_in_the_order_a
     assert versions(any_url) == [TARGET]
 
 
+def test_a_second_database_deployed_with_the_manifest_cached_records_each_files_own_checksum(sqlite_url, tmp_path):
+    """Issue 27: a run whose manifest is fresh takes the checksums from it instead of parsing every
+    revision again; what it records is still each file's own checksum, revision by revision."""
+    chain = deployed(sqlite_url, tmp_path)
+    second_url = sqlite_url.replace(".db", "-second.db")  # beside it, where the first run cached the manifest
+    assert second_url != sqlite_url
+    result = migrate(second_url, chain, tmp_path, LOG_LEVEL="DEBUG")
+    assert result.code == 0, result.out
+    assert "not the heads of the manifest" in result.out, result.out  # the manifest was fresh
+    history = rows(second_url)
+    assert [r["kind"] for r in history] == ["applied"] * SHIPPED
+    for row in history:
+        assert row["checksum"] == checksum.of_file(chain.file_of(row["revision"])), row
+
+
 def test_an_update_adds_a_row_with_its_duration_and_history_shows_it_first_then_nothing_pending(any_url, tmp_path):
     chain = deployed(any_url, tmp_path)
     chain.add(NEW, ADD_TABLE)
