@@ -42,6 +42,7 @@ top level imports only the standard library.
 from __future__ import annotations
 
 import datetime
+import os
 import socket
 import time
 
@@ -204,7 +205,7 @@ def edited_revisions(cfg: Config, summary: Any, standing: Standing) -> None:
 
 
 def describe_edits(cfg: Config, edited: tuple[str, ...], vanished: tuple[str, ...]) -> str:
-    versions = f"{cfg.migrations_dir}/versions"
+    versions = os.path.join(cfg.migrations_dir, "versions")  # one slash after MIGRATIONS_DIR=m/ too
     parts = []
     if edited:
         parts.append(

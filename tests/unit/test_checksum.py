@@ -73,3 +73,15 @@ def test_every_shipped_revision_has_a_checksum_of_this_recipe(tmp_path):
     broken = tmp_path / "broken.py"
     broken.write_text("def upgrade(:\n")
     assert checksum.of_file(broken) is None
+
+
+@pytest.mark.parametrize("folder", ["m", "m/", "/srv/my dir#1/"])
+def test_the_warning_about_an_edited_revision_names_the_versions_folder_with_one_slash(folder: str) -> None:
+    from types import SimpleNamespace
+
+    from migrate_init import history
+
+    text = history.describe_edits(SimpleNamespace(migrations_dir=folder), ("0001",), ("0002",))  # type: ignore[arg-type]
+    named = folder.rstrip("/") + "/versions"
+    assert text.count(f" {named} ") == 1 and text.count(f" {named}.") == 1, text
+    assert "//" not in text, text
