@@ -35,3 +35,11 @@ def install() -> None:
     # A launcher that blocks them before exec (the only way to close the window before this line)
     # leaves them pending: unblocked here, they reach _record.
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _STOP)
+
+
+def main() -> None:
+    """The ``migrate-init`` command: :func:`install`, then the CLI (whose imports come after it)."""
+    install()
+    from .cli import main as cli_main
+
+    cli_main()

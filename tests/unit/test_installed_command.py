@@ -44,3 +44,17 @@ def test_installed_command_without_a_migrations_folder_exits_2_naming_migrations
     assert f"MIGRATIONS_DIR={Path(tmp_path).resolve() / 'migrations'} does not exist" in result.stderr, result.stderr
     assert "migrations/ in the current folder" in result.stderr, result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_installed_command_records_a_stop_signal_before_it_imports_the_cli(venv, tmp_path):
+    """Issue 25 N32, for the command pip installs: the early handler comes before the CLI's imports,
+    as in migrate.py and ``python -m migrate_init`` (the import order, as Python reports it)."""
+    result = run(venv / "bin" / "migrate-init", "--help", cwd=tmp_path, env_extra={"PYTHONPROFILEIMPORTTIME": "1"})
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    imported = [
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
+    ]
+    ours = [name for name in imported if name.startswith("migrate_init.")]
+    assert "migrate_init.cli" in ours, imported
+    assert ours[0] == "migrate_init.early", ours  # the first of the package's modules to finish loading

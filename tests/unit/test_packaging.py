@@ -40,7 +40,7 @@ def pinned_requirements() -> list[str]:
     return [line.replace(" ", "") for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def run(*argv: object, cwd: Path) -> subprocess.CompletedProcess:
+def run(*argv: object, cwd: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     # PIP_CONFIG_FILE: this machine's pip configuration (an index, find-links) stays out.
     return subprocess.run(
         [str(a) for a in argv],
@@ -48,7 +48,7 @@ def run(*argv: object, cwd: Path) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=120,
-        env=child_env({"PIP_CONFIG_FILE": os.devnull}),
+        env=child_env({"PIP_CONFIG_FILE": os.devnull, **(env_extra or {})}),
     )
 
 
