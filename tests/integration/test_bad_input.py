@@ -427,13 +427,13 @@ def test_malformed_urls_with_raw_passwords_never_show_them_in_any_escaping(tmp_p
             assert_no_secret(report.read_text(encoding="utf-8"), password, report.name, fragments=SEGMENTS)
 
 
-def _run_with_the_password_in_the_query(tmp_path, password, good, wrong, nowhere, *, status_code):
-    """run and status on ``good``, run on ``wrong`` (exit 4) and ``nowhere`` (exit 3), in text and JSON,
-    REPORT_FILE each: the password in none of it.  ``status_code`` None: any.  Returns the results by case."""
+def _run_with_the_password_in_the_query(tmp_path, password, good, wrong, nowhere):
+    """run and status on ``good`` (exit 0), run on ``wrong`` (exit 4) and ``nowhere`` (exit 3), in text and
+    JSON, REPORT_FILE each: the password in none of it.  Returns the results by case."""
     cases = []
     for key, url, args, expected in (
         ("run", good, [], 0),
-        ("status", good, ["status"], status_code),
+        ("status", good, ["status"], 0),
         ("wrong", wrong, [], 4),
         ("nowhere", nowhere, [], 3),
     ):
@@ -451,8 +451,7 @@ def _run_with_the_password_in_the_query(tmp_path, password, good, wrong, nowhere
     for key, _args, _env, expected in cases:
         code, out, _took = results[key]
         assert_no_secret(out, password, key)
-        if expected is not None:
-            assert code == expected, f"{key}: exit {code}\n{out}"
+        assert code == expected, f"{key}: exit {code}\n{out}"
     for report in tmp_path.glob("report-*.json"):
         assert_no_secret(report.read_text(encoding="utf-8"), password, report.name)
     return results
@@ -467,7 +466,7 @@ def test_a_password_in_the_query_string_never_shows_and_the_host_stays_visible(s
         good = f"{parts.drivername}://{name}@{where}?password={password}"
         wrong = f"{parts.drivername}://{name}@{where}?password={password}Wrong"
         nowhere = f"{parts.drivername}://{name}@127.0.0.1:{free_port()}/{name}?password={password}"
-        results = _run_with_the_password_in_the_query(tmp_path, password, good, wrong, nowhere, status_code=0)
+        results = _run_with_the_password_in_the_query(tmp_path, password, good, wrong, nowhere)
     assert "127.0.0.1" in results["nowhere-text"][1], "the host must stay visible"
     refused = summary_line(results["wrong-text"][1])
     assert where in refused and server.wrong_password in refused, refused
