@@ -167,6 +167,7 @@ class EffectGuard:
 
         post = values.read(connection, after, _wanted_after(found, before, after))
         _exec(connection, f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+        self._latest = before  # the catalog is back to what it read: the next read starts from there
         pre = values.read(connection, before, _wanted_before(found, before))
         lost, _ = judge(found, pre, post, family)
         self._refuse(revision, path, lost)
@@ -255,6 +256,7 @@ class EffectGuard:
             post = values.read(connection, fired, _wanted_after(found, base, fired))
             # Rolled back to the savepoint, the triggers are pending again and the values are as they were.
             _exec(connection, f"ROLLBACK TO SAVEPOINT {_DEFERRED}")
+            self._latest = base  # as in step(): a read taken before a rollback is no previous of the next
             pre = values.read(connection, base, _wanted_before(found, base))
             lost, _ = judge(found, pre, post, engine_family(dialect))
             self._refuse(revision, path, lost, late=True)

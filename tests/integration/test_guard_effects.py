@@ -765,3 +765,34 @@ def test_snapshot_time_for_eleven_tables(engine: sa.Engine) -> None:
         each = (time.perf_counter() - started) / runs
     assert len(taken.tables) == 11
     print(f"\nsnapshot of 11 tables x 13 columns on {engine.dialect.name}: {each * 1000:.2f} ms")
+
+
+def test_postgresql_rerun_that_leaves_out_a_type_rename_of_the_first_run_is_refused(
+    pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    """The guard reads values, rolls back to its savepoint and runs the migration again: the read after
+    the second run starts from the catalog the rollback went back to, not from the read it undid (whose
+    renamed type, rolled back, no catalog row written since would show)."""
+    config = write_project(
+        tmp_path / "project",
+        """
+        op.execute("CREATE TYPE mood AS ENUM ('calm', 'keen')")
+        op.execute("CREATE TABLE other (id integer PRIMARY KEY, feeling mood)")
+        op.execute("CREATE TABLE diary (id integer PRIMARY KEY, note text)")
+        op.execute("INSERT INTO other VALUES (1, 'calm')")
+        op.execute("INSERT INTO diary VALUES (1, NULL)")
+        """,
+        """
+        upgrade.runs = getattr(upgrade, "runs", 0) + 1
+        if upgrade.runs == 1:  # the first run only: the guard's second run does less
+            op.execute("ALTER TYPE mood RENAME TO temper")
+        op.drop_column("diary", "note")  # NULL only: judged by its values, so the guard runs it twice
+        """,
+    )
+    upgrade(pg_engine, config, "r1")
+    with pytest.raises(DestructiveOperation, match="changed the schema differently"):
+        upgrade(pg_engine, config)
+    assert version(pg_engine) == ["r1"]
+    with pg_engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT feeling::text FROM other").all() == [("calm",)]
+        assert connection.exec_driver_sql("SELECT id, note FROM diary").all() == [(1, None)]
