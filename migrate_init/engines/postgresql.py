@@ -684,27 +684,47 @@ ORDER BY n.nspname, c.relname, a.attnum
 # not know is read, whatever its xmin.  Each table's check is an index lookup of its
 # own pg_attribute rows, so the read costs what the table list costs, not what every
 # column does.  The horizon read here is the next read's, in the same round trip.
+# What no new row shows, the mark carries instead:
+# - a rollback (to a savepoint, or of the transaction) after a read brings back older
+#   rows, written before the horizon: the table's youngest pg_attribute xmin is kept
+#   and compared, so rows gone since are seen too;
+# - the search path format_type resolves is current_schemas(true) ("$user" under SET
+#   ROLE, pg_temp once the session has one), not the setting's text;
+# - a table's row type hides a user type of its name earlier on the path (or in
+#   pg_temp), and a type dropped stops hiding one: the types whose name another type
+#   also has are counted, and any of them written since counts as a change.
 _PG_INCREMENTAL = """
+WITH shadows AS (  -- the types whose name another type also has: which one format_type names bare
+    SELECT count(*)::text AS n, coalesce(bool_or(age(xmin) <= age(%(since)s::xid)), false) AS written
+    FROM pg_catalog.pg_type
+    WHERE typname IN (SELECT typname FROM pg_catalog.pg_type GROUP BY typname HAVING count(*) > 1)
+)
 SELECT t.relname, t.oid::bigint, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
        NOT a.attnotnull, (a.atthasdef AND NOT {generated}) OR {identity}, {generated},
        a.attnum, a.atttypid::bigint, t.nspname, t.current, t.changed,
        (SELECT mod(least(txid_snapshot_xmin(txid_current_snapshot()), txid_current_if_assigned()),
                    4294967296)::text),
-       current_setting('search_path'), (SELECT txid_current_if_assigned()), ({deferred})
+       current_schemas(true)::text, (SELECT n FROM shadows), t.youngest::text,
+       (SELECT txid_current_if_assigned()), ({deferred})
 FROM (
-    SELECT c.relname, c.oid, n.nspname, n.nspname = current_schema() AS current,
-           coalesce(c.oid::bigint <> ALL(%(known)s::bigint[]) OR age(c.xmin) <= age(%(since)s::xid)
-            OR (SELECT %(since)s::xid IS NULL OR current_setting('search_path') <> %(path)s
+    SELECT c.relname, c.oid, n.nspname, n.nspname = current_schema() AS current, y.youngest,
+           coalesce(known.id IS NULL OR known.youngest <> y.youngest::text
+            OR age(c.xmin) <= age(%(since)s::xid) OR age(y.youngest) <= age(%(since)s::xid)
+            OR (SELECT %(since)s::xid IS NULL OR current_schemas(true)::text <> %(path)s
+                        OR (SELECT n <> %(shadows)s OR written FROM shadows)
                         OR EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE age(xmin) <= age(%(since)s::xid))
                         -- a user type (an array changes with its element; a table's row type with the table)
                         OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE age(xmin) <= age(%(since)s::xid)
                                    AND typrelid = 0 AND typcategory <> 'A')
                         OR EXISTS (SELECT FROM pg_catalog.pg_class WHERE age(xmin) <= age(%(since)s::xid)
-                                   AND relkind = 'c'))  -- a composite type
-            OR (SELECT true FROM pg_catalog.pg_attribute AS f
-                WHERE f.attrelid = c.oid AND age(f.xmin) <= age(%(since)s::xid) LIMIT 1) IS NOT NULL, true) AS changed
+                                   AND relkind = 'c')), true) AS changed  -- a composite type
     FROM pg_catalog.pg_class AS c
     JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+    CROSS JOIN LATERAL (
+        SELECT f.xmin AS youngest FROM pg_catalog.pg_attribute AS f
+        WHERE f.attrelid = c.oid ORDER BY age(f.xmin) LIMIT 1
+    ) AS y
+    LEFT JOIN unnest(%(known)s::bigint[], %(youngest)s::text[]) AS known (id, youngest) ON known.id = c.oid::bigint
     WHERE c.relkind IN ('r', 'p') AND {schema}
     OFFSET 0  -- each table judged once, not once per column row below
 ) AS t
@@ -751,12 +771,22 @@ def _postgresql(
         "deferred": _PG_DEFERRED,
     }
     incremental = version >= 100000  # before 10 (no txid_current_if_assigned): read in full, every time
-    # A mark is (oid, horizon, search_path); one read's marks share the last two.
-    cached = {mark[0]: columns for mark, columns in known_columns(previous).items() if isinstance(mark, tuple)}
-    since, path = next(
-        (mark[1:] for mark in (previous.marks.values() if previous else ()) if isinstance(mark, tuple)), (None, "")
+    # A mark is (oid, horizon, search path, shadowed types, youngest catalog row); one read's marks
+    # share the middle three.
+    marked = [(mark, columns) for mark, columns in known_columns(previous).items() if isinstance(mark, tuple)]
+    cached = {mark[0]: columns for mark, columns in marked}
+    since, path, shadows = next(
+        (mark[1:4] for mark in (previous.marks.values() if previous else ()) if isinstance(mark, tuple)),
+        (None, "", ""),
     )
-    params = {"schema": schema, "known": list(cached), "since": since, "path": path}
+    params = {
+        "schema": schema,
+        "known": [mark[0] for mark, _ in marked],
+        "youngest": [mark[4] for mark, _ in marked],
+        "since": since,
+        "path": path,
+        "shadows": shadows,
+    }
     sql = (_PG_INCREMENTAL if incremental else _PG_COLUMNS).format(**parts)
     tables: dict[str, dict[str, Column]] = {}
     ids: dict[str, int] = {}
@@ -783,8 +813,8 @@ def _postgresql(
             locations[key] = (nspname, table)
             tables[key] = {}
             if incremental:
-                changed, horizon, search_path, *read = mark
-                marks[key] = (int(oid), horizon, search_path)
+                changed, horizon, search_path, shadowed, youngest, *read = mark
+                marks[key] = (int(oid), horizon, search_path, shadowed, youngest)
                 if session is None:
                     session = (read[0], _deferred_list(read[1]))
                 if not changed:  # the server sent no column of it

@@ -2,13 +2,15 @@
 
 After each migration the guard reads only the tables whose mark changed
 (SQLite: root page and CREATE text; PostgreSQL: its oid, and whether a
-transaction since the previous read wrote its pg_class or pg_attribute rows,
-a user type, a schema or the search_path) and keeps the columns of the others.  A
+transaction since the previous read wrote its pg_class or pg_attribute rows or
+took its youngest one away, a user type, a schema, the search path or a type
+sharing its name with another) and keeps the columns of the others.  A
 mark that misses a change would let a loss through, so these tests prove two
 things on the real engines: the incremental read gives exactly what a full
 read gives, change by change (on every engine, in test_engine_contract.py;
 here a schema read on its own, another schema's snapshot, a second change in
-one transaction, another session's commit and a shadowed type); and a real ``migrate.py`` run whose catalog
+one transaction, another session's commit, a shadowed type and a rollback after
+a read); and a real ``migrate.py`` run whose catalog
 cache is warm (the shipped chain, then tables and columns added elsewhere)
 still refuses a loss in an older table with exit 8 and passes the same kind
 of change when it loses nothing.  Speed is the benchmark's business (row 7),
@@ -17,6 +19,7 @@ not these tests'.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,17 +115,24 @@ def test_postgresql_change_committed_by_another_session_between_two_reads_is_see
         other.close()
 
 
-def test_postgresql_type_shadowed_on_the_search_path_is_seen(pg_connection: Any) -> None:
-    """format_type names a type by its schema once another type of that name comes first on the
-    search_path: the table's own rows are not written, the reader still reads it again."""
+def diary_of_a_type_on_the_path(pg_connection: Any, *more: str) -> Snapshot:
+    """app.diary, of the type app.mood, with app after public on the search_path; the snapshot then."""
     cursor = pg_connection.cursor()
     cursor.execute("SET search_path = public, app")
     cursor.execute("CREATE TYPE app.mood AS ENUM ('calm')")
     cursor.execute("CREATE TABLE app.diary (id integer, feeling app.mood)")
+    for statement in more:
+        cursor.execute(statement)
     pg_connection.commit()
-    before = snapshot(pg_connection, "postgresql")
+    return snapshot(pg_connection, "postgresql")
+
+
+def test_postgresql_type_shadowed_on_the_search_path_is_seen(pg_connection: Any) -> None:
+    """format_type names a type by its schema once another type of that name comes first on the
+    search_path: the table's own rows are not written, the reader still reads it again."""
+    before = diary_of_a_type_on_the_path(pg_connection)
     assert before.tables["app.diary"]["feeling"].type == "mood"
-    cursor.execute("CREATE TYPE public.mood AS ENUM ('x')")
+    pg_connection.cursor().execute("CREATE TYPE public.mood AS ENUM ('x')")
     after = snapshot(pg_connection, "postgresql", previous=before)
     assert after.tables["app.diary"]["feeling"].type == "app.mood"
     assert_same_as_a_full_read(after, snapshot(pg_connection, "postgresql"))
@@ -314,3 +324,101 @@ def test_postgresql_enum_rebuilt_under_its_name_that_keeps_the_values_passes(pg_
     assert versions(pg_url) == [LAST]
     assert query(pg_url, "SELECT id, mood::text FROM feeling ORDER BY id") == [(1, "glad"), (2, "sad"), (3, None)]
     assert query(pg_url, "SELECT enum_range(NULL::mood)::text") == [("{glad,sad,calm}",)]
+
+
+# --------------------------------------------------------------------------- what the horizon alone misses
+
+
+def test_postgresql_change_rolled_back_to_a_savepoint_after_a_read_is_seen(pg_connection: Any) -> None:
+    """A read inside a savepoint holds the savepoint's columns; rolled back, the table's rows are its
+    older ones again, written before the read's horizon, and the reader must not keep the newer."""
+    cursor = pg_connection.cursor()
+    pg_connection.commit()  # the tables' rows are older than any transaction of the reads below
+    before = snapshot(pg_connection, "postgresql")
+    cursor.execute("SAVEPOINT step")
+    cursor.execute("ALTER TABLE account DROP COLUMN name")
+    inside = snapshot(pg_connection, "postgresql", previous=before)
+    assert "name" not in inside.tables["account"]
+    cursor.execute("ROLLBACK TO SAVEPOINT step")
+    after = snapshot(pg_connection, "postgresql", previous=inside)
+    assert "name" in after.tables["account"]
+    assert_same_as_a_full_read(after, snapshot(pg_connection, "postgresql"))
+
+
+def test_postgresql_change_of_a_transaction_rolled_back_after_a_read_is_seen(pg_connection: Any) -> None:
+    """The same with the whole transaction rolled back, and the next read in a new one."""
+    cursor = pg_connection.cursor()
+    pg_connection.commit()
+    before = snapshot(pg_connection, "postgresql")
+    cursor.execute("ALTER TABLE account ALTER COLUMN email TYPE varchar(5)")
+    cursor.execute("ALTER TABLE other ALTER COLUMN label SET NOT NULL")
+    inside = snapshot(pg_connection, "postgresql", previous=before)
+    pg_connection.rollback()
+    after = snapshot(pg_connection, "postgresql", previous=inside)
+    assert after.tables["account"]["email"].type == "character varying(50)" and after.tables["other"]["label"].nullable
+    assert_same_as_a_full_read(after, snapshot(pg_connection, "postgresql"))
+
+
+def test_postgresql_table_whose_row_type_shadows_a_type_on_the_search_path_is_seen(pg_connection: Any) -> None:
+    """A table's row type is a type of its name: made earlier on the search_path, it hides a user type
+    of that name, which format_type then names by its schema; only the new table's rows are written."""
+    before = diary_of_a_type_on_the_path(pg_connection)
+    assert before.tables["app.diary"]["feeling"].type == "mood"
+    cursor = pg_connection.cursor()
+    cursor.execute("CREATE TABLE public.mood (id integer)")
+    made = snapshot(pg_connection, "postgresql", previous=before)
+    assert made.tables["app.diary"]["feeling"].type == "app.mood"
+    assert_same_as_a_full_read(made, snapshot(pg_connection, "postgresql"))
+    cursor.execute("ALTER TABLE public.mood RENAME TO weather")
+    renamed = snapshot(pg_connection, "postgresql", previous=made)
+    assert_same_as_a_full_read(renamed, snapshot(pg_connection, "postgresql"))
+    assert renamed.tables["app.diary"]["feeling"].type == "mood"
+
+
+def test_postgresql_temporary_table_whose_row_type_shadows_a_type_is_seen(pg_connection: Any) -> None:
+    """pg_temp comes first on every search_path for types: a temporary table hides a type of its name."""
+    cursor = pg_connection.cursor()
+    cursor.execute("CREATE TYPE mood AS ENUM ('calm')")
+    cursor.execute("CREATE TABLE diary (id integer, feeling mood)")
+    cursor.execute("CREATE TEMPORARY TABLE scratch (id integer)")  # the session's pg_temp schema exists
+    pg_connection.commit()
+    before = snapshot(pg_connection, "postgresql")
+    cursor.execute("CREATE TEMPORARY TABLE mood (id integer)")
+    after = snapshot(pg_connection, "postgresql", previous=before)
+    assert after.tables["diary"]["feeling"].type == "public.mood"
+    assert_same_as_a_full_read(after, snapshot(pg_connection, "postgresql"))
+
+
+def test_postgresql_type_dropped_that_shadowed_another_is_seen(pg_connection: Any) -> None:
+    """A type dropped writes no row, it deletes one: the type of that name it hid is named bare again."""
+    before = diary_of_a_type_on_the_path(pg_connection, "CREATE TYPE public.mood AS ENUM ('x')")
+    assert before.tables["app.diary"]["feeling"].type == "app.mood"
+    pg_connection.cursor().execute("DROP TYPE public.mood")
+    after = snapshot(pg_connection, "postgresql", previous=before)
+    assert after.tables["app.diary"]["feeling"].type == "mood"
+    assert_same_as_a_full_read(after, snapshot(pg_connection, "postgresql"))
+
+
+def test_postgresql_role_changed_under_a_user_search_path_is_seen(pg_connection: Any) -> None:
+    """The search_path's text stays "$user", public under SET ROLE; the schemas it names do not."""
+    cursor = pg_connection.cursor()
+    role = f"s9_{uuid.uuid4().hex[:12]}"
+    cursor.execute(f"CREATE ROLE {role}")
+    cursor.execute(f"CREATE SCHEMA {role} AUTHORIZATION {role}")
+    cursor.execute(f"CREATE TYPE {role}.mood AS ENUM ('calm')")
+    cursor.execute(f"CREATE TABLE {role}.diary (id integer, feeling {role}.mood)")
+    cursor.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+    pg_connection.commit()
+    try:
+        before = snapshot(pg_connection, "postgresql")
+        assert before.tables[f"{role}.diary"]["feeling"].type == f"{role}.mood"
+        cursor.execute(f"SET LOCAL ROLE {role}")
+        after = snapshot(pg_connection, "postgresql", previous=before)
+        assert after.tables["diary"]["feeling"].type == "mood"
+        assert_same_as_a_full_read(after, snapshot(pg_connection, "postgresql"))
+    finally:
+        pg_connection.rollback()
+        cursor.execute(f"DROP SCHEMA {role} CASCADE")
+        cursor.execute(f"REVOKE ALL ON SCHEMA public FROM {role}")
+        cursor.execute(f"DROP ROLE {role}")
+        pg_connection.commit()
