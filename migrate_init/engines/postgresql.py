@@ -691,33 +691,37 @@ ORDER BY n.nspname, c.relname, a.attnum
 # - the search path format_type resolves is current_schemas(true) ("$user" under SET
 #   ROLE, pg_temp once the session has one), not the setting's text;
 # - a table's row type hides a user type of its name earlier on the path (or in
-#   pg_temp), and a type dropped stops hiding one: the types whose name another type
-#   also has are counted, and any of them written since counts as a change.
+#   pg_temp): the types whose name another type also has are watched with the user
+#   types, the schemas and the composite types; their count and youngest row are kept,
+#   so one dropped, or one rolled back, counts as a change too.
 _PG_INCREMENTAL = """
-WITH shadows AS (  -- the types whose name another type also has: which one format_type names bare
-    SELECT count(*)::text AS n, coalesce(bool_or(age(xmin) <= age(%(since)s::xid)), false) AS written
-    FROM pg_catalog.pg_type
-    WHERE typname IN (SELECT typname FROM pg_catalog.pg_type GROUP BY typname HAVING count(*) > 1)
+WITH watched AS (  -- the rows format_type names a column's type by, but a table's own
+    SELECT xmin FROM pg_catalog.pg_namespace
+    UNION ALL  -- a user type (an array changes with its element; a table's row type with the table), or
+               -- a type whose name another type also has (a table's row type can hide a user type)
+    SELECT xmin FROM pg_catalog.pg_type
+    WHERE (typrelid = 0 AND typcategory <> 'A')
+       OR typname IN (SELECT typname FROM pg_catalog.pg_type GROUP BY typname HAVING count(*) > 1)
+    UNION ALL
+    SELECT xmin FROM pg_catalog.pg_class WHERE relkind = 'c'  -- a composite type
+), globals AS (  -- how many, and the youngest: a row dropped, or one rolled back, changes either
+    SELECT (SELECT count(*) FROM watched) || ':'
+           || coalesce((SELECT xmin FROM watched ORDER BY age(xmin) LIMIT 1)::text, '') AS mark,
+           EXISTS (SELECT FROM watched WHERE age(xmin) <= age(%(since)s::xid)) AS written
 )
 SELECT t.relname, t.oid::bigint, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
        NOT a.attnotnull, (a.atthasdef AND NOT {generated}) OR {identity}, {generated},
        a.attnum, a.atttypid::bigint, t.nspname, t.current, t.changed,
        (SELECT mod(least(txid_snapshot_xmin(txid_current_snapshot()), txid_current_if_assigned()),
                    4294967296)::text),
-       current_schemas(true)::text, (SELECT n FROM shadows), t.youngest::text,
+       current_schemas(true)::text, (SELECT mark FROM globals), t.youngest::text,
        (SELECT txid_current_if_assigned()), ({deferred})
 FROM (
     SELECT c.relname, c.oid, n.nspname, n.nspname = current_schema() AS current, y.youngest,
            coalesce(known.id IS NULL OR known.youngest <> y.youngest::text
             OR age(c.xmin) <= age(%(since)s::xid) OR age(y.youngest) <= age(%(since)s::xid)
             OR (SELECT %(since)s::xid IS NULL OR current_schemas(true)::text <> %(path)s
-                        OR (SELECT n <> %(shadows)s OR written FROM shadows)
-                        OR EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE age(xmin) <= age(%(since)s::xid))
-                        -- a user type (an array changes with its element; a table's row type with the table)
-                        OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE age(xmin) <= age(%(since)s::xid)
-                                   AND typrelid = 0 AND typcategory <> 'A')
-                        OR EXISTS (SELECT FROM pg_catalog.pg_class WHERE age(xmin) <= age(%(since)s::xid)
-                                   AND relkind = 'c')), true) AS changed  -- a composite type
+                        OR mark <> %(globals)s OR written FROM globals), true) AS changed
     FROM pg_catalog.pg_class AS c
     JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
     CROSS JOIN LATERAL (
@@ -771,11 +775,11 @@ def _postgresql(
         "deferred": _PG_DEFERRED,
     }
     incremental = version >= 100000  # before 10 (no txid_current_if_assigned): read in full, every time
-    # A mark is (oid, horizon, search path, shadowed types, youngest catalog row); one read's marks
+    # A mark is (oid, horizon, search path, types and schemas, youngest pg_attribute row); one read's marks
     # share the middle three.
     marked = [(mark, columns) for mark, columns in known_columns(previous).items() if isinstance(mark, tuple)]
     cached = {mark[0]: columns for mark, columns in marked}
-    since, path, shadows = next(
+    since, path, globals_ = next(
         (mark[1:4] for mark in (previous.marks.values() if previous else ()) if isinstance(mark, tuple)),
         (None, "", ""),
     )
@@ -785,7 +789,7 @@ def _postgresql(
         "youngest": [mark[4] for mark, _ in marked],
         "since": since,
         "path": path,
-        "shadows": shadows,
+        "globals": globals_,
     }
     sql = (_PG_INCREMENTAL if incremental else _PG_COLUMNS).format(**parts)
     tables: dict[str, dict[str, Column]] = {}
@@ -813,8 +817,8 @@ def _postgresql(
             locations[key] = (nspname, table)
             tables[key] = {}
             if incremental:
-                changed, horizon, search_path, shadowed, youngest, *read = mark
-                marks[key] = (int(oid), horizon, search_path, shadowed, youngest)
+                changed, horizon, search_path, types, youngest, *read = mark
+                marks[key] = (int(oid), horizon, search_path, types, youngest)
                 if session is None:
                     session = (read[0], _deferred_list(read[1]))
                 if not changed:  # the server sent no column of it

@@ -422,3 +422,29 @@ def test_postgresql_role_changed_under_a_user_search_path_is_seen(pg_connection:
         cursor.execute(f"REVOKE ALL ON SCHEMA public FROM {role}")
         cursor.execute(f"DROP ROLE {role}")
         pg_connection.commit()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "ALTER TYPE app.mood RENAME TO temper",
+        "CREATE SCHEMA zoo; ALTER TYPE app.mood SET SCHEMA zoo",
+        "ALTER SCHEMA app RENAME TO books",
+        "CREATE TYPE public.mood AS ENUM ('x')",
+        "DROP TYPE app.mood CASCADE",
+        "SET LOCAL search_path = public",
+    ],
+)
+def test_postgresql_type_or_schema_change_rolled_back_after_a_read_is_seen(pg_connection: Any, change: str) -> None:
+    """Rolled back, a type's or a schema's older row is back, written before the horizon: what every
+    column's type is named by changed again with no new row."""
+    before = diary_of_a_type_on_the_path(pg_connection)
+    cursor = pg_connection.cursor()
+    cursor.execute("SAVEPOINT step")
+    cursor.execute(change)
+    inside = snapshot(pg_connection, "postgresql", previous=before)
+    assert_same_as_a_full_read(inside, snapshot(pg_connection, "postgresql"))
+    cursor.execute("ROLLBACK TO SAVEPOINT step")
+    after = snapshot(pg_connection, "postgresql", previous=inside)
+    assert_same_as_a_full_read(after, before)
+    assert_same_as_a_full_read(after, snapshot(pg_connection, "postgresql"))
