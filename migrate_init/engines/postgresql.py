@@ -690,18 +690,18 @@ ORDER BY n.nspname, c.relname, a.attnum
 #   and compared, so rows gone since are seen too;
 # - the search path format_type resolves is current_schemas(true) ("$user" under SET
 #   ROLE, pg_temp once the session has one), not the setting's text;
-# - a table's row type hides a user type of its name earlier on the path (or in
-#   pg_temp): the types whose name another type also has are watched with the user
-#   types, the schemas and the composite types; their count and youngest row are kept,
-#   so one dropped, or one rolled back, counts as a change too.
+# - a table's row type hides a user (or built-in) type of its name earlier on the path
+#   (or in pg_temp): the row types of such a name are watched with the user types, the
+#   schemas and the composite types; their count and youngest row are kept, so one
+#   dropped, or one rolled back, counts as a change too.
 _PG_INCREMENTAL = """
 WITH watched AS (  -- the rows format_type names a column's type by, but a table's own
     SELECT xmin FROM pg_catalog.pg_namespace
-    UNION ALL  -- a user type (an array changes with its element; a table's row type with the table), or
-               -- a type whose name another type also has (a table's row type can hide a user type)
+    UNION ALL  -- a user type (an array changes with its element; a table's row type with the table), and
+               -- a table's row type of such a type's name, which hides it earlier on the path
     SELECT xmin FROM pg_catalog.pg_type
     WHERE (typrelid = 0 AND typcategory <> 'A')
-       OR typname IN (SELECT typname FROM pg_catalog.pg_type GROUP BY typname HAVING count(*) > 1)
+       OR typname IN (SELECT typname FROM pg_catalog.pg_type WHERE typrelid = 0 AND typcategory <> 'A')
     UNION ALL
     SELECT xmin FROM pg_catalog.pg_class WHERE relkind = 'c'  -- a composite type
 ), globals AS (  -- how many, and the youngest: a row dropped, or one rolled back, changes either
