@@ -448,3 +448,37 @@ def test_postgresql_type_or_schema_change_rolled_back_after_a_read_is_seen(pg_co
     after = snapshot(pg_connection, "postgresql", previous=inside)
     assert_same_as_a_full_read(after, before)
     assert_same_as_a_full_read(after, snapshot(pg_connection, "postgresql"))
+
+
+# --------------------------------------------------------------------------- migrate.py, a rollback the guard made
+
+# The guard rolls a migration back to its savepoint to read the values it held, then runs it
+# again. A migration that does its change only once (a sequence is not rolled back) leaves the
+# table as it was; the guard's next read must see that, not keep the columns it read in between:
+# the data copied into the column that is back, and then dropped, would be lost with exit 0.
+ONCE = """
+if op.get_bind().exec_driver_sql("SELECT nextval('runs')").scalar() == 1:
+    op.drop_column("ledger", "spare")
+"""
+
+
+def test_postgresql_change_that_only_its_first_run_made_is_not_kept_by_the_guard(pg_url: str, tmp_path: Path) -> None:
+    chain = Chain(tmp_path / "migrations")
+    chain.add(
+        LEDGER,
+        """
+op.execute("CREATE SEQUENCE runs")
+op.execute("CREATE TABLE ledger (id integer PRIMARY KEY, note text, spare text)")
+op.execute("INSERT INTO ledger (id, note) VALUES (1, 'kept'), (2, NULL)")
+""",
+        name="ledger",
+    )
+    chain.add(ELSEWHERE[0], ONCE, name="once")
+    chain.add(ELSEWHERE[1], """op.execute("UPDATE ledger SET spare = 'only here'")""", name="fill")
+    chain.add(LAST, 'op.drop_column("ledger", "spare")', name="last")
+    result = run_chain(pg_url, tmp_path, chain)
+    # Refused where the second run did not do what the first did (before the fix: exit 0, spare gone).
+    assert result.code == 8, result.out
+    assert f"Migration {ELSEWHERE[0]} (" in result.out and "changed the schema differently" in result.out, result.out
+    assert versions(pg_url) == [LEDGER]
+    assert query(pg_url, "SELECT id, note, spare FROM ledger ORDER BY id") == [(1, "kept", None), (2, None, None)]
