@@ -693,7 +693,9 @@ ORDER BY n.nspname, c.relname, a.attnum
 # - a table's row type hides a user (or built-in) type of its name earlier on the path
 #   (or in pg_temp): the row types of such a name are watched with the user types, the
 #   schemas and the composite types; their count and youngest row are kept, so one
-#   dropped, or one rolled back, counts as a change too.
+#   dropped, or one rolled back, counts as a change too;
+# - a column of a table's (or a view's) row type is named by that relation's name: the
+#   row types (and arrays) that a column is of (pg_depend) are watched too.
 _PG_INCREMENTAL = """
 WITH watched AS (  -- the rows format_type names a column's type by, but a table's own
     SELECT xmin FROM pg_catalog.pg_namespace
@@ -704,6 +706,10 @@ WITH watched AS (  -- the rows format_type names a column's type by, but a table
        OR typname IN (SELECT typname FROM pg_catalog.pg_type WHERE typrelid = 0 AND typcategory <> 'A')
     UNION ALL
     SELECT xmin FROM pg_catalog.pg_class WHERE relkind = 'c'  -- a composite type
+    UNION ALL  -- a table's or a view's row type (or an array) a column is of: renamed or moved with it
+    SELECT t.xmin FROM pg_catalog.pg_depend AS d JOIN pg_catalog.pg_type AS t ON t.oid = d.refobjid
+    WHERE d.refclassid = 'pg_catalog.pg_type'::regclass AND d.classid = 'pg_catalog.pg_class'::regclass
+      AND d.objsubid > 0 AND (t.typrelid <> 0 OR t.typcategory = 'A')
 ), globals AS (  -- how many, and the youngest: a row dropped, or one rolled back, changes either
     SELECT (SELECT count(*) FROM watched) || ':'
            || coalesce((SELECT xmin FROM watched ORDER BY age(xmin) LIMIT 1)::text, '') AS mark,

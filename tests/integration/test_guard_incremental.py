@@ -450,6 +450,31 @@ def test_postgresql_type_or_schema_change_rolled_back_after_a_read_is_seen(pg_co
     assert_same_as_a_full_read(after, snapshot(pg_connection, "postgresql"))
 
 
+@pytest.mark.parametrize(
+    ("kind", "change"),
+    [
+        ("other", "ALTER TABLE other RENAME TO renamed"),
+        ("other[]", "ALTER TABLE other SET SCHEMA app"),
+        ("app.ledger", "ALTER SCHEMA app RENAME TO books"),
+        ("shown", "ALTER VIEW shown RENAME TO seen"),
+    ],
+)
+def test_postgresql_column_of_a_row_type_whose_relation_is_renamed_is_seen(
+    pg_connection: Any, kind: str, change: str
+) -> None:
+    """A table's or a view's row type is named by the relation: renamed or moved, it renames the type
+    of a column in another table, whose own rows are not written."""
+    cursor = pg_connection.cursor()
+    cursor.execute("CREATE VIEW shown AS SELECT 1 AS one")
+    cursor.execute(f"CREATE TABLE holder (id integer, held {kind})")
+    pg_connection.commit()
+    before = snapshot(pg_connection, "postgresql")
+    cursor.execute(change)
+    after = snapshot(pg_connection, "postgresql", previous=before)
+    assert after.tables["holder"]["held"].type != before.tables["holder"]["held"].type
+    assert_same_as_a_full_read(after, snapshot(pg_connection, "postgresql"))
+
+
 # --------------------------------------------------------------------------- migrate.py, a rollback the guard made
 
 # The guard rolls a migration back to its savepoint to read the values it held, then runs it
