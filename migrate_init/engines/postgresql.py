@@ -691,25 +691,30 @@ ORDER BY n.nspname, c.relname, a.attnum
 # - the search path format_type resolves is current_schemas(true) ("$user" under SET
 #   ROLE, pg_temp once the session has one), not the setting's text;
 # - a table's row type hides a user (or built-in) type of its name earlier on the path
-#   (or in pg_temp): the row types of such a name are watched with the user types, the
-#   schemas and the composite types; their count and youngest row are kept, so one
-#   dropped, or one rolled back, counts as a change too;
-# - a column of a table's (or a view's) row type is named by that relation's name: the
-#   row types (and arrays) that a column is of (pg_depend) are watched too.
+#   (or in pg_temp), and a column of a table's (or a view's) row type is named by the
+#   relation: every type named like a user type or like a type some column is of
+#   (pg_depend) is watched with the user types, the schemas and the composite types;
+#   their count and youngest row are kept, so one dropped, or one rolled back, counts
+#   as a change too.
 _PG_INCREMENTAL = """
-WITH watched AS (  -- the rows format_type names a column's type by, but a table's own
+WITH named AS (  -- the names a type a column is of can be hidden by (format_type names it by schema then):
+    -- a user type's, and a type's some column is of (pg_depend; an array's, its element's)
+    SELECT typname FROM pg_catalog.pg_type WHERE typrelid = 0 AND typcategory <> 'A'
+    UNION ALL
+    SELECT coalesce(e.typname, t.typname)
+    FROM pg_catalog.pg_depend AS d
+    JOIN pg_catalog.pg_type AS t ON t.oid = d.refobjid
+    LEFT JOIN pg_catalog.pg_type AS e ON e.oid = t.typelem AND t.typcategory = 'A'
+    WHERE d.refclassid = 'pg_catalog.pg_type'::regclass AND d.classid = 'pg_catalog.pg_class'::regclass
+      AND d.objsubid > 0
+), watched AS (  -- the rows format_type names a column's type by, but a table's own
     SELECT xmin FROM pg_catalog.pg_namespace
-    UNION ALL  -- a user type (an array changes with its element; a table's row type with the table), and
-               -- a table's row type of such a type's name, which hides it earlier on the path
+    UNION ALL  -- a user type (an array changes with its element), and any type of a name above: a
+               -- table's row type of that name, which hides it earlier on the path or is renamed with it
     SELECT xmin FROM pg_catalog.pg_type
-    WHERE (typrelid = 0 AND typcategory <> 'A')
-       OR typname IN (SELECT typname FROM pg_catalog.pg_type WHERE typrelid = 0 AND typcategory <> 'A')
+    WHERE (typrelid = 0 AND typcategory <> 'A') OR typname IN (SELECT typname FROM named)
     UNION ALL
     SELECT xmin FROM pg_catalog.pg_class WHERE relkind = 'c'  -- a composite type
-    UNION ALL  -- a table's or a view's row type (or an array) a column is of: renamed or moved with it
-    SELECT t.xmin FROM pg_catalog.pg_depend AS d JOIN pg_catalog.pg_type AS t ON t.oid = d.refobjid
-    WHERE d.refclassid = 'pg_catalog.pg_type'::regclass AND d.classid = 'pg_catalog.pg_class'::regclass
-      AND d.objsubid > 0 AND (t.typrelid <> 0 OR t.typcategory = 'A')
 ), globals AS (  -- how many, and the youngest: a row dropped, or one rolled back, changes either
     SELECT (SELECT count(*) FROM watched) || ':'
            || coalesce((SELECT xmin FROM watched ORDER BY age(xmin) LIMIT 1)::text, '') AS mark,

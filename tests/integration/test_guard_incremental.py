@@ -475,6 +475,22 @@ def test_postgresql_column_of_a_row_type_whose_relation_is_renamed_is_seen(
     assert_same_as_a_full_read(after, snapshot(pg_connection, "postgresql"))
 
 
+def test_postgresql_column_of_a_row_type_hidden_by_a_new_table_of_its_name_is_seen(pg_connection: Any) -> None:
+    """A table made earlier on the search_path hides another table's row type of its name, which a
+    column elsewhere is of: neither that column's table nor the hidden type is written."""
+    cursor = pg_connection.cursor()
+    cursor.execute("SET search_path = public, app")
+    cursor.execute("CREATE TABLE app.thing (id integer)")
+    cursor.execute("CREATE TABLE app.holder (id integer, held app.thing)")
+    pg_connection.commit()
+    before = snapshot(pg_connection, "postgresql")
+    assert before.tables["app.holder"]["held"].type == "thing"
+    cursor.execute("CREATE TABLE public.thing (id integer)")
+    after = snapshot(pg_connection, "postgresql", previous=before)
+    assert after.tables["app.holder"]["held"].type == "app.thing"
+    assert_same_as_a_full_read(after, snapshot(pg_connection, "postgresql"))
+
+
 # --------------------------------------------------------------------------- migrate.py, a rollback the guard made
 
 # The guard rolls a migration back to its savepoint to read the values it held, then runs it
