@@ -684,27 +684,62 @@ ORDER BY n.nspname, c.relname, a.attnum
 # not know is read, whatever its xmin.  Each table's check is an index lookup of its
 # own pg_attribute rows, so the read costs what the table list costs, not what every
 # column does.  The horizon read here is the next read's, in the same round trip.
+# What no new row shows, the mark carries instead:
+# - a rollback (to a savepoint, or of the transaction) after a read brings back older
+#   rows, written before the horizon: the table's youngest pg_attribute xmin is kept
+#   and compared, so rows gone since are seen too;
+# - the search path format_type resolves is current_schemas(true) ("$user" under SET
+#   ROLE, pg_temp once the session has one), not the setting's text;
+# - a table's row type hides a user (or built-in) type of its name earlier on the path
+#   (or in pg_temp), and a column of a table's (or a view's) row type is named by the
+#   relation: every type named like a user type or like a type some column is of
+#   (pg_depend) is watched with the user types, the schemas and the composite types;
+#   their count and youngest row are kept, so one dropped, or one rolled back, counts
+#   as a change too.
 _PG_INCREMENTAL = """
+WITH named AS (  -- the names a type a column is of can be hidden by (format_type names it by schema then):
+    -- a user type's, and a type's some column is of (pg_depend; an array's, its element's)
+    SELECT typname FROM pg_catalog.pg_type WHERE typrelid = 0 AND typcategory <> 'A'
+    UNION ALL
+    SELECT coalesce(e.typname, t.typname)
+    FROM pg_catalog.pg_depend AS d
+    JOIN pg_catalog.pg_type AS t ON t.oid = d.refobjid
+    LEFT JOIN pg_catalog.pg_type AS e ON e.oid = t.typelem AND t.typcategory = 'A'
+    WHERE d.refclassid = 'pg_catalog.pg_type'::regclass AND d.classid = 'pg_catalog.pg_class'::regclass
+      AND d.objsubid > 0
+), watched AS (  -- the rows format_type names a column's type by, but a table's own
+    SELECT xmin FROM pg_catalog.pg_namespace
+    UNION ALL  -- a user type (an array changes with its element), and any type of a name above: a
+               -- table's row type of that name, which hides it earlier on the path or is renamed with it
+    SELECT xmin FROM pg_catalog.pg_type
+    WHERE (typrelid = 0 AND typcategory <> 'A') OR typname IN (SELECT typname FROM named)
+    UNION ALL
+    SELECT xmin FROM pg_catalog.pg_class WHERE relkind = 'c'  -- a composite type
+), globals AS (  -- how many, and the youngest: a row dropped, or one rolled back, changes either
+    SELECT (SELECT count(*) FROM watched) || ':'
+           || coalesce((SELECT xmin FROM watched ORDER BY age(xmin) LIMIT 1)::text, '') AS mark,
+           EXISTS (SELECT FROM watched WHERE age(xmin) <= age(%(since)s::xid)) AS written
+)
 SELECT t.relname, t.oid::bigint, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
        NOT a.attnotnull, (a.atthasdef AND NOT {generated}) OR {identity}, {generated},
        a.attnum, a.atttypid::bigint, t.nspname, t.current, t.changed,
        (SELECT mod(least(txid_snapshot_xmin(txid_current_snapshot()), txid_current_if_assigned()),
                    4294967296)::text),
-       current_setting('search_path'), (SELECT txid_current_if_assigned()), ({deferred})
+       current_schemas(true)::text, (SELECT mark FROM globals), t.youngest::text,
+       (SELECT txid_current_if_assigned()), ({deferred})
 FROM (
-    SELECT c.relname, c.oid, n.nspname, n.nspname = current_schema() AS current,
-           coalesce(c.oid::bigint <> ALL(%(known)s::bigint[]) OR age(c.xmin) <= age(%(since)s::xid)
-            OR (SELECT %(since)s::xid IS NULL OR current_setting('search_path') <> %(path)s
-                        OR EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE age(xmin) <= age(%(since)s::xid))
-                        -- a user type (an array changes with its element; a table's row type with the table)
-                        OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE age(xmin) <= age(%(since)s::xid)
-                                   AND typrelid = 0 AND typcategory <> 'A')
-                        OR EXISTS (SELECT FROM pg_catalog.pg_class WHERE age(xmin) <= age(%(since)s::xid)
-                                   AND relkind = 'c'))  -- a composite type
-            OR (SELECT true FROM pg_catalog.pg_attribute AS f
-                WHERE f.attrelid = c.oid AND age(f.xmin) <= age(%(since)s::xid) LIMIT 1) IS NOT NULL, true) AS changed
+    SELECT c.relname, c.oid, n.nspname, n.nspname = current_schema() AS current, y.youngest,
+           coalesce(known.id IS NULL OR known.youngest <> y.youngest::text
+            OR age(c.xmin) <= age(%(since)s::xid) OR age(y.youngest) <= age(%(since)s::xid)
+            OR (SELECT %(since)s::xid IS NULL OR current_schemas(true)::text <> %(path)s
+                        OR mark <> %(globals)s OR written FROM globals), true) AS changed
     FROM pg_catalog.pg_class AS c
     JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+    CROSS JOIN LATERAL (
+        SELECT f.xmin AS youngest FROM pg_catalog.pg_attribute AS f
+        WHERE f.attrelid = c.oid ORDER BY age(f.xmin) LIMIT 1
+    ) AS y
+    LEFT JOIN unnest(%(known)s::bigint[], %(youngest)s::text[]) AS known (id, youngest) ON known.id = c.oid::bigint
     WHERE c.relkind IN ('r', 'p') AND {schema}
     OFFSET 0  -- each table judged once, not once per column row below
 ) AS t
@@ -751,12 +786,22 @@ def _postgresql(
         "deferred": _PG_DEFERRED,
     }
     incremental = version >= 100000  # before 10 (no txid_current_if_assigned): read in full, every time
-    # A mark is (oid, horizon, search_path); one read's marks share the last two.
-    cached = {mark[0]: columns for mark, columns in known_columns(previous).items() if isinstance(mark, tuple)}
-    since, path = next(
-        (mark[1:] for mark in (previous.marks.values() if previous else ()) if isinstance(mark, tuple)), (None, "")
+    # A mark is (oid, horizon, search path, types and schemas, youngest pg_attribute row); one read's marks
+    # share the middle three.
+    marked = [(mark, columns) for mark, columns in known_columns(previous).items() if isinstance(mark, tuple)]
+    cached = {mark[0]: columns for mark, columns in marked}
+    since, path, globals_ = next(
+        (mark[1:4] for mark in (previous.marks.values() if previous else ()) if isinstance(mark, tuple)),
+        (None, "", ""),
     )
-    params = {"schema": schema, "known": list(cached), "since": since, "path": path}
+    params = {
+        "schema": schema,
+        "known": [mark[0] for mark, _ in marked],
+        "youngest": [mark[4] for mark, _ in marked],
+        "since": since,
+        "path": path,
+        "globals": globals_,
+    }
     sql = (_PG_INCREMENTAL if incremental else _PG_COLUMNS).format(**parts)
     tables: dict[str, dict[str, Column]] = {}
     ids: dict[str, int] = {}
@@ -783,8 +828,8 @@ def _postgresql(
             locations[key] = (nspname, table)
             tables[key] = {}
             if incremental:
-                changed, horizon, search_path, *read = mark
-                marks[key] = (int(oid), horizon, search_path)
+                changed, horizon, search_path, types, youngest, *read = mark
+                marks[key] = (int(oid), horizon, search_path, types, youngest)
                 if session is None:
                     session = (read[0], _deferred_list(read[1]))
                 if not changed:  # the server sent no column of it
