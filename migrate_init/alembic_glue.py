@@ -379,6 +379,7 @@ class Progress:
         self.checkpoint = checkpoint
         self.count = 0
         self._guard_begun = False
+        self._guard_again = False
         self._capture_off = False
         self._marks = (0, 0)
         self.running: Script | None = None
@@ -389,17 +390,27 @@ class Progress:
         #: The dry run's SQL, per revision, in order.
         self.statements: dict[str, list[str]] = {}
 
+    def rolled_back(self) -> None:
+        """The running migration's transaction was rolled back and it will run again (a DDL lock retry).
+
+        Its [k/N] is counted again, and the guard reads the catalog afresh: what it read inside the
+        transaction that is gone is no state to judge the next run against.
+        """
+        self.count -= 1
+        self.running = None
+        self._guard_again = self._guard_begun
+
     def starting(self, step: RevisionStep, connection: Connection | None) -> None:
         if self.checkpoint is not None:
             self.checkpoint()  # between migrations: the previous one has committed
-        if self.guard is not None and not self._guard_begun and connection is not None:
+        if self.guard is not None and (self._guard_again or not self._guard_begun) and connection is not None:
             # The catalog the first migration is judged against, taken on the
             # connection env.py was made to use, after configure().
             self.guard.begin(connection, connection.dialect.name)
-            self._guard_begun = True
-            if progress_record.needed(connection):
+            if progress_record.needed(connection) and not self._guard_begun:
                 # DDL commits at once here: each statement is judged before it runs.
                 event.listen(connection, "before_cursor_execute", self.before_statement)
+            self._guard_begun, self._guard_again = True, False
         script = step.revision
         if connection is not None and not self.dry_run and progress_record.needed(connection):
             # DDL commits statement by statement here: say, committed, which revision is under way.

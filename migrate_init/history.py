@@ -95,6 +95,7 @@ class Recorder:
 
     def __init__(self, cfg: Config, checksums: dict[str, str]) -> None:
         self.image_revision = cfg.image_revision
+        self.ddl_lock_timeout = cfg.ddl_lock_timeout
         # In Kubernetes the host name is the pod's name.
         self.host = socket.gethostname()[:255]
         self.checksums = checksums
@@ -172,6 +173,8 @@ class Recorder:
             return
         try:
             with engine.begin() as connection:
+                if self.ddl_lock_timeout > 0:  # an app's lock on the table must not hold the failure's report
+                    engines.of_connection(connection).ddl_transaction(connection, self.ddl_lock_timeout)
                 connection.exec_driver_sql(create_sql(connection.dialect.name))
                 self.write(connection, revision, kind, outcome=outcome, detail=detail)
         except Exception as exc:

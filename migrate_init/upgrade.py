@@ -435,8 +435,7 @@ def _upgrade(run: Run, loaded: Loaded, engine: Any, progress: Any, destinations:
                         revision=exc.revision,
                         retry=retries,
                     )
-                    progress.count -= 1  # the same migration runs again: same [k/N]
-                    progress.running = None
+                    progress.rolled_back()  # the same migration runs again: same [k/N], the catalog read anew
                     retry.sleep(delay, checkpoint=watchdog.checkpoint)
             if connection.in_transaction():
                 connection.commit()

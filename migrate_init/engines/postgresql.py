@@ -672,67 +672,36 @@ ORDER BY n.nspname, c.relname, a.attnum
 
 
 # The incremental read (issue 27), one round trip: every table, and the columns of only
-# those that may have changed since the previous read.  A catalog row's xmin is the
-# transaction that wrote it, so a table changed since then has a pg_class or
-# pg_attribute row (a dropped column's too: attisdropped is an update) written by a
-# transaction at or after the previous read's horizon: the oldest transaction still in
-# progress then, or this session's own, whichever is older (least(): a snapshot's xmin
-# need not count one's own).  age() compares xids across wraparound, and the xmin of a frozen row ages
-# past any horizon.  What a column's type is read as (format_type) also hangs on
-# pg_type, pg_namespace and search_path: a user type or a schema written since, or
-# another search_path, makes every table read again.  A table the previous read did
-# not know is read, whatever its xmin.  Each table's check is an index lookup of its
-# own pg_attribute rows, so the read costs what the table list costs, not what every
+# those that may have changed since the previous read.  Everything a column is read from
+# but its type's name is a pg_attribute value, and a catalog row's xmin is the transaction
+# that wrote it: a table changed since has a pg_class or pg_attribute row (a dropped
+# column's too: attisdropped is an update) written by a transaction at or after the
+# previous read's horizon (the oldest transaction still in progress then, or this
+# session's own, whichever is older: least(), as a snapshot's xmin need not count one's
+# own; age() compares xids across wraparound).  A rollback after a read brings back older
+# rows instead: the table's youngest pg_attribute xmin is kept in its mark, so one that
+# is gone shows too.  A table the previous read did not know is read, whatever its xmin.
+# The type's name (format_type) hangs on more than the column's row: pg_type and
+# pg_namespace, the search path (current_schemas(true): "$user" under SET ROLE), another
+# type or a table's row type of the same name hiding it, the relation of a row type.
+# Rather than watch all of that, the names are computed again, each read, for the
+# (type, typmod) pairs the kept columns have (a few dozen at most): exact, whatever
+# renamed, hid, unhid or rolled back a type.  Each table's check is one index lookup of
+# its own pg_attribute rows, so the read costs what the table list costs, not what every
 # column does.  The horizon read here is the next read's, in the same round trip.
-# What no new row shows, the mark carries instead:
-# - a rollback (to a savepoint, or of the transaction) after a read brings back older
-#   rows, written before the horizon: the table's youngest pg_attribute xmin is kept
-#   and compared, so rows gone since are seen too;
-# - the search path format_type resolves is current_schemas(true) ("$user" under SET
-#   ROLE, pg_temp once the session has one), not the setting's text;
-# - a table's row type hides a user (or built-in) type of its name earlier on the path
-#   (or in pg_temp), and a column of a table's (or a view's) row type is named by the
-#   relation: every type named like a user type or like a type some column is of
-#   (pg_depend) is watched with the user types, the schemas and the composite types;
-#   their count and youngest row are kept, so one dropped, or one rolled back, counts
-#   as a change too.
 _PG_INCREMENTAL = """
-WITH named AS (  -- the names a type a column is of can be hidden by (format_type names it by schema then):
-    -- a user type's, and a type's some column is of (pg_depend; an array's, its element's)
-    SELECT typname FROM pg_catalog.pg_type WHERE typrelid = 0 AND typcategory <> 'A'
-    UNION ALL
-    SELECT coalesce(e.typname, t.typname)
-    FROM pg_catalog.pg_depend AS d
-    JOIN pg_catalog.pg_type AS t ON t.oid = d.refobjid
-    LEFT JOIN pg_catalog.pg_type AS e ON e.oid = t.typelem AND t.typcategory = 'A'
-    WHERE d.refclassid = 'pg_catalog.pg_type'::regclass AND d.classid = 'pg_catalog.pg_class'::regclass
-      AND d.objsubid > 0
-), watched AS (  -- the rows format_type names a column's type by, but a table's own
-    SELECT xmin FROM pg_catalog.pg_namespace
-    UNION ALL  -- a user type (an array changes with its element), and any type of a name above: a
-               -- table's row type of that name, which hides it earlier on the path or is renamed with it
-    SELECT xmin FROM pg_catalog.pg_type
-    WHERE (typrelid = 0 AND typcategory <> 'A') OR typname IN (SELECT typname FROM named)
-    UNION ALL
-    SELECT xmin FROM pg_catalog.pg_class WHERE relkind = 'c'  -- a composite type
-), globals AS (  -- how many, and the youngest: a row dropped, or one rolled back, changes either
-    SELECT (SELECT count(*) FROM watched) || ':'
-           || coalesce((SELECT xmin FROM watched ORDER BY age(xmin) LIMIT 1)::text, '') AS mark,
-           EXISTS (SELECT FROM watched WHERE age(xmin) <= age(%(since)s::xid)) AS written
-)
 SELECT t.relname, t.oid::bigint, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
        NOT a.attnotnull, (a.atthasdef AND NOT {generated}) OR {identity}, {generated},
-       a.attnum, a.atttypid::bigint, t.nspname, t.current, t.changed,
+       a.attnum, a.atttypid::bigint, t.nspname, t.current, a.atttypmod, t.changed, t.youngest::text,
        (SELECT mod(least(txid_snapshot_xmin(txid_current_snapshot()), txid_current_if_assigned()),
                    4294967296)::text),
-       current_schemas(true)::text, (SELECT mark FROM globals), t.youngest::text,
+       (SELECT array_agg(pg_catalog.format_type(u.id, u.mod) ORDER BY u.n)
+        FROM unnest(%(type_ids)s::oid[], %(type_mods)s::integer[]) WITH ORDINALITY AS u (id, mod, n)),
        (SELECT txid_current_if_assigned()), ({deferred})
 FROM (
     SELECT c.relname, c.oid, n.nspname, n.nspname = current_schema() AS current, y.youngest,
-           coalesce(known.id IS NULL OR known.youngest <> y.youngest::text
-            OR age(c.xmin) <= age(%(since)s::xid) OR age(y.youngest) <= age(%(since)s::xid)
-            OR (SELECT %(since)s::xid IS NULL OR current_schemas(true)::text <> %(path)s
-                        OR mark <> %(globals)s OR written FROM globals), true) AS changed
+           coalesce(%(since)s::xid IS NULL OR known.id IS NULL OR known.youngest <> y.youngest::text
+                    OR age(c.xmin) <= age(%(since)s::xid) OR age(y.youngest) <= age(%(since)s::xid), true) AS changed
     FROM pg_catalog.pg_class AS c
     JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
     CROSS JOIN LATERAL (
@@ -786,28 +755,31 @@ def _postgresql(
         "deferred": _PG_DEFERRED,
     }
     incremental = version >= 100000  # before 10 (no txid_current_if_assigned): read in full, every time
-    # A mark is (oid, horizon, search path, types and schemas, youngest pg_attribute row); one read's marks
-    # share the middle three.
+    # A mark is (oid, horizon, youngest pg_attribute xmin, the columns' (type, typmod) pairs, and the
+    # names of every pair of the snapshot); one read's marks share the horizon and the names.
     marked = [(mark, columns) for mark, columns in known_columns(previous).items() if isinstance(mark, tuple)]
-    cached = {mark[0]: columns for mark, columns in marked}
-    since, path, globals_ = next(
-        (mark[1:4] for mark in (previous.marks.values() if previous else ()) if isinstance(mark, tuple)),
-        (None, "", ""),
-    )
+    cached = {mark[0]: (mark, columns) for mark, columns in marked}
+    named_then: dict[tuple[int, int], str] = dict(marked[0][0][4]) if marked else {}
+    pairs = sorted(named_then)
     params = {
         "schema": schema,
         "known": [mark[0] for mark, _ in marked],
-        "youngest": [mark[4] for mark, _ in marked],
-        "since": since,
-        "path": path,
-        "globals": globals_,
+        "youngest": [mark[2] for mark, _ in marked],
+        "since": marked[0][0][1] if marked else None,
+        "type_ids": [pair[0] for pair in pairs],
+        "type_mods": [pair[1] for pair in pairs],
     }
     sql = (_PG_INCREMENTAL if incremental else _PG_COLUMNS).format(**parts)
     tables: dict[str, dict[str, Column]] = {}
     ids: dict[str, int] = {}
     locations: dict[str, tuple[str | None, str]] = {}
     marks: dict[str, object] = {}
+    fresh: dict[str, tuple[int, object, object]] = {}  # the tables read now: the mark but their types
+    kept_marks: dict[str, tuple[int, object, object, tuple[tuple[int, int], ...]]] = {}
+    types: dict[str, list[tuple[int, int]]] = {}
     session: tuple[object, str] | None = None
+    names: dict[tuple[int, int], str] = {}  # each pair's name now: those kept (read by the query), those read
+    renamed = False
     for (
         table,
         oid,
@@ -828,18 +800,49 @@ def _postgresql(
             locations[key] = (nspname, table)
             tables[key] = {}
             if incremental:
-                changed, horizon, search_path, types, youngest, *read = mark
-                marks[key] = (int(oid), horizon, search_path, types, youngest)
+                _mod, changed, youngest, horizon, now_named, *read = mark
                 if session is None:
                     session = (read[0], _deferred_list(read[1]))
-                if not changed:  # the server sent no column of it
-                    tables[key] = cached[int(oid)]
+                    names = dict(zip(pairs, now_named or (), strict=True))
+                    renamed = names != named_then
+                if not changed:  # the server sent no column of it: the kept ones, their types named as now
+                    kept_mark, kept = cached[int(oid)]
+                    kept_marks[key] = (int(oid), horizon, youngest, kept_mark[3])
+                    tables[key] = _renamed_types(kept, kept_mark[3], names) if renamed else kept
                     continue
+                fresh[key], types[key] = (int(oid), horizon, youngest), []
         if name is not None:  # a table with no columns still counts
             tables[key][name] = Column(
                 name, type_, bool(nullable), bool(has_default), bool(generated), int(attnum), type_id=int(type_id)
             )
+            if key in types:
+                types[key].append((int(type_id), int(mark[0])))
+                names[types[key][-1]] = type_
+    named_now = tuple(sorted(names.items()))  # hashable, as a mark must be
+    for key in tables:
+        if key in types:
+            marks[key] = (*fresh[key], tuple(types[key]), named_now)
+        elif key in kept_marks:
+            marks[key] = (*kept_marks[key], named_now)
     return tables, ids, locations, marks, session
+
+
+def _renamed_types(
+    columns: dict[str, Column], pairs: tuple[tuple[int, int], ...], names: dict[tuple[int, int], str]
+) -> dict[str, Column]:
+    """``columns`` as kept, unless a type is named otherwise now: then a copy with the names of now.
+
+    ``pairs``: each column's (atttypid, atttypmod), in order.  The same dict when nothing changed, so
+    :func:`~migrate_init.catalog.losses` passes over it by identity.
+    """
+    import dataclasses
+
+    if all(names.get(pair, column.type) == column.type for column, pair in zip(columns.values(), pairs, strict=True)):
+        return columns
+    return {
+        name: dataclasses.replace(column, type=names.get(pair, column.type))
+        for (name, column), pair in zip(columns.items(), pairs, strict=True)
+    }
 
 
 def _pg_server_version(connection: Any) -> int:

@@ -523,3 +523,44 @@ op.execute("INSERT INTO ledger (id, note) VALUES (1, 'kept'), (2, NULL)")
     assert f"Migration {ELSEWHERE[0]} (" in result.out and "changed the schema differently" in result.out, result.out
     assert versions(pg_url) == [LEDGER]
     assert query(pg_url, "SELECT id, note, spare FROM ledger ORDER BY id") == [(1, "kept", None), (2, None, None)]
+
+
+def test_postgresql_migration_run_again_after_a_ddl_lock_retry_is_judged_against_the_catalog_as_it_is(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A DDL lock timeout after the guard judged a migration (here: its history row waits for a lock the
+    app holds) rolls the migration back and runs it again: the guard judges the second run against the
+    catalog the rollback went back to, not the one it read inside the transaction that is gone."""
+    chain = Chain(tmp_path / "migrations")
+    chain.add(
+        LEDGER,
+        """
+op.create_table("ledger", sa.Column("id", sa.Integer, primary_key=True), sa.Column("note", sa.Text))
+op.execute("INSERT INTO ledger (id, note) VALUES (1, 'kept')")
+""",
+        name="ledger",
+    )
+    assert run_chain(pg_url, tmp_path, chain).code == 0
+    chain.add(
+        LAST,
+        """
+upgrade.attempts = getattr(upgrade, "attempts", 0) + 1
+if upgrade.attempts == 1:  # what the guard judged before the retry
+    op.add_column("ledger", sa.Column("extra", sa.Text))
+else:  # what the run after the rollback does: a loss
+    op.drop_column("ledger", "note")
+""",
+        name="last",
+    )
+    app = connect(pg_url, autocommit=False)
+    try:
+        app.cursor().execute("LOCK TABLE migrate_init_history IN SHARE MODE")  # readers pass, inserts wait
+        result = run_migrate(env=operator_env(pg_url, tmp_path, **chain.env(), DDL_LOCK_TIMEOUT=1, DDL_LOCK_RETRIES=1))
+    finally:
+        app.rollback()
+        app.close()
+    assert "retry 1/1" in result.out, result.out
+    assert result.code == 8, result.out
+    assert f"Migration {LAST} (" in result.out, result.out
+    assert versions(pg_url) == [LEDGER]
+    assert query(pg_url, "SELECT id, note FROM ledger") == [(1, "kept")]
