@@ -531,18 +531,12 @@ def test_postgresql_migration_run_again_after_a_ddl_lock_retry_is_judged_against
     """A DDL lock timeout after the guard judged a migration (here: its history row waits for a lock the
     app holds) rolls the migration back and runs it again: the guard judges the second run against the
     catalog the rollback went back to, not the one it read inside the transaction that is gone."""
-    chain = Chain(tmp_path / "migrations")
-    chain.add(
-        LEDGER,
-        """
-op.create_table("ledger", sa.Column("id", sa.Integer, primary_key=True), sa.Column("note", sa.Text))
-op.execute("INSERT INTO ledger (id, note) VALUES (1, 'kept')")
-""",
-        name="ledger",
-    )
-    assert run_chain(pg_url, tmp_path, chain).code == 0
-    chain.add(
-        LAST,
+    from tests.integration.test_guard_round_trips import LAST as SECOND
+    from tests.integration.test_guard_round_trips import LEDGER as FIRST
+    from tests.integration.test_guard_round_trips import chain_with
+
+    chain = chain_with(
+        tmp_path,
         """
 upgrade.attempts = getattr(upgrade, "attempts", 0) + 1
 if upgrade.attempts == 1:  # what the guard judged before the retry
@@ -550,8 +544,8 @@ if upgrade.attempts == 1:  # what the guard judged before the retry
 else:  # what the run after the rollback does: a loss
     op.drop_column("ledger", "note")
 """,
-        name="last",
     )
+    assert run_migrate("upgrade", FIRST, env=operator_env(pg_url, tmp_path, **chain.env())).code == 0
     app = connect(pg_url, autocommit=False)
     try:
         app.cursor().execute("LOCK TABLE migrate_init_history IN SHARE MODE")  # readers pass, inserts wait
@@ -561,6 +555,6 @@ else:  # what the run after the rollback does: a loss
         app.close()
     assert "retry 1/1" in result.out, result.out
     assert result.code == 8, result.out
-    assert f"Migration {LAST} (" in result.out, result.out
-    assert versions(pg_url) == [LEDGER]
+    assert f"Migration {SECOND} (" in result.out, result.out
+    assert versions(pg_url) == [FIRST]
     assert query(pg_url, "SELECT id, note FROM ledger") == [(1, "kept")]
