@@ -928,7 +928,7 @@ def run_env(
         if revision is not None:
             raise MigrationFailed(
                 f"Migration {revision} ({path}) failed: {where(exc, folder)}. "
-                f"{undone(engines.of(connection.dialect.name).transactional_ddl)}; fix it and run again.",
+                f"{undone(engines.of_connection(connection).transactional_ddl)}; fix it and run again.",
                 revision=revision,
             ) from exc
         if progress.applied and classify(exc) == "disk_full":
@@ -936,7 +936,7 @@ def run_env(
             # that step was rolled back (issue 25 N22).  The caller reads back what stayed.
             raise MigrationFailed(
                 f"Committing migration {progress.applied[-1]} failed: {report.first_line(exc)}. "
-                f"{undone(engines.of(connection.dialect.name).transactional_ddl)}.",
+                f"{undone(engines.of_connection(connection).transactional_ddl)}.",
                 revision=progress.applied[-1],
             ) from exc
         if progress.applied:

@@ -103,11 +103,11 @@ class Snapshot:
     #: MySQL: each table's ENGINE, and its default character set (what a column defined without one gets).
     engines: dict[str, str] = field(default_factory=dict)
     charsets: dict[str, str] = field(default_factory=dict)
-    #: What the reader saw of each table (SQLite: root page and CREATE text; PostgreSQL: oid and its
-    #: pg_attribute rows): the next :func:`snapshot` reuses the columns of a table whose mark is unchanged,
+    #: What the reader saw of each table (SQLite: root page and CREATE text; PostgreSQL: oid, the read's
+    #: horizon, the youngest pg_attribute row and the columns' types): the next :func:`snapshot` reuses the columns of a table whose mark is unchanged,
     #: so two snapshots may share a table's column dict; nothing may change one in place (copy it first).
     marks: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
-    #: Read in the same round trip where the engine can (PostgreSQL 11+; None: not read), for the guard:
+    #: Read in the same round trip where the engine can (PostgreSQL 10+; None: not read), for the guard:
     #: the id of the transaction it was read in (a 1-tuple; its value None when none is assigned yet)
     #: and the deferred constraint triggers a COMMIT would fire (issue 27: fewer round trips).
     transaction: tuple[object] | None = field(default=None, compare=False, repr=False)

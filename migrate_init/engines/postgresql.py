@@ -744,7 +744,7 @@ def _postgresql(
 ]:
     """The tables, their oids, locations and marks; and, read by the incremental query in the same round
     trip, ``(txid_current_if_assigned(), the deferred constraint triggers)``: None when not read (no
-    table, or a server before 11)."""
+    table, or a server before 10)."""
     from ..catalog import Column, known_columns, query_rows
 
     version = _pg_server_version(connection)
