@@ -367,8 +367,11 @@ class Progress:
         checkpoint: Callable[[], None] | None = None,
         in_step: Callable[[bool], None] | None = None,
         history: Any = None,
+        lock_check: Callable[[], None] | None = None,
     ) -> None:
         self.script = script
+        #: Raises when the migration lock is no longer held: asked before each migration commits.
+        self.lock_check = lock_check
         #: Writes each applied revision's history row in its own transaction (:class:`history.Recorder`).
         self.history = history
         #: Told True when a step's code starts running, False when it is done (the watchdog).
@@ -449,6 +452,8 @@ class Progress:
         elapsed = time.monotonic() - self.started
         if self.history is not None and not self.dry_run:
             self.history.applied(ctx.connection, running.revision, elapsed)  # the same commit, too
+        if self.lock_check is not None and not self.dry_run:
+            self.lock_check()  # last, just before the commit: a lost lock rolls this migration back
         self.applied.append(running.revision)
         self.running = None
         word = "Ran (dry run, rolled back at the end)" if self.dry_run else "Applied"

@@ -152,6 +152,13 @@ class LockTimeout(MigrateInitError):
     outcome = "lock_timeout"
 
 
+class LockLost(MigrateInitError):
+    """The migration lock went away while this run held it: its session ended, its file was removed (exit 5)."""
+
+    exit_code = 5
+    outcome = "lock_lost"
+
+
 class UnknownRevision(MigrateInitError):
     """The database is at a revision these scripts do not know (exit 6)."""
 

@@ -25,6 +25,7 @@ import time
 from . import report, retry
 from .errors import (
     DatabaseUnreachable,
+    LockLost,
     LockTimeout,
     MigrateInitError,
 )
@@ -165,6 +166,20 @@ class MigrationLock:
             except Exception:  # nothing more to release: the session or descriptor is gone
                 pass
 
+    def verify(self) -> None:
+        """Raise LockLost when the lock this object took is no longer held; nothing when it is (or was never taken).
+
+        Asked before each migration commits (:class:`alembic_glue.Progress`):
+        a lock whose session the server ended (an administrator, a pooler's
+        timeout, a failover) or whose file was deleted no longer keeps a
+        second migrator out, and this run must not go on as if it did.
+        """
+        if not self._held:
+            return
+        reason = self._lost()
+        if reason is not None:
+            raise LockLost(f"This run lost {self._description} while it held it: {reason}.")
+
     def _timed_out(self) -> LockTimeout:
         return LockTimeout(
             f"Another migrator held {self._description} for longer than "
@@ -196,6 +211,10 @@ class MigrationLock:
     def _acquired(self) -> None:
         """Just taken: record who holds it, where that is possible."""
 
+    def _lost(self) -> str | None:
+        """Why the lock, taken, is no longer held (in words), or None while it is.  Never raises for a lost one."""
+        return None
+
     def _unlock(self) -> None:
         """Let go of the lock (may raise: ``_close`` releases it anyway)."""
 
@@ -203,9 +222,14 @@ class MigrationLock:
         """Close what ``_open`` opened; releases the lock if still held."""
 
 
-def unreachable(description: str, where: str, exc: BaseException) -> DatabaseUnreachable:
+def reason_of(exc: BaseException) -> str:
+    """A driver's error in one line: its message's first line, or its class's name."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    reason = lines[0] if lines else type(exc).__name__
+    return lines[0] if lines else type(exc).__name__
+
+
+def unreachable(description: str, where: str, exc: BaseException) -> DatabaseUnreachable:
+    reason = reason_of(exc)
     return DatabaseUnreachable(
         f"The connection for {description} at {where} failed: {reason}. Nothing more was "
         "changed. Check that the database is up and reachable, then run again."

@@ -129,7 +129,8 @@ def _run(
 
     while True:
         watchdog.phase = "waiting for the migration lock"
-        with migration_lock(cfg, expected, watchdog, until=done_meanwhile, reader=reader) as held:
+        hold = migration_lock(cfg, expected, watchdog, until=done_meanwhile, reader=reader)
+        with hold as held:
             watchdog.phase = "checking the database under the lock" if held else "checking the database"
             standing = standing_of(reader, expected)
             if revision is None and standing.done:
@@ -142,7 +143,7 @@ def _run(
                 # There is work: what runs under the lock loads now, not on the way to "nothing to do".
                 from . import upgrade
 
-                return upgrade.under_lock(Run(cfg, watchdog, summary, reader, expected, revision), standing)
+                return upgrade.under_lock(Run(cfg, watchdog, summary, reader, expected, revision, hold.lock), standing)
         # Done, then not done again by the time it was read twice: wait for the lock itself.
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .config import Config
+    from .lock import MigrationLock
     from .watchdog import Watchdog
 
 
@@ -420,7 +421,7 @@ class Run:
     the heavy half loads: the manifest's answer becomes the scripts' own.
     """
 
-    __slots__ = ("cfg", "expected", "reader", "revision", "summary", "watchdog")
+    __slots__ = ("cfg", "expected", "lock", "reader", "revision", "summary", "watchdog")
 
     def __init__(
         self,
@@ -430,6 +431,7 @@ class Run:
         reader: Reader,
         expected: Expected,
         revision: str | None,
+        lock: MigrationLock | None = None,
     ) -> None:
         self.cfg = cfg
         self.watchdog = watchdog
@@ -440,3 +442,5 @@ class Run:
         self.expected = expected
         #: ``upgrade REV``'s target; None for the init sequence (every head).
         self.revision = revision
+        #: The migration lock this run holds (verified before each migration commits); None outside it.
+        self.lock = lock

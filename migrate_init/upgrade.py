@@ -25,6 +25,7 @@ from .errors import (
     DestructiveOperation,
     DiskFull,
     Interrupted,
+    LockLost,
     MigrateInitError,
     MigrationFailed,
     MigrationTimeout,
@@ -180,6 +181,7 @@ def _migrate(run: Run, loaded: Loaded, standing: Standing, check: QuickCheck | N
             checkpoint=watchdog.checkpoint,
             in_step=watchdog.set_interruptible,
             history=recorder,
+            lock_check=run.lock.verify if run.lock is not None else None,
         )
         watchdog.phase = "migrating"
         watchdog.detail = lambda: f"applying {progress.running.revision}" if progress.running is not None else None
@@ -200,7 +202,7 @@ def _migrate(run: Run, loaded: Loaded, standing: Standing, check: QuickCheck | N
             _record_where_left(run, loaded, state)
             if isinstance(exc, DestructiveOperation):
                 recorder.best_effort(engine, running, "refused", outcome=_left(cfg), detail=report.first_line(exc))
-            if isinstance(exc, (Interrupted, MigrationTimeout)):
+            if isinstance(exc, (Interrupted, MigrationTimeout, LockLost)):
                 raise _stopped(exc, running, summary, total, cfg.database.engine.transactional_ddl) from None
             if isinstance(exc, ScriptError) and summary.applied:
                 exc.args = (
@@ -339,7 +341,7 @@ def _reader_lost(run: Run, exc: Exception, loaded: Loaded, state: Any, applied: 
 
 
 def _stopped(
-    exc: Interrupted | MigrationTimeout,
+    exc: Interrupted | MigrationTimeout | LockLost,
     running: str | None,
     summary: report.Summary,
     total: int,
@@ -347,7 +349,8 @@ def _stopped(
 ) -> MigrateInitError:
     """The stop, saying only what happened: which migration ran, and where the version table says we are."""
     what = (
-        f"Migration {running} was cancelled. {undone(transactional_ddl)}"
+        f"Migration {running} was {'stopped before its commit' if isinstance(exc, LockLost) else 'cancelled'}. "
+        f"{undone(transactional_ddl)}"
         if running is not None
         else "No migration was running"
     )
@@ -361,6 +364,12 @@ def _stopped(
         return Interrupted(
             exc.signum,
             message=f"Stopped by {exc.signal_name} while {exc.phase}. {what}; {where}. Run again to finish the job.",
+        )
+    if isinstance(exc, LockLost):
+        return LockLost(
+            f"{exc} Another migrator could have started beside it, so it stopped. {what}; {where}. Run "
+            "again to finish the job; if the lock keeps going, look for what ends the session (a pooler's "
+            "or the server's idle timeout, an administrator) or removes the lock file."
         )
     return MigrationTimeout(
         f"{exc} {what}; {where}. Raise MIGRATION_TIMEOUT (0 means no limit) or make the migration faster."

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from ..errors import MigrateInitError
-from ..lock import STATEMENT_TIMEOUT_MS, MigrationLock, unreachable
+from ..lock import STATEMENT_TIMEOUT_MS, MigrationLock, reason_of, unreachable
 from ..probe import (
     COUNT_LOCK_WAIT,
     ESTIMATE_ABOVE,
@@ -339,6 +339,10 @@ def holder_mysql(connection: Any, database: str, version_table: str = "alembic_v
         return _describe_mysql_session(cursor, row[0])
 
 
+#: The lock session's wait_timeout while it holds the lock, in seconds (a day), unless the server's is longer.
+LOCK_SESSION_WAIT_TIMEOUT = 86400
+
+
 class _MysqlLock(MigrationLock):
     def __init__(
         self,
@@ -390,6 +394,13 @@ class _MysqlLock(MigrationLock):
             )
         return bool(row[0])
 
+    def _acquired(self) -> None:
+        # The session now sits idle while the migrations run on another one: the server's
+        # wait_timeout (some managed servers set a minute or less) would end it, and the lock
+        # with it.  A day at least, for this session only; a dead client's session still ends
+        # with its TCP connection.
+        self._execute(f"SET SESSION wait_timeout = GREATEST(@@SESSION.wait_timeout, {LOCK_SESSION_WAIT_TIMEOUT})")
+
     def _describe_holder(self) -> str:
         with self.connection.cursor() as cursor:
             cursor.execute("SELECT IS_USED_LOCK(%s)", (self.name,))
@@ -397,6 +408,21 @@ class _MysqlLock(MigrationLock):
             if row is None or row[0] is None:
                 return "a session that has just released it"
             return _describe_mysql_session(cursor, row[0])
+
+    def _lost(self) -> str | None:
+        if self._closed:
+            return "its connection was closed"
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", (self.name,))
+                row = cursor.fetchone()
+        except Exception as exc:  # DB-API errors of whichever driver made the connection
+            # PyMySQL's errors read "(2013, 'Lost connection ...')": the words, without the tuple.
+            words = exc.args[-1] if len(exc.args) == 2 and isinstance(exc.args[-1], str) else reason_of(exc)
+            return f"its session ended ({words})"
+        if row is None or not row[0]:
+            return "its session no longer holds it"
+        return None
 
     def _unlock(self) -> None:
         self._execute("SELECT RELEASE_LOCK(%s)", (self.name,))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ReadOnlyStandby
-from ..lock import STATEMENT_TIMEOUT_MS, MigrationLock, unreachable
+from ..lock import STATEMENT_TIMEOUT_MS, MigrationLock, reason_of, unreachable
 from ..probe import (
     COUNT_LOCK_WAIT,
     ESTIMATE_ABOVE,
@@ -389,6 +389,23 @@ class _PostgresqlLock(MigrationLock):
             if not self.connection.closed and self._in_transaction():
                 self._execute("ROLLBACK")
         return "a session that has just released it" if row is None else _describe_backend(row)
+
+    def _lost(self) -> str | None:
+        import psycopg2
+        import psycopg2.extensions
+
+        if self.connection.closed:
+            return "its connection was closed"
+        if not self._in_transaction():
+            return "the transaction that held it ended"
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute("SELECT 1")  # in the lock's transaction: answered only while the session lives
+        except psycopg2.extensions.QueryCanceledError:
+            raise  # a stop request: the caller's checkpoint says which
+        except psycopg2.Error as exc:
+            return f"its session ended ({reason_of(exc)})"
+        return None
 
     def _unlock(self) -> None:
         self._execute("ROLLBACK")  # a transaction-level lock ends with its transaction

@@ -315,7 +315,27 @@ class _SqliteLock(MigrationLock):
             return False
         except OSError as exc:  # ENOLCK: a filesystem without locks
             raise _lock_file_error(self.path, exc) from None
+        if self._lost() is not None:
+            # The file was deleted or replaced since it was opened: a lock on it keeps no one
+            # out.  Let it go and open the file that is there now, for the next attempt.
+            self._close()
+            self._fd, self._writable = _open_lock_file(self.path)
+            return False
         return True
+
+    def _lost(self) -> str | None:
+        if self._fd is None:
+            return "its lock file was closed"
+        try:
+            there = os.stat(self.path)
+        except FileNotFoundError:
+            return f"the lock file {self.path} was deleted"
+        except OSError as exc:
+            return f"the lock file {self.path} cannot be looked up ({exc.strerror})"
+        mine = os.fstat(self._fd)
+        if (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
+            return f"the lock file {self.path} was replaced by another file"
+        return None
 
     def _describe_holder(self) -> str:
         return _read_holder(self.path)

@@ -26,7 +26,7 @@ import sqlalchemy
 
 from migrate_init import alembic_glue, catalog, engines, url, values
 from migrate_init.catalog import CatalogRead
-from migrate_init.errors import ConfigError, LockTimeout, classify
+from migrate_init.errors import ConfigError, LockLost, LockTimeout, classify
 from tests.support import not_a_case
 
 
@@ -186,6 +186,97 @@ def test_the_lock_excludes_a_second_holder_names_the_first_and_is_free_after_rel
     third = _lock(database, engine, timeout=5)
     assert third.acquire()
     third.release()
+
+
+def _break_from_outside(database: url.Url, engine: engines.Engine, held: Any) -> None:
+    """What takes a held lock away without its holder's knowledge: a deleted file, an ended session."""
+    if engine.file_based:
+        os.remove(held.path)
+        return
+    other = engine.connect(database, 5, None)
+    try:
+        with other.cursor() as cursor:
+            if engine.name == "postgresql":
+                cursor.execute("SELECT pg_terminate_backend(%s)", (held.connection.get_backend_pid(),))
+            else:
+                cursor.execute(f"KILL {int(held.connection.thread_id())}")
+    finally:
+        other.close()
+
+
+def _free_for_another(database: url.Url, engine: engines.Engine) -> None:
+    """Another migrator takes the lock at once, and holds it."""
+    other = _lock(database, engine, timeout=5)
+    assert other.acquire()
+    try:
+        other.verify()
+    finally:
+        other.release()
+
+
+def test_a_held_lock_verifies_until_taken_away_from_outside_then_says_how_it_went(any_url: str) -> None:
+    database, engine = _engine(any_url)
+    if engine.file_based:
+        assert database.sqlite_path is not None
+        os.makedirs(os.path.dirname(database.sqlite_path), exist_ok=True)
+    first = _lock(database, engine, timeout=5)
+    first.verify()  # not taken: nothing to verify
+    assert first.acquire()
+    try:
+        first.verify()
+        first.verify()
+        _break_from_outside(database, engine, first)
+        deadline = time.monotonic() + 10
+        while True:  # a terminated backend is gone within moments, not at once
+            try:
+                first.verify()
+            except LockLost as exc:
+                lost = exc
+                break
+            assert time.monotonic() < deadline, "verify() kept passing after the lock was taken away"
+            time.sleep(0.1)
+        assert first.description in str(lost)
+        assert ("deleted" if engine.file_based else "session") in str(lost), lost
+        assert lost.exit_code == 5
+        _free_for_another(database, engine)  # which is why the holder had to know
+    finally:
+        first.release()
+
+
+def test_a_sqlite_lock_file_replaced_while_held_is_lost_for_the_holder_and_fresh_for_the_next(tmp_path: Any) -> None:
+    database, engine = _engine(f"sqlite:///{tmp_path}/app.db")
+    first = _lock(database, engine, timeout=5)
+    assert first.acquire()
+    try:
+        os.rename(first.path, f"{first.path}.old")
+        open(first.path, "w").close()
+        with pytest.raises(LockLost, match="replaced"):
+            first.verify()
+        _free_for_another(database, engine)  # the file now there is free
+    finally:
+        first.release()
+
+
+def test_a_sqlite_lock_taken_on_a_file_deleted_meanwhile_is_taken_again_on_the_file_there_now(tmp_path: Any) -> None:
+    database, engine = _engine(f"sqlite:///{tmp_path}/app.db")
+    first = _lock(database, engine, timeout=5)
+    assert first.acquire()
+    second = _lock(database, engine, timeout=5)
+    second._open()  # opened while the first holds the file, as a waiter does
+    stale = os.fstat(second._fd).st_ino
+    first.release()
+    os.remove(first.path)  # an operator cleans up "a stale lock file" between two attempts
+    third = _lock(database, engine, timeout=5)
+    assert third.acquire()  # on a new file at the path
+    try:
+        assert not second._try_lock(), "a lock on the deleted file would keep no one out"
+        assert os.fstat(second._fd).st_ino != stale  # it now waits on the file that is there
+        with pytest.raises(LockTimeout):
+            second.timeout = 0.3
+            second.acquire()
+    finally:
+        third.release()
+        second.release()
 
 
 _LONG = {

@@ -40,7 +40,7 @@ from migrate_init.engines.mysql import mysql_lock_name
 from migrate_init.engines.postgresql import advisory_key
 from migrate_init.url import parse as parse_url
 from tests.support import mounts
-from tests.support.chains import TARGET, build_chain, marker_says
+from tests.support.chains import TARGET, Chain, build_chain, marker_says
 from tests.support.dbstate import (
     assert_at_head,
     columns,
@@ -56,6 +56,7 @@ from tests.support.dbstate import (
     sqlite_query,
     still_running,
     table_count,
+    tables,
     versions,
 )
 from tests.support.locks import (
@@ -225,6 +226,62 @@ def test_sigterm_while_waiting_for_the_lock_exits_143_at_once(db_url, tmp_path):
     assert code == 143, runner.out
     assert elapsed < SIGNAL_DEADLINE + SIGNAL_MARGIN, f"took {elapsed:.1f}s"
     assert versions(db_url) == ["70c7b727736e"]
+
+
+#: The body of a revision that takes the run's migration lock away from outside the run, once:
+#: SQLite's lock file deleted, PostgreSQL's lock session terminated, MySQL's killed.
+_TAKE_THE_LOCK_AWAY = """
+op.execute("CREATE TABLE IF NOT EXISTS lost_two (id INTEGER)")
+marker = Path(os.environ["LOST_MARKER"])
+if not marker.exists():
+    marker.write_text("taken")
+    kind, target = os.environ["LOST_KIND"], os.environ["LOST_TARGET"]
+    bind = op.get_bind()
+    if kind == "sqlite":
+        os.remove(target)
+    elif kind == "postgresql":
+        bind.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND pid <> pg_backend_pid() AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+    else:
+        holder = bind.exec_driver_sql(f"SELECT IS_USED_LOCK('{target}')").scalar()
+        bind.exec_driver_sql(f"KILL {int(holder)}")
+    time.sleep(0.5)  # the server ends the session
+"""
+
+
+def test_a_lock_taken_away_mid_run_stops_the_run_before_that_migration_commits_and_a_rerun_finishes(any_url, tmp_path):
+    """A lock lost while held (an administrator, a pooler's or the server's idle timeout, a deleted
+    lock file) keeps no second migrator out: the run must notice and stop, not go on unguarded."""
+    chain = Chain(tmp_path / "lost")
+    chain.add("lost_one", 'op.execute("CREATE TABLE lost_one (id INTEGER)")')
+    chain.add("lost_two", _TAKE_THE_LOCK_AWAY, idempotent=True)  # MySQL: its DDL commits at once
+    chain.add("lost_three", 'op.execute("CREATE TABLE lost_three (id INTEGER)")')
+    if is_sqlite(any_url):
+        kind, target = "sqlite", engines_sqlite.lock_path(str(sqlite_path(any_url)))
+    elif is_mysql(any_url):
+        kind, target = "mysql", mysql_lock_name(database_name(any_url), "alembic_version")
+    else:
+        kind, target = "postgresql", ""
+    extra = {"LOST_MARKER": tmp_path / "lost.marker", "LOST_KIND": kind, "LOST_TARGET": target}
+    first = run(any_url, tmp_path, chain.path, name="lost", **extra)
+    assert first.proc.returncode == 5, first.out
+    assert (
+        "lost the migration lock" in first.out
+        or "lost the advisory lock" in first.out
+        or ("lost the MySQL lock" in first.out)
+    ), first.out
+    assert "lost_two" in summary_line(first.out), first.out
+    assert versions(any_url) == ["lost_one"], first.out  # lost_two did not commit its version row
+    assert "lost_three" not in tables(any_url)
+    if not is_mysql(any_url):
+        assert "lost_two" not in tables(any_url), "a transactional engine rolls the migration back"
+    second = run(any_url, tmp_path, chain.path, name="again", **extra)
+    assert second.proc.returncode == 0, second.out
+    assert versions(any_url) == ["lost_three"]
+    assert {"lost_one", "lost_two", "lost_three"} <= tables(any_url)
 
 
 # --- killed, signalled, timed out ---------------------------------------------------

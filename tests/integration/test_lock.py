@@ -633,6 +633,41 @@ def test_postgresql_lock_connection_has_a_short_statement_timeout_and_closes_on_
         backend.close()
 
 
+def test_a_held_postgresql_lock_outlives_the_sessions_idle_in_transaction_timeout(pg_url: str) -> None:
+    """The lock's transaction sits idle while the migrations run elsewhere: a role's or server's
+    idle_in_transaction_session_timeout must not end it (and the lock with it)."""
+    backend = PostgresqlBackend(pg_url, [])
+    try:
+        connection = backend.connect()
+        with connection.cursor() as cursor:
+            cursor.execute("SET idle_in_transaction_session_timeout = '1s'")  # as a role's setting would
+        held = engines_postgresql.postgresql_lock(connection, backend.database, timeout=5)
+        with held:
+            time.sleep(2.5)
+            held.verify()  # LockLost if the server had ended the session
+            assert backend.holder() is not None
+    finally:
+        backend.close()
+
+
+def test_a_held_mysql_lock_keeps_its_idle_session_past_a_short_server_wait_timeout(mysql_url: str) -> None:
+    """Managed servers may set wait_timeout to a minute or less; the lock's session sits idle
+    for as long as the migrations take, and its GET_LOCK lock would end with it."""
+    connection = my_connect(mysql_url)
+    with connection.cursor() as cursor:
+        cursor.execute("SET SESSION wait_timeout = 2")  # as the server's setting would
+    database = make_url(mysql_url).database
+    assert database is not None
+    held = engines_mysql.mysql_lock(connection, database, timeout=5)
+    with held:
+        time.sleep(4)
+        held.verify()  # LockLost if the server had ended the idle session
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT @@SESSION.wait_timeout")
+            row = cursor.fetchone()
+        assert row is not None and int(row[0]) >= engines_mysql.LOCK_SESSION_WAIT_TIMEOUT
+
+
 def test_a_lock_connection_lost_while_waiting_is_database_unreachable(pg_url: str) -> None:
     processes: list[subprocess.Popen[str]] = []
     backend = PostgresqlBackend(pg_url, processes)
