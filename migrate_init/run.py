@@ -143,7 +143,9 @@ def _run(
                 # There is work: what runs under the lock loads now, not on the way to "nothing to do".
                 from . import upgrade
 
-                return upgrade.under_lock(Run(cfg, watchdog, summary, reader, expected, revision, hold.lock), standing)
+                return upgrade.under_lock(
+                    Run(cfg, watchdog, summary, reader, expected, revision, hold.lock.verify), standing
+                )
         # Done, then not done again by the time it was read twice: wait for the lock itself.
 
 

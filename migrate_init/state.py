@@ -22,10 +22,10 @@ from .probe import REMOVED_CHECKSUM, Reader, Snapshot, describe_missing, format_
 
 TYPE_CHECKING = False  # typing is not imported on the way to a run with nothing to do (issue 14)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from .config import Config
-    from .lock import MigrationLock
     from .watchdog import Watchdog
 
 
@@ -421,7 +421,7 @@ class Run:
     the heavy half loads: the manifest's answer becomes the scripts' own.
     """
 
-    __slots__ = ("cfg", "expected", "lock", "reader", "revision", "summary", "watchdog")
+    __slots__ = ("cfg", "expected", "lock_check", "reader", "revision", "summary", "watchdog")
 
     def __init__(
         self,
@@ -431,7 +431,7 @@ class Run:
         reader: Reader,
         expected: Expected,
         revision: str | None,
-        lock: MigrationLock | None = None,
+        lock_check: Callable[[], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.watchdog = watchdog
@@ -442,5 +442,6 @@ class Run:
         self.expected = expected
         #: ``upgrade REV``'s target; None for the init sequence (every head).
         self.revision = revision
-        #: The migration lock this run holds (verified before each migration commits); None outside it.
-        self.lock = lock
+        #: Raises LockLost once the migration lock this run holds is gone (asked before each migration
+        #: commits: :meth:`lock.MigrationLock.verify`); None outside the lock.
+        self.lock_check = lock_check

@@ -181,7 +181,7 @@ def _migrate(run: Run, loaded: Loaded, standing: Standing, check: QuickCheck | N
             checkpoint=watchdog.checkpoint,
             in_step=watchdog.set_interruptible,
             history=recorder,
-            lock_check=run.lock.verify if run.lock is not None else None,
+            lock_check=run.lock_check,
         )
         watchdog.phase = "migrating"
         watchdog.detail = lambda: f"applying {progress.running.revision}" if progress.running is not None else None
