@@ -153,10 +153,17 @@ class LockTimeout(MigrateInitError):
 
 
 class LockLost(MigrateInitError):
-    """The migration lock went away while this run held it: its session ended, its file was removed (exit 5)."""
+    """The migration lock went away while this run held it: its file was deleted, or its session let it go (exit 5)."""
 
     exit_code = 5
     outcome = "lock_lost"
+
+
+class LockSessionEnded(DatabaseUnreachable, LockLost):
+    """The server ended the session that held the migration lock: a lost connection, so exit 3 (issue 25 N35)."""
+
+    exit_code = 3
+    outcome = "unreachable"
 
 
 class UnknownRevision(MigrateInitError):

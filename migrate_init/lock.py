@@ -26,6 +26,7 @@ from . import report, retry
 from .errors import (
     DatabaseUnreachable,
     LockLost,
+    LockSessionEnded,
     LockTimeout,
     MigrateInitError,
 )
@@ -176,9 +177,20 @@ class MigrationLock:
         """
         if not self._held:
             return
-        reason = self._lost()
-        if reason is not None:
-            raise LockLost(f"This run lost {self._description} while it held it: {reason}.")
+        lost = self._lost()
+        if lost is not None:
+            raise lost
+
+    def _let_go(self, reason: str) -> LockLost:
+        """The lock is gone, its holder still here (a deleted lock file, a lock released behind its back)."""
+        return LockLost(f"This run lost {self._description} while it held it: {reason}.")
+
+    def _ended(self, reason: str) -> LockSessionEnded:
+        """The server ended the session that held the lock: a lost connection (exit 3)."""
+        return LockSessionEnded(
+            f"The session that held the migration lock ({self._description}) was ended by the server while the "
+            f"migrations ran (a restart, a failover, pg_terminate_backend or KILL, a pooler's timeout): {reason}."
+        )
 
     def _timed_out(self) -> LockTimeout:
         return LockTimeout(
@@ -211,8 +223,8 @@ class MigrationLock:
     def _acquired(self) -> None:
         """Just taken: record who holds it, where that is possible."""
 
-    def _lost(self) -> str | None:
-        """Why the lock, taken, is no longer held (in words), or None while it is.  Never raises for a lost one."""
+    def _lost(self) -> LockLost | None:
+        """What says the lock, taken, is no longer held (``_let_go``, ``_ended``), or None while it is."""
         return None
 
     def _unlock(self) -> None:

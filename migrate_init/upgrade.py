@@ -366,10 +366,11 @@ def _stopped(
             message=f"Stopped by {exc.signal_name} while {exc.phase}. {what}; {where}. Run again to finish the job.",
         )
     if isinstance(exc, LockLost):
-        return LockLost(
-            f"{exc} Another migrator could have started beside it, so it stopped. {what}; {where}. Run "
-            "again to finish the job; if the lock keeps going, look for what ends the session (a pooler's "
-            "or the server's idle timeout, an administrator) or removes the lock file."
+        # The same class: the server ending the lock's session is a lost connection (exit 3), the rest exit 5.
+        return type(exc)(
+            f"{exc} Another migrator could have started beside this run, so it stopped. {what}; {where}. "
+            "Run again to finish the job; if it happens again, find what ends the lock's session (an "
+            "idle-session killer, a pooler) or deletes the lock file."
         )
     return MigrationTimeout(
         f"{exc} {what}; {where}. Raise MIGRATION_TIMEOUT (0 means no limit) or make the migration faster."

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from ..catalog import CatalogRead, Column
     from ..catalog import Snapshot as CatalogSnapshot
+    from ..errors import LockLost
     from ..url import Url
 
 
@@ -409,9 +410,9 @@ class _MysqlLock(MigrationLock):
                 return "a session that has just released it"
             return _describe_mysql_session(cursor, row[0])
 
-    def _lost(self) -> str | None:
+    def _lost(self) -> LockLost | None:
         if self._closed:
-            return "its connection was closed"
+            return self._ended("its connection was closed")
         try:
             with self.connection.cursor() as cursor:
                 cursor.execute("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", (self.name,))
@@ -419,9 +420,9 @@ class _MysqlLock(MigrationLock):
         except Exception as exc:  # DB-API errors of whichever driver made the connection
             # PyMySQL's errors read "(2013, 'Lost connection ...')": the words, without the tuple.
             words = exc.args[-1] if len(exc.args) == 2 and isinstance(exc.args[-1], str) else reason_of(exc)
-            return f"its session ended ({words})"
+            return self._ended(words)
         if row is None or not row[0]:
-            return "its session no longer holds it"
+            return self._let_go("its session no longer holds it (a RELEASE_LOCK or RELEASE_ALL_LOCKS in a migration?)")
         return None
 
     def _unlock(self) -> None:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from ..catalog import CatalogRead, Column
     from ..catalog import Snapshot as CatalogSnapshot
+    from ..errors import LockLost
     from ..url import Url
 
 
@@ -390,21 +391,21 @@ class _PostgresqlLock(MigrationLock):
                 self._execute("ROLLBACK")
         return "a session that has just released it" if row is None else _describe_backend(row)
 
-    def _lost(self) -> str | None:
+    def _lost(self) -> LockLost | None:
         import psycopg2
         import psycopg2.extensions
 
         if self.connection.closed:
-            return "its connection was closed"
+            return self._ended("its connection was closed")
         if not self._in_transaction():
-            return "the transaction that held it ended"
+            return self._let_go("the transaction that held it ended")
         try:
             with self.connection.cursor() as cursor:
                 cursor.execute("SELECT 1")  # in the lock's transaction: answered only while the session lives
         except psycopg2.extensions.QueryCanceledError:
             raise  # a stop request: the caller's checkpoint says which
         except psycopg2.Error as exc:
-            return f"its session ended ({reason_of(exc)})"
+            return self._ended(reason_of(exc))
         return None
 
     def _unlock(self) -> None:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from ..catalog import CatalogRead, Column
     from ..catalog import Snapshot as CatalogSnapshot
+    from ..errors import LockLost
     from ..url import Url
 
 
@@ -323,18 +324,18 @@ class _SqliteLock(MigrationLock):
             return False
         return True
 
-    def _lost(self) -> str | None:
+    def _lost(self) -> LockLost | None:
         if self._fd is None:
-            return "its lock file was closed"
+            return self._let_go("its lock file was closed")
         try:
             there = os.stat(self.path)
         except FileNotFoundError:
-            return f"the lock file {self.path} was deleted"
+            return self._let_go(f"the lock file {self.path} was deleted")
         except OSError as exc:
-            return f"the lock file {self.path} cannot be looked up ({exc.strerror})"
+            return self._let_go(f"the lock file {self.path} cannot be looked up ({exc.strerror})")
         mine = os.fstat(self._fd)
         if (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
-            return f"the lock file {self.path} was replaced by another file"
+            return self._let_go(f"the lock file {self.path} was replaced by another file")
         return None
 
     def _describe_holder(self) -> str:

@@ -235,7 +235,11 @@ def test_a_migration_session_the_server_ends_is_named_with_its_revision(pg_url, 
 
 
 def test_the_lock_session_ended_by_the_server_mid_migration_says_what_was_applied(pg_url, tmp_path):
-    """Issue 25 N35: the session holding the lock ended mid-run: "check the host and port", nothing named."""
+    """Issue 25 N35: the session holding the lock ended mid-run: "check the host and port", nothing named.
+
+    And the run went on without the lock until it read the version table back: it now notices
+    before b2 commits, and stops there (b2 rolled back, c3 never begun).
+    """
     started = tmp_path / "b2-started"
     b2 = (
         f'from pathlib import Path\nPath({str(started)!r}).write_text("x")\ntime.sleep(3)\n'
@@ -255,6 +259,7 @@ def test_the_lock_session_ended_by_the_server_mid_migration_says_what_was_applie
     assert "Check the host" not in summary and "Unexpected" not in summary, summary
     assert "session that held the migration lock" in summary, summary
     assert f"the database is at {', '.join(held)}" in summary, summary
+    assert held == ["a1"] and "Migration b2 was stopped before its commit" in summary, summary
 
 
 # -- N32: a stop before the watchdog ---------------------------------------------------------------
