@@ -340,6 +340,13 @@ def _reader_lost(run: Run, exc: Exception, loaded: Loaded, state: Any, applied: 
     )
 
 
+#: What to do after a lost migration lock stopped the run.
+_LOCK_LOST_NEXT = (
+    "Run again to finish the job; if the lock keeps going, look for what ends the session (a pooler's "
+    "or the server's idle timeout, an administrator) or removes the lock file."
+)
+
+
 def _stopped(
     exc: Interrupted | MigrationTimeout | LockLost,
     running: str | None,
@@ -367,9 +374,7 @@ def _stopped(
         )
     if isinstance(exc, LockLost):
         return LockLost(
-            f"{exc} Another migrator could have started beside it, so it stopped. {what}; {where}. Run "
-            "again to finish the job; if the lock keeps going, look for what ends the session (a pooler's "
-            "or the server's idle timeout, an administrator) or removes the lock file."
+            f"{exc} Another migrator could have started beside it, so it stopped. {what}; {where}. {_LOCK_LOST_NEXT}"
         )
     return MigrationTimeout(
         f"{exc} {what}; {where}. Raise MIGRATION_TIMEOUT (0 means no limit) or make the migration faster."
@@ -545,6 +550,7 @@ def _failed(run: Run, loaded: Loaded, engine: Any, failure: MigrationFailed) -> 
             "DDL_LOCK_TIMEOUT, and run again.",
             revision=failure.revision,
         ) from failure
+    _still_locked(run, failure)
     report.error("migration_failed", str(failure), revision=failure.revision)
 
     fallback = cfg.enable_fallback_create and loaded.metadata is not None
@@ -603,6 +609,19 @@ def _failed(run: Run, loaded: Loaded, engine: Any, failure: MigrationFailed) -> 
         "is still pending: fix the migration and run again."
     )
     return summary
+
+
+def _still_locked(run: Run, failure: MigrationFailed) -> None:
+    """The fallback and its history row write too: not once the lock is gone (another migrator may run beside)."""
+    if run.lock is None:
+        return
+    try:
+        run.lock.verify()
+    except LockLost as lost:
+        raise LockLost(
+            f"{failure} {lost} Another migrator could have started beside it, so nothing more was done "
+            f"(no create_all fallback); the database is at {revs(run.summary.to_revisions)}. {_LOCK_LOST_NEXT}"
+        ) from failure
 
 
 def _tables_of(snapshot: Any, expected: Expected) -> list[str]:

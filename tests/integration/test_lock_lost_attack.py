@@ -1,0 +1,59 @@
+"""A migration lock lost while held, attacked from the sides the first test of it did not cover.
+
+Every test runs migrate.py as a real process against a real SQLite file or the
+real PostgreSQL/MariaDB test server; a revision takes the run's lock away from
+outside the run (the lock file deleted, the lock session terminated or killed),
+as an administrator, a pooler's timeout or an operator's clean-up would.
+"""
+
+from __future__ import annotations
+
+from tests.integration.test_faults import run
+from tests.support.chains import Chain
+from tests.support.dbstate import is_sqlite, tables, versions
+from tests.support.locks import TAKE_THE_LOCK_AWAY_ONCE, lock_away_env
+from tests.support.process import summary_line
+
+#: Takes the run's migration lock away and fails, once: the next run's migration succeeds.
+_TAKE_THE_LOCK_AWAY_THEN_FAIL = (
+    TAKE_THE_LOCK_AWAY_ONCE
+    + """
+if took:
+    op.execute("INSERT INTO lost_no_such_table (id) VALUES (1)")
+op.execute("CREATE TABLE lost_model (id INTEGER PRIMARY KEY)")
+"""
+)
+
+_LOST_MODEL = """
+class LostModel(Base):
+    __tablename__ = "lost_model"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+"""
+
+
+def test_a_migration_that_fails_after_the_lock_was_lost_runs_no_fallback_and_exits_5(any_url, tmp_path):
+    """The create_all fallback writes to the database too: without the lock another migrator may
+    be running beside it, so a failure found with the lock gone stops there (exit 5; exit 3 on a
+    server, whose lock session is the reader's)."""
+    chain = Chain(tmp_path / "lost")
+    chain.add("lost_one", 'op.execute("CREATE TABLE lost_one (id INTEGER)")')
+    chain.add("lost_two", _TAKE_THE_LOCK_AWAY_THEN_FAIL, idempotent=True)  # MySQL records it as interrupted
+    chain.append_models(_LOST_MODEL)
+    extra = lock_away_env(any_url, tmp_path / "lost.marker")
+    first = run(any_url, tmp_path, chain.path, name="lost", **extra)
+    if is_sqlite(any_url):
+        assert first.proc.returncode == 5, first.out
+        assert "lost the migration lock" in first.out and "no create_all fallback" in first.out, first.out
+        assert "lost_two" in summary_line(first.out), first.out
+    else:
+        # On a server the lock is held in the reader's session: the reader finds it gone first.
+        assert first.proc.returncode == 3, first.out
+        assert "Nothing more was done" in first.out, first.out
+    assert "FALLBACK USED" not in first.out, first.out
+    assert "lost_model" not in tables(any_url), "the fallback ran without the lock"
+    assert versions(any_url) == ["lost_one"], first.out
+    second = run(any_url, tmp_path, chain.path, name="again", **extra)
+    assert second.proc.returncode == 0, second.out
+    assert versions(any_url) == ["lost_two"]
+    assert {"lost_one", "lost_model"} <= tables(any_url)
