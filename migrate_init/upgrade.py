@@ -35,6 +35,7 @@ from .errors import (
     undone,
 )
 from .history import Recorder
+from .lock import LOST_NEXT
 from .probe import PROGRESS_TABLE, SEED_TABLE
 from .state import (
     Expected,
@@ -340,13 +341,6 @@ def _reader_lost(run: Run, exc: Exception, loaded: Loaded, state: Any, applied: 
     )
 
 
-#: What to do after a lost migration lock stopped the run.
-_LOCK_LOST_NEXT = (
-    "Run again to finish the job; if the lock keeps going, look for what ends the session (a pooler's "
-    "or the server's idle timeout, an administrator) or removes the lock file."
-)
-
-
 def _stopped(
     exc: Interrupted | MigrationTimeout | LockLost,
     running: str | None,
@@ -374,7 +368,7 @@ def _stopped(
         )
     if isinstance(exc, LockLost):
         return LockLost(
-            f"{exc} Another migrator could have started beside it, so it stopped. {what}; {where}. {_LOCK_LOST_NEXT}"
+            f"{exc} Another migrator could have started beside it, so it stopped. {what}; {where}. {LOST_NEXT}"
         )
     return MigrationTimeout(
         f"{exc} {what}; {where}. Raise MIGRATION_TIMEOUT (0 means no limit) or make the migration faster."
@@ -620,7 +614,7 @@ def _still_locked(run: Run, failure: MigrationFailed) -> None:
     except LockLost as lost:
         raise LockLost(
             f"{failure} {lost} Another migrator could have started beside it, so nothing more was done "
-            f"(no create_all fallback); the database is at {revs(run.summary.to_revisions)}. {_LOCK_LOST_NEXT}"
+            f"(no create_all fallback); the database is at {revs(run.summary.to_revisions)}. {LOST_NEXT}"
         ) from failure
 
 

@@ -57,3 +57,34 @@ def test_a_migration_that_fails_after_the_lock_was_lost_runs_no_fallback_and_exi
     assert second.proc.returncode == 0, second.out
     assert versions(any_url) == ["lost_two"]
     assert {"lost_one", "lost_model"} <= tables(any_url)
+
+
+#: MODELS whose create_all takes the run's lock away (the lock file deleted) before its first table, once.
+_MODELS_TAKE_THE_LOCK_AWAY = """
+import os as _os
+from pathlib import Path as _Path
+
+
+@sa.event.listens_for(Base.metadata, "before_create")
+def _take_the_lock_away(target, connection, **kw):
+    if not _Path(_os.environ["LOST_MARKER"]).exists():
+        _Path(_os.environ["LOST_MARKER"]).write_text("taken")
+        _os.remove(_os.environ["LOST_TARGET"])
+"""
+
+
+def test_a_sqlite_lock_file_deleted_during_empty_database_models_create_all_rolls_it_back_exit_5(sqlite_url, tmp_path):
+    """EMPTY_DATABASE=models commits create_all and the stamp with no migration to check the lock
+    before: a lock lost meanwhile must stop the run before create_all commits, the database left empty."""
+    chain = Chain(tmp_path / "lost")
+    chain.append_models(_MODELS_TAKE_THE_LOCK_AWAY)
+    extra = {**lock_away_env(sqlite_url, tmp_path / "lost.marker"), "EMPTY_DATABASE": "models"}
+    first = run(sqlite_url, tmp_path, chain.path, name="lost", **extra)
+    assert (tmp_path / "lost.marker").exists(), first.out
+    assert first.proc.returncode == 5, first.out
+    assert "lost the migration lock" in first.out, first.out
+    assert tables(sqlite_url) == set(), "create_all ran without the lock"
+    second = run(sqlite_url, tmp_path, chain.path, name="again", **extra)
+    assert second.proc.returncode == 0, second.out
+    assert "EMPTY_DATABASE=models" in summary_line(second.out), second.out
+    assert versions(sqlite_url) != []
