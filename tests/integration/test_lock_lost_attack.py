@@ -8,10 +8,18 @@ as an administrator, a pooler's timeout or an operator's clean-up would.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
 from tests.integration.test_faults import run
 from tests.support.chains import Chain
-from tests.support.dbstate import is_sqlite, tables, versions
+from tests.support.dbstate import database_name, is_sqlite, tables, versions
 from tests.support.locks import TAKE_THE_LOCK_AWAY_ONCE, lock_away_env
+from tests.support.pgbouncer import POOL_MODES, PgBouncer, in_front_of
+from tests.support.pgserver import PgServer
 from tests.support.process import summary_line
 
 #: Takes the run's migration lock away and fails, once: the next run's migration succeeds.
@@ -88,3 +96,37 @@ def test_a_sqlite_lock_file_deleted_during_empty_database_models_create_all_roll
     assert second.proc.returncode == 0, second.out
     assert "EMPTY_DATABASE=models" in summary_line(second.out), second.out
     assert versions(sqlite_url) != []
+
+
+@pytest.fixture(scope="module", params=POOL_MODES)
+def bouncer(request: pytest.FixtureRequest, pg_server: PgServer) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction, then in session pooling, in front of the session's server."""
+    started = in_front_of(pg_server, request.param)
+    yield started
+    started.stop()
+
+
+@pytest.mark.postgres
+def test_a_lock_session_ended_behind_pgbouncer_stops_the_run_before_that_migration_commits(
+    bouncer: PgBouncer, pg_server: PgServer, tmp_path: Path
+) -> None:
+    """Behind a pooler the client's connection is not the server's session: ending the server
+    session that holds the lock must still reach the run as a lost lock, not pass unnoticed."""
+    direct = pg_server.create_database(f"t_{uuid.uuid4().hex[:16]}")
+    try:
+        chain = Chain(tmp_path / "lost")
+        chain.add("lost_one", 'op.execute("CREATE TABLE lost_one (id INTEGER)")')
+        chain.add("lost_two", 'op.execute("CREATE TABLE lost_two (id INTEGER)")\n' + TAKE_THE_LOCK_AWAY_ONCE)
+        chain.add("lost_three", 'op.execute("CREATE TABLE lost_three (id INTEGER)")')
+        url = bouncer.through(direct)
+        extra = lock_away_env(direct, tmp_path / "lost.marker")
+        first = run(url, tmp_path, chain.path, name="lost", **extra)
+        assert first.proc.returncode == 5, first.out
+        assert "lost the advisory lock" in first.out, first.out
+        assert versions(direct) == ["lost_one"], first.out
+        assert not {"lost_two", "lost_three"} & tables(direct), "a migration committed without the lock"
+        second = run(url, tmp_path, chain.path, name="again", **extra)
+        assert second.proc.returncode == 0, second.out
+        assert versions(direct) == ["lost_three"]
+    finally:
+        pg_server.drop_database(database_name(direct))
