@@ -55,6 +55,7 @@ from .watchdog import block_stop_signals
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from .config import Config
@@ -167,6 +168,8 @@ def _migrate(run: Run, loaded: Loaded, standing: Standing, check: QuickCheck | N
     failure: MigrationFailed | None = None
     engine = glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint)
     watchdog.track_sqlalchemy()
+    progress: Any = None
+    _verify_lock_at_commits(run, engine, lambda: progress is not None and progress.running is not None)
     try:
         if was_empty and expected.seeds:
             seed.owe(engine)  # committed first: a run stopped after the migrations still owes the seeds
@@ -603,6 +606,33 @@ def _failed(run: Run, loaded: Loaded, engine: Any, failure: MigrationFailed) -> 
         "is still pending: fix the migration and run again."
     )
     return summary
+
+
+def _verify_lock_at_commits(run: Run, engine: Any, migrating: Callable[[], bool]) -> None:
+    """Verify the migration lock before every commit of the migration engine, not only a migration's own.
+
+    Progress checks each migration just before its commit; an ``autocommit_block()`` commits what
+    ran before it (then runs its statements on their own), and the seeds and history rows commit
+    on their own.  A lost lock stops the run before any of those commits: what it held is rolled
+    back.  Inside a migration the stop is worded by :func:`_stopped`, which names it.
+    """
+    lock = run.lock
+    if lock is None:
+        return
+    import sqlalchemy
+
+    def verify(_connection: Any) -> None:
+        try:
+            lock.verify()
+        except LockLost as lost:
+            if migrating():
+                raise
+            raise LockLost(
+                f"{lost} Another migrator could have started beside it, so it stopped before its next "
+                f"commit, which was rolled back. {LOST_NEXT}"
+            ) from None
+
+    sqlalchemy.event.listen(engine, "commit", verify)
 
 
 def _still_locked(run: Run, failure: MigrationFailed) -> None:

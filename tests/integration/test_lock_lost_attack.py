@@ -8,6 +8,7 @@ as an administrator, a pooler's timeout or an operator's clean-up would.
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_faults import run
-from tests.support.chains import Chain
-from tests.support.dbstate import database_name, is_sqlite, tables, versions
+from tests.integration.test_seed import SEEDS
+from tests.support.chains import TARGET, Chain
+from tests.support.dbstate import count, database_name, is_sqlite, tables, versions
 from tests.support.locks import TAKE_THE_LOCK_AWAY_ONCE, lock_away_env
 from tests.support.pgbouncer import POOL_MODES, PgBouncer, in_front_of
 from tests.support.pgserver import PgServer
-from tests.support.process import summary_line
+from tests.support.process import operator_env, run_migrate, summary_line
 
 #: Takes the run's migration lock away and fails, once: the next run's migration succeeds.
 _TAKE_THE_LOCK_AWAY_THEN_FAIL = (
@@ -130,3 +132,52 @@ def test_a_lock_session_ended_behind_pgbouncer_stops_the_run_before_that_migrati
         assert versions(direct) == ["lost_three"]
     finally:
         pg_server.drop_database(database_name(direct))
+
+
+def test_a_lock_lost_before_an_autocommit_block_stops_the_run_before_that_block_commits(db_url, tmp_path):
+    """``autocommit_block()`` commits what ran before it and runs its statements on their own, with
+    no migration's commit to check the lock: a lock lost before it must stop the run there."""
+    chain = Chain(tmp_path / "lost")
+    chain.add("lost_one", 'op.execute("CREATE TABLE lost_one (id INTEGER)")')
+    auto = """
+op.execute("CREATE TABLE lost_before (id INTEGER)")
+with op.get_context().autocommit_block():
+    op.execute("CREATE TABLE lost_auto (id INTEGER)")
+op.execute("CREATE TABLE lost_two (id INTEGER)")
+"""
+    chain.add("lost_two", TAKE_THE_LOCK_AWAY_ONCE + auto)
+    extra = lock_away_env(db_url, tmp_path / "lost.marker")
+    first = run(db_url, tmp_path, chain.path, name="lost", **extra)
+    assert first.proc.returncode == 5, first.out
+    assert "lost_two" in summary_line(first.out), first.out
+    assert versions(db_url) == ["lost_one"], first.out
+    assert not {"lost_before", "lost_auto", "lost_two"} & tables(db_url), "committed without the lock"
+    second = run(db_url, tmp_path, chain.path, name="again", **extra)
+    assert second.proc.returncode == 0, second.out
+    assert versions(db_url) == ["lost_two"]
+    assert {"lost_before", "lost_auto", "lost_two"} <= tables(db_url)
+
+
+def test_a_sqlite_lock_file_deleted_while_the_seeds_run_stops_before_they_commit_and_a_rerun_seeds(
+    sqlite_url, tmp_path
+):
+    """Seeds commit after the last migration's check: a lock lost while they run must stop the run
+    before their commit (exit 5), the seeds still owed, not seed beside another migrator."""
+    seeds = tmp_path / "seeds"
+    shutil.copytree(SEEDS, seeds)
+    (seeds / "03-take-the-lock-away.py").write_text(
+        "import os\nfrom pathlib import Path\n\n"
+        'if not Path(os.environ["LOST_MARKER"]).exists():\n'
+        '    Path(os.environ["LOST_MARKER"]).write_text("taken")\n'
+        '    os.remove(os.environ["LOST_TARGET"])\n'
+    )
+    extra = {k: str(v) for k, v in lock_away_env(sqlite_url, tmp_path / "lost.marker").items()}
+    env = operator_env(sqlite_url, tmp_path, SEED_DIR=seeds, **extra)
+    first = run_migrate(env=env)
+    assert first.code == 5, first.out
+    assert "lost the migration lock" in first.out and "before its next commit" in first.out, first.out
+    assert versions(sqlite_url) == [TARGET]  # the migrations committed under the lock
+    assert count(sqlite_url, "user", "WHERE role = 'admin'") == 0, "the seeds committed without the lock"
+    second = run_migrate(env=env)
+    assert second.code == 0, second.out
+    assert count(sqlite_url, "user", "WHERE role = 'admin'") == 1
