@@ -181,3 +181,20 @@ def test_a_sqlite_lock_file_deleted_while_the_seeds_run_stops_before_they_commit
     second = run_migrate(env=env)
     assert second.code == 0, second.out
     assert count(sqlite_url, "user", "WHERE role = 'admin'") == 1
+
+
+@pytest.mark.mysql
+def test_a_mysql_migration_that_takes_and_releases_named_locks_of_its_own_keeps_the_run_s_lock(mysql_url, tmp_path):
+    """A migration's GET_LOCK / RELEASE_ALL_LOCKS run in its own session: the run's lock, in another
+    session, stays held, and verify() must not call it lost."""
+    chain = Chain(tmp_path / "own")
+    chain.add(
+        "own_one",
+        "op.execute(\"SELECT GET_LOCK('app-maintenance', 0)\")\n"
+        'op.execute("SELECT RELEASE_ALL_LOCKS()")\n'
+        'op.execute("CREATE TABLE own_one (id INTEGER)")',
+    )
+    chain.add("own_two", 'op.execute("CREATE TABLE own_two (id INTEGER)")')
+    result = run(mysql_url, tmp_path, chain.path, name="own")
+    assert result.proc.returncode == 0, result.out
+    assert versions(mysql_url) == ["own_two"]
