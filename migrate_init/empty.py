@@ -35,7 +35,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from . import report, schema, seed
-from .errors import ConfigError, MigrationFailed
+from .errors import ConfigError, LockLost, MigrationFailed
+from .lock import LOST_NEXT
 from .probe import PROGRESS_TABLE, SEED_TABLE
 from .state import cache_manifest, revs, standing_of, verified
 
@@ -75,7 +76,13 @@ def build_models(run: Run, loaded: Loaded) -> report.Summary:
     try:
         if expected.seeds:
             seed.owe(engine)
-        created = _create_all(engine, loaded.metadata, f"MODELS={cfg.models}")
+        try:
+            created = _create_all(engine, loaded.metadata, f"MODELS={cfg.models}", run.lock_check)
+        except LockLost as lost:
+            raise type(lost)(
+                f"{lost} Another migrator could have started beside it, so create_all from MODELS was rolled "
+                f"back and nothing was stamped: the database is still empty. {LOST_NEXT}"
+            ) from None
         watchdog.checkpoint()
         watchdog.phase = "stamping the heads"
         # Through env.py, like `migrate.py stamp`: its version_table is the one that counts.
@@ -137,13 +144,21 @@ def complete_from_models(cfg: Config, engine: Any, loaded: Loaded, standing: Sta
     )
 
 
-def _create_all(engine: Any, metadata: Any, source: str) -> list[str]:
-    """create_all in one transaction (rolled back whole if it fails); the tables it made, logged."""
+def _create_all(engine: Any, metadata: Any, source: str, lock_check: Any = None) -> list[str]:
+    """create_all in one transaction (rolled back whole if it fails); the tables it made, logged.
+
+    ``lock_check`` (the migration lock's ``verify``), asked just before the commit: no
+    migration's commit checks the lock on this path.
+    """
 
     try:
         with engine.begin() as connection:
             before = set(sa.inspect(connection).get_table_names())
             metadata.create_all(connection, checkfirst=True)
+            if lock_check is not None:
+                lock_check()
+    except LockLost:
+        raise
     except Exception as exc:
         raise MigrationFailed(
             f"create_all from {source} failed: {type(exc).__name__}: {report.first_line(exc)}. "

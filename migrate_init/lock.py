@@ -50,6 +50,11 @@ if TYPE_CHECKING:
 BACKOFF = retry.Backoff(initial=0.1, maximum=1.0, multiplier=1.1, floor=0.05)
 #: statement_timeout of the PostgreSQL lock connection: no polling query may hang.
 STATEMENT_TIMEOUT_MS = 5000
+#: What to do after a lost migration lock stopped the run (the end of each such message).
+LOST_NEXT = (
+    "Run again to finish the job; if it happens again, find what ends the lock's session (an "
+    "idle-session killer, a pooler) or deletes the lock file."
+)
 
 
 class MigrationLock:

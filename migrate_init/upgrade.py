@@ -35,6 +35,7 @@ from .errors import (
     undone,
 )
 from .history import Recorder
+from .lock import LOST_NEXT
 from .probe import PROGRESS_TABLE, SEED_TABLE
 from .state import (
     Expected,
@@ -54,6 +55,7 @@ from .watchdog import block_stop_signals
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from .config import Config
@@ -166,6 +168,8 @@ def _migrate(run: Run, loaded: Loaded, standing: Standing, check: QuickCheck | N
     failure: MigrationFailed | None = None
     engine = glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint)
     watchdog.track_sqlalchemy()
+    progress: Any = None
+    _verify_lock_at_commits(run, engine, lambda: progress is not None and progress.running is not None)
     try:
         if was_empty and expected.seeds:
             seed.owe(engine)  # committed first: a run stopped after the migrations still owes the seeds
@@ -368,9 +372,7 @@ def _stopped(
     if isinstance(exc, LockLost):
         # The same class: the server ending the lock's session is a lost connection (exit 3), the rest exit 5.
         return type(exc)(
-            f"{exc} Another migrator could have started beside this run, so it stopped. {what}; {where}. "
-            "Run again to finish the job; if it happens again, find what ends the lock's session (an "
-            "idle-session killer, a pooler) or deletes the lock file."
+            f"{exc} Another migrator could have started beside this run, so it stopped. {what}; {where}. {LOST_NEXT}"
         )
     return MigrationTimeout(
         f"{exc} {what}; {where}. Raise MIGRATION_TIMEOUT (0 means no limit) or make the migration faster."
@@ -546,6 +548,7 @@ def _failed(run: Run, loaded: Loaded, engine: Any, failure: MigrationFailed) -> 
             "DDL_LOCK_TIMEOUT, and run again.",
             revision=failure.revision,
         ) from failure
+    _still_locked(run, failure)
     report.error("migration_failed", str(failure), revision=failure.revision)
 
     fallback = cfg.enable_fallback_create and loaded.metadata is not None
@@ -604,6 +607,46 @@ def _failed(run: Run, loaded: Loaded, engine: Any, failure: MigrationFailed) -> 
         "is still pending: fix the migration and run again."
     )
     return summary
+
+
+def _verify_lock_at_commits(run: Run, engine: Any, migrating: Callable[[], bool]) -> None:
+    """Verify the migration lock before every commit of the migration engine, not only a migration's own.
+
+    Progress checks each migration just before its commit; an ``autocommit_block()`` commits what
+    ran before it (then runs its statements on their own), and the seeds and history rows commit
+    on their own.  A lost lock stops the run before any of those commits: what it held is rolled
+    back.  Inside a migration the stop is worded by :func:`_stopped`, which names it.
+    """
+    lock_check = run.lock_check
+    if lock_check is None:
+        return
+    import sqlalchemy
+
+    def verify(_connection: Any) -> None:
+        try:
+            lock_check()
+        except LockLost as lost:
+            if migrating():
+                raise
+            raise type(lost)(
+                f"{lost} Another migrator could have started beside it, so it stopped before its next "
+                f"commit, which was rolled back. {LOST_NEXT}"
+            ) from None
+
+    sqlalchemy.event.listen(engine, "commit", verify)
+
+
+def _still_locked(run: Run, failure: MigrationFailed) -> None:
+    """The fallback and its history row write too: not once the lock is gone (another migrator may run beside)."""
+    if run.lock_check is None:
+        return
+    try:
+        run.lock_check()
+    except LockLost as lost:
+        raise type(lost)(
+            f"{failure} {lost} Another migrator could have started beside it, so nothing more was done "
+            f"(no create_all fallback); the database is at {revs(run.summary.to_revisions)}. {LOST_NEXT}"
+        ) from failure
 
 
 def _tables_of(snapshot: Any, expected: Expected) -> list[str]:

@@ -61,8 +61,10 @@ from tests.support.dbstate import (
 )
 from tests.support.locks import (
     HOLDER_STARTED,
+    TAKE_THE_LOCK_AWAY_ONCE,
     advisory_locks,
     flock_free,
+    lock_away_env,
     migration_lock_free,
     migrator_backends,
     my_lock_held,
@@ -228,28 +230,8 @@ def test_sigterm_while_waiting_for_the_lock_exits_143_at_once(db_url, tmp_path):
     assert versions(db_url) == ["70c7b727736e"]
 
 
-#: The body of a revision that takes the run's migration lock away from outside the run, once:
-#: SQLite's lock file deleted, PostgreSQL's lock session terminated, MySQL's killed.
-_TAKE_THE_LOCK_AWAY = """
-op.execute("CREATE TABLE IF NOT EXISTS lost_two (id INTEGER)")
-marker = Path(os.environ["LOST_MARKER"])
-if not marker.exists():
-    marker.write_text("taken")
-    kind, target = os.environ["LOST_KIND"], os.environ["LOST_TARGET"]
-    bind = op.get_bind()
-    if kind == "sqlite":
-        os.remove(target)
-    elif kind == "postgresql":
-        bind.exec_driver_sql(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND pid <> pg_backend_pid() AND database = "
-            "(SELECT oid FROM pg_database WHERE datname = current_database())"
-        )
-    else:
-        holder = bind.exec_driver_sql(f"SELECT IS_USED_LOCK('{target}')").scalar()
-        bind.exec_driver_sql(f"KILL {int(holder)}")
-    time.sleep(0.5)  # the server ends the session
-"""
+#: A revision that takes the run's migration lock away from outside the run, once.
+_TAKE_THE_LOCK_AWAY = 'op.execute("CREATE TABLE IF NOT EXISTS lost_two (id INTEGER)")\n' + TAKE_THE_LOCK_AWAY_ONCE
 
 
 def test_a_lock_taken_away_mid_run_stops_the_run_before_that_migration_commits_and_a_rerun_finishes(any_url, tmp_path):
@@ -259,18 +241,12 @@ def test_a_lock_taken_away_mid_run_stops_the_run_before_that_migration_commits_a
     chain.add("lost_one", 'op.execute("CREATE TABLE lost_one (id INTEGER)")')
     chain.add("lost_two", _TAKE_THE_LOCK_AWAY, idempotent=True)  # MySQL: its DDL commits at once
     chain.add("lost_three", 'op.execute("CREATE TABLE lost_three (id INTEGER)")')
-    if is_sqlite(any_url):
-        kind, target = "sqlite", engines_sqlite.lock_path(str(sqlite_path(any_url)))
-    elif is_mysql(any_url):
-        kind, target = "mysql", mysql_lock_name(database_name(any_url), "alembic_version")
-    else:
-        kind, target = "postgresql", ""
-    extra = {"LOST_MARKER": tmp_path / "lost.marker", "LOST_KIND": kind, "LOST_TARGET": target}
+    extra = lock_away_env(any_url, tmp_path / "lost.marker")
     first = run(any_url, tmp_path, chain.path, name="lost", **extra)
     summary = summary_line(first.out)
-    if kind == "sqlite":
+    if extra["LOST_KIND"] == "sqlite":
         assert first.proc.returncode == 5, first.out
-        assert f"lost the migration lock {target} while it held it: the lock file" in summary, summary
+        assert f"lost the migration lock {extra['LOST_TARGET']} while it held it: the lock file" in summary, summary
     else:  # the server ended the session: a lost connection, exit 3 as in issue 25 N35
         assert first.proc.returncode == 3, first.out
         assert "The session that held the migration lock" in summary and "ended by the server" in summary, summary

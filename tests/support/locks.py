@@ -26,7 +26,7 @@ from migrate_init.engines.sqlite import lock_path
 from migrate_init.url import parse as parse_url
 
 from . import REPO
-from .dbstate import database_name, pg_query
+from .dbstate import database_name, is_mysql, is_sqlite, pg_query, sqlite_path
 from .myserver import connect as my_connect
 from .pgserver import connect
 from .process import child_env
@@ -153,3 +153,39 @@ def migration_lock_free(url: str) -> bool:
     (the engine's ``holder``): an flock, an advisory lock or a GET_LOCK lock alike."""
     database = parse_url(url)
     return database.engine.holder(database, "alembic_version") is None
+
+
+#: A revision body's start that takes the running migrate.py's migration lock away from outside,
+#: once (``took`` says whether it did): SQLite's lock file deleted, PostgreSQL's lock session
+#: terminated, MySQL's killed.  Its environment comes from :func:`lock_away_env`.
+TAKE_THE_LOCK_AWAY_ONCE = """
+marker = Path(os.environ["LOST_MARKER"])
+took = not marker.exists()
+if took:
+    marker.write_text("taken")
+    kind, target = os.environ["LOST_KIND"], os.environ["LOST_TARGET"]
+    bind = op.get_bind()
+    if kind == "sqlite":
+        os.remove(target)
+    elif kind == "postgresql":
+        bind.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND pid <> pg_backend_pid() AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+    else:
+        holder = bind.exec_driver_sql(f"SELECT IS_USED_LOCK('{target}')").scalar()
+        bind.exec_driver_sql(f"KILL {int(holder)}")
+    time.sleep(0.5)  # the server ends the session
+"""
+
+
+def lock_away_env(url: str, marker: Path) -> dict[str, object]:
+    """What :data:`TAKE_THE_LOCK_AWAY_ONCE` reads: the marker file, the engine, the lock file or name."""
+    if is_sqlite(url):
+        kind, target = "sqlite", lock_path(str(sqlite_path(url)))
+    elif is_mysql(url):
+        kind, target = "mysql", mysql_lock_name(database_name(url), "alembic_version")
+    else:
+        kind, target = "postgresql", ""
+    return {"LOST_MARKER": marker, "LOST_KIND": kind, "LOST_TARGET": target}
