@@ -372,6 +372,8 @@ class Progress:
         self.script = script
         #: Raises when the migration lock is no longer held: asked before each migration commits.
         self.lock_check = lock_check
+        #: The connection whose next commit (the migration's own) was just vouched for by ``lock_check``.
+        self.lock_checked_on: Any = None
         #: Writes each applied revision's history row in its own transaction (:class:`history.Recorder`).
         self.history = history
         #: Told True when a step's code starts running, False when it is done (the watchdog).
@@ -454,6 +456,7 @@ class Progress:
             self.history.applied(ctx.connection, running.revision, elapsed)  # the same commit, too
         if self.lock_check is not None and not self.dry_run:
             self.lock_check()  # last, just before the commit: a lost lock rolls this migration back
+            self.lock_checked_on = ctx.connection
         self.applied.append(running.revision)
         self.running = None
         word = "Ran (dry run, rolled back at the end)" if self.dry_run else "Applied"

@@ -34,14 +34,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from . import report, schema, seed
+from . import lock, report, schema, seed
 from .errors import ConfigError, LockLost, MigrationFailed
-from .lock import LOST_NEXT
 from .probe import PROGRESS_TABLE, SEED_TABLE
 from .state import cache_manifest, revs, standing_of, verified
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from .config import Config
@@ -79,9 +79,8 @@ def build_models(run: Run, loaded: Loaded) -> report.Summary:
         try:
             created = _create_all(engine, loaded.metadata, f"MODELS={cfg.models}", run.lock_check)
         except LockLost as lost:
-            raise type(lost)(
-                f"{lost} Another migrator could have started beside it, so create_all from MODELS was rolled "
-                f"back and nothing was stamped: the database is still empty. {LOST_NEXT}"
+            raise lock.stopped(
+                lost, "create_all from MODELS was rolled back and nothing was stamped: the database is still empty"
             ) from None
         watchdog.checkpoint()
         watchdog.phase = "stamping the heads"
@@ -144,7 +143,7 @@ def complete_from_models(cfg: Config, engine: Any, loaded: Loaded, standing: Sta
     )
 
 
-def _create_all(engine: Any, metadata: Any, source: str, lock_check: Any = None) -> list[str]:
+def _create_all(engine: Any, metadata: Any, source: str, lock_check: Callable[[], None] | None = None) -> list[str]:
     """create_all in one transaction (rolled back whole if it fails); the tables it made, logged.
 
     ``lock_check`` (the migration lock's ``verify``), asked just before the commit: no

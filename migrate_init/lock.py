@@ -57,6 +57,14 @@ LOST_NEXT = (
 )
 
 
+def stopped(lost: LockLost, what: str) -> LockLost:
+    """``lost`` reworded as the stop of the run: ``what`` it did about it, then what to do.
+
+    The same class: the server ending the lock's session is a lost connection (exit 3), the rest exit 5.
+    """
+    return type(lost)(f"{lost} Another migrator could have started beside this run, so {what}. {LOST_NEXT}")
+
+
 class MigrationLock:
     """The migration lock: ``with lock:`` or ``acquire()`` / ``release()``.  Made by the factories.
 

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import backup, progress, report, retry, seed, wait
+from . import backup, lock, progress, report, retry, seed, wait
 from .effects import allowed_revisions_known, effect_guard
 from .errors import (
     AccessDenied,
@@ -35,7 +35,6 @@ from .errors import (
     undone,
 )
 from .history import Recorder
-from .lock import LOST_NEXT
 from .probe import PROGRESS_TABLE, SEED_TABLE
 from .state import (
     Expected,
@@ -169,7 +168,7 @@ def _migrate(run: Run, loaded: Loaded, standing: Standing, check: QuickCheck | N
     engine = glue.create_engine(cfg.database, busy_timeout=cfg.lock_timeout, checkpoint=watchdog.checkpoint)
     watchdog.track_sqlalchemy()
     progress: Any = None
-    _verify_lock_at_commits(run, engine, lambda: progress is not None and progress.running is not None)
+    _verify_lock_at_commits(run, engine, lambda: progress)
     try:
         if was_empty and expected.seeds:
             seed.owe(engine)  # committed first: a run stopped after the migrations still owes the seeds
@@ -370,10 +369,7 @@ def _stopped(
             message=f"Stopped by {exc.signal_name} while {exc.phase}. {what}; {where}. Run again to finish the job.",
         )
     if isinstance(exc, LockLost):
-        # The same class: the server ending the lock's session is a lost connection (exit 3), the rest exit 5.
-        return type(exc)(
-            f"{exc} Another migrator could have started beside this run, so it stopped. {what}; {where}. {LOST_NEXT}"
-        )
+        return lock.stopped(exc, f"it stopped. {what}; {where}")
     return MigrationTimeout(
         f"{exc} {what}; {where}. Raise MIGRATION_TIMEOUT (0 means no limit) or make the migration faster."
     )
@@ -609,29 +605,31 @@ def _failed(run: Run, loaded: Loaded, engine: Any, failure: MigrationFailed) -> 
     return summary
 
 
-def _verify_lock_at_commits(run: Run, engine: Any, migrating: Callable[[], bool]) -> None:
+def _verify_lock_at_commits(run: Run, engine: Any, progress_now: Callable[[], Any]) -> None:
     """Verify the migration lock before every commit of the migration engine, not only a migration's own.
 
     Progress checks each migration just before its commit; an ``autocommit_block()`` commits what
     ran before it (then runs its statements on their own), and the seeds and history rows commit
     on their own.  A lost lock stops the run before any of those commits: what it held is rolled
-    back.  Inside a migration the stop is worded by :func:`_stopped`, which names it.
+    back.  Inside a migration the stop is worded by :func:`_stopped`, which names it.  A
+    migration's own commit, which Progress has just checked, is not asked again.
     """
     lock_check = run.lock_check
     if lock_check is None:
         return
     import sqlalchemy
 
-    def verify(_connection: Any) -> None:
+    def verify(connection: Any) -> None:
+        progress = progress_now()
+        if progress is not None and progress.lock_checked_on is connection:
+            progress.lock_checked_on = None
+            return
         try:
             lock_check()
         except LockLost as lost:
-            if migrating():
+            if progress is not None and progress.running is not None:
                 raise
-            raise type(lost)(
-                f"{lost} Another migrator could have started beside it, so it stopped before its next "
-                f"commit, which was rolled back. {LOST_NEXT}"
-            ) from None
+            raise lock.stopped(lost, "it stopped before its next commit, which was rolled back") from None
 
     sqlalchemy.event.listen(engine, "commit", verify)
 
@@ -643,9 +641,9 @@ def _still_locked(run: Run, failure: MigrationFailed) -> None:
     try:
         run.lock_check()
     except LockLost as lost:
-        raise type(lost)(
-            f"{failure} {lost} Another migrator could have started beside it, so nothing more was done "
-            f"(no create_all fallback); the database is at {revs(run.summary.to_revisions)}. {LOST_NEXT}"
+        raise lock.stopped(
+            type(lost)(f"{failure} {lost}"),
+            f"nothing more was done (no create_all fallback); the database is at {revs(run.summary.to_revisions)}",
         ) from failure
 
 
